@@ -1,0 +1,227 @@
+//! The `local` driver: Docker's default. Each volume is a folder
+//! `<root>/volumes/<name>/_data`; with `type`/`device`/`o` options a
+//! filesystem is mounted there at the first mount id and unmounted at the
+//! last, so a tmpfs volume is empty at each first use (Docker's behaviour).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::local_opts::{self, LocalMount};
+use super::remove_tree::remove_tree_same_fs;
+use super::{Capabilities, DriverError, DriverOptions, DriverVolume, Scope, VolumeDriver};
+use crate::sys::mount;
+
+/// The local driver over one root's `volumes/` folder.
+#[derive(Debug)]
+pub struct LocalDriver {
+    volumes_dir: PathBuf,
+    /// Active mount ids per volume. Guarded per call only; the service's
+    /// per-name lock orders calls for one volume.
+    active: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+}
+
+impl LocalDriver {
+    /// A driver keeping its volumes under `volumes_dir` (which must exist).
+    pub fn new(volumes_dir: &Path) -> Self {
+        LocalDriver {
+            volumes_dir: volumes_dir.to_path_buf(),
+            active: Arc::default(),
+        }
+    }
+
+    fn volume_dir(&self, name: &str) -> PathBuf {
+        self.volumes_dir.join(name)
+    }
+
+    fn data_dir(&self, name: &str) -> PathBuf {
+        self.volume_dir(name).join("_data")
+    }
+
+    fn active_ids(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<String>>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn mount_fs(&self, spec: &LocalMount, target: &Path) -> Result<(), DriverError> {
+        if mount::is_mounted(target) {
+            // Left mounted by a previous daemon (live restore): adopt it.
+            return Ok(());
+        }
+        mount::mount(&spec.device, target, &spec.fstype, &spec.options).map_err(|source| {
+            DriverError::Mount {
+                device: spec.device.clone(),
+                target: target.display().to_string(),
+                data: spec.options.clone(),
+                source,
+            }
+        })
+    }
+}
+
+impl VolumeDriver for LocalDriver {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            scope: Scope::Local,
+        }
+    }
+
+    fn validate(&self, options: &DriverOptions) -> Result<(), DriverError> {
+        local_opts::parse(options).map(|_| ())
+    }
+
+    fn create(&self, name: &str, options: &DriverOptions) -> Result<bool, DriverError> {
+        local_opts::parse(options)?;
+        let data = self.data_dir(name);
+        if data.is_dir() {
+            return Ok(false);
+        }
+        create_dir_durable(&self.volume_dir(name), &self.volumes_dir)?;
+        create_dir_durable(&data, &self.volume_dir(name))?;
+        Ok(true)
+    }
+
+    fn remove(&self, name: &str) -> Result<bool, DriverError> {
+        let data = self.data_dir(name);
+        if mount::is_mounted(&data) {
+            mount::unmount(&data)
+                .map_err(|e| DriverError::io(format!("unmounting {}", data.display()), e))?;
+        }
+        self.active_ids().remove(name);
+        let dir = self.volume_dir(name);
+        remove_tree_same_fs(&dir)
+            .map_err(|e| DriverError::io(format!("removing {}", dir.display()), e))
+    }
+
+    fn path(&self, name: &str) -> Result<Option<PathBuf>, DriverError> {
+        Ok(self.volume_dir(name).is_dir().then(|| self.data_dir(name)))
+    }
+
+    fn mount(
+        &self,
+        name: &str,
+        options: &DriverOptions,
+        id: &str,
+    ) -> Result<PathBuf, DriverError> {
+        let data = self.data_dir(name);
+        if !data.is_dir() {
+            return Err(DriverError::NoSuchVolume);
+        }
+        let first = self.active_ids().get(name).is_none_or(|ids| ids.is_empty());
+        if first {
+            if let Some(spec) = local_opts::parse(options)? {
+                self.mount_fs(&spec, &data)?;
+            }
+        }
+        self.active_ids()
+            .entry(name.to_string())
+            .or_default()
+            .insert(id.to_string());
+        Ok(data)
+    }
+
+    fn unmount(&self, name: &str, id: &str) -> Result<bool, DriverError> {
+        let last = {
+            let active = self.active_ids();
+            match active.get(name) {
+                Some(ids) if ids.contains(id) => ids.len() == 1,
+                _ => return Ok(false),
+            }
+        };
+        let data = self.data_dir(name);
+        if last && mount::is_mounted(&data) {
+            mount::unmount(&data)
+                .map_err(|e| DriverError::io(format!("unmounting {}", data.display()), e))?;
+        }
+        let mut active = self.active_ids();
+        if let Some(ids) = active.get_mut(name) {
+            ids.remove(id);
+            if ids.is_empty() {
+                active.remove(name);
+            }
+        }
+        Ok(true)
+    }
+
+    fn get(&self, name: &str) -> Result<Option<DriverVolume>, DriverError> {
+        Ok(self.path(name)?.map(|mountpoint| DriverVolume {
+            name: name.to_string(),
+            mountpoint,
+            status: None,
+        }))
+    }
+
+    fn list(&self) -> Result<Vec<DriverVolume>, DriverError> {
+        let entries = std::fs::read_dir(&self.volumes_dir).map_err(|e| {
+            DriverError::io(format!("listing {}", self.volumes_dir.display()), e)
+        })?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() {
+                out.push(DriverVolume {
+                    mountpoint: self.data_dir(&name),
+                    name,
+                    status: None,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Creates `dir` (0755) and fsyncs `parent`, so an acknowledged volume's
+/// folder survives a power loss, not just a killed daemon.
+fn create_dir_durable(dir: &Path, parent: &Path) -> Result<(), DriverError> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(DriverError::io(format!("creating {}", dir.display()), e)),
+    }
+    std::fs::File::open(parent)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| DriverError::io(format!("syncing {}", parent.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_is_idempotent_and_remove_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = LocalDriver::new(dir.path());
+        let none = DriverOptions::new();
+        assert!(driver.create("v1", &none).unwrap());
+        assert!(!driver.create("v1", &none).unwrap());
+        std::fs::write(dir.path().join("v1/_data/f"), b"x").unwrap();
+        assert_eq!(
+            driver.path("v1").unwrap().unwrap(),
+            dir.path().join("v1/_data")
+        );
+        assert_eq!(driver.list().unwrap().len(), 1);
+        assert!(driver.remove("v1").unwrap());
+        assert!(!driver.remove("v1").unwrap());
+        assert!(driver.path("v1").unwrap().is_none());
+    }
+
+    #[test]
+    fn plain_volume_mount_ids_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = LocalDriver::new(dir.path());
+        let none = DriverOptions::new();
+        driver.create("v", &none).unwrap();
+        driver.mount("v", &none, "a").unwrap();
+        driver.mount("v", &none, "b").unwrap();
+        assert!(driver.unmount("v", "a").unwrap());
+        assert!(!driver.unmount("v", "a").unwrap());
+        assert!(driver.unmount("v", "b").unwrap());
+        assert!(matches!(
+            driver.mount("nope", &none, "a"),
+            Err(DriverError::NoSuchVolume)
+        ));
+    }
+}

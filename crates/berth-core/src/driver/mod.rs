@@ -1,0 +1,144 @@
+//! Volume drivers: the trait every backend implements and the registry the
+//! volume service looks drivers up in.
+//!
+//! The trait mirrors the Docker volume plugin protocol (`VolumeDriver.Create`,
+//! `.Remove`, `.Mount`, `.Unmount`, `.Path`, `.Get`, `.List`,
+//! `.Capabilities`), so an in-tree driver and an external plugin look the
+//! same to the service. Drivers own their storage; the service owns the
+//! metadata (names, labels, options, holders) and calls drivers only after
+//! it has recorded its intent, so a crash between the two is repairable.
+
+mod error;
+pub mod local;
+mod local_opts;
+mod remove_tree;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use error::DriverError;
+
+/// Options given to a driver at create, as `-o key=value` pairs.
+pub type DriverOptions = BTreeMap<String, String>;
+
+/// Whether a driver's volumes are visible to this host only or cluster-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Local,
+    Global,
+}
+
+impl Scope {
+    /// The wire spelling (`"local"`, `"global"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Local => "local",
+            Scope::Global => "global",
+        }
+    }
+}
+
+/// What `Capabilities` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    pub scope: Scope,
+}
+
+/// A volume as its driver sees it (`VolumeDriver.Get` / `.List`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverVolume {
+    pub name: String,
+    pub mountpoint: PathBuf,
+    /// Driver-specific status shown by single-volume inspect; `None` when
+    /// the driver reports nothing (the local driver).
+    pub status: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A volume backend.
+///
+/// Every method may be called concurrently for *different* names; the
+/// service serialises calls for the same name with its per-name lock, so an
+/// implementation needs no lock of its own around one volume's lifecycle.
+pub trait VolumeDriver: Send + Sync {
+    /// The name users pass as `--driver`.
+    fn name(&self) -> &str;
+
+    /// Scope of the volumes (`VolumeDriver.Capabilities`).
+    fn capabilities(&self) -> Capabilities;
+
+    /// Checks create options without side effects. The service calls it
+    /// before it records anything, so a bad option changes nothing.
+    /// Errors: [`DriverError::InvalidOption`].
+    fn validate(&self, options: &DriverOptions) -> Result<(), DriverError>;
+
+    /// Creates storage for `name`. Idempotent: storage that already exists
+    /// is kept and `Ok(false)` returned. On error, the driver removes
+    /// whatever it made itself before returning.
+    fn create(&self, name: &str, options: &DriverOptions) -> Result<bool, DriverError>;
+
+    /// Destroys the storage of `name` and all its data. Idempotent: absent
+    /// storage is `Ok(false)`. The service never calls it while mount ids
+    /// are active; a driver must still refuse to delete through a mount.
+    fn remove(&self, name: &str) -> Result<bool, DriverError>;
+
+    /// Where the volume's data is reached (the `Mountpoint`), whether or not
+    /// it is mounted. `None` if the driver has no such volume.
+    fn path(&self, name: &str) -> Result<Option<PathBuf>, DriverError>;
+
+    /// Makes the volume usable for the caller identified by `id` and returns
+    /// the path to use. Reference-counted by id: the first id does the real
+    /// work (a filesystem mount), later ids and repeated calls with a known
+    /// id only return the path. The driver keeps its counts in memory; the
+    /// service persists ids and replays them after a restart.
+    fn mount(&self, name: &str, options: &DriverOptions, id: &str)
+        -> Result<PathBuf, DriverError>;
+
+    /// Releases `id`'s use. The last id undoes the real mount. Unknown ids
+    /// are `Ok(false)`. On error the id stays counted.
+    fn unmount(&self, name: &str, id: &str) -> Result<bool, DriverError>;
+
+    /// One volume as the driver sees it, or `None`.
+    fn get(&self, name: &str) -> Result<Option<DriverVolume>, DriverError>;
+
+    /// All volumes whose storage exists, as the driver sees them.
+    fn list(&self) -> Result<Vec<DriverVolume>, DriverError>;
+}
+
+/// The name used when a request names no driver.
+pub const DEFAULT_DRIVER: &str = "local";
+
+/// Drivers by name. Fixed after start-up, so lookups take no lock.
+#[derive(Clone, Default)]
+pub struct DriverRegistry {
+    drivers: HashMap<String, Arc<dyn VolumeDriver>>,
+}
+
+impl DriverRegistry {
+    /// Adds a driver under its own name, replacing one of the same name.
+    pub fn register(&mut self, driver: Arc<dyn VolumeDriver>) {
+        self.drivers.insert(driver.name().to_string(), driver);
+    }
+
+    /// The driver called `name` (`""` means [`DEFAULT_DRIVER`]). Fails fast
+    /// with Docker's "plugin not found" wording: there is no plugin
+    /// discovery to wait for.
+    pub fn get(&self, name: &str) -> Result<Arc<dyn VolumeDriver>, DriverError> {
+        let name = if name.is_empty() { DEFAULT_DRIVER } else { name };
+        self.drivers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| DriverError::UnknownDriver(name.to_string()))
+    }
+
+    /// Every registered driver.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn VolumeDriver>> {
+        self.drivers.values()
+    }
+}
+
+impl std::fmt::Debug for DriverRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.drivers.keys()).finish()
+    }
+}

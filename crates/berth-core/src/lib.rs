@@ -1,0 +1,16 @@
+//! berth-core: the engine of berth, with no HTTP and no command line.
+//!
+//! It owns the volume model and its rules ([`volume`]), the SQLite metadata
+//! store ([`store`]), the volume drivers ([`driver`]) and the layout of the
+//! daemon's root folder ([`root`]). Callers (the API layer, tests) drive it
+//! through [`volume::VolumeService`]; every operation returns a typed
+//! [`Error`] whose [`ErrorKind`] the API maps to a status code.
+
+pub mod driver;
+pub mod error;
+pub mod root;
+pub mod store;
+pub mod sys;
+pub mod volume;
+
+pub use error::{Error, ErrorKind, Result};

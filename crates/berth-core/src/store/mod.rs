@@ -1,0 +1,73 @@
+//! The metadata store: one SQLite file (`<root>/berth.db`) in WAL mode with
+//! durable commits (`synchronous=FULL`), so a transaction that returned is on
+//! disk even if the daemon is killed the next instant.
+//!
+//! Every metadata change is one transaction. The connection sits behind a
+//! mutex that is held only for the duration of one statement group, never
+//! across driver I/O.
+
+mod schema;
+mod volumes;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+pub use volumes::{VolumeRecord, VolumeState};
+
+/// Errors from the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("metadata database schema version {found} is newer than this berth understands ({known}); refusing to touch it")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("metadata database: corrupt row for volume {name:?}: {detail}")]
+    CorruptRow { name: String, detail: String },
+}
+
+/// Handle to the metadata database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, sets durability
+    /// pragmas and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Opens a private in-memory database (unit tests of pure logic).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let mut conn = Connection::open_in_memory()?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The schema version the database is at.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half transaction
+        // behind (rusqlite rolls back on drop), so poisoning is harmless.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

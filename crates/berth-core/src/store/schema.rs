@@ -1,0 +1,96 @@
+//! Schema migrations, versioned with `PRAGMA user_version`.
+//!
+//! Migrations are append-only: never edit one that has shipped; add the next.
+//! Each runs in its own transaction together with the version bump, so a
+//! crash mid-migration leaves the previous version intact.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Ordered migrations; index + 1 is the version each one produces.
+const MIGRATIONS: &[&str] = &[
+    // 1: volumes and everything hanging off them.
+    r#"
+    CREATE TABLE volumes (
+        name       TEXT PRIMARY KEY NOT NULL,
+        driver     TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        state      TEXT NOT NULL CHECK (state IN ('creating', 'ready', 'removing'))
+    ) STRICT;
+    CREATE TABLE volume_labels (
+        volume TEXT NOT NULL REFERENCES volumes(name) ON DELETE CASCADE,
+        key    TEXT NOT NULL,
+        value  TEXT NOT NULL,
+        PRIMARY KEY (volume, key)
+    ) STRICT;
+    CREATE TABLE volume_options (
+        volume TEXT NOT NULL REFERENCES volumes(name) ON DELETE CASCADE,
+        key    TEXT NOT NULL,
+        value  TEXT NOT NULL,
+        PRIMARY KEY (volume, key)
+    ) STRICT;
+    -- Holders (containers) of a volume. No cascade: a held volume must not
+    -- disappear, and the database enforces that too.
+    CREATE TABLE volume_refs (
+        volume TEXT NOT NULL REFERENCES volumes(name),
+        holder TEXT NOT NULL,
+        PRIMARY KEY (volume, holder)
+    ) STRICT;
+    -- Active driver mounts by mount id, so the refcount survives restarts.
+    CREATE TABLE volume_mounts (
+        volume   TEXT NOT NULL REFERENCES volumes(name),
+        mount_id TEXT NOT NULL,
+        PRIMARY KEY (volume, mount_id)
+    ) STRICT;
+    "#,
+];
+
+/// The newest schema version this build knows.
+pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`CURRENT_VERSION`].
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > CURRENT_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            known: CURRENT_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+        tracing::info!(version = index + 1, "applied metadata schema migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrate_is_idempotent_and_versions() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, CURRENT_VERSION);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", CURRENT_VERSION + 1)
+            .unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(StoreError::SchemaTooNew { .. })
+        ));
+    }
+}

@@ -1,0 +1,99 @@
+//! mount(2)/umount(2) and the mount table, for drivers that mount
+//! filesystems onto volume folders.
+
+use std::path::Path;
+
+use nix::mount::{MntFlags, MsFlags};
+
+/// Mounts `device` of type `fstype` on `target` with the comma-separated
+/// `options` string (flags such as `ro` are split out, the rest is handed to
+/// the filesystem as data, like mount(8) does).
+pub fn mount(device: &str, target: &Path, fstype: &str, options: &str) -> std::io::Result<()> {
+    let (flags, data) = split_mount_options(options);
+    let data = (!data.is_empty()).then_some(data.as_str());
+    nix::mount::mount(Some(device), target, Some(fstype), flags, data).map_err(std::io::Error::from)
+}
+
+/// Unmounts `target`; a target that is not mounted is not an error.
+pub fn unmount(target: &Path) -> std::io::Result<()> {
+    match nix::mount::umount2(target, MntFlags::empty()) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `path` is a mount point, read from /proc/self/mountinfo.
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let wanted = path.to_string_lossy();
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|mp| unescape_mountinfo(mp) == wanted)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal `\NNN`.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&field[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Splits mount(8)-style options into kernel flags and filesystem data.
+fn split_mount_options(options: &str) -> (MsFlags, String) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for opt in options.split(',').filter(|o| !o.is_empty()) {
+        match opt {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => flags &= !MsFlags::MS_RDONLY,
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "sync" => flags |= MsFlags::MS_SYNCHRONOUS,
+            "noatime" => flags |= MsFlags::MS_NOATIME,
+            "relatime" => flags |= MsFlags::MS_RELATIME,
+            "bind" => flags |= MsFlags::MS_BIND,
+            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            other => data.push(other),
+        }
+    }
+    (flags, data.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        let (flags, data) = split_mount_options("ro,size=10m,nosuid,uid=1000");
+        assert!(flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
+        assert_eq!(data, "size=10m,uid=1000");
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn root_is_mounted() {
+        assert!(is_mounted(Path::new("/")));
+    }
+}

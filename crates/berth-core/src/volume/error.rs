@@ -1,0 +1,99 @@
+//! Errors of volume operations, worded as Docker words them: an operation
+//! and a volume name prefix the cause (moby's `OpErr`: "get foo: no such
+//! volume").
+
+use crate::driver::DriverError;
+use crate::error::ErrorKind;
+use crate::store::StoreError;
+
+/// A volume operation failure.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// The name breaks the naming rule.
+    #[error("create {0}: \"{0}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path")]
+    InvalidName(String),
+    /// The name is longer than a host file name may be.
+    #[error("volume name is {0} characters long; the limit is 255 (one file name on the host)")]
+    NameTooLong(usize),
+    /// No volume of that name.
+    #[error("{op} {name}: no such volume")]
+    NotFound { op: &'static str, name: String },
+    /// The volume is held by containers (or has active mounts).
+    #[error("remove {name}: volume is in use - [{}]", holders.join(", "))]
+    InUse { name: String, holders: Vec<String> },
+    /// Re-create with another driver.
+    #[error("create {name}: volume name must be unique: driver '{existing}' already has volume '{name}'")]
+    DriverConflict { name: String, existing: String },
+    /// Re-create with other driver options (berth refuses; Docker ignores).
+    #[error("create {name}: volume already exists with different driver options (has {existing}, asked for {requested}); remove it first, or create it without options to reuse it")]
+    OptionsConflict {
+        name: String,
+        existing: String,
+        requested: String,
+    },
+    /// A filter key or value the operation does not accept.
+    #[error("{0}")]
+    InvalidFilter(String),
+    /// Another prune is running.
+    #[error("a prune operation is already running")]
+    PruneRunning,
+    /// A driver failed during `op` on `name`.
+    #[error("{op} {name}: {source}")]
+    Driver {
+        op: &'static str,
+        name: String,
+        #[source]
+        source: DriverError,
+    },
+    /// The metadata store failed during `op` on `name`.
+    #[error("{op} {name}: {source}")]
+    Store {
+        op: &'static str,
+        name: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+impl VolumeError {
+    /// The class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            VolumeError::InvalidName(_)
+            | VolumeError::NameTooLong(_)
+            | VolumeError::InvalidFilter(_) => {
+                ErrorKind::InvalidArgument
+            }
+            VolumeError::NotFound { .. } => ErrorKind::NotFound,
+            VolumeError::InUse { .. }
+            | VolumeError::DriverConflict { .. }
+            | VolumeError::OptionsConflict { .. }
+            | VolumeError::PruneRunning => ErrorKind::Conflict,
+            VolumeError::Driver { source, .. } => source.kind(),
+            VolumeError::Store { .. } => ErrorKind::Internal,
+        }
+    }
+
+    pub(crate) fn driver(op: &'static str, name: &str, source: DriverError) -> Self {
+        VolumeError::Driver {
+            op,
+            name: name.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn store(op: &'static str, name: &str, source: StoreError) -> Self {
+        VolumeError::Store {
+            op,
+            name: name.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn not_found(op: &'static str, name: &str) -> Self {
+        VolumeError::NotFound {
+            op,
+            name: name.to_string(),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Volumes: the model, the name rules, filters, and the service that ties
+//! the metadata store to the drivers.
+//!
+//! Split as moby's `daemon/volume/service`: [`names`] (what a name may be
+//! and what "anonymous" means), [`filters`] (list/prune filter semantics),
+//! [`service`] (create, get, list, remove, refs, mounts), [`prune`],
+//! [`reconcile`] (start-up repair), [`locks`] (per-name locking).
+
+mod error;
+pub mod filters;
+mod locks;
+mod model;
+pub mod names;
+mod prune;
+mod reconcile;
+mod service;
+
+pub use error::VolumeError;
+pub use filters::Filters;
+pub use model::{CreateRequest, Volume, VolumeUsage};
+pub use prune::PruneReport;
+pub use reconcile::ReconcileReport;
+pub use service::VolumeService;

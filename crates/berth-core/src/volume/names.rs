@@ -1,0 +1,79 @@
+//! What a volume name may be, and what makes a volume anonymous.
+//!
+//! This module is the one place that decides "anonymous": every path that
+//! makes a volume without a name (the API, `-v /dst`, image `VOLUME`) goes
+//! through [`anonymous_name_and_labels`].
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use rand::RngCore;
+use regex::Regex;
+
+use super::VolumeError;
+
+/// The label Docker puts on anonymous volumes (value `""`).
+pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
+
+/// Docker's local volume name rule: two characters or more.
+const NAME_PATTERN: &str = "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$";
+
+/// Longest name: one file-name component on the host (NAME_MAX). Docker
+/// has no such check and fails later with a 500 from mkdir.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Checks a user-given name against the rule.
+pub fn validate_name(name: &str) -> Result<(), VolumeError> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(VolumeError::NameTooLong(name.len()));
+    }
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(NAME_PATTERN).expect("static pattern"));
+    if re.is_match(name) {
+        Ok(())
+    } else {
+        Err(VolumeError::InvalidName(name.to_string()))
+    }
+}
+
+/// A fresh anonymous volume name (64 hex characters, as Docker's
+/// `stringid.GenerateRandomID`) and `labels` with the anonymous label added.
+pub fn anonymous_name_and_labels(
+    mut labels: BTreeMap<String, String>,
+) -> (String, BTreeMap<String, String>) {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let name = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
+    (name, labels)
+}
+
+/// Whether a volume with these labels is anonymous.
+pub fn is_anonymous(labels: &BTreeMap<String, String>) -> bool {
+    labels.contains_key(ANONYMOUS_LABEL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_rule_matches_docker() {
+        for ok in ["ab", "a1", "my-vol", "my_vol.2", "A0", &"x".repeat(255)] {
+            assert!(validate_name(ok).is_ok(), "{ok} should be valid");
+        }
+        for bad in ["", "a", "-ab", ".ab", "a/b", "..", "a b", "a:b", "ü-vol", &"x".repeat(256)] {
+            assert!(validate_name(bad).is_err(), "{bad} should be invalid");
+        }
+    }
+
+    #[test]
+    fn anonymous_names_are_hex_and_labelled() {
+        let (name, labels) = anonymous_name_and_labels(BTreeMap::new());
+        assert_eq!(name.len(), 64);
+        assert!(name.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(validate_name(&name).is_ok());
+        assert!(is_anonymous(&labels));
+        assert_eq!(labels[ANONYMOUS_LABEL], "");
+    }
+}

@@ -1,0 +1,192 @@
+//! Start-up reconciliation: bring the store and the drivers' storage back in
+//! agreement after a crash, repairing what can be repaired and reporting the
+//! rest. Nothing is dropped silently: each finding is logged and kept as a
+//! list warning for the daemon's lifetime.
+
+use super::{names, VolumeError, VolumeService};
+use crate::driver::VolumeDriver;
+use crate::store::{VolumeRecord, VolumeState};
+
+/// What reconciliation found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Half-finished creates undone (never acknowledged to a client).
+    pub rolled_back: Vec<String>,
+    /// Half-finished removes completed.
+    pub finished_removals: Vec<String>,
+    /// Ready volumes whose storage was gone, recreated empty.
+    pub recreated: Vec<String>,
+    /// Storage with no row, adopted as volumes.
+    pub adopted: Vec<String>,
+    /// Mount ids replayed into their drivers.
+    pub remounted: usize,
+    /// Findings that need a human: left as they were.
+    pub problems: Vec<String>,
+}
+
+impl VolumeService {
+    /// Settles every row and every piece of storage. Call once at start,
+    /// before serving requests.
+    pub fn reconcile(&self) -> Result<ReconcileReport, VolumeError> {
+        let mut report = ReconcileReport::default();
+        let records = self
+            .store
+            .list_volumes()
+            .map_err(|e| VolumeError::store("reconcile", "volumes", e))?;
+        for record in &records {
+            let _guard = self.locks.lock(&record.name);
+            if let Err(e) = self.reconcile_row(record, &mut report) {
+                report.problems.push(e.to_string());
+            }
+        }
+        for driver in self.drivers.all() {
+            self.adopt_orphans(driver.as_ref(), &mut report);
+        }
+        self.record_findings(&report);
+        Ok(report)
+    }
+
+    fn reconcile_row(
+        &self,
+        record: &VolumeRecord,
+        report: &mut ReconcileReport,
+    ) -> Result<(), VolumeError> {
+        match record.state {
+            VolumeState::Creating => {
+                self.settle_unfinished(record)?;
+                report.rolled_back.push(record.name.clone());
+            }
+            VolumeState::Removing => {
+                self.settle_unfinished(record)?;
+                report.finished_removals.push(record.name.clone());
+            }
+            VolumeState::Ready => self.check_ready(record, report)?,
+        }
+        Ok(())
+    }
+
+    /// Undoes a create or finishes a remove that a crash interrupted: both
+    /// end with the storage and the row gone. Caller holds the name lock.
+    pub(super) fn settle_unfinished(&self, record: &VolumeRecord) -> Result<(), VolumeError> {
+        let name = record.name.as_str();
+        let driver = self.driver_of("reconcile", record)?;
+        driver
+            .remove(name)
+            .map_err(|e| VolumeError::driver("reconcile", name, e))?;
+        self.store
+            .purge_volume(name)
+            .map_err(|e| VolumeError::store("reconcile", name, e))?;
+        tracing::warn!(volume = %name, state = ?record.state, "settled an operation interrupted by a crash");
+        Ok(())
+    }
+
+    /// A ready row: its storage must exist (recreate it empty, loudly, if
+    /// not) and its persisted mount ids are replayed into the driver.
+    fn check_ready(
+        &self,
+        record: &VolumeRecord,
+        report: &mut ReconcileReport,
+    ) -> Result<(), VolumeError> {
+        let name = record.name.as_str();
+        let driver = self.driver_of("reconcile", record)?;
+        let driver_err = |e| VolumeError::driver("reconcile", name, e);
+        if driver.path(name).map_err(driver_err)?.is_none() {
+            driver.create(name, &record.options).map_err(driver_err)?;
+            report.recreated.push(name.to_string());
+        }
+        let mounts = self
+            .store
+            .mounts(name)
+            .map_err(|e| VolumeError::store("reconcile", name, e))?;
+        for id in mounts {
+            driver
+                .mount(name, &record.options, &id)
+                .map_err(driver_err)?;
+            report.remounted += 1;
+        }
+        Ok(())
+    }
+
+    /// Storage the driver has but the store does not: adopt it when its
+    /// name is valid (a folder made by another tool or restored by hand),
+    /// otherwise report it and leave it alone.
+    fn adopt_orphans(&self, driver: &dyn VolumeDriver, report: &mut ReconcileReport) {
+        let found = match driver.list() {
+            Ok(found) => found,
+            Err(e) => return report.problems.push(format!("{}: {e}", driver.name())),
+        };
+        for volume in found {
+            let _guard = self.locks.lock(&volume.name);
+            match self.record("reconcile", &volume.name) {
+                Ok(None) => {}
+                Ok(Some(_)) => continue,
+                Err(e) => {
+                    report.problems.push(e.to_string());
+                    continue;
+                }
+            }
+            if names::validate_name(&volume.name).is_err() || !volume.mountpoint.is_dir() {
+                report.problems.push(format!(
+                    "folder {} is not a volume berth knows; left in place",
+                    volume.mountpoint.display()
+                ));
+                continue;
+            }
+            match self.adopt(driver, &volume.name, &volume.mountpoint) {
+                Ok(()) => report.adopted.push(volume.name),
+                Err(e) => report.problems.push(e.to_string()),
+            }
+        }
+    }
+
+    fn adopt(
+        &self,
+        driver: &dyn VolumeDriver,
+        name: &str,
+        mountpoint: &std::path::Path,
+    ) -> Result<(), VolumeError> {
+        let created_at = std::fs::metadata(mountpoint)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        let record = VolumeRecord {
+            name: name.to_string(),
+            driver: driver.name().to_string(),
+            created_at,
+            state: VolumeState::Ready,
+            labels: Default::default(),
+            options: Default::default(),
+        };
+        self.store
+            .insert_volume(&record)
+            .map_err(|e| VolumeError::store("reconcile", name, e))
+    }
+
+    fn record_findings(&self, report: &ReconcileReport) {
+        let mut warnings = self.warnings.lock();
+        let groups = [
+            (&report.rolled_back, "an interrupted create was rolled back"),
+            (&report.finished_removals, "an interrupted remove was completed"),
+            (&report.recreated, "its data folder was missing at start-up and was recreated empty"),
+            (&report.adopted, "its folder had no metadata and was adopted as a volume"),
+        ];
+        for (names, what) in groups {
+            for name in names {
+                tracing::warn!(volume = %name, "{what}");
+            }
+        }
+        // Only losses and unknowns stay visible in `volume ls` warnings; a
+        // rolled-back create or finished remove lost nothing acknowledged.
+        for name in &report.recreated {
+            warnings.push(format!("volume {name}: {}", groups[2].1));
+        }
+        for name in &report.adopted {
+            warnings.push(format!("volume {name}: {}", groups[3].1));
+        }
+        for problem in &report.problems {
+            tracing::error!("reconcile: {problem}");
+            warnings.push(problem.clone());
+        }
+    }
+}

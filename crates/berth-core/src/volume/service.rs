@@ -1,0 +1,367 @@
+//! The volume service: the one entry point for every volume operation.
+//!
+//! Ordering rule (crash safety): intent is recorded in the store before a
+//! driver touches storage, and the row is finalised after. A crash between
+//! the two leaves a `creating`/`removing` row that [`super::reconcile`]
+//! settles at the next start. Locks are per name; none spans the service.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use super::filters::{self, Filters, NameFilter};
+use super::locks::NameLocks;
+use super::names;
+use super::{CreateRequest, Volume, VolumeError, VolumeUsage};
+use crate::driver::{DriverRegistry, VolumeDriver};
+use crate::store::{Store, VolumeRecord, VolumeState};
+use crate::sys::usage::dir_size;
+
+/// Volume operations over one store and one set of drivers.
+#[derive(Debug)]
+pub struct VolumeService {
+    pub(super) store: Arc<Store>,
+    pub(super) drivers: DriverRegistry,
+    pub(super) locks: NameLocks,
+    pub(super) prune_running: AtomicBool,
+    /// Findings of start-up reconciliation, shown as list warnings.
+    pub(super) warnings: parking_lot::Mutex<Vec<String>>,
+}
+
+impl VolumeService {
+    /// A service over `store` and `drivers`. Call [`VolumeService::reconcile`]
+    /// once before serving requests.
+    pub fn new(store: Arc<Store>, drivers: DriverRegistry) -> Self {
+        VolumeService {
+            store,
+            drivers,
+            locks: NameLocks::default(),
+            prune_running: AtomicBool::new(false),
+            warnings: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Creates a volume, or returns the existing one of that name and driver.
+    /// Returns the volume and whether it was created now.
+    pub fn create(&self, req: CreateRequest) -> Result<(Volume, bool), VolumeError> {
+        let (name, labels) = match req.name.as_deref() {
+            None | Some("") => names::anonymous_name_and_labels(req.labels),
+            Some(name) => {
+                names::validate_name(name)?;
+                (name.to_string(), req.labels)
+            }
+        };
+        let driver = self
+            .drivers
+            .get(&req.driver)
+            .map_err(|e| VolumeError::driver("create", &name, e))?;
+        driver
+            .validate(&req.options)
+            .map_err(|e| VolumeError::driver("create", &name, e))?;
+        let _guard = self.locks.lock(&name);
+        if let Some(existing) = self.record("create", &name)? {
+            if existing.state == VolumeState::Ready {
+                return self.reuse(existing, driver.name(), &req.options);
+            }
+            self.settle_unfinished(&existing)?;
+        }
+        let record = VolumeRecord {
+            name: name.clone(),
+            driver: driver.name().to_string(),
+            created_at: chrono::Utc::now().timestamp(),
+            state: VolumeState::Creating,
+            labels,
+            options: req.options,
+        };
+        self.create_storage(driver.as_ref(), record)
+            .map(|v| (v, true))
+    }
+
+    /// Second half of create: storage, then the row becomes ready.
+    fn create_storage(
+        &self,
+        driver: &dyn VolumeDriver,
+        mut record: VolumeRecord,
+    ) -> Result<Volume, VolumeError> {
+        let name = record.name.clone();
+        let store_err = |e| VolumeError::store("create", &name, e);
+        self.store.insert_volume(&record).map_err(store_err)?;
+        if let Err(e) = driver.create(&name, &record.options) {
+            // Nothing was acknowledged: undo the row, keep the driver error.
+            if let Err(undo) = self.store.delete_volume(&name) {
+                tracing::error!(volume = %name, error = %undo, "could not undo volume row");
+            }
+            return Err(VolumeError::driver("create", &name, e));
+        }
+        self.store
+            .set_volume_state(&name, VolumeState::Ready)
+            .map_err(store_err)?;
+        record.state = VolumeState::Ready;
+        tracing::info!(volume = %name, driver = %record.driver, "volume created");
+        self.to_volume(driver, record, false)
+    }
+
+    /// Create of a name that exists: same driver reuses it (Docker), another
+    /// driver or other non-empty options is a conflict (berth's choice, see
+    /// ARCHITECTURE.md: Docker silently ignores differing options).
+    fn reuse(
+        &self,
+        existing: VolumeRecord,
+        driver: &str,
+        options: &BTreeMap<String, String>,
+    ) -> Result<(Volume, bool), VolumeError> {
+        if existing.driver != driver {
+            return Err(VolumeError::DriverConflict {
+                name: existing.name,
+                existing: existing.driver,
+            });
+        }
+        if !options.is_empty() && *options != existing.options {
+            return Err(VolumeError::OptionsConflict {
+                name: existing.name,
+                existing: format!("{:?}", existing.options),
+                requested: format!("{options:?}"),
+            });
+        }
+        let driver = self.driver_of("create", &existing)?;
+        Ok((self.to_volume(driver.as_ref(), existing, false)?, false))
+    }
+
+    /// One volume, with its driver status.
+    pub fn get(&self, name: &str) -> Result<Volume, VolumeError> {
+        let record = self
+            .ready_record("get", name)?
+            .ok_or_else(|| VolumeError::not_found("get", name))?;
+        let driver = self.driver_of("get", &record)?;
+        self.to_volume(driver.as_ref(), record, true)
+    }
+
+    /// Volumes matching `filters` (keys: dangling, driver, label, name),
+    /// ordered by name.
+    pub fn list(&self, filters: &Filters) -> Result<Vec<Volume>, VolumeError> {
+        filters::check_keys(filters, filters::LIST_KEYS)?;
+        let dangling = filters::bool_value(filters, "dangling")?;
+        let names = NameFilter::new(filters)?;
+        let store_err = |e| VolumeError::store("list", "volumes", e);
+        let in_use = match dangling {
+            Some(_) => self.store.use_counts().map_err(store_err)?,
+            None => Default::default(),
+        };
+        let mut out = Vec::new();
+        for record in self.store.list_volumes().map_err(store_err)? {
+            let keep = record.state == VolumeState::Ready
+                && names.matches(&record.name)
+                && filters::exact_match(filters, "driver", &record.driver)
+                && filters::labels_match(filters, "label", &record.labels)
+                && dangling.is_none_or(|d| d != in_use.contains_key(&record.name));
+            if keep {
+                let driver = self.driver_of("list", &record)?;
+                out.push(self.to_volume(driver.as_ref(), record, false)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Warnings for list responses (start-up reconciliation findings).
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().clone()
+    }
+
+    /// Removes a volume. Held volumes are refused even with `force`; `force`
+    /// turns "no such volume" into `Ok(false)` and drops the metadata even if
+    /// the driver fails to delete the storage (the failure is logged).
+    pub fn remove(&self, name: &str, force: bool) -> Result<bool, VolumeError> {
+        let _guard = self.locks.lock(name);
+        match self.record("remove", name)? {
+            Some(record) if record.state != VolumeState::Creating => {
+                self.remove_locked(&record, force)
+            }
+            _ if force => Ok(false),
+            _ => Err(VolumeError::not_found("get", name)),
+        }
+    }
+
+    /// Remove with the name lock held: check holders, mark, delete storage,
+    /// delete the row.
+    pub(super) fn remove_locked(
+        &self,
+        record: &VolumeRecord,
+        force: bool,
+    ) -> Result<bool, VolumeError> {
+        let name = record.name.as_str();
+        let holders = self.holders(name)?;
+        if !holders.is_empty() {
+            return Err(VolumeError::InUse {
+                name: name.to_string(),
+                holders,
+            });
+        }
+        let store_err = |e| VolumeError::store("remove", name, e);
+        self.store
+            .set_volume_state(name, VolumeState::Removing)
+            .map_err(store_err)?;
+        let driver = self.driver_of("remove", record)?;
+        if let Err(e) = driver.remove(name) {
+            if !force {
+                self.store
+                    .set_volume_state(name, VolumeState::Ready)
+                    .map_err(store_err)?;
+                return Err(VolumeError::driver("remove", name, e));
+            }
+            tracing::warn!(volume = %name, error = %e, "driver failed to remove storage; purging metadata (force)");
+            self.store.purge_volume(name).map_err(store_err)?;
+            return Ok(true);
+        }
+        self.store.delete_volume(name).map_err(store_err)?;
+        tracing::info!(volume = %name, "volume removed");
+        Ok(true)
+    }
+
+    /// Containers holding `name` and its active mount ids, sorted.
+    pub fn holders(&self, name: &str) -> Result<Vec<String>, VolumeError> {
+        let store_err = |e| VolumeError::store("get", name, e);
+        let mut holders = self.store.refs(name).map_err(store_err)?;
+        for id in self.store.mounts(name).map_err(store_err)? {
+            if !holders.contains(&id) {
+                holders.push(id);
+            }
+        }
+        holders.sort();
+        Ok(holders)
+    }
+
+    /// Records that `holder` (a container) uses the volume; persisted, so
+    /// "in use" survives restarts. Returns whether the reference is new.
+    pub fn add_ref(&self, name: &str, holder: &str) -> Result<bool, VolumeError> {
+        let _guard = self.locks.lock(name);
+        self.ready_record("get", name)?
+            .ok_or_else(|| VolumeError::not_found("get", name))?;
+        self.store
+            .add_ref(name, holder)
+            .map_err(|e| VolumeError::store("get", name, e))
+    }
+
+    /// Drops `holder`'s reference. Returns whether one existed.
+    pub fn remove_ref(&self, name: &str, holder: &str) -> Result<bool, VolumeError> {
+        let _guard = self.locks.lock(name);
+        self.store
+            .remove_ref(name, holder)
+            .map_err(|e| VolumeError::store("release", name, e))
+    }
+
+    /// Mounts the volume for `id` (the driver mounts at the first id) and
+    /// persists the id. Returns the path to use.
+    pub fn mount(&self, name: &str, id: &str) -> Result<PathBuf, VolumeError> {
+        let _guard = self.locks.lock(name);
+        let record = self
+            .ready_record("mount", name)?
+            .ok_or_else(|| VolumeError::not_found("mount", name))?;
+        let driver = self.driver_of("mount", &record)?;
+        let path = driver
+            .mount(name, &record.options, id)
+            .map_err(|e| VolumeError::driver("mount", name, e))?;
+        if let Err(e) = self.store.add_mount(name, id) {
+            // Keep driver and store in step: undo the driver-side mount.
+            let _ = driver.unmount(name, id);
+            return Err(VolumeError::store("mount", name, e));
+        }
+        Ok(path)
+    }
+
+    /// Releases `id`'s mount (the driver unmounts at the last id). Returns
+    /// whether `id` was mounted.
+    pub fn unmount(&self, name: &str, id: &str) -> Result<bool, VolumeError> {
+        let _guard = self.locks.lock(name);
+        let Some(record) = self.ready_record("unmount", name)? else {
+            return Ok(false);
+        };
+        let driver = self.driver_of("unmount", &record)?;
+        driver
+            .unmount(name, id)
+            .map_err(|e| VolumeError::driver("unmount", name, e))?;
+        self.store
+            .remove_mount(name, id)
+            .map_err(|e| VolumeError::store("unmount", name, e))
+    }
+
+    /// Every volume with its size and use count (`system df`).
+    pub fn usage(&self) -> Result<Vec<VolumeUsage>, VolumeError> {
+        let counts = self
+            .store
+            .use_counts()
+            .map_err(|e| VolumeError::store("df", "volumes", e))?;
+        let mut out = Vec::new();
+        for volume in self.list(&Filters::new())? {
+            let size = match dir_size(&volume.mountpoint) {
+                Ok(bytes) => bytes as i64,
+                Err(_) => -1,
+            };
+            let ref_count = counts.get(&volume.name).copied().unwrap_or(0);
+            out.push(VolumeUsage {
+                volume,
+                size,
+                ref_count,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) fn record(
+        &self,
+        op: &'static str,
+        name: &str,
+    ) -> Result<Option<VolumeRecord>, VolumeError> {
+        self.store
+            .get_volume(name)
+            .map_err(|e| VolumeError::store(op, name, e))
+    }
+
+    /// The row if it is ready; rows mid-create or mid-remove do not exist
+    /// for readers.
+    fn ready_record(
+        &self,
+        op: &'static str,
+        name: &str,
+    ) -> Result<Option<VolumeRecord>, VolumeError> {
+        Ok(self
+            .record(op, name)?
+            .filter(|r| r.state == VolumeState::Ready))
+    }
+
+    pub(super) fn driver_of(
+        &self,
+        op: &'static str,
+        record: &VolumeRecord,
+    ) -> Result<Arc<dyn VolumeDriver>, VolumeError> {
+        self.drivers
+            .get(&record.driver)
+            .map_err(|e| VolumeError::driver(op, &record.name, e))
+    }
+
+    fn to_volume(
+        &self,
+        driver: &dyn VolumeDriver,
+        record: VolumeRecord,
+        with_status: bool,
+    ) -> Result<Volume, VolumeError> {
+        let driver_err = |e| VolumeError::driver("get", &record.name, e);
+        let (mountpoint, status) = if with_status {
+            let dv = driver.get(&record.name).map_err(driver_err)?;
+            let mountpoint = dv.as_ref().map(|d| d.mountpoint.clone());
+            (mountpoint, dv.and_then(|d| d.status))
+        } else {
+            (driver.path(&record.name).map_err(driver_err)?, None)
+        };
+        Ok(Volume {
+            mountpoint: mountpoint.unwrap_or_default(),
+            scope: driver.capabilities().scope,
+            name: record.name,
+            driver: record.driver,
+            created_at: record.created_at,
+            labels: record.labels,
+            options: record.options,
+            status,
+        })
+    }
+}
