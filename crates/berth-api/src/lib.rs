@@ -1,1 +1,43 @@
-//! placeholder
+//! berth-api: the Docker Engine API surface of berth.
+//!
+//! This is the only crate that knows Docker's routes and JSON. Handlers
+//! parse a request into a core call, run it off the async runtime (the core
+//! is synchronous and may block on disk), and shape the answer. Errors map
+//! to status codes in one place ([`error`]). The API never touches the disk
+//! itself.
+
+#![recursion_limit = "256"]
+
+pub mod error;
+mod request;
+mod state;
+mod system;
+mod types;
+pub mod version;
+mod volumes;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use state::{ApiState, DaemonFacts};
+pub use version::{ApiVersion, MAX_API_VERSION, MIN_API_VERSION};
+
+/// The full API as a service: routes wrapped in the version middleware,
+/// which strips `/vX.Y` and rejects versions out of range.
+pub fn app(state: ApiState) -> version::Versioned<Router> {
+    let routes = Router::new()
+        .route("/_ping", get(system::ping).head(system::ping_head))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/system/df", get(system::disk_usage))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
+        .fallback(error::not_found)
+        .with_state(state);
+    version::Versioned::new(routes)
+}

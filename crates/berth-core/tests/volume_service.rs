@@ -76,9 +76,16 @@ fn create_is_idempotent_and_driver_conflict_is_409() {
         driver: "nosuch".into(),
         ..named("data")
     };
-    assert_eq!(fx.svc.create(other).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        fx.svc.create(other).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     let opts = CreateRequest {
-        options: [("type".into(), "tmpfs".into()), ("device".into(), "tmpfs".into())].into(),
+        options: [
+            ("type".into(), "tmpfs".into()),
+            ("device".into(), "tmpfs".into()),
+        ]
+        .into(),
         ..named("data")
     };
     assert_eq!(fx.svc.create(opts).unwrap_err().kind(), ErrorKind::Conflict);
@@ -97,9 +104,14 @@ fn bad_input_changes_nothing() {
         ..named("typeonly")
     };
     let err = fx.svc.create(type_only).unwrap_err();
-    assert_eq!(err.to_string(), "create typeonly: missing required option: \"device\"");
+    assert_eq!(
+        err.to_string(),
+        "create typeonly: missing required option: \"device\""
+    );
     assert!(fx.svc.list(&Filters::new()).unwrap().is_empty());
-    let entries = std::fs::read_dir(fx.dir.path().join("volumes")).unwrap().count();
+    let entries = std::fs::read_dir(fx.dir.path().join("volumes"))
+        .unwrap()
+        .count();
     assert_eq!(entries, 0);
 }
 
@@ -108,21 +120,45 @@ fn anonymous_volumes_are_labelled() {
     let fx = fixture();
     let (v, _) = fx.svc.create(CreateRequest::default()).unwrap();
     assert_eq!(v.name.len(), 64);
-    assert_eq!(v.labels.get("com.docker.volume.anonymous").map(String::as_str), Some(""));
+    assert_eq!(
+        v.labels
+            .get("com.docker.volume.anonymous")
+            .map(String::as_str),
+        Some("")
+    );
 }
 
 #[test]
 fn list_filters() {
     let fx = fixture();
-    fx.svc.create(with_labels("app-data", &[("tier", "db"), ("x", "")])).unwrap();
-    fx.svc.create(with_labels("web-cache", &[("tier", "web")])).unwrap();
+    fx.svc
+        .create(with_labels("app-data", &[("tier", "db"), ("x", "")]))
+        .unwrap();
+    fx.svc
+        .create(with_labels("web-cache", &[("tier", "web")]))
+        .unwrap();
     fx.svc.create(named("plain")).unwrap();
     fx.svc.add_ref("plain", "ctr1").unwrap();
-    assert_eq!(names(&fx.svc, &filters(&[("label", "tier")])), ["app-data", "web-cache"]);
-    assert_eq!(names(&fx.svc, &filters(&[("label", "tier=db"), ("label", "x")])), ["app-data"]);
-    assert_eq!(names(&fx.svc, &filters(&[("name", "cache|plain")])), ["plain", "web-cache"]);
-    assert_eq!(names(&fx.svc, &filters(&[("dangling", "false")])), ["plain"]);
-    assert_eq!(names(&fx.svc, &filters(&[("dangling", "1")])), ["app-data", "web-cache"]);
+    assert_eq!(
+        names(&fx.svc, &filters(&[("label", "tier")])),
+        ["app-data", "web-cache"]
+    );
+    assert_eq!(
+        names(&fx.svc, &filters(&[("label", "tier=db"), ("label", "x")])),
+        ["app-data"]
+    );
+    assert_eq!(
+        names(&fx.svc, &filters(&[("name", "cache|plain")])),
+        ["plain", "web-cache"]
+    );
+    assert_eq!(
+        names(&fx.svc, &filters(&[("dangling", "false")])),
+        ["plain"]
+    );
+    assert_eq!(
+        names(&fx.svc, &filters(&[("dangling", "1")])),
+        ["app-data", "web-cache"]
+    );
     assert_eq!(names(&fx.svc, &filters(&[("driver", "local")])).len(), 3);
     assert!(names(&fx.svc, &filters(&[("driver", "loc")])).is_empty());
     for bad in [("dangling", "maybe"), ("colour", "red")] {
@@ -157,23 +193,35 @@ fn prune_defaults_to_anonymous_and_respects_filters() {
     let fx = fixture();
     let (anon, _) = fx.svc.create(CreateRequest::default()).unwrap();
     std::fs::write(anon.mountpoint.join("f"), vec![1u8; 4096]).unwrap();
-    fx.svc.create(with_labels("keep", &[("keep", "yes")])).unwrap();
+    fx.svc
+        .create(with_labels("keep", &[("keep", "yes")]))
+        .unwrap();
     fx.svc.create(named("named")).unwrap();
     fx.svc.create(named("used")).unwrap();
     fx.svc.add_ref("used", "c1").unwrap();
     let tmpfs = CreateRequest {
-        options: [("type".into(), "tmpfs".into()), ("device".into(), "tmpfs".into())].into(),
+        options: [
+            ("type".into(), "tmpfs".into()),
+            ("device".into(), "tmpfs".into()),
+        ]
+        .into(),
         ..named("withopts")
     };
     fx.svc.create(tmpfs).unwrap();
 
     let report = fx.svc.prune(&Filters::new()).unwrap();
-    assert_eq!(report.deleted, [anon.name.clone()]);
+    assert_eq!(report.deleted, std::slice::from_ref(&anon.name));
     assert_eq!(report.space_reclaimed, 4096);
 
-    let report = fx.svc.prune(&filters(&[("all", "true"), ("label!", "keep")])).unwrap();
+    let report = fx
+        .svc
+        .prune(&filters(&[("all", "true"), ("label!", "keep")]))
+        .unwrap();
     assert_eq!(report.deleted, ["named"]);
-    let report = fx.svc.prune(&filters(&[("all", "1"), ("label", "keep=yes")])).unwrap();
+    let report = fx
+        .svc
+        .prune(&filters(&[("all", "1"), ("label", "keep=yes")]))
+        .unwrap();
     assert_eq!(report.deleted, ["keep"]);
     assert_eq!(names(&fx.svc, &Filters::new()), ["used", "withopts"]);
     let err = fx.svc.prune(&filters(&[("dangling", "true")])).unwrap_err();
@@ -197,12 +245,18 @@ fn tmpfs_volume_mounts_at_first_id_and_unmounts_at_last() {
     assert!(is_mounted(&path));
     std::fs::write(path.join("f"), b"x").unwrap();
     fx.svc.mount("scratch", "b").unwrap();
-    assert_eq!(fx.svc.remove("scratch", true).unwrap_err().kind(), ErrorKind::Conflict);
+    assert_eq!(
+        fx.svc.remove("scratch", true).unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
     assert!(fx.svc.unmount("scratch", "a").unwrap());
     assert!(is_mounted(&path), "still mounted for id b");
     assert!(fx.svc.unmount("scratch", "b").unwrap());
     assert!(!is_mounted(&path));
-    assert!(!path.join("f").exists(), "tmpfs content is gone after last unmount");
+    assert!(
+        !path.join("f").exists(),
+        "tmpfs content is gone after last unmount"
+    );
     fx.svc.remove("scratch", false).unwrap();
 }
 
@@ -210,7 +264,10 @@ fn tmpfs_volume_mounts_at_first_id_and_unmounts_at_last() {
 fn mounts_survive_restart_and_are_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let req = CreateRequest {
-        options: BTreeMap::from([("type".into(), "tmpfs".into()), ("device".into(), "tmpfs".into())]),
+        options: BTreeMap::from([
+            ("type".into(), "tmpfs".into()),
+            ("device".into(), "tmpfs".into()),
+        ]),
         ..named("live")
     };
     let path = {
@@ -222,7 +279,10 @@ fn mounts_survive_restart_and_are_replayed() {
     let svc = service_at(dir.path());
     let report = svc.reconcile().unwrap();
     assert_eq!(report.remounted, 1);
-    assert_eq!(svc.remove("live", false).unwrap_err().kind(), ErrorKind::Conflict);
+    assert_eq!(
+        svc.remove("live", false).unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
     assert!(svc.unmount("live", "c1").unwrap());
     assert!(!is_mounted(&path));
     svc.remove("live", false).unwrap();
@@ -254,7 +314,10 @@ fn reconcile_repairs_interrupted_and_foreign_state() {
     assert_eq!(names(&svc, &Filters::new()), ["lost", "restored"]);
     assert!(!dir.path().join("volumes/gone").exists());
     assert!(!dir.path().join("volumes/half").exists());
-    assert!(dir.path().join("volumes/bad name").exists(), "unknown folders are left alone");
+    assert!(
+        dir.path().join("volumes/bad name").exists(),
+        "unknown folders are left alone"
+    );
     assert_eq!(svc.warnings().len(), 3);
 }
 

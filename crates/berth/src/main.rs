@@ -1,1 +1,78 @@
-fn main(){}
+//! `berth`: the daemon (`berth daemon`), the CLI (a client of the Docker
+//! Engine API, like `docker`), and later the per-container shim.
+//!
+//! One file per command group under [`cli`]; the daemon under [`daemon`].
+
+mod cli;
+mod client;
+mod daemon;
+
+use clap::{Parser, Subcommand};
+
+/// berth: a container engine whose volumes never lose data.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about)]
+struct Cli {
+    /// Daemon socket to talk to (unix:///path). Defaults to $BERTH_HOST,
+    /// then $DOCKER_HOST, then unix:///run/berth.sock.
+    #[arg(short = 'H', long = "host", global = true)]
+    host: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Daemon(daemon::DaemonArgs),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(cli::volume::VolumeCommand),
+    /// Manage berth itself.
+    #[command(subcommand)]
+    System(cli::system::SystemCommand),
+    /// Show client and daemon versions.
+    Version,
+    /// Show system-wide information.
+    Info,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Daemon(args) => daemon::run(args),
+        command => run_client(cli.host, command),
+    };
+    std::process::exit(code);
+}
+
+fn run_client(host: Option<String>, command: Command) -> i32 {
+    let host = client::resolve_host(host);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: cannot start runtime: {e}");
+            return 1;
+        }
+    };
+    let api = client::ApiClient::new(&host);
+    let result = runtime.block_on(async {
+        match command {
+            Command::Volume(cmd) => cli::volume::run(&api, cmd).await,
+            Command::System(cmd) => cli::system::run(&api, cmd).await,
+            Command::Version => cli::system::version(&api).await,
+            Command::Info => cli::system::info(&api).await,
+            Command::Daemon(_) => unreachable!("handled before"),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e:#}");
+            1
+        }
+    }
+}

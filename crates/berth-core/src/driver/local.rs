@@ -100,12 +100,7 @@ impl VolumeDriver for LocalDriver {
         Ok(self.volume_dir(name).is_dir().then(|| self.data_dir(name)))
     }
 
-    fn mount(
-        &self,
-        name: &str,
-        options: &DriverOptions,
-        id: &str,
-    ) -> Result<PathBuf, DriverError> {
+    fn mount(&self, name: &str, options: &DriverOptions, id: &str) -> Result<PathBuf, DriverError> {
         let data = self.data_dir(name);
         if !data.is_dir() {
             return Err(DriverError::NoSuchVolume);
@@ -155,9 +150,8 @@ impl VolumeDriver for LocalDriver {
     }
 
     fn list(&self) -> Result<Vec<DriverVolume>, DriverError> {
-        let entries = std::fs::read_dir(&self.volumes_dir).map_err(|e| {
-            DriverError::io(format!("listing {}", self.volumes_dir.display()), e)
-        })?;
+        let entries = std::fs::read_dir(&self.volumes_dir)
+            .map_err(|e| DriverError::io(format!("listing {}", self.volumes_dir.display()), e))?;
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();

@@ -27,7 +27,9 @@ pub struct LocalMount {
 /// folder volume).
 pub fn parse(options: &DriverOptions) -> Result<Option<LocalMount>, DriverError> {
     if let Some(key) = options.keys().find(|k| !VALID.contains(&k.as_str())) {
-        return Err(DriverError::InvalidOption(format!("invalid option: {key:?}")));
+        return Err(DriverError::InvalidOption(format!(
+            "invalid option: {key:?}"
+        )));
     }
     for (opt, required) in REQUIRES {
         if !options.contains_key(opt) {

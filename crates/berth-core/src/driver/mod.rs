@@ -91,8 +91,7 @@ pub trait VolumeDriver: Send + Sync {
     /// work (a filesystem mount), later ids and repeated calls with a known
     /// id only return the path. The driver keeps its counts in memory; the
     /// service persists ids and replays them after a restart.
-    fn mount(&self, name: &str, options: &DriverOptions, id: &str)
-        -> Result<PathBuf, DriverError>;
+    fn mount(&self, name: &str, options: &DriverOptions, id: &str) -> Result<PathBuf, DriverError>;
 
     /// Releases `id`'s use. The last id undoes the real mount. Unknown ids
     /// are `Ok(false)`. On error the id stays counted.
@@ -124,7 +123,11 @@ impl DriverRegistry {
     /// with Docker's "plugin not found" wording: there is no plugin
     /// discovery to wait for.
     pub fn get(&self, name: &str) -> Result<Arc<dyn VolumeDriver>, DriverError> {
-        let name = if name.is_empty() { DEFAULT_DRIVER } else { name };
+        let name = if name.is_empty() {
+            DEFAULT_DRIVER
+        } else {
+            name
+        };
         self.drivers
             .get(name)
             .cloned()

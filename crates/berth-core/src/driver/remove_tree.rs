@@ -58,7 +58,10 @@ mod tests {
         std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
         assert!(remove_tree_same_fs(&root).unwrap());
         assert!(!root.exists());
-        assert!(std::path::Path::new("/etc").is_dir(), "symlink target must survive");
+        assert!(
+            std::path::Path::new("/etc").is_dir(),
+            "symlink target must survive"
+        );
         assert!(!remove_tree_same_fs(&root).unwrap());
     }
 }

@@ -249,7 +249,9 @@ fn read_pairs(
     let mut stmt = conn.prepare(&sql)?;
     let map_row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
     let rows: Vec<(String, String, String)> = match only {
-        Some(name) => stmt.query_map(params![name], map_row)?.collect::<Result<_, _>>()?,
+        Some(name) => stmt
+            .query_map(params![name], map_row)?
+            .collect::<Result<_, _>>()?,
         None => stmt.query_map([], map_row)?.collect::<Result<_, _>>()?,
     };
     let mut out = PairsByVolume::new();

@@ -9,12 +9,15 @@ use crate::store::StoreError;
 /// A volume operation failure.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
+    /// A one-character name (Docker words this case on its own).
+    #[error("create {0}: volume name is too short, names should be at least two alphanumeric characters")]
+    NameTooShort(String),
     /// The name breaks the naming rule.
     #[error("create {0}: \"{0}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path")]
     InvalidName(String),
     /// The name is longer than a host file name may be.
-    #[error("volume name is {0} characters long; the limit is 255 (one file name on the host)")]
-    NameTooLong(usize),
+    #[error("create {0}: volume name is {len} characters long; the limit is 255 (one file name on the host)", len = .0.len())]
+    NameTooLong(String),
     /// No volume of that name.
     #[error("{op} {name}: no such volume")]
     NotFound { op: &'static str, name: String },
@@ -22,7 +25,7 @@ pub enum VolumeError {
     #[error("remove {name}: volume is in use - [{}]", holders.join(", "))]
     InUse { name: String, holders: Vec<String> },
     /// Re-create with another driver.
-    #[error("create {name}: volume name must be unique: driver '{existing}' already has volume '{name}'")]
+    #[error("create {name}: driver '{existing}' already has volume '{name}': volume name must be unique")]
     DriverConflict { name: String, existing: String },
     /// Re-create with other driver options (berth refuses; Docker ignores).
     #[error("create {name}: volume already exists with different driver options (has {existing}, asked for {requested}); remove it first, or create it without options to reuse it")]
@@ -60,10 +63,9 @@ impl VolumeError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             VolumeError::InvalidName(_)
+            | VolumeError::NameTooShort(_)
             | VolumeError::NameTooLong(_)
-            | VolumeError::InvalidFilter(_) => {
-                ErrorKind::InvalidArgument
-            }
+            | VolumeError::InvalidFilter(_) => ErrorKind::InvalidArgument,
             VolumeError::NotFound { .. } => ErrorKind::NotFound,
             VolumeError::InUse { .. }
             | VolumeError::DriverConflict { .. }

@@ -19,36 +19,54 @@ pub const PRUNE_KEYS: &[&str] = &["label", "label!", "all"];
 /// Refuses keys outside `allowed` with Docker's wording.
 pub fn check_keys(filters: &Filters, allowed: &[&str]) -> Result<(), VolumeError> {
     match filters.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(key) => Err(VolumeError::InvalidFilter(format!("invalid filter '{key}'"))),
+        Some(key) => Err(VolumeError::InvalidFilter(format!(
+            "invalid filter '{key}'"
+        ))),
         None => Ok(()),
     }
 }
 
-/// The single boolean value of `key`, if given. Docker's rule: `true`/`1`
-/// and `false`/`0` (any case); anything else is an invalid filter.
-pub fn bool_value(filters: &Filters, key: &str) -> Result<Option<bool>, VolumeError> {
-    let Some(values) = filters.get(key) else {
+/// `dangling`: Docker accepts exactly `1`/`true` and `0`/`false`; any
+/// other value, or both at once, is refused as `invalid filter
+/// 'dangling=[v1 v2]'` (Go's slice formatting, brackets included).
+pub fn dangling_value(filters: &Filters) -> Result<Option<bool>, VolumeError> {
+    let Some(values) = filters.get("dangling") else {
         return Ok(None);
     };
-    let mut result = None;
-    for value in values {
-        let parsed = match value.to_ascii_lowercase().as_str() {
-            "true" | "1" => true,
-            "false" | "0" => false,
-            _ => {
-                return Err(VolumeError::InvalidFilter(format!(
-                    "invalid filter '{key}={value}'"
-                )))
-            }
-        };
-        if result.is_some_and(|r| r != parsed) {
-            return Err(VolumeError::InvalidFilter(format!(
-                "invalid filter '{key}': conflicting values"
-            )));
-        }
-        result = Some(parsed);
+    let truthy = values.iter().any(|v| v == "1" || v == "true");
+    let falsy = values.iter().any(|v| v == "0" || v == "false");
+    let unknown = values
+        .iter()
+        .any(|v| !matches!(v.as_str(), "1" | "true" | "0" | "false"));
+    if unknown || (truthy && falsy) {
+        return Err(VolumeError::InvalidFilter(format!(
+            "invalid filter 'dangling=[{}]'",
+            values.join(" ")
+        )));
     }
-    Ok(result)
+    Ok(Some(truthy))
+}
+
+/// Prune's `all`: one value, parsed as Go's `strconv.ParseBool`.
+pub fn all_value(filters: &Filters) -> Result<bool, VolumeError> {
+    let values = match filters.get("all") {
+        None => return Ok(false),
+        Some(v) if v.len() > 1 => {
+            return Err(VolumeError::InvalidFilter(format!(
+                "invalid filter 'all=[{}]': only one value is expected",
+                v.join(" ")
+            )))
+        }
+        Some(v) => v,
+    };
+    let value = values.first().map(String::as_str).unwrap_or_default();
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(VolumeError::InvalidFilter(format!(
+            "invalid filter 'all': strconv.ParseBool: parsing {value:?}: invalid syntax"
+        ))),
+    }
 }
 
 /// Whether every `key` filter (`k` or `k=v`) matches `labels` (AND).
@@ -119,20 +137,62 @@ mod tests {
     #[test]
     fn labels_are_anded_and_support_values() {
         let labels: BTreeMap<_, _> = [("a".into(), "1".into()), ("b".into(), "".into())].into();
-        assert!(labels_match(&filters(&[("label", "a"), ("label", "b")]), "label", &labels));
-        assert!(labels_match(&filters(&[("label", "a=1")]), "label", &labels));
-        assert!(!labels_match(&filters(&[("label", "a=2")]), "label", &labels));
-        assert!(!labels_match(&filters(&[("label", "a"), ("label", "c")]), "label", &labels));
+        assert!(labels_match(
+            &filters(&[("label", "a"), ("label", "b")]),
+            "label",
+            &labels
+        ));
+        assert!(labels_match(
+            &filters(&[("label", "a=1")]),
+            "label",
+            &labels
+        ));
+        assert!(!labels_match(
+            &filters(&[("label", "a=2")]),
+            "label",
+            &labels
+        ));
+        assert!(!labels_match(
+            &filters(&[("label", "a"), ("label", "c")]),
+            "label",
+            &labels
+        ));
         assert!(labels_excluded(&filters(&[("label!", "b")]), &labels));
         assert!(!labels_excluded(&filters(&[("label!", "c")]), &labels));
     }
 
     #[test]
-    fn bools_follow_docker() {
-        assert_eq!(bool_value(&filters(&[("dangling", "TRUE")]), "dangling").unwrap(), Some(true));
-        assert_eq!(bool_value(&filters(&[("dangling", "0")]), "dangling").unwrap(), Some(false));
-        assert!(bool_value(&filters(&[("dangling", "yes")]), "dangling").is_err());
-        assert_eq!(bool_value(&Filters::new(), "dangling").unwrap(), None);
+    fn dangling_follows_docker() {
+        assert_eq!(
+            dangling_value(&filters(&[("dangling", "true")])).unwrap(),
+            Some(true)
+        );
+        assert_eq!(
+            dangling_value(&filters(&[("dangling", "0")])).unwrap(),
+            Some(false)
+        );
+        let err = dangling_value(&filters(&[("dangling", "TRUE")])).unwrap_err();
+        assert_eq!(err.to_string(), "invalid filter 'dangling=[TRUE]'");
+        let both = filters(&[("dangling", "1"), ("dangling", "false")]);
+        assert!(dangling_value(&both).is_err());
+        assert_eq!(dangling_value(&Filters::new()).unwrap(), None);
+    }
+
+    #[test]
+    fn all_follows_go_parse_bool() {
+        assert!(all_value(&filters(&[("all", "T")])).unwrap());
+        assert!(!all_value(&filters(&[("all", "False")])).unwrap());
+        assert!(!all_value(&Filters::new()).unwrap());
+        let err = all_value(&filters(&[("all", "x")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid filter 'all': strconv.ParseBool: parsing \"x\": invalid syntax"
+        );
+        let two = filters(&[("all", "false"), ("all", "true")]);
+        assert_eq!(
+            all_value(&two).unwrap_err().to_string(),
+            "invalid filter 'all=[false true]': only one value is expected"
+        );
     }
 
     #[test]

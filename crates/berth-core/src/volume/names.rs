@@ -24,8 +24,11 @@ pub const MAX_NAME_LEN: usize = 255;
 
 /// Checks a user-given name against the rule.
 pub fn validate_name(name: &str) -> Result<(), VolumeError> {
+    if name.chars().count() == 1 {
+        return Err(VolumeError::NameTooShort(name.to_string()));
+    }
     if name.len() > MAX_NAME_LEN {
-        return Err(VolumeError::NameTooLong(name.len()));
+        return Err(VolumeError::NameTooLong(name.to_string()));
     }
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = RE.get_or_init(|| Regex::new(NAME_PATTERN).expect("static pattern"));
@@ -36,16 +39,19 @@ pub fn validate_name(name: &str) -> Result<(), VolumeError> {
     }
 }
 
-/// A fresh anonymous volume name (64 hex characters, as Docker's
-/// `stringid.GenerateRandomID`) and `labels` with the anonymous label added.
+/// A random 64-hex-character ID, as Docker's `stringid.GenerateRandomID`.
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh anonymous volume name and `labels` with the anonymous label added.
 pub fn anonymous_name_and_labels(
     mut labels: BTreeMap<String, String>,
 ) -> (String, BTreeMap<String, String>) {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    let name = bytes.iter().map(|b| format!("{b:02x}")).collect();
     labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
-    (name, labels)
+    (random_id(), labels)
 }
 
 /// Whether a volume with these labels is anonymous.
@@ -62,7 +68,18 @@ mod tests {
         for ok in ["ab", "a1", "my-vol", "my_vol.2", "A0", &"x".repeat(255)] {
             assert!(validate_name(ok).is_ok(), "{ok} should be valid");
         }
-        for bad in ["", "a", "-ab", ".ab", "a/b", "..", "a b", "a:b", "ü-vol", &"x".repeat(256)] {
+        for bad in [
+            "",
+            "a",
+            "-ab",
+            ".ab",
+            "a/b",
+            "..",
+            "a b",
+            "a:b",
+            "ü-vol",
+            &"x".repeat(256),
+        ] {
             assert!(validate_name(bad).is_err(), "{bad} should be invalid");
         }
     }

@@ -43,16 +43,13 @@ impl VolumeService {
         }
         let _running = RunningFlag(&self.prune_running);
         filters::check_keys(filters, filters::PRUNE_KEYS)?;
-        let all = filters::bool_value(filters, "all")?.unwrap_or(false);
+        let all = filters::all_value(filters)?;
         let records = self
             .store
             .list_volumes()
             .map_err(|e| VolumeError::store("prune", "volumes", e))?;
         let mut report = PruneReport::default();
-        for record in records
-            .iter()
-            .filter(|r| is_candidate(r, filters, all))
-        {
+        for record in records.iter().filter(|r| is_candidate(r, filters, all)) {
             if let Some(bytes) = self.prune_one(&record.name, filters, all) {
                 report.deleted.push(record.name.clone());
                 report.space_reclaimed += bytes;

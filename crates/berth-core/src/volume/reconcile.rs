@@ -167,9 +167,18 @@ impl VolumeService {
         let mut warnings = self.warnings.lock();
         let groups = [
             (&report.rolled_back, "an interrupted create was rolled back"),
-            (&report.finished_removals, "an interrupted remove was completed"),
-            (&report.recreated, "its data folder was missing at start-up and was recreated empty"),
-            (&report.adopted, "its folder had no metadata and was adopted as a volume"),
+            (
+                &report.finished_removals,
+                "an interrupted remove was completed",
+            ),
+            (
+                &report.recreated,
+                "its data folder was missing at start-up and was recreated empty",
+            ),
+            (
+                &report.adopted,
+                "its folder had no metadata and was adopted as a volume",
+            ),
         ];
         for (names, what) in groups {
             for name in names {

@@ -14,7 +14,7 @@ use super::filters::{self, Filters, NameFilter};
 use super::locks::NameLocks;
 use super::names;
 use super::{CreateRequest, Volume, VolumeError, VolumeUsage};
-use crate::driver::{DriverRegistry, VolumeDriver};
+use crate::driver::{DriverRegistry, VolumeDriver, DEFAULT_DRIVER};
 use crate::store::{Store, VolumeRecord, VolumeState};
 use crate::sys::usage::dir_size;
 
@@ -141,7 +141,7 @@ impl VolumeService {
     /// ordered by name.
     pub fn list(&self, filters: &Filters) -> Result<Vec<Volume>, VolumeError> {
         filters::check_keys(filters, filters::LIST_KEYS)?;
-        let dangling = filters::bool_value(filters, "dangling")?;
+        let dangling = filters::dangling_value(filters)?;
         let names = NameFilter::new(filters)?;
         let store_err = |e| VolumeError::store("list", "volumes", e);
         let in_use = match dangling {
@@ -170,7 +170,8 @@ impl VolumeService {
 
     /// Removes a volume. Held volumes are refused even with `force`; `force`
     /// turns "no such volume" into `Ok(false)` and drops the metadata even if
-    /// the driver fails to delete the storage (the failure is logged).
+    /// the driver fails to delete the storage (the error is still returned,
+    /// as Docker's purge-on-error does).
     pub fn remove(&self, name: &str, force: bool) -> Result<bool, VolumeError> {
         let _guard = self.locks.lock(name);
         match self.record("remove", name)? {
@@ -209,9 +210,10 @@ impl VolumeService {
                     .map_err(store_err)?;
                 return Err(VolumeError::driver("remove", name, e));
             }
-            tracing::warn!(volume = %name, error = %e, "driver failed to remove storage; purging metadata (force)");
+            // Docker's PurgeOnError: forget the volume, still report the error.
+            tracing::warn!(volume = %name, error = %e, "driver failed to remove storage; metadata purged (force)");
             self.store.purge_volume(name).map_err(store_err)?;
-            return Ok(true);
+            return Err(VolumeError::driver("remove", name, e));
         }
         self.store.delete_volume(name).map_err(store_err)?;
         tracing::info!(volume = %name, "volume removed");
@@ -285,14 +287,17 @@ impl VolumeService {
             .map_err(|e| VolumeError::store("unmount", name, e))
     }
 
-    /// Every volume with its size and use count (`system df`).
+    /// Every volume with its size and use count (`system df`). Local volumes
+    /// with driver options are left out, as Docker does: their data is a
+    /// mounted device, not the volume folder.
     pub fn usage(&self) -> Result<Vec<VolumeUsage>, VolumeError> {
         let counts = self
             .store
             .use_counts()
             .map_err(|e| VolumeError::store("df", "volumes", e))?;
         let mut out = Vec::new();
-        for volume in self.list(&Filters::new())? {
+        let volumes = self.list(&Filters::new())?.into_iter();
+        for volume in volumes.filter(|v| v.driver != DEFAULT_DRIVER || v.options.is_empty()) {
             let size = match dir_size(&volume.mountpoint) {
                 Ok(bytes) => bytes as i64,
                 Err(_) => -1,

@@ -1,0 +1,238 @@
+//! Request parsing shared by all handlers: query booleans, the `filters`
+//! parameter in both of Docker's encodings, JSON bodies with Docker's
+//! Content-Type rules, and running blocking core calls.
+
+use std::collections::BTreeMap;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_core::volume::Filters;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+/// Decoded query string; repeated keys keep their first value.
+#[derive(Debug, Default)]
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    /// Parses a raw query string (`None` = empty).
+    pub fn parse(raw: Option<&str>) -> Self {
+        let pairs = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+        Query(pairs)
+    }
+
+    /// First value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All values of `key`.
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// Docker's `BoolValue`: anything but "", 0, no, false, none (any case,
+    /// trimmed) is true; absent is false.
+    pub fn bool(&self, key: &str) -> bool {
+        let value = self
+            .get(key)
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        !matches!(value.as_str(), "" | "0" | "no" | "false" | "none")
+    }
+
+    /// The `filters` parameter decoded (see [`decode_filters`]).
+    pub fn filters(&self) -> Result<Filters, ApiError> {
+        decode_filters(self.get("filters").unwrap_or_default())
+    }
+}
+
+/// Decodes Docker's filters JSON: `{"k":{"v":true}}` (the docker CLI) or
+/// the legacy `{"k":["v"]}` (docker-py). Only keys of the inner map count,
+/// whatever their boolean. Malformed input is `invalid filter`.
+pub fn decode_filters(raw: &str) -> Result<Filters, ApiError> {
+    if raw.is_empty() {
+        return Ok(Filters::new());
+    }
+    if let Ok(map) = serde_json::from_str::<BTreeMap<String, BTreeMap<String, bool>>>(raw) {
+        return Ok(map
+            .into_iter()
+            .map(|(k, v)| (k, v.into_keys().collect()))
+            .collect());
+    }
+    serde_json::from_str::<BTreeMap<String, Vec<String>>>(raw)
+        .map_err(|_| ApiError::bad_request("invalid filter"))
+}
+
+/// Reads a JSON body with moby's `ReadJSON` rules: no Content-Type is fine
+/// only for an empty body; otherwise it must be `application/json`. An
+/// empty body (or `null`) yields `T::default()`.
+pub fn read_json<T: DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    check_json_content_type(headers, body.is_empty())?;
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<Option<T>>();
+    let value = match stream.next() {
+        Some(Ok(value)) => value.unwrap_or_default(),
+        Some(Err(e)) if e.is_eof() => {
+            return Err(ApiError::bad_request("invalid JSON: unexpected EOF"))
+        }
+        Some(Err(e)) => return Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
+        None => {
+            return Err(ApiError::bad_request(
+                "invalid JSON: got EOF while reading request body",
+            ))
+        }
+    };
+    if stream.next().is_some() {
+        return Err(ApiError::bad_request("unexpected content after JSON"));
+    }
+    Ok(value)
+}
+
+fn check_json_content_type(headers: &HeaderMap, empty_body: bool) -> Result<(), ApiError> {
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    if ct.is_empty() && empty_body {
+        return Ok(());
+    }
+    let media = ct.split(';').next().unwrap_or_default().trim();
+    if media.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "malformed Content-Type header ({ct}): mime: no media type"
+        )));
+    }
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::bad_request(format!(
+            "unsupported Content-Type header ({ct}): must be 'application/json'"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a blocking core call on the blocking pool.
+pub async fn blocking<T, E, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(e) => Err(ApiError::internal(format!("internal task failed: {e}"))),
+    }
+}
+
+/// A JSON response as Docker writes it: `application/json`, a trailing
+/// newline, HTML not escaped.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(mut body) => {
+            body.push(b'\n');
+            (
+                status,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
+        Err(e) => ApiError::internal(format!("encoding response: {e}")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_filter_encodings_decode_alike() {
+        let new =
+            decode_filters(r#"{"label":{"a=b":true,"c":true},"dangling":{"true":true}}"#).unwrap();
+        let legacy = decode_filters(r#"{"label":["a=b","c"],"dangling":["true"]}"#).unwrap();
+        assert_eq!(new, legacy);
+        assert_eq!(decode_filters("").unwrap(), Filters::new());
+        assert_eq!(
+            decode_filters("nope").unwrap_err().message,
+            "invalid filter"
+        );
+        assert_eq!(decode_filters(r#"{"a":1}"#).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn query_bools_follow_docker() {
+        let q = Query::parse(Some("a=1&b=False&c=none&d=yes&e=&f=True"));
+        assert!(q.bool("a") && q.bool("d") && q.bool("f"));
+        assert!(!q.bool("b") && !q.bool("c") && !q.bool("e") && !q.bool("missing"));
+    }
+
+    #[derive(serde::Deserialize, Default, Debug, PartialEq)]
+    struct Body {
+        #[serde(rename = "Name", default)]
+        name: Option<String>,
+    }
+
+    fn headers(ct: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if !ct.is_empty() {
+            h.insert("content-type", ct.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn json_bodies_follow_read_json() {
+        let ok =
+            |ct: &str, body: &str| read_json::<Body>(&headers(ct), &Bytes::from(body.to_string()));
+        assert_eq!(ok("", "").unwrap(), Body::default());
+        assert_eq!(ok("application/json", "null").unwrap(), Body::default());
+        assert_eq!(
+            ok(
+                "application/json; charset=utf-8",
+                r#"{"Name":"x","Other":1}"#
+            )
+            .unwrap()
+            .name
+            .as_deref(),
+            Some("x")
+        );
+        assert!(ok("application/json", "{")
+            .unwrap_err()
+            .message
+            .starts_with("invalid JSON"));
+        assert!(ok("application/json", r#"{"Name":5}"#)
+            .unwrap_err()
+            .message
+            .starts_with("invalid JSON"));
+        assert_eq!(
+            ok("application/json", "{} {}").unwrap_err().message,
+            "unexpected content after JSON"
+        );
+        assert_eq!(
+            ok("text/plain", "{}").unwrap_err().message,
+            "unsupported Content-Type header (text/plain): must be 'application/json'"
+        );
+        assert_eq!(
+            ok("", "{}").unwrap_err().message,
+            "malformed Content-Type header (): mime: no media type"
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! `/volumes` routes: parse, call the volume service, shape the answer.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use berth_core::volume::CreateRequest;
+use bytes::Bytes;
+
+use crate::error::ApiError;
+use crate::request::{blocking, json, read_json, Query};
+use crate::types::{VolumeCreateBody, VolumeJson, VolumeListJson, VolumePruneJson};
+use crate::version::ApiVersion;
+use crate::ApiState;
+
+/// Below this version, prune considers all unused volumes, not only
+/// anonymous ones (moby adds `all=true` for older clients).
+const PRUNE_ANONYMOUS_ONLY_SINCE: ApiVersion = ApiVersion::new(1, 42);
+
+/// `GET /volumes`
+pub async fn list(
+    State(state): State<ApiState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let filters = Query::parse(q.as_deref()).filters().map_err(|e| {
+        ApiError::bad_request(format!("error reading volume filters: {}", e.message))
+    })?;
+    let svc = state.volumes.clone();
+    let volumes = blocking(move || svc.list(&filters)).await?;
+    let warnings = state.volumes.warnings();
+    let body = VolumeListJson {
+        volumes: volumes.into_iter().map(VolumeJson::from).collect(),
+        warnings: (!warnings.is_empty()).then_some(warnings),
+    };
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// `POST /volumes/create`
+pub async fn create(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: VolumeCreateBody = read_json(&headers, &body)?;
+    let req = CreateRequest {
+        name: body.name,
+        driver: body.driver.unwrap_or_default(),
+        options: body.driver_opts.unwrap_or_default(),
+        labels: body.labels.unwrap_or_default(),
+    };
+    let svc = state.volumes.clone();
+    let (volume, _created) = blocking(move || svc.create(req)).await?;
+    Ok(json(StatusCode::CREATED, &VolumeJson::from(volume)))
+}
+
+/// `GET /volumes/{name}`
+pub async fn inspect(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let svc = state.volumes.clone();
+    let volume = blocking(move || svc.get(&name)).await?;
+    Ok(json(StatusCode::OK, &VolumeJson::from(volume)))
+}
+
+/// `DELETE /volumes/{name}?force=`
+pub async fn remove(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let force = Query::parse(q.as_deref()).bool("force");
+    let svc = state.volumes.clone();
+    blocking(move || svc.remove(&name, force)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /volumes/prune`
+pub async fn prune(
+    State(state): State<ApiState>,
+    Extension(version): Extension<ApiVersion>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let mut filters = Query::parse(q.as_deref()).filters()?;
+    if version < PRUNE_ANONYMOUS_ONLY_SINCE {
+        filters.entry("all".into()).or_default().push("true".into());
+    }
+    let svc = state.volumes.clone();
+    let report = blocking(move || svc.prune(&filters)).await?;
+    Ok(json(StatusCode::OK, &VolumePruneJson::from(report)))
+}

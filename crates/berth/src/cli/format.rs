@@ -1,0 +1,159 @@
+//! Output formatting as the docker CLI does it: aligned tables (Go's
+//! tabwriter with minwidth 10, padding 3), `json` lines, a small subset of
+//! Go templates (`{{.Field}}`, `{{json .}}`, `table` prefix), human sizes.
+
+use serde_json::{Map, Value};
+
+/// Renders rows as docker's tabwriter: every column but the last padded to
+/// max(10, widest + 3).
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let cols = header.len();
+    let mut widths = vec![0usize; cols];
+    let all_rows = std::iter::once(header.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .chain(rows.iter().cloned())
+        .collect::<Vec<_>>();
+    for row in &all_rows {
+        for (i, cell) in row.iter().enumerate().take(cols) {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &all_rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == cols {
+                line.push_str(cell);
+            } else {
+                let width = (widths[i] + 3).max(10);
+                line.push_str(&format!("{cell:<width$}"));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Applies a `--format` value to one object: `json` prints it as one line,
+/// otherwise `{{.Field}}` and `{{json .}}` / `{{json .Field}}` are expanded.
+pub fn template(format: &str, object: &Map<String, Value>) -> String {
+    if format == "json" {
+        return Value::Object(object.clone()).to_string();
+    }
+    let format = format.strip_prefix("table ").unwrap_or(format);
+    let mut out = String::new();
+    let mut rest = format;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find("}}") else {
+            break;
+        };
+        out.push_str(&expand(rest[start + 2..start + end].trim(), object));
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    out.replace("\\t", "\t").replace("\\n", "\n")
+}
+
+fn expand(action: &str, object: &Map<String, Value>) -> String {
+    let (json, path) = match action.strip_prefix("json ") {
+        Some(p) => (true, p.trim()),
+        None => (false, action),
+    };
+    let value = if path == "." {
+        Value::Object(object.clone())
+    } else {
+        let key = path.trim_start_matches('.');
+        key.split('.')
+            .try_fold(Value::Object(object.clone()), |v, k| v.get(k).cloned())
+            .unwrap_or(Value::Null)
+    };
+    match (json, value) {
+        (true, v) => v.to_string(),
+        (false, Value::String(s)) => s,
+        (false, Value::Null) => "<no value>".to_string(),
+        (false, Value::Object(m)) => go_map(&m),
+        (false, v) => v.to_string(),
+    }
+}
+
+/// Go's `%v` of a map: `map[k:v k2:v2]`.
+fn go_map(m: &Map<String, Value>) -> String {
+    let items: Vec<String> = m
+        .iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}:{s}"),
+            other => format!("{k}:{other}"),
+        })
+        .collect();
+    format!("map[{}]", items.join(" "))
+}
+
+/// docker's `units.HumanSize`: decimal units, four significant digits.
+pub fn human_size(bytes: f64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut size = bytes;
+    let mut unit = 0;
+    while size >= 1000.0 && unit < UNITS.len() - 1 {
+        size /= 1000.0;
+        unit += 1;
+    }
+    format!("{}{}", go_g4(size), UNITS[unit])
+}
+
+/// Go's `%.4g` for the magnitudes human_size produces (< 1000).
+fn go_g4(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let digits = 4 - 1 - v.abs().log10().floor() as i32;
+    let s = format!("{:.*}", digits.max(0) as usize, v);
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// Pretty JSON with four-space indents (the docker CLI's inspect output).
+pub fn pretty_json(value: &Value) -> String {
+    use serde::Serialize;
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    value.serialize(&mut ser).expect("in-memory JSON");
+    String::from_utf8(buf).expect("JSON is UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_matches_docker_spacing() {
+        let out = table(
+            &["DRIVER", "VOLUME NAME"],
+            &[vec!["local".into(), "v1".into()]],
+        );
+        assert_eq!(out, "DRIVER    VOLUME NAME\nlocal     v1\n");
+    }
+
+    #[test]
+    fn human_sizes_match_go_units() {
+        assert_eq!(human_size(0.0), "0B");
+        assert_eq!(human_size(1_048_576.0), "1.049MB");
+        assert_eq!(human_size(4096.0), "4.096kB");
+        assert_eq!(human_size(1000.0), "1kB");
+        assert_eq!(human_size(512.0), "512B");
+    }
+
+    #[test]
+    fn templates_expand_fields_and_json() {
+        let obj: Map<String, Value> =
+            serde_json::from_str(r#"{"Name":"v","Labels":{"a":"b"}}"#).unwrap();
+        assert_eq!(template("{{.Name}}", &obj), "v");
+        assert_eq!(template("{{json .Labels}}", &obj), r#"{"a":"b"}"#);
+        assert_eq!(template("{{.Labels}}", &obj), "map[a:b]");
+        assert_eq!(template("json", &obj), r#"{"Name":"v","Labels":{"a":"b"}}"#);
+    }
+}

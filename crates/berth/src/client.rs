@@ -1,0 +1,133 @@
+//! A minimal Docker Engine API client over a unix socket, for the CLI.
+//! One HTTP/1.1 connection per request (the CLI makes few).
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+
+/// The default daemon socket.
+pub const DEFAULT_HOST: &str = "unix:///run/berth.sock";
+
+/// `-H`, then `$BERTH_HOST`, then `$DOCKER_HOST`, then the default.
+pub fn resolve_host(flag: Option<String>) -> String {
+    flag.or_else(|| std::env::var("BERTH_HOST").ok())
+        .or_else(|| std::env::var("DOCKER_HOST").ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| DEFAULT_HOST.to_string())
+}
+
+/// The socket path of a `unix://` host (a bare absolute path is accepted).
+pub fn socket_path(host: &str) -> Result<String> {
+    if let Some(path) = host.strip_prefix("unix://") {
+        return Ok(path.to_string());
+    }
+    if host.starts_with('/') {
+        return Ok(host.to_string());
+    }
+    bail!("unsupported host {host:?}: berth speaks over unix sockets (unix:///path)")
+}
+
+/// A response: status and body.
+pub struct ApiResponse {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+impl ApiResponse {
+    /// The body as JSON of type `T`.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body).context("decoding daemon response")
+    }
+}
+
+/// Client for one daemon.
+pub struct ApiClient {
+    host: String,
+}
+
+impl ApiClient {
+    pub fn new(host: &str) -> Self {
+        ApiClient {
+            host: host.to_string(),
+        }
+    }
+
+    /// Sends a request; a status ≥ 400 becomes an error worded as the
+    /// docker CLI words it ("Error response from daemon: …").
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<ApiResponse> {
+        let resp = self.send(method, path, body).await?;
+        if resp.status.as_u16() >= 400 {
+            let message = serde_json::from_slice::<serde_json::Value>(&resp.body)
+                .ok()
+                .and_then(|v| {
+                    v.get("message")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).trim().to_string());
+            return Err(anyhow!("Error response from daemon: {message}"));
+        }
+        Ok(resp)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<ApiResponse> {
+        let socket = socket_path(&self.host)?;
+        let stream = tokio::net::UnixStream::connect(&socket)
+            .await
+            .with_context(|| {
+                format!(
+                    "Cannot connect to the berth daemon at {}. Is the berth daemon running?",
+                    self.host
+                )
+            })?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Host", "berth");
+        let payload = match body {
+            Some(v) => {
+                builder = builder.header("Content-Type", "application/json");
+                Bytes::from(serde_json::to_vec(&v)?)
+            }
+            None => Bytes::new(),
+        };
+        let resp = sender
+            .send_request(builder.body(Full::new(payload))?)
+            .await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(ApiResponse { status, body })
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_resolve_to_socket_paths() {
+        assert_eq!(socket_path("unix:///run/x.sock").unwrap(), "/run/x.sock");
+        assert_eq!(socket_path("/run/y.sock").unwrap(), "/run/y.sock");
+        assert!(socket_path("tcp://1.2.3.4:2375").is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! `berth daemon`: owns a root, serves the Docker Engine API on a unix
+//! socket until SIGTERM/SIGINT, then shuts down gracefully.
+//!
+//! Start-up order matters: the root lock is taken before anything in the
+//! root is touched, reconciliation finishes before the socket exists, so no
+//! client ever sees a half-repaired state.
+
+mod facts;
+mod pidfile;
+mod socket;
+
+use std::future::IntoFuture;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use berth_api::ApiState;
+use berth_core::driver::local::LocalDriver;
+use berth_core::driver::DriverRegistry;
+use berth_core::root::{RootLayout, RootLock};
+use berth_core::store::Store;
+use berth_core::volume::VolumeService;
+use clap::Args;
+
+/// How long in-flight requests get after a stop signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Socket to listen on (unix:///path).
+    #[arg(short = 'H', long = "host", default_value = "unix:///run/berth.sock")]
+    host: String,
+    /// Root folder for all persistent state.
+    #[arg(long, default_value = "/var/lib/berth")]
+    root: PathBuf,
+    /// File to write the daemon's PID to.
+    #[arg(short = 'p', long, default_value = "/run/berth.pid")]
+    pidfile: PathBuf,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(short = 'l', long, default_value = "info")]
+    log_level: String,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    log_format: String,
+}
+
+/// Runs the daemon to completion; returns the process exit code.
+pub fn run(args: DaemonArgs) -> i32 {
+    init_logging(&args);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return 1;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("berth daemon: {e:#}");
+            1
+        }
+    }
+}
+
+fn init_logging(args: &DaemonArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(args: DaemonArgs) -> Result<()> {
+    let layout = RootLayout::create(&args.root)?;
+    let _lock = RootLock::acquire(&layout)?;
+    let _pid = pidfile::PidFile::create(&args.pidfile)?;
+    let volumes = tokio::task::spawn_blocking({
+        let layout = layout.clone();
+        move || open_volumes(&layout)
+    })
+    .await??;
+    let facts = facts::gather(&layout)?;
+    let state = ApiState {
+        volumes: Arc::new(volumes),
+        facts: Arc::new(facts),
+    };
+    let socket_path = berth_socket_path(&args.host)?;
+    let listener = socket::bind(&socket_path)?;
+    tracing::info!(socket = %socket_path.display(), root = %layout.root().display(), pid = std::process::id(), "berth daemon ready");
+    let app = berth_api::app(state);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, axum::ServiceExt::into_make_service(app))
+        .with_graceful_shutdown(wait_for_stop(stop_rx.clone()));
+    let server = tokio::spawn(server.into_future());
+    stop_signal().await;
+    let _ = stop_tx.send(true);
+    let result = finish_within_grace(server).await;
+    socket::remove(&socket_path);
+    tracing::info!("berth daemon stopped");
+    result
+}
+
+/// Waits for the server to drain after the stop signal, at most
+/// [`SHUTDOWN_GRACE`]; requests still running then are abandoned.
+async fn finish_within_grace(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<()> {
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(res) => Ok(res??),
+        Err(_) => {
+            tracing::warn!("requests still running after the grace period; exiting");
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Store, drivers, service, then start-up reconciliation.
+fn open_volumes(layout: &RootLayout) -> Result<VolumeService> {
+    let store = Arc::new(Store::open(&layout.db_path()).context("opening metadata store")?);
+    let mut drivers = DriverRegistry::default();
+    drivers.register(Arc::new(LocalDriver::new(&layout.volumes_dir())));
+    let service = VolumeService::new(store, drivers);
+    let report = service.reconcile().context("start-up reconciliation")?;
+    tracing::info!(
+        rolled_back = report.rolled_back.len(),
+        finished_removals = report.finished_removals.len(),
+        recreated = report.recreated.len(),
+        adopted = report.adopted.len(),
+        remounted = report.remounted,
+        problems = report.problems.len(),
+        "start-up reconciliation done"
+    );
+    Ok(service)
+}
+
+fn berth_socket_path(host: &str) -> Result<PathBuf> {
+    Ok(PathBuf::from(crate::client::socket_path(host)?))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    }
+}

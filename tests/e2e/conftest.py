@@ -1,0 +1,509 @@
+"""Fixtures for berth's end-to-end tests.
+
+Every daemon (berth or a private dockerd) runs on its own temporary folder
+made with ``tempfile.mkdtemp(dir="/tmp")`` (unix socket paths must stay under
+108 bytes), so tests can run in parallel. Cleanup always runs, also when a
+test fails: the daemon is stopped by its PID (SIGTERM, then SIGKILL), every
+mount under its folder is lazily unmounted (deepest first), and the folder
+is removed.
+
+Environment:
+  BERTH_BIN     the berth binary (default: <repo>/target/debug/berth)
+  DOCKER_BIN    the docker CLI (default: docker on PATH)
+  DOCKERD_BIN   dockerd for the differential test (default: dockerd on PATH)
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BERTH_BIN = os.environ.get("BERTH_BIN") or str(REPO / "target" / "debug" / "berth")
+DOCKER_BIN = os.environ.get("DOCKER_BIN") or shutil.which("docker") or "docker"
+
+# Environment variables of the docker CLI that must not leak in from the
+# caller's shell: each test says exactly which daemon and version it wants.
+_DOCKER_ENV_DROP = (
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "DOCKER_API_VERSION",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS",
+    "BERTH_HOST",
+)
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+RFC3339_SECONDS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$")
+
+
+# ---------------------------------------------------------------------------
+# Raw HTTP over a unix socket
+# ---------------------------------------------------------------------------
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over AF_UNIX."""
+
+    def __init__(self, path: str, timeout: float = 30.0):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def unix_http(sock_path, method, path, body=None, headers=None, timeout=30.0):
+    """One request on a new connection. Returns (status, headers, body bytes).
+
+    ``body`` may be a dict/list (sent as JSON with Content-Type
+    application/json unless ``headers`` name a Content-Type), str or bytes
+    (sent as is), or None (no body).
+    """
+    hdrs = dict(headers or {})
+    data = None
+    if isinstance(body, (dict, list)):
+        data = json.dumps(body).encode()
+        if not any(k.lower() == "content-type" for k in hdrs):
+            hdrs["Content-Type"] = "application/json"
+    elif isinstance(body, str):
+        data = body.encode()
+    elif body is not None:
+        data = bytes(body)
+    conn = UnixHTTPConnection(str(sock_path), timeout=timeout)
+    try:
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        payload = resp.read()
+        return resp.status, resp.headers, payload
+    finally:
+        conn.close()
+
+
+def error_message(headers, body: bytes) -> str:
+    """The message of an error response: JSON {"message"} or plain text."""
+    ctype = (headers.get("Content-Type") or "").split(";")[0].strip()
+    if ctype == "application/json":
+        try:
+            return json.loads(body)["message"]
+        except (ValueError, KeyError, TypeError):
+            pass
+    return body.decode(errors="replace").strip()
+
+
+# ---------------------------------------------------------------------------
+# Processes, mounts, temp folders
+# ---------------------------------------------------------------------------
+
+
+def _unescape_mountinfo(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts_under(path) -> list[str]:
+    """Mount points at or below ``path``, deepest first."""
+    base = os.path.realpath(str(path))
+    found = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) < 5:
+                    continue
+                mp = _unescape_mountinfo(fields[4])
+                if mp == base or mp.startswith(base + "/"):
+                    found.append(mp)
+    except OSError:
+        return []
+    return sorted(set(found), key=lambda p: (p.count("/"), len(p)), reverse=True)
+
+
+def unmount_all_under(path) -> None:
+    for _ in range(3):  # stacked mounts need several passes
+        mps = mounts_under(path)
+        if not mps:
+            return
+        for mp in mps:
+            subprocess.run(["umount", "-l", mp], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
+
+
+def remove_tree(path) -> None:
+    if path and os.path.exists(path):
+        unmount_all_under(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def stop_pid(proc: subprocess.Popen | None, timeout: float = 15.0) -> int | None:
+    """SIGTERM the process we started, wait, SIGKILL as a fallback."""
+    if proc is None:
+        return None
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        proc.send_signal(signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=timeout)
+
+
+def pids_with_cmdline_containing(needle: str) -> list[int]:
+    """PIDs whose command line mentions ``needle`` (a unique temp path)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in cmd:
+            out.append(int(entry))
+    return out
+
+
+def log_tail(path, lines: int = 80) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _docker_env(api_version=None, config_dir=None, extra=None):
+    env = {k: v for k, v in os.environ.items() if k not in _DOCKER_ENV_DROP}
+    if api_version:
+        env["DOCKER_API_VERSION"] = str(api_version)
+    if config_dir:
+        env["DOCKER_CONFIG"] = str(config_dir)  # no user config, no pruneFilters
+    env["DOCKER_CLI_HINTS"] = "false"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_cmd(argv, env, check, input=None, timeout=120):
+    proc = subprocess.run(argv, env=env, input=input, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"command failed (exit {proc.returncode}): {' '.join(argv)}\n"
+            f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}")
+    return proc
+
+
+# ---------------------------------------------------------------------------
+# berth
+# ---------------------------------------------------------------------------
+
+
+class BerthDaemon:
+    """One `berth daemon` on a private socket and root.
+
+    ``root`` may be shared with another BerthDaemon (to test the root lock);
+    by default it is ``<tmpdir>/root``.
+    """
+
+    def __init__(self, root=None, bin_path=None):
+        self.bin = bin_path or BERTH_BIN
+        self.dir = tempfile.mkdtemp(prefix="berth-", dir="/tmp")
+        self.root = str(root) if root else os.path.join(self.dir, "root")
+        self.owns_root = root is None
+        self.sock = os.path.join(self.dir, "b.sock")
+        self.pidfile = os.path.join(self.dir, "b.pid")
+        self.log = os.path.join(self.dir, "daemon.log")
+        self.host = "unix://" + self.sock
+        self.docker_config = os.path.join(self.dir, "docker-config")
+        os.makedirs(self.docker_config, exist_ok=True)
+        self.proc: subprocess.Popen | None = None
+
+    # -- lifecycle -----------------------------------------------------
+
+    def argv(self):
+        return [self.bin, "daemon", "--host", self.host, "--root", self.root,
+                "--pidfile", self.pidfile]
+
+    def spawn(self) -> subprocess.Popen:
+        """Starts the process without waiting for it to be ready."""
+        if not os.path.exists(self.bin):
+            pytest.fail(f"berth binary not found at {self.bin} (build it, or set BERTH_BIN)")
+        logf = open(self.log, "ab")
+        try:
+            logf.write(f"\n=== {time.strftime('%H:%M:%S')} {' '.join(self.argv())}\n".encode())
+            logf.flush()
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
+                                         stdout=logf, stderr=logf)
+        finally:
+            logf.close()
+        return self.proc
+
+    def start(self, timeout: float = 30.0):
+        """Starts the daemon and waits until GET /_ping answers 200."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("berth daemon already running")
+        self.spawn()
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"berth daemon exited with {self.proc.returncode} during start-up\n"
+                    f"--- log ---\n{log_tail(self.log)}")
+            if os.path.exists(self.sock):
+                try:
+                    status, _, _ = unix_http(self.sock, "GET", "/_ping", timeout=2)
+                    if status == 200:
+                        return self
+                    last = f"status {status}"
+                except OSError as e:  # stale socket of a killed daemon, not yet bound
+                    last = repr(e)
+            time.sleep(0.02)
+        self.kill9()
+        raise AssertionError(f"berth daemon not ready after {timeout}s ({last})\n"
+                             f"--- log ---\n{log_tail(self.log)}")
+
+    def stop(self, timeout: float = 15.0):
+        """SIGTERM, wait, SIGKILL fallback. Returns the exit status."""
+        rc = stop_pid(self.proc, timeout)
+        return rc
+
+    def kill9(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+        return self.proc.returncode if self.proc else None
+
+    def restart(self, timeout: float = 30.0):
+        self.stop()
+        return self.start(timeout)
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cleanup(self):
+        try:
+            self.stop()
+        finally:
+            # remove_tree unmounts everything under the folder first. A
+            # borrowed root (owns_root False) lies outside it and is left to
+            # its owner.
+            remove_tree(self.dir)
+
+    # -- clients -------------------------------------------------------
+
+    def http(self, method, path, body=None, headers=None, timeout=30.0):
+        """Raw HTTP on a new connection: (status, headers, body bytes)."""
+        return unix_http(self.sock, method, path, body, headers, timeout)
+
+    def api(self, method, path, body=None, headers=None, timeout=30.0):
+        """Raw HTTP; the body decoded as JSON when there is one."""
+        status, hdrs, data = self.http(method, path, body, headers, timeout)
+        parsed = None
+        if data.strip():
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                parsed = data.decode(errors="replace")
+        return status, parsed
+
+    def docker(self, *args, api_version=None, check=True, input=None, env=None, timeout=120):
+        argv = [DOCKER_BIN, "-H", self.host, *map(str, args)]
+        return run_cmd(argv, _docker_env(api_version, self.docker_config, env), check, input, timeout)
+
+    def berth_cli(self, *args, check=True, input=None, env=None, host=True, timeout=120):
+        argv = [self.bin] + (["-H", self.host] if host else []) + list(map(str, args))
+        base = {k: v for k, v in os.environ.items() if k not in _DOCKER_ENV_DROP}
+        if env:
+            base.update(env)
+        return run_cmd(argv, base, check, input, timeout)
+
+    # -- state ---------------------------------------------------------
+
+    @property
+    def volumes_dir(self):
+        return os.path.join(self.root, "volumes")
+
+    @property
+    def db_path(self):
+        return os.path.join(self.root, "berth.db")
+
+    def volume_dirs(self) -> set[str]:
+        """Folders under ROOT/volumes."""
+        try:
+            return {e.name for e in os.scandir(self.volumes_dir) if e.is_dir(follow_symlinks=False)}
+        except FileNotFoundError:
+            return set()
+
+    def list_volumes(self, filters=None) -> dict:
+        """{name: volume JSON} from GET /volumes."""
+        path = "/volumes"
+        if filters is not None:
+            path += "?filters=" + urllib.parse.quote(json.dumps(filters))
+        status, body = self.api("GET", path)
+        assert status == 200, (status, body)
+        return {v["Name"]: v for v in body["Volumes"]}
+
+    def mountpoint(self, name):
+        return os.path.join(self.root, "volumes", name, "_data")
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def _failed(request) -> bool:
+    node = request.node
+    return any(getattr(getattr(node, "rep_" + w, None), "failed", False)
+               for w in ("setup", "call"))
+
+
+@pytest.fixture
+def berth_factory(request):
+    """Makes BerthDaemon objects (not started); all are cleaned up."""
+    made: list[BerthDaemon] = []
+
+    def make(root=None) -> BerthDaemon:
+        d = BerthDaemon(root=root)
+        made.append(d)
+        return d
+
+    yield make
+    failed = _failed(request)
+    # Daemons sharing a root: clean those that borrowed it first.
+    for d in sorted(made, key=lambda d: d.owns_root):
+        if failed:
+            print(f"\n--- berth log {d.log} ---\n{log_tail(d.log)}")
+        d.cleanup()
+
+
+@pytest.fixture
+def berth(berth_factory):
+    """A fresh, running berth daemon (function scope)."""
+    return berth_factory().start()
+
+
+@pytest.fixture(scope="module")
+def berth_module():
+    """One running berth daemon shared by a module's tests."""
+    d = BerthDaemon()
+    try:
+        d.start()
+        yield d
+    finally:
+        d.cleanup()
+
+
+# ---------------------------------------------------------------------------
+# A private dockerd (20.10 from Debian's docker.io) for differential tests
+# ---------------------------------------------------------------------------
+
+
+class DockerDaemon:
+    def __init__(self, bin_path):
+        self.bin = bin_path
+        self.dir = tempfile.mkdtemp(prefix="dk-", dir="/tmp")
+        self.root = os.path.join(self.dir, "root")
+        self.exec_root = os.path.join(self.dir, "exec")
+        self.sock = os.path.join(self.dir, "docker.sock")
+        self.pidfile = os.path.join(self.dir, "docker.pid")
+        self.log = os.path.join(self.dir, "dockerd.log")
+        self.host = "unix://" + self.sock
+        self.docker_config = os.path.join(self.dir, "docker-config")
+        os.makedirs(self.docker_config, exist_ok=True)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout=60.0):
+        argv = [self.bin, "--data-root", self.root, "--exec-root", self.exec_root,
+                "--host", self.host, "--pidfile", self.pidfile,
+                "--iptables=false", "--ip-forward=false", "--ip-masq=false",
+                "--bridge=none"]
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                         stdout=logf, stderr=logf)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"private dockerd exited with {self.proc.returncode}\n"
+                                     f"--- log ---\n{log_tail(self.log)}")
+            if os.path.exists(self.sock):
+                try:
+                    if unix_http(self.sock, "GET", "/_ping", timeout=2)[0] == 200:
+                        return self
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        raise AssertionError(f"private dockerd not ready after {timeout}s\n{log_tail(self.log)}")
+
+    def stop(self):
+        try:
+            stop_pid(self.proc, timeout=30)
+        finally:
+            # Its own containerd lives under our exec root; if dockerd died
+            # hard it may be left: end it by PID (only processes naming our
+            # unique folder).
+            for pid in pids_with_cmdline_containing(self.dir):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            remove_tree(self.dir)
+
+    def docker(self, *args, api_version=None, check=True, input=None, env=None, timeout=120):
+        argv = [DOCKER_BIN, "-H", self.host, *map(str, args)]
+        return run_cmd(argv, _docker_env(api_version, self.docker_config, env), check, input, timeout)
+
+    def mountpoint(self, name):
+        return os.path.join(self.root, "volumes", name, "_data")
+
+
+@pytest.fixture(scope="module")
+def dockerd():
+    """A private dockerd on a unique temp folder (module scope)."""
+    bin_path = os.environ.get("DOCKERD_BIN") or shutil.which("dockerd")
+    if not bin_path:
+        msg = ("!" * 70 + "\n!!! dockerd IS NOT INSTALLED: the differential test against Docker "
+               "was NOT run.\n!!! Install Debian's docker.io (apt-get install docker.io).\n" + "!" * 70)
+        print(msg)
+        pytest.skip(msg)
+    d = DockerDaemon(bin_path)
+    try:
+        d.start()
+        yield d
+    finally:
+        d.stop()
+
+
+def pytest_report_header(config):
+    return [f"berth binary: {BERTH_BIN}", f"docker CLI: {DOCKER_BIN}"]
