@@ -154,6 +154,10 @@ def test_ls_table_and_quiet(populated):
     ("name=mm", {"gamma"}),
     ("name=^(beta|tv)$", {"beta", "tv"}),
     ("name=zzz", set()),
+    # An invalid regular expression matches nothing (moby skips it) and is
+    # not an error.
+    ("name=[", set()),
+    ("name=(", set()),
 ])
 def test_ls_filters(populated, flt, expect):
     berth, anon = populated
@@ -358,6 +362,22 @@ def test_prune_api_1_41_removes_named_volumes_too(prune_set):
     assert reclaimed == "1.049MB"
     assert ls_q(berth) == ["opts"]
     assert berth.volume_dirs() == {"opts"}
+
+
+def test_prune_api_1_41_accepts_all_true(prune_set):
+    """Below 1.42 moby adds all=true itself; a client's own all=true is the
+    same value of a set, not a second value (moby 28)."""
+    berth, anon1, anon2 = prune_set
+    proc = berth.docker("volume", "prune", "-f", "--filter", "all=true", "--filter", "label=a=b",
+                        api_version="1.41")
+    assert parse_prune(proc.stdout) == (["labelled"], "0B")
+    proc = berth.docker("volume", "prune", "-f", "--filter", "all=false", api_version="1.41",
+                        check=False)
+    assert proc.returncode == 1
+    assert proc.stderr in (
+        "Error response from daemon: invalid filter 'all=[false true]': only one value is expected\n",
+        "Error response from daemon: invalid filter 'all=[true false]': only one value is expected\n")
+    assert set(ls_q(berth)) == {"named", "opts", anon1, anon2}
 
 
 def test_prune_bad_filter_removes_nothing(prune_set):

@@ -38,6 +38,7 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
             get(volumes::inspect).delete(volumes::remove),
         )
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::not_found)
         .with_state(state);
     version::Versioned::new(routes)
 }

@@ -73,8 +73,21 @@ pub fn decode_filters(raw: &str) -> Result<Filters, ApiError> {
             .map(|(k, v)| (k, v.into_keys().collect()))
             .collect());
     }
-    serde_json::from_str::<BTreeMap<String, Vec<String>>>(raw)
-        .map_err(|_| ApiError::bad_request("invalid filter"))
+    // Values are a set in Docker (`map[string]map[string]bool`): dedupe.
+    let legacy = serde_json::from_str::<BTreeMap<String, Vec<String>>>(raw)
+        .map_err(|_| ApiError::bad_request("invalid filter"))?;
+    Ok(legacy
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                v.into_iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+            )
+        })
+        .collect())
 }
 
 /// Reads a JSON body with moby's `ReadJSON` rules: no Content-Type is fine
@@ -88,9 +101,9 @@ pub fn read_json<T: DeserializeOwned + Default>(
     if body.is_empty() {
         return Ok(T::default());
     }
-    let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<Option<T>>();
+    let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>();
     let value = match stream.next() {
-        Some(Ok(value)) => value.unwrap_or_default(),
+        Some(Ok(value)) => value,
         Some(Err(e)) if e.is_eof() => {
             return Err(ApiError::bad_request("invalid JSON: unexpected EOF"))
         }
@@ -104,7 +117,27 @@ pub fn read_json<T: DeserializeOwned + Default>(
     if stream.next().is_some() {
         return Err(ApiError::bad_request("unexpected content after JSON"));
     }
-    Ok(value)
+    // Go decodes only an object (or null) into a struct; serde would also
+    // take an array positionally, so refuse anything else here.
+    match value {
+        serde_json::Value::Null => Ok(T::default()),
+        serde_json::Value::Object(_) => serde_json::from_value(value)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}"))),
+        other => Err(ApiError::bad_request(format!(
+            "invalid JSON: cannot unmarshal {} into an object",
+            json_kind(&other)
+        ))),
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::Bool(_) => "bool",
+        _ => "value",
+    }
 }
 
 fn check_json_content_type(headers: &HeaderMap, empty_body: bool) -> Result<(), ApiError> {
@@ -169,6 +202,8 @@ mod tests {
             decode_filters(r#"{"label":{"a=b":true,"c":true},"dangling":{"true":true}}"#).unwrap();
         let legacy = decode_filters(r#"{"label":["a=b","c"],"dangling":["true"]}"#).unwrap();
         assert_eq!(new, legacy);
+        let dup = decode_filters(r#"{"all":["true","true"]}"#).unwrap();
+        assert_eq!(dup["all"], ["true"]);
         assert_eq!(decode_filters("").unwrap(), Filters::new());
         assert_eq!(
             decode_filters("nope").unwrap_err().message,

@@ -25,9 +25,10 @@ impl ApiVersion {
         ApiVersion { major, minor }
     }
 
-    /// Parses `"1.41"`; `None` if not two dot-separated numbers.
+    /// Parses `"1.41"` (a missing minor is 0, as moby's comparison
+    /// treats it); `None` if not numbers.
     pub fn parse(s: &str) -> Option<Self> {
-        let (major, minor) = s.split_once('.')?;
+        let (major, minor) = s.split_once('.').unwrap_or((s, "0"));
         Some(ApiVersion {
             major: major.parse().ok()?,
             minor: minor.parse().ok()?,
@@ -146,6 +147,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let mut resp = match routed {
+                // moby answers OPTIONS on any route with an empty 200.
+                Ok(req) if req.method() == axum::http::Method::OPTIONS => {
+                    axum::http::StatusCode::OK.into_response()
+                }
                 Ok(req) => inner.call(req).await?,
                 Err(e) => e.into_response(),
             };
@@ -178,6 +183,7 @@ mod tests {
             "client version 1.99 is too new. Maximum supported API version is 1.45"
         );
         assert!(check_version("1.4.1").is_err());
+        assert!(check_version("1").unwrap_err().message.contains("too old"));
         assert!(ApiVersion::new(1, 9) < ApiVersion::new(1, 10));
     }
 }

@@ -83,7 +83,10 @@ pub async fn prune(
 ) -> Result<Response, ApiError> {
     let mut filters = Query::parse(q.as_deref()).filters()?;
     if version < PRUNE_ANONYMOUS_ONLY_SINCE {
-        filters.entry("all".into()).or_default().push("true".into());
+        let all = filters.entry("all".into()).or_default();
+        if !all.iter().any(|v| v == "true") {
+            all.push("true".into());
+        }
     }
     let svc = state.volumes.clone();
     let report = blocking(move || svc.prune(&filters)).await?;

@@ -6,7 +6,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bollard::volume::{CreateVolumeOptions, ListVolumesOptions, PruneVolumesOptions, RemoveVolumeOptions};
+use bollard::volume::{
+    CreateVolumeOptions, ListVolumesOptions, PruneVolumesOptions, RemoveVolumeOptions,
+};
 use bollard::{ClientVersion, Docker};
 use common::TestDaemon;
 
@@ -38,7 +40,14 @@ async fn create_inspect_list_agree() {
     let inspected = docker.inspect_volume("bollard-a").await.unwrap();
     assert_eq!(created, inspected);
     assert_eq!(created.labels.get("team").map(String::as_str), Some("data"));
-    assert_eq!(created.mountpoint, daemon.root.join("volumes/bollard-a/_data").display().to_string());
+    assert_eq!(
+        created.mountpoint,
+        daemon
+            .root
+            .join("volumes/bollard-a/_data")
+            .display()
+            .to_string()
+    );
     let filters = HashMap::from([("label", vec!["team=data"])]);
     let listed = docker
         .list_volumes(Some(ListVolumesOptions { filters }))
@@ -53,7 +62,10 @@ async fn prune_reports_anonymous_volume() {
     let docker = client(&daemon);
     let anon = docker.create_volume(create_opts("", &[])).await.unwrap();
     assert_eq!(anon.name.len(), 64);
-    docker.create_volume(create_opts("named", &[])).await.unwrap();
+    docker
+        .create_volume(create_opts("named", &[]))
+        .await
+        .unwrap();
     let report = docker
         .prune_volumes(None::<PruneVolumesOptions<String>>)
         .await
@@ -67,7 +79,10 @@ async fn unknown_volume_is_404_and_unknown_driver_fails_fast() {
     let daemon = TestDaemon::start();
     let docker = client(&daemon);
     match docker.inspect_volume("nosuch").await {
-        Err(bollard::errors::Error::DockerResponseServerError { status_code, message }) => {
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        }) => {
             assert_eq!(status_code, 404);
             assert_eq!(message, "get nosuch: no such volume");
         }
@@ -75,16 +90,28 @@ async fn unknown_volume_is_404_and_unknown_driver_fails_fast() {
     }
     let opts = RemoveVolumeOptions { force: false };
     assert!(docker.remove_volume("nosuch", Some(opts)).await.is_err());
-    docker.remove_volume("nosuch", Some(RemoveVolumeOptions { force: true })).await.unwrap();
+    docker
+        .remove_volume("nosuch", Some(RemoveVolumeOptions { force: true }))
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut bad = create_opts("x1", &[]);
     bad.driver = "this-plugin-does-not-exist";
     match docker.create_volume(bad).await {
-        Err(bollard::errors::Error::DockerResponseServerError { status_code, message }) => {
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        }) => {
             assert_eq!(status_code, 404);
-            assert!(message.contains("plugin \"this-plugin-does-not-exist\" not found"), "{message}");
+            assert!(
+                message.contains("plugin \"this-plugin-does-not-exist\" not found"),
+                "{message}"
+            );
         }
         other => panic!("expected an error, got {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(3), "unknown driver must fail fast");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "unknown driver must fail fast"
+    );
 }

@@ -91,27 +91,30 @@ fn label_matches(filter: &str, labels: &BTreeMap<String, String>) -> bool {
     }
 }
 
-/// Compiled `name` filters: a name matches if any unanchored pattern does.
-pub struct NameFilter(Vec<Regex>);
+/// `name` filters as Docker's `Args.Match`: a name passes if it equals a
+/// value or an unanchored regular expression of it matches; a value that
+/// is not a valid expression only matches exactly (Docker skips it).
+pub struct NameFilter(Vec<(String, Option<Regex>)>);
 
 impl NameFilter {
-    /// Compiles the `name` values; a bad pattern is an invalid filter.
+    /// Compiles the `name` values.
     pub fn new(filters: &Filters) -> Result<Self, VolumeError> {
         let patterns = filters.get("name").map(Vec::as_slice).unwrap_or_default();
-        let compiled = patterns
-            .iter()
-            .map(|p| {
-                Regex::new(p).map_err(|e| {
-                    VolumeError::InvalidFilter(format!("invalid filter 'name={p}': {e}"))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(NameFilter(compiled))
+        Ok(NameFilter(
+            patterns
+                .iter()
+                .map(|p| (p.clone(), Regex::new(p).ok()))
+                .collect(),
+        ))
     }
 
     /// Whether `name` passes.
     pub fn matches(&self, name: &str) -> bool {
-        self.0.is_empty() || self.0.iter().any(|re| re.is_match(name))
+        self.0.is_empty()
+            || self
+                .0
+                .iter()
+                .any(|(p, re)| p == name || re.as_ref().is_some_and(|re| re.is_match(name)))
     }
 }
 
@@ -199,7 +202,11 @@ mod tests {
     fn names_are_unanchored_regexes() {
         let f = NameFilter::new(&filters(&[("name", "^app"), ("name", "db")])).unwrap();
         assert!(f.matches("app1") && f.matches("mydb2") && !f.matches("web"));
-        assert!(NameFilter::new(&filters(&[("name", "(")])).is_err());
+        let bad = NameFilter::new(&filters(&[("name", "(")])).unwrap();
+        assert!(
+            !bad.matches("app1"),
+            "an invalid pattern matches only itself"
+        );
     }
 
     #[test]
