@@ -5,6 +5,7 @@
 //! variant's text follows Docker's wording where Docker has one.
 
 use crate::driver::DriverError;
+use crate::image::ImageError;
 use crate::store::StoreError;
 use crate::volume::VolumeError;
 
@@ -29,6 +30,8 @@ pub enum Error {
     #[error(transparent)]
     Driver(#[from] DriverError),
     #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{context}: {source}")]
     Io {
@@ -44,6 +47,7 @@ impl Error {
         match self {
             Error::Volume(e) => e.kind(),
             Error::Driver(e) => e.kind(),
+            Error::Image(e) => e.kind(),
             Error::Store(_) | Error::Io { .. } => ErrorKind::Internal,
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod driver;
 pub mod error;
+pub mod image;
 pub mod root;
 pub mod store;
 pub mod sys;

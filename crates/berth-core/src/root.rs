@@ -44,6 +44,11 @@ impl RootLayout {
         self.root.join("volumes")
     }
 
+    /// Image configs' layers and scratch space.
+    pub fn images_dir(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
     /// The lock file held for the daemon's lifetime.
     pub fn lock_path(&self) -> PathBuf {
         self.root.join("berth.lock")

@@ -6,6 +6,7 @@
 //! mutex that is held only for the duration of one statement group, never
 //! across driver I/O.
 
+mod images;
 mod schema;
 mod volumes;
 
@@ -14,6 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub use images::ImageRecord;
 pub use volumes::{VolumeRecord, VolumeState};
 
 /// Errors from the metadata store.

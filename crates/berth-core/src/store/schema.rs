@@ -44,6 +44,29 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (volume, mount_id)
     ) STRICT;
     "#,
+    // 2: images and their layers.
+    r#"
+    CREATE TABLE images (
+        id         TEXT PRIMARY KEY NOT NULL,   -- sha256:<hex> of config
+        config     BLOB NOT NULL,               -- the exact config bytes
+        created_at INTEGER NOT NULL,
+        size       INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE layers (
+        diff_id TEXT PRIMARY KEY NOT NULL,
+        size    INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE image_layers (
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        diff_id  TEXT NOT NULL REFERENCES layers(diff_id),
+        PRIMARY KEY (image_id, position)
+    ) STRICT;
+    CREATE TABLE image_tags (
+        reference TEXT PRIMARY KEY NOT NULL,
+        image_id  TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+    ) STRICT;
+    "#,
 ];
 
 /// The newest schema version this build knows.

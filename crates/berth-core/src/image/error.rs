@@ -1,0 +1,63 @@
+//! Errors of image operations, in Docker's words where Docker has them.
+
+use std::path::Path;
+
+use crate::error::ErrorKind;
+use crate::store::StoreError;
+
+/// An image operation failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("No such image: {0}")]
+    NotFound(String),
+    #[error("invalid reference format: {0}")]
+    InvalidReference(String),
+    #[error("invalid change: {0}")]
+    InvalidChange(String),
+    #[error("refusing archive: {0}")]
+    HostileArchive(String),
+    #[error("unsupported compression (bzip2 or xz): send an uncompressed, gzip or zstd tar")]
+    UnsupportedCompression,
+    #[error("invalid image archive: {0}")]
+    BadArchive(String),
+    #[error("invalid tar archive: {0}")]
+    Tar(#[source] std::io::Error),
+    #[error("conflict: unable to delete {image} (must be forced) - {reason}")]
+    Conflict { image: String, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ImageError {
+    /// The class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ImageError::NotFound(_) => ErrorKind::NotFound,
+            ImageError::InvalidReference(_)
+            | ImageError::InvalidChange(_)
+            | ImageError::HostileArchive(_)
+            | ImageError::UnsupportedCompression
+            | ImageError::BadArchive(_)
+            | ImageError::Tar(_) => ErrorKind::InvalidArgument,
+            ImageError::Conflict { .. } => ErrorKind::Conflict,
+            ImageError::Io { .. } | ImageError::Store(_) => ErrorKind::Internal,
+        }
+    }
+
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        ImageError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn tar(source: std::io::Error) -> Self {
+        ImageError::Tar(source)
+    }
+}

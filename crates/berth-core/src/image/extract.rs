@@ -1,0 +1,291 @@
+//! Safe extraction of a layer tar into a private folder, with image
+//! whiteouts turned into overlayfs whiteouts.
+//!
+//! Safety: an entry path is normalised component by component; `..` is
+//! refused (never clamped: a layer that tries to climb out is hostile);
+//! every parent folder is checked with `lstat` and a symlink parent is
+//! refused, so nothing is ever written through a link. Symlinks themselves
+//! are created as they are (absolute targets are fine: they are only ever
+//! resolved inside the container). Hard links must point inside the layer.
+//! The destination is a fresh folder only this extraction writes to, so the
+//! checks cannot race with another writer.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::sys::stat::{Mode, SFlag};
+use tar::EntryType;
+
+use super::ImageError;
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// What an extraction wrote.
+#[derive(Debug, Default)]
+pub struct Extracted {
+    /// Sum of regular file sizes (Docker's layer "Size").
+    pub size: u64,
+}
+
+/// Extracts every entry of `archive` under `dest` (an existing, empty,
+/// private folder). With `whiteouts`, `.wh.` entries become overlayfs
+/// whiteouts; without (plain archives such as `docker save` output) they
+/// are written as ordinary files.
+pub fn unpack<R: Read>(
+    archive: &mut tar::Archive<R>,
+    dest: &Path,
+    whiteouts: bool,
+) -> Result<Extracted, ImageError> {
+    let mut out = Extracted::default();
+    let mut dir_times = HashMap::new();
+    for entry in archive.entries().map_err(ImageError::tar)? {
+        let mut entry = entry.map_err(ImageError::tar)?;
+        let rel = sanitize(&entry.path().map_err(ImageError::tar)?)?;
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let target = dest.join(&rel);
+        ensure_parents(dest, &rel)?;
+        let name = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if whiteouts && name.starts_with(WHITEOUT_PREFIX) {
+            write_whiteout(&target, &name)?;
+            continue;
+        }
+        out.size += write_entry(&mut entry, dest, &target)?;
+        if entry.header().entry_type() == EntryType::Directory {
+            dir_times.insert(target, entry.header().mtime().unwrap_or(0));
+        }
+    }
+    // Folder times last: writing children changed them.
+    for (dir, mtime) in dir_times {
+        set_mtime(&dir, mtime)?;
+    }
+    Ok(out)
+}
+
+/// Normalises an archive path to a relative path with no `.`, `/` or `..`.
+pub fn sanitize(path: &Path) -> Result<PathBuf, ImageError> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(c) => out.push(c),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(ImageError::HostileArchive(format!(
+                    "entry {} climbs out of the layer with ..",
+                    path.display()
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Creates missing parent folders of `rel` under `root`, refusing a parent
+/// that is a symlink or not a folder.
+fn ensure_parents(root: &Path, rel: &Path) -> Result<(), ImageError> {
+    let mut cur = root.to_path_buf();
+    let parents: Vec<_> = rel
+        .parent()
+        .map(|p| p.components().collect())
+        .unwrap_or_default();
+    for component in parents {
+        cur.push(component);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(ImageError::HostileArchive(format!(
+                    "entry {} would be written through the symlink {}",
+                    rel.display(),
+                    cur.strip_prefix(root).unwrap_or(&cur).display()
+                )))
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(ImageError::HostileArchive(format!(
+                    "entry {} has a parent that is not a folder",
+                    rel.display()
+                )))
+            }
+            Err(_) => std::fs::create_dir(&cur).map_err(|e| ImageError::io(&cur, e))?,
+        }
+    }
+    Ok(())
+}
+
+/// Removes whatever is at `target` unless both it and the new entry are
+/// folders (a later layer entry replaces an earlier one, as tar does).
+fn clear_target(target: &Path, new_is_dir: bool) -> Result<(), ImageError> {
+    let Ok(meta) = std::fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    let result = if meta.is_dir() && !meta.file_type().is_symlink() {
+        if new_is_dir {
+            return Ok(());
+        }
+        std::fs::remove_dir_all(target)
+    } else {
+        std::fs::remove_file(target)
+    };
+    result.map_err(|e| ImageError::io(target, e))
+}
+
+fn write_whiteout(target: &Path, name: &str) -> Result<(), ImageError> {
+    if name == OPAQUE_MARKER {
+        let dir = target.parent().unwrap_or(target);
+        return set_xattr(dir, OPAQUE_XATTR, b"y");
+    }
+    let hidden = target.with_file_name(&name[WHITEOUT_PREFIX.len()..]);
+    clear_target(&hidden, false)?;
+    nix::sys::stat::mknod(&hidden, SFlag::S_IFCHR, Mode::empty(), 0)
+        .map_err(|e| ImageError::io(&hidden, e.into()))
+}
+
+/// Writes one entry; returns the bytes of file content written.
+fn write_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    root: &Path,
+    target: &Path,
+) -> Result<u64, ImageError> {
+    let header = entry.header().clone();
+    let kind = header.entry_type();
+    clear_target(target, kind == EntryType::Directory)?;
+    let mut size = 0;
+    match kind {
+        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+            size = write_file(entry, target)?;
+        }
+        EntryType::Directory => match std::fs::create_dir(target) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(ImageError::io(target, e))
+            }
+            _ => {}
+        },
+        EntryType::Symlink => {
+            let link = entry
+                .link_name()
+                .map_err(ImageError::tar)?
+                .unwrap_or_default();
+            std::os::unix::fs::symlink(&link, target).map_err(|e| ImageError::io(target, e))?;
+        }
+        EntryType::Link => return write_hardlink(entry, root, target),
+        EntryType::Char | EntryType::Block | EntryType::Fifo => make_node(&header, target)?,
+        _ => return Ok(0),
+    }
+    apply_metadata(entry, &header, target)?;
+    Ok(size)
+}
+
+fn write_file<R: Read>(entry: &mut tar::Entry<'_, R>, target: &Path) -> Result<u64, ImageError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(target)
+        .map_err(|e| ImageError::io(target, e))?;
+    std::io::copy(entry, &mut file).map_err(|e| ImageError::io(target, e))
+}
+
+fn write_hardlink<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    root: &Path,
+    target: &Path,
+) -> Result<u64, ImageError> {
+    let link = entry
+        .link_name()
+        .map_err(ImageError::tar)?
+        .unwrap_or_default();
+    let rel = sanitize(&link)?;
+    ensure_parents(root, &rel)?;
+    let source = root.join(&rel);
+    std::fs::hard_link(&source, target).map_err(|e| ImageError::io(target, e))?;
+    Ok(0)
+}
+
+fn make_node(header: &tar::Header, target: &Path) -> Result<(), ImageError> {
+    let kind = match header.entry_type() {
+        EntryType::Char => SFlag::S_IFCHR,
+        EntryType::Block => SFlag::S_IFBLK,
+        _ => SFlag::S_IFIFO,
+    };
+    let major = header.device_major().ok().flatten().unwrap_or(0) as u64;
+    let minor = header.device_minor().ok().flatten().unwrap_or(0) as u64;
+    let dev = nix::sys::stat::makedev(major, minor);
+    nix::sys::stat::mknod(target, kind, Mode::from_bits_truncate(0o600), dev)
+        .map_err(|e| ImageError::io(target, e.into()))
+}
+
+/// Owner, mode, xattrs and mtime, never following a symlink.
+fn apply_metadata<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    header: &tar::Header,
+    target: &Path,
+) -> Result<(), ImageError> {
+    let uid = header.uid().unwrap_or(0) as u32;
+    let gid = header.gid().unwrap_or(0) as u32;
+    nix::unistd::fchownat(
+        None,
+        target,
+        Some(uid.into()),
+        Some(gid.into()),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| ImageError::io(target, e.into()))?;
+    if header.entry_type() != EntryType::Symlink {
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        std::fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .map_err(|e| ImageError::io(target, e))?;
+    }
+    if let Ok(Some(exts)) = entry.pax_extensions() {
+        for ext in exts.flatten() {
+            if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                set_xattr(target, name, ext.value_bytes())?;
+            }
+        }
+    }
+    if header.entry_type() != EntryType::Directory {
+        set_mtime(target, header.mtime().unwrap_or(0))?;
+    }
+    Ok(())
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ImageError> {
+    let c_path =
+        CString::new(path.as_os_str().as_bytes()).map_err(|e| ImageError::io(path, e.into()))?;
+    let c_name = CString::new(name).map_err(|e| ImageError::io(path, e.into()))?;
+    // SAFETY: valid NUL-terminated strings and a live byte slice.
+    let rc = unsafe {
+        libc::lsetxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(ImageError::io(path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn set_mtime(path: &Path, mtime: u64) -> Result<(), ImageError> {
+    let ts = nix::sys::time::TimeSpec::new(mtime as i64, 0);
+    nix::sys::stat::utimensat(
+        None,
+        path,
+        &ts,
+        &ts,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| ImageError::io(path, e.into()))
+}

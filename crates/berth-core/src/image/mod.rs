@@ -1,0 +1,302 @@
+//! Images: import (`docker import`), load (`docker load`), lookup, tag,
+//! remove. Layers are content-addressed and extracted once ([`layers`]);
+//! configs are kept byte for byte in the store, so an image ID is always
+//! the sha256 of the stored config.
+
+pub mod changes;
+pub mod config;
+mod error;
+mod extract;
+pub mod layers;
+mod load;
+pub mod reference;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use config::ImageConfig;
+pub use error::ImageError;
+pub use reference::Reference;
+
+use crate::store::{ImageRecord, Store};
+use layers::{digest, LayerStore};
+
+/// What a remove did, in order (Docker's `Untagged`/`Deleted` list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoveAction {
+    Untagged(String),
+    Deleted(String),
+}
+
+/// A `docker import`.
+#[derive(Debug, Clone, Default)]
+pub struct ImportRequest {
+    pub reference: Option<Reference>,
+    /// Dockerfile-style change lines.
+    pub changes: Vec<String>,
+    /// Commit message (kept as the history comment).
+    pub message: Option<String>,
+}
+
+/// Image operations over one store.
+#[derive(Debug)]
+pub struct ImageService {
+    store: Arc<Store>,
+    layers: LayerStore,
+    /// Serialises tag moves and deletes (short metadata work only).
+    meta_lock: parking_lot::Mutex<()>,
+}
+
+impl ImageService {
+    /// A service keeping layers under `images_dir`.
+    pub fn new(store: Arc<Store>, images_dir: &Path) -> Result<Self, ImageError> {
+        Ok(ImageService {
+            store,
+            layers: LayerStore::new(images_dir)?,
+            meta_lock: parking_lot::Mutex::new(()),
+        })
+    }
+
+    /// Makes a one-layer image from a root filesystem tar.
+    pub fn import(&self, req: ImportRequest, input: impl Read) -> Result<ImageRecord, ImageError> {
+        let run_config = changes::apply(&Default::default(), &req.changes)?;
+        let layer = self.layers.add(input)?;
+        let now = chrono::Utc::now();
+        let created = now.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let config = ImageConfig {
+            architecture: config::go_arch().into(),
+            config: run_config,
+            created: Some(created.clone()),
+            history: vec![config::History {
+                created: Some(created),
+                comment: Some(req.message.unwrap_or_else(|| "Imported from -".into())),
+                ..Default::default()
+            }],
+            os: "linux".into(),
+            rootfs: config::RootFs {
+                kind: "layers".into(),
+                diff_ids: vec![layer.diff_id.clone()],
+            },
+            ..Default::default()
+        };
+        let bytes =
+            serde_json::to_vec(&config).map_err(|e| ImageError::BadArchive(e.to_string()))?;
+        let record = ImageRecord {
+            id: digest(&bytes),
+            config: bytes,
+            created_at: now.timestamp(),
+            size: layer.size as i64,
+            layers: vec![(layer.diff_id, layer.size as i64)],
+            tags: Vec::new(),
+        };
+        let tags: Vec<String> = req.reference.iter().map(ToString::to_string).collect();
+        let _guard = self.meta_lock.lock();
+        self.store.insert_image(&record, &tags)?;
+        tracing::info!(image = %record.id, tags = ?tags, "image imported");
+        Ok(ImageRecord { tags, ..record })
+    }
+
+    /// Loads every image of a `docker save` archive. Returns them with the
+    /// tags they were given.
+    pub fn load(&self, input: impl Read) -> Result<Vec<ImageRecord>, ImageError> {
+        let scratch = self.layers.scratch_dir()?;
+        load::unpack_archive(input, scratch.path())?;
+        let mut loaded = Vec::new();
+        for entry in load::read_images(scratch.path())? {
+            loaded.push(self.load_one(scratch.path(), &entry)?);
+        }
+        Ok(loaded)
+    }
+
+    fn load_one(&self, root: &Path, entry: &load::ArchiveImage) -> Result<ImageRecord, ImageError> {
+        let mut bytes = Vec::new();
+        load::open_inside(root, &entry.config)?
+            .read_to_end(&mut bytes)
+            .map_err(|e| ImageError::io(&entry.config, e))?;
+        let config: ImageConfig = serde_json::from_slice(&bytes)
+            .map_err(|e| ImageError::BadArchive(format!("image config: {e}")))?;
+        if config.rootfs.diff_ids.len() != entry.layers.len() {
+            return Err(ImageError::BadArchive(format!(
+                "config lists {} layers, manifest {}",
+                config.rootfs.diff_ids.len(),
+                entry.layers.len()
+            )));
+        }
+        let mut layers = Vec::new();
+        for (path, want) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
+            let layer = self.layers.add(load::open_inside(root, path)?)?;
+            if &layer.diff_id != want {
+                return Err(ImageError::BadArchive(format!(
+                    "layer {} has digest {}, config says {want}",
+                    path.display(),
+                    layer.diff_id
+                )));
+            }
+            layers.push((layer.diff_id, layer.size as i64));
+        }
+        let tags = entry
+            .tags
+            .iter()
+            .map(|t| Reference::parse(t).map(|r| r.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let record = ImageRecord {
+            id: digest(&bytes),
+            created_at: created_secs(&config),
+            size: layers.iter().map(|(_, s)| s).sum(),
+            config: bytes,
+            layers,
+            tags: tags.clone(),
+        };
+        let _guard = self.meta_lock.lock();
+        self.store.insert_image(&record, &tags)?;
+        tracing::info!(image = %record.id, tags = ?tags, "image loaded");
+        Ok(record)
+    }
+
+    /// Finds an image by full ID (`sha256:…` or bare hex), `repo[:tag]`, or
+    /// a unique ID prefix, in Docker's order.
+    pub fn resolve(&self, name: &str) -> Result<ImageRecord, ImageError> {
+        let not_found = || ImageError::NotFound(name.to_string());
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        let is_hex = !hex.is_empty()
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        if is_hex && hex.len() == 64 {
+            return self
+                .store
+                .get_image(&format!("sha256:{hex}"))?
+                .ok_or_else(not_found);
+        }
+        if let Ok(reference) = Reference::parse(name) {
+            if let Some(id) = self.store.image_by_tag(&reference.to_string())? {
+                return self.store.get_image(&id)?.ok_or_else(not_found);
+            }
+        }
+        if is_hex {
+            let ids = self.store.image_ids_with_prefix(&format!("sha256:{hex}"))?;
+            if let [id] = ids.as_slice() {
+                return self.store.get_image(id)?.ok_or_else(not_found);
+            }
+        }
+        Err(not_found())
+    }
+
+    /// Every image, newest first.
+    pub fn list(&self) -> Result<Vec<ImageRecord>, ImageError> {
+        Ok(self.store.list_images()?)
+    }
+
+    /// Points `reference` at the image `name` resolves to.
+    pub fn tag(&self, name: &str, reference: &Reference) -> Result<(), ImageError> {
+        let image = self.resolve(name)?;
+        let _guard = self.meta_lock.lock();
+        self.store.insert_image(&image, &[reference.to_string()])?;
+        Ok(())
+    }
+
+    /// Removes a tag, or an image with all its tags. `used_by` lists the
+    /// containers using an image (they block deletion, as in Docker).
+    pub fn remove(
+        &self,
+        name: &str,
+        force: bool,
+        used_by: &dyn Fn(&str) -> Vec<String>,
+    ) -> Result<Vec<RemoveAction>, ImageError> {
+        let image = self.resolve(name)?;
+        let _guard = self.meta_lock.lock();
+        let by_tag = Reference::parse(name)
+            .ok()
+            .map(|r| r.to_string())
+            .filter(|t| image.tags.contains(t));
+        if let Some(tag) = &by_tag {
+            if image.tags.len() > 1 {
+                self.store.untag_image(tag)?;
+                return Ok(vec![RemoveAction::Untagged(tag.clone())]);
+            }
+        } else if image.tags.len() > 1 && !force {
+            return Err(conflict(
+                &image.id,
+                "image is referenced in multiple repositories",
+            ));
+        }
+        if let Some(container) = used_by(&image.id).first() {
+            let short = &container[..container.len().min(12)];
+            return Err(conflict(
+                &image.id,
+                &format!("image is being used by container {short}"),
+            ));
+        }
+        let mut actions: Vec<RemoveAction> = image
+            .tags
+            .iter()
+            .cloned()
+            .map(RemoveAction::Untagged)
+            .collect();
+        for orphan in self.store.delete_image(&image.id)? {
+            self.layers.remove(&orphan)?;
+        }
+        actions.push(RemoveAction::Deleted(image.id.clone()));
+        tracing::info!(image = %image.id, "image deleted");
+        Ok(actions)
+    }
+
+    /// The parsed config of an image.
+    pub fn config(&self, image: &ImageRecord) -> Result<ImageConfig, ImageError> {
+        serde_json::from_slice(&image.config)
+            .map_err(|e| ImageError::BadArchive(format!("stored config of {}: {e}", image.id)))
+    }
+
+    /// Layer folders of an image, bottom first.
+    pub fn layer_paths(&self, image: &ImageRecord) -> Vec<PathBuf> {
+        image
+            .layers
+            .iter()
+            .map(|(d, _)| self.layers.path(d))
+            .collect()
+    }
+
+    /// Start-up repair: removes scratch leftovers and layer folders no
+    /// image records (an interrupted import or delete); reports recorded
+    /// layers whose folder is missing. Returns the problems found.
+    pub fn reconcile(&self) -> Result<Vec<String>, ImageError> {
+        let cleaned = self.layers.clean_tmp()?;
+        let recorded = self.store.layer_ids()?;
+        let mut problems = Vec::new();
+        for on_disk in self.layers.list()? {
+            if !recorded.contains(&on_disk) {
+                self.layers.remove(&on_disk)?;
+            }
+        }
+        for diff_id in &recorded {
+            if !self.layers.path(diff_id).is_dir() {
+                problems.push(format!(
+                    "layer {diff_id} is recorded but its folder is missing"
+                ));
+            }
+        }
+        tracing::info!(
+            scratch_removed = cleaned,
+            problems = problems.len(),
+            "image store reconciled"
+        );
+        Ok(problems)
+    }
+}
+
+fn conflict(id: &str, reason: &str) -> ImageError {
+    let hex = id.trim_start_matches("sha256:");
+    ImageError::Conflict {
+        image: hex[..hex.len().min(12)].to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn created_secs(config: &ImageConfig) -> i64 {
+    config
+        .created
+        .as_deref()
+        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+        .map_or(0, |t| t.timestamp())
+}
