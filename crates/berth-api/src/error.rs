@@ -67,12 +67,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// Docker's 404 for unknown routes.
+    pub fn page_not_found() -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: "page not found".into(),
+        }
+    }
+}
+
 /// Unknown routes: Docker's 404 text.
 pub async fn not_found() -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        message: "page not found".into(),
-    }
+    ApiError::page_not_found()
 }
 
 #[cfg(test)]

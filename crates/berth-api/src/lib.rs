@@ -9,6 +9,7 @@
 #![recursion_limit = "256"]
 
 pub mod error;
+mod images;
 mod request;
 mod state;
 mod system;
@@ -36,6 +37,15 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route(
             "/volumes/{name}",
             get(volumes::inspect).delete(volumes::remove),
+        )
+        .route("/images/create", post(images::create))
+        .route("/images/load", post(images::load))
+        .route("/images/json", get(images::list))
+        .route(
+            "/images/{*rest}",
+            get(images::by_name)
+                .post(images::by_name)
+                .delete(images::by_name),
         )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::not_found)

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use berth_core::image::ImageService;
 use berth_core::volume::VolumeService;
 
 /// Facts about this daemon and host, for `/info` and `/version`.
@@ -26,5 +27,6 @@ pub struct DaemonFacts {
 #[derive(Clone)]
 pub struct ApiState {
     pub volumes: Arc<VolumeService>,
+    pub images: Arc<ImageService>,
     pub facts: Arc<DaemonFacts>,
 }

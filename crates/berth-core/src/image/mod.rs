@@ -157,7 +157,7 @@ impl ImageService {
     /// Finds an image by full ID (`sha256:…` or bare hex), `repo[:tag]`, or
     /// a unique ID prefix, in Docker's order.
     pub fn resolve(&self, name: &str) -> Result<ImageRecord, ImageError> {
-        let not_found = || ImageError::NotFound(name.to_string());
+        let not_found = || ImageError::NotFound(display_name(name));
         let hex = name.strip_prefix("sha256:").unwrap_or(name);
         let is_hex = !hex.is_empty()
             && hex
@@ -282,6 +282,16 @@ impl ImageService {
             "image store reconciled"
         );
         Ok(problems)
+    }
+}
+
+/// How Docker names a missing image: a reference in its familiar form
+/// (`busybox` → `busybox:latest`), anything else as given.
+fn display_name(name: &str) -> String {
+    let hexish = name.bytes().all(|b| b.is_ascii_hexdigit()) || name.starts_with("sha256:");
+    match Reference::parse(name) {
+        Ok(r) if !hexish => r.to_string(),
+        _ => name.to_string(),
     }
 }
 

@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use berth_api::ApiState;
 use berth_core::driver::local::LocalDriver;
 use berth_core::driver::DriverRegistry;
+use berth_core::image::ImageService;
 use berth_core::root::{RootLayout, RootLock};
 use berth_core::store::Store;
 use berth_core::volume::VolumeService;
@@ -86,14 +87,15 @@ async fn serve(args: DaemonArgs) -> Result<()> {
     let layout = RootLayout::create(&args.root)?;
     let _lock = RootLock::acquire(&layout)?;
     let _pid = pidfile::PidFile::create(&args.pidfile)?;
-    let volumes = tokio::task::spawn_blocking({
+    let (volumes, images) = tokio::task::spawn_blocking({
         let layout = layout.clone();
-        move || open_volumes(&layout)
+        move || open_services(&layout)
     })
     .await??;
     let facts = facts::gather(&layout)?;
     let state = ApiState {
         volumes: Arc::new(volumes),
+        images: Arc::new(images),
         facts: Arc::new(facts),
     };
     let socket_path = berth_socket_path(&args.host)?;
@@ -128,9 +130,13 @@ async fn wait_for_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Store, drivers, service, then start-up reconciliation.
-fn open_volumes(layout: &RootLayout) -> Result<VolumeService> {
+/// Store, drivers, services, then start-up reconciliation of each.
+fn open_services(layout: &RootLayout) -> Result<(VolumeService, ImageService)> {
     let store = Arc::new(Store::open(&layout.db_path()).context("opening metadata store")?);
+    let images = ImageService::new(store.clone(), &layout.images_dir())?;
+    for problem in images.reconcile().context("image store reconciliation")? {
+        tracing::error!("reconcile: {problem}");
+    }
     let mut drivers = DriverRegistry::default();
     drivers.register(Arc::new(LocalDriver::new(&layout.volumes_dir())));
     let service = VolumeService::new(store, drivers);
@@ -144,7 +150,7 @@ fn open_volumes(layout: &RootLayout) -> Result<VolumeService> {
         problems = report.problems.len(),
         "start-up reconciliation done"
     );
-    Ok(service)
+    Ok((service, images))
 }
 
 fn berth_socket_path(host: &str) -> Result<PathBuf> {

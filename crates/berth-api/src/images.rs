@@ -1,0 +1,214 @@
+//! `/images` routes: import, load, list, inspect, tag, remove.
+//!
+//! Image names may contain slashes (`team/app:v1`), so everything under
+//! `/images/` that is not a fixed route goes through [`by_name`], which
+//! splits off the verb (`/json`, `/tag`) as moby's `{name:.*}` routes do.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use berth_core::image::{ImageError, ImportRequest, Reference, RemoveAction};
+use berth_core::store::ImageRecord;
+use futures_util::TryStreamExt;
+use serde_json::{json, Value};
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::error::ApiError;
+use crate::request::{blocking, json, Query};
+use crate::version::ApiVersion;
+use crate::ApiState;
+
+/// `VirtualSize` left the image list at API 1.44.
+const NO_VIRTUAL_SIZE_SINCE: ApiVersion = ApiVersion::new(1, 44);
+
+/// The request body as a blocking reader, for core calls on the blocking pool.
+fn body_reader(body: Body) -> SyncIoBridge<impl tokio::io::AsyncRead + Unpin> {
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    SyncIoBridge::new(StreamReader::new(stream))
+}
+
+/// JSON-lines progress stream (what `docker import`/`load` read).
+fn message_stream(messages: &[Value]) -> Response {
+    let mut body = Vec::new();
+    for m in messages {
+        body.extend_from_slice(m.to_string().as_bytes());
+        body.push(b'\n');
+    }
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// `POST /images/create?fromSrc=-&repo=&tag=&changes=&message=`
+pub async fn create(
+    State(state): State<ApiState>,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let query = Query::parse(q.as_deref());
+    if query.get("fromSrc") != Some("-") {
+        return Err(ApiError::bad_request(
+            "berth cannot pull from registries; import a root filesystem with fromSrc=- or load an archive",
+        ));
+    }
+    let reference = match query.get("repo").filter(|r| !r.is_empty()) {
+        Some(repo) => Some(
+            Reference::from_parts(repo, query.get("tag").unwrap_or_default()).map_err(core_err)?,
+        ),
+        None => None,
+    };
+    let req = ImportRequest {
+        reference,
+        changes: query
+            .all("changes")
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        message: query
+            .get("message")
+            .filter(|m| !m.is_empty())
+            .map(str::to_string),
+    };
+    let reader = body_reader(body);
+    let svc = state.images.clone();
+    let image = blocking(move || svc.import(req, reader).map_err(core_err)).await?;
+    Ok(message_stream(&[json!({"status": image.id})]))
+}
+
+/// `POST /images/load`
+pub async fn load(State(state): State<ApiState>, body: Body) -> Result<Response, ApiError> {
+    let reader = body_reader(body);
+    let svc = state.images.clone();
+    let images = blocking(move || svc.load(reader).map_err(core_err)).await?;
+    let mut messages = Vec::new();
+    for image in &images {
+        if image.tags.is_empty() {
+            messages.push(json!({"stream": format!("Loaded image ID: {}\n", image.id)}));
+        }
+        for tag in &image.tags {
+            messages.push(json!({"stream": format!("Loaded image: {tag}\n")}));
+        }
+    }
+    Ok(message_stream(&messages))
+}
+
+/// `GET /images/json`
+pub async fn list(
+    State(state): State<ApiState>,
+    Extension(version): Extension<ApiVersion>,
+) -> Result<Response, ApiError> {
+    let svc = state.images.clone();
+    let images = blocking(move || svc.list().map_err(core_err)).await?;
+    let items: Vec<Value> = images
+        .iter()
+        .map(|image| {
+            let labels = config_json(image)["config"]["Labels"].clone();
+            let mut item = json!({
+                "Containers": -1, "Created": image.created_at, "Id": image.id,
+                "Labels": labels, "ParentId": "", "RepoDigests": [], "RepoTags": image.tags,
+                "SharedSize": -1, "Size": image.size,
+            });
+            if version < NO_VIRTUAL_SIZE_SINCE {
+                item["VirtualSize"] = json!(image.size);
+            }
+            item
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &items))
+}
+
+/// Everything under `/images/{name}…`: `GET …/json`, `POST …/tag`,
+/// `DELETE …`.
+pub async fn by_name(
+    State(state): State<ApiState>,
+    method: Method,
+    Path(rest): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = Query::parse(q.as_deref());
+    match method {
+        Method::GET => match rest.strip_suffix("/json") {
+            Some(name) => inspect(state, name.to_string()).await,
+            None => Err(ApiError::page_not_found()),
+        },
+        Method::POST => match rest.strip_suffix("/tag") {
+            Some(name) => tag(state, name.to_string(), query).await,
+            None => Err(ApiError::page_not_found()),
+        },
+        Method::DELETE => remove(state, rest, query.bool("force")).await,
+        _ => Err(ApiError::page_not_found()),
+    }
+}
+
+async fn inspect(state: ApiState, name: String) -> Result<Response, ApiError> {
+    let svc = state.images.clone();
+    let image = blocking(move || svc.resolve(&name).map_err(core_err)).await?;
+    let config = config_json(&image);
+    let body = json!({
+        "Id": image.id, "RepoTags": image.tags, "RepoDigests": [], "Parent": "",
+        "Comment": config["history"][0]["comment"].as_str().unwrap_or_default(),
+        "Created": config["created"].as_str().unwrap_or("0001-01-01T00:00:00Z"),
+        "DockerVersion": "", "Author": config["author"].as_str().unwrap_or_default(),
+        "Config": container_config(&config["config"]),
+        "Architecture": config["architecture"], "Os": config["os"], "Size": image.size,
+        "GraphDriver": {"Data": null, "Name": "overlayfs"},
+        "RootFS": {"Type": "layers", "Layers": image.layers.iter().map(|(d, _)| d).collect::<Vec<_>>()},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    });
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// The image's run config in the shape of Docker's `container.Config`.
+fn container_config(run: &Value) -> Value {
+    let field = |k: &str| run.get(k).cloned().unwrap_or(Value::Null);
+    let text = |k: &str| run.get(k).cloned().unwrap_or(json!(""));
+    json!({
+        "Hostname": "", "Domainname": "", "User": text("User"), "AttachStdin": false,
+        "AttachStdout": false, "AttachStderr": false, "ExposedPorts": field("ExposedPorts"),
+        "Tty": false, "OpenStdin": false, "StdinOnce": false, "Env": field("Env"),
+        "Cmd": field("Cmd"), "Image": "", "Volumes": field("Volumes"),
+        "WorkingDir": text("WorkingDir"), "Entrypoint": field("Entrypoint"),
+        "OnBuild": null, "Labels": field("Labels"), "StopSignal": field("StopSignal"),
+    })
+}
+
+fn config_json(image: &ImageRecord) -> Value {
+    serde_json::from_slice(&image.config).unwrap_or(Value::Null)
+}
+
+async fn tag(state: ApiState, name: String, query: Query) -> Result<Response, ApiError> {
+    let repo = query.get("repo").unwrap_or_default();
+    if repo.is_empty() {
+        return Err(ApiError::bad_request(
+            "repository name must have at least one component",
+        ));
+    }
+    let reference =
+        Reference::from_parts(repo, query.get("tag").unwrap_or_default()).map_err(core_err)?;
+    let svc = state.images.clone();
+    blocking(move || svc.tag(&name, &reference).map_err(core_err)).await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+async fn remove(state: ApiState, name: String, force: bool) -> Result<Response, ApiError> {
+    let svc = state.images.clone();
+    let actions =
+        blocking(move || svc.remove(&name, force, &|_| Vec::new()).map_err(core_err)).await?;
+    let body: Vec<Value> = actions
+        .into_iter()
+        .map(|a| match a {
+            RemoveAction::Untagged(t) => json!({"Untagged": t}),
+            RemoveAction::Deleted(id) => json!({"Deleted": id}),
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &body))
+}
+
+fn core_err(e: ImageError) -> berth_core::Error {
+    e.into()
+}
