@@ -106,7 +106,7 @@ fn import_extracts_with_owners_modes_links_and_config() {
     assert_eq!(svc.resolve(&image.id[7..19]).unwrap().id, image.id);
     assert_eq!(
         svc.resolve("nosuch").unwrap_err().to_string(),
-        "No such image: nosuch"
+        "No such image: nosuch:latest"
     );
 }
 
