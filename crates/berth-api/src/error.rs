@@ -36,6 +36,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+        ErrorKind::NotModified => StatusCode::NOT_MODIFIED,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

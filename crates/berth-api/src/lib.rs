@@ -8,10 +8,13 @@
 
 #![recursion_limit = "256"]
 
+mod container_json;
+mod containers;
 pub mod error;
 mod images;
 mod request;
 mod state;
+mod streams;
 mod system;
 mod types;
 pub mod version;
@@ -37,6 +40,20 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route(
             "/volumes/{name}",
             get(volumes::inspect).delete(volumes::remove),
+        )
+        .route("/containers/create", post(containers::create))
+        .route("/containers/json", get(containers::list))
+        .route("/containers/prune", post(containers::prune))
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/start", post(containers::start))
+        .route("/containers/{id}/stop", post(containers::stop))
+        .route("/containers/{id}/kill", post(containers::kill))
+        .route("/containers/{id}/wait", post(containers::wait))
+        .route("/containers/{id}/attach", post(containers::attach))
+        .route("/containers/{id}/logs", get(containers::logs))
+        .route(
+            "/containers/{id}",
+            axum::routing::delete(containers::remove),
         )
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load))

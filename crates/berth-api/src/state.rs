@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use berth_core::container::ContainerService;
 use berth_core::image::ImageService;
 use berth_core::volume::VolumeService;
 
@@ -28,5 +29,6 @@ pub struct DaemonFacts {
 pub struct ApiState {
     pub volumes: Arc<VolumeService>,
     pub images: Arc<ImageService>,
+    pub containers: Arc<ContainerService>,
     pub facts: Arc<DaemonFacts>,
 }

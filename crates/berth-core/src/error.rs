@@ -4,6 +4,7 @@
 //! at to choose a status code. The message is what a user reads, so each
 //! variant's text follows Docker's wording where Docker has one.
 
+use crate::container::ContainerError;
 use crate::driver::DriverError;
 use crate::image::ImageError;
 use crate::store::StoreError;
@@ -18,6 +19,8 @@ pub enum ErrorKind {
     Conflict,
     /// The caller sent something invalid (HTTP 400).
     InvalidArgument,
+    /// Nothing to do: already in the asked state (HTTP 304).
+    NotModified,
     /// Anything else: I/O, database, driver failure (HTTP 500).
     Internal,
 }
@@ -31,6 +34,8 @@ pub enum Error {
     Driver(#[from] DriverError),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{context}: {source}")]
@@ -48,6 +53,7 @@ impl Error {
             Error::Volume(e) => e.kind(),
             Error::Driver(e) => e.kind(),
             Error::Image(e) => e.kind(),
+            Error::Container(e) => e.kind(),
             Error::Store(_) | Error::Io { .. } => ErrorKind::Internal,
         }
     }

@@ -6,9 +6,11 @@
 //! through [`volume::VolumeService`]; every operation returns a typed
 //! [`Error`] whose [`ErrorKind`] the API maps to a status code.
 
+pub mod container;
 pub mod driver;
 pub mod error;
 pub mod image;
+pub mod locks;
 pub mod root;
 pub mod store;
 pub mod sys;

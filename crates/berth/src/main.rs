@@ -6,6 +6,7 @@
 mod cli;
 mod client;
 mod daemon;
+mod shim;
 
 use clap::{Parser, Subcommand};
 
@@ -35,12 +36,16 @@ enum Command {
     Version,
     /// Show system-wide information.
     Info,
+    /// Per-container supervisor started by the daemon.
+    #[command(hide = true)]
+    Shim(shim::ShimArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Daemon(args) => daemon::run(args),
+        Command::Shim(args) => shim::run(args),
         command => run_client(cli.host, command),
     };
     std::process::exit(code);
@@ -65,7 +70,7 @@ fn run_client(host: Option<String>, command: Command) -> i32 {
             Command::System(cmd) => cli::system::run(&api, cmd).await,
             Command::Version => cli::system::version(&api).await,
             Command::Info => cli::system::info(&api).await,
-            Command::Daemon(_) => unreachable!("handled before"),
+            Command::Daemon(_) | Command::Shim(_) => unreachable!("handled before"),
         }
     });
     match result {

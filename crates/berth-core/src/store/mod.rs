@@ -6,6 +6,7 @@
 //! mutex that is held only for the duration of one statement group, never
 //! across driver I/O.
 
+mod containers;
 mod images;
 mod schema;
 mod volumes;

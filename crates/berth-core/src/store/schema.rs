@@ -67,6 +67,22 @@ const MIGRATIONS: &[&str] = &[
         image_id  TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
     ) STRICT;
     "#,
+    // 3: containers.
+    r#"
+    CREATE TABLE containers (
+        id          TEXT PRIMARY KEY NOT NULL,
+        name        TEXT NOT NULL UNIQUE,
+        image_id    TEXT NOT NULL REFERENCES images(id),
+        created     TEXT NOT NULL,
+        config      TEXT NOT NULL,
+        host_config TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        args        TEXT NOT NULL,
+        mounts      TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        status      TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -4,11 +4,10 @@
 //! Split as moby's `daemon/volume/service`: [`names`] (what a name may be
 //! and what "anonymous" means), [`filters`] (list/prune filter semantics),
 //! [`service`] (create, get, list, remove, refs, mounts), [`prune`],
-//! [`reconcile`] (start-up repair), [`locks`] (per-name locking).
+//! [`reconcile`] (start-up repair); per-name locking is [`crate::locks`].
 
 mod error;
 pub mod filters;
-mod locks;
 mod model;
 pub mod names;
 mod prune;

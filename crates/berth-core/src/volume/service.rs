@@ -11,10 +11,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::filters::{self, Filters, NameFilter};
-use super::locks::NameLocks;
 use super::names;
 use super::{CreateRequest, Volume, VolumeError, VolumeUsage};
 use crate::driver::{DriverRegistry, VolumeDriver, DEFAULT_DRIVER};
+use crate::locks::NameLocks;
 use crate::store::{Store, VolumeRecord, VolumeState};
 use crate::sys::usage::dir_size;
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use berth_api::ApiState;
+use berth_core::container::{ContainerService, RuntimeSettings};
 use berth_core::driver::local::LocalDriver;
 use berth_core::driver::DriverRegistry;
 use berth_core::image::ImageService;
@@ -44,6 +45,9 @@ pub struct DaemonArgs {
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: String,
+    /// OCI runtime binary for containers (default: the embedded runtime).
+    #[arg(long)]
+    runtime: Option<String>,
 }
 
 /// Runs the daemon to completion; returns the process exit code.
@@ -87,17 +91,12 @@ async fn serve(args: DaemonArgs) -> Result<()> {
     let layout = RootLayout::create(&args.root)?;
     let _lock = RootLock::acquire(&layout)?;
     let _pid = pidfile::PidFile::create(&args.pidfile)?;
-    let (volumes, images) = tokio::task::spawn_blocking({
+    let runtime = args.runtime.clone();
+    let state = tokio::task::spawn_blocking({
         let layout = layout.clone();
-        move || open_services(&layout)
+        move || open_services(&layout, runtime)
     })
     .await??;
-    let facts = facts::gather(&layout)?;
-    let state = ApiState {
-        volumes: Arc::new(volumes),
-        images: Arc::new(images),
-        facts: Arc::new(facts),
-    };
     let socket_path = berth_socket_path(&args.host)?;
     let listener = socket::bind(&socket_path)?;
     tracing::info!(socket = %socket_path.display(), root = %layout.root().display(), pid = std::process::id(), "berth daemon ready");
@@ -130,13 +129,40 @@ async fn wait_for_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Store, drivers, services, then start-up reconciliation of each.
-fn open_services(layout: &RootLayout) -> Result<(VolumeService, ImageService)> {
+/// Store, services, start-up reconciliation of each, then containers
+/// found again (live restore). Runs before the socket exists.
+fn open_services(layout: &RootLayout, runtime: Option<String>) -> Result<ApiState> {
     let store = Arc::new(Store::open(&layout.db_path()).context("opening metadata store")?);
-    let images = ImageService::new(store.clone(), &layout.images_dir())?;
+    let images = Arc::new(ImageService::new(store.clone(), &layout.images_dir())?);
     for problem in images.reconcile().context("image store reconciliation")? {
         tracing::error!("reconcile: {problem}");
     }
+    let volumes = Arc::new(open_volumes(layout, store.clone())?);
+    let settings = RuntimeSettings {
+        containers_dir: layout.root().join("containers"),
+        runtime_root: layout.root().join("runtime"),
+        shim_exe: std::env::current_exe().context("locating the berth binary")?,
+        default_runtime: runtime,
+    };
+    let containers = Arc::new(ContainerService::new(
+        store,
+        images.clone(),
+        volumes.clone(),
+        settings,
+    )?);
+    let restored = containers.restore()?;
+    tracing::info!(running = restored, "containers restored");
+    let facts = Arc::new(facts::gather(layout)?);
+    Ok(ApiState {
+        volumes,
+        images,
+        containers,
+        facts,
+    })
+}
+
+/// The volume service with its drivers, reconciled.
+fn open_volumes(layout: &RootLayout, store: Arc<Store>) -> Result<VolumeService> {
     let mut drivers = DriverRegistry::default();
     drivers.register(Arc::new(LocalDriver::new(&layout.volumes_dir())));
     let service = VolumeService::new(store, drivers);
@@ -148,9 +174,9 @@ fn open_services(layout: &RootLayout) -> Result<(VolumeService, ImageService)> {
         adopted = report.adopted.len(),
         remounted = report.remounted,
         problems = report.problems.len(),
-        "start-up reconciliation done"
+        "volume reconciliation done"
     );
-    Ok((service, images))
+    Ok(service)
 }
 
 fn berth_socket_path(host: &str) -> Result<PathBuf> {

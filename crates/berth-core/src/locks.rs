@@ -1,6 +1,7 @@
-//! Per-name locks: operations on one volume are serialised, operations on
-//! different volumes never wait for each other, and no lock spans the whole
-//! service (a slow driver call on one volume does not stall `volume ls`).
+//! Per-name locks: operations on one object (a volume, a container) are
+//! serialised, operations on different objects never wait for each other,
+//! and no lock spans a whole service (a slow driver call on one volume does
+//! not stall `volume ls`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,0 +1,164 @@
+//! Docker's container JSON: list items (`container.Summary`) and inspect
+//! (`InspectResponse`), from berth's container records.
+
+use berth_core::container::{ContainerRecord, MountPoint, Status};
+use serde_json::{json, Value};
+
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// `GET /containers/json` item.
+pub fn summary(c: &ContainerRecord) -> Value {
+    json!({
+        "Id": c.id,
+        "Names": [format!("/{}", c.name)],
+        "Image": c.config.image,
+        "ImageID": c.image_id,
+        "Command": command_line(c),
+        "Created": unix_seconds(&c.created),
+        "Ports": [],
+        "Labels": c.config.labels.clone().unwrap_or_default(),
+        "State": c.state.status.as_str(),
+        "Status": status_text(c),
+        "HostConfig": {"NetworkMode": c.host_config.network_mode},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": c.mounts.iter().map(mount_json).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /containers/{id}/json`.
+pub fn inspect(c: &ContainerRecord, paths: &berth_core::container::ContainerPaths) -> Value {
+    let s = &c.state;
+    let mut host_config = serde_json::to_value(&c.host_config).unwrap_or(Value::Null);
+    host_config["NetworkMode"] = json!(c.host_config.network_mode);
+    json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.path,
+        "Args": c.args,
+        "State": {
+            "Status": s.status.as_str(),
+            "Running": s.status == Status::Running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": s.oom_killed,
+            "Dead": s.status == Status::Dead,
+            "Pid": s.pid,
+            "ExitCode": s.exit_code,
+            "Error": s.error,
+            "StartedAt": s.started_at.clone().unwrap_or_else(|| ZERO_TIME.into()),
+            "FinishedAt": s.finished_at.clone().unwrap_or_else(|| ZERO_TIME.into()),
+        },
+        "Image": c.image_id,
+        "ResolvConfPath": paths.resolv_file(),
+        "HostnamePath": paths.hostname_file(),
+        "HostsPath": paths.hosts_file(),
+        "LogPath": if s.started_at.is_some() { paths.log().display().to_string() } else { String::new() },
+        "Name": format!("/{}", c.name),
+        "RestartCount": 0,
+        "Driver": "overlayfs",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": host_config,
+        "GraphDriver": {"Data": {"MergedDir": paths.rootfs(), "UpperDir": paths.upper(), "WorkDir": paths.work()}, "Name": "overlayfs"},
+        "Mounts": c.mounts.iter().map(mount_json).collect::<Vec<_>>(),
+        "Config": c.config,
+        "NetworkSettings": {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "Networks": {}},
+    })
+}
+
+/// Docker's `MountPoint`.
+pub fn mount_json(m: &MountPoint) -> Value {
+    let mut v = json!({"Type": m.kind});
+    if m.kind == "volume" {
+        v["Name"] = json!(m.name);
+    }
+    v["Source"] = json!(m.source);
+    v["Destination"] = json!(m.destination);
+    if m.kind == "volume" {
+        v["Driver"] = json!(m.driver);
+    }
+    v["Mode"] = json!(m.mode);
+    v["RW"] = json!(m.rw);
+    v["Propagation"] = json!(m.propagation);
+    v
+}
+
+/// `Path` and args, args with spaces quoted (Docker's `Command`).
+fn command_line(c: &ContainerRecord) -> String {
+    let mut parts = vec![c.path.clone()];
+    parts.extend(c.args.iter().map(|a| {
+        if a.contains(' ') {
+            format!("'{a}'")
+        } else {
+            a.clone()
+        }
+    }));
+    parts.join(" ")
+}
+
+fn unix_seconds(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339).map_or(0, |t| t.timestamp())
+}
+
+fn since(rfc3339: Option<&str>) -> String {
+    let then = rfc3339.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let secs = then.map_or(0, |t| {
+        (chrono::Utc::now().timestamp() - t.timestamp()).max(0)
+    });
+    human_duration(secs)
+}
+
+/// Docker's `State.String()` for `ps`.
+fn status_text(c: &ContainerRecord) -> String {
+    let s = &c.state;
+    match s.status {
+        Status::Running => format!("Up {}", since(s.started_at.as_deref())),
+        Status::Removing => "Removal In Progress".into(),
+        Status::Dead => "Dead".into(),
+        _ if s.started_at.is_none() => "Created".into(),
+        _ => format!(
+            "Exited ({}) {} ago",
+            s.exit_code,
+            since(s.finished_at.as_deref())
+        ),
+    }
+}
+
+/// go-units `HumanDuration`.
+pub fn human_duration(secs: i64) -> String {
+    let mins = secs / 60;
+    let hours = (secs as f64 / 3600.0).round() as i64;
+    match secs {
+        s if s < 1 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        _ if mins == 1 => "About a minute".into(),
+        _ if mins < 60 => format!("{mins} minutes"),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 14 => format!("{} days", hours / 24),
+        _ if hours < 24 * 60 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", hours / 24 / 365),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_docker() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(1), "1 second");
+        assert_eq!(human_duration(59), "59 seconds");
+        assert_eq!(human_duration(60), "About a minute");
+        assert_eq!(human_duration(600), "10 minutes");
+        assert_eq!(human_duration(3600), "About an hour");
+        assert_eq!(human_duration(3 * 3600), "3 hours");
+        assert_eq!(human_duration(3 * 86400), "3 days");
+    }
+}

@@ -1,0 +1,422 @@
+//! Container create: merge the request with the image (Docker's rules),
+//! pick a name, resolve mounts (creating volumes and taking references),
+//! record the container.
+
+use std::collections::BTreeMap;
+
+use super::model::{ContainerConfig, ContainerState, HostConfig, MountPoint};
+use super::mounts::{parse_bind, BindSource};
+use super::{names, ContainerError, ContainerRecord, ContainerService};
+use crate::image::ImageConfig;
+use crate::volume::names::random_id;
+use crate::volume::CreateRequest;
+
+/// A create request.
+#[derive(Debug, Clone, Default)]
+pub struct CreateContainer {
+    pub name: Option<String>,
+    pub config: ContainerConfig,
+    pub host_config: HostConfig,
+}
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl ContainerService {
+    /// Creates a container; returns it with warnings for the client.
+    pub fn create(
+        &self,
+        req: CreateContainer,
+    ) -> Result<(ContainerRecord, Vec<String>), ContainerError> {
+        let requested_name = req
+            .name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .map(names::normalize)
+            .transpose()?;
+        let image = self.images.resolve(&req.config.image)?;
+        let image_config = self.images.config(&image)?;
+        let mut config = merge(req.config, &image_config);
+        let (path, args) = command(&config)?;
+        let mut warnings = Vec::new();
+        let host_config = check_network(req.host_config, &mut warnings)?;
+        let id = new_id();
+        if config.hostname.is_empty() {
+            config.hostname = id[..12].to_string();
+        }
+        let name = self.pick_name(requested_name, &id)?;
+        let mounts = self.resolve_mounts(&id, &config, &host_config)?;
+        let record = ContainerRecord {
+            id: id.clone(),
+            name,
+            image_id: image.id.clone(),
+            created: super::jsonlog::now_rfc3339_nano(),
+            config,
+            host_config,
+            path,
+            args,
+            mounts,
+            state: ContainerState::default(),
+        };
+        if let Err(e) = self.record_new(&record) {
+            self.release_mounts(&record, true);
+            return Err(e);
+        }
+        tracing::info!(container = %id, name = %record.name, image = %image.id, "container created");
+        Ok((record, warnings))
+    }
+
+    fn record_new(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
+        let paths = self.paths(&record.id);
+        paths.create()?;
+        if let Err(e) = self.store.insert_container(record) {
+            let _ = paths.remove_all();
+            // A name taken between our check and the insert.
+            if let Some(other) = self.store.container_by_name(&record.name)? {
+                return Err(ContainerError::NameInUse {
+                    name: record.name.clone(),
+                    id: other.id,
+                });
+            }
+            return Err(e.into());
+        }
+        self.lifecycle_sender(&record.id);
+        Ok(())
+    }
+
+    /// The requested name if free, else Docker's generated names.
+    fn pick_name(&self, requested: Option<String>, id: &str) -> Result<String, ContainerError> {
+        if let Some(name) = requested {
+            if let Some(other) = self.store.container_by_name(&name)? {
+                return Err(ContainerError::NameInUse { name, id: other.id });
+            }
+            return Ok(name);
+        }
+        for attempt in 0..6 {
+            let name = names::generate(attempt);
+            if self.store.container_by_name(&name)?.is_none() {
+                return Ok(name);
+            }
+        }
+        Ok(id[..12].to_string())
+    }
+
+    /// Binds and volumes (from `Binds` and the image's `VOLUME`s), with
+    /// volumes created on first use and referenced by this container.
+    fn resolve_mounts(
+        &self,
+        id: &str,
+        config: &ContainerConfig,
+        host: &HostConfig,
+    ) -> Result<Vec<MountPoint>, ContainerError> {
+        let mut mounts: Vec<MountPoint> = Vec::new();
+        let specs = host.binds.clone().unwrap_or_default();
+        let mut result = Ok(());
+        for spec in &specs {
+            result = parse_bind(spec).and_then(|b| {
+                if mounts.iter().any(|m| m.destination == b.destination) {
+                    return Err(ContainerError::InvalidConfig(format!(
+                        "Duplicate mount point: {}",
+                        b.destination
+                    )));
+                }
+                let mount = self.mount_for(
+                    id,
+                    &b.source,
+                    &b.destination,
+                    !b.readonly,
+                    &b.mode,
+                    &host.volume_driver,
+                )?;
+                mounts.push(mount);
+                Ok(())
+            });
+            if result.is_err() {
+                break;
+            }
+        }
+        let image_volumes: Vec<String> = config
+            .volumes
+            .iter()
+            .flat_map(|v| v.keys().cloned())
+            .collect();
+        for dst in image_volumes.iter().map(|d| super::mounts::clean(d)) {
+            if result.is_err() || mounts.iter().any(|m| m.destination == dst) {
+                continue;
+            }
+            match self.mount_for(
+                id,
+                &BindSource::Anonymous,
+                &dst,
+                true,
+                "",
+                &host.volume_driver,
+            ) {
+                Ok(m) => mounts.push(m),
+                Err(e) => result = Err(e),
+            }
+        }
+        if let Err(e) = result {
+            let partial = ContainerRecord {
+                mounts,
+                ..placeholder(id)
+            };
+            self.release_mounts(&partial, true);
+            return Err(e);
+        }
+        Ok(mounts)
+    }
+
+    fn mount_for(
+        &self,
+        id: &str,
+        source: &BindSource,
+        dst: &str,
+        rw: bool,
+        mode: &str,
+        driver: &str,
+    ) -> Result<MountPoint, ContainerError> {
+        let (kind, name, src, drv, anonymous) = match source {
+            BindSource::Host(path) => {
+                std::fs::create_dir_all(path)
+                    .map_err(|e| ContainerError::io(format!("creating bind source {path}"), e))?;
+                ("bind", String::new(), path.clone(), String::new(), false)
+            }
+            BindSource::Volume(_) | BindSource::Anonymous => {
+                let name = match source {
+                    BindSource::Volume(n) => Some(n.clone()),
+                    _ => None,
+                };
+                let anonymous = name.is_none();
+                let req = CreateRequest {
+                    name,
+                    driver: driver.to_string(),
+                    ..Default::default()
+                };
+                let (volume, _) = self.volumes.create(req)?;
+                self.volumes.add_ref(&volume.name, id)?;
+                (
+                    "volume",
+                    volume.name,
+                    volume.mountpoint.display().to_string(),
+                    volume.driver,
+                    anonymous,
+                )
+            }
+        };
+        Ok(MountPoint {
+            kind: kind.into(),
+            name,
+            source: src,
+            destination: dst.to_string(),
+            driver: drv,
+            mode: if kind == "volume" && mode.is_empty() {
+                "z".into()
+            } else {
+                mode.to_string()
+            },
+            rw,
+            propagation: if kind == "bind" {
+                "rprivate".into()
+            } else {
+                String::new()
+            },
+            anonymous,
+        })
+    }
+
+    /// Drops this container's volume references; with `remove_anonymous`,
+    /// also removes the anonymous volumes it created, unless another
+    /// container still holds them.
+    pub(super) fn release_mounts(&self, record: &ContainerRecord, remove_anonymous: bool) {
+        for m in record.mounts.iter().filter(|m| m.kind == "volume") {
+            if let Err(e) = self.volumes.remove_ref(&m.name, &record.id) {
+                tracing::warn!(volume = %m.name, error = %e, "could not release volume");
+            }
+            if remove_anonymous && m.anonymous {
+                match self.volumes.remove(&m.name, false) {
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::info!(volume = %m.name, reason = %e, "anonymous volume kept")
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn placeholder(id: &str) -> ContainerRecord {
+    ContainerRecord {
+        id: id.to_string(),
+        name: String::new(),
+        image_id: String::new(),
+        created: String::new(),
+        config: ContainerConfig::default(),
+        host_config: HostConfig::default(),
+        path: String::new(),
+        args: Vec::new(),
+        mounts: Vec::new(),
+        state: ContainerState::default(),
+    }
+}
+
+/// Docker's ID: 32 random bytes in hex, re-rolled while the short form is
+/// all digits (it would read as a number).
+fn new_id() -> String {
+    loop {
+        let id = random_id();
+        if !id[..12].bytes().all(|b| b.is_ascii_digit()) {
+            return id;
+        }
+    }
+}
+
+/// Docker's merge of a create request with the image config.
+fn merge(mut config: ContainerConfig, image: &ImageConfig) -> ContainerConfig {
+    let ic = &image.config;
+    if config.user.is_empty() {
+        config.user = ic.user.clone().unwrap_or_default();
+    }
+    if config.working_dir.is_empty() {
+        config.working_dir = ic.working_dir.clone().unwrap_or_default();
+    }
+    if config.stop_signal.is_none() {
+        config.stop_signal = ic.stop_signal.clone();
+    }
+    let mut env = config.env.take().unwrap_or_default();
+    for var in ic.env.iter().flatten() {
+        let key = var.split('=').next().unwrap_or_default();
+        if !env.iter().any(|e| e.split('=').next() == Some(key)) {
+            env.push(var.clone());
+        }
+    }
+    config.env = Some(env);
+    let mut labels: BTreeMap<String, String> = ic.labels.clone().unwrap_or_default();
+    labels.extend(config.labels.take().unwrap_or_default());
+    config.labels = Some(labels);
+    let mut volumes = ic.volumes.clone().unwrap_or_default();
+    volumes.extend(config.volumes.take().unwrap_or_default());
+    config.volumes = (!volumes.is_empty()).then_some(volumes);
+    if config
+        .entrypoint
+        .as_ref()
+        .is_some_and(|e| e.len() == 1 && e[0].is_empty())
+    {
+        config.entrypoint = Some(Vec::new());
+    }
+    let user_entrypoint_empty = config.entrypoint.as_ref().is_none_or(|e| e.is_empty());
+    if user_entrypoint_empty {
+        if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+            config.cmd = ic.cmd.clone();
+        }
+        if config.entrypoint.is_none() {
+            config.entrypoint = ic.entrypoint.clone();
+        }
+    }
+    config
+}
+
+/// `Path` and `Args` from entrypoint and cmd.
+fn command(config: &ContainerConfig) -> Result<(String, Vec<String>), ContainerError> {
+    let mut full: Vec<String> = config.entrypoint.clone().unwrap_or_default();
+    full.extend(config.cmd.clone().unwrap_or_default());
+    if full.is_empty() {
+        return Err(ContainerError::InvalidConfig("no command specified".into()));
+    }
+    let path = full.remove(0);
+    Ok((path, full))
+}
+
+/// Network modes berth supports; `default`/`bridge` get a private network
+/// namespace with loopback only, said in a warning.
+fn check_network(
+    mut host: HostConfig,
+    warnings: &mut Vec<String>,
+) -> Result<HostConfig, ContainerError> {
+    match host.network_mode.as_str() {
+        "" | "default" | "bridge" => {
+            host.network_mode = "bridge".into();
+            warnings.push("berth has no bridge networking yet: the container gets a private network namespace with loopback only".into());
+        }
+        "none" | "host" => {}
+        other => {
+            return Err(ContainerError::InvalidConfig(format!(
+                "network mode {other:?} is not supported by berth (none, host, bridge)"
+            )))
+        }
+    }
+    Ok(host)
+}
+
+/// The process environment: Docker's PATH and HOSTNAME, overridden by the
+/// container's own variables.
+pub(super) fn process_env(config: &ContainerConfig) -> Vec<String> {
+    let mut env = vec![
+        DEFAULT_PATH.to_string(),
+        format!("HOSTNAME={}", config.hostname),
+    ];
+    for var in config.env.iter().flatten() {
+        let key = var.split('=').next().unwrap_or_default();
+        match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
+            Some(existing) => *existing = var.clone(),
+            None => env.push(var.clone()),
+        }
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(cmd: Option<Vec<&str>>, entrypoint: Option<Vec<&str>>) -> ImageConfig {
+        let mut ic = ImageConfig::default();
+        ic.config.cmd = cmd.map(|c| c.into_iter().map(String::from).collect());
+        ic.config.entrypoint = entrypoint.map(|c| c.into_iter().map(String::from).collect());
+        ic.config.env = Some(vec!["A=image".into(), "B=image".into()]);
+        ic
+    }
+
+    #[test]
+    fn merge_follows_docker() {
+        let req = ContainerConfig {
+            env: Some(vec!["A=mine".into()]),
+            ..Default::default()
+        };
+        let c = merge(req, &image(Some(vec!["sh"]), None));
+        assert_eq!(c.env.unwrap(), ["A=mine", "B=image"]);
+        assert_eq!(c.cmd.unwrap(), ["sh"]);
+        let req = ContainerConfig {
+            entrypoint: Some(vec!["/bin/app".into()]),
+            ..Default::default()
+        };
+        let c = merge(req, &image(Some(vec!["sh"]), Some(vec!["/entry"])));
+        assert_eq!(
+            c.cmd, None,
+            "an entrypoint from the request drops the image's cmd"
+        );
+        assert_eq!(command(&c).unwrap(), ("/bin/app".to_string(), vec![]));
+        let req = ContainerConfig {
+            cmd: Some(vec!["echo".into(), "hi".into()]),
+            ..Default::default()
+        };
+        let c = merge(req, &image(Some(vec!["sh"]), Some(vec!["/entry"])));
+        assert_eq!(
+            command(&c).unwrap(),
+            (
+                "/entry".to_string(),
+                vec!["echo".to_string(), "hi".to_string()]
+            )
+        );
+        assert!(command(&ContainerConfig::default()).is_err());
+    }
+
+    #[test]
+    fn env_gets_path_and_hostname() {
+        let c = ContainerConfig {
+            hostname: "h".into(),
+            env: Some(vec!["PATH=/x".into(), "K=v".into()]),
+            ..Default::default()
+        };
+        assert_eq!(process_env(&c), ["PATH=/x", "HOSTNAME=h", "K=v"]);
+    }
+}

@@ -1,0 +1,443 @@
+//! Start, exit, stop, kill and wait.
+//!
+//! A started container is watched by a thread blocked on a pidfd of its
+//! shim; when the shim ends, [`ContainerService::handle_exit`] records the
+//! exit status the shim left, releases mounts, wakes waiters and, for
+//! `--rm`, removes the container.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::sync::watch;
+
+use super::create::process_env;
+use super::shim::{self, ExitStatus, ShimArgs};
+use super::spec::{self, BindMount, SpecInput};
+use super::{ContainerError, ContainerRecord, ContainerService, Status};
+
+/// What waiters watch: counts of exits, the last exit code, removal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lifecycle {
+    pub running: bool,
+    pub exits: u64,
+    pub exit_code: i64,
+    pub removed: bool,
+}
+
+/// `POST /containers/{id}/wait?condition=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+impl WaitCondition {
+    pub fn parse(s: &str) -> Result<Self, ContainerError> {
+        match s {
+            "" | "not-running" => Ok(WaitCondition::NotRunning),
+            "next-exit" => Ok(WaitCondition::NextExit),
+            "removed" => Ok(WaitCondition::Removed),
+            other => Err(ContainerError::InvalidCondition(other.to_string())),
+        }
+    }
+}
+
+/// Default grace period of `stop`.
+const DEFAULT_STOP_TIMEOUT: i64 = 10;
+
+impl ContainerService {
+    /// The lifecycle channel of `id` (created on first use).
+    pub(super) fn lifecycle_sender(&self, id: &str) -> watch::Sender<Lifecycle> {
+        self.lifecycles
+            .lock()
+            .entry(id.to_string())
+            .or_insert_with(|| watch::channel(Lifecycle::default()).0)
+            .clone()
+    }
+
+    /// Starts a created or exited container.
+    pub fn start(self: &Arc<Self>, name_or_id: &str) -> Result<(), ContainerError> {
+        let record = self.resolve(name_or_id)?;
+        let _guard = self.locks.lock(&record.id);
+        let record = self.resolve(&record.id)?;
+        match record.state.status {
+            Status::Running => return Err(ContainerError::AlreadyRunning),
+            Status::Removing => return Err(ContainerError::MarkedForRemoval),
+            _ => {}
+        }
+        let result = self.launch(&record);
+        if let Err(e) = &result {
+            self.record_failed_start(&record, e);
+        }
+        drop(_guard);
+        if result.is_err() && record.host_config.auto_remove {
+            // Docker removes an --rm container whose start failed.
+            let _ = self.remove(&record.id, true, true);
+        }
+        result
+    }
+
+    fn launch(self: &Arc<Self>, record: &ContainerRecord) -> Result<(), ContainerError> {
+        let paths = self.paths(&record.id);
+        paths.create()?;
+        let image = self.images.resolve(&record.image_id)?;
+        paths.mount_rootfs(&self.images.layer_paths(&image))?;
+        paths.write_etc_files(&record.config.hostname)?;
+        let binds = self.mount_volumes(record)?;
+        let user = super::user::resolve(&paths.rootfs(), &record.config.user)?;
+        let mut args = vec![record.path.clone()];
+        args.extend(record.args.iter().cloned());
+        let cwd = if record.config.working_dir.is_empty() {
+            "/".to_string()
+        } else {
+            record.config.working_dir.clone()
+        };
+        let spec = spec::build(&SpecInput {
+            id: &record.id,
+            rootfs: &paths.rootfs(),
+            args,
+            env: process_env(&record.config),
+            cwd,
+            uid: user.uid,
+            gid: user.gid,
+            additional_gids: user.additional_gids,
+            hostname: record.config.hostname.clone(),
+            host_network: record.host_config.network_mode == "host",
+            binds,
+        })?;
+        let config_path = paths.bundle().join("config.json");
+        std::fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(&spec).unwrap_or_default(),
+        )
+        .map_err(|e| ContainerError::io("writing config.json", e))?;
+        let _ = std::fs::remove_file(paths.exit_file());
+        let runtime = match record.host_config.runtime.as_str() {
+            "" | "berth" => self.settings.default_runtime.clone(),
+            other => Some(other.to_string()),
+        };
+        let shim_args = ShimArgs {
+            id: record.id.clone(),
+            bundle: paths.bundle(),
+            state_dir: paths.dir().to_path_buf(),
+            runtime_root: self.settings.runtime_root.clone(),
+            log: paths.log(),
+            runtime,
+            stdin: record.config.open_stdin,
+        };
+        let created = shim::spawn(&self.settings.shim_exe, &shim_args)?;
+        let (init_pid, shim_pid) = (created.init_pid, created.shim_pid);
+        created.start()?;
+        self.mark_running(record, init_pid, shim_pid)?;
+        self.watch_shim(record.id.clone(), shim_pid);
+        tracing::info!(container = %record.id, pid = init_pid, shim = shim_pid, "container started");
+        Ok(())
+    }
+
+    /// Mounts the container's volumes (first mount id mounts a device or
+    /// tmpfs volume) and returns every bind for the spec.
+    fn mount_volumes(&self, record: &ContainerRecord) -> Result<Vec<BindMount>, ContainerError> {
+        let mut binds = vec![
+            etc_bind(self.paths(&record.id).hostname_file(), "/etc/hostname"),
+            etc_bind(self.paths(&record.id).hosts_file(), "/etc/hosts"),
+            etc_bind(self.paths(&record.id).resolv_file(), "/etc/resolv.conf"),
+        ];
+        for m in &record.mounts {
+            let source = if m.kind == "volume" {
+                self.volumes
+                    .mount(&m.name, &record.id)?
+                    .display()
+                    .to_string()
+            } else {
+                m.source.clone()
+            };
+            binds.push(BindMount {
+                source,
+                destination: m.destination.clone(),
+                readonly: !m.rw,
+            });
+        }
+        Ok(binds)
+    }
+
+    fn mark_running(
+        &self,
+        record: &ContainerRecord,
+        pid: i64,
+        shim_pid: i64,
+    ) -> Result<(), ContainerError> {
+        let mut state = record.state.clone();
+        state.status = Status::Running;
+        state.pid = pid;
+        state.shim_pid = shim_pid;
+        state.exit_code = 0;
+        state.error.clear();
+        state.started_at = Some(super::jsonlog::now_rfc3339_nano());
+        state.finished_at = None;
+        self.store.set_container_state(&record.id, &state)?;
+        self.lifecycle_sender(&record.id)
+            .send_modify(|l| l.running = true);
+        Ok(())
+    }
+
+    /// A failed start leaves the container exited with Docker's exit code
+    /// (127 for a missing program, 128 otherwise) and the error recorded.
+    fn record_failed_start(&self, record: &ContainerRecord, error: &ContainerError) {
+        let mut state = record.state.clone();
+        state.status = if record.state.started_at.is_some() {
+            Status::Exited
+        } else {
+            Status::Created
+        };
+        state.exit_code = match error {
+            ContainerError::StartNotFound(_) => 127,
+            _ => 128,
+        };
+        state.error = error.to_string();
+        let _ = self.store.set_container_state(&record.id, &state);
+        self.unmount_all(record);
+        // Waiters and attached clients see the failed start as an exit.
+        let code = state.exit_code;
+        self.lifecycle_sender(&record.id).send_modify(|l| {
+            l.running = false;
+            l.exits += 1;
+            l.exit_code = code;
+        });
+        tracing::warn!(container = %record.id, error = %error, "start failed");
+    }
+
+    fn unmount_all(&self, record: &ContainerRecord) {
+        for m in record.mounts.iter().filter(|m| m.kind == "volume") {
+            if let Err(e) = self.volumes.unmount(&m.name, &record.id) {
+                tracing::warn!(volume = %m.name, error = %e, "could not unmount volume");
+            }
+        }
+        if let Err(e) = self.paths(&record.id).unmount_rootfs() {
+            tracing::warn!(container = %record.id, error = %e, "could not unmount root filesystem");
+        }
+    }
+
+    /// Watches a shim from a thread; handles the exit when it ends.
+    pub(super) fn watch_shim(self: &Arc<Self>, id: String, shim_pid: i64) {
+        let service = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("watch-{}", &id[..12]))
+            .spawn(move || {
+                shim::wait_for_exit(shim_pid);
+                service.handle_exit(&id);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot watch shim");
+        }
+    }
+
+    /// Records the end of a container's process (from `exit.json`, or 255
+    /// if the shim died without writing one).
+    pub(super) fn handle_exit(self: &Arc<Self>, id: &str) {
+        let auto_remove = {
+            let _guard = self.locks.lock(id);
+            let Ok(record) = self.resolve(id) else { return };
+            if record.state.status != Status::Running {
+                return;
+            }
+            let exit = ExitStatus::read(&self.paths(id).exit_file());
+            let mut state = record.state.clone();
+            state.status = Status::Exited;
+            state.pid = 0;
+            state.shim_pid = 0;
+            match &exit {
+                Some(status) => {
+                    state.exit_code = status.exit_code;
+                    state.finished_at = Some(status.finished_at.clone());
+                }
+                None => {
+                    state.exit_code = 255;
+                    state.error = "the shim ended without recording an exit status".into();
+                    state.finished_at = Some(super::jsonlog::now_rfc3339_nano());
+                }
+            }
+            if let Err(e) = self.store.set_container_state(id, &state) {
+                tracing::error!(container = %id, error = %e, "could not record exit");
+            }
+            self.unmount_all(&record);
+            let code = state.exit_code;
+            self.lifecycle_sender(id).send_modify(|l| {
+                l.running = false;
+                l.exits += 1;
+                l.exit_code = code;
+            });
+            tracing::info!(container = %id, exit_code = code, "container exited");
+            record.host_config.auto_remove
+        };
+        if auto_remove {
+            if let Err(e) = self.remove(id, false, true) {
+                tracing::warn!(container = %id, error = %e, "auto-remove failed");
+            }
+        }
+    }
+
+    /// Sends `signal` (default SIGKILL) to a running container.
+    pub fn kill(&self, name_or_id: &str, signal: Option<&str>) -> Result<(), ContainerError> {
+        let record = self.resolve(name_or_id)?;
+        if record.state.status != Status::Running {
+            return Err(ContainerError::KillNotRunning {
+                name: name_or_id.into(),
+                id: record.id,
+            });
+        }
+        let signal = parse_signal(signal.unwrap_or("SIGKILL"))?;
+        send(&record, signal)
+    }
+
+    /// Stops a container: its stop signal, then SIGKILL after `timeout`
+    /// seconds (default: StopTimeout or 10). Not running is `AlreadyStopped`.
+    pub fn stop(
+        &self,
+        name_or_id: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<(), ContainerError> {
+        let record = self.resolve(name_or_id)?;
+        if record.state.status != Status::Running {
+            return Err(ContainerError::NotRunning(record.id));
+        }
+        let timeout = timeout
+            .or(record.config.stop_timeout)
+            .unwrap_or(DEFAULT_STOP_TIMEOUT);
+        let stop_signal = signal
+            .or(record.config.stop_signal.as_deref())
+            .unwrap_or("SIGTERM");
+        let exits = self.lifecycle_sender(&record.id).borrow().exits;
+        if timeout != 0 {
+            send(&record, parse_signal(stop_signal)?)?;
+            let grace = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
+            if self.wait_exit_after(&record.id, exits, grace) {
+                return Ok(());
+            }
+        }
+        send(&record, Signal::SIGKILL)?;
+        self.wait_exit_after(&record.id, exits, Some(Duration::from_secs(30)));
+        Ok(())
+    }
+
+    /// Blocks until the container has exited more than `exits` times, or
+    /// `limit` passes. Returns whether it exited.
+    pub(super) fn wait_exit_after(&self, id: &str, exits: u64, limit: Option<Duration>) -> bool {
+        let deadline = limit.map(|l| Instant::now() + l);
+        let rx = self.lifecycle_sender(id).subscribe();
+        loop {
+            if rx.borrow().exits > exits || rx.borrow().removed {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Subscribes to a container's lifecycle, checking it exists first (so
+    /// a missing container is an error before any response is sent).
+    pub fn subscribe(
+        &self,
+        name_or_id: &str,
+    ) -> Result<(ContainerRecord, watch::Receiver<Lifecycle>), ContainerError> {
+        let record = self.resolve(name_or_id)?;
+        let sender = self.lifecycle_sender(&record.id);
+        sender.send_if_modified(|l| {
+            let running = record.state.status == Status::Running;
+            let changed = l.running != running;
+            l.running = running;
+            if l.exits == 0 {
+                l.exit_code = record.state.exit_code;
+            }
+            changed
+        });
+        Ok((record, sender.subscribe()))
+    }
+}
+
+/// Waits for `condition` on a subscribed lifecycle; returns the exit code.
+pub async fn wait_for(mut rx: watch::Receiver<Lifecycle>, condition: WaitCondition) -> i64 {
+    let start = rx.borrow().clone();
+    if condition == WaitCondition::NotRunning && !start.running {
+        return start.exit_code;
+    }
+    let done = |l: &Lifecycle| match condition {
+        WaitCondition::NotRunning | WaitCondition::NextExit => l.exits > start.exits || l.removed,
+        WaitCondition::Removed => l.removed,
+    };
+    match rx.wait_for(done).await {
+        Ok(l) => l.exit_code,
+        Err(_) => start.exit_code,
+    }
+}
+
+fn etc_bind(source: std::path::PathBuf, destination: &str) -> BindMount {
+    BindMount {
+        source: source.display().to_string(),
+        destination: destination.into(),
+        readonly: false,
+    }
+}
+
+fn send(record: &ContainerRecord, signal: Signal) -> Result<(), ContainerError> {
+    let pid = nix::unistd::Pid::from_raw(record.state.pid as i32);
+    match nix::sys::signal::kill(pid, signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(ContainerError::io(
+            format!("sending {signal} to {}", record.id),
+            e.into(),
+        )),
+    }
+}
+
+/// `SIGTERM`, `TERM`, `15` → the signal.
+pub fn parse_signal(s: &str) -> Result<Signal, ContainerError> {
+    let bad = || ContainerError::InvalidConfig(format!("Invalid signal: {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>().map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_like_docker() {
+        assert_eq!(parse_signal("SIGTERM").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("kill").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("1").unwrap(), Signal::SIGHUP);
+        assert!(parse_signal("NOPE").is_err());
+    }
+
+    #[tokio::test]
+    async fn wait_conditions() {
+        let (tx, rx) = watch::channel(Lifecycle {
+            running: true,
+            ..Default::default()
+        });
+        let next = tokio::spawn(wait_for(rx.clone(), WaitCondition::NextExit));
+        let removed = tokio::spawn(wait_for(rx.clone(), WaitCondition::Removed));
+        tx.send_modify(|l| {
+            l.running = false;
+            l.exits = 1;
+            l.exit_code = 7;
+        });
+        assert_eq!(next.await.unwrap(), 7);
+        assert!(!removed.is_finished());
+        tx.send_modify(|l| l.removed = true);
+        assert_eq!(removed.await.unwrap(), 7);
+        assert_eq!(wait_for(rx, WaitCondition::NotRunning).await, 7);
+    }
+}

@@ -1,0 +1,30 @@
+//! Containers: create from an image, run through `berth shim`, stop, kill,
+//! wait, remove, and find again after a daemon restart.
+//!
+//! Split by operation: [`create`] (merge with the image, names, mounts),
+//! [`lifecycle`] (start, exit, stop, kill, wait), [`remove`] (remove,
+//! prune, restore at start-up); [`spec`] writes the OCI spec, [`paths`]
+//! owns the container's folder and root filesystem, [`shim`] talks to the
+//! shim, [`jsonlog`] is the log format.
+
+mod create;
+mod error;
+pub mod jsonlog;
+mod lifecycle;
+mod model;
+pub mod mounts;
+pub mod names;
+mod paths;
+mod remove;
+mod service;
+pub mod shim;
+pub mod spec;
+mod user;
+
+pub use create::CreateContainer;
+pub use error::ContainerError;
+pub use lifecycle::{parse_signal, wait_for, Lifecycle, WaitCondition};
+pub use model::{ContainerConfig, ContainerRecord, ContainerState, HostConfig, MountPoint, Status};
+pub use paths::ContainerPaths;
+pub use remove::PruneReport;
+pub use service::{ContainerService, RuntimeSettings};

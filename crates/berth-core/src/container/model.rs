@@ -1,0 +1,151 @@
+//! A container as berth keeps it: Docker's `Config` and `HostConfig` (the
+//! parts berth acts on, everything else kept as sent), the resolved
+//! command, and its state.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// `container.Config`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerConfig {
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub exposed_ports: Option<BTreeMap<String, Value>>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    pub env: Option<Vec<String>>,
+    #[serde(deserialize_with = "str_slice")]
+    pub cmd: Option<Vec<String>>,
+    pub image: String,
+    pub volumes: Option<BTreeMap<String, Value>>,
+    pub working_dir: String,
+    #[serde(deserialize_with = "str_slice")]
+    pub entrypoint: Option<Vec<String>>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `container.HostConfig` (the fields berth acts on; the rest kept).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    pub binds: Option<Vec<String>>,
+    pub network_mode: String,
+    pub auto_remove: bool,
+    pub volumes_from: Option<Vec<String>>,
+    pub mounts: Option<Vec<Value>>,
+    pub runtime: String,
+    pub volume_driver: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Docker's `strslice`: a JSON string or an array of strings (or null).
+fn str_slice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => None,
+        Some(OneOrMany::One(s)) => Some(vec![s]),
+        Some(OneOrMany::Many(v)) => Some(v),
+    })
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Exited,
+    Removing,
+    Dead,
+}
+
+impl Status {
+    /// Docker's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+            Status::Removing => "removing",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+/// `State` of a container (persisted).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ContainerState {
+    pub status: Status,
+    /// Host PID of the container's first process while running, else 0.
+    pub pid: i64,
+    /// PID of its shim while one runs, else 0.
+    pub shim_pid: i64,
+    pub exit_code: i64,
+    pub error: String,
+    pub oom_killed: bool,
+    /// RFC 3339 with nanoseconds, or `None` for Docker's zero time.
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// A mount the container gets, resolved at create.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MountPoint {
+    /// `bind`, `volume` or `tmpfs`.
+    pub kind: String,
+    /// Volume name (for `volume`), empty otherwise.
+    pub name: String,
+    /// Host path (bind source or volume mountpoint).
+    pub source: String,
+    pub destination: String,
+    pub driver: String,
+    pub mode: String,
+    pub rw: bool,
+    pub propagation: String,
+    /// Created for this container (anonymous volume): removed with `rm -v`.
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+/// One container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    pub image_id: String,
+    /// RFC 3339 with nanoseconds.
+    pub created: String,
+    pub config: ContainerConfig,
+    pub host_config: HostConfig,
+    /// The resolved program and its arguments.
+    pub path: String,
+    pub args: Vec<String>,
+    pub mounts: Vec<MountPoint>,
+    pub state: ContainerState,
+}
+
+impl ContainerRecord {
+    /// The first 12 characters of the ID.
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+}

@@ -1,0 +1,156 @@
+//! Where one container's files live: `<root>/containers/<id>/` holds the
+//! overlay upper and work folders, the merged root filesystem, the bundle,
+//! the json-file log, the exit status the shim writes, and the files
+//! bind-mounted over `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`.
+
+use std::path::{Path, PathBuf};
+
+use super::ContainerError;
+use crate::sys::mount;
+
+/// Paths of one container.
+#[derive(Debug, Clone)]
+pub struct ContainerPaths {
+    dir: PathBuf,
+    id: String,
+}
+
+impl ContainerPaths {
+    pub fn new(containers_dir: &Path, id: &str) -> Self {
+        ContainerPaths {
+            dir: containers_dir.join(id),
+            id: id.to_string(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn bundle(&self) -> PathBuf {
+        self.dir.join("bundle")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join(format!("{}-json.log", self.id))
+    }
+    /// Written by the shim when the container's process has exited.
+    pub fn exit_file(&self) -> PathBuf {
+        self.dir.join("exit.json")
+    }
+    pub fn hostname_file(&self) -> PathBuf {
+        self.dir.join("hostname")
+    }
+    pub fn hosts_file(&self) -> PathBuf {
+        self.dir.join("hosts")
+    }
+    pub fn resolv_file(&self) -> PathBuf {
+        self.dir.join("resolv.conf")
+    }
+    /// A FIFO the container reads as stdin (`-i`).
+    pub fn stdin_fifo(&self) -> PathBuf {
+        self.dir.join("stdin")
+    }
+
+    /// Makes the FIFO at `path` unless it exists.
+    pub fn ensure_fifo(path: &Path) -> std::io::Result<()> {
+        match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens the container's stdin FIFO for writing (read-write, so opening
+    /// never blocks and the reader sees EOF only when the returned file is
+    /// closed).
+    pub fn open_stdin_writer(&self) -> std::io::Result<std::fs::File> {
+        let fifo = self.stdin_fifo();
+        Self::ensure_fifo(&fifo)?;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(fifo)
+    }
+
+    /// Creates the folders (idempotent).
+    pub fn create(&self) -> Result<(), ContainerError> {
+        for dir in [
+            self.dir.clone(),
+            self.rootfs(),
+            self.upper(),
+            self.work(),
+            self.bundle(),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ContainerError::io(format!("creating {}", dir.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Mounts the overlay root filesystem: image layers (bottom first) as
+    /// lower folders, the container's own upper and work folders. Already
+    /// mounted is fine (a daemon restart).
+    pub fn mount_rootfs(&self, layers: &[PathBuf]) -> Result<(), ContainerError> {
+        let target = self.rootfs();
+        if mount::is_mounted(&target) {
+            return Ok(());
+        }
+        let lower: Vec<String> = layers
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect();
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            self.upper().display(),
+            self.work().display()
+        );
+        mount::mount("overlay", &target, "overlay", &options).map_err(|e| {
+            ContainerError::io(format!("mounting the root filesystem of {}", self.id), e)
+        })
+    }
+
+    /// Unmounts the root filesystem (not mounted is fine).
+    pub fn unmount_rootfs(&self) -> Result<(), ContainerError> {
+        let target = self.rootfs();
+        mount::unmount(&target)
+            .map_err(|e| ContainerError::io(format!("unmounting {}", target.display()), e))
+    }
+
+    /// Writes the files bind-mounted over the container's `/etc`.
+    pub fn write_etc_files(&self, hostname: &str) -> Result<(), ContainerError> {
+        let write = |path: PathBuf, text: String| {
+            std::fs::write(&path, text)
+                .map_err(|e| ContainerError::io(format!("writing {}", path.display()), e))
+        };
+        write(self.hostname_file(), format!("{hostname}\n"))?;
+        write(
+            self.hosts_file(),
+            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
+        )?;
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        write(self.resolv_file(), resolv)
+    }
+
+    /// Removes everything of the container (root filesystem unmounted
+    /// first). Idempotent.
+    pub fn remove_all(&self) -> Result<(), ContainerError> {
+        self.unmount_rootfs()?;
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ContainerError::io(
+                format!("removing {}", self.dir.display()),
+                e,
+            )),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The container service: shared state, lookup and listing.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::lifecycle::Lifecycle;
+use super::{ContainerError, ContainerPaths, ContainerRecord};
+use crate::image::ImageService;
+use crate::locks::NameLocks;
+use crate::store::Store;
+use crate::volume::{Filters, VolumeService};
+
+/// Where and how containers run.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// `<root>/containers`.
+    pub containers_dir: PathBuf,
+    /// The runtime's state root (`<root>/runtime`).
+    pub runtime_root: PathBuf,
+    /// The `berth` binary to run as `berth shim`.
+    pub shim_exe: PathBuf,
+    /// Default external OCI runtime (`None`: embedded libcontainer).
+    pub default_runtime: Option<String>,
+}
+
+/// Container operations.
+pub struct ContainerService {
+    pub(super) store: Arc<Store>,
+    pub(super) images: Arc<ImageService>,
+    pub(super) volumes: Arc<VolumeService>,
+    pub(super) settings: RuntimeSettings,
+    pub(super) locks: NameLocks,
+    pub(super) lifecycles: parking_lot::Mutex<HashMap<String, watch::Sender<Lifecycle>>>,
+}
+
+impl ContainerService {
+    pub fn new(
+        store: Arc<Store>,
+        images: Arc<ImageService>,
+        volumes: Arc<VolumeService>,
+        settings: RuntimeSettings,
+    ) -> Result<Self, ContainerError> {
+        for dir in [&settings.containers_dir, &settings.runtime_root] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ContainerError::io(format!("creating {}", dir.display()), e))?;
+        }
+        Ok(ContainerService {
+            store,
+            images,
+            volumes,
+            settings,
+            locks: NameLocks::default(),
+            lifecycles: parking_lot::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Finds a container by full ID, name (with or without `/`), or unique
+    /// ID prefix, in Docker's order.
+    pub fn resolve(&self, name_or_id: &str) -> Result<ContainerRecord, ContainerError> {
+        if name_or_id.is_empty() {
+            return Err(ContainerError::InvalidConfig(
+                "invalid name or ID supplied: \"\"".into(),
+            ));
+        }
+        if let Some(c) = self.store.get_container(name_or_id)? {
+            return Ok(c);
+        }
+        if let Some(c) = self
+            .store
+            .container_by_name(name_or_id.trim_start_matches('/'))?
+        {
+            return Ok(c);
+        }
+        let ids = self.store.container_ids_with_prefix(name_or_id)?;
+        match ids.as_slice() {
+            [id] => self
+                .store
+                .get_container(id)?
+                .ok_or_else(|| ContainerError::NotFound(name_or_id.into())),
+            [] => Err(ContainerError::NotFound(name_or_id.into())),
+            _ => Err(ContainerError::Ambiguous(name_or_id.into())),
+        }
+    }
+
+    /// Containers matching `filters` (keys: status, label, name, id,
+    /// ancestor), newest first; stopped ones only with `all`.
+    pub fn list(
+        &self,
+        all: bool,
+        filters: &Filters,
+    ) -> Result<Vec<ContainerRecord>, ContainerError> {
+        const KEYS: [&str; 6] = ["status", "label", "name", "id", "ancestor", "exited"];
+        if let Some(bad) = filters.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(ContainerError::InvalidConfig(format!(
+                "invalid filter '{bad}'"
+            )));
+        }
+        let any = |key: &str, test: &dyn Fn(&str) -> bool| {
+            filters.get(key).is_none_or(|vs| vs.iter().any(|v| test(v)))
+        };
+        let all = all || filters.contains_key("status") || filters.contains_key("exited");
+        let out = self
+            .store
+            .list_containers()?
+            .into_iter()
+            .filter(|c| all || c.state.status == super::Status::Running)
+            .filter(|c| any("status", &|v| v == c.state.status.as_str()))
+            .filter(|c| any("id", &|v| c.id.starts_with(v)))
+            .filter(|c| {
+                any("name", &|v| {
+                    regex::Regex::new(v).is_ok_and(|re| re.is_match(&c.name))
+                })
+            })
+            .filter(|c| any("ancestor", &|v| v == c.config.image || v == c.image_id))
+            .filter(|c| {
+                any("exited", &|v| {
+                    c.state.status == super::Status::Exited && v == c.state.exit_code.to_string()
+                })
+            })
+            .filter(|c| {
+                let labels = c.config.labels.clone().unwrap_or_default();
+                crate::volume::filters::labels_match(filters, "label", &labels)
+            })
+            .collect();
+        Ok(out)
+    }
+
+    /// The folder layout of container `id`.
+    pub fn paths(&self, id: &str) -> ContainerPaths {
+        ContainerPaths::new(&self.settings.containers_dir, id)
+    }
+
+    /// IDs of containers using an image (they block its removal).
+    pub fn using_image(&self, image_id: &str) -> Vec<String> {
+        self.store
+            .containers_using_image(image_id)
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,335 @@
+//! The OCI runtime spec (`config.json`) berth gives the runtime, with
+//! Docker's defaults: capabilities, mounts, masked and read-only paths,
+//! device rules, namespaces, and a seccomp deny list built from the
+//! syscalls Docker's default profile refuses (EPERM) for a container with
+//! default capabilities. Written as JSON and checked by parsing it into
+//! `oci_spec::runtime::Spec`, the type the runtime reads.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::ContainerError;
+
+/// Docker's default capability set.
+const CAPABILITIES: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Syscalls refused with EPERM (Docker's default profile, default caps,
+/// x86_64); names libseccomp does not know are skipped by the runtime.
+const DENIED_SYSCALLS: &[&str] = &[
+    "syslog",
+    "uselib",
+    "ustat",
+    "sysfs",
+    "vhangup",
+    "pivot_root",
+    "_sysctl",
+    "acct",
+    "settimeofday",
+    "mount",
+    "umount2",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "sethostname",
+    "setdomainname",
+    "iopl",
+    "ioperm",
+    "create_module",
+    "init_module",
+    "delete_module",
+    "get_kernel_syms",
+    "query_module",
+    "quotactl",
+    "nfsservctl",
+    "getpmsg",
+    "putpmsg",
+    "afs_syscall",
+    "tuxcall",
+    "security",
+    "lookup_dcookie",
+    "clock_settime",
+    "vserver",
+    "mbind",
+    "set_mempolicy",
+    "get_mempolicy",
+    "kexec_load",
+    "add_key",
+    "request_key",
+    "keyctl",
+    "migrate_pages",
+    "unshare",
+    "move_pages",
+    "perf_event_open",
+    "fanotify_init",
+    "open_by_handle_at",
+    "setns",
+    "kcmp",
+    "finit_module",
+    "kexec_file_load",
+    "bpf",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "pidfd_getfd",
+    "process_madvise",
+    "mount_setattr",
+    "quotactl_fd",
+    "set_mempolicy_home_node",
+];
+
+/// clone(2) flags that make namespaces: NEWNS, NEWCGROUP, NEWUTS, NEWIPC,
+/// NEWUSER, NEWPID, NEWNET. Docker allows clone only without them.
+const CLONE_NAMESPACE_FLAGS: [u64; 7] = [
+    0x0002_0000,
+    0x0200_0000,
+    0x0400_0000,
+    0x0800_0000,
+    0x1000_0000,
+    0x2000_0000,
+    0x4000_0000,
+];
+
+const MASKED_PATHS: [&str; 12] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// A bind mount into the container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindMount {
+    pub source: String,
+    pub destination: String,
+    pub readonly: bool,
+}
+
+/// Everything the spec is made from.
+#[derive(Debug, Clone)]
+pub struct SpecInput<'a> {
+    pub id: &'a str,
+    pub rootfs: &'a Path,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub hostname: String,
+    pub host_network: bool,
+    pub binds: Vec<BindMount>,
+}
+
+/// Builds the spec JSON and checks it parses as an OCI spec.
+pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    if !input.host_network {
+        namespaces.push(json!({"type": "network"}));
+    }
+    let caps = json!(CAPABILITIES);
+    let spec = json!({
+        "ociVersion": "1.1.0",
+        "root": {"path": input.rootfs, "readonly": false},
+        "hostname": input.hostname,
+        "process": {
+            "terminal": false,
+            "user": {"uid": input.uid, "gid": input.gid, "additionalGids": input.additional_gids},
+            "args": input.args,
+            "env": input.env,
+            "cwd": input.cwd,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        },
+        "mounts": mounts(&input.binds),
+        "linux": {
+            "cgroupsPath": format!("/berth/{}", input.id),
+            "namespaces": namespaces,
+            "resources": {"devices": devices()},
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": READONLY_PATHS,
+            "seccomp": seccomp(),
+        },
+    });
+    serde_json::from_value::<oci_spec::runtime::Spec>(spec.clone()).map_err(|e| {
+        ContainerError::Start(format!("internal error: generated spec is invalid: {e}"))
+    })?;
+    Ok(spec)
+}
+
+fn mounts(binds: &[BindMount]) -> Vec<Value> {
+    let defaults = [
+        ("/proc", "proc", "proc", vec!["nosuid", "noexec", "nodev"]),
+        (
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            vec!["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        (
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            vec![
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        (
+            "/sys",
+            "sysfs",
+            "sysfs",
+            vec!["nosuid", "noexec", "nodev", "ro"],
+        ),
+        (
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            vec!["ro", "nosuid", "noexec", "nodev"],
+        ),
+        (
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            vec!["nosuid", "noexec", "nodev"],
+        ),
+        (
+            "/dev/shm",
+            "shm",
+            "tmpfs",
+            vec!["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"],
+        ),
+    ];
+    let mut out: Vec<Value> = defaults
+        .into_iter()
+        .filter(|(dst, ..)| !binds.iter().any(|b| b.destination == *dst))
+        .map(|(dst, src, kind, opts)| json!({"destination": dst, "type": kind, "source": src, "options": opts}))
+        .collect();
+    for bind in binds {
+        let mut options = vec!["rbind", "rprivate"];
+        if bind.readonly {
+            options.push("ro");
+        }
+        out.push(json!({"destination": bind.destination, "type": "bind", "source": bind.source, "options": options}));
+    }
+    out
+}
+
+fn devices() -> Value {
+    let allow = |major: i64, minor: i64| json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"});
+    json!([
+        {"allow": false, "access": "rwm"},
+        allow(1, 5), allow(1, 3), allow(1, 9), allow(1, 8), allow(5, 0), allow(5, 1),
+        {"allow": false, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+    ])
+}
+
+/// Default allow, with Docker's refusals as explicit rules. clone with any
+/// namespace flag is refused (one rule per flag: rules on one syscall are
+/// ORed); clone3 answers ENOSYS so libc falls back to clone, whose flags a
+/// filter can see (Docker does the same).
+fn seccomp() -> Value {
+    let mut syscalls = vec![
+        json!({"names": DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM}),
+        json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}),
+    ];
+    for flag in CLONE_NAMESPACE_FLAGS {
+        syscalls.push(json!({
+            "names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
+            "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
+        }));
+    }
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": syscalls,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_parses_and_has_dockers_defaults() {
+        let input = SpecInput {
+            id: "abc",
+            rootfs: Path::new("/r/rootfs"),
+            args: vec!["sh".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            hostname: "abc".into(),
+            host_network: false,
+            binds: vec![BindMount {
+                source: "/h".into(),
+                destination: "/c".into(),
+                readonly: true,
+            }],
+        };
+        let spec = build(&input).unwrap();
+        assert_eq!(spec["linux"]["cgroupsPath"], "/berth/abc");
+        assert_eq!(
+            spec["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            14
+        );
+        let last = spec["mounts"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["options"], json!(["rbind", "rprivate", "ro"]));
+        assert!(spec["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "network"));
+    }
+}

@@ -1,0 +1,135 @@
+//! `--user`: `uid[:gid]` or names looked up in the image's `/etc/passwd`
+//! and `/etc/group`, as Docker does.
+
+use std::path::Path;
+
+use super::ContainerError;
+
+/// The resolved user: uid, gid, supplementary groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+/// Resolves `user` against the root filesystem at `rootfs`.
+pub fn resolve(rootfs: &Path, user: &str) -> Result<ResolvedUser, ContainerError> {
+    let (user_part, group_part) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let (uid, default_gid, name) = if user_part.is_empty() {
+        (0, 0, "root".to_string())
+    } else if let Ok(uid) = user_part.parse::<u32>() {
+        let entry = find(&passwd, |f| f.get(2) == Some(&user_part));
+        let gid = entry
+            .as_ref()
+            .and_then(|f| f.get(3)?.parse().ok())
+            .unwrap_or(0);
+        let name = entry
+            .and_then(|f| f.first().map(|s| s.to_string()))
+            .unwrap_or_default();
+        (uid, gid, name)
+    } else {
+        let entry = find(&passwd, |f| f.first() == Some(&user_part)).ok_or_else(|| {
+            ContainerError::Start(format!(
+                "unable to find user {user_part}: no matching entries in passwd file"
+            ))
+        })?;
+        let uid = entry.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let gid = entry.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (uid, gid, user_part.to_string())
+    };
+    let groups = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    let gid = match group_part {
+        None | Some("") => default_gid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => find(&groups, |f| f.first() == Some(&g))
+                .and_then(|f| f.get(2)?.parse().ok())
+                .ok_or_else(|| {
+                    ContainerError::Start(format!(
+                        "unable to find group {g}: no matching entries in group file"
+                    ))
+                })?,
+        },
+    };
+    let additional_gids = supplementary(&groups, &name, gid);
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        additional_gids,
+    })
+}
+
+fn find<'a>(file: &'a str, pred: impl Fn(&Vec<&'a str>) -> bool) -> Option<Vec<&'a str>> {
+    file.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| pred(f))
+}
+
+fn supplementary(groups: &str, name: &str, primary: u32) -> Vec<u32> {
+    if name.is_empty() {
+        return Vec::new();
+    }
+    groups
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| {
+            f.get(3)
+                .is_some_and(|members| members.split(',').any(|m| m == name))
+        })
+        .filter_map(|f| f.get(2)?.parse().ok())
+        .filter(|gid| *gid != primary)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_resolve_by_number_and_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\napp:x:1001:\nextra:x:2000:app\n",
+        )
+        .unwrap();
+        assert_eq!(
+            resolve(dir.path(), "").unwrap(),
+            ResolvedUser {
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![]
+            }
+        );
+        assert_eq!(
+            resolve(dir.path(), "app").unwrap(),
+            ResolvedUser {
+                uid: 1000,
+                gid: 1001,
+                additional_gids: vec![2000]
+            }
+        );
+        assert_eq!(resolve(dir.path(), "1000:extra").unwrap().gid, 2000);
+        assert_eq!(
+            resolve(dir.path(), "4242:4343").unwrap(),
+            ResolvedUser {
+                uid: 4242,
+                gid: 4343,
+                additional_gids: vec![]
+            }
+        );
+        assert!(resolve(dir.path(), "nobody").is_err());
+    }
+}
