@@ -237,17 +237,26 @@ pub async fn attach(
     })
     .await?;
     let paths = svc.paths(&record.id);
+    let exits = rx.borrow().exits;
     let stdin = if query.bool("stdin") && record.config.open_stdin {
-        Some(
-            paths
-                .open_stdin_writer()
-                .map_err(|e| ApiError::internal(format!("opening stdin: {e}")))?,
-        )
+        let open = |p: std::path::PathBuf| {
+            tokio::net::unix::pipe::OpenOptions::new()
+                .read_write(true)
+                .open_sender(p)
+        };
+        let fifo = paths
+            .ready_stdin_fifo()
+            .and_then(open)
+            .map_err(|e| ApiError::internal(format!("opening stdin: {e}")))?;
+        Some(streams::StdinPipe {
+            fifo,
+            lifecycle: rx.clone(),
+            exits_at_start: exits,
+        })
     } else {
         None
     };
     let reader = LogReader::open(&paths.log(), true);
-    let exits = rx.borrow().exits;
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {

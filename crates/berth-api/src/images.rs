@@ -197,8 +197,9 @@ async fn tag(state: ApiState, name: String, query: Query) -> Result<Response, Ap
 
 async fn remove(state: ApiState, name: String, force: bool) -> Result<Response, ApiError> {
     let svc = state.images.clone();
-    let actions =
-        blocking(move || svc.remove(&name, force, &|_| Vec::new()).map_err(core_err)).await?;
+    let containers = state.containers.clone();
+    let used_by = move |id: &str| containers.using_image(id);
+    let actions = blocking(move || svc.remove(&name, force, &used_by).map_err(core_err)).await?;
     let body: Vec<Value> = actions
         .into_iter()
         .map(|a| match a {

@@ -99,22 +99,34 @@ pub async fn follow(
     }
 }
 
+/// The container's stdin FIFO with what the attach needs to close it at
+/// the right moment.
+pub struct StdinPipe {
+    pub fifo: tokio::net::unix::pipe::Sender,
+    pub lifecycle: watch::Receiver<Lifecycle>,
+    pub exits_at_start: u64,
+}
+
 /// Serves an attach connection: output frames out; stdin (if given) into
 /// the container's FIFO. The client's half-close of its side ends only
 /// the stdin copy, not the output.
-pub async fn serve_attach<IO>(
-    io: IO,
-    mut frames: mpsc::Receiver<Bytes>,
-    stdin: Option<std::fs::File>,
-) where
+pub async fn serve_attach<IO>(io: IO, mut frames: mpsc::Receiver<Bytes>, stdin: Option<StdinPipe>)
+where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut read_half, mut write_half) = tokio::io::split(io);
-    let stdin_task = stdin.map(|file| {
+    let stdin_task = stdin.map(|mut pipe| {
         tokio::spawn(async move {
-            let mut fifo = tokio::fs::File::from_std(file);
-            let _ = tokio::io::copy(&mut read_half, &mut fifo).await;
-            // Dropping the FIFO's last writer gives the container EOF.
+            let copied = tokio::io::copy(&mut read_half, &mut pipe.fifo).await;
+            tracing::debug!(?copied, "attach stdin closed by the client");
+            // A FIFO drops buffered data when no end is open, so hold it
+            // until the container has opened its end; then closing this,
+            // the last writer, gives the container EOF.
+            let started = pipe.exits_at_start;
+            let _ = pipe
+                .lifecycle
+                .wait_for(|l| l.running || l.exits > started)
+                .await;
         })
     });
     while let Some(frame) = frames.recv().await {

@@ -67,16 +67,12 @@ impl ContainerPaths {
         }
     }
 
-    /// Opens the container's stdin FIFO for writing (read-write, so opening
-    /// never blocks and the reader sees EOF only when the returned file is
-    /// closed).
-    pub fn open_stdin_writer(&self) -> std::io::Result<std::fs::File> {
+    /// The container's stdin FIFO, made if missing (an attach can come
+    /// before the shim that reads it exists).
+    pub fn ready_stdin_fifo(&self) -> std::io::Result<PathBuf> {
         let fifo = self.stdin_fifo();
         Self::ensure_fifo(&fifo)?;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(fifo)
+        Ok(fifo)
     }
 
     /// Creates the folders (idempotent).

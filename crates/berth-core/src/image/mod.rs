@@ -223,10 +223,18 @@ impl ImageService {
         }
         if let Some(container) = used_by(&image.id).first() {
             let short = &container[..container.len().min(12)];
-            return Err(conflict(
-                &image.id,
-                &format!("image is being used by container {short}"),
-            ));
+            let image_short = &image.id[7..19.min(image.id.len())];
+            return Err(match &by_tag {
+                Some(tag) => ImageError::ReferenceInUse {
+                    reference: tag.clone(),
+                    container: short.to_string(),
+                    image: image_short.to_string(),
+                },
+                None => conflict(
+                    &image.id,
+                    &format!("image is being used by container {short}"),
+                ),
+            });
         }
         let mut actions: Vec<RemoveAction> = image
             .tags
