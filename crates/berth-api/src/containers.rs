@@ -56,8 +56,7 @@ pub async fn create(
         host_config: body.host_config.unwrap_or_default(),
     };
     let svc = state.containers.clone();
-    let (record, warnings) =
-        blocking(move || svc.create(req).map_err(berth_core::Error::from)).await?;
+    let (record, warnings) = blocking(move || svc.create(req).map_err(ApiError::from)).await?;
     Ok(json_response(
         StatusCode::CREATED,
         &json!({"Id": record.id, "Warnings": warnings}),
@@ -77,8 +76,7 @@ pub async fn list(
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0);
     let svc = state.containers.clone();
-    let records =
-        blocking(move || svc.list(all, &filters).map_err(berth_core::Error::from)).await?;
+    let records = blocking(move || svc.list(all, &filters).map_err(ApiError::from)).await?;
     let items: Vec<Value> = records
         .iter()
         .take(limit.unwrap_or(usize::MAX))
@@ -90,7 +88,7 @@ pub async fn list(
 /// `POST /containers/prune`
 pub async fn prune(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let svc = state.containers.clone();
-    let report = blocking(move || svc.prune().map_err(berth_core::Error::from)).await?;
+    let report = blocking(move || svc.prune().map_err(ApiError::from)).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"ContainersDeleted": report.deleted, "SpaceReclaimed": report.space_reclaimed}),
@@ -104,9 +102,9 @@ pub async fn inspect(
 ) -> Result<Response, ApiError> {
     let svc = state.containers.clone();
     let (record, paths) = blocking(move || {
-        let r = svc.resolve(&id).map_err(berth_core::Error::from)?;
+        let r = svc.resolve(&id).map_err(ApiError::from)?;
         let p = svc.paths(&r.id);
-        Ok::<_, berth_core::Error>((r, p))
+        Ok::<_, ApiError>((r, p))
     })
     .await?;
     Ok(json_response(
@@ -121,7 +119,7 @@ pub async fn start(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let svc = state.containers.clone();
-    blocking(move || svc.start(&id).map_err(berth_core::Error::from)).await?;
+    blocking(move || svc.start(&id).map_err(ApiError::from)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -146,7 +144,7 @@ pub async fn stop(
     let svc = state.containers.clone();
     blocking(move || {
         svc.stop(&id, timeout, signal.as_deref())
-            .map_err(berth_core::Error::from)
+            .map_err(ApiError::from)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -163,11 +161,7 @@ pub async fn kill(
         .filter(|s| !s.is_empty())
         .map(str::to_string);
     let svc = state.containers.clone();
-    blocking(move || {
-        svc.kill(&id, signal.as_deref())
-            .map_err(berth_core::Error::from)
-    })
-    .await?;
+    blocking(move || svc.kill(&id, signal.as_deref()).map_err(ApiError::from)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -180,11 +174,7 @@ pub async fn remove(
     let query = Query::parse(q.as_deref());
     let (force, volumes) = (query.bool("force"), query.bool("v"));
     let svc = state.containers.clone();
-    blocking(move || {
-        svc.remove(&id, force, volumes)
-            .map_err(berth_core::Error::from)
-    })
-    .await?;
+    blocking(move || svc.remove(&id, force, volumes).map_err(ApiError::from)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -201,9 +191,9 @@ pub async fn wait(
             .get("condition")
             .unwrap_or_default(),
     )
-    .map_err(berth_core::Error::from)?;
+    .map_err(ApiError::from)?;
     let svc = state.containers.clone();
-    let (_, rx) = blocking(move || svc.subscribe(&id).map_err(berth_core::Error::from)).await?;
+    let (_, rx) = blocking(move || svc.subscribe(&id).map_err(ApiError::from)).await?;
     let body = futures_util::stream::once(async move {
         let code = berth_core::container::wait_for(rx, condition).await;
         Ok::<_, std::convert::Infallible>(Bytes::from(format!("{{\"StatusCode\":{code}}}\n")))
@@ -233,7 +223,7 @@ pub async fn attach(
     let svc: Arc<ContainerService> = state.containers.clone();
     let (record, rx) = blocking({
         let svc = svc.clone();
-        move || svc.subscribe(&id).map_err(berth_core::Error::from)
+        move || svc.subscribe(&id).map_err(ApiError::from)
     })
     .await?;
     let paths = svc.paths(&record.id);
@@ -316,8 +306,7 @@ pub async fn logs(
         .and_then(|s| s.parse::<f64>().ok())
         .unwrap_or(0.0);
     let svc = state.containers.clone();
-    let (record, rx) =
-        blocking(move || svc.subscribe(&id).map_err(berth_core::Error::from)).await?;
+    let (record, rx) = blocking(move || svc.subscribe(&id).map_err(ApiError::from)).await?;
     let path = state.containers.paths(&record.id).log();
     let follow = query.bool("follow") && record.state.status == Status::Running;
     let (tx, mut frames) = mpsc::channel::<Bytes>(64);

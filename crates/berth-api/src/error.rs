@@ -50,11 +50,23 @@ impl From<berth_core::Error> for ApiError {
     }
 }
 
-impl From<berth_core::volume::VolumeError> for ApiError {
-    fn from(e: berth_core::volume::VolumeError) -> Self {
-        berth_core::Error::from(e).into()
-    }
+/// Each error type of the core maps through its kind; none goes through
+/// the (large) crate error, so results stay small.
+macro_rules! from_core_error {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for ApiError {
+            fn from(e: $ty) -> Self {
+                ApiError { status: status_for(e.kind()), message: e.to_string() }
+            }
+        }
+    )*};
 }
+
+from_core_error!(
+    berth_core::volume::VolumeError,
+    berth_core::container::ContainerError,
+    berth_core::image::ImageError
+);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -9,7 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use berth_core::image::{ImageError, ImportRequest, Reference, RemoveAction};
+use berth_core::image::{ImportRequest, Reference, RemoveAction};
 use berth_core::store::ImageRecord;
 use futures_util::TryStreamExt;
 use serde_json::{json, Value};
@@ -58,7 +58,8 @@ pub async fn create(
     }
     let reference = match query.get("repo").filter(|r| !r.is_empty()) {
         Some(repo) => Some(
-            Reference::from_parts(repo, query.get("tag").unwrap_or_default()).map_err(core_err)?,
+            Reference::from_parts(repo, query.get("tag").unwrap_or_default())
+                .map_err(ApiError::from)?,
         ),
         None => None,
     };
@@ -76,7 +77,7 @@ pub async fn create(
     };
     let reader = body_reader(body);
     let svc = state.images.clone();
-    let image = blocking(move || svc.import(req, reader).map_err(core_err)).await?;
+    let image = blocking(move || svc.import(req, reader).map_err(ApiError::from)).await?;
     Ok(message_stream(&[json!({"status": image.id})]))
 }
 
@@ -84,7 +85,7 @@ pub async fn create(
 pub async fn load(State(state): State<ApiState>, body: Body) -> Result<Response, ApiError> {
     let reader = body_reader(body);
     let svc = state.images.clone();
-    let images = blocking(move || svc.load(reader).map_err(core_err)).await?;
+    let images = blocking(move || svc.load(reader).map_err(ApiError::from)).await?;
     let mut messages = Vec::new();
     for image in &images {
         if image.tags.is_empty() {
@@ -103,7 +104,7 @@ pub async fn list(
     Extension(version): Extension<ApiVersion>,
 ) -> Result<Response, ApiError> {
     let svc = state.images.clone();
-    let images = blocking(move || svc.list().map_err(core_err)).await?;
+    let images = blocking(move || svc.list().map_err(ApiError::from)).await?;
     let items: Vec<Value> = images
         .iter()
         .map(|image| {
@@ -147,7 +148,7 @@ pub async fn by_name(
 
 async fn inspect(state: ApiState, name: String) -> Result<Response, ApiError> {
     let svc = state.images.clone();
-    let image = blocking(move || svc.resolve(&name).map_err(core_err)).await?;
+    let image = blocking(move || svc.resolve(&name).map_err(ApiError::from)).await?;
     let config = config_json(&image);
     let body = json!({
         "Id": image.id, "RepoTags": image.tags, "RepoDigests": [], "Parent": "",
@@ -188,10 +189,10 @@ async fn tag(state: ApiState, name: String, query: Query) -> Result<Response, Ap
             "repository name must have at least one component",
         ));
     }
-    let reference =
-        Reference::from_parts(repo, query.get("tag").unwrap_or_default()).map_err(core_err)?;
+    let reference = Reference::from_parts(repo, query.get("tag").unwrap_or_default())
+        .map_err(ApiError::from)?;
     let svc = state.images.clone();
-    blocking(move || svc.tag(&name, &reference).map_err(core_err)).await?;
+    blocking(move || svc.tag(&name, &reference).map_err(ApiError::from)).await?;
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -199,7 +200,8 @@ async fn remove(state: ApiState, name: String, force: bool) -> Result<Response, 
     let svc = state.images.clone();
     let containers = state.containers.clone();
     let used_by = move |id: &str| containers.using_image(id);
-    let actions = blocking(move || svc.remove(&name, force, &used_by).map_err(core_err)).await?;
+    let actions =
+        blocking(move || svc.remove(&name, force, &used_by).map_err(ApiError::from)).await?;
     let body: Vec<Value> = actions
         .into_iter()
         .map(|a| match a {
@@ -208,8 +210,4 @@ async fn remove(state: ApiState, name: String, force: bool) -> Result<Response, 
         })
         .collect();
     Ok(json(StatusCode::OK, &body))
-}
-
-fn core_err(e: ImageError) -> berth_core::Error {
-    e.into()
 }

@@ -3,7 +3,6 @@
 //! container's json-file log, so nothing written between start and attach
 //! is lost and a daemon restart does not cut a log.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_core::container::jsonlog::{LogEntry, LogReader, Stream};
@@ -142,7 +141,7 @@ where
 
 /// All entries of a finished log, honouring `tail` (-1 = all), `since`
 /// and `until` (unix seconds, 0 = unbounded).
-pub fn history(path: &PathBuf, tail: i64, since: f64, until: f64) -> Vec<LogEntry> {
+pub fn history(path: &std::path::Path, tail: i64, since: f64, until: f64) -> Vec<LogEntry> {
     let mut reader = LogReader::open(path, false);
     let entries: Vec<LogEntry> = reader
         .read_new()

@@ -64,15 +64,7 @@ impl ApiClient {
     ) -> Result<ApiResponse> {
         let resp = self.send(method, path, body).await?;
         if resp.status.as_u16() >= 400 {
-            let message = serde_json::from_slice::<serde_json::Value>(&resp.body)
-                .ok()
-                .and_then(|v| {
-                    v.get("message")
-                        .and_then(|m| m.as_str())
-                        .map(str::to_string)
-                })
-                .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).trim().to_string());
-            return Err(anyhow!("Error response from daemon: {message}"));
+            return Err(daemon_error(&resp));
         }
         Ok(resp)
     }
@@ -83,6 +75,58 @@ impl ApiClient {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<ApiResponse> {
+        let payload = match body {
+            Some(v) => Some((Bytes::from(serde_json::to_vec(&v)?), "application/json")),
+            None => None,
+        };
+        let resp = self.request(method, path, payload, false).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(ApiResponse { status, body })
+    }
+
+    /// Sends a request with a raw body (`None`: empty) and returns the
+    /// response with its body unread (for streams); errors as [`ApiClient::call`].
+    pub async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Bytes, &'static str)>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let resp = self.request(method, path, body, false).await?;
+        if resp.status().as_u16() >= 400 {
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            return Err(daemon_error(&ApiResponse {
+                status,
+                body: bytes,
+            }));
+        }
+        Ok(resp)
+    }
+
+    /// `POST path` with `Upgrade: tcp`; returns the raw connection after
+    /// `101` (attach).
+    pub async fn upgrade(&self, path: &str) -> Result<hyper::upgrade::Upgraded> {
+        let resp = self.request(Method::POST, path, None, true).await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            return Err(daemon_error(&ApiResponse {
+                status,
+                body: bytes,
+            }));
+        }
+        Ok(hyper::upgrade::on(resp).await?)
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Bytes, &'static str)>,
+        upgrade: bool,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let socket = socket_path(&self.host)?;
         let stream = tokio::net::UnixStream::connect(&socket)
             .await
@@ -94,25 +138,40 @@ impl ApiClient {
             })?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
+        tokio::spawn(conn.with_upgrades());
         let mut builder = Request::builder()
             .method(method)
             .uri(path)
             .header("Host", "berth");
+        if upgrade {
+            builder = builder
+                .header("Connection", "Upgrade")
+                .header("Upgrade", "tcp");
+        }
         let payload = match body {
-            Some(v) => {
-                builder = builder.header("Content-Type", "application/json");
-                Bytes::from(serde_json::to_vec(&v)?)
+            Some((bytes, content_type)) => {
+                builder = builder.header("Content-Type", content_type);
+                bytes
             }
             None => Bytes::new(),
         };
-        let resp = sender
+        Ok(sender
             .send_request(builder.body(Full::new(payload))?)
-            .await?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok(ApiResponse { status, body })
+            .await?)
     }
+}
+
+/// The docker CLI's wording of a daemon error.
+fn daemon_error(resp: &ApiResponse) -> anyhow::Error {
+    let message = serde_json::from_slice::<serde_json::Value>(&resp.body)
+        .ok()
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).trim().to_string());
+    anyhow!("Error response from daemon: {message}")
 }
 
 /// Percent-encodes a query value.

@@ -36,6 +36,28 @@ enum Command {
     Version,
     /// Show system-wide information.
     Info,
+    /// Create and run a new container from an image.
+    Run(cli::container::RunArgs),
+    /// List containers.
+    Ps(cli::container::PsArgs),
+    /// Fetch the logs of a container.
+    Logs(cli::container::LogsArgs),
+    /// Stop one or more running containers.
+    Stop(cli::container::StopArgs),
+    /// Kill one or more running containers.
+    Kill(cli::container::KillArgs),
+    /// Remove one or more containers.
+    Rm(cli::container::RmArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(cli::container::WaitArgs),
+    /// List images.
+    Images(cli::image::ImagesArgs),
+    /// Import a root filesystem tar as an image.
+    Import(cli::image::ImportArgs),
+    /// Load images from a `docker save` archive.
+    Load(cli::image::LoadArgs),
+    /// Show low-level information on containers or images.
+    Inspect(cli::image::InspectArgs),
     /// Per-container supervisor started by the daemon.
     #[command(hide = true)]
     Shim(shim::ShimArgs),
@@ -70,6 +92,17 @@ fn run_client(host: Option<String>, command: Command) -> i32 {
             Command::System(cmd) => cli::system::run(&api, cmd).await,
             Command::Version => cli::system::version(&api).await,
             Command::Info => cli::system::info(&api).await,
+            Command::Run(a) => cli::container::run(&api, a).await,
+            Command::Ps(a) => cli::container::ps(&api, a).await,
+            Command::Logs(a) => cli::container::logs(&api, a).await,
+            Command::Stop(a) => cli::container::stop(&api, a).await,
+            Command::Kill(a) => cli::container::kill(&api, a).await,
+            Command::Rm(a) => cli::container::rm(&api, a).await,
+            Command::Wait(a) => cli::container::wait(&api, a).await,
+            Command::Images(a) => cli::image::images(&api, a).await,
+            Command::Import(a) => cli::image::import(&api, a).await,
+            Command::Load(a) => cli::image::load(&api, a).await,
+            Command::Inspect(a) => cli::image::inspect(&api, a).await,
             Command::Daemon(_) | Command::Shim(_) => unreachable!("handled before"),
         }
     });

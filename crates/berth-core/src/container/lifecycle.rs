@@ -89,11 +89,7 @@ impl ContainerService {
         let user = super::user::resolve(&paths.rootfs(), &record.config.user)?;
         let mut args = vec![record.path.clone()];
         args.extend(record.args.iter().cloned());
-        let cwd = if record.config.working_dir.is_empty() {
-            "/".to_string()
-        } else {
-            record.config.working_dir.clone()
-        };
+        let cwd = working_dir(&paths.rootfs(), &record.config.working_dir)?;
         let spec = spec::build(&SpecInput {
             id: &record.id,
             rootfs: &paths.rootfs(),
@@ -373,6 +369,17 @@ pub async fn wait_for(mut rx: watch::Receiver<Lifecycle>, condition: WaitConditi
         Ok(l) => l.exit_code,
         Err(_) => start.exit_code,
     }
+}
+
+/// The working directory, created in the root filesystem if missing (as
+/// Docker does), without following symlinks out of it.
+fn working_dir(rootfs: &std::path::Path, dir: &str) -> Result<String, ContainerError> {
+    if dir.is_empty() {
+        return Ok("/".into());
+    }
+    crate::sys::inroot::mkdir_all(rootfs, dir, 0o755)
+        .map_err(|e| ContainerError::InvalidConfig(format!("cannot create working directory {dir}: {e}")))?;
+    Ok(dir.to_string())
 }
 
 fn etc_bind(source: std::path::PathBuf, destination: &str) -> BindMount {

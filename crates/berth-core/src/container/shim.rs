@@ -210,5 +210,5 @@ pub fn is_shim_of(pid: i64, id: &str) -> bool {
         return false;
     };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    args.iter().any(|a| *a == b"shim") && args.iter().any(|a| *a == id.as_bytes())
+    args.contains(&b"shim".as_slice()) && args.contains(&id.as_bytes())
 }

@@ -207,6 +207,13 @@ fn write_hardlink<R: Read>(
     let rel = sanitize(&link)?;
     ensure_parents(root, &rel)?;
     let source = root.join(&rel);
+    if std::fs::symlink_metadata(&source).is_err() {
+        return Err(ImageError::HostileArchive(format!(
+            "hard link {} points to {}, which is not in the layer",
+            target.file_name().unwrap_or_default().to_string_lossy(),
+            link.display()
+        )));
+    }
     std::fs::hard_link(&source, target).map_err(|e| ImageError::io(target, e))?;
     Ok(0)
 }

@@ -1,5 +1,6 @@
-//! Thin wrappers over Linux facilities the drivers need: mounts and the
-//! mount table, and on-disk usage of a folder.
+//! Thin wrappers over Linux facilities: mounts and the mount table,
+//! on-disk usage of a folder, and symlink-safe paths inside a root.
 
+pub mod inroot;
 pub mod mount;
 pub mod usage;

@@ -1,7 +1,10 @@
 //! CLI command groups, each a client of the daemon's API, with the docker
 //! CLI's flags and output formats.
 
+pub mod container;
 pub mod format;
+pub mod image;
+pub mod stream;
 pub mod system;
 pub mod volume;
 

@@ -1,0 +1,81 @@
+//! Paths inside a root that an untrusted tree controls (a container's root
+//! filesystem, a volume): walked component by component with
+//! `O_NOFOLLOW`, so a symlink planted in the tree can never lead a host-side
+//! operation outside it.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path};
+
+fn open_dir_at(parent: &OwnedFd, name: &std::ffi::OsStr) -> std::io::Result<OwnedFd> {
+    let c_name = CString::new(name.as_bytes())?;
+    let flags = libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_RDONLY;
+    // SAFETY: valid descriptor and NUL-terminated name.
+    let fd = unsafe { libc::openat(parent.as_raw_fd(), c_name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: openat returned a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn mkdir_at(parent: &OwnedFd, name: &std::ffi::OsStr, mode: u32) -> std::io::Result<()> {
+    let c_name = CString::new(name.as_bytes())?;
+    // SAFETY: valid descriptor and NUL-terminated name.
+    if unsafe { libc::mkdirat(parent.as_raw_fd(), c_name.as_ptr(), mode) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// Creates folder `path` (absolute inside the root, e.g. a working
+/// directory) under `root`, making missing parents with `mode`. A symlink or
+/// a non-folder anywhere on the way is an error (ELOOP / ENOTDIR); nothing
+/// outside `root` is touched.
+pub fn mkdir_all(root: &Path, path: &str, mode: u32) -> std::io::Result<()> {
+    let file = std::fs::File::open(root)?;
+    let mut dir = OwnedFd::from(file);
+    for component in Path::new(path).components() {
+        let name = match component {
+            Component::Normal(n) => n,
+            Component::RootDir | Component::CurDir => continue,
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "path climbs out with .."))
+            }
+        };
+        dir = match open_dir_at(&dir, name) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                mkdir_at(&dir, name, mode)?;
+                open_dir_at(&dir, name)?
+            }
+            Err(e) => return Err(e),
+        };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_nested_folders_and_refuses_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        mkdir_all(&root, "/a/b/c", 0o755).unwrap();
+        assert!(root.join("a/b/c").is_dir());
+        mkdir_all(&root, "/a/b/c", 0o755).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        assert!(mkdir_all(&root, "/link/x", 0o755).is_err());
+        assert!(!outside.join("x").exists());
+        assert!(mkdir_all(&root, "/../x", 0o755).is_err());
+    }
+}
