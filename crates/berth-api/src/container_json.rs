@@ -28,8 +28,7 @@ pub fn summary(c: &ContainerRecord) -> Value {
 /// `GET /containers/{id}/json`.
 pub fn inspect(c: &ContainerRecord, paths: &berth_core::container::ContainerPaths) -> Value {
     let s = &c.state;
-    let mut host_config = serde_json::to_value(&c.host_config).unwrap_or(Value::Null);
-    host_config["NetworkMode"] = json!(c.host_config.network_mode);
+    let host_config = host_config_json(c);
     json!({
         "Id": c.id,
         "Created": c.created,
@@ -67,6 +66,41 @@ pub fn inspect(c: &ContainerRecord, paths: &berth_core::container::ContainerPath
         "Config": c.config,
         "NetworkSettings": {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "Networks": {}},
     })
+}
+
+/// The full `HostConfig` Docker returns (clients such as docker-py read
+/// fields the create request never sent): Docker's defaults, overlaid with
+/// what the container was created with.
+fn host_config_json(c: &ContainerRecord) -> Value {
+    let mut hc = json!({
+        "Binds": null, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+        "NetworkMode": "", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "AutoRemove": false, "VolumeDriver": "", "VolumesFrom": null, "ConsoleSize": [0, 0],
+        "CapAdd": null, "CapDrop": null, "CgroupnsMode": "host", "Dns": [], "DnsOptions": [],
+        "DnsSearch": [], "ExtraHosts": null, "GroupAdd": null, "IpcMode": "private", "Cgroup": "",
+        "Links": null, "OomScoreAdj": 0, "PidMode": "", "Privileged": false, "PublishAllPorts": false,
+        "ReadonlyRootfs": false, "SecurityOpt": null, "UTSMode": "", "UsernsMode": "",
+        "ShmSize": 67108864, "Runtime": "berth", "Isolation": "", "CpuShares": 0, "Memory": 0,
+        "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [],
+        "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
+        "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
+        "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [],
+        "DeviceCgroupRules": null, "DeviceRequests": null, "MemoryReservation": 0, "MemorySwap": 0,
+        "MemorySwappiness": null, "OomKillDisable": null, "PidsLimit": null, "Ulimits": [],
+        "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+    });
+    if let Value::Object(given) = serde_json::to_value(&c.host_config).unwrap_or(Value::Null) {
+        for (key, value) in given {
+            let empty_string = value.as_str().is_some_and(str::is_empty);
+            if !value.is_null() && !empty_string {
+                hc[key.as_str()] = value;
+            }
+        }
+    }
+    if hc["LogConfig"]["Type"].as_str().is_none_or(str::is_empty) {
+        hc["LogConfig"] = json!({"Type": "json-file", "Config": {}});
+    }
+    hc
 }
 
 /// Docker's `MountPoint`.

@@ -194,8 +194,9 @@ pub async fn wait(
     .map_err(ApiError::from)?;
     let svc = state.containers.clone();
     let (_, rx) = blocking(move || svc.subscribe(&id).map_err(ApiError::from)).await?;
+    let baseline = rx.borrow().clone();
     let body = futures_util::stream::once(async move {
-        let code = berth_core::container::wait_for(rx, condition).await;
+        let code = berth_core::container::wait_for(rx, baseline, condition).await;
         Ok::<_, std::convert::Infallible>(Bytes::from(format!("{{\"StatusCode\":{code}}}\n")))
     });
     Ok((

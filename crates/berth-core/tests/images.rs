@@ -229,7 +229,7 @@ fn tags_and_removal_follow_docker() {
     raw_entry(&mut tar, "f", tar::EntryType::Regular, "", b"data");
     let image = import(&svc, &finish(tar), "a:1", &[]).unwrap();
     svc.tag("a:1", &Reference::parse("b").unwrap()).unwrap();
-    let none = |_: &str| Vec::new();
+    let none = |_: &str| Vec::<(String, bool)>::new();
     assert_eq!(
         svc.remove("b:latest", false, &none).unwrap(),
         [RemoveAction::Untagged("b:latest".into())]
@@ -237,7 +237,7 @@ fn tags_and_removal_follow_docker() {
     svc.tag("a:1", &Reference::parse("b").unwrap()).unwrap();
     let err = svc.remove(&image.id, false, &none).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
-    let used = |_: &str| vec!["0123456789abcdef".to_string()];
+    let used = |_: &str| vec![("0123456789abcdef".to_string(), false)];
     assert_eq!(
         svc.remove("a:1", false, &used).unwrap(),
         [RemoveAction::Untagged("a:1".into())]

@@ -356,8 +356,13 @@ impl ContainerService {
 }
 
 /// Waits for `condition` on a subscribed lifecycle; returns the exit code.
-pub async fn wait_for(mut rx: watch::Receiver<Lifecycle>, condition: WaitCondition) -> i64 {
-    let start = rx.borrow().clone();
+/// `start` is the lifecycle when the caller subscribed: an exit after that
+/// counts even if it happens before this future is first polled.
+pub async fn wait_for(
+    mut rx: watch::Receiver<Lifecycle>,
+    start: Lifecycle,
+    condition: WaitCondition,
+) -> i64 {
     if condition == WaitCondition::NotRunning && !start.running {
         return start.exit_code;
     }
@@ -377,8 +382,9 @@ fn working_dir(rootfs: &std::path::Path, dir: &str) -> Result<String, ContainerE
     if dir.is_empty() {
         return Ok("/".into());
     }
-    crate::sys::inroot::mkdir_all(rootfs, dir, 0o755)
-        .map_err(|e| ContainerError::InvalidConfig(format!("cannot create working directory {dir}: {e}")))?;
+    crate::sys::inroot::mkdir_all(rootfs, dir, 0o755).map_err(|e| {
+        ContainerError::InvalidConfig(format!("cannot create working directory {dir}: {e}"))
+    })?;
     Ok(dir.to_string())
 }
 
@@ -434,8 +440,9 @@ mod tests {
             running: true,
             ..Default::default()
         });
-        let next = tokio::spawn(wait_for(rx.clone(), WaitCondition::NextExit));
-        let removed = tokio::spawn(wait_for(rx.clone(), WaitCondition::Removed));
+        let start = rx.borrow().clone();
+        let next = tokio::spawn(wait_for(rx.clone(), start.clone(), WaitCondition::NextExit));
+        let removed = tokio::spawn(wait_for(rx.clone(), start, WaitCondition::Removed));
         tx.send_modify(|l| {
             l.running = false;
             l.exits = 1;
@@ -445,6 +452,7 @@ mod tests {
         assert!(!removed.is_finished());
         tx.send_modify(|l| l.removed = true);
         assert_eq!(removed.await.unwrap(), 7);
-        assert_eq!(wait_for(rx, WaitCondition::NotRunning).await, 7);
+        let now = rx.borrow().clone();
+        assert_eq!(wait_for(rx, now, WaitCondition::NotRunning).await, 7);
     }
 }

@@ -133,10 +133,18 @@ impl ContainerService {
         ContainerPaths::new(&self.settings.containers_dir, id)
     }
 
-    /// IDs of containers using an image (they block its removal).
-    pub fn using_image(&self, image_id: &str) -> Vec<String> {
-        self.store
+    /// Containers using an image (they block its removal), with whether
+    /// each is running, running ones first.
+    pub fn using_image(&self, image_id: &str) -> Vec<(String, bool)> {
+        let mut users: Vec<(String, bool)> = self
+            .store
             .containers_using_image(image_id)
             .unwrap_or_default()
+            .into_iter()
+            .filter_map(|id| self.store.get_container(&id).ok().flatten())
+            .map(|c| (c.id, c.state.status == super::Status::Running))
+            .collect();
+        users.sort_by_key(|(_, running)| !running);
+        users
     }
 }

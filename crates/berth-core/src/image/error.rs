@@ -24,6 +24,8 @@ pub enum ImageError {
     Tar(#[source] std::io::Error),
     #[error("conflict: unable to delete {image} (must be forced) - {reason}")]
     Conflict { image: String, reason: String },
+    #[error("conflict: unable to delete {image} (cannot be forced) - {reason}")]
+    ConflictForced { image: String, reason: String },
     #[error("conflict: unable to remove repository reference \"{reference}\" (must force) - container {container} is using its referenced image {image}")]
     ReferenceInUse {
         reference: String,
@@ -51,7 +53,9 @@ impl ImageError {
             | ImageError::UnsupportedCompression
             | ImageError::BadArchive(_)
             | ImageError::Tar(_) => ErrorKind::InvalidArgument,
-            ImageError::Conflict { .. } | ImageError::ReferenceInUse { .. } => ErrorKind::Conflict,
+            ImageError::Conflict { .. }
+            | ImageError::ConflictForced { .. }
+            | ImageError::ReferenceInUse { .. } => ErrorKind::Conflict,
             ImageError::Io { .. } | ImageError::Store(_) => ErrorKind::Internal,
         }
     }

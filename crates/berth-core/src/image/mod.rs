@@ -202,7 +202,7 @@ impl ImageService {
         &self,
         name: &str,
         force: bool,
-        used_by: &dyn Fn(&str) -> Vec<String>,
+        used_by: &dyn Fn(&str) -> Vec<(String, bool)>,
     ) -> Result<Vec<RemoveAction>, ImageError> {
         let image = self.resolve(name)?;
         let _guard = self.meta_lock.lock();
@@ -221,19 +221,20 @@ impl ImageService {
                 "image is referenced in multiple repositories",
             ));
         }
-        if let Some(container) = used_by(&image.id).first() {
+        if let Some((container, running)) = used_by(&image.id).first() {
             let short = &container[..container.len().min(12)];
             let image_short = &image.id[7..19.min(image.id.len())];
-            return Err(match &by_tag {
-                Some(tag) => ImageError::ReferenceInUse {
+            // berth never deletes layers a container's filesystem is built
+            // on, so even `force` cannot remove an image in use.
+            return Err(match (&by_tag, running) {
+                (Some(tag), _) => ImageError::ReferenceInUse {
                     reference: tag.clone(),
                     container: short.to_string(),
                     image: image_short.to_string(),
                 },
-                None => conflict(
-                    &image.id,
-                    &format!("image is being used by container {short}"),
-                ),
+                (None, true) => conflict_forced(&image.id, &format!("image is being used by running container {short}")),
+                (None, false) if force => conflict_forced(&image.id, &format!("image is being used by stopped container {short}; berth keeps the layers of an existing container, remove the container first")),
+                (None, false) => conflict(&image.id, &format!("image is being used by stopped container {short}")),
             });
         }
         let mut actions: Vec<RemoveAction> = image
@@ -300,6 +301,14 @@ fn display_name(name: &str) -> String {
     match Reference::parse(name) {
         Ok(r) if !hexish => r.to_string(),
         _ => name.to_string(),
+    }
+}
+
+fn conflict_forced(id: &str, reason: &str) -> ImageError {
+    let hex = id.trim_start_matches("sha256:");
+    ImageError::ConflictForced {
+        image: hex[..hex.len().min(12)].to_string(),
+        reason: reason.to_string(),
     }
 }
 

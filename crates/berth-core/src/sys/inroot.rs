@@ -44,7 +44,10 @@ pub fn mkdir_all(root: &Path, path: &str, mode: u32) -> std::io::Result<()> {
             Component::Normal(n) => n,
             Component::RootDir | Component::CurDir => continue,
             Component::ParentDir | Component::Prefix(_) => {
-                return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "path climbs out with .."))
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "path climbs out with ..",
+                ))
             }
         };
         dir = match open_dir_at(&dir, name) {

@@ -1,0 +1,745 @@
+#!/usr/bin/env python3
+"""Benchmark berth against a private dockerd, through the real docker CLI.
+
+    python3 bench/run_bench.py [--runs 20] [--out FILE]
+
+It builds nothing: run `cargo build --release` first. In one run it
+
+  * starts a fresh `berth daemon` and a fresh private dockerd (Debian
+    docker.io 20.10), each on its own folder made by
+    tempfile.mkdtemp(dir="/tmp"); if dockerd is not installed the dockerd
+    column is skipped with a loud message;
+  * imports the same busybox image (busybox-static's /bin/busybox plus one
+    symlink per applet) into both as benchimg:1;
+  * times, with the docker CLI and DOCKER_API_VERSION=1.41 for both engines:
+      0. `docker version` as a floor (CLI start-up plus its small requests)
+      1. docker run --rm --network none benchimg:1 true
+      2. docker run --rm --network none -v benchvol:/d benchimg:1 true
+         (3 warm-up runs each, then --runs timed runs, engines alternating)
+      3. volume API calls over ONE keep-alive HTTP connection per socket:
+         create x500, inspect x500, list with 500 volumes x20, remove x500
+         (each engine in turn, phase by phase; per-op median)
+      4. `docker volume ls` and `docker system df -v` with 1000 volumes
+         (one warm-up, then median of 5, engines alternating);
+  * prints a markdown table (operation | berth | dockerd | berth/dockerd)
+    and the machine it ran on; --out also writes them to FILE. Raw samples
+    go to stderr; --keep-logs DIR keeps both daemon logs.
+
+Both daemons are stopped by PID (SIGTERM, wait, SIGKILL) and their folders
+unmounted (deepest first) and removed in a finally block. No other dockerd
+or berth is touched.
+
+Environment (all optional): BERTH_BIN, DOCKER_BIN, DOCKERD_BIN.
+Stdlib only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import http.client
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+API = "1.41"
+IMAGE = "benchimg:1"
+BUSYBOX = "/bin/busybox"
+
+# The docker CLI must not pick these up from the caller's shell.
+_DOCKER_ENV_DROP = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_API_VERSION",
+                    "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_TLS", "BERTH_HOST")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def loud(msg: str) -> None:
+    bar = "!" * 72
+    print(f"{bar}\n!!! {msg}\n{bar}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# HTTP over AF_UNIX
+# ---------------------------------------------------------------------------
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over AF_UNIX; counts how often it had to (re)connect."""
+
+    def __init__(self, path: str, timeout: float = 60.0):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+        self.connects = 0
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.connects += 1
+
+
+def call(conn: UnixHTTPConnection, method: str, path: str, body=None):
+    """One request on ``conn``; returns (status, body bytes)."""
+    headers = {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    conn.request(method, path, body=data, headers=headers)
+    resp = conn.getresponse()
+    payload = resp.read()
+    return resp.status, payload
+
+
+def ping(sock_path: str) -> bool:
+    conn = UnixHTTPConnection(sock_path, timeout=2)
+    try:
+        return call(conn, "GET", "/_ping")[0] == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------
+# Processes, mounts, folders
+# ---------------------------------------------------------------------------
+
+
+def _unescape_mountinfo(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts_under(path: str) -> list[str]:
+    """Mount points at or below ``path``, deepest first."""
+    base = os.path.realpath(path)
+    found = set()
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) < 5:
+                    continue
+                mp = _unescape_mountinfo(fields[4])
+                if mp == base or mp.startswith(base + "/"):
+                    found.add(mp)
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: (p.count("/"), len(p)), reverse=True)
+
+
+def unmount_all_under(path: str) -> None:
+    for _ in range(5):  # stacked mounts need several passes
+        mps = mounts_under(path)
+        if not mps:
+            return
+        for mp in mps:
+            subprocess.run(["umount", "-l", mp], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
+    left = mounts_under(path)
+    if left:
+        log(f"WARNING: mounts still present under {path}: {left}")
+
+
+def remove_tree(path: str | None) -> None:
+    if path and os.path.exists(path):
+        unmount_all_under(path)
+        shutil.rmtree(path, ignore_errors=True)
+        if os.path.exists(path):
+            log(f"WARNING: could not remove {path} completely")
+
+
+def stop_proc(proc: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM the process we started (by its PID), wait, SIGKILL fallback."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log(f"pid {proc.pid} ignored SIGTERM for {timeout}s: SIGKILL")
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=timeout)
+
+
+def pids_naming(needle: str) -> list[int]:
+    """PIDs whose command line contains ``needle`` (one of our unique temp folders)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in cmd:
+            out.append(int(entry))
+    return out
+
+
+def kill_leftovers(folder: str) -> None:
+    """SIGKILL, by PID, processes our daemon left behind (their command line
+    names our unique temp folder: dockerd's containerd and shims, berth shims)."""
+    for pid in pids_naming(folder):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            log(f"killed leftover pid {pid} (names {folder})")
+        except ProcessLookupError:
+            pass
+
+
+def docker_env(config_dir: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in _DOCKER_ENV_DROP}
+    env["DOCKER_API_VERSION"] = API
+    env["DOCKER_CONFIG"] = config_dir  # no user config, no credential helpers
+    env["DOCKER_CLI_HINTS"] = "false"
+    return env
+
+
+# ---------------------------------------------------------------------------
+# The two engines
+# ---------------------------------------------------------------------------
+
+
+class Engine:
+    name = "?"
+
+    def __init__(self, prefix: str, docker_bin: str):
+        self.dir = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+        self.docker_bin = docker_bin
+        self.config = os.path.join(self.dir, "cfg")
+        os.makedirs(self.config)
+        self.log = os.path.join(self.dir, "daemon.log")
+        self.proc: subprocess.Popen | None = None
+        self.sock = ""
+
+    @property
+    def host(self) -> str:
+        return "unix://" + self.sock
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float) -> None:
+        if len(self.sock.encode()) >= 100:
+            raise RuntimeError(f"socket path too long: {self.sock}")
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
+                                         stdout=logf, stderr=logf,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} "
+                                   f"during start-up\n{tail(self.log)}")
+            if os.path.exists(self.sock) and ping(self.sock):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s\n{tail(self.log)}")
+
+    def docker(self, *args: str, input_file=None, check: bool = True):
+        argv = [self.docker_bin, "-H", self.host, *args]
+        p = subprocess.run(argv, env=docker_env(self.config), stdin=input_file,
+                           capture_output=True, text=True, timeout=300)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"{self.name}: `{' '.join(args)}` failed with exit "
+                               f"{p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}\n"
+                               f"--- daemon log ---\n{tail(self.log)}")
+        return p
+
+    def stop_and_clean(self) -> None:
+        try:
+            stop_proc(self.proc, timeout=30)
+        finally:
+            kill_leftovers(self.dir)
+            remove_tree(self.dir)
+
+
+class Berth(Engine):
+    name = "berth"
+
+    def __init__(self, bin_path: str, docker_bin: str):
+        super().__init__("bb-", docker_bin)
+        self.bin = bin_path
+        self.root = os.path.join(self.dir, "root")
+        self.sock = os.path.join(self.dir, "b.sock")
+        self.pidfile = os.path.join(self.dir, "b.pid")
+
+    def argv(self):
+        return [self.bin, "daemon", "--host", self.host, "--root", self.root,
+                "--pidfile", self.pidfile]
+
+
+class Dockerd(Engine):
+    name = "dockerd"
+
+    def __init__(self, bin_path: str, docker_bin: str):
+        super().__init__("bd-", docker_bin)
+        self.bin = bin_path
+        self.root = os.path.join(self.dir, "root")
+        self.exec_root = os.path.join(self.dir, "exec")
+        self.sock = os.path.join(self.dir, "docker.sock")
+        self.pidfile = os.path.join(self.dir, "docker.pid")
+
+    def argv(self):
+        return [self.bin, "--data-root", self.root, "--exec-root", self.exec_root,
+                "--host", self.host, "--pidfile", self.pidfile,
+                "--iptables=false", "--ip-forward=false", "--ip-masq=false",
+                "--bridge=none"]
+
+
+def tail(path: str, lines: int = 40) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# ---------------------------------------------------------------------------
+# The image
+# ---------------------------------------------------------------------------
+
+
+def is_static_elf(path: str) -> bool:
+    """True when the ELF file has no PT_INTERP program header."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2:  # 64-bit only
+            return False
+        end = "<" if head[5] == 1 else ">"
+        phoff = struct.unpack(end + "Q", head[0x20:0x28])[0]
+        phentsize, phnum = struct.unpack(end + "HH", head[0x36:0x3A])
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    for i in range(phnum):
+        (p_type,) = struct.unpack(end + "I", table[i * phentsize:i * phentsize + 4])
+        if p_type == 3:  # PT_INTERP
+            return False
+    return True
+
+
+def build_image_dir(parent: str) -> str:
+    if not os.path.exists(BUSYBOX):
+        raise RuntimeError(f"{BUSYBOX} missing: apt-get install busybox-static")
+    if not is_static_elf(BUSYBOX):
+        raise RuntimeError(f"{BUSYBOX} is dynamically linked: install busybox-static")
+    root = os.path.join(parent, "img")
+    os.makedirs(os.path.join(root, "bin"))
+    shutil.copy2(BUSYBOX, os.path.join(root, "bin", "busybox"))
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for a in applets:
+        if a == "busybox":
+            continue
+        os.symlink("busybox", os.path.join(root, "bin", a))
+    return root
+
+
+def import_image(engine: Engine, img_dir: str) -> None:
+    tar = subprocess.Popen(["tar", "-C", img_dir, "-c", "."], stdout=subprocess.PIPE)
+    try:
+        engine.docker("import", "-", IMAGE, input_file=tar.stdout)
+    finally:
+        tar.stdout.close()
+        rc = tar.wait()
+    if rc != 0:
+        raise RuntimeError(f"tar exited with {rc}")
+
+
+# ---------------------------------------------------------------------------
+# Statistics and the table
+# ---------------------------------------------------------------------------
+
+
+def p90(xs: list[float]) -> float:
+    s = sorted(xs)
+    return s[max(0, math.ceil(0.9 * len(s)) - 1)]  # nearest rank
+
+
+def fmt_ms(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    if v >= 100:
+        return f"{v:.0f} ms"
+    if v >= 10:
+        return f"{v:.1f} ms"
+    return f"{v:.2f} ms"
+
+
+def ratio(b: float | None, d: float | None) -> str:
+    if b is None or d is None or d == 0:
+        return "n/a"
+    return f"{b / d:.2f}×"
+
+
+class Results:
+    def __init__(self):
+        self.rows: list[tuple[str, float | None, float | None]] = []
+        self.raw: dict[str, dict[str, list[float]]] = {}
+        self.notes: list[str] = []
+
+    def add(self, op: str, b: float | None, d: float | None) -> None:
+        self.rows.append((op, b, d))
+
+    def table(self) -> str:
+        out = ["| operation | berth | dockerd | berth/dockerd |",
+               "|---|---:|---:|---:|"]
+        for op, b, d in self.rows:
+            out.append(f"| {op} | {fmt_ms(b)} | {fmt_ms(d)} | {ratio(b, d)} |")
+        return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------
+# Benchmarks
+# ---------------------------------------------------------------------------
+
+
+def timed_cli(engine: Engine, args: list[str]) -> float:
+    t0 = time.perf_counter()
+    engine.docker(*args)
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def bench_run(res: Results, engines: list[Engine], label: str, args: list[str],
+              runs: int, warmup: int = 3, stats=("median", "p90", "min")) -> None:
+    for e in engines:
+        for _ in range(warmup):
+            timed_cli(e, args)
+    samples: dict[str, list[float]] = {e.name: [] for e in engines}
+    # Alternate the engines so that background noise hits both alike.
+    for i in range(runs):
+        order = engines if i % 2 == 0 else list(reversed(engines))
+        for e in order:
+            samples[e.name].append(timed_cli(e, args))
+    res.raw[label] = samples
+    b = samples.get("berth")
+    d = samples.get("dockerd")
+    for stat, fn in (("median", statistics.median), ("p90", p90), ("min", min)):
+        if stat not in stats:
+            continue
+        res.add(f"{label} — {stat} of {runs}",
+                fn(b) if b else None, fn(d) if d else None)
+    for name, xs in samples.items():
+        log(f"{label} [{name}] ms: " + " ".join(f"{x:.0f}" for x in xs))
+
+
+def api_ops(conn: UnixHTTPConnection, name: str, phase: str, n: int, prefix: str,
+            reps: int) -> list[float]:
+    times = []
+    count = reps if phase == "list" else n
+    for i in range(count):
+        vname = f"{prefix}{i:04d}"
+        if phase == "create":
+            req = ("POST", f"/v{API}/volumes/create", {"Name": vname}, 201)
+        elif phase == "inspect":
+            req = ("GET", f"/v{API}/volumes/{vname}", None, 200)
+        elif phase == "list":
+            req = ("GET", f"/v{API}/volumes", None, 200)
+        else:
+            req = ("DELETE", f"/v{API}/volumes/{vname}", None, 204)
+        method, path, body, want = req
+        t0 = time.perf_counter()
+        status, payload = call(conn, method, path, body)
+        times.append((time.perf_counter() - t0) * 1000.0)
+        if status != want:
+            raise RuntimeError(f"{name}: {method} {path} -> {status} (want {want}): "
+                               f"{payload[:300]!r}")
+        if phase == "list" and i == 0:
+            vols = json.loads(payload).get("Volumes") or []
+            got = sum(1 for v in vols if v["Name"].startswith(prefix))
+            if got != n:
+                raise RuntimeError(f"{name}: list shows {got} of {n} benchmark volumes")
+    return times
+
+
+def bench_volume_api(res: Results, engines: list[Engine], n: int, list_reps: int) -> None:
+    conns = {e.name: UnixHTTPConnection(e.sock) for e in engines}
+    try:
+        for phase, label in (("create", f"API volume create (named) ×{n}, per op"),
+                             ("inspect", f"API volume inspect ×{n}, per op"),
+                             ("list", f"API volume list with {n} volumes ×{list_reps}, per op"),
+                             ("remove", f"API volume remove ×{n}, per op")):
+            med = {}
+            for e in engines:
+                xs = api_ops(conns[e.name], e.name, phase, n, "bv", list_reps)
+                med[e.name] = statistics.median(xs)
+                res.raw.setdefault(label, {})[e.name] = xs
+                log(f"{label} [{e.name}]: median {med[e.name]:.3f} ms, "
+                    f"p90 {p90(xs):.3f}, max {max(xs):.3f}, total {sum(xs):.0f} ms")
+            res.add(label, med.get("berth"), med.get("dockerd"))
+        for e in engines:
+            c = conns[e.name].connects
+            if c != 1:
+                msg = (f"{e.name}: the volume API benchmark needed {c} connections "
+                       f"(keep-alive was not kept for all {3 * n + list_reps} requests)")
+                res.notes.append(msg)
+                loud(msg)
+    finally:
+        for c in conns.values():
+            c.close()
+
+
+def bench_cli_volumes(res: Results, engines: list[Engine], n: int, reps: int) -> None:
+    for e in engines:
+        conn = UnixHTTPConnection(e.sock)
+        try:
+            for i in range(n):
+                status, payload = call(conn, "POST", f"/v{API}/volumes/create",
+                                       {"Name": f"cv{i:04d}"})
+                if status != 201:
+                    raise RuntimeError(f"{e.name}: volume create -> {status}: {payload[:200]!r}")
+        finally:
+            conn.close()
+        # one warm-up each, and a sanity check of the count
+        out = e.docker("volume", "ls", "-q").stdout.split()
+        got = sum(1 for v in out if v.startswith("cv"))
+        if got != n:
+            raise RuntimeError(f"{e.name}: docker volume ls shows {got} of {n} volumes")
+        e.docker("system", "df", "-v")
+    for label, args in ((f"`docker volume ls`, {n} volumes", ["volume", "ls"]),
+                        (f"`docker system df -v`, {n} volumes", ["system", "df", "-v"])):
+        samples: dict[str, list[float]] = {e.name: [] for e in engines}
+        for i in range(reps):
+            order = engines if i % 2 == 0 else list(reversed(engines))
+            for e in order:
+                samples[e.name].append(timed_cli(e, args))
+        res.raw[label] = samples
+        for name, xs in samples.items():
+            log(f"{label} [{name}] ms: " + " ".join(f"{x:.0f}" for x in xs))
+        med = {k: statistics.median(v) for k, v in samples.items()}
+        res.add(f"{label} — median of {reps}", med.get("berth"), med.get("dockerd"))
+
+
+# ---------------------------------------------------------------------------
+# Machine info
+# ---------------------------------------------------------------------------
+
+
+def sh(argv: list[str], env=None) -> str:
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+        return (p.stdout or p.stderr).strip()
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"({e})"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def mem_total() -> str:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    kb = int(line.split()[1])
+                    return f"{kb / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return "?"
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def default_berth_bin() -> str:
+    rel = os.path.join(REPO, "target", "release", "berth")
+    dbg = os.path.join(REPO, "target", "debug", "berth")
+    if os.path.exists(rel):
+        if os.path.exists(dbg) and os.path.getmtime(dbg) > os.path.getmtime(rel):
+            loud(f"{rel} is OLDER than {dbg}: it may predate the code you mean to "
+                 f"measure. Run `cargo build --release` (or pass --berth-bin).")
+        return rel
+    if os.path.exists(dbg):
+        loud(f"no release build: measuring the DEBUG binary {dbg}. "
+             f"Run `cargo build --release` first for meaningful numbers.")
+        return dbg
+    raise SystemExit(f"no berth binary under {REPO}/target: run `cargo build --release`")
+
+
+def machine_info(berth: Berth, berth_bin: str, dockerd: Dockerd | None, docker_bin: str,
+                 load_start: str) -> list[tuple[str, str]]:
+    rev = sh(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+    dirty = sh(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"])
+    mtime = datetime.datetime.fromtimestamp(os.path.getmtime(berth.bin), datetime.timezone.utc)
+    sha = hashlib.sha256()
+    with open(berth.bin, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    bver = sh([berth.bin, "-H", berth.host, "version"])
+    parts = os.path.realpath(berth_bin).split(os.sep)
+    profile = "release" if "release" in parts else "debug" if "debug" in parts else "unknown"
+    server = re.findall(r"Version:\s*(\S+)", bver)
+    info = [
+        ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("cpu", f"{cpu_model()}, nproc {os.cpu_count()} (`nproc`: {sh(['nproc'])})"),
+        ("memory", mem_total()),
+        ("kernel", platform.release()),
+        ("load average at start / end", f"{load_start} / {loadavg()}"),
+        ("berth", f"{' / '.join(server) or bver} (client / server), git {rev}"
+                  f"{' + uncommitted changes' if dirty else ''}; binary {berth_bin} "
+                  f"built {mtime.strftime('%Y-%m-%d %H:%M UTC')} ({profile} build, "
+                  f"sha256 {sha.hexdigest()[:12]})"),
+        ("dockerd", sh([dockerd.bin, "--version"]) if dockerd else "NOT RUN (dockerd not installed)"),
+        ("docker CLI", sh([docker_bin, "--version"]) + f" ({docker_bin}), DOCKER_API_VERSION={API}"),
+        ("image", f"{IMAGE}: {BUSYBOX} ({sh([BUSYBOX, '--help']).splitlines()[0] if os.path.exists(BUSYBOX) else '?'}) + applet symlinks"),
+    ]
+    return info
+
+
+# ---------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=20, help="timed docker runs per engine (default 20)")
+    ap.add_argument("--out", help="also write the machine info and the markdown table to this file")
+    ap.add_argument("--volumes", type=int, default=500, help="volumes for the API benchmark (default 500)")
+    ap.add_argument("--list-reps", type=int, default=20, help="volume list calls (default 20)")
+    ap.add_argument("--cli-volumes", type=int, default=1000, help="volumes for the CLI benchmark (default 1000)")
+    ap.add_argument("--cli-reps", type=int, default=5, help="CLI calls per engine (default 5)")
+    ap.add_argument("--keep-logs", metavar="DIR",
+                    help="copy both daemon logs into DIR before their folders are removed")
+    ap.add_argument("--berth-bin", default=os.environ.get("BERTH_BIN"))
+    ap.add_argument("--docker-bin", default=os.environ.get("DOCKER_BIN")
+                    or ("/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker")
+                        else shutil.which("docker")))
+    ap.add_argument("--dockerd-bin", default=os.environ.get("DOCKERD_BIN") or shutil.which("dockerd"))
+    args = ap.parse_args()
+
+    if os.geteuid() != 0:
+        raise SystemExit("run as root (both daemons mount and create namespaces)")
+    if not args.docker_bin or not os.path.exists(args.docker_bin):
+        raise SystemExit("docker CLI not found (set DOCKER_BIN or --docker-bin)")
+    berth_bin = args.berth_bin or default_berth_bin()
+    if not os.path.exists(berth_bin):
+        raise SystemExit(f"berth binary not found: {berth_bin}")
+    if not args.dockerd_bin:
+        loud("dockerd IS NOT INSTALLED: the dockerd column will be EMPTY (n/a).\n"
+             "!!! Install Debian's docker.io (apt-get install docker.io) to compare.")
+    elif os.path.exists("/run/containerd/containerd.sock"):
+        loud("a system containerd runs at /run/containerd/containerd.sock: the private "
+             "dockerd will use it instead of starting its own")
+
+    # SIGTERM/SIGHUP end the run through the finally block below.
+    def _term(signum, _frame):
+        raise SystemExit(f"interrupted by signal {signum}")
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGHUP, _term)
+
+    load_start = loadavg()
+    work = tempfile.mkdtemp(prefix="bw-", dir="/tmp")
+    berth: Berth | None = None
+    dockerd: Dockerd | None = None
+    res = Results()
+    info: list[tuple[str, str]] = []
+    try:
+        # Run a private copy, so that a rebuild during the run cannot mix two
+        # versions (the daemon starts shims from its own executable).
+        bin_copy = os.path.join(work, "berth")
+        shutil.copy2(berth_bin, bin_copy)
+        log(f"berth binary: {berth_bin} (run as {bin_copy})")
+        berth = Berth(bin_copy, args.docker_bin)
+        berth.start(timeout=30)
+        log(f"berth daemon pid {berth.proc.pid} on {berth.sock}")
+        engines: list[Engine] = [berth]
+        if args.dockerd_bin:
+            dockerd = Dockerd(args.dockerd_bin, args.docker_bin)
+            dockerd.start(timeout=90)
+            log(f"private dockerd pid {dockerd.proc.pid} on {dockerd.sock}")
+            engines.append(dockerd)
+
+        img = build_image_dir(work)
+        for e in engines:
+            try:
+                import_image(e, img)
+            except RuntimeError as exc:
+                if e is berth:
+                    raise RuntimeError(f"{exc}\n(is {berth_bin} older than berth's images "
+                                       f"and containers support? rebuild it)") from None
+                raise
+            log(f"imported {IMAGE} into {e.name}")
+
+        # The floor: one docker CLI process and its small version request(s).
+        bench_run(res, engines, "baseline: `docker version` (CLI start-up + small requests)",
+                  ["version"], args.runs, stats=("median",))
+        run = ["run", "--rm", "--network", "none", IMAGE, "true"]
+        bench_run(res, engines, "`docker run --rm --network none benchimg:1 true`", run, args.runs)
+        runv = ["run", "--rm", "--network", "none", "-v", "benchvol:/d", IMAGE, "true"]
+        bench_run(res, engines, "`docker run --rm --network none -v benchvol:/d benchimg:1 true`",
+                  runv, args.runs)
+        bench_volume_api(res, engines, args.volumes, args.list_reps)
+        bench_cli_volumes(res, engines, args.cli_volumes, args.cli_reps)
+        info = machine_info(berth, berth_bin, dockerd, args.docker_bin, load_start)
+    finally:
+        for e in (dockerd, berth):
+            if e is not None:
+                log(f"stopping {e.name} (pid {e.proc.pid if e.proc else '-'})")
+                try:
+                    stop_proc(e.proc, timeout=30)
+                    if args.keep_logs and os.path.exists(e.log):
+                        os.makedirs(args.keep_logs, exist_ok=True)
+                        shutil.copy(e.log, os.path.join(args.keep_logs, f"{e.name}.log"))
+                except Exception as exc:
+                    log(f"WARNING: stopping {e.name} failed: {exc!r}")
+                finally:
+                    try:
+                        e.stop_and_clean()  # SIGKILL fallback, leftovers, unmount, rm
+                    except Exception as exc:  # keep cleaning the other one
+                        log(f"WARNING: cleaning {e.name} failed: {exc!r}")
+        kill_leftovers(work)
+        remove_tree(work)
+
+    text = "\n".join(f"- {k}: {v}" for k, v in info) + "\n\n" + res.table() + "\n"
+    if res.notes:
+        text += "\n" + "\n".join(f"- NOTE: {n}" for n in res.notes) + "\n"
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+        log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
