@@ -163,6 +163,17 @@ def test_run_rm_on_empty_daemon_ps_a_is_empty(berth_factory):
         remove_all_containers(d)
 
 
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed (Debian package runc)")
+@pytest.mark.parametrize("runtime", ["runc", "/usr/sbin/runc"])
+def test_run_with_external_runtime(daemon, image, names, runtime):
+    """--runtime names an external OCI runtime binary instead of the embedded one."""
+    name = names()
+    p = daemon.docker("run", "--runtime", runtime, "--name", name, image, "sh", "-c", "echo via-runc; exit 4", check=False)
+    assert p.returncode == 4, p.stderr
+    assert p.stdout == "via-runc\n"
+    assert daemon.docker("inspect", "-f", "{{.HostConfig.Runtime}}", name).stdout.strip() == runtime
+
+
 def test_run_network_warning_on_stderr(daemon, image, names):
     p = daemon.docker("run", "--rm", "--name", names(), image, "true")
     assert p.stdout == ""
