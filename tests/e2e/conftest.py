@@ -29,6 +29,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+import uuid
 
 REPO = Path(__file__).resolve().parents[2]
 BERTH_BIN = os.environ.get("BERTH_BIN") or str(REPO / "target" / "debug" / "berth")
@@ -507,3 +508,21 @@ def dockerd():
 
 def pytest_report_header(config):
     return [f"berth binary: {BERTH_BIN}", f"docker CLI: {DOCKER_BIN}"]
+
+
+# --- container tests: one daemon and one busybox image per test module ---
+
+@pytest.fixture(scope="module")
+def daemon():
+    """A berth daemon for a module of container tests; every container is
+    force-removed and leftover shims killed at the end."""
+    from busybox_image import berth_with_cleanup
+    yield from berth_with_cleanup()
+
+
+@pytest.fixture(scope="module")
+def image(daemon, request):
+    """The busybox test image, imported once per module under a unique tag."""
+    from busybox_image import import_busybox
+    stem = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
+    return import_busybox(daemon, f"{stem}-{uuid.uuid4().hex[:8]}:v1")

@@ -25,16 +25,6 @@ from busybox_image import berth_with_cleanup, import_busybox
 from conftest import error_message
 
 
-@pytest.fixture(scope="module")
-def daemon():
-    yield from berth_with_cleanup()
-
-
-@pytest.fixture(scope="module")
-def image(daemon):
-    return import_busybox(daemon, f"badtest-{uuid.uuid4().hex[:8]}:v1")
-
-
 @pytest.fixture
 def uniq(daemon):
     """Unique name prefix; containers named with it are removed afterwards."""

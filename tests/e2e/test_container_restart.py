@@ -24,16 +24,6 @@ TICKER = (f"i=1; while [ $i -le {TICKS} ]; do echo tick$i; i=$((i+1)); sleep 0.5
 EXPECTED_TICKS = "".join(f"tick{i}\n" for i in range(1, TICKS + 1))
 
 
-@pytest.fixture(scope="module")
-def daemon():
-    yield from berth_with_cleanup()
-
-
-@pytest.fixture(scope="module")
-def image(daemon):
-    return import_busybox(daemon, f"rstest-{uuid.uuid4().hex[:8]}:v1")
-
-
 @pytest.fixture
 def name(daemon):
     n = "rs-" + uuid.uuid4().hex[:10]

@@ -23,16 +23,6 @@ from conftest import DOCKER_BIN, HEX64, _docker_env
 NET_WARNING = "berth has no bridge networking yet"
 
 
-@pytest.fixture(scope="module")
-def daemon():
-    yield from berth_with_cleanup()
-
-
-@pytest.fixture(scope="module")
-def image(daemon):
-    return import_busybox(daemon, f"ctrtest-{uuid.uuid4().hex[:8]}:v1")
-
-
 class Names:
     """Unique names; containers and volumes made under them are removed at
     the end of the test."""

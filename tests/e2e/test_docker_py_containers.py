@@ -23,16 +23,6 @@ from conftest import HEX64
 
 
 
-@pytest.fixture(scope="module")
-def daemon():
-    yield from berth_with_cleanup()
-
-
-@pytest.fixture(scope="module")
-def image(daemon):
-    return import_busybox(daemon, f"dpytest-{uuid.uuid4().hex[:8]}:v1")
-
-
 @pytest.fixture
 def client(daemon):
     c = docker.DockerClient(base_url=daemon.host, version="auto", timeout=60)
