@@ -100,8 +100,9 @@ impl ContainerService {
         Ok(id[..12].to_string())
     }
 
-    /// Binds and volumes (from `Binds` and the image's `VOLUME`s), with
-    /// volumes created on first use and referenced by this container.
+    /// Binds, `--volumes-from` and the image's `VOLUME`s, with volumes
+    /// created on first use and referenced by this container. On error the
+    /// references taken so far are released.
     fn resolve_mounts(
         &self,
         id: &str,
@@ -109,53 +110,7 @@ impl ContainerService {
         host: &HostConfig,
     ) -> Result<Vec<MountPoint>, ContainerError> {
         let mut mounts: Vec<MountPoint> = Vec::new();
-        let specs = host.binds.clone().unwrap_or_default();
-        let mut result = Ok(());
-        for spec in &specs {
-            result = parse_bind(spec).and_then(|b| {
-                if mounts.iter().any(|m| m.destination == b.destination) {
-                    return Err(ContainerError::InvalidConfig(format!(
-                        "Duplicate mount point: {}",
-                        b.destination
-                    )));
-                }
-                let mount = self.mount_for(
-                    id,
-                    &b.source,
-                    &b.destination,
-                    !b.readonly,
-                    &b.mode,
-                    &host.volume_driver,
-                )?;
-                mounts.push(mount);
-                Ok(())
-            });
-            if result.is_err() {
-                break;
-            }
-        }
-        let image_volumes: Vec<String> = config
-            .volumes
-            .iter()
-            .flat_map(|v| v.keys().cloned())
-            .collect();
-        for dst in image_volumes.iter().map(|d| super::mounts::clean(d)) {
-            if result.is_err() || mounts.iter().any(|m| m.destination == dst) {
-                continue;
-            }
-            match self.mount_for(
-                id,
-                &BindSource::Anonymous,
-                &dst,
-                true,
-                "",
-                &host.volume_driver,
-            ) {
-                Ok(m) => mounts.push(m),
-                Err(e) => result = Err(e),
-            }
-        }
-        if let Err(e) = result {
+        if let Err(e) = self.collect_mounts(id, config, host, &mut mounts) {
             let partial = ContainerRecord {
                 mounts,
                 ..placeholder(id)
@@ -164,6 +119,99 @@ impl ContainerService {
             return Err(e);
         }
         Ok(mounts)
+    }
+
+    /// Explicit binds first; `--volumes-from` and image volumes only fill
+    /// destinations nothing else covers (Docker's precedence).
+    fn collect_mounts(
+        &self,
+        id: &str,
+        config: &ContainerConfig,
+        host: &HostConfig,
+        mounts: &mut Vec<MountPoint>,
+    ) -> Result<(), ContainerError> {
+        for spec in host.binds.iter().flatten() {
+            let b = parse_bind(spec)?;
+            if mounts.iter().any(|m| m.destination == b.destination) {
+                return Err(ContainerError::InvalidConfig(format!(
+                    "Duplicate mount point: {}",
+                    b.destination
+                )));
+            }
+            let mount = self.mount_for(
+                id,
+                &b.source,
+                &b.destination,
+                !b.readonly,
+                &b.mode,
+                &host.volume_driver,
+            )?;
+            mounts.push(mount);
+        }
+        for entry in host.volumes_from.iter().flatten() {
+            self.add_volumes_from(id, entry, mounts)?;
+        }
+        let image_volumes = config.volumes.iter().flat_map(|v| v.keys());
+        for dst in image_volumes.map(|d| super::mounts::clean(d)) {
+            if !mounts.iter().any(|m| m.destination == dst) {
+                let anon = self.mount_for(
+                    id,
+                    &BindSource::Anonymous,
+                    &dst,
+                    true,
+                    "",
+                    &host.volume_driver,
+                )?;
+                mounts.push(anon);
+            }
+        }
+        Ok(())
+    }
+
+    /// `--volumes-from ctr[:ro|:rw]`: the source container's mount points,
+    /// each with a new reference held by this container. `ro` makes them
+    /// read-only; a read-only source mount stays read-only even with `rw`.
+    fn add_volumes_from(
+        &self,
+        id: &str,
+        entry: &str,
+        mounts: &mut Vec<MountPoint>,
+    ) -> Result<(), ContainerError> {
+        let (name, mode) = entry.split_once(':').unwrap_or((entry, ""));
+        if !matches!(mode, "" | "ro" | "rw") {
+            return Err(ContainerError::InvalidConfig(format!(
+                "invalid mode for volumes-from: {mode}"
+            )));
+        }
+        // A 400, not a 404: the docker CLI takes a 404 from create to mean
+        // a missing image and would try to pull it.
+        let source = self.resolve(name).map_err(|e| match e {
+            ContainerError::NotFound(n) => {
+                ContainerError::InvalidConfig(format!("No such container: {n}"))
+            }
+            other => other,
+        })?;
+        for m in &source.mounts {
+            if mounts.iter().any(|x| x.destination == m.destination) {
+                continue;
+            }
+            if m.kind == "volume" {
+                self.volumes.add_ref(&m.name, id)?;
+            }
+            let rw = m.rw && mode != "ro";
+            let shown_mode = if mode.is_empty() {
+                m.mode.clone()
+            } else {
+                mode.to_string()
+            };
+            mounts.push(MountPoint {
+                rw,
+                anonymous: false,
+                mode: shown_mode,
+                ..m.clone()
+            });
+        }
+        Ok(())
     }
 
     fn mount_for(
