@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::model::{ContainerConfig, ContainerState, HostConfig, MountPoint};
-use super::mounts::{parse_bind, BindSource};
+use super::mounts::{parse_api_mount, parse_bind, BindSource, BindSpec};
 use super::{names, ContainerError, ContainerRecord, ContainerService};
 use crate::image::ImageConfig;
 use crate::volume::names::random_id;
@@ -130,23 +130,17 @@ impl ContainerService {
         host: &HostConfig,
         mounts: &mut Vec<MountPoint>,
     ) -> Result<(), ContainerError> {
-        for spec in host.binds.iter().flatten() {
-            let b = parse_bind(spec)?;
-            if mounts.iter().any(|m| m.destination == b.destination) {
+        let binds = host.binds.iter().flatten().map(|b| parse_bind(b));
+        let api_mounts = host.mounts.iter().flatten().map(parse_api_mount);
+        for spec in binds.chain(api_mounts) {
+            let spec = spec?;
+            if mounts.iter().any(|m| m.destination == spec.destination) {
                 return Err(ContainerError::InvalidConfig(format!(
                     "Duplicate mount point: {}",
-                    b.destination
+                    spec.destination
                 )));
             }
-            let mount = self.mount_for(
-                id,
-                &b.source,
-                &b.destination,
-                !b.readonly,
-                &b.mode,
-                &host.volume_driver,
-            )?;
-            mounts.push(mount);
+            mounts.push(self.mount_for(id, &spec, &host.volume_driver)?);
         }
         for entry in host.volumes_from.iter().flatten() {
             self.add_volumes_from(id, entry, mounts)?;
@@ -154,15 +148,11 @@ impl ContainerService {
         let image_volumes = config.volumes.iter().flat_map(|v| v.keys());
         for dst in image_volumes.map(|d| super::mounts::clean(d)) {
             if !mounts.iter().any(|m| m.destination == dst) {
-                let anon = self.mount_for(
-                    id,
-                    &BindSource::Anonymous,
-                    &dst,
-                    true,
-                    "",
-                    &host.volume_driver,
-                )?;
-                mounts.push(anon);
+                let spec = BindSpec {
+                    destination: dst,
+                    ..Default::default()
+                };
+                mounts.push(self.mount_for(id, &spec, &host.volume_driver)?);
             }
         }
         Ok(())
@@ -214,62 +204,73 @@ impl ContainerService {
         Ok(())
     }
 
+    /// The mount point for one request: a bind (host folder made for `-v`),
+    /// a tmpfs, or a volume created on first use and referenced by `id`.
     fn mount_for(
         &self,
         id: &str,
-        source: &BindSource,
-        dst: &str,
-        rw: bool,
-        mode: &str,
-        driver: &str,
+        b: &BindSpec,
+        default_driver: &str,
     ) -> Result<MountPoint, ContainerError> {
-        let (kind, name, src, drv, anonymous) = match source {
+        let mut point = MountPoint {
+            kind: "volume".into(),
+            name: String::new(),
+            source: String::new(),
+            destination: b.destination.clone(),
+            driver: String::new(),
+            mode: b.mode.clone(),
+            rw: !b.readonly,
+            propagation: String::new(),
+            anonymous: false,
+            options: Vec::new(),
+            subpath: b.subpath.clone(),
+            nocopy: b.nocopy,
+        };
+        match &b.source {
             BindSource::Host(path) => {
-                std::fs::create_dir_all(path)
-                    .map_err(|e| ContainerError::io(format!("creating bind source {path}"), e))?;
-                ("bind", String::new(), path.clone(), String::new(), false)
+                if b.create_host_path {
+                    std::fs::create_dir_all(path).map_err(|e| {
+                        ContainerError::io(format!("creating bind source {path}"), e)
+                    })?;
+                }
+                point.kind = "bind".into();
+                point.source = path.clone();
+                point.propagation = if b.propagation.is_empty() {
+                    "rprivate".into()
+                } else {
+                    b.propagation.clone()
+                };
+            }
+            BindSource::Tmpfs => {
+                point.kind = "tmpfs".into();
+                point.options = b.tmpfs_options.clone();
             }
             BindSource::Volume(_) | BindSource::Anonymous => {
-                let name = match source {
+                let name = match &b.source {
                     BindSource::Volume(n) => Some(n.clone()),
                     _ => None,
                 };
-                let anonymous = name.is_none();
+                point.anonymous = name.is_none();
                 let req = CreateRequest {
                     name,
-                    driver: driver.to_string(),
-                    ..Default::default()
+                    driver: b
+                        .volume_driver
+                        .clone()
+                        .unwrap_or_else(|| default_driver.to_string()),
+                    options: b.volume_options.clone(),
+                    labels: b.volume_labels.clone(),
                 };
                 let (volume, _) = self.volumes.create(req)?;
                 self.volumes.add_ref(&volume.name, id)?;
-                (
-                    "volume",
-                    volume.name,
-                    volume.mountpoint.display().to_string(),
-                    volume.driver,
-                    anonymous,
-                )
+                point.name = volume.name;
+                point.source = volume.mountpoint.display().to_string();
+                point.driver = volume.driver;
+                if point.mode.is_empty() {
+                    point.mode = "z".into();
+                }
             }
-        };
-        Ok(MountPoint {
-            kind: kind.into(),
-            name,
-            source: src,
-            destination: dst.to_string(),
-            driver: drv,
-            mode: if kind == "volume" && mode.is_empty() {
-                "z".into()
-            } else {
-                mode.to_string()
-            },
-            rw,
-            propagation: if kind == "bind" {
-                "rprivate".into()
-            } else {
-                String::new()
-            },
-            anonymous,
-        })
+        }
+        Ok(point)
     }
 
     /// Drops this container's volume references; with `remove_anonymous`,

@@ -135,24 +135,30 @@ impl ContainerService {
     /// Mounts the container's volumes (first mount id mounts a device or
     /// tmpfs volume) and returns every bind for the spec.
     fn mount_volumes(&self, record: &ContainerRecord) -> Result<Vec<BindMount>, ContainerError> {
+        let paths = self.paths(&record.id);
         let mut binds = vec![
-            etc_bind(self.paths(&record.id).hostname_file(), "/etc/hostname"),
-            etc_bind(self.paths(&record.id).hosts_file(), "/etc/hosts"),
-            etc_bind(self.paths(&record.id).resolv_file(), "/etc/resolv.conf"),
+            etc_bind(paths.hostname_file(), "/etc/hostname"),
+            etc_bind(paths.hosts_file(), "/etc/hosts"),
+            etc_bind(paths.resolv_file(), "/etc/resolv.conf"),
         ];
-        for m in &record.mounts {
-            let source = if m.kind == "volume" {
-                self.volumes
-                    .mount(&m.name, &record.id)?
-                    .display()
-                    .to_string()
-            } else {
-                m.source.clone()
-            };
+        for (index, m) in record.mounts.iter().enumerate() {
+            let mut source = m.source.clone();
+            if m.kind == "volume" {
+                let root = self.volumes.mount(&m.name, &record.id)?;
+                source = match &m.subpath {
+                    Some(sub) => paths
+                        .mount_subpath(index, &root, sub)?
+                        .display()
+                        .to_string(),
+                    None => root.display().to_string(),
+                };
+            }
+            let tmpfs = (m.kind == "tmpfs").then(|| m.options.clone());
             binds.push(BindMount {
                 source,
                 destination: m.destination.clone(),
                 readonly: !m.rw,
+                tmpfs,
             });
         }
         Ok(binds)
@@ -205,6 +211,9 @@ impl ContainerService {
     }
 
     fn unmount_all(&self, record: &ContainerRecord) {
+        if let Err(e) = self.paths(&record.id).unmount_subpaths() {
+            tracing::warn!(container = %record.id, error = %e, "could not unmount volume sub-paths");
+        }
         for m in record.mounts.iter().filter(|m| m.kind == "volume") {
             if let Err(e) = self.volumes.unmount(&m.name, &record.id) {
                 tracing::warn!(volume = %m.name, error = %e, "could not unmount volume");
@@ -393,6 +402,7 @@ fn etc_bind(source: std::path::PathBuf, destination: &str) -> BindMount {
         source: source.display().to_string(),
         destination: destination.into(),
         readonly: false,
+        tmpfs: None,
     }
 }
 

@@ -124,6 +124,15 @@ pub struct MountPoint {
     /// Created for this container (anonymous volume): removed with `rm -v`.
     #[serde(default)]
     pub anonymous: bool,
+    /// tmpfs options.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// Folder inside the volume mounted instead of its root.
+    #[serde(default)]
+    pub subpath: Option<String>,
+    /// Do not copy image content into an empty volume.
+    #[serde(default)]
+    pub nocopy: bool,
 }
 
 /// One container.

@@ -1,21 +1,30 @@
-//! `-v`/`Binds` specifications: `name:/dst[:opts]`, `/dst` (anonymous
-//! volume), `/host:/dst[:opts]` (bind), with Docker's checks.
+//! Mount requests: `-v`/`Binds` (`name:/dst[:opts]`, `/dst` anonymous,
+//! `/host:/dst[:opts]`) and `--mount`/`HostConfig.Mounts` (`type=volume|
+//! bind|tmpfs` with their options), both parsed into one [`MountSpec`],
+//! with Docker's checks and messages.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
 
 use super::ContainerError;
 
-/// What a `-v` entry asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a mount's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum BindSource {
     /// A host path.
     Host(String),
     /// A named volume.
     Volume(String),
     /// A new anonymous volume.
+    #[default]
     Anonymous,
+    /// A fresh tmpfs.
+    Tmpfs,
 }
 
-/// One parsed `-v` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One requested mount.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BindSpec {
     pub source: BindSource,
     pub destination: String,
@@ -23,6 +32,18 @@ pub struct BindSpec {
     pub nocopy: bool,
     /// The mode string as given (shown as `Mode` by inspect).
     pub mode: String,
+    /// `-v /host:…` makes a missing host folder; `--mount type=bind`
+    /// refuses one.
+    pub create_host_path: bool,
+    /// Volume driver and its options, labels for a volume created here.
+    pub volume_driver: Option<String>,
+    pub volume_options: BTreeMap<String, String>,
+    pub volume_labels: BTreeMap<String, String>,
+    /// A folder inside the volume to mount instead of its root.
+    pub subpath: Option<String>,
+    /// tmpfs mount options (`size=…`, `mode=…`).
+    pub tmpfs_options: Vec<String>,
+    pub propagation: String,
 }
 
 const MODES: [&str; 12] = [
@@ -71,12 +92,150 @@ pub fn parse_bind(spec: &str) -> Result<BindSpec, ContainerError> {
         crate::volume::names::validate_name(name).map_err(|e| invalid(&e.to_string()))?;
     }
     Ok(BindSpec {
+        create_host_path: matches!(source, BindSource::Host(_)),
         source,
         destination: clean(destination),
         readonly: flags.contains(&"ro"),
         nocopy: flags.contains(&"nocopy"),
         mode: mode.to_string(),
+        ..Default::default()
     })
+}
+
+fn mount_error(kind: &str, why: &str) -> ContainerError {
+    ContainerError::InvalidConfig(format!("invalid mount config for type \"{kind}\": {why}"))
+}
+
+fn absolute(kind: &str, path: &str) -> Result<(), ContainerError> {
+    if path.starts_with('/') {
+        Ok(())
+    } else {
+        Err(mount_error(
+            kind,
+            &format!("invalid mount path: '{path}' mount path must be absolute"),
+        ))
+    }
+}
+
+/// Parses one `HostConfig.Mounts` entry (Docker's `Mount` object).
+pub fn parse_api_mount(m: &Value) -> Result<BindSpec, ContainerError> {
+    let kind = m["Type"].as_str().unwrap_or_default();
+    let target = m["Target"].as_str().unwrap_or_default();
+    let source = m["Source"].as_str().unwrap_or_default();
+    let has = |field: &str| m.get(field).is_some_and(|v| !v.is_null());
+    let forbid = |field: &str| {
+        if has(field) {
+            Err(mount_error(
+                kind,
+                &format!("field {field} must not be specified"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    if target.is_empty() {
+        return Err(mount_error(kind, "field Target must not be empty"));
+    }
+    absolute(kind, target)?;
+    let mut spec = BindSpec {
+        destination: clean(target),
+        readonly: m["ReadOnly"].as_bool().unwrap_or(false),
+        ..Default::default()
+    };
+    match kind {
+        "bind" => {
+            forbid("VolumeOptions")?;
+            forbid("TmpfsOptions")?;
+            if source.is_empty() {
+                return Err(mount_error(kind, "field Source must not be empty"));
+            }
+            absolute(kind, source)?;
+            if !std::path::Path::new(source).exists() {
+                return Err(mount_error(
+                    kind,
+                    &format!("bind source path does not exist: {source}"),
+                ));
+            }
+            spec.source = BindSource::Host(clean(source));
+            spec.propagation = m["BindOptions"]["Propagation"]
+                .as_str()
+                .unwrap_or("rprivate")
+                .to_string();
+        }
+        "volume" => {
+            forbid("BindOptions")?;
+            forbid("TmpfsOptions")?;
+            volume_options(&mut spec, source, &m["VolumeOptions"])?;
+        }
+        "tmpfs" => {
+            forbid("BindOptions")?;
+            forbid("VolumeOptions")?;
+            if !source.is_empty() {
+                return Err(mount_error(kind, "field Source must not be specified"));
+            }
+            spec.source = BindSource::Tmpfs;
+            spec.tmpfs_options = tmpfs_options(&m["TmpfsOptions"]);
+        }
+        _ => return Err(mount_error(kind, "mount type unknown")),
+    }
+    spec.mode = if spec.readonly {
+        "ro".into()
+    } else {
+        String::new()
+    };
+    Ok(spec)
+}
+
+fn volume_options(spec: &mut BindSpec, source: &str, opts: &Value) -> Result<(), ContainerError> {
+    spec.source = if source.is_empty() {
+        BindSource::Anonymous
+    } else {
+        crate::volume::names::validate_name(source)
+            .map_err(|e| mount_error("volume", &e.to_string()))?;
+        BindSource::Volume(source.to_string())
+    };
+    spec.nocopy = opts["NoCopy"].as_bool().unwrap_or(false);
+    let pairs = |v: &Value| -> BTreeMap<String, String> {
+        v.as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    spec.volume_labels = pairs(&opts["Labels"]);
+    spec.volume_driver = opts["DriverConfig"]["Name"]
+        .as_str()
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
+    spec.volume_options = pairs(&opts["DriverConfig"]["Options"]);
+    if let Some(sub) = opts["Subpath"].as_str().filter(|s| !s.is_empty()) {
+        if spec.source == BindSource::Anonymous {
+            return Err(mount_error(
+                "volume",
+                "subpath is not allowed on an anonymous volume",
+            ));
+        }
+        spec.subpath = Some(sub.to_string());
+    }
+    Ok(())
+}
+
+/// Docker's tmpfs defaults (`nosuid,nodev,noexec`) with size and mode.
+fn tmpfs_options(opts: &Value) -> Vec<String> {
+    let mut out = vec![
+        "nosuid".to_string(),
+        "nodev".to_string(),
+        "noexec".to_string(),
+    ];
+    if let Some(size) = opts["SizeBytes"].as_i64().filter(|s| *s > 0) {
+        out.push(format!("size={size}"));
+    }
+    if let Some(mode) = opts["Mode"].as_u64().filter(|m| *m > 0) {
+        out.push(format!("mode={mode:o}"));
+    }
+    out
 }
 
 fn source_of(src: &str) -> BindSource {
@@ -111,6 +270,59 @@ mod tests {
         assert_eq!(host.source, BindSource::Host("/srv/x".into()));
         assert!(!host.readonly);
         assert!(parse_bind("db:/x:nocopy").unwrap().nocopy);
+    }
+
+    #[test]
+    fn api_mounts_are_understood() {
+        let v = parse_api_mount(&serde_json::json!({
+            "Type": "volume", "Source": "data", "Target": "/d", "ReadOnly": true,
+            "VolumeOptions": {"NoCopy": true, "Labels": {"a": "b"}, "Subpath": "sub",
+                              "DriverConfig": {"Name": "local", "Options": {"type": "tmpfs", "device": "tmpfs"}}}
+        }))
+        .unwrap();
+        assert_eq!(v.source, BindSource::Volume("data".into()));
+        assert!(v.readonly && v.nocopy);
+        assert_eq!(v.subpath.as_deref(), Some("sub"));
+        assert_eq!(v.volume_options["type"], "tmpfs");
+        let t = parse_api_mount(&serde_json::json!({"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 1048576, "Mode": 448}})).unwrap();
+        assert_eq!(
+            t.tmpfs_options,
+            ["nosuid", "nodev", "noexec", "size=1048576", "mode=700"]
+        );
+    }
+
+    #[test]
+    fn bad_api_mounts_use_dockers_words() {
+        let cases = [
+            (
+                serde_json::json!({"Type": "bind", "Source": "/nonexistent-berth-x", "Target": "/x"}),
+                "bind source path does not exist: /nonexistent-berth-x",
+            ),
+            (
+                serde_json::json!({"Type": "bind", "Target": "/x"}),
+                "field Source must not be empty",
+            ),
+            (
+                serde_json::json!({"Type": "volume", "Source": "v", "Target": "rel"}),
+                "invalid mount path: 'rel' mount path must be absolute",
+            ),
+            (
+                serde_json::json!({"Type": "tmpfs", "Source": "x", "Target": "/t"}),
+                "field Source must not be specified",
+            ),
+            (
+                serde_json::json!({"Type": "volume", "Target": "/t", "VolumeOptions": {"Subpath": "s"}}),
+                "subpath is not allowed on an anonymous volume",
+            ),
+            (
+                serde_json::json!({"Type": "bogus", "Target": "/t"}),
+                "mount type unknown",
+            ),
+        ];
+        for (mount, want) in cases {
+            let err = parse_api_mount(&mount).unwrap_err().to_string();
+            assert!(err.contains(want), "{err} should contain {want}");
+        }
     }
 
     #[test]

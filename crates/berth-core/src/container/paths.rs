@@ -136,17 +136,70 @@ impl ContainerPaths {
         write(self.resolv_file(), resolv)
     }
 
-    /// Removes everything of the container (root filesystem unmounted
-    /// first). Idempotent.
+    /// Removes everything of the container (root filesystem and sub-path
+    /// mounts unmounted first; the removal refuses to cross any mount left,
+    /// so it can never delete volume data). Idempotent.
     pub fn remove_all(&self) -> Result<(), ContainerError> {
+        self.unmount_subpaths()?;
         self.unmount_rootfs()?;
-        match std::fs::remove_dir_all(&self.dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ContainerError::io(
-                format!("removing {}", self.dir.display()),
-                e,
-            )),
+        crate::sys::remove_tree::remove_tree_same_fs(&self.dir)
+            .map(|_| ())
+            .map_err(|e| ContainerError::io(format!("removing {}", self.dir.display()), e))
+    }
+
+    fn subpaths_dir(&self) -> PathBuf {
+        self.dir.join("subpaths")
+    }
+
+    /// Resolves `sub` inside the volume mounted at `volume_root` without
+    /// following any symlink, and bind-mounts what it resolved to (through
+    /// the descriptor, so a path swapped meanwhile cannot redirect it) on
+    /// a staging point in the container folder, which the spec then binds.
+    pub fn mount_subpath(
+        &self,
+        index: usize,
+        volume_root: &Path,
+        sub: &str,
+    ) -> Result<PathBuf, ContainerError> {
+        let invalid = |e: std::io::Error| {
+            ContainerError::InvalidConfig(format!("invalid volume subpath {sub:?}: {e}"))
+        };
+        let fd = crate::sys::inroot::open_beneath(volume_root, sub).map_err(invalid)?;
+        let fd_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        let is_dir = std::fs::metadata(&fd_path).map_err(invalid)?.is_dir();
+        let target = self.subpaths_dir().join(index.to_string());
+        std::fs::create_dir_all(self.subpaths_dir())
+            .map_err(|e| ContainerError::io("creating subpaths", e))?;
+        if !target.exists() {
+            let made = if is_dir {
+                std::fs::create_dir(&target)
+            } else {
+                std::fs::write(&target, b"")
+            };
+            made.map_err(|e| ContainerError::io("creating a subpath mount point", e))?;
         }
+        if !mount::is_mounted(&target) {
+            nix::mount::mount(
+                Some(fd_path.as_str()),
+                &target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| ContainerError::io(format!("mounting volume subpath {sub}"), e.into()))?;
+        }
+        Ok(target)
+    }
+
+    /// Unmounts every sub-path staging mount (none is fine).
+    pub fn unmount_subpaths(&self) -> Result<(), ContainerError> {
+        let Ok(entries) = std::fs::read_dir(self.subpaths_dir()) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            mount::unmount(&entry.path())
+                .map_err(|e| ContainerError::io("unmounting a volume subpath", e))?;
+        }
+        Ok(())
     }
 }

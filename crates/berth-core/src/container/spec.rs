@@ -135,12 +135,14 @@ const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// A bind mount into the container.
+/// A mount into the container: a bind of `source`, or a tmpfs with the
+/// given options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BindMount {
     pub source: String,
     pub destination: String,
     pub readonly: bool,
+    pub tmpfs: Option<Vec<String>>,
 }
 
 /// Everything the spec is made from.
@@ -252,11 +254,18 @@ fn mounts(binds: &[BindMount]) -> Vec<Value> {
         .map(|(dst, src, kind, opts)| json!({"destination": dst, "type": kind, "source": src, "options": opts}))
         .collect();
     for bind in binds {
-        let mut options = vec!["rbind", "rprivate"];
+        let (kind, source, mut options) = match &bind.tmpfs {
+            Some(opts) => ("tmpfs", "tmpfs", opts.clone()),
+            None => (
+                "bind",
+                bind.source.as_str(),
+                vec!["rbind".to_string(), "rprivate".to_string()],
+            ),
+        };
         if bind.readonly {
-            options.push("ro");
+            options.push("ro".into());
         }
-        out.push(json!({"destination": bind.destination, "type": "bind", "source": bind.source, "options": options}));
+        out.push(json!({"destination": bind.destination, "type": kind, "source": source, "options": options}));
     }
     out
 }
@@ -313,6 +322,7 @@ mod tests {
                 source: "/h".into(),
                 destination: "/c".into(),
                 readonly: true,
+                tmpfs: None,
             }],
         };
         let spec = build(&input).unwrap();

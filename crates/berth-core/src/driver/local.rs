@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::local_opts::{self, LocalMount};
-use super::remove_tree::remove_tree_same_fs;
 use super::{Capabilities, DriverError, DriverOptions, DriverVolume, Scope, VolumeDriver};
 use crate::sys::mount;
+use crate::sys::remove_tree::remove_tree_same_fs;
 
 /// The local driver over one root's `volumes/` folder.
 #[derive(Debug)]

@@ -11,7 +11,6 @@
 mod error;
 pub mod local;
 mod local_opts;
-mod remove_tree;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -62,6 +62,55 @@ pub fn mkdir_all(root: &Path, path: &str, mode: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Opens `rel` (relative, existing, file or folder) beneath `root` as an
+/// `O_PATH` descriptor, refusing `..`, absolute paths and any symlink on
+/// the way, the last component included. The descriptor pins what was
+/// resolved: mounting `/proc/self/fd/N` afterwards cannot be redirected by
+/// a symlink swapped in meanwhile.
+pub fn open_beneath(root: &Path, rel: &str) -> std::io::Result<OwnedFd> {
+    let invalid =
+        |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_string());
+    if rel.starts_with('/') {
+        return Err(invalid("must be a relative path"));
+    }
+    let mut fd = OwnedFd::from(std::fs::File::open(root)?);
+    let parts: Vec<&std::ffi::OsStr> = Path::new(rel)
+        .components()
+        .map(|c| match c {
+            Component::Normal(n) => Ok(n),
+            _ => Err(invalid("must not contain .. or be absolute")),
+        })
+        .collect::<Result<_, _>>()?;
+    for (i, name) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let c_name = CString::new(name.as_bytes())?;
+        let flags = libc::O_PATH
+            | libc::O_NOFOLLOW
+            | libc::O_CLOEXEC
+            | if last { 0 } else { libc::O_DIRECTORY };
+        // SAFETY: valid descriptor and NUL-terminated name.
+        let next = unsafe { libc::openat(fd.as_raw_fd(), c_name.as_ptr(), flags) };
+        if next < 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+                    invalid("must not pass through a symlink")
+                }
+                _ => err,
+            });
+        }
+        // SAFETY: openat returned a new descriptor we own.
+        fd = unsafe { OwnedFd::from_raw_fd(next) };
+    }
+    // fstat works on O_PATH descriptors; a last component that is a
+    // symlink was opened as the link itself.
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(invalid("must not be a symlink"));
+    }
+    Ok(fd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +129,29 @@ mod tests {
         assert!(mkdir_all(&root, "/link/x", 0o755).is_err());
         assert!(!outside.join("x").exists());
         assert!(mkdir_all(&root, "/../x", 0o755).is_err());
+    }
+
+    #[test]
+    fn open_beneath_refuses_every_escape() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("vol");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/file"), b"x").unwrap();
+        std::os::unix::fs::symlink("/", root.join("to-root")).unwrap();
+        std::os::unix::fs::symlink("../../", root.join("a/up")).unwrap();
+        assert!(open_beneath(&root, "a/b").is_ok());
+        assert!(open_beneath(&root, "a/file").is_ok());
+        for bad in [
+            "../x",
+            "/etc",
+            "to-root",
+            "to-root/etc",
+            "a/up",
+            "a/up/x",
+            "a/../a",
+            "missing",
+        ] {
+            assert!(open_beneath(&root, bad).is_err(), "{bad} must be refused");
+        }
     }
 }

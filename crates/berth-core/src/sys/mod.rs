@@ -3,4 +3,5 @@
 
 pub mod inroot;
 pub mod mount;
+pub mod remove_tree;
 pub mod usage;

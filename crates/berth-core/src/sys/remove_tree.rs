@@ -1,9 +1,10 @@
 //! Recursive removal that never crosses into another filesystem.
 //!
-//! A local volume may have a device or a bind mount on `_data`. Deleting
-//! through such a mount would destroy data that is not the volume's (a bind
-//! of a user's folder), so removal stops with an error at any entry whose
-//! device differs from the tree's root instead of descending into it.
+//! A local volume may have a device or a bind mount on `_data`, a container
+//! folder may hold a volume sub-path mount. Deleting through such a mount
+//! would destroy data that is not the tree's own, so removal stops with an
+//! error at any entry whose device differs from the tree's root instead of
+//! descending into it.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
