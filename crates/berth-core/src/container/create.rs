@@ -45,6 +45,15 @@ impl ContainerService {
         }
         let name = self.pick_name(requested_name, &id)?;
         let mounts = self.resolve_mounts(&id, &config, &host_config)?;
+        if let Err(e) = self.copy_up(&id, &image, &mounts) {
+            let partial = ContainerRecord {
+                mounts,
+                ..placeholder(&id)
+            };
+            self.release_mounts(&partial, true);
+            let _ = self.paths(&id).remove_all();
+            return Err(e);
+        }
         let record = ContainerRecord {
             id: id.clone(),
             name,

@@ -7,6 +7,7 @@
 //! owns the container's folder and root filesystem, [`shim`] talks to the
 //! shim, [`jsonlog`] is the log format.
 
+mod copyup;
 mod create;
 mod error;
 pub mod jsonlog;

@@ -83,6 +83,13 @@ const MIGRATIONS: &[&str] = &[
         status      TEXT NOT NULL
     ) STRICT;
     "#,
+    // 4: volumes already given their first container's image content
+    // (copy-up is one-shot; see ARCHITECTURE.md).
+    r#"
+    CREATE TABLE volume_populated (
+        volume TEXT PRIMARY KEY NOT NULL REFERENCES volumes(name) ON DELETE CASCADE
+    ) STRICT;
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -173,6 +173,22 @@ impl Store {
         self.links("volume_mounts", "mount_id", name)
     }
 
+    /// Whether the volume has had its one copy-up decided.
+    pub fn is_populated(&self, name: &str) -> Result<bool, StoreError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM volume_populated WHERE volume = ?1",
+            params![name],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Records that the volume's copy-up is done. Returns whether it is new.
+    pub fn mark_populated(&self, name: &str) -> Result<bool, StoreError> {
+        let sql = "INSERT OR IGNORE INTO volume_populated (volume) VALUES (?1)";
+        Ok(self.conn().execute(sql, params![name])? > 0)
+    }
+
     /// Number of holders plus active mounts per volume (absent = 0).
     pub fn use_counts(&self) -> Result<HashMap<String, i64>, StoreError> {
         let conn = self.conn();

@@ -287,6 +287,21 @@ impl VolumeService {
             .map_err(|e| VolumeError::store("unmount", name, e))
     }
 
+    /// Whether the volume still awaits its one copy-up of image content.
+    pub fn copy_up_pending(&self, name: &str) -> Result<bool, VolumeError> {
+        self.store
+            .is_populated(name)
+            .map(|done| !done)
+            .map_err(|e| VolumeError::store("get", name, e))
+    }
+
+    /// Records that the volume's copy-up is decided (done, or nothing to copy).
+    pub fn mark_populated(&self, name: &str) -> Result<bool, VolumeError> {
+        self.store
+            .mark_populated(name)
+            .map_err(|e| VolumeError::store("get", name, e))
+    }
+
     /// Every volume with its size and use count (`system df`). Local volumes
     /// with driver options are left out, as Docker does: their data is a
     /// mounted device, not the volume folder.
