@@ -42,19 +42,35 @@ impl LocalDriver {
         self.active.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Mounts the volume's filesystem on `_data`. With `o=loop` and a file
+    /// as `device`, the file is attached to a loop device first (autoclear:
+    /// it detaches by itself at the last unmount), as mount(8) would.
     fn mount_fs(&self, spec: &LocalMount, target: &Path) -> Result<(), DriverError> {
         if mount::is_mounted(target) {
             // Left mounted by a previous daemon (live restore): adopt it.
             return Ok(());
         }
-        mount::mount(&spec.device, target, &spec.fstype, &spec.options).map_err(|source| {
-            DriverError::Mount {
-                device: spec.device.clone(),
-                target: target.display().to_string(),
-                data: spec.options.clone(),
-                source,
-            }
-        })
+        let mount_error = |source| DriverError::Mount {
+            device: spec.device.clone(),
+            target: target.display().to_string(),
+            data: spec.options.clone(),
+            source,
+        };
+        let (wants_loop, options) = spec.without_loop_option();
+        if !wants_loop {
+            return mount::mount(&spec.device, target, &spec.fstype, &spec.options)
+                .map_err(mount_error);
+        }
+        let read_only = options.split(',').any(|o| o == "ro");
+        let device =
+            crate::sys::loopdev::attach(Path::new(&spec.device), read_only).map_err(mount_error)?;
+        mount::mount(
+            &device.path.display().to_string(),
+            target,
+            &spec.fstype,
+            &options,
+        )
+        .map_err(mount_error)
     }
 }
 

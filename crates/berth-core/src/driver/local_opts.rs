@@ -23,6 +23,17 @@ pub struct LocalMount {
     pub options: String,
 }
 
+impl LocalMount {
+    /// Whether `o` asks for a loop device, and `o` without that option
+    /// (the kernel does not know `loop`; mount(8) handles it in user space).
+    pub fn without_loop_option(&self) -> (bool, String) {
+        let parts: Vec<&str> = self.options.split(',').filter(|o| !o.is_empty()).collect();
+        let wants = parts.contains(&"loop");
+        let rest: Vec<&str> = parts.into_iter().filter(|o| *o != "loop").collect();
+        (wants, rest.join(","))
+    }
+}
+
 /// Checks `options`, returning the mount they describe (`None` for a plain
 /// folder volume).
 pub fn parse(options: &DriverOptions) -> Result<Option<LocalMount>, DriverError> {

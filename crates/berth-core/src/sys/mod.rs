@@ -3,6 +3,7 @@
 
 pub mod copy;
 pub mod inroot;
+pub mod loopdev;
 pub mod mount;
 pub mod remove_tree;
 pub mod usage;
