@@ -178,7 +178,7 @@ mod tests {
         let target = dir.path().join("mnt");
         std::fs::create_dir(&target).unwrap();
         let dev = attach(&image, false).unwrap();
-        assert_eq!(attached_to(&image), [dev.path.clone()]);
+        assert_eq!(attached_to(&image), std::slice::from_ref(&dev.path));
         crate::sys::mount::mount(dev.path.to_str().unwrap(), &target, "ext4", "").unwrap();
         drop(dev);
         std::fs::write(target.join("f"), b"kept").unwrap();
