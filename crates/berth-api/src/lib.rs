@@ -11,6 +11,7 @@
 mod container_json;
 mod containers;
 pub mod error;
+mod events;
 mod images;
 mod request;
 mod state;
@@ -33,6 +34,7 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route("/_ping", get(system::ping).head(system::ping_head))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/events", get(events::events))
         .route("/system/df", get(system::disk_usage))
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))

@@ -30,5 +30,6 @@ pub struct ApiState {
     pub volumes: Arc<VolumeService>,
     pub images: Arc<ImageService>,
     pub containers: Arc<ContainerService>,
+    pub events: Arc<berth_core::events::EventBus>,
     pub facts: Arc<DaemonFacts>,
 }

@@ -9,6 +9,7 @@
 pub mod container;
 pub mod driver;
 pub mod error;
+pub mod events;
 pub mod image;
 pub mod locks;
 pub mod root;

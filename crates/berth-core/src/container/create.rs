@@ -71,6 +71,7 @@ impl ContainerService {
             return Err(e);
         }
         tracing::info!(container = %id, name = %record.name, image = %image.id, "container created");
+        self.publish("create", &record, &[]);
         Ok((record, warnings))
     }
 

@@ -129,6 +129,7 @@ impl ContainerService {
         self.mark_running(record, init_pid, shim_pid)?;
         self.watch_shim(record.id.clone(), shim_pid);
         tracing::info!(container = %record.id, pid = init_pid, shim = shim_pid, "container started");
+        self.publish("start", record, &[]);
         Ok(())
     }
 
@@ -274,6 +275,7 @@ impl ContainerService {
                 l.exit_code = code;
             });
             tracing::info!(container = %id, exit_code = code, "container exited");
+            self.publish("die", &record, &[("exitCode", &code.to_string())]);
             record.host_config.auto_remove
         };
         if auto_remove {
@@ -293,7 +295,9 @@ impl ContainerService {
             });
         }
         let signal = parse_signal(signal.unwrap_or("SIGKILL"))?;
-        send(&record, signal)
+        send(&record, signal)?;
+        self.publish("kill", &record, &[("signal", &(signal as i32).to_string())]);
+        Ok(())
     }
 
     /// Stops a container: its stop signal, then SIGKILL after `timeout`

@@ -51,6 +51,7 @@ impl ContainerService {
             tx.send_modify(|l| l.removed = true);
         }
         tracing::info!(container = %record.id, "container removed");
+        self.publish("destroy", &record, &[]);
         Ok(())
     }
 

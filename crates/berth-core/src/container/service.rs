@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use super::lifecycle::Lifecycle;
 use super::{ContainerError, ContainerPaths, ContainerRecord};
+use crate::events::{Event, EventBus};
 use crate::image::ImageService;
 use crate::locks::NameLocks;
 use crate::store::Store;
@@ -34,6 +35,7 @@ pub struct ContainerService {
     pub(super) settings: RuntimeSettings,
     pub(super) locks: NameLocks,
     pub(super) lifecycles: parking_lot::Mutex<HashMap<String, watch::Sender<Lifecycle>>>,
+    pub(super) events: Arc<EventBus>,
 }
 
 impl ContainerService {
@@ -54,7 +56,25 @@ impl ContainerService {
             settings,
             locks: NameLocks::default(),
             lifecycles: parking_lot::Mutex::new(HashMap::new()),
+            events: Arc::default(),
         })
+    }
+
+    /// Publishes this service's events on `bus` (shared with the others).
+    pub fn with_events(mut self, bus: Arc<EventBus>) -> Self {
+        self.events = bus;
+        self
+    }
+
+    /// A container event with Docker's standard attributes (image, name).
+    pub(super) fn publish(&self, action: &str, c: &ContainerRecord, extra: &[(&str, &str)]) {
+        let mut attributes = vec![
+            ("image", c.config.image.as_str()),
+            ("name", c.name.as_str()),
+        ];
+        attributes.extend_from_slice(extra);
+        self.events
+            .publish(Event::now("container", action, &c.id, &attributes));
     }
 
     /// Finds a container by full ID, name (with or without `/`), or unique

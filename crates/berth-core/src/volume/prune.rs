@@ -55,6 +55,8 @@ impl VolumeService {
                 report.space_reclaimed += bytes;
             }
         }
+        let reclaimed = report.space_reclaimed.to_string();
+        self.publish("prune", "", &[("reclaimed", &reclaimed)]);
         Ok(report)
     }
 

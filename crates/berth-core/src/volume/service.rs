@@ -14,6 +14,7 @@ use super::filters::{self, Filters, NameFilter};
 use super::names;
 use super::{CreateRequest, Volume, VolumeError, VolumeUsage};
 use crate::driver::{DriverRegistry, VolumeDriver, DEFAULT_DRIVER};
+use crate::events::{Event, EventBus};
 use crate::locks::NameLocks;
 use crate::store::{Store, VolumeRecord, VolumeState};
 use crate::sys::usage::dir_size;
@@ -27,6 +28,7 @@ pub struct VolumeService {
     pub(super) prune_running: AtomicBool,
     /// Findings of start-up reconciliation, shown as list warnings.
     pub(super) warnings: parking_lot::Mutex<Vec<String>>,
+    pub(super) events: Arc<EventBus>,
 }
 
 impl VolumeService {
@@ -39,7 +41,19 @@ impl VolumeService {
             locks: NameLocks::default(),
             prune_running: AtomicBool::new(false),
             warnings: parking_lot::Mutex::new(Vec::new()),
+            events: Arc::default(),
         }
+    }
+
+    /// Publishes this service's events on `bus` (shared with the others).
+    pub fn with_events(mut self, bus: Arc<EventBus>) -> Self {
+        self.events = bus;
+        self
+    }
+
+    pub(super) fn publish(&self, action: &str, name: &str, attributes: &[(&str, &str)]) {
+        self.events
+            .publish(Event::now("volume", action, name, attributes));
     }
 
     /// Creates a volume, or returns the existing one of that name and driver.
@@ -99,6 +113,7 @@ impl VolumeService {
             .map_err(store_err)?;
         record.state = VolumeState::Ready;
         tracing::info!(volume = %name, driver = %record.driver, "volume created");
+        self.publish("create", &name, &[("driver", &record.driver)]);
         self.to_volume(driver, record, false)
     }
 
@@ -217,6 +232,7 @@ impl VolumeService {
         }
         self.store.delete_volume(name).map_err(store_err)?;
         tracing::info!(volume = %name, "volume removed");
+        self.publish("destroy", name, &[("driver", &record.driver)]);
         Ok(true)
     }
 
@@ -263,10 +279,18 @@ impl VolumeService {
         let path = driver
             .mount(name, &record.options, id)
             .map_err(|e| VolumeError::driver("mount", name, e))?;
-        if let Err(e) = self.store.add_mount(name, id) {
-            // Keep driver and store in step: undo the driver-side mount.
-            let _ = driver.unmount(name, id);
-            return Err(VolumeError::store("mount", name, e));
+        match self.store.add_mount(name, id) {
+            Ok(true) => self.publish(
+                "mount",
+                name,
+                &[("container", id), ("driver", &record.driver)],
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                // Keep driver and store in step: undo the driver-side mount.
+                let _ = driver.unmount(name, id);
+                return Err(VolumeError::store("mount", name, e));
+            }
         }
         Ok(path)
     }
@@ -282,9 +306,18 @@ impl VolumeService {
         driver
             .unmount(name, id)
             .map_err(|e| VolumeError::driver("unmount", name, e))?;
-        self.store
+        let removed = self
+            .store
             .remove_mount(name, id)
-            .map_err(|e| VolumeError::store("unmount", name, e))
+            .map_err(|e| VolumeError::store("unmount", name, e))?;
+        if removed {
+            self.publish(
+                "unmount",
+                name,
+                &[("container", id), ("driver", &record.driver)],
+            );
+        }
+        Ok(removed)
     }
 
     /// Whether the volume still awaits its one copy-up of image content.

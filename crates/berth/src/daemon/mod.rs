@@ -133,23 +133,22 @@ async fn wait_for_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
 /// found again (live restore). Runs before the socket exists.
 fn open_services(layout: &RootLayout, runtime: Option<String>) -> Result<ApiState> {
     let store = Arc::new(Store::open(&layout.db_path()).context("opening metadata store")?);
+    let events = Arc::new(berth_core::events::EventBus::default());
     let images = Arc::new(ImageService::new(store.clone(), &layout.images_dir())?);
     for problem in images.reconcile().context("image store reconciliation")? {
         tracing::error!("reconcile: {problem}");
     }
-    let volumes = Arc::new(open_volumes(layout, store.clone())?);
+    let volumes = Arc::new(open_volumes(layout, store.clone())?.with_events(events.clone()));
     let settings = RuntimeSettings {
         containers_dir: layout.root().join("containers"),
         runtime_root: layout.root().join("runtime"),
         shim_exe: std::env::current_exe().context("locating the berth binary")?,
         default_runtime: runtime,
     };
-    let containers = Arc::new(ContainerService::new(
-        store,
-        images.clone(),
-        volumes.clone(),
-        settings,
-    )?);
+    let containers = Arc::new(
+        ContainerService::new(store, images.clone(), volumes.clone(), settings)?
+            .with_events(events.clone()),
+    );
     let restored = containers.restore()?;
     tracing::info!(running = restored, "containers restored");
     let facts = Arc::new(facts::gather(layout)?);
@@ -157,6 +156,7 @@ fn open_services(layout: &RootLayout, runtime: Option<String>) -> Result<ApiStat
         volumes,
         images,
         containers,
+        events,
         facts,
     })
 }
