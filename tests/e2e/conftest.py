@@ -230,8 +230,9 @@ class BerthDaemon:
     by default it is ``<tmpdir>/root``.
     """
 
-    def __init__(self, root=None, bin_path=None):
+    def __init__(self, root=None, bin_path=None, extra_args=()):
         self.bin = bin_path or BERTH_BIN
+        self.extra_args = list(extra_args)
         self.dir = tempfile.mkdtemp(prefix="berth-", dir="/tmp")
         self.root = str(root) if root else os.path.join(self.dir, "root")
         self.owns_root = root is None
@@ -247,7 +248,7 @@ class BerthDaemon:
 
     def argv(self):
         return [self.bin, "daemon", "--host", self.host, "--root", self.root,
-                "--pidfile", self.pidfile]
+                "--pidfile", self.pidfile, *self.extra_args]
 
     def spawn(self) -> subprocess.Popen:
         """Starts the process without waiting for it to be ready."""
@@ -395,8 +396,8 @@ def berth_factory(request):
     """Makes BerthDaemon objects (not started); all are cleaned up."""
     made: list[BerthDaemon] = []
 
-    def make(root=None) -> BerthDaemon:
-        d = BerthDaemon(root=root)
+    def make(root=None, extra_args=()) -> BerthDaemon:
+        d = BerthDaemon(root=root, extra_args=extra_args)
         made.append(d)
         return d
 

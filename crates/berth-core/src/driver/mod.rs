@@ -11,6 +11,7 @@
 mod error;
 pub mod local;
 mod local_opts;
+pub mod thin;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -101,6 +102,12 @@ pub trait VolumeDriver: Send + Sync {
 
     /// All volumes whose storage exists, as the driver sees them.
     fn list(&self) -> Result<Vec<DriverVolume>, DriverError>;
+
+    /// Bytes the volume occupies, if the driver knows it without walking
+    /// the data (`None`: the service measures the folder).
+    fn usage(&self, _name: &str) -> Option<i64> {
+        None
+    }
 }
 
 /// The name used when a request names no driver.

@@ -138,6 +138,22 @@ fn ensure_node(n: u64) -> std::io::Result<PathBuf> {
     }
 }
 
+/// Waits (up to `limit`) until no loop device is backed by `backing`:
+/// autoclear releases a device asynchronously after its last close, and
+/// until then the file is still open (its blocks not yet freed).
+pub fn wait_detached(backing: &Path, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if attached_to(backing).is_empty() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Loop devices whose backing file is `backing` (from sysfs).
 pub fn attached_to(backing: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir("/sys/block") else {

@@ -6,4 +6,5 @@ pub mod inroot;
 pub mod loopdev;
 pub mod mount;
 pub mod remove_tree;
+pub mod units;
 pub mod usage;

@@ -76,7 +76,10 @@ impl VolumeService {
         let _guard = self.locks.lock(&name);
         if let Some(existing) = self.record("create", &name)? {
             if existing.state == VolumeState::Ready {
-                return self.reuse(existing, driver.name(), &req.options);
+                // No driver named (a container's `-v name:/dst`): any driver's
+                // volume of that name is the one meant, as in Docker.
+                let wanted = (!req.driver.is_empty()).then(|| driver.name());
+                return self.reuse(existing, wanted, &req.options);
             }
             self.settle_unfinished(&existing)?;
         }
@@ -123,10 +126,10 @@ impl VolumeService {
     fn reuse(
         &self,
         existing: VolumeRecord,
-        driver: &str,
+        driver: Option<&str>,
         options: &BTreeMap<String, String>,
     ) -> Result<(Volume, bool), VolumeError> {
-        if existing.driver != driver {
+        if driver.is_some_and(|d| d != existing.driver) {
             return Err(VolumeError::DriverConflict {
                 name: existing.name,
                 existing: existing.driver,
@@ -346,10 +349,15 @@ impl VolumeService {
         let mut out = Vec::new();
         let volumes = self.list(&Filters::new())?.into_iter();
         for volume in volumes.filter(|v| v.driver != DEFAULT_DRIVER || v.options.is_empty()) {
-            let size = match dir_size(&volume.mountpoint) {
-                Ok(bytes) => bytes as i64,
-                Err(_) => -1,
-            };
+            // Drivers that know their usage (thin: allocated blocks, O(1))
+            // answer; otherwise the folder is measured.
+            let known = self
+                .drivers
+                .get(&volume.driver)
+                .ok()
+                .and_then(|d| d.usage(&volume.name));
+            let size =
+                known.unwrap_or_else(|| dir_size(&volume.mountpoint).map_or(-1, |b| b as i64));
             let ref_count = counts.get(&volume.name).copied().unwrap_or(0);
             out.push(VolumeUsage {
                 volume,

@@ -18,10 +18,13 @@ use anyhow::{Context, Result};
 use berth_api::ApiState;
 use berth_core::container::{ContainerService, RuntimeSettings};
 use berth_core::driver::local::LocalDriver;
+use berth_core::driver::thin::pool::PoolSettings;
+use berth_core::driver::thin::ThinDriver;
 use berth_core::driver::DriverRegistry;
 use berth_core::image::ImageService;
 use berth_core::root::{RootLayout, RootLock};
 use berth_core::store::Store;
+use berth_core::sys::units::parse_size;
 use berth_core::volume::VolumeService;
 use clap::Args;
 
@@ -48,6 +51,40 @@ pub struct DaemonArgs {
     /// OCI runtime binary for containers (default: the embedded runtime).
     #[arg(long)]
     runtime: Option<String>,
+    /// Size of the thin pool file berth creates at first use.
+    #[arg(long, default_value = "64G")]
+    thin_pool_size: String,
+    /// Use this existing folder (on a reflink-capable filesystem such as
+    /// XFS) as the thin pool instead of a pool file.
+    #[arg(long)]
+    thin_pool_dir: Option<PathBuf>,
+    /// Percent of the pool allocated past which thin creates warn.
+    #[arg(long, default_value_t = 80)]
+    thin_high_water: u8,
+    /// Size of a thin volume created without `-o size`.
+    #[arg(long)]
+    thin_default_size: Option<String>,
+}
+
+impl DaemonArgs {
+    /// Thin pool settings from the flags, checked.
+    fn thin_settings(&self, layout: &RootLayout) -> Result<PoolSettings> {
+        let size = |flag: &str, text: &str| {
+            parse_size(text)
+                .ok_or_else(|| anyhow::anyhow!("invalid {flag}: {text:?} (use a size such as 64G)"))
+        };
+        Ok(PoolSettings {
+            dir: layout.root().join("thin"),
+            size: size("--thin-pool-size", &self.thin_pool_size)?,
+            backing_dir: self.thin_pool_dir.clone(),
+            high_water: f64::from(self.thin_high_water.min(100)) / 100.0,
+            default_volume_size: self
+                .thin_default_size
+                .as_deref()
+                .map(|s| size("--thin-default-size", s))
+                .transpose()?,
+        })
+    }
 }
 
 /// Runs the daemon to completion; returns the process exit code.
@@ -92,9 +129,10 @@ async fn serve(args: DaemonArgs) -> Result<()> {
     let _lock = RootLock::acquire(&layout)?;
     let _pid = pidfile::PidFile::create(&args.pidfile)?;
     let runtime = args.runtime.clone();
+    let thin = args.thin_settings(&layout)?;
     let state = tokio::task::spawn_blocking({
         let layout = layout.clone();
-        move || open_services(&layout, runtime)
+        move || open_services(&layout, runtime, thin)
     })
     .await??;
     let socket_path = berth_socket_path(&args.host)?;
@@ -131,14 +169,18 @@ async fn wait_for_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
 
 /// Store, services, start-up reconciliation of each, then containers
 /// found again (live restore). Runs before the socket exists.
-fn open_services(layout: &RootLayout, runtime: Option<String>) -> Result<ApiState> {
+fn open_services(
+    layout: &RootLayout,
+    runtime: Option<String>,
+    thin: PoolSettings,
+) -> Result<ApiState> {
     let store = Arc::new(Store::open(&layout.db_path()).context("opening metadata store")?);
     let events = Arc::new(berth_core::events::EventBus::default());
     let images = Arc::new(ImageService::new(store.clone(), &layout.images_dir())?);
     for problem in images.reconcile().context("image store reconciliation")? {
         tracing::error!("reconcile: {problem}");
     }
-    let volumes = Arc::new(open_volumes(layout, store.clone())?.with_events(events.clone()));
+    let volumes = Arc::new(open_volumes(layout, store.clone(), thin)?.with_events(events.clone()));
     let settings = RuntimeSettings {
         containers_dir: layout.root().join("containers"),
         runtime_root: layout.root().join("runtime"),
@@ -162,9 +204,16 @@ fn open_services(layout: &RootLayout, runtime: Option<String>) -> Result<ApiStat
 }
 
 /// The volume service with its drivers, reconciled.
-fn open_volumes(layout: &RootLayout, store: Arc<Store>) -> Result<VolumeService> {
+fn open_volumes(
+    layout: &RootLayout,
+    store: Arc<Store>,
+    thin: PoolSettings,
+) -> Result<VolumeService> {
     let mut drivers = DriverRegistry::default();
     drivers.register(Arc::new(LocalDriver::new(&layout.volumes_dir())));
+    drivers.register(Arc::new(
+        ThinDriver::new(thin).context("opening the thin pool")?,
+    ));
     let service = VolumeService::new(store, drivers);
     let report = service.reconcile().context("start-up reconciliation")?;
     tracing::info!(

@@ -1,0 +1,310 @@
+//! The `thin` driver: one sparse filesystem image per volume inside the
+//! thin pool ([`pool`]), loop-mounted at its first mount id and detached at
+//! its last. The image's size is a hard cap (writes past it fail with
+//! ENOSPC inside the container and nowhere else); space is allocated only
+//! when written, and returned to the pool when freed (`discard`) or when
+//! the volume is removed.
+
+pub mod options;
+pub mod pool;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+
+use super::{Capabilities, DriverError, DriverOptions, DriverVolume, Scope, VolumeDriver};
+use crate::sys::{loopdev, mount, units};
+use options::ThinOptions;
+use pool::{allocated, Pool};
+
+/// The thin driver over one pool.
+#[derive(Debug)]
+pub struct ThinDriver {
+    pool: Pool,
+    /// `<root>/thin/mnt`: where volumes are mounted (their `Mountpoint`).
+    mounts_dir: PathBuf,
+    active: parking_lot::Mutex<HashMap<String, HashSet<String>>>,
+}
+
+fn io(context: impl Into<String>, e: std::io::Error) -> DriverError {
+    DriverError::io(context, e)
+}
+
+impl ThinDriver {
+    /// A driver whose pool lives as `settings` say. An existing pool is
+    /// mounted now; a new one is made at the first create.
+    pub fn new(settings: pool::PoolSettings) -> Result<Self, DriverError> {
+        let mounts_dir = settings.dir.join("mnt");
+        std::fs::create_dir_all(&mounts_dir)
+            .map_err(|e| io("creating the thin mount folder", e))?;
+        let pool = Pool::new(settings);
+        if pool.exists() {
+            pool.ensure()?;
+        }
+        Ok(ThinDriver {
+            pool,
+            mounts_dir,
+            active: Default::default(),
+        })
+    }
+
+    fn image(&self, name: &str) -> PathBuf {
+        self.pool.root().join("volumes").join(format!("{name}.img"))
+    }
+
+    fn mountpoint(&self, name: &str) -> PathBuf {
+        self.mounts_dir.join(name)
+    }
+
+    fn parse(&self, options: &DriverOptions) -> Result<ThinOptions, DriverError> {
+        options::parse(options, self.pool.settings.default_volume_size)
+    }
+
+    /// Formats a new image file (at a temporary name, renamed when whole).
+    fn make_image(&self, image: &Path, o: &ThinOptions) -> Result<(), DriverError> {
+        let tmp = image.with_extension("img.tmp");
+        let file = std::fs::File::create(&tmp).map_err(|e| io("creating the volume image", e))?;
+        file.set_len(o.size)
+            .map_err(|e| io("sizing the volume image", e))?;
+        let mut mkfs = match o.fs.as_str() {
+            "xfs" => {
+                let mut c = Command::new("mkfs.xfs");
+                c.args(["-q", "-f", "-K"]);
+                c
+            }
+            _ => {
+                let mut c = Command::new("mkfs.ext4");
+                c.args(["-q", "-F", "-m", "0", "-E"])
+                    .arg(format!("nodiscard,root_owner={}:{}", o.uid, o.gid));
+                c
+            }
+        };
+        let result = mkfs.arg(&tmp).output();
+        let failed = match result {
+            Ok(out) if out.status.success() => None,
+            Ok(out) => Some(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+            Err(e) => Some(format!("running mkfs.{}: {e}", o.fs)),
+        };
+        if let Some(why) = failed {
+            let _ = std::fs::remove_file(&tmp);
+            let full =
+                self.pool.stats().allocated >= self.pool.stats().size.saturating_sub(1 << 20);
+            let why = if full {
+                format!("the thin pool is full: {why}")
+            } else {
+                why
+            };
+            return Err(io(
+                "formatting the volume image",
+                std::io::Error::other(why),
+            ));
+        }
+        file.sync_all()
+            .map_err(|e| io("syncing the volume image", e))?;
+        std::fs::rename(&tmp, image).map_err(|e| io("placing the volume image", e))
+    }
+
+    /// Unmounts a volume and waits for its loop device to let go of the
+    /// image, so what follows (remove, snapshot) sees a closed file.
+    fn unmount_image(&self, name: &str) -> Result<(), DriverError> {
+        let target = self.mountpoint(name);
+        mount::unmount(&target).map_err(|e| io(format!("unmounting {}", target.display()), e))?;
+        if !loopdev::wait_detached(&self.image(name), std::time::Duration::from_secs(5)) {
+            tracing::warn!(volume = %name, "loop device still attached 5 s after unmount");
+        }
+        Ok(())
+    }
+
+    fn warn_if_past_high_water(&self) {
+        let stats = self.pool.stats();
+        if stats.size > 0
+            && stats.allocated as f64 > stats.size as f64 * self.pool.settings.high_water
+        {
+            tracing::warn!(
+                allocated = stats.allocated,
+                size = stats.size,
+                "thin pool is past its high-water mark"
+            );
+        }
+    }
+
+    fn status(
+        &self,
+        name: &str,
+        options: Option<&ThinOptions>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let image = self.image(name);
+        let virtual_size = std::fs::metadata(&image).map_or(0, |m| m.len());
+        let stats = self.pool.stats();
+        let mut status = json!({
+            "Size": units::format_size(virtual_size),
+            "SizeBytes": virtual_size,
+            "Allocated": allocated(&image),
+            "Mounted": mount::is_mounted(&self.mountpoint(name)),
+            "Pool": {"Size": stats.size, "Allocated": stats.allocated},
+        });
+        if let Some(o) = options {
+            status["Filesystem"] = json!(o.fs);
+        }
+        status.as_object().cloned().unwrap_or_default()
+    }
+}
+
+impl VolumeDriver for ThinDriver {
+    fn name(&self) -> &str {
+        "thin"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            scope: Scope::Local,
+        }
+    }
+
+    fn validate(&self, options: &DriverOptions) -> Result<(), DriverError> {
+        self.parse(options).map(|_| ())
+    }
+
+    fn create(&self, name: &str, options: &DriverOptions) -> Result<bool, DriverError> {
+        let o = self.parse(options)?;
+        self.pool.ensure()?;
+        let image = self.image(name);
+        std::fs::create_dir_all(self.mountpoint(name))
+            .map_err(|e| io("creating the mount point", e))?;
+        if image.exists() {
+            return Ok(false);
+        }
+        self.make_image(&image, &o)?;
+        self.warn_if_past_high_water();
+        Ok(true)
+    }
+
+    fn remove(&self, name: &str) -> Result<bool, DriverError> {
+        let target = self.mountpoint(name);
+        if mount::is_mounted(&target) {
+            self.unmount_image(name)?;
+        }
+        self.active.lock().remove(name);
+        let image = self.image(name);
+        // Punch the image's blocks out first: XFS frees an unlinked file's
+        // extents in the background, too late for the trim below; a punch
+        // frees them now.
+        if let Err(e) = pool::punch_all(&image) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(volume = %name, error = %e, "could not punch the image before removal");
+            }
+        }
+        let existed = match std::fs::remove_file(&image) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io(format!("removing {}", image.display()), e)),
+        };
+        let _ = std::fs::remove_dir(&target);
+        if existed {
+            // Give the freed blocks back to the host now, not at some
+            // later trim: deleting a volume should free its space.
+            if let Err(e) = self.pool.trim() {
+                tracing::warn!(error = %e, "could not trim the thin pool");
+            }
+        }
+        Ok(existed)
+    }
+
+    fn path(&self, name: &str) -> Result<Option<PathBuf>, DriverError> {
+        Ok(self.image(name).exists().then(|| self.mountpoint(name)))
+    }
+
+    fn mount(&self, name: &str, options: &DriverOptions, id: &str) -> Result<PathBuf, DriverError> {
+        let image = self.image(name);
+        if !image.exists() {
+            return Err(DriverError::NoSuchVolume);
+        }
+        let target = self.mountpoint(name);
+        let first = self
+            .active
+            .lock()
+            .get(name)
+            .is_none_or(|ids| ids.is_empty());
+        if first && !mount::is_mounted(&target) {
+            let o = self.parse(options)?;
+            std::fs::create_dir_all(&target).map_err(|e| io("creating the mount point", e))?;
+            let device =
+                loopdev::attach(&image, false).map_err(|e| io("attaching the volume image", e))?;
+            mount::mount(
+                &device.path.display().to_string(),
+                &target,
+                &o.fs,
+                "discard",
+            )
+            .map_err(|e| io(format!("mounting thin volume {name}"), e))?;
+            if let Some(mode) = o.mode {
+                let perms = std::os::unix::fs::PermissionsExt::from_mode(mode);
+                std::fs::set_permissions(&target, perms)
+                    .map_err(|e| io("setting the root mode", e))?;
+            }
+            if o.fs == "xfs" {
+                let _ = nix::unistd::chown(&target, Some(o.uid.into()), Some(o.gid.into()));
+            }
+        }
+        self.active
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .insert(id.to_string());
+        Ok(target)
+    }
+
+    fn unmount(&self, name: &str, id: &str) -> Result<bool, DriverError> {
+        let last = match self.active.lock().get(name) {
+            Some(ids) if ids.contains(id) => ids.len() == 1,
+            _ => return Ok(false),
+        };
+        let target = self.mountpoint(name);
+        if last && mount::is_mounted(&target) {
+            self.unmount_image(name)?;
+        }
+        let mut active = self.active.lock();
+        if let Some(ids) = active.get_mut(name) {
+            ids.remove(id);
+            if ids.is_empty() {
+                active.remove(name);
+            }
+        }
+        Ok(true)
+    }
+
+    fn get(&self, name: &str) -> Result<Option<DriverVolume>, DriverError> {
+        Ok(self.path(name)?.map(|mountpoint| DriverVolume {
+            name: name.to_string(),
+            mountpoint,
+            status: Some(self.status(name, None)),
+        }))
+    }
+
+    fn list(&self) -> Result<Vec<DriverVolume>, DriverError> {
+        let dir = self.pool.root().join("volumes");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        Ok(entries
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .strip_suffix(".img")
+                    .map(str::to_string)
+            })
+            .map(|name| DriverVolume {
+                mountpoint: self.mountpoint(&name),
+                name,
+                status: None,
+            })
+            .collect())
+    }
+
+    fn usage(&self, name: &str) -> Option<i64> {
+        Some(allocated(&self.image(name)) as i64)
+    }
+}

@@ -1,0 +1,209 @@
+//! The thin pool: a sparse file, attached to a loop device, formatted XFS
+//! with reflink, mounted (with `discard`, so space freed inside the pool is
+//! punched back out of the file) at `<root>/thin/pool`. Or an existing
+//! folder on a reflink-capable filesystem given by the administrator.
+//! Created on first use; mounted again at start (XFS replays its log, so
+//! the pool is consistent after a crash).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::driver::DriverError;
+use crate::sys::{loopdev, mount};
+
+/// How the pool is made.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// `<root>/thin`.
+    pub dir: PathBuf,
+    /// Size of the pool file when berth makes one.
+    pub size: u64,
+    /// An existing folder to use instead of a pool file.
+    pub backing_dir: Option<PathBuf>,
+    /// Fraction of the pool allocated past which creates warn.
+    pub high_water: f64,
+    /// Size of a thin volume created without `-o size`.
+    pub default_volume_size: Option<u64>,
+}
+
+/// Space in the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    pub size: u64,
+    pub allocated: u64,
+}
+
+/// The pool.
+#[derive(Debug)]
+pub struct Pool {
+    pub settings: PoolSettings,
+    lock: parking_lot::Mutex<()>,
+}
+
+fn io(context: &str, e: std::io::Error) -> DriverError {
+    DriverError::io(context.to_string(), e)
+}
+
+impl Pool {
+    pub fn new(settings: PoolSettings) -> Self {
+        Pool {
+            settings,
+            lock: parking_lot::Mutex::new(()),
+        }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.settings.dir.join("pool.img")
+    }
+
+    fn mountpoint(&self) -> PathBuf {
+        self.settings.dir.join("pool")
+    }
+
+    /// The folder images live in (no setup).
+    pub fn root(&self) -> PathBuf {
+        self.settings
+            .backing_dir
+            .clone()
+            .unwrap_or_else(|| self.mountpoint())
+    }
+
+    /// Whether a pool exists already (so start-up should mount it).
+    pub fn exists(&self) -> bool {
+        self.settings.backing_dir.is_some() || self.file().exists()
+    }
+
+    /// Makes and mounts the pool if needed; returns its root. Idempotent.
+    pub fn ensure(&self) -> Result<PathBuf, DriverError> {
+        let _guard = self.lock.lock();
+        let root = self.root();
+        if self.settings.backing_dir.is_none() && !mount::is_mounted(&root) {
+            std::fs::create_dir_all(&root).map_err(|e| io("creating the pool mount point", e))?;
+            if !self.file().exists() {
+                self.format()?;
+            }
+            let device = loopdev::attach(&self.file(), false)
+                .map_err(|e| io("attaching the pool file", e))?;
+            mount::mount(&device.path.display().to_string(), &root, "xfs", "discard")
+                .map_err(|e| io("mounting the thin pool", e))?;
+            tracing::info!(pool = %root.display(), "thin pool mounted");
+        }
+        for sub in ["volumes", "snapshots"] {
+            std::fs::create_dir_all(root.join(sub)).map_err(|e| io("creating pool folders", e))?;
+        }
+        Ok(root)
+    }
+
+    /// A sparse pool file formatted XFS with reflink (made under a temporary
+    /// name and renamed, so a crash never leaves a half-made pool).
+    fn format(&self) -> Result<(), DriverError> {
+        std::fs::create_dir_all(&self.settings.dir)
+            .map_err(|e| io("creating the pool folder", e))?;
+        let tmp = self.file().with_extension("img.tmp");
+        let file = std::fs::File::create(&tmp).map_err(|e| io("creating the pool file", e))?;
+        file.set_len(self.settings.size)
+            .map_err(|e| io("sizing the pool file", e))?;
+        let out = Command::new("mkfs.xfs")
+            .args(["-q", "-f", "-m", "reflink=1"])
+            .arg(&tmp)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io(
+                    "formatting the thin pool",
+                    std::io::Error::other(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+                ));
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io("running mkfs.xfs (install xfsprogs)", e));
+            }
+        }
+        file.sync_all()
+            .map_err(|e| io("syncing the pool file", e))?;
+        std::fs::rename(&tmp, self.file()).map_err(|e| io("placing the pool file", e))
+    }
+
+    /// Size and allocation of the pool's filesystem.
+    pub fn stats(&self) -> PoolStats {
+        let Ok(st) = nix::sys::statvfs::statvfs(&self.root()) else {
+            return PoolStats::default();
+        };
+        let block = st.fragment_size();
+        let size = st.blocks() * block;
+        PoolStats {
+            size,
+            allocated: size - st.blocks_free() * block,
+        }
+    }
+
+    /// Returns the pool's free space to the host (see [`trim`]).
+    pub fn trim(&self) -> Result<u64, DriverError> {
+        trim(&self.root()).map_err(|e| io("trimming the thin pool", e))
+    }
+
+    /// Bytes the pool's backing file really occupies on the host.
+    pub fn backing_allocated(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(self.file())
+            .ok()
+            .map(|m| m.blocks() * 512)
+    }
+}
+
+/// `FITRIM` (what fstrim(8) does) on the filesystem mounted at `path`:
+/// its free space is discarded, which through the loop device punches it
+/// out of the backing file. Returns the bytes trimmed.
+pub fn trim(path: &Path) -> std::io::Result<u64> {
+    #[repr(C)]
+    struct FstrimRange {
+        start: u64,
+        len: u64,
+        minlen: u64,
+    }
+    const FITRIM: libc::c_ulong = 0xC018_5879;
+    let dir = std::fs::File::open(path)?;
+    // XFS frees an unlinked file's blocks in the background; syncfs waits
+    // for that, so the trim sees them free.
+    // SAFETY: syncfs on an open descriptor.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut range = FstrimRange {
+        start: 0,
+        len: u64::MAX,
+        minlen: 0,
+    };
+    // SAFETY: ioctl with a pointer to a live, correctly laid out struct.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&dir),
+            FITRIM,
+            &mut range as *mut FstrimRange,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(range.len)
+}
+
+/// Deallocates every block of `path` (size kept).
+pub fn punch_all(path: &Path) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let len = file.metadata()?.len() as i64;
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: fallocate on an open descriptor with a valid range.
+    if unsafe { libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), mode, 0, len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Bytes a (sparse) file occupies: its allocated blocks, O(1).
+pub fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(0, |m| m.blocks() * 512)
+}
