@@ -12,6 +12,7 @@ mod container_json;
 mod containers;
 pub mod error;
 mod events;
+mod extensions;
 mod images;
 mod request;
 mod state;
@@ -57,6 +58,20 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
             "/containers/{id}",
             axum::routing::delete(containers::remove),
         )
+        .route(
+            "/berth/v1/volumes/{name}/snapshots",
+            get(extensions::snapshots).post(extensions::snapshot_create),
+        )
+        .route(
+            "/berth/v1/volumes/{name}/snapshots/{snap}",
+            axum::routing::delete(extensions::snapshot_remove),
+        )
+        .route(
+            "/berth/v1/volumes/{name}/snapshots/{snap}/restore",
+            post(extensions::snapshot_restore),
+        )
+        .route("/berth/v1/volumes/{name}/clone", post(extensions::clone))
+        .route("/berth/v1/volumes/{name}/resize", post(extensions::resize))
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load))
         .route("/images/json", get(images::list))

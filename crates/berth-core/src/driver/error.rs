@@ -23,6 +23,9 @@ pub enum DriverError {
         #[source]
         source: std::io::Error,
     },
+    /// The driver cannot do this (snapshots on `local`, shrinking…).
+    #[error("{0}")]
+    Unsupported(String),
     /// A filesystem operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -37,7 +40,9 @@ impl DriverError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             DriverError::UnknownDriver(_) | DriverError::NoSuchVolume => ErrorKind::NotFound,
-            DriverError::InvalidOption(_) => ErrorKind::InvalidArgument,
+            DriverError::InvalidOption(_) | DriverError::Unsupported(_) => {
+                ErrorKind::InvalidArgument
+            }
             DriverError::Mount { .. } | DriverError::Io { .. } => ErrorKind::Internal,
         }
     }

@@ -108,6 +108,49 @@ pub trait VolumeDriver: Send + Sync {
     fn usage(&self, _name: &str) -> Option<i64> {
         None
     }
+
+    /// berth's own verbs, beyond the plugin protocol; `None` if the driver
+    /// has none (snapshot, clone and resize then say so).
+    fn extended(&self) -> Option<&dyn ExtendedDriver> {
+        None
+    }
+}
+
+/// A snapshot as its driver reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotInfo {
+    pub name: String,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+    /// Bytes the snapshot holds that its volume does not share, at most.
+    pub allocated: u64,
+}
+
+/// Snapshots, clones and resize. The service calls these with the volume's
+/// name lock held and after checking holders where it matters.
+pub trait ExtendedDriver {
+    /// A consistent point-in-time copy of `name` (frozen for the instant of
+    /// the copy if mounted; the freeze is always undone). Fails if `snap`
+    /// exists. Nothing is left behind on error.
+    fn snapshot_create(&self, name: &str, snap: &str) -> Result<(), DriverError>;
+
+    /// Snapshots of `name`, oldest first.
+    fn snapshot_list(&self, name: &str) -> Result<Vec<SnapshotInfo>, DriverError>;
+
+    /// Deletes a snapshot, returning its space. Idempotent (`Ok(false)`).
+    fn snapshot_remove(&self, name: &str, snap: &str) -> Result<bool, DriverError>;
+
+    /// Makes `name`'s content that of `snap`. The caller guarantees the
+    /// volume is not mounted. Atomic: the volume is whole before or after.
+    fn snapshot_restore(&self, name: &str, snap: &str) -> Result<(), DriverError>;
+
+    /// Storage for a new volume `dst` holding a copy of `src`. On error
+    /// nothing of `dst` is left.
+    fn clone_volume(&self, src: &str, dst: &str) -> Result<(), DriverError>;
+
+    /// Grows `name` to `size` bytes (online if mounted). Shrinking is
+    /// refused.
+    fn resize(&self, name: &str, size: u64) -> Result<(), DriverError>;
 }
 
 /// The name used when a request names no driver.

@@ -173,6 +173,15 @@ impl Store {
         self.links("volume_mounts", "mount_id", name)
     }
 
+    /// Sets (or replaces) one driver option of a volume (a resize's new size).
+    pub fn set_volume_option(&self, name: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO volume_options (volume, key, value) VALUES (?1, ?2, ?3)",
+            params![name, key, value],
+        )?;
+        Ok(())
+    }
+
     /// Whether the volume has had its one copy-up decided.
     pub fn is_populated(&self, name: &str) -> Result<bool, StoreError> {
         let n: i64 = self.conn().query_row(

@@ -138,6 +138,17 @@ fn ensure_node(n: u64) -> std::io::Result<PathBuf> {
     }
 }
 
+/// Tells loop device `device` that its backing file grew (`LOOP_SET_CAPACITY`).
+pub fn refresh_capacity(device: &Path) -> std::io::Result<()> {
+    const LOOP_SET_CAPACITY: libc::c_ulong = 0x4C07;
+    let file = OpenOptions::new().read(true).open(device)?;
+    // SAFETY: ioctl on an open loop device; no argument.
+    if unsafe { libc::ioctl(file.as_raw_fd(), LOOP_SET_CAPACITY, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Waits (up to `limit`) until no loop device is backed by `backing`:
 /// autoclear releases a device asynchronously after its last close, and
 /// until then the file is still open (its blocks not yet freed).

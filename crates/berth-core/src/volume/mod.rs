@@ -7,6 +7,7 @@
 //! [`reconcile`] (start-up repair); per-name locking is [`crate::locks`].
 
 mod error;
+mod extended;
 pub mod filters;
 mod model;
 pub mod names;

@@ -7,6 +7,7 @@ pub mod image;
 pub mod stream;
 pub mod system;
 pub mod volume;
+pub mod volume_ext;
 
 use std::collections::BTreeMap;
 

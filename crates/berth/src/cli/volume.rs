@@ -26,6 +26,13 @@ pub enum VolumeCommand {
     Rm(RmArgs),
     /// Remove unused local volumes.
     Prune(PruneArgs),
+    /// Snapshots of thin volumes.
+    #[command(subcommand)]
+    Snapshot(super::volume_ext::SnapshotCommand),
+    /// Copy a volume into a new one (shared blocks on thin volumes).
+    Clone(super::volume_ext::CloneArgs),
+    /// Grow a thin volume (online when mounted).
+    Resize(super::volume_ext::ResizeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +105,9 @@ pub async fn run(api: &ApiClient, cmd: VolumeCommand) -> Result<i32> {
         VolumeCommand::Inspect(a) => inspect(api, a).await,
         VolumeCommand::Rm(a) => rm(api, a).await,
         VolumeCommand::Prune(a) => prune(api, a).await,
+        VolumeCommand::Snapshot(c) => super::volume_ext::snapshot(api, c).await,
+        VolumeCommand::Clone(a) => super::volume_ext::clone(api, a).await,
+        VolumeCommand::Resize(a) => super::volume_ext::resize(api, a).await,
     }
 }
 

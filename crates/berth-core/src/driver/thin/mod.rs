@@ -5,6 +5,7 @@
 //! when written, and returned to the pool when freed (`discard`) or when
 //! the volume is removed.
 
+mod extended;
 pub mod options;
 pub mod pool;
 
@@ -71,12 +72,14 @@ impl ThinDriver {
         let mut mkfs = match o.fs.as_str() {
             "xfs" => {
                 let mut c = Command::new("mkfs.xfs");
-                c.args(["-q", "-f", "-K"]);
+                c.args(["-q", "-f", "-K", "-s", "size=4096"]);
                 c
             }
             _ => {
                 let mut c = Command::new("mkfs.ext4");
-                c.args(["-q", "-F", "-m", "0", "-E"])
+                // 4 KiB blocks always: a direct-I/O loop device has 4 KiB
+                // sectors, and mkfs would pick 1 KiB blocks for small images.
+                c.args(["-q", "-F", "-b", "4096", "-m", "0", "-E"])
                     .arg(format!("nodiscard,root_owner={}:{}", o.uid, o.gid));
                 c
             }
@@ -202,6 +205,7 @@ impl VolumeDriver for ThinDriver {
             Err(e) => return Err(io(format!("removing {}", image.display()), e)),
         };
         let _ = std::fs::remove_dir(&target);
+        self.remove_snapshots(name);
         if existed {
             // Give the freed blocks back to the host now, not at some
             // later trim: deleting a volume should free its space.
@@ -306,5 +310,9 @@ impl VolumeDriver for ThinDriver {
 
     fn usage(&self, name: &str) -> Option<i64> {
         Some(allocated(&self.image(name)) as i64)
+    }
+
+    fn extended(&self) -> Option<&dyn super::ExtendedDriver> {
+        Some(self)
     }
 }

@@ -1,0 +1,119 @@
+//! berth's own API, under `/berth/v1` (documented in `openapi.yaml` next to
+//! this crate): volume snapshots, clone, resize.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::request::{blocking, json, read_json};
+use crate::types::VolumeJson;
+use crate::ApiState;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct SnapshotBody {
+    name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct CloneBody {
+    target: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ResizeBody {
+    size: String,
+}
+
+/// `GET /berth/v1/volumes/{name}/snapshots`
+pub async fn snapshots(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let svc = state.volumes.clone();
+    let list = blocking(move || svc.snapshot_list(&name).map_err(ApiError::from)).await?;
+    let items: Vec<_> = list
+        .into_iter()
+        .map(|s| json!({"Name": s.name, "CreatedAt": crate::types::rfc3339_local(s.created_at), "Allocated": s.allocated}))
+        .collect();
+    Ok(json(StatusCode::OK, &items))
+}
+
+/// `POST /berth/v1/volumes/{name}/snapshots` `{"Name": "…"}` (optional)
+pub async fn snapshot_create(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: SnapshotBody = read_json(&headers, &body)?;
+    let svc = state.volumes.clone();
+    let snap = blocking(move || {
+        svc.snapshot_create(&name, body.name.as_deref())
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(json(StatusCode::CREATED, &json!({"Name": snap})))
+}
+
+/// `DELETE /berth/v1/volumes/{name}/snapshots/{snap}`
+pub async fn snapshot_remove(
+    State(state): State<ApiState>,
+    Path((name, snap)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let svc = state.volumes.clone();
+    blocking(move || svc.snapshot_remove(&name, &snap).map_err(ApiError::from)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /berth/v1/volumes/{name}/snapshots/{snap}/restore`
+pub async fn snapshot_restore(
+    State(state): State<ApiState>,
+    Path((name, snap)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let svc = state.volumes.clone();
+    blocking(move || svc.snapshot_restore(&name, &snap).map_err(ApiError::from)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /berth/v1/volumes/{name}/clone` `{"Target": "…"}`
+pub async fn clone(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: CloneBody = read_json(&headers, &body)?;
+    if body.target.is_empty() {
+        return Err(ApiError::bad_request("clone needs a Target volume name"));
+    }
+    let svc = state.volumes.clone();
+    let volume = blocking(move || {
+        svc.clone_volume(&name, &body.target)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(json(StatusCode::CREATED, &VolumeJson::from(volume)))
+}
+
+/// `POST /berth/v1/volumes/{name}/resize` `{"Size": "20G"}`
+pub async fn resize(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: ResizeBody = read_json(&headers, &body)?;
+    if body.size.is_empty() {
+        return Err(ApiError::bad_request("resize needs a Size such as 20G"));
+    }
+    let svc = state.volumes.clone();
+    let volume = blocking(move || svc.resize(&name, &body.size).map_err(ApiError::from)).await?;
+    Ok(json(StatusCode::OK, &VolumeJson::from(volume)))
+}

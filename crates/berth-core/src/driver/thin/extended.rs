@@ -1,0 +1,285 @@
+//! Snapshots, clones and resize of thin volumes. Snapshots and clones are
+//! one `FICLONE` of the volume's image (blocks shared copy-on-write inside
+//! the XFS pool): milliseconds, whatever the size. A snapshot of a mounted
+//! volume freezes its filesystem for the instant of the clone.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::pool::{allocated, punch_all};
+use super::ThinDriver;
+use crate::driver::{DriverError, ExtendedDriver, SnapshotInfo};
+use crate::sys::{loopdev, mount, reflink};
+
+fn io(context: impl Into<String>, e: std::io::Error) -> DriverError {
+    DriverError::io(context, e)
+}
+
+impl ThinDriver {
+    fn snapshot_dir(&self, name: &str) -> PathBuf {
+        self.pool.root().join("snapshots").join(name)
+    }
+
+    fn snapshot_image(&self, name: &str, snap: &str) -> PathBuf {
+        self.snapshot_dir(name).join(format!("{snap}.img"))
+    }
+
+    fn run(&self, what: &str, cmd: &mut Command) -> Result<(), DriverError> {
+        match cmd.output() {
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) => Err(io(
+                what.to_string(),
+                std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+            )),
+            Err(e) => Err(io(what.to_string(), e)),
+        }
+    }
+
+    /// Removes every snapshot of a volume (its removal).
+    pub(super) fn remove_snapshots(&self, name: &str) {
+        let dir = self.snapshot_dir(name);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let _ = punch_all(&entry.path());
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
+
+impl ExtendedDriver for ThinDriver {
+    fn snapshot_create(&self, name: &str, snap: &str) -> Result<(), DriverError> {
+        let image = self.image(name);
+        if !image.exists() {
+            return Err(DriverError::NoSuchVolume);
+        }
+        let target = self.snapshot_image(name, snap);
+        if target.exists() {
+            return Err(DriverError::InvalidOption(format!(
+                "volume {name} already has a snapshot {snap}"
+            )));
+        }
+        std::fs::create_dir_all(self.snapshot_dir(name))
+            .map_err(|e| io("creating the snapshot folder", e))?;
+        let mountpoint = self.mountpoint(name);
+        // Frozen only for the clone; the guard thaws on every path.
+        let _frozen = if mount::is_mounted(&mountpoint) {
+            Some(reflink::freeze(&mountpoint).map_err(|e| io("freezing the volume", e))?)
+        } else {
+            None
+        };
+        reflink::clone_file(&image, &target).map_err(|e| io("cloning the volume image", e))
+    }
+
+    fn snapshot_list(&self, name: &str) -> Result<Vec<SnapshotInfo>, DriverError> {
+        let Ok(entries) = std::fs::read_dir(self.snapshot_dir(name)) else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<SnapshotInfo> = entries
+            .flatten()
+            .filter_map(|e| {
+                let snap = e
+                    .file_name()
+                    .to_string_lossy()
+                    .strip_suffix(".img")?
+                    .to_string();
+                let meta = e.metadata().ok()?;
+                let created_at = meta
+                    .modified()
+                    .ok()?
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()?
+                    .as_secs() as i64;
+                Some(SnapshotInfo {
+                    name: snap,
+                    created_at,
+                    allocated: allocated(&e.path()),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+        Ok(out)
+    }
+
+    fn snapshot_remove(&self, name: &str, snap: &str) -> Result<bool, DriverError> {
+        let target = self.snapshot_image(name, snap);
+        if !target.exists() {
+            return Ok(false);
+        }
+        let _ = punch_all(&target);
+        std::fs::remove_file(&target).map_err(|e| io("removing the snapshot", e))?;
+        let _ = self.pool.trim();
+        Ok(true)
+    }
+
+    fn snapshot_restore(&self, name: &str, snap: &str) -> Result<(), DriverError> {
+        let source = self.snapshot_image(name, snap);
+        if !source.exists() {
+            return Err(DriverError::InvalidOption(format!(
+                "volume {name} has no snapshot {snap}"
+            )));
+        }
+        if mount::is_mounted(&self.mountpoint(name)) {
+            return Err(DriverError::Unsupported(format!(
+                "volume {name} is mounted; stop the containers using it first"
+            )));
+        }
+        let image = self.image(name);
+        let staged = image.with_extension("img.restore");
+        let _ = std::fs::remove_file(&staged);
+        reflink::clone_file(&source, &staged).map_err(|e| io("cloning the snapshot", e))?;
+        std::fs::rename(&staged, &image).map_err(|e| io("replacing the volume image", e))?;
+        let _ = self.pool.trim();
+        Ok(())
+    }
+
+    fn clone_volume(&self, src: &str, dst: &str) -> Result<(), DriverError> {
+        let source = self.image(src);
+        if !source.exists() {
+            return Err(DriverError::NoSuchVolume);
+        }
+        let target = self.image(dst);
+        let staged = target.with_extension("img.tmp");
+        let _ = std::fs::remove_file(&staged);
+        let mountpoint = self.mountpoint(src);
+        let frozen = if mount::is_mounted(&mountpoint) {
+            Some(reflink::freeze(&mountpoint).map_err(|e| io("freezing the source volume", e))?)
+        } else {
+            None
+        };
+        let cloned = reflink::clone_file(&source, &staged);
+        drop(frozen);
+        cloned.map_err(|e| io("cloning the volume image", e))?;
+        std::fs::create_dir_all(self.mountpoint(dst))
+            .map_err(|e| io("creating the mount point", e))?;
+        std::fs::rename(&staged, &target).map_err(|e| io("placing the clone", e))
+    }
+
+    fn resize(&self, name: &str, size: u64) -> Result<(), DriverError> {
+        let image = self.image(name);
+        let current = std::fs::metadata(&image)
+            .map_err(|e| io("reading the volume image", e))?
+            .len();
+        if size < current {
+            return Err(DriverError::Unsupported(format!(
+                "shrinking a thin volume is not supported ({current} bytes now, {size} asked); clone the data into a smaller volume instead"
+            )));
+        }
+        if size == current {
+            return Ok(());
+        }
+        let mountpoint = self.mountpoint(name);
+        if !mount::is_mounted(&mountpoint) {
+            return self.grow_offline(&image, size);
+        }
+        let fs = mount_fstype(&mountpoint).unwrap_or_else(|| "ext4".into());
+        if fs == "ext4" && !has_cap_sys_resource() {
+            return Err(DriverError::Unsupported(
+                "growing a mounted ext4 volume needs CAP_SYS_RESOURCE, which this daemon does not have; \
+                 stop the containers using it (offline resize works) or use -o fs=xfs"
+                    .into(),
+            ));
+        }
+        set_len(&image, size)?;
+        let grown = self.grow_online(&image, &mountpoint, &fs);
+        if grown.is_err() {
+            // The filesystem did not grow, so the added tail is unused:
+            // give the image its old length back.
+            let _ = set_len(&image, current);
+            if let Some(device) = loopdev::attached_to(&image).into_iter().next() {
+                let _ = loopdev::refresh_capacity(&device);
+            }
+        }
+        grown
+    }
+}
+
+impl ThinDriver {
+    fn grow_online(
+        &self,
+        image: &std::path::Path,
+        mountpoint: &std::path::Path,
+        fs: &str,
+    ) -> Result<(), DriverError> {
+        let device = loopdev::attached_to(image)
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                io(
+                    "finding the volume's loop device",
+                    std::io::Error::other("not attached"),
+                )
+            })?;
+        loopdev::refresh_capacity(&device).map_err(|e| io("refreshing the loop device size", e))?;
+        if fs == "xfs" {
+            self.run(
+                "growing the xfs filesystem",
+                Command::new("xfs_growfs").arg("-d").arg(mountpoint),
+            )
+        } else {
+            self.run(
+                "growing the ext4 filesystem",
+                Command::new("resize2fs").arg(&device),
+            )
+        }
+    }
+
+    /// Grows an unmounted ext4 image: check (e2fsck exits 1 when it fixed
+    /// something, which is fine), then resize2fs on the file.
+    fn grow_offline(&self, image: &std::path::Path, size: u64) -> Result<(), DriverError> {
+        set_len(image, size)?;
+        let check = Command::new("e2fsck")
+            .args(["-f", "-y"])
+            .arg(image)
+            .output();
+        match check {
+            Ok(out) if out.status.code().is_some_and(|c| c <= 1) => {}
+            Ok(out) => {
+                return Err(io(
+                    "checking the filesystem",
+                    std::io::Error::other(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+                ))
+            }
+            Err(e) => return Err(io("running e2fsck", e)),
+        }
+        self.run(
+            "growing the ext4 filesystem",
+            Command::new("resize2fs").arg(image),
+        )
+    }
+}
+
+fn set_len(image: &std::path::Path, size: u64) -> Result<(), DriverError> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(image)
+        .map_err(|e| io("opening the volume image", e))?;
+    file.set_len(size)
+        .map_err(|e| io("resizing the volume image", e))
+}
+
+/// Whether this process may use CAP_SYS_RESOURCE (online ext4 resize).
+fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_string()))
+        })
+        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+        .is_some_and(|caps| caps >> CAP_SYS_RESOURCE & 1 == 1)
+}
+
+/// The filesystem type mounted at `path`, from /proc/self/mounts.
+fn mount_fstype(path: &std::path::Path) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    let wanted = path.to_string_lossy();
+    table
+        .lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .filter(|f| f.len() > 2 && f[1] == wanted)
+        .map(|f| f[2].to_string())
+        .next_back()
+}

@@ -1,0 +1,191 @@
+//! berth's volume verbs beyond Docker's: snapshots, clone, resize. Each
+//! runs under the volume's name lock; drivers that cannot do one say so.
+
+use super::{names, Volume, VolumeError, VolumeService};
+use crate::driver::{DriverError, ExtendedDriver, SnapshotInfo};
+use crate::store::{VolumeRecord, VolumeState};
+use crate::sys::units::parse_size;
+
+impl VolumeService {
+    fn extended_of<'a>(
+        &self,
+        op: &'static str,
+        driver: &'a std::sync::Arc<dyn crate::driver::VolumeDriver>,
+        name: &str,
+    ) -> Result<&'a dyn ExtendedDriver, VolumeError> {
+        driver.extended().ok_or_else(|| {
+            let why = format!(
+                "the {} driver does not support {op}; use a thin volume (--driver thin)",
+                driver.name()
+            );
+            VolumeError::driver(op, name, DriverError::Unsupported(why))
+        })
+    }
+
+    fn ready(&self, op: &'static str, name: &str) -> Result<VolumeRecord, VolumeError> {
+        self.record(op, name)?
+            .filter(|r| r.state == VolumeState::Ready)
+            .ok_or_else(|| VolumeError::not_found("get", name))
+    }
+
+    /// Snapshots `name` (as `snap`, or a name from the time). Returns the
+    /// snapshot's name.
+    pub fn snapshot_create(&self, name: &str, snap: Option<&str>) -> Result<String, VolumeError> {
+        let snap = match snap {
+            Some(s) => {
+                names::validate_name(s)?;
+                s.to_string()
+            }
+            None => chrono::Utc::now()
+                .format("snap-%Y%m%dT%H%M%S%.3fZ")
+                .to_string(),
+        };
+        let _guard = self.locks.lock(name);
+        let record = self.ready("snapshot", name)?;
+        let driver = self.driver_of("snapshot", &record)?;
+        self.extended_of("snapshots", &driver, name)?
+            .snapshot_create(name, &snap)
+            .map_err(|e| VolumeError::driver("snapshot", name, e))?;
+        self.publish("snapshot", name, &[("snapshot", &snap)]);
+        Ok(snap)
+    }
+
+    /// Snapshots of `name`, oldest first.
+    pub fn snapshot_list(&self, name: &str) -> Result<Vec<SnapshotInfo>, VolumeError> {
+        let record = self.ready("snapshot", name)?;
+        let driver = self.driver_of("snapshot", &record)?;
+        self.extended_of("snapshots", &driver, name)?
+            .snapshot_list(name)
+            .map_err(|e| VolumeError::driver("snapshot", name, e))
+    }
+
+    /// Deletes a snapshot; a missing one is not found.
+    pub fn snapshot_remove(&self, name: &str, snap: &str) -> Result<(), VolumeError> {
+        let _guard = self.locks.lock(name);
+        let record = self.ready("snapshot", name)?;
+        let driver = self.driver_of("snapshot", &record)?;
+        let removed = self
+            .extended_of("snapshots", &driver, name)?
+            .snapshot_remove(name, snap)
+            .map_err(|e| VolumeError::driver("snapshot", name, e))?;
+        if !removed {
+            return Err(VolumeError::not_found(
+                "snapshot",
+                &format!("{name}/{snap}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Brings `name` back to `snap`. Refused while containers mount it.
+    pub fn snapshot_restore(&self, name: &str, snap: &str) -> Result<(), VolumeError> {
+        let _guard = self.locks.lock(name);
+        let record = self.ready("restore", name)?;
+        let mounted = self
+            .store
+            .mounts(name)
+            .map_err(|e| VolumeError::store("restore", name, e))?;
+        if !mounted.is_empty() {
+            let why = format!(
+                "volume is mounted by [{}]; stop those containers first",
+                mounted.join(", ")
+            );
+            return Err(VolumeError::driver(
+                "restore",
+                name,
+                DriverError::Unsupported(why),
+            ));
+        }
+        let driver = self.driver_of("restore", &record)?;
+        self.extended_of("snapshots", &driver, name)?
+            .snapshot_restore(name, snap)
+            .map_err(|e| VolumeError::driver("restore", name, e))?;
+        self.publish("restore", name, &[("snapshot", snap)]);
+        Ok(())
+    }
+
+    /// A new, independent volume `dst` holding a copy of `src` (shared
+    /// blocks on thin volumes; a metadata-preserving copy on local ones).
+    pub fn clone_volume(&self, src: &str, dst: &str) -> Result<Volume, VolumeError> {
+        names::validate_name(dst)?;
+        let (first, second) = if src < dst { (src, dst) } else { (dst, src) };
+        let _g1 = self.locks.lock(first);
+        let _g2 = self.locks.lock(second);
+        let record = self.ready("clone", src)?;
+        if self.record("clone", dst)?.is_some() {
+            return Err(VolumeError::DriverConflict {
+                name: dst.to_string(),
+                existing: record.driver,
+            });
+        }
+        let driver = self.driver_of("clone", &record)?;
+        let copy = VolumeRecord {
+            name: dst.to_string(),
+            state: VolumeState::Creating,
+            created_at: chrono::Utc::now().timestamp(),
+            ..record.clone()
+        };
+        self.store
+            .insert_volume(&copy)
+            .map_err(|e| VolumeError::store("clone", dst, e))?;
+        let made = match driver.extended() {
+            Some(ext) => ext.clone_volume(src, dst),
+            None => self.copy_local(driver.as_ref(), src, dst),
+        };
+        if let Err(e) = made {
+            let _ = driver.remove(dst);
+            let _ = self.store.delete_volume(dst);
+            return Err(VolumeError::driver("clone", src, e));
+        }
+        self.store
+            .set_volume_state(dst, VolumeState::Ready)
+            .map_err(|e| VolumeError::store("clone", dst, e))?;
+        self.publish(
+            "create",
+            dst,
+            &[("driver", &record.driver), ("clonedFrom", src)],
+        );
+        drop((_g1, _g2));
+        self.get(dst)
+    }
+
+    /// Clone for drivers without block sharing: create, then copy the
+    /// files (copy_file_range: reflinks where the filesystem can).
+    fn copy_local(
+        &self,
+        driver: &dyn crate::driver::VolumeDriver,
+        src: &str,
+        dst: &str,
+    ) -> Result<(), DriverError> {
+        let source = driver.path(src)?.ok_or(DriverError::NoSuchVolume)?;
+        driver.create(dst, &Default::default())?;
+        let target = driver.path(dst)?.ok_or(DriverError::NoSuchVolume)?;
+        crate::sys::copy::copy_tree(&source, &target)
+            .map(|_| ())
+            .map_err(|e| DriverError::io("copying the volume", e))
+    }
+
+    /// Grows `name` to `size` (online when mounted); shrinking is refused.
+    pub fn resize(&self, name: &str, size: &str) -> Result<Volume, VolumeError> {
+        let bytes = parse_size(size).ok_or_else(|| {
+            VolumeError::driver(
+                "resize",
+                name,
+                DriverError::InvalidOption(format!("invalid size: {size:?}")),
+            )
+        })?;
+        {
+            let _guard = self.locks.lock(name);
+            let record = self.ready("resize", name)?;
+            let driver = self.driver_of("resize", &record)?;
+            self.extended_of("resize", &driver, name)?
+                .resize(name, bytes)
+                .map_err(|e| VolumeError::driver("resize", name, e))?;
+            self.store
+                .set_volume_option(name, "size", size)
+                .map_err(|e| VolumeError::store("resize", name, e))?;
+        }
+        self.publish("resize", name, &[("size", size)]);
+        self.get(name)
+    }
+}
