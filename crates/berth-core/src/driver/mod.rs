@@ -109,6 +109,11 @@ pub trait VolumeDriver: Send + Sync {
         None
     }
 
+    /// Called once after start-up reconciliation has replayed every
+    /// persisted mount id: the driver may release what no id holds (mounts
+    /// left by a crash) and clear leftovers of interrupted work.
+    fn after_reconcile(&self) {}
+
     /// berth's own verbs, beyond the plugin protocol; `None` if the driver
     /// has none (snapshot, clone and resize then say so).
     fn extended(&self) -> Option<&dyn ExtendedDriver> {

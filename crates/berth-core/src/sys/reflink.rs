@@ -41,6 +41,15 @@ pub fn freeze(mountpoint: &Path) -> std::io::Result<Frozen> {
     Ok(Frozen { dir })
 }
 
+/// Thaws the filesystem at `mountpoint` if it is frozen (EINVAL when it
+/// is not, which is ignored).
+pub fn thaw(mountpoint: &Path) {
+    if let Ok(dir) = File::open(mountpoint) {
+        // SAFETY: ioctl on an open descriptor; the argument is unused.
+        let _ = unsafe { libc::ioctl(dir.as_raw_fd(), FITHAW, 0) };
+    }
+}
+
 impl Drop for Frozen {
     fn drop(&mut self) {
         // SAFETY: ioctl on an open descriptor; the argument is unused.

@@ -41,6 +41,7 @@ impl VolumeService {
         }
         for driver in self.drivers.all() {
             self.adopt_orphans(driver.as_ref(), &mut report);
+            driver.after_reconcile();
         }
         self.record_findings(&report);
         Ok(report)

@@ -69,7 +69,12 @@ impl ExtendedDriver for ThinDriver {
         } else {
             None
         };
-        reflink::clone_file(&image, &target).map_err(|e| io("cloning the volume image", e))
+        // Staged and renamed: a crash never leaves a partial snapshot.
+        let staged = target.with_extension("img.tmp");
+        let _ = std::fs::remove_file(&staged);
+        reflink::clone_file(&image, &staged).map_err(|e| io("cloning the volume image", e))?;
+        drop(_frozen);
+        std::fs::rename(&staged, &target).map_err(|e| io("placing the snapshot", e))
     }
 
     fn snapshot_list(&self, name: &str) -> Result<Vec<SnapshotInfo>, DriverError> {

@@ -20,6 +20,24 @@ use crate::sys::{loopdev, mount, units};
 use options::ThinOptions;
 use pool::{allocated, Pool};
 
+/// Deletes staged files (`*.tmp`, `*.restore`) under `dir`, recursively one
+/// level (snapshot folders).
+fn remove_staged(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            remove_staged(&path);
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") || name.ends_with(".restore") {
+            tracing::warn!(file = %path.display(), "removing a staged image left by a crash");
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
 /// The thin driver over one pool.
 #[derive(Debug)]
 pub struct ThinDriver {
@@ -118,6 +136,29 @@ impl ThinDriver {
             tracing::warn!(volume = %name, "loop device still attached 5 s after unmount");
         }
         Ok(())
+    }
+
+    /// After a crash: thaw any volume left frozen (a daemon killed during a
+    /// snapshot), unmount volumes no mount id holds, delete staged images.
+    fn recover(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.mounts_dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let target = entry.path();
+            if !mount::is_mounted(&target) {
+                continue;
+            }
+            crate::sys::reflink::thaw(&target);
+            if self.active.lock().get(&name).is_none_or(|ids| ids.is_empty()) {
+                tracing::warn!(volume = %name, "unmounting a thin volume no container holds (left by a crash)");
+                if let Err(e) = self.unmount_image(&name) {
+                    tracing::error!(volume = %name, error = %e, "could not unmount");
+                }
+            }
+        }
+        for dir in [self.pool.root().join("volumes"), self.pool.root().join("snapshots")] {
+            remove_staged(&dir);
+        }
     }
 
     fn warn_if_past_high_water(&self) {
@@ -314,5 +355,9 @@ impl VolumeDriver for ThinDriver {
 
     fn extended(&self) -> Option<&dyn super::ExtendedDriver> {
         Some(self)
+    }
+
+    fn after_reconcile(&self) {
+        self.recover();
     }
 }
