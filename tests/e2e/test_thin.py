@@ -4,6 +4,7 @@ file when a volume is removed."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -173,5 +174,31 @@ def test_resize_grows_offline_and_online_and_refuses_to_shrink(thin_daemon):
                 break
             time.sleep(0.2)
         assert int(size.split()[1]) > 1_900_000, size
+    finally:
+        d.docker("rm", "-f", c)
+
+
+def test_pool_report_and_trim(thin_daemon):
+    d = thin_daemon
+    for i in range(3):
+        d.docker("volume", "create", "-d", "thin", "-o", "size=1G", f"p{i}")
+    out = json.loads(berth_cli(d, "pool", "ls", "--json").stdout)
+    thin = [p for p in out if p["Driver"] == "thin"][0]
+    assert thin["VirtualSize"] == 3 * GIB and thin["Volumes"] == 3
+    assert thin["Overcommit"] > 1.4, thin
+    d.docker("run", "--rm", "-v", "p0:/d", d.image, "true")
+    baseline = pool_file_allocated(d)
+    c = d.docker("run", "-d", "-v", "p0:/d", d.image, "sh", "-c",
+                 "dd if=/dev/urandom of=/d/f bs=1M count=200 2>/dev/null; sync; rm /d/f; sync; sleep 60").stdout.strip()
+    try:
+        import time
+        deadline = time.time() + 30
+        while time.time() < deadline and "f" in d.docker("exec", c, "ls", "/d", check=False).stdout.split():
+            time.sleep(0.2)
+        time.sleep(1)
+        trimmed = berth_cli(d, "pool", "trim").stdout
+        assert trimmed.startswith("Trimmed: ")
+        after = pool_file_allocated(d)
+        assert after < baseline + 32 * MIB, f"200 MiB written then deleted inside a mounted volume: {baseline} -> {after}"
     finally:
         d.docker("rm", "-f", c)

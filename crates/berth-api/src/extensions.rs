@@ -102,6 +102,20 @@ pub async fn clone(
     Ok(json(StatusCode::CREATED, &VolumeJson::from(volume)))
 }
 
+/// `GET /berth/v1/pools`
+pub async fn pools(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let svc = state.volumes.clone();
+    let pools = blocking(move || Ok::<_, ApiError>(svc.pools())).await?;
+    Ok(json(StatusCode::OK, &pools))
+}
+
+/// `POST /berth/v1/pools/trim`
+pub async fn trim(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let svc = state.volumes.clone();
+    let trimmed = blocking(move || svc.trim().map_err(ApiError::from)).await?;
+    Ok(json(StatusCode::OK, &json!({"Trimmed": trimmed})))
+}
+
 /// `POST /berth/v1/volumes/{name}/resize` `{"Size": "20G"}`
 pub async fn resize(
     State(state): State<ApiState>,

@@ -71,6 +71,8 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
             post(extensions::snapshot_restore),
         )
         .route("/berth/v1/volumes/{name}/clone", post(extensions::clone))
+        .route("/berth/v1/pools", get(extensions::pools))
+        .route("/berth/v1/pools/trim", post(extensions::trim))
         .route("/berth/v1/volumes/{name}/resize", post(extensions::resize))
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load))

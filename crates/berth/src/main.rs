@@ -29,6 +29,9 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(cli::volume::VolumeCommand),
+    /// Storage pools (thin volumes).
+    #[command(subcommand)]
+    Pool(cli::pool::PoolCommand),
     /// Manage berth itself.
     #[command(subcommand)]
     System(cli::system::SystemCommand),
@@ -89,6 +92,7 @@ fn run_client(host: Option<String>, command: Command) -> i32 {
     let result = runtime.block_on(async {
         match command {
             Command::Volume(cmd) => cli::volume::run(&api, cmd).await,
+            Command::Pool(cmd) => cli::pool::run(&api, cmd).await,
             Command::System(cmd) => cli::system::run(&api, cmd).await,
             Command::Version => cli::system::version(&api).await,
             Command::Info => cli::system::info(&api).await,

@@ -109,6 +109,17 @@ pub trait VolumeDriver: Send + Sync {
         None
     }
 
+    /// The driver's storage pool, if it has one: size, allocation and the
+    /// sum of its volumes' virtual sizes.
+    fn pool_stats(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Returns freed space to the host (fstrim). `Ok(0)` if nothing to do.
+    fn trim(&self) -> Result<u64, DriverError> {
+        Ok(0)
+    }
+
     /// Called once after start-up reconciliation has replayed every
     /// persisted mount id: the driver may release what no id holds (mounts
     /// left by a crash) and clear leftovers of interrupted work.

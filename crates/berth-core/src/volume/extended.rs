@@ -165,6 +165,23 @@ impl VolumeService {
             .map_err(|e| DriverError::io("copying the volume", e))
     }
 
+    /// Every driver's pool report (drivers without a pool are left out).
+    pub fn pools(&self) -> Vec<serde_json::Value> {
+        self.drivers.all().filter_map(|d| d.pool_stats()).collect()
+    }
+
+    /// Trims every driver's storage (mounted volumes, then pools); returns
+    /// the bytes trimmed.
+    pub fn trim(&self) -> Result<u64, VolumeError> {
+        let mut total = 0;
+        for driver in self.drivers.all() {
+            total += driver
+                .trim()
+                .map_err(|e| VolumeError::driver("trim", driver.name(), e))?;
+        }
+        Ok(total)
+    }
+
     /// Grows `name` to `size` (online when mounted); shrinking is refused.
     pub fn resize(&self, name: &str, size: &str) -> Result<Volume, VolumeError> {
         let bytes = parse_size(size).ok_or_else(|| {

@@ -4,6 +4,7 @@
 pub mod container;
 pub mod format;
 pub mod image;
+pub mod pool;
 pub mod stream;
 pub mod system;
 pub mod volume;

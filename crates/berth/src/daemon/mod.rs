@@ -64,6 +64,9 @@ pub struct DaemonArgs {
     /// Size of a thin volume created without `-o size`.
     #[arg(long)]
     thin_default_size: Option<String>,
+    /// Seconds between automatic trims of pools and mounted volumes (0: never).
+    #[arg(long, default_value_t = 3600)]
+    trim_interval: u64,
 }
 
 impl DaemonArgs {
@@ -138,6 +141,7 @@ async fn serve(args: DaemonArgs) -> Result<()> {
     let socket_path = berth_socket_path(&args.host)?;
     let listener = socket::bind(&socket_path)?;
     tracing::info!(socket = %socket_path.display(), root = %layout.root().display(), pid = std::process::id(), "berth daemon ready");
+    spawn_periodic_trim(state.volumes.clone(), args.trim_interval);
     let app = berth_api::app(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, axum::ServiceExt::into_make_service(app))
@@ -149,6 +153,27 @@ async fn serve(args: DaemonArgs) -> Result<()> {
     socket::remove(&socket_path);
     tracing::info!("berth daemon stopped");
     result
+}
+
+/// Returns freed space to the host every `seconds` (fstrim of pools and
+/// mounted volumes), so space freed inside volumes does not stay taken.
+fn spawn_periodic_trim(volumes: Arc<VolumeService>, seconds: u64) {
+    if seconds == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(seconds));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let svc = volumes.clone();
+            match tokio::task::spawn_blocking(move || svc.trim()).await {
+                Ok(Ok(bytes)) => tracing::info!(bytes, "periodic trim"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "periodic trim failed"),
+                Err(e) => tracing::warn!(error = %e, "periodic trim task failed"),
+            }
+        }
+    });
 }
 
 /// Waits for the server to drain after the stop signal, at most

@@ -23,7 +23,9 @@ use pool::{allocated, Pool};
 /// Deletes staged files (`*.tmp`, `*.restore`) under `dir`, recursively one
 /// level (snapshot folders).
 fn remove_staged(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -141,7 +143,9 @@ impl ThinDriver {
     /// After a crash: thaw any volume left frozen (a daemon killed during a
     /// snapshot), unmount volumes no mount id holds, delete staged images.
     fn recover(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.mounts_dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.mounts_dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let target = entry.path();
@@ -149,14 +153,22 @@ impl ThinDriver {
                 continue;
             }
             crate::sys::reflink::thaw(&target);
-            if self.active.lock().get(&name).is_none_or(|ids| ids.is_empty()) {
+            if self
+                .active
+                .lock()
+                .get(&name)
+                .is_none_or(|ids| ids.is_empty())
+            {
                 tracing::warn!(volume = %name, "unmounting a thin volume no container holds (left by a crash)");
                 if let Err(e) = self.unmount_image(&name) {
                     tracing::error!(volume = %name, error = %e, "could not unmount");
                 }
             }
         }
-        for dir in [self.pool.root().join("volumes"), self.pool.root().join("snapshots")] {
+        for dir in [
+            self.pool.root().join("volumes"),
+            self.pool.root().join("snapshots"),
+        ] {
             remove_staged(&dir);
         }
     }
@@ -359,5 +371,47 @@ impl VolumeDriver for ThinDriver {
 
     fn after_reconcile(&self) {
         self.recover();
+    }
+
+    fn pool_stats(&self) -> Option<serde_json::Value> {
+        let stats = self.pool.stats();
+        let volumes = self.list().unwrap_or_default();
+        let virtual_sum: u64 = volumes
+            .iter()
+            .filter_map(|v| std::fs::metadata(self.image(&v.name)).ok())
+            .map(|m| m.len())
+            .sum();
+        let ratio = if stats.size > 0 {
+            virtual_sum as f64 / stats.size as f64
+        } else {
+            0.0
+        };
+        Some(json!({
+            "Driver": "thin",
+            "Root": self.pool.root(),
+            "Size": stats.size,
+            "Allocated": stats.allocated,
+            "VirtualSize": virtual_sum,
+            "Overcommit": (ratio * 100.0).round() / 100.0,
+            "Volumes": volumes.len(),
+            "BackingFileAllocated": self.pool.backing_allocated(),
+            "HighWater": self.pool.settings.high_water,
+        }))
+    }
+
+    fn trim(&self) -> Result<u64, DriverError> {
+        if !self.pool.exists() {
+            return Ok(0);
+        }
+        let mut trimmed = self.pool.trim()?;
+        let Ok(entries) = std::fs::read_dir(&self.mounts_dir) else {
+            return Ok(trimmed);
+        };
+        for entry in entries.flatten() {
+            if mount::is_mounted(&entry.path()) {
+                trimmed += pool::trim(&entry.path()).unwrap_or(0);
+            }
+        }
+        Ok(trimmed)
     }
 }
