@@ -21,13 +21,30 @@ It builds nothing: run `cargo build --release` first. In one run it
          (each engine in turn, phase by phase; per-op median)
       4. `docker volume ls` and `docker system df -v` with 1000 volumes
          (one warm-up, then median of 5, engines alternating);
+      5. thin volumes (berth runs with --thin-pool-size 40G; `--thin` runs
+         only this section, `--no-thin` skips it):
+         a. snapshot and clone of a 10 GiB thin volume holding 1 GiB of
+            /dev/urandom (POST /berth/v1/volumes/snapsrc/snapshots|clone over
+            one keep-alive connection, 1 warm-up, median of 10, each result
+            deleted untimed) against dockerd copying the same 1 GiB with
+            `docker run … sh -c 'cd /from && tar cf - . | tar xf - -C /to'`
+            (median of 3);
+         b. sequential 1 GiB write (busybox dd, conv=fsync) and read (after
+            drop_caches) in a thin volume in a container, on the host in a
+            folder on the berth root's filesystem, and in a dockerd local
+            volume for context (1 warm-up pass, median of 5; timed by
+            busybox `time`, 10 ms resolution);
+         c. `docker system df -v` with 1000 empty volumes (berth: thin,
+            size=64M; dockerd: local), median of 5, plus the bare API call;
   * prints a markdown table (operation | berth | dockerd | berth/dockerd)
-    and the machine it ran on; --out also writes them to FILE. Raw samples
+    and a second one for the thin volumes, and the machine it ran on; --out also writes them to FILE. Raw samples
     go to stderr; --keep-logs DIR keeps both daemon logs.
 
-Both daemons are stopped by PID (SIGTERM, wait, SIGKILL) and their folders
-unmounted (deepest first) and removed in a finally block. No other dockerd
-or berth is touched.
+Every section removes its volumes. Both daemons are stopped by PID
+(SIGTERM, wait, SIGKILL) and, in a finally block, their folders are
+unmounted (lazily, deepest first), the loop devices backed by files under
+them are waited for until they detach (`losetup -d` after 30 s), and the
+folders are removed. No other dockerd or berth is touched.
 
 Environment (all optional): BERTH_BIN, DOCKER_BIN, DOCKERD_BIN.
 Stdlib only.
@@ -161,9 +178,80 @@ def unmount_all_under(path: str) -> None:
         log(f"WARNING: mounts still present under {path}: {left}")
 
 
+def _backing_file(dev: str) -> str | None:
+    """The backing file of /dev/<dev>, or None when it is not bound."""
+    try:
+        with open(f"/sys/block/{dev}/loop/backing_file") as f:
+            b = f.read().strip()
+    except OSError:
+        return None
+    if b.endswith(" (deleted)"):
+        b = b[: -len(" (deleted)")]
+    return b or None
+
+
+def loops_backed_under(path: str) -> dict[str, str]:
+    """Loop devices whose backing file lies under ``path``: {loopN: file}."""
+    base = os.path.realpath(path)
+    found = {}
+    try:
+        devs = [d for d in os.listdir("/sys/block") if d.startswith("loop")]
+    except OSError:
+        return found
+    for dev in devs:
+        b = _backing_file(dev)
+        if b and (b == base or b.startswith(base + "/")):
+            found[dev] = b
+    return found
+
+
+def _still_bound(dev: str, recorded: str, base: str) -> bool:
+    b = _backing_file(dev)
+    if b is None:
+        return False
+    if b == recorded or b.startswith(base + "/"):
+        return True
+    # After a lazy unmount the kernel may show the path relative to the
+    # detached mount; a path that does not exist on the host is still ours.
+    # One that exists elsewhere means the device was freed and reused.
+    return not os.path.exists(b)
+
+
+def wait_loops_detached(path: str, loops: dict[str, str], timeout: float = 30.0) -> None:
+    """Waits until our loop devices (autoclear) let go; LOOP_CLR_FD by
+    `losetup -d` on the ones that do not, then warns about any still bound."""
+    base = os.path.realpath(path)
+    loops = dict(loops)
+    loops.update(loops_backed_under(path))
+    if not loops:
+        return
+    deadline = time.monotonic() + timeout
+    left = loops
+    while True:
+        left = {d: b for d, b in left.items() if _still_bound(d, b, base)}
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    if left:
+        log(f"loop devices still bound {timeout:.0f}s after unmount, detaching: {left}")
+        for dev in left:
+            subprocess.run(["losetup", "-d", f"/dev/{dev}"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
+        end = time.monotonic() + 5
+        while left and time.monotonic() < end:
+            left = {d: b for d, b in left.items() if _still_bound(d, b, base)}
+            time.sleep(0.05)
+        if left:
+            log(f"WARNING: loop devices backed by files under {path} still bound: {left}")
+    else:
+        log(f"loop devices backed by files under {path} detached: {sorted(loops)}")
+
+
 def remove_tree(path: str | None) -> None:
     if path and os.path.exists(path):
+        loops = loops_backed_under(path)  # before the unmount hides their paths
         unmount_all_under(path)
+        wait_loops_detached(path, loops)
         shutil.rmtree(path, ignore_errors=True)
         if os.path.exists(path):
             log(f"WARNING: could not remove {path} completely")
@@ -285,16 +373,19 @@ class Engine:
 class Berth(Engine):
     name = "berth"
 
-    def __init__(self, bin_path: str, docker_bin: str):
+    def __init__(self, bin_path: str, docker_bin: str, thin_pool_size: str = "40G"):
         super().__init__("bb-", docker_bin)
         self.bin = bin_path
         self.root = os.path.join(self.dir, "root")
         self.sock = os.path.join(self.dir, "b.sock")
         self.pidfile = os.path.join(self.dir, "b.pid")
+        self.thin_pool_size = thin_pool_size
 
     def argv(self):
+        # The pool file is made at the first thin create, so the sections
+        # that use no thin volume do not pay for it.
         return [self.bin, "daemon", "--host", self.host, "--root", self.root,
-                "--pidfile", self.pidfile]
+                "--pidfile", self.pidfile, "--thin-pool-size", self.thin_pool_size]
 
 
 class Dockerd(Engine):
@@ -536,6 +627,424 @@ def bench_cli_volumes(res: Results, engines: list[Engine], n: int, reps: int) ->
             log(f"{label} [{name}] ms: " + " ".join(f"{x:.0f}" for x in xs))
         med = {k: statistics.median(v) for k, v in samples.items()}
         res.add(f"{label} — median of {reps}", med.get("berth"), med.get("dockerd"))
+    # Leave no volumes behind for the sections that follow.
+    for e in engines:
+        remove_volumes(e, [f"cv{i:04d}" for i in range(n)])
+
+
+def remove_volumes(engine: Engine, names: list[str], path_prefix: str = f"/v{API}") -> None:
+    """DELETE each volume over one connection; 404 is fine, other failures are logged."""
+    conn = UnixHTTPConnection(engine.sock)
+    bad = []
+    try:
+        for name in names:
+            try:
+                status, payload = call(conn, "DELETE", f"{path_prefix}/volumes/{name}")
+            except OSError as exc:
+                bad.append(f"{name}: {exc!r}")
+                conn.close()
+                continue
+            if status not in (204, 404):
+                bad.append(f"{name}: {status} {payload[:200]!r}")
+    finally:
+        conn.close()
+    if bad:
+        log(f"WARNING: {engine.name}: could not remove {len(bad)} volume(s): {bad[:5]}")
+
+
+# ---------------------------------------------------------------------------
+# Thin volumes (--thin)
+# ---------------------------------------------------------------------------
+
+MiB = 1 << 20
+GiB = 1 << 30
+DD_COUNT = 1024  # 1 MiB blocks: 1 GiB
+TAR_COPY = "cd /from && tar cf - . | tar xf - -C /to"
+
+
+def fmt_ratio(r: float | None) -> str:
+    if r is None:
+        return "n/a"
+    if r < 0.01:
+        return f"{r:.2g}× (1/{1 / r:.0f})" if r > 0 else "0×"
+    return f"{r:.2f}×"
+
+
+def fmt_mbs(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.0f} MB/s"
+
+
+class ThinTable:
+    """measurement | berth | reference | ratio | aim | met?"""
+
+    def __init__(self):
+        self.rows: list[tuple[str, str, str, str, str, str]] = []
+        self.notes: list[str] = []
+        self.failed = 0
+
+    def add(self, what: str, berth: str, reference: str, ratio_s: str,
+            aim: str = "—", met: bool | None = None) -> None:
+        verdict = "—" if met is None else ("yes" if met else "**no**")
+        self.rows.append((what, berth, reference, ratio_s, aim, verdict))
+
+    def fail(self, part: str, exc: BaseException) -> None:
+        msg = f"{part} FAILED: {exc}"
+        self.failed += 1
+        loud(msg)
+        self.notes.append(msg.splitlines()[0][:300])
+
+    def table(self) -> str:
+        out = ["| measurement | berth | reference | ratio | aim | met? |",
+               "|---|---:|---|---:|---|---|"]
+        for row in self.rows:
+            out.append("| " + " | ".join(row) + " |")
+        return "\n".join(out)
+
+
+def api(conn: UnixHTTPConnection, who: str, method: str, path: str, body=None,
+        want: int = 200) -> bytes:
+    status, payload = call(conn, method, path, body)
+    if status != want:
+        raise RuntimeError(f"{who}: {method} {path} -> {status} (want {want}): "
+                           f"{payload[:300]!r}")
+    return payload
+
+
+def timed_api(conn: UnixHTTPConnection, who: str, method: str, path: str, body=None,
+              want: int = 200) -> float:
+    t0 = time.perf_counter()
+    api(conn, who, method, path, body, want)
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def pool_allocated(conn: UnixHTTPConnection) -> int | None:
+    pools = json.loads(api(conn, "berth", "GET", "/berth/v1/pools"))
+    for p in pools:
+        if p.get("Driver") == "thin":
+            return int(p.get("Allocated") or 0)
+    return None
+
+
+def fill_volume(engine: Engine, volume: str) -> None:
+    """1 GiB of /dev/urandom into <volume>/data."""
+    engine.docker("run", "--rm", "--network", "none", "-v", f"{volume}:/d", IMAGE,
+                  "dd", "if=/dev/urandom", "of=/d/data", "bs=1M", f"count={DD_COUNT}")
+
+
+def file_size_in(engine: Engine, volume: str, path: str) -> int:
+    out = engine.docker("run", "--rm", "--network", "none", "-v", f"{volume}:/d", IMAGE,
+                        "stat", "-c", "%s", f"/d/{path}").stdout.strip()
+    return int(out)
+
+
+def thin_snapshot_clone(tt: ThinTable, berth: Berth, dockerd: Dockerd | None,
+                        reps: int, tar_reps: int) -> None:
+    snap = clone = tar = None
+    b = "berth"
+    clones = ["cwarm", "cchk"] + [f"c{i}" for i in range(reps)]
+    try:
+        berth.docker("volume", "create", "-d", "thin", "-o", "size=10G", "snapsrc")
+        fill_volume(berth, "snapsrc")
+        conn = UnixHTTPConnection(berth.sock)
+        try:
+            st = json.loads(api(conn, b, "GET", f"/v{API}/volumes/snapsrc")).get("Status") or {}
+            log(f"snapsrc: SizeBytes {st.get('SizeBytes')}, Allocated {st.get('Allocated')}")
+            if int(st.get("Allocated") or 0) < GiB:
+                tt.notes.append(f"snapsrc reports Allocated {st.get('Allocated')} bytes, "
+                                f"less than the 1 GiB written")
+            base = "/berth/v1/volumes/snapsrc"
+            # one warm-up of each, not counted
+            api(conn, b, "POST", f"{base}/snapshots", {"Name": "swarm"}, 201)
+            api(conn, b, "DELETE", f"{base}/snapshots/swarm", None, 204)
+            snap, snap_del = [], []
+            for i in range(reps):
+                snap.append(timed_api(conn, b, "POST", f"{base}/snapshots", {"Name": f"s{i}"}, 201))
+                snap_del.append(timed_api(conn, b, "DELETE", f"{base}/snapshots/s{i}", None, 204))
+            api(conn, b, "POST", f"{base}/clone", {"Target": "cwarm"}, 201)
+            api(conn, b, "DELETE", f"/v{API}/volumes/cwarm", None, 204)
+            clone, clone_del = [], []
+            for i in range(reps):
+                clone.append(timed_api(conn, b, "POST", f"{base}/clone", {"Target": f"c{i}"}, 201))
+                clone_del.append(timed_api(conn, b, "DELETE", f"/v{API}/volumes/c{i}", None, 204))
+            for label, xs in (("snapshot create", snap), ("snapshot delete", snap_del),
+                              ("clone", clone), ("clone delete (DELETE /volumes)", clone_del)):
+                log(f"thin {label} [berth] ms: " + " ".join(f"{x:.2f}" for x in xs)
+                    + f" (median {statistics.median(xs):.2f})")
+            tt.notes.append(
+                f"not in the timed figures: deleting a snapshot took a median of "
+                f"{statistics.median(snap_del):.1f} ms and removing a clone "
+                f"{statistics.median(clone_del):.1f} ms (both punch the image and FITRIM the pool)")
+            if conn.connects != 1:
+                tt.notes.append(f"snapshot/clone timing needed {conn.connects} connections")
+            # Sanity: a clone shares blocks and holds the data.
+            before = pool_allocated(conn)
+            api(conn, b, "POST", f"{base}/clone", {"Target": "cchk"}, 201)
+            after = pool_allocated(conn)
+            size = file_size_in(berth, "cchk", "data")
+            api(conn, b, "DELETE", f"/v{API}/volumes/cchk", None, 204)
+            grew = None if before is None or after is None else (after - before) / MiB
+            log(f"clone check: pool allocation grew by {grew} MiB; /d/data in the clone "
+                f"is {size} bytes")
+            tt.notes.append(f"check: a clone of snapsrc holds the 1 GiB file ({size} bytes) "
+                            f"and grew the pool's allocation by "
+                            f"{'?' if grew is None else f'{grew:.1f}'} MiB")
+            if size != DD_COUNT * MiB:
+                tt.notes.append(f"the clone's /d/data is {size} bytes, not {DD_COUNT * MiB}")
+        finally:
+            conn.close()
+    except Exception as exc:
+        snap = clone = None  # no partial samples under a "median of N" label
+        tt.fail("thin snapshot/clone on berth", exc)
+    finally:
+        remove_volumes(berth, ["snapsrc", *clones])  # also drops any snapshot left
+
+    dsts = [f"dst{i}" for i in range(tar_reps)]
+    if dockerd is not None:
+        try:
+            dockerd.docker("volume", "create", "src")
+            fill_volume(dockerd, "src")
+            tar = []
+            for i, dst in enumerate(dsts):
+                tar.append(timed_cli(dockerd, ["run", "--rm", "--network", "none",
+                                               "-v", "src:/from", "-v", f"{dst}:/to",
+                                               IMAGE, "sh", "-c", TAR_COPY]))
+                if i == len(dsts) - 1:
+                    size = file_size_in(dockerd, dst, "data")
+                    if size != DD_COUNT * MiB:
+                        tt.notes.append(f"dockerd's tar copy holds {size} bytes, "
+                                        f"not {DD_COUNT * MiB}")
+                dockerd.docker("volume", "rm", dst)
+            log("tar copy [dockerd] ms: " + " ".join(f"{x:.0f}" for x in tar))
+        except Exception as exc:
+            tar = None
+            tt.fail("tar copy on dockerd", exc)
+        finally:
+            remove_volumes(dockerd, ["src", *dsts])
+
+    tar_med = statistics.median(tar) if tar else None
+    ref = (f"dockerd: `docker run` tar copy of the same 1 GiB into a new local volume, "
+           f"median of {tar_reps}: {fmt_ms(tar_med)}")
+    for what, xs in ((f"snapshot, 10 GiB thin volume holding 1 GiB "
+                      f"(`POST /berth/v1/volumes/snapsrc/snapshots`), median of {reps}", snap),
+                     (f"clone, same volume (`POST /berth/v1/volumes/snapsrc/clone`), "
+                      f"median of {reps}", clone)):
+        med = statistics.median(xs) if xs else None
+        tt.add(what, fmt_ms(med), ref,
+               fmt_ratio(med / tar_med if med is not None and tar_med else None),
+               "berth ≤ 50 ms", None if med is None else med <= 50.0)
+
+
+def parse_busybox_time(stderr: str) -> float:
+    """Seconds from busybox `time` ("real\t0m 1.23s"; 10 ms resolution)."""
+    m = re.search(r"real\s+(?:(\d+)h\s*)?(\d+)m\s*([\d.]+)s", stderr)
+    if not m:
+        raise RuntimeError(f"no `real` time in: {stderr[-300:]!r}")
+    return int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+
+
+def check_dd(stderr: str, what: str) -> None:
+    if f"{DD_COUNT}+0 records out" not in stderr:
+        raise RuntimeError(f"{what}: dd did not copy {DD_COUNT} blocks: {stderr[-300:]!r}")
+
+
+def drop_caches() -> str | None:
+    """sync + drop the page cache; the error as text when that is not allowed."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return None
+    except OSError as exc:
+        return repr(exc)
+
+
+def thin_throughput(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, work: str,
+                    reps: int) -> None:
+    host_dir = os.path.join(work, "hostio")
+    os.makedirs(host_dir, exist_ok=True)
+    host_file = os.path.join(host_dir, "f")
+    if os.stat(host_dir).st_dev != os.stat(berth.dir).st_dev:
+        tt.notes.append(f"the host dd folder {host_dir} is NOT on the filesystem of the "
+                        f"berth root {berth.root}")
+    write = ["dd", "if=/dev/zero", "bs=1M", f"count={DD_COUNT}", "conv=fsync"]
+
+    def in_container(e: Engine, vol: str, dd: list[str]) -> tuple[float, str]:
+        p = e.docker("run", "--rm", "--network", "none", "-v", f"{vol}:/d", IMAGE, "time", *dd)
+        return parse_busybox_time(p.stderr), p.stderr
+
+    def on_host(dd: list[str]) -> tuple[float, str]:
+        p = subprocess.run([BUSYBOX, "time", BUSYBOX, *dd], capture_output=True, text=True,
+                           timeout=600)
+        if p.returncode != 0:
+            raise RuntimeError(f"host dd failed ({p.returncode}): {p.stderr[-300:]}")
+        return parse_busybox_time(p.stderr), p.stderr
+
+    targets = {
+        "thin": (lambda dd: in_container(berth, "thinvol", dd), "/d/f"),
+        "host": (on_host, host_file),
+    }
+    if dockerd is not None:
+        targets["dockerd"] = (lambda dd: in_container(dockerd, "ddvol", dd), "/d/f")
+    mbs: dict[str, dict[str, list[float]]] = {k: {"write": [], "read": []} for k in targets}
+    drop_error = None
+    try:
+        berth.docker("volume", "create", "-d", "thin", "-o", "size=10G", "thinvol")
+        if dockerd is not None:
+            dockerd.docker("volume", "create", "ddvol")
+        names = list(targets)
+        # Pass 0 is a warm-up (the first write into fresh space is much slower
+        # on this VM's disk); the targets alternate order between passes.
+        for rep in range(reps + 1):
+            order = names if rep % 2 == 0 else list(reversed(names))
+            for name in order:
+                run, path = targets[name]
+                secs, err = run([*write[:2], f"of={path}", *write[2:]])
+                check_dd(err, f"{name} write")
+                w = DD_COUNT * MiB / secs / 1e6
+                drop_error = drop_caches() or drop_error
+                secs, err = run(["dd", f"if={path}", "of=/dev/null", "bs=1M"])
+                check_dd(err, f"{name} read")
+                r = DD_COUNT * MiB / secs / 1e6
+                if rep > 0:
+                    mbs[name]["write"].append(w)
+                    mbs[name]["read"].append(r)
+                log(f"throughput {'warm-up' if rep == 0 else f'pass {rep}'} [{name}]: "
+                    f"write {w:.0f} MB/s, read {r:.0f} MB/s")
+    except Exception as exc:
+        mbs = {}  # no partial samples under a "median of N" label
+        tt.fail("thin throughput", exc)
+    finally:
+        remove_volumes(berth, ["thinvol"])
+        if dockerd is not None:
+            remove_volumes(dockerd, ["ddvol"])
+        try:
+            os.remove(host_file)
+        except OSError:
+            pass
+    if drop_error:
+        tt.notes.append(f"dropping the page cache FAILED ({drop_error}): the read figures "
+                        f"may come from the cache")
+
+    def med(name: str, kind: str) -> float | None:
+        xs = mbs.get(name, {}).get(kind)
+        return statistics.median(xs) if xs else None
+
+    for kind, cmd in (("write", "`dd if=/dev/zero of=…/f bs=1M count=1024 conv=fsync`"),
+                      ("read", "`dd if=…/f of=/dev/null bs=1M` after `sync; echo 3 > "
+                               "/proc/sys/vm/drop_caches`")):
+        t, h = med("thin", kind), med("host", kind)
+        r = t / h if t and h else None
+        tt.add(f"sequential {kind}, 1 GiB, {cmd}, median of {reps}: thin volume (10G, ext4) "
+               f"in a container",
+               fmt_mbs(t), f"host: same busybox dd into /tmp (same filesystem as the berth "
+               f"root): {fmt_mbs(h)}", fmt_ratio(r) + " (thin/host)", "thin/host ≥ 0.85",
+               None if r is None else r >= 0.85)
+    if dockerd is not None:
+        for kind in ("write", "read"):
+            d, h = med("dockerd", kind), med("host", kind)
+            tt.add(f"for context: sequential {kind} in a dockerd local volume "
+                   f"(a folder on the same filesystem), median of {reps}",
+                   "—", f"dockerd: {fmt_mbs(d)}; host: {fmt_mbs(h)}",
+                   fmt_ratio(d / h if d and h else None) + " (dockerd/host)")
+
+
+def thin_df(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, n: int, reps: int) -> None:
+    engines: list[Engine] = [berth] + ([dockerd] if dockerd is not None else [])
+    names = [f"tv{i:04d}" for i in range(n)]
+    created: dict[str, list[float]] = {}
+    removed: dict[str, list[float]] = {}
+    cli: dict[str, list[float]] = {e.name: [] for e in engines}
+    raw_api: dict[str, list[float]] = {e.name: [] for e in engines}
+    try:
+        for e in engines:
+            conn = UnixHTTPConnection(e.sock)
+            try:
+                xs = []
+                for name in names:
+                    body = {"Name": name}
+                    if e is berth:
+                        body.update(Driver="thin", DriverOpts={"size": "64M"})
+                    xs.append(timed_api(conn, e.name, "POST", f"/v{API}/volumes/create", body, 201))
+                created[e.name] = xs
+                if conn.connects != 1:
+                    tt.notes.append(f"{e.name}: creating {n} volumes needed {conn.connects} "
+                                    f"connections")
+            finally:
+                conn.close()
+            log(f"created {n} volumes on {e.name}: total {sum(xs) / 1000:.1f} s, "
+                f"median {statistics.median(xs):.2f} ms")
+        for e in engines:  # sanity check and one warm-up
+            out = e.docker("volume", "ls", "-q").stdout.split()
+            got = sum(1 for v in out if v.startswith("tv"))
+            if got != n:
+                raise RuntimeError(f"{e.name}: docker volume ls shows {got} of {n} volumes")
+            if len(out) != n:
+                tt.notes.append(f"{e.name} held {len(out)} volumes during `system df -v`, "
+                                f"not {n}")
+            e.docker("system", "df", "-v")
+        for i in range(reps):
+            order = engines if i % 2 == 0 else list(reversed(engines))
+            for e in order:
+                cli[e.name].append(timed_cli(e, ["system", "df", "-v"]))
+        for e in engines:
+            conn = UnixHTTPConnection(e.sock)
+            try:
+                api(conn, e.name, "GET", f"/v{API}/system/df")
+                for _ in range(reps):
+                    raw_api[e.name].append(timed_api(conn, e.name, "GET", f"/v{API}/system/df"))
+            finally:
+                conn.close()
+        for name, xs in cli.items():
+            log(f"`docker system df -v`, {n} thin/local volumes [{name}] ms: "
+                + " ".join(f"{x:.1f}" for x in xs))
+        for name, xs in raw_api.items():
+            log(f"GET /system/df, {n} volumes [{name}] ms: " + " ".join(f"{x:.2f}" for x in xs))
+        for e in engines:
+            conn = UnixHTTPConnection(e.sock)
+            try:
+                removed[e.name] = [timed_api(conn, e.name, "DELETE", f"/v{API}/volumes/{v}",
+                                             None, 204) for v in names]
+            finally:
+                conn.close()
+    except Exception as exc:
+        for d in (created, removed, cli, raw_api):  # no partial samples
+            d.clear()
+        tt.fail("system df with thin volumes", exc)
+    finally:
+        for e in engines:
+            remove_volumes(e, names)
+
+    def m(d: dict[str, list[float]], name: str) -> float | None:
+        return statistics.median(d[name]) if d.get(name) else None
+
+    b, d = m(cli, "berth"), m(cli, "dockerd")
+    r = b / d if b is not None and d else None
+    tt.add(f"`docker system df -v` with {n} volumes (berth: thin, size=64M, empty; dockerd: "
+           f"local, empty), median of {reps}", fmt_ms(b), f"dockerd: {fmt_ms(d)}",
+           fmt_ratio(r), "berth ≤ 0.1× dockerd", None if r is None else r <= 0.1)
+    b, d = m(raw_api, "berth"), m(raw_api, "dockerd")
+    tt.add(f"for context: `GET /v{API}/system/df` alone (no CLI), same {n} volumes, "
+           f"keep-alive, median of {reps}", fmt_ms(b), f"dockerd: {fmt_ms(d)}",
+           fmt_ratio(b / d if b is not None and d else None))
+    for label, dd in (("create", created), ("remove", removed)):
+        b, d = m(dd, "berth"), m(dd, "dockerd")
+        tt.add(f"for context: API volume {label} ×{n}, per op (berth: thin size=64M; "
+               f"dockerd: local), median", fmt_ms(b), f"dockerd: {fmt_ms(d)}",
+               fmt_ratio(b / d if b is not None and d else None))
+
+
+def bench_thin(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, work: str,
+               args: argparse.Namespace) -> None:
+    log("thin section: snapshot and clone")
+    thin_snapshot_clone(tt, berth, dockerd, args.snap_reps, args.tar_reps)
+    log("thin section: throughput")
+    thin_throughput(tt, berth, dockerd, work, args.io_reps)
+    log("thin section: system df")
+    thin_df(tt, berth, dockerd, args.thin_volumes, args.thin_df_reps)
+    if dockerd is not None:
+        tt.notes.append(f"the dockerd `system df -v` figure is for {args.thin_volumes} EMPTY "
+                        f"local volumes; dockerd walks every volume's folder, so with "
+                        f"content in them its time would grow, and that was not measured")
 
 
 # ---------------------------------------------------------------------------
@@ -583,16 +1092,21 @@ def loadavg() -> str:
 
 
 def default_berth_bin() -> str:
+    """target/release/berth if it is at least as new as target/debug/berth
+    (or there is no debug build), otherwise target/debug/berth."""
     rel = os.path.join(REPO, "target", "release", "berth")
     dbg = os.path.join(REPO, "target", "debug", "berth")
-    if os.path.exists(rel):
-        if os.path.exists(dbg) and os.path.getmtime(dbg) > os.path.getmtime(rel):
-            loud(f"{rel} is OLDER than {dbg}: it may predate the code you mean to "
-                 f"measure. Run `cargo build --release` (or pass --berth-bin).")
+    has_rel, has_dbg = os.path.exists(rel), os.path.exists(dbg)
+    if has_rel and (not has_dbg or os.path.getmtime(rel) >= os.path.getmtime(dbg)):
         return rel
-    if os.path.exists(dbg):
-        loud(f"no release build: measuring the DEBUG binary {dbg}. "
-             f"Run `cargo build --release` first for meaningful numbers.")
+    if has_dbg:
+        if has_rel:
+            loud(f"{rel} is OLDER than {dbg}: measuring the newer DEBUG binary, which is "
+                 f"slower than a release build. Run `cargo build --release` for "
+                 f"meaningful numbers (or pass --berth-bin).")
+        else:
+            loud(f"no release build: measuring the DEBUG binary {dbg}, which is slower "
+                 f"than a release build. Run `cargo build --release` first.")
         return dbg
     raise SystemExit(f"no berth binary under {REPO}/target: run `cargo build --release`")
 
@@ -622,6 +1136,9 @@ def machine_info(berth: Berth, berth_bin: str, dockerd: Dockerd | None, docker_b
                   f"sha256 {sha.hexdigest()[:12]})"),
         ("dockerd", sh([dockerd.bin, "--version"]) if dockerd else "NOT RUN (dockerd not installed)"),
         ("docker CLI", sh([docker_bin, "--version"]) + f" ({docker_bin}), DOCKER_API_VERSION={API}"),
+        ("thin pool", f"--thin-pool-size {berth.thin_pool_size}: {berth.root}/thin/pool.img "
+                      f"(sparse, loop, XFS reflink) on "
+                      f"{sh(['findmnt', '-n', '-o', 'SOURCE,FSTYPE,OPTIONS', '-T', berth.dir])}"),
         ("image", f"{IMAGE}: {BUSYBOX} ({sh([BUSYBOX, '--help']).splitlines()[0] if os.path.exists(BUSYBOX) else '?'}) + applet symlinks"),
     ]
     return info
@@ -638,6 +1155,21 @@ def main() -> int:
     ap.add_argument("--list-reps", type=int, default=20, help="volume list calls (default 20)")
     ap.add_argument("--cli-volumes", type=int, default=1000, help="volumes for the CLI benchmark (default 1000)")
     ap.add_argument("--cli-reps", type=int, default=5, help="CLI calls per engine (default 5)")
+    ap.add_argument("--thin", action="store_true",
+                    help="run ONLY the thin-volume section (without a section flag every "
+                         "section runs, this one included)")
+    ap.add_argument("--no-thin", action="store_true", help="skip the thin-volume section")
+    ap.add_argument("--thin-pool-size", default="40G", help="berth --thin-pool-size (default 40G)")
+    ap.add_argument("--snap-reps", type=int, default=10,
+                    help="timed snapshots and clones (default 10)")
+    ap.add_argument("--tar-reps", type=int, default=3, help="timed dockerd tar copies (default 3)")
+    ap.add_argument("--io-reps", type=int, default=5,
+                    help="timed 1 GiB write+read passes per target, after one "
+                         "uncounted warm-up pass (default 5)")
+    ap.add_argument("--thin-volumes", type=int, default=1000,
+                    help="volumes for the thin `system df -v` benchmark (default 1000)")
+    ap.add_argument("--thin-df-reps", type=int, default=5,
+                    help="`system df -v` calls per engine with thin volumes (default 5)")
     ap.add_argument("--keep-logs", metavar="DIR",
                     help="copy both daemon logs into DIR before their folders are removed")
     ap.add_argument("--berth-bin", default=os.environ.get("BERTH_BIN"))
@@ -646,6 +1178,8 @@ def main() -> int:
                         else shutil.which("docker")))
     ap.add_argument("--dockerd-bin", default=os.environ.get("DOCKERD_BIN") or shutil.which("dockerd"))
     args = ap.parse_args()
+    if args.thin and args.no_thin:
+        raise SystemExit("--thin and --no-thin exclude each other")
 
     if os.geteuid() != 0:
         raise SystemExit("run as root (both daemons mount and create namespaces)")
@@ -672,6 +1206,7 @@ def main() -> int:
     berth: Berth | None = None
     dockerd: Dockerd | None = None
     res = Results()
+    thin = ThinTable()
     info: list[tuple[str, str]] = []
     try:
         # Run a private copy, so that a rebuild during the run cannot mix two
@@ -679,7 +1214,7 @@ def main() -> int:
         bin_copy = os.path.join(work, "berth")
         shutil.copy2(berth_bin, bin_copy)
         log(f"berth binary: {berth_bin} (run as {bin_copy})")
-        berth = Berth(bin_copy, args.docker_bin)
+        berth = Berth(bin_copy, args.docker_bin, args.thin_pool_size)
         berth.start(timeout=30)
         log(f"berth daemon pid {berth.proc.pid} on {berth.sock}")
         engines: list[Engine] = [berth]
@@ -700,16 +1235,23 @@ def main() -> int:
                 raise
             log(f"imported {IMAGE} into {e.name}")
 
-        # The floor: one docker CLI process and its small version request(s).
-        bench_run(res, engines, "baseline: `docker version` (CLI start-up + small requests)",
-                  ["version"], args.runs, stats=("median",))
-        run = ["run", "--rm", "--network", "none", IMAGE, "true"]
-        bench_run(res, engines, "`docker run --rm --network none benchimg:1 true`", run, args.runs)
-        runv = ["run", "--rm", "--network", "none", "-v", "benchvol:/d", IMAGE, "true"]
-        bench_run(res, engines, "`docker run --rm --network none -v benchvol:/d benchimg:1 true`",
-                  runv, args.runs)
-        bench_volume_api(res, engines, args.volumes, args.list_reps)
-        bench_cli_volumes(res, engines, args.cli_volumes, args.cli_reps)
+        if not args.thin:
+            # The floor: one docker CLI process and its small version request(s).
+            bench_run(res, engines, "baseline: `docker version` (CLI start-up + small requests)",
+                      ["version"], args.runs, stats=("median",))
+            run = ["run", "--rm", "--network", "none", IMAGE, "true"]
+            bench_run(res, engines, "`docker run --rm --network none benchimg:1 true`", run,
+                      args.runs)
+            runv = ["run", "--rm", "--network", "none", "-v", "benchvol:/d", IMAGE, "true"]
+            bench_run(res, engines,
+                      "`docker run --rm --network none -v benchvol:/d benchimg:1 true`",
+                      runv, args.runs)
+            for e in engines:
+                remove_volumes(e, ["benchvol"])
+            bench_volume_api(res, engines, args.volumes, args.list_reps)
+            bench_cli_volumes(res, engines, args.cli_volumes, args.cli_reps)
+        if not args.no_thin:
+            bench_thin(thin, berth, dockerd, work, args)
         info = machine_info(berth, berth_bin, dockerd, args.docker_bin, load_start)
     finally:
         for e in (dockerd, berth):
@@ -730,14 +1272,23 @@ def main() -> int:
         kill_leftovers(work)
         remove_tree(work)
 
-    text = "\n".join(f"- {k}: {v}" for k, v in info) + "\n\n" + res.table() + "\n"
+    text = "\n".join(f"- {k}: {v}" for k, v in info) + "\n"
+    if res.rows:
+        text += "\n" + res.table() + "\n"
     if res.notes:
         text += "\n" + "\n".join(f"- NOTE: {n}" for n in res.notes) + "\n"
+    if thin.rows:
+        text += "\n### Thin volumes\n\n" + thin.table() + "\n"
+    if thin.notes:
+        text += "\n" + "\n".join(f"- NOTE: {n}" for n in thin.notes) + "\n"
     print(text)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
         log(f"wrote {args.out}")
+    if thin.failed:
+        loud(f"{thin.failed} thin measurement(s) FAILED (n/a in the table; see the NOTEs)")
+        return 1
     return 0
 
 
