@@ -527,3 +527,19 @@ def image(daemon, request):
     from busybox_image import import_busybox
     stem = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
     return import_busybox(daemon, f"{stem}-{uuid.uuid4().hex[:8]}:v1")
+
+
+@pytest.fixture
+def uniq(daemon):
+    """A unique name prefix for one test; containers (forced, with their
+    anonymous volumes) and volumes named with it are removed afterwards."""
+    prefix = "u" + uuid.uuid4().hex[:10]
+    yield prefix
+    status, body = daemon.api("GET", "/containers/json?all=1")
+    for c in body if status == 200 else []:
+        if any(n.lstrip("/").startswith(prefix) for n in c.get("Names") or []):
+            daemon.api("DELETE", f"/containers/{c['Id']}?force=1&v=1")
+    status, body = daemon.api("GET", "/volumes")
+    for v in ((body or {}).get("Volumes") or []) if status == 200 else []:
+        if v["Name"].startswith(prefix):
+            daemon.api("DELETE", f"/volumes/{v['Name']}?force=1")

@@ -25,16 +25,6 @@ from busybox_image import berth_with_cleanup, import_busybox
 from conftest import error_message
 
 
-@pytest.fixture
-def uniq(daemon):
-    """Unique name prefix; containers named with it are removed afterwards."""
-    prefix = "bad" + uuid.uuid4().hex[:10]
-    yield prefix
-    status, body = daemon.api("GET", "/containers/json?all=1")
-    if status == 200:
-        for c in body:
-            if any(n.lstrip("/").startswith(prefix) for n in c.get("Names") or []):
-                daemon.api("DELETE", f"/containers/{c['Id']}?force=1&v=1")
 
 
 @pytest.fixture

@@ -21,18 +21,6 @@ def client(daemon):
     c.close()
 
 
-@pytest.fixture
-def uniq(daemon):
-    prefix = "dpv" + uuid.uuid4().hex[:8]
-    yield prefix
-    status, body = daemon.api("GET", "/containers/json?all=1")
-    for c in body if status == 200 else []:
-        if any(n.lstrip("/").startswith(prefix) for n in c.get("Names") or []):
-            daemon.api("DELETE", f"/containers/{c['Id']}?force=1&v=1")
-    status, body = daemon.api("GET", "/volumes")
-    for v in ((body or {}).get("Volumes") or []) if status == 200 else []:
-        if v["Name"].startswith(prefix):
-            daemon.api("DELETE", f"/volumes/{v['Name']}?force=1")
 
 
 @pytest.fixture

@@ -3,11 +3,10 @@
 //! filesystem is mounted there at the first mount id and unmounted at the
 //! last, so a tmpfs volume is empty at each first use (Docker's behaviour).
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use super::local_opts::{self, LocalMount};
+use super::mount_ids::MountIds;
 use super::{Capabilities, DriverError, DriverOptions, DriverVolume, Scope, VolumeDriver};
 use crate::sys::mount;
 use crate::sys::remove_tree::remove_tree_same_fs;
@@ -16,9 +15,9 @@ use crate::sys::remove_tree::remove_tree_same_fs;
 #[derive(Debug)]
 pub struct LocalDriver {
     volumes_dir: PathBuf,
-    /// Active mount ids per volume. Guarded per call only; the service's
-    /// per-name lock orders calls for one volume.
-    active: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+    /// Active mount ids per volume; the service's per-name lock orders
+    /// calls for one volume.
+    active: MountIds,
 }
 
 impl LocalDriver {
@@ -26,7 +25,7 @@ impl LocalDriver {
     pub fn new(volumes_dir: &Path) -> Self {
         LocalDriver {
             volumes_dir: volumes_dir.to_path_buf(),
-            active: Arc::default(),
+            active: MountIds::default(),
         }
     }
 
@@ -36,10 +35,6 @@ impl LocalDriver {
 
     fn data_dir(&self, name: &str) -> PathBuf {
         self.volume_dir(name).join("_data")
-    }
-
-    fn active_ids(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<String>>> {
-        self.active.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Mounts the volume's filesystem on `_data`. With `o=loop` and a file
@@ -106,7 +101,7 @@ impl VolumeDriver for LocalDriver {
             mount::unmount(&data)
                 .map_err(|e| DriverError::io(format!("unmounting {}", data.display()), e))?;
         }
-        self.active_ids().remove(name);
+        self.active.forget(name);
         let dir = self.volume_dir(name);
         remove_tree_same_fs(&dir)
             .map_err(|e| DriverError::io(format!("removing {}", dir.display()), e))
@@ -121,39 +116,25 @@ impl VolumeDriver for LocalDriver {
         if !data.is_dir() {
             return Err(DriverError::NoSuchVolume);
         }
-        let first = self.active_ids().get(name).is_none_or(|ids| ids.is_empty());
-        if first {
+        if self.active.is_unheld(name) {
             if let Some(spec) = local_opts::parse(options)? {
                 self.mount_fs(&spec, &data)?;
             }
         }
-        self.active_ids()
-            .entry(name.to_string())
-            .or_default()
-            .insert(id.to_string());
+        self.active.add(name, id);
         Ok(data)
     }
 
     fn unmount(&self, name: &str, id: &str) -> Result<bool, DriverError> {
-        let last = {
-            let active = self.active_ids();
-            match active.get(name) {
-                Some(ids) if ids.contains(id) => ids.len() == 1,
-                _ => return Ok(false),
-            }
+        let Some(last) = self.active.is_last(name, id) else {
+            return Ok(false);
         };
         let data = self.data_dir(name);
         if last && mount::is_mounted(&data) {
             mount::unmount(&data)
                 .map_err(|e| DriverError::io(format!("unmounting {}", data.display()), e))?;
         }
-        let mut active = self.active_ids();
-        if let Some(ids) = active.get_mut(name) {
-            ids.remove(id);
-            if ids.is_empty() {
-                active.remove(name);
-            }
-        }
+        self.active.remove(name, id);
         Ok(true)
     }
 

@@ -11,6 +11,7 @@
 mod error;
 pub mod local;
 mod local_opts;
+pub mod mount_ids;
 pub mod thin;
 
 use std::collections::{BTreeMap, HashMap};

@@ -9,12 +9,12 @@ mod extended;
 pub mod options;
 pub mod pool;
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
 
+use super::mount_ids::MountIds;
 use super::{Capabilities, DriverError, DriverOptions, DriverVolume, Scope, VolumeDriver};
 use crate::sys::{loopdev, mount, units};
 use options::ThinOptions;
@@ -46,7 +46,7 @@ pub struct ThinDriver {
     pool: Pool,
     /// `<root>/thin/mnt`: where volumes are mounted (their `Mountpoint`).
     mounts_dir: PathBuf,
-    active: parking_lot::Mutex<HashMap<String, HashSet<String>>>,
+    active: MountIds,
 }
 
 fn io(context: impl Into<String>, e: std::io::Error) -> DriverError {
@@ -153,12 +153,7 @@ impl ThinDriver {
                 continue;
             }
             crate::sys::reflink::thaw(&target);
-            if self
-                .active
-                .lock()
-                .get(&name)
-                .is_none_or(|ids| ids.is_empty())
-            {
+            if self.active.is_unheld(&name) {
                 tracing::warn!(volume = %name, "unmounting a thin volume no container holds (left by a crash)");
                 if let Err(e) = self.unmount_image(&name) {
                     tracing::error!(volume = %name, error = %e, "could not unmount");
@@ -242,7 +237,7 @@ impl VolumeDriver for ThinDriver {
         if mount::is_mounted(&target) {
             self.unmount_image(name)?;
         }
-        self.active.lock().remove(name);
+        self.active.forget(name);
         let image = self.image(name);
         // Punch the image's blocks out first: XFS frees an unlinked file's
         // extents in the background, too late for the trim below; a punch
@@ -279,12 +274,7 @@ impl VolumeDriver for ThinDriver {
             return Err(DriverError::NoSuchVolume);
         }
         let target = self.mountpoint(name);
-        let first = self
-            .active
-            .lock()
-            .get(name)
-            .is_none_or(|ids| ids.is_empty());
-        if first && !mount::is_mounted(&target) {
+        if self.active.is_unheld(name) && !mount::is_mounted(&target) {
             let o = self.parse(options)?;
             std::fs::create_dir_all(&target).map_err(|e| io("creating the mount point", e))?;
             let device =
@@ -305,30 +295,19 @@ impl VolumeDriver for ThinDriver {
                 let _ = nix::unistd::chown(&target, Some(o.uid.into()), Some(o.gid.into()));
             }
         }
-        self.active
-            .lock()
-            .entry(name.to_string())
-            .or_default()
-            .insert(id.to_string());
+        self.active.add(name, id);
         Ok(target)
     }
 
     fn unmount(&self, name: &str, id: &str) -> Result<bool, DriverError> {
-        let last = match self.active.lock().get(name) {
-            Some(ids) if ids.contains(id) => ids.len() == 1,
-            _ => return Ok(false),
+        let Some(last) = self.active.is_last(name, id) else {
+            return Ok(false);
         };
         let target = self.mountpoint(name);
         if last && mount::is_mounted(&target) {
             self.unmount_image(name)?;
         }
-        let mut active = self.active.lock();
-        if let Some(ids) = active.get_mut(name) {
-            ids.remove(id);
-            if ids.is_empty() {
-                active.remove(name);
-            }
-        }
+        self.active.remove(name, id);
         Ok(true)
     }
 

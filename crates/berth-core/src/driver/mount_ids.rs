@@ -1,0 +1,69 @@
+//! The reference count behind `mount(id)`/`unmount(id)`: which ids hold
+//! each volume mounted. Drivers do the real mount at the first id and undo
+//! it at the last; this table only answers "first?" and "last?".
+
+use std::collections::{HashMap, HashSet};
+
+/// Mount ids per volume name.
+#[derive(Debug, Default)]
+pub struct MountIds(parking_lot::Mutex<HashMap<String, HashSet<String>>>);
+
+impl MountIds {
+    /// Whether no id holds `name`.
+    pub fn is_unheld(&self, name: &str) -> bool {
+        self.0.lock().get(name).is_none_or(|ids| ids.is_empty())
+    }
+
+    /// Records that `id` holds `name` (idempotent).
+    pub fn add(&self, name: &str, id: &str) {
+        self.0
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .insert(id.to_string());
+    }
+
+    /// `None` if `id` does not hold `name`; otherwise whether it is the
+    /// last id that does.
+    pub fn is_last(&self, name: &str, id: &str) -> Option<bool> {
+        match self.0.lock().get(name) {
+            Some(ids) if ids.contains(id) => Some(ids.len() == 1),
+            _ => None,
+        }
+    }
+
+    /// Drops `id`'s hold on `name`.
+    pub fn remove(&self, name: &str, id: &str) {
+        let mut table = self.0.lock();
+        if let Some(ids) = table.get_mut(name) {
+            ids.remove(id);
+            if ids.is_empty() {
+                table.remove(name);
+            }
+        }
+    }
+
+    /// Forgets every hold on `name` (the volume is being removed).
+    pub fn forget(&self, name: &str) {
+        self.0.lock().remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_and_last() {
+        let ids = MountIds::default();
+        assert!(ids.is_unheld("v"));
+        ids.add("v", "a");
+        ids.add("v", "b");
+        assert_eq!(ids.is_last("v", "a"), Some(false));
+        assert_eq!(ids.is_last("v", "zz"), None);
+        ids.remove("v", "a");
+        assert_eq!(ids.is_last("v", "b"), Some(true));
+        ids.remove("v", "b");
+        assert!(ids.is_unheld("v"));
+    }
+}
