@@ -61,8 +61,12 @@ impl ThinDriver {
         std::fs::create_dir_all(&mounts_dir)
             .map_err(|e| io("creating the thin mount folder", e))?;
         let pool = Pool::new(settings);
+        // A pool that cannot be mounted now must not keep the daemon (and
+        // every other volume) down: say so, and retry at the next use.
         if pool.exists() {
-            pool.ensure()?;
+            if let Err(e) = pool.ensure() {
+                tracing::error!(error = %e, "thin pool not available; thin volumes fail until it is");
+            }
         }
         Ok(ThinDriver {
             pool,
@@ -269,6 +273,7 @@ impl VolumeDriver for ThinDriver {
     }
 
     fn mount(&self, name: &str, options: &DriverOptions, id: &str) -> Result<PathBuf, DriverError> {
+        self.pool.ensure()?;
         let image = self.image(name);
         if !image.exists() {
             return Err(DriverError::NoSuchVolume);
