@@ -543,3 +543,29 @@ def uniq(daemon):
     for v in ((body or {}).get("Volumes") or []) if status == 200 else []:
         if v["Name"].startswith(prefix):
             daemon.api("DELETE", f"/volumes/{v['Name']}?force=1")
+
+
+# --- host state helpers for storage tests ---
+
+def loop_devices_backed_by(path: str, under: bool = False) -> list[str]:
+    """Loop devices whose backing file is ``path`` (or, with ``under``, any
+    file below that folder), read from sysfs."""
+    real = os.path.realpath(path)
+    out = []
+    for dev in os.listdir("/sys/block"):
+        if not dev.startswith("loop"):
+            continue
+        try:
+            with open(f"/sys/block/{dev}/loop/backing_file") as f:
+                backing = f.read().strip()
+        except OSError:
+            continue
+        if backing == real or (under and backing.startswith(real.rstrip("/") + "/")):
+            out.append(dev)
+    return out
+
+
+def mount_points_under(prefix: str) -> list[str]:
+    """Mount points at or below ``prefix`` (this process's view)."""
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]

@@ -15,19 +15,7 @@ import uuid
 
 import pytest
 
-
-def loops_backed_by(path: str) -> list[str]:
-    real = os.path.realpath(path)
-    out = []
-    for dev in os.listdir("/sys/block"):
-        if dev.startswith("loop"):
-            try:
-                with open(f"/sys/block/{dev}/loop/backing_file") as f:
-                    if f.read().strip() == real:
-                        out.append(dev)
-            except OSError:
-                pass
-    return out
+from conftest import loop_devices_backed_by, mount_points_under
 
 
 def wait_until(pred, timeout=5.0):
@@ -51,8 +39,7 @@ def vol(daemon):
 
 
 def mounted(path: str) -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
+    return path in mount_points_under(path)
 
 
 def test_tmpfs_volume_is_empty_after_the_last_container_stops(daemon, image, vol):
@@ -79,9 +66,9 @@ def test_ext4_on_loop_volume_keeps_data_and_detaches(daemon, image, vol):
         subprocess.run(["mkfs.ext4", "-q", "-F", img], check=True)
         daemon.docker("volume", "create", "-o", "type=ext4", "-o", f"device={img}", "-o", "o=loop", vol)
         daemon.docker("run", "--rm", "-v", f"{vol}:/e", image, "sh", "-c", "echo persisted > /e/f; sync")
-        assert wait_until(lambda: not loops_backed_by(img)), "loop device detached after the last container"
+        assert wait_until(lambda: not loop_devices_backed_by(img)), "loop device detached after the last container"
         assert daemon.docker("run", "--rm", "-v", f"{vol}:/e", image, "cat", "/e/f").stdout == "persisted\n"
-        assert wait_until(lambda: not loops_backed_by(img))
+        assert wait_until(lambda: not loop_devices_backed_by(img))
         daemon.docker("volume", "rm", vol)
         assert os.path.getsize(img) == 32 * 1024 * 1024, "removing the volume never touches the device"
     finally:

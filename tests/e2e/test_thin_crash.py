@@ -15,29 +15,12 @@ import time
 
 import pytest
 
+from conftest import loop_devices_backed_by, mount_points_under
+
 pytestmark = pytest.mark.skipif(shutil.which("mkfs.xfs") is None or shutil.which("xfs_repair") is None,
                                 reason="xfsprogs missing")
 
 ROUNDS = int(os.environ.get("BERTH_THIN_CRASH_ROUNDS", "12"))
-
-
-def loops_backed_by_dir(directory: str) -> list[str]:
-    real = os.path.realpath(directory)
-    out = []
-    for dev in os.listdir("/sys/block"):
-        if dev.startswith("loop"):
-            try:
-                with open(f"/sys/block/{dev}/loop/backing_file") as f:
-                    if f.read().strip().startswith(real):
-                        out.append(dev)
-            except OSError:
-                pass
-    return out
-
-
-def mounted_under(prefix: str) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
 
 
 def hammer(d, op: str, stop: threading.Event):
@@ -69,8 +52,8 @@ def check_invariants(d):
     assert listed == images, f"listed {sorted(listed)} vs images {sorted(images)}"
     staged = [os.path.join(r, f) for r, _, fs in os.walk(pool) for f in fs if f.endswith((".tmp", ".restore"))]
     assert staged == [], staged
-    assert mounted_under(os.path.join(thin, "mnt")) == [], "no container runs, so no thin volume stays mounted"
-    loops = loops_backed_by_dir(thin)
+    assert mount_points_under(os.path.join(thin, "mnt")) == [], "no container runs, so no thin volume stays mounted"
+    loops = loop_devices_backed_by(thin, under=True)
     assert len(loops) == 1, f"only the pool's loop device: {loops}"
     snaps = d.api("GET", "/berth/v1/volumes/base/snapshots")[1]
     on_disk = {f[:-4] for f in os.listdir(os.path.join(pool, "snapshots", "base"))} if os.path.isdir(os.path.join(pool, "snapshots", "base")) else set()
@@ -111,10 +94,10 @@ def test_kill9_during_snapshot_clone_resize(berth_factory):
         d.stop()
     pool_img = os.path.join(d.root, "thin", "pool.img")
     pool_mnt = os.path.join(d.root, "thin", "pool")
-    for m in sorted(mounted_under(os.path.join(d.root, "thin")), key=len, reverse=True):
+    for m in sorted(mount_points_under(os.path.join(d.root, "thin")), key=len, reverse=True):
         subprocess.run(["umount", m], check=True)
     deadline = time.time() + 10
-    while loops_backed_by_dir(os.path.join(d.root, "thin")) and time.time() < deadline:
+    while loop_devices_backed_by(os.path.join(d.root, "thin"), under=True) and time.time() < deadline:
         time.sleep(0.1)
     repair = subprocess.run(["xfs_repair", "-n", pool_img], capture_output=True, text=True)
     assert repair.returncode == 0, repair.stdout + repair.stderr
