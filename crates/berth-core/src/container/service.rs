@@ -122,6 +122,10 @@ impl ContainerService {
             filters.get(key).is_none_or(|vs| vs.iter().any(|v| test(v)))
         };
         let all = all || filters.contains_key("status") || filters.contains_key("exited");
+        // Compiled once, not per container (Docker's name filter: exact or
+        // unanchored regular expression).
+        let names = crate::volume::filters::NameFilter::new(filters)
+            .map_err(|e| ContainerError::InvalidConfig(e.to_string()))?;
         let out = self
             .store
             .list_containers()?
@@ -129,11 +133,7 @@ impl ContainerService {
             .filter(|c| all || c.state.status == super::Status::Running)
             .filter(|c| any("status", &|v| v == c.state.status.as_str()))
             .filter(|c| any("id", &|v| c.id.starts_with(v)))
-            .filter(|c| {
-                any("name", &|v| {
-                    regex::Regex::new(v).is_ok_and(|re| re.is_match(&c.name))
-                })
-            })
+            .filter(|c| names.matches(&c.name))
             .filter(|c| any("ancestor", &|v| v == c.config.image || v == c.image_id))
             .filter(|c| {
                 any("exited", &|v| {
