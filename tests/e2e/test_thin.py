@@ -202,3 +202,13 @@ def test_pool_report_and_trim(thin_daemon):
         assert after < baseline + 32 * MIB, f"200 MiB written then deleted inside a mounted volume: {baseline} -> {after}"
     finally:
         d.docker("rm", "-f", c)
+
+
+def test_high_water_mark_warns(berth_factory):
+    d = berth_factory(extra_args=["--thin-pool-size", "2G", "--thin-high-water", "1"]).start()
+    d.docker("volume", "create", "-d", "thin", "-o", "size=1G", "hw")
+    warning = status(d, "hw").get("Warning", "")
+    assert "past its high-water mark of 1%" in warning, warning
+    with open(d.log) as f:
+        assert "past its high-water mark" in f.read()
+    d.docker("volume", "rm", "hw")

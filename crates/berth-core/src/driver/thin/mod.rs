@@ -172,24 +172,27 @@ impl ThinDriver {
         }
     }
 
-    fn warn_if_past_high_water(&self) {
+    /// A warning when the pool's allocation is past the high-water mark.
+    fn high_water_warning(&self) -> Option<String> {
         let stats = self.pool.stats();
-        if stats.size > 0
-            && stats.allocated as f64 > stats.size as f64 * self.pool.settings.high_water
-        {
-            tracing::warn!(
-                allocated = stats.allocated,
-                size = stats.size,
-                "thin pool is past its high-water mark"
-            );
+        let mark = self.pool.settings.high_water;
+        let used = stats.allocated as f64 / stats.size.max(1) as f64;
+        (stats.size > 0 && used > mark).then(|| {
+            format!(
+                "thin pool is {:.0}% allocated, past its high-water mark of {:.0}%",
+                used * 100.0,
+                mark * 100.0
+            )
+        })
+    }
+
+    fn warn_if_past_high_water(&self) {
+        if let Some(warning) = self.high_water_warning() {
+            tracing::warn!("{warning}");
         }
     }
 
-    fn status(
-        &self,
-        name: &str,
-        options: Option<&ThinOptions>,
-    ) -> serde_json::Map<String, serde_json::Value> {
+    fn status(&self, name: &str) -> serde_json::Map<String, serde_json::Value> {
         let image = self.image(name);
         let virtual_size = std::fs::metadata(&image).map_or(0, |m| m.len());
         let stats = self.pool.stats();
@@ -200,8 +203,8 @@ impl ThinDriver {
             "Mounted": mount::is_mounted(&self.mountpoint(name)),
             "Pool": {"Size": stats.size, "Allocated": stats.allocated},
         });
-        if let Some(o) = options {
-            status["Filesystem"] = json!(o.fs);
+        if let Some(warning) = self.high_water_warning() {
+            status["Warning"] = json!(warning);
         }
         status.as_object().cloned().unwrap_or_default()
     }
@@ -320,7 +323,7 @@ impl VolumeDriver for ThinDriver {
         Ok(self.path(name)?.map(|mountpoint| DriverVolume {
             name: name.to_string(),
             mountpoint,
-            status: Some(self.status(name, None)),
+            status: Some(self.status(name)),
         }))
     }
 
