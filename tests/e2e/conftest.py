@@ -530,6 +530,17 @@ def image(daemon, request):
 
 
 @pytest.fixture
+def client(daemon):
+    """A docker-py client on the module's container-test daemon."""
+    import docker
+    c = docker.DockerClient(base_url=daemon.host, version="auto", timeout=60)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
 def uniq(daemon):
     """A unique name prefix for one test; containers (forced, with their
     anonymous volumes) and volumes named with it are removed afterwards."""

@@ -44,10 +44,9 @@ def seeded(daemon):
 
 
 @pytest.fixture
-def vol(daemon):
-    name = "cu" + uuid.uuid4().hex[:10]
-    yield name
-    daemon.api("DELETE", f"/volumes/{name}?force=1")
+def vol(uniq):
+    """The test's volume name; volumes named with it go with uniq."""
+    return uniq
 
 
 def sh(daemon, image, mount_args, script, check=True):

@@ -20,18 +20,6 @@ from busybox_image import berth_with_cleanup, import_busybox
 from conftest import HEX64
 
 
-
-
-
-@pytest.fixture
-def client(daemon):
-    c = docker.DockerClient(base_url=daemon.host, version="auto", timeout=60)
-    try:
-        yield c
-    finally:
-        c.close()
-
-
 @pytest.fixture
 def cname(client):
     made: list[str] = []

@@ -15,15 +15,6 @@ from docker.types import Mount
 
 
 @pytest.fixture
-def client(daemon):
-    c = docker.DockerClient(base_url=daemon.host, version="auto", timeout=60)
-    yield c
-    c.close()
-
-
-
-
-@pytest.fixture
 def host_dir():
     d = tempfile.mkdtemp(prefix="dpv-host.", dir="/tmp")
     yield d
