@@ -116,8 +116,8 @@ impl ThinDriver {
         };
         if let Some(why) = failed {
             let _ = std::fs::remove_file(&tmp);
-            let full =
-                self.pool.stats().allocated >= self.pool.stats().size.saturating_sub(1 << 20);
+            let stats = self.pool.stats();
+            let full = stats.allocated >= stats.size.saturating_sub(1 << 20);
             let why = if full {
                 format!("the thin pool is full: {why}")
             } else {
@@ -173,8 +173,7 @@ impl ThinDriver {
     }
 
     /// A warning when the pool's allocation is past the high-water mark.
-    fn high_water_warning(&self) -> Option<String> {
-        let stats = self.pool.stats();
+    fn high_water_warning(&self, stats: pool::PoolStats) -> Option<String> {
         let mark = self.pool.settings.high_water;
         let used = stats.allocated as f64 / stats.size.max(1) as f64;
         (stats.size > 0 && used > mark).then(|| {
@@ -187,7 +186,7 @@ impl ThinDriver {
     }
 
     fn warn_if_past_high_water(&self) {
-        if let Some(warning) = self.high_water_warning() {
+        if let Some(warning) = self.high_water_warning(self.pool.stats()) {
             tracing::warn!("{warning}");
         }
     }
@@ -203,7 +202,7 @@ impl ThinDriver {
             "Mounted": mount::is_mounted(&self.mountpoint(name)),
             "Pool": {"Size": stats.size, "Allocated": stats.allocated},
         });
-        if let Some(warning) = self.high_water_warning() {
+        if let Some(warning) = self.high_water_warning(stats) {
             status["Warning"] = json!(warning);
         }
         status.as_object().cloned().unwrap_or_default()
