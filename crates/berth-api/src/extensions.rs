@@ -1,7 +1,7 @@
 //! berth's own API, under `/berth/v1` (documented in `openapi.yaml` next to
 //! this crate): volume snapshots, clone, resize.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::request::{blocking, json, read_json};
+use crate::request::{blocking, json, read_json, Query};
 use crate::types::VolumeJson;
 use crate::ApiState;
 
@@ -82,10 +82,11 @@ pub async fn snapshot_restore(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /berth/v1/volumes/{name}/clone` `{"Target": "…"}`
+/// `POST /berth/v1/volumes/{name}/clone[?progress=1]` `{"Target": "…"}`
 pub async fn clone(
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -94,6 +95,9 @@ pub async fn clone(
         return Err(ApiError::bad_request("clone needs a Target volume name"));
     }
     let svc = state.volumes.clone();
+    if Query::parse(q.as_deref()).bool("progress") {
+        return crate::clone_progress::clone_with_progress(svc, name, body.target).await;
+    }
     let volume = blocking(move || {
         svc.clone_volume(&name, &body.target)
             .map_err(ApiError::from)

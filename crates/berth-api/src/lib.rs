@@ -8,6 +8,7 @@
 
 #![recursion_limit = "256"]
 
+mod clone_progress;
 mod container_json;
 mod containers;
 pub mod error;

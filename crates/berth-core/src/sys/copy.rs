@@ -1,7 +1,8 @@
 //! Copy of a folder tree that keeps everything a filesystem records: modes,
 //! owners, extended attributes, timestamps, symlinks (as links), hard links
 //! (as links), device nodes and FIFOs, and holes in sparse files. Used to
-//! copy image content into a new volume (copy-up).
+//! copy image content into a new volume (copy-up) and to clone a `local`
+//! volume (with progress).
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -14,75 +15,113 @@ use std::path::{Path, PathBuf};
 /// Copies the contents of folder `src` into existing folder `dst`.
 /// Symlinks are never followed. Returns the bytes of file data copied.
 pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<u64> {
-    let mut links = HashMap::new();
-    let mut bytes = 0;
-    copy_dir_contents(src, dst, &mut links, &mut bytes)?;
-    copy_metadata(src, dst, &std::fs::symlink_metadata(src)?)?;
-    Ok(bytes)
+    copy_tree_with_progress(src, dst, &mut |_| Ok(()))
 }
 
-fn copy_dir_contents(
+/// [`copy_tree`], telling `progress` how many more bytes of file length
+/// (data and holes alike) are done, at most every [`CHUNK`] bytes. An
+/// error from `progress` stops the copy and is returned (the caller, who
+/// made `dst`, removes it).
+pub fn copy_tree_with_progress(
     src: &Path,
     dst: &Path,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-    bytes: &mut u64,
-) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(src)? {
-        let entry = entry?;
-        let from = entry.path();
-        let to = dst.join(entry.file_name());
-        let meta = std::fs::symlink_metadata(&from)?;
+    progress: &mut dyn FnMut(u64) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
+    let mut copier = Copier {
+        links: HashMap::new(),
+        bytes: 0,
+        progress,
+    };
+    copier.dir_contents(src, dst)?;
+    copy_metadata(src, dst, &std::fs::symlink_metadata(src)?)?;
+    Ok(copier.bytes)
+}
+
+/// The most bytes copied between two progress reports (and per
+/// copy_file_range call, which is what bounds it).
+pub const CHUNK: u64 = 64 << 20;
+
+/// One tree copy's state: hard links seen (by source inode), bytes of data
+/// copied, and where progress goes.
+struct Copier<'a> {
+    links: HashMap<(u64, u64), PathBuf>,
+    bytes: u64,
+    progress: &'a mut dyn FnMut(u64) -> std::io::Result<()>,
+}
+
+impl Copier<'_> {
+    fn dir_contents(&mut self, src: &Path, dst: &Path) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(src)? {
+            let entry = entry?;
+            self.entry(&entry.path(), &dst.join(entry.file_name()))?;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, from: &Path, to: &Path) -> std::io::Result<()> {
+        let meta = std::fs::symlink_metadata(from)?;
         let kind = meta.file_type();
+        let key = (meta.dev(), meta.ino());
         if kind.is_dir() {
-            std::fs::create_dir(&to)?;
-            copy_dir_contents(&from, &to, links, bytes)?;
-        } else if meta.nlink() > 1
-            && !kind.is_symlink()
-            && links.contains_key(&(meta.dev(), meta.ino()))
-        {
-            std::fs::hard_link(&links[&(meta.dev(), meta.ino())], &to)?;
-            continue;
+            std::fs::create_dir(to)?;
+            self.dir_contents(from, to)?;
+        } else if meta.nlink() > 1 && !kind.is_symlink() && self.links.contains_key(&key) {
+            return std::fs::hard_link(&self.links[&key], to);
         } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+            std::os::unix::fs::symlink(std::fs::read_link(from)?, to)?;
         } else if kind.is_file() {
-            *bytes += copy_sparse(&from, &to)?;
+            self.file(from, to)?;
         } else {
             nix::sys::stat::mknod(
-                &to,
+                to,
                 nix::sys::stat::SFlag::from_bits_truncate(meta.mode() & libc::S_IFMT),
                 nix::sys::stat::Mode::from_bits_truncate(meta.mode() & 0o7777),
                 meta.rdev(),
             )?;
         }
         if meta.nlink() > 1 && !kind.is_dir() && !kind.is_symlink() {
-            links.insert((meta.dev(), meta.ino()), to.clone());
+            self.links.insert(key, to.to_path_buf());
         }
-        copy_metadata(&from, &to, &meta)?;
+        copy_metadata(from, to, &meta)
     }
-    Ok(())
+
+    /// Copies file data segment by segment (SEEK_DATA/SEEK_HOLE), so holes
+    /// stay holes; reports progress per chunk.
+    fn file(&mut self, from: &Path, to: &Path) -> std::io::Result<()> {
+        let src = File::open(from)?;
+        let dst = File::create(to)?;
+        let len = src.metadata()?.len();
+        let mut pos = 0u64;
+        while pos < len {
+            let Some((data, end)) = next_data_segment(&src, pos, len) else {
+                break; // only a hole remains
+            };
+            let chunk_end = end.min(data + CHUNK);
+            self.bytes += copy_range(&src, &dst, data, chunk_end)?;
+            (self.progress)(chunk_end - pos)?;
+            pos = chunk_end;
+        }
+        dst.set_len(len)?;
+        (self.progress)(len.saturating_sub(pos))
+    }
 }
 
-/// Copies file data segment by segment (SEEK_DATA/SEEK_HOLE), so holes
-/// stay holes.
-fn copy_sparse(from: &Path, to: &Path) -> std::io::Result<u64> {
-    let src = File::open(from)?;
-    let dst = File::create(to)?;
-    let len = src.metadata()?.len();
-    let mut copied = 0;
-    let mut pos: i64 = 0;
-    while (pos as u64) < len {
-        // SAFETY: lseek on valid descriptors.
-        let data = unsafe { libc::lseek(src.as_raw_fd(), pos, libc::SEEK_DATA) };
-        if data < 0 {
-            break; // ENXIO: only a hole remains
-        }
-        let hole = unsafe { libc::lseek(src.as_raw_fd(), data, libc::SEEK_HOLE) };
-        let end = if hole < 0 { len as i64 } else { hole };
-        copied += copy_range(&src, &dst, data as u64, end as u64)?;
-        pos = end;
+/// The data segment at or after `pos`: `(start, end)`, or `None` when only
+/// a hole remains (ENXIO).
+fn next_data_segment(src: &File, pos: u64, len: u64) -> Option<(u64, u64)> {
+    // SAFETY: lseek on a valid descriptor.
+    let data = unsafe { libc::lseek(src.as_raw_fd(), pos as i64, libc::SEEK_DATA) };
+    if data < 0 {
+        return None;
     }
-    dst.set_len(len)?;
-    Ok(copied)
+    // SAFETY: as above.
+    let hole = unsafe { libc::lseek(src.as_raw_fd(), data, libc::SEEK_HOLE) };
+    let end = if hole < 0 {
+        len
+    } else {
+        (hole as u64).min(len)
+    };
+    Some((data as u64, end))
 }
 
 /// Copies bytes `start..end` at the same offsets: copy_file_range where the
@@ -257,5 +296,34 @@ mod tests {
             "holes stay holes: {} blocks",
             sparse.blocks()
         );
+    }
+
+    #[test]
+    fn progress_adds_up_to_the_file_lengths_and_an_error_stops_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("small"), vec![7u8; 5000]).unwrap();
+        let big = File::create(src.join("big")).unwrap();
+        big.set_len(3 * CHUNK + 10).unwrap(); // one hole, reported in full
+        use std::os::unix::fs::FileExt;
+        big.write_all_at(b"tail", 3 * CHUNK).unwrap();
+        std::fs::create_dir(&dst).unwrap();
+        let mut reports = Vec::new();
+        copy_tree_with_progress(&src, &dst, &mut |n| {
+            reports.push(n);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(reports.iter().sum::<u64>(), 5000 + 3 * CHUNK + 10);
+        assert!(reports.iter().all(|n| *n <= 3 * CHUNK + 10));
+
+        let again = dir.path().join("again");
+        std::fs::create_dir(&again).unwrap();
+        let err = copy_tree_with_progress(&src, &again, &mut |_| {
+            Err(std::io::Error::other("client went away"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "client went away");
     }
 }

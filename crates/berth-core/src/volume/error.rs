@@ -27,6 +27,9 @@ pub enum VolumeError {
     /// Re-create with another driver.
     #[error("create {name}: driver '{existing}' already has volume '{name}': volume name must be unique")]
     DriverConflict { name: String, existing: String },
+    /// A new volume (clone target) whose name is taken.
+    #[error("{op} {name}: a volume named '{name}' already exists")]
+    NameTaken { op: &'static str, name: String },
     /// Re-create with other driver options (berth refuses; Docker ignores).
     #[error("create {name}: volume already exists with different driver options (has {existing}, asked for {requested}); remove it first, or create it without options to reuse it")]
     OptionsConflict {
@@ -69,6 +72,7 @@ impl VolumeError {
             VolumeError::NotFound { .. } => ErrorKind::NotFound,
             VolumeError::InUse { .. }
             | VolumeError::DriverConflict { .. }
+            | VolumeError::NameTaken { .. }
             | VolumeError::OptionsConflict { .. }
             | VolumeError::PruneRunning => ErrorKind::Conflict,
             VolumeError::Driver { source, .. } => source.kind(),

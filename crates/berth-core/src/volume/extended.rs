@@ -107,17 +107,31 @@ impl VolumeService {
     /// A new, independent volume `dst` holding a copy of `src` (shared
     /// blocks on thin volumes; a metadata-preserving copy on local ones).
     pub fn clone_volume(&self, src: &str, dst: &str) -> Result<Volume, VolumeError> {
+        self.clone_volume_with_progress(src, dst, &mut |_| Ok(()))
+    }
+
+    /// [`VolumeService::clone_volume`], reporting progress: once with
+    /// `current == 0` when the checks have passed and the copy begins, then
+    /// as bytes are copied. An error from `progress` (the client went
+    /// away) stops the copy and rolls the new volume back.
+    pub fn clone_volume_with_progress(
+        &self,
+        src: &str,
+        dst: &str,
+        progress: &mut dyn FnMut(CloneProgress) -> std::io::Result<()>,
+    ) -> Result<Volume, VolumeError> {
         names::validate_name(dst)?;
+        if src == dst {
+            // Checked before locking: the name lock is not re-entrant.
+            return Err(VolumeError::NameTaken {
+                op: "clone",
+                name: dst.into(),
+            });
+        }
         let (first, second) = if src < dst { (src, dst) } else { (dst, src) };
         let _g1 = self.locks.lock(first);
         let _g2 = self.locks.lock(second);
-        let record = self.ready("clone", src)?;
-        if self.record("clone", dst)?.is_some() {
-            return Err(VolumeError::DriverConflict {
-                name: dst.to_string(),
-                existing: record.driver,
-            });
-        }
+        let record = self.clone_source(src, dst)?;
         let driver = self.driver_of("clone", &record)?;
         let copy = VolumeRecord {
             name: dst.to_string(),
@@ -129,8 +143,10 @@ impl VolumeService {
             .insert_volume(&copy)
             .map_err(|e| VolumeError::store("clone", dst, e))?;
         let made = match driver.extended() {
-            Some(ext) => ext.clone_volume(src, dst),
-            None => self.copy_local(driver.as_ref(), src, dst),
+            Some(ext) => progress(CloneProgress::default())
+                .map_err(|e| DriverError::io("cloning the volume", e))
+                .and_then(|()| ext.clone_volume(src, dst)),
+            None => copy_local(driver.as_ref(), src, dst, progress),
         };
         if let Err(e) = made {
             let _ = driver.remove(dst);
@@ -149,20 +165,31 @@ impl VolumeService {
         self.get(dst)
     }
 
-    /// Clone for drivers without block sharing: create, then copy the
-    /// files (copy_file_range: reflinks where the filesystem can).
-    fn copy_local(
-        &self,
-        driver: &dyn crate::driver::VolumeDriver,
-        src: &str,
-        dst: &str,
-    ) -> Result<(), DriverError> {
-        let source = driver.path(src)?.ok_or(DriverError::NoSuchVolume)?;
-        driver.create(dst, &Default::default())?;
-        let target = driver.path(dst)?.ok_or(DriverError::NoSuchVolume)?;
-        crate::sys::copy::copy_tree(&source, &target)
-            .map(|_| ())
-            .map_err(|e| DriverError::io("copying the volume", e))
+    /// The record of a volume that can be cloned to `dst`: `src` is ready,
+    /// `dst` is free, and a local `src` keeps its data in berth's folder
+    /// (with mount options its data lives on a device or tmpfs that a
+    /// folder copy would miss, and a copy of the options would share it).
+    fn clone_source(&self, src: &str, dst: &str) -> Result<VolumeRecord, VolumeError> {
+        let record = self.ready("clone", src)?;
+        if self.record("clone", dst)?.is_some() {
+            return Err(VolumeError::NameTaken {
+                op: "clone",
+                name: dst.into(),
+            });
+        }
+        let has_mount_options = ["type", "device", "o"]
+            .iter()
+            .any(|k| record.options.contains_key(*k));
+        if record.driver == "local" && has_mount_options {
+            let why = "cannot clone a local volume with mount options (type, device, o): \
+                       its data is not in berth's folder";
+            return Err(VolumeError::driver(
+                "clone",
+                src,
+                DriverError::Unsupported(why.into()),
+            ));
+        }
+        Ok(record)
     }
 
     /// Every driver's pool report (drivers without a pool are left out).
@@ -205,4 +232,36 @@ impl VolumeService {
         self.publish("resize", name, &[("size", size)]);
         self.get(name)
     }
+}
+
+/// How far a clone is: bytes of file length done of `total` (both 0 for
+/// block-sharing clones, which take an instant).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CloneProgress {
+    pub current: u64,
+    pub total: u64,
+}
+
+/// Clone for drivers without block sharing: measure, create, then copy the
+/// files (copy_file_range: reflinks where the filesystem can).
+fn copy_local(
+    driver: &dyn crate::driver::VolumeDriver,
+    src: &str,
+    dst: &str,
+    progress: &mut dyn FnMut(CloneProgress) -> std::io::Result<()>,
+) -> Result<(), DriverError> {
+    let copying = |e| DriverError::io("copying the volume", e);
+    let source = driver.path(src)?.ok_or(DriverError::NoSuchVolume)?;
+    let total = crate::sys::usage::dir_size(&source).map_err(copying)?;
+    let mut done = CloneProgress { current: 0, total };
+    progress(done).map_err(copying)?;
+    driver.create(dst, &Default::default())?;
+    let target = driver.path(dst)?.ok_or(DriverError::NoSuchVolume)?;
+    crate::sys::copy::copy_tree_with_progress(&source, &target, &mut |n| {
+        done.current += n;
+        done.total = done.total.max(done.current); // files may grow meanwhile
+        progress(done)
+    })
+    .map(|_| ())
+    .map_err(copying)
 }

@@ -16,6 +16,7 @@ mod reconcile;
 mod service;
 
 pub use error::VolumeError;
+pub use extended::CloneProgress;
 pub use filters::Filters;
 pub use model::{CreateRequest, Volume, VolumeUsage};
 pub use prune::PruneReport;

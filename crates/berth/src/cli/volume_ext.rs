@@ -1,12 +1,16 @@
 //! `berth volume snapshot|clone|resize`: berth's own volume verbs, through
 //! the `/berth/v1` API.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+use bytes::Bytes;
 use clap::{Args, Subcommand};
 use hyper::Method;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::format::{human_size, table};
+use super::stream::body_reader;
 use crate::client::{encode, ApiClient};
 
 #[derive(Debug, Subcommand)]
@@ -92,18 +96,42 @@ pub async fn snapshot(api: &ApiClient, cmd: SnapshotCommand) -> Result<i32> {
     Ok(0)
 }
 
-/// `berth volume clone SRC DST`
+/// `berth volume clone SRC DST`: a progress bar on stderr while a local
+/// volume is copied (none when stderr is not a terminal).
 pub async fn clone(api: &ApiClient, a: CloneArgs) -> Result<i32> {
-    let body = json!({"Target": a.target});
-    let made: Value = api
-        .call(
-            Method::POST,
-            &format!("{}/clone", base(&a.source)),
-            Some(body),
-        )
-        .await?
-        .json()?;
-    println!("{}", made["Name"].as_str().unwrap_or_default());
+    let body = Bytes::from(serde_json::to_vec(&json!({"Target": a.target}))?);
+    let path = format!("{}/clone?progress=1", base(&a.source));
+    let resp = api
+        .open(Method::POST, &path, Some((body, "application/json")))
+        .await?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {eta}")?
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("cloning {} to {}", a.source, a.target));
+    let mut lines = BufReader::new(body_reader(resp.into_body())).lines();
+    let mut cloned = None;
+    while let Some(line) = lines.next_line().await? {
+        let message: Value = serde_json::from_str(&line)?;
+        if let Some(error) = message["error"].as_str() {
+            bar.abandon();
+            bail!("Error response from daemon: {error}");
+        }
+        let detail = &message["progressDetail"];
+        if let (Some(current), Some(total)) = (detail["current"].as_u64(), detail["total"].as_u64())
+        {
+            bar.set_length(total);
+            bar.set_position(current);
+        }
+        if let Some(name) = message["aux"]["Name"].as_str() {
+            cloned = Some(name.to_string());
+        }
+    }
+    bar.finish_and_clear();
+    match cloned {
+        Some(name) => println!("{name}"),
+        None => bail!("the daemon ended the clone without a result"),
+    }
     Ok(0)
 }
 

@@ -1,0 +1,99 @@
+//! `POST /berth/v1/volumes/{name}/clone?progress=1`: the clone as a stream
+//! of JSON lines in Docker's `jsonmessage` shape (what `docker pull`
+//! prints from), so a client can draw a progress bar for a local copy.
+//!
+//! Checks that fail before the copy begins (no such volume, target taken,
+//! bad name) still get their own status code: the response starts only
+//! when the core reports the copy under way. A client that goes away
+//! stops the copy, and the core rolls the new volume back.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_core::volume::{CloneProgress, Volume, VolumeError, VolumeService};
+use bytes::Bytes;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::error::ApiError;
+use crate::types::VolumeJson;
+
+/// Progress lines are sent at most this often (the last one always).
+const REPORT_EVERY: Duration = Duration::from_millis(100);
+
+enum CloneEvent {
+    Progress(CloneProgress),
+    Done(Result<Volume, VolumeError>),
+}
+
+/// Runs the clone on a blocking thread and answers with its progress.
+pub async fn clone_with_progress(
+    svc: std::sync::Arc<VolumeService>,
+    src: String,
+    dst: String,
+) -> Result<Response, ApiError> {
+    let (tx, mut rx) = mpsc::channel(16);
+    let id = dst.clone();
+    tokio::task::spawn_blocking(move || run_clone(&svc, &src, &dst, tx));
+    let first = match rx.recv().await {
+        Some(CloneEvent::Done(Err(e))) => return Err(e.into()),
+        Some(event) => event,
+        None => return Err(ApiError::internal("the clone task ended without a result")),
+    };
+    let mut pending = Some(first);
+    let body = futures_util::stream::poll_fn(move |cx| {
+        let event = match pending.take() {
+            Some(event) => std::task::Poll::Ready(Some(event)),
+            None => rx.poll_recv(cx),
+        };
+        event.map(|e| e.map(|e| Ok::<_, std::convert::Infallible>(line(&id, e))))
+    });
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+fn run_clone(svc: &VolumeService, src: &str, dst: &str, tx: mpsc::Sender<CloneEvent>) {
+    let mut last_sent: Option<Instant> = None;
+    let result = svc.clone_volume_with_progress(src, dst, &mut |p| {
+        let started = p.current == 0;
+        if !started && last_sent.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+            return Ok(());
+        }
+        last_sent = Some(Instant::now());
+        tx.blocking_send(CloneEvent::Progress(p))
+            .map_err(|_| std::io::Error::other("the client went away"))
+    });
+    if let Err(e) = &result {
+        tracing::warn!(src, dst, "clone failed and was rolled back: {e}");
+    }
+    let _ = tx.blocking_send(CloneEvent::Done(result));
+}
+
+/// One JSON line: progress, the cloned volume (`aux`), or the error.
+fn line(id: &str, event: CloneEvent) -> Bytes {
+    let value = match event {
+        CloneEvent::Progress(p) => json!({
+            "status": "Copying",
+            "id": id,
+            "progressDetail": {"current": p.current, "total": p.total},
+        }),
+        CloneEvent::Done(Ok(volume)) => json!({
+            "status": "Cloned",
+            "id": id,
+            "aux": VolumeJson::from(volume),
+        }),
+        CloneEvent::Done(Err(e)) => {
+            let message = e.to_string();
+            json!({"errorDetail": {"message": message}, "error": message})
+        }
+    };
+    let mut bytes = serde_json::to_vec(&value).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
