@@ -2,6 +2,7 @@
 """Benchmark berth against a private dockerd, through the real docker CLI.
 
     python3 bench/run_bench.py [--runs 20] [--out FILE]
+    python3 bench/run_bench.py --thin [--thin-only df] [--thin-volumes N]
 
 It builds nothing: run `cargo build --release` first. In one run it
 
@@ -34,8 +35,25 @@ It builds nothing: run `cargo build --release` first. In one run it
             folder on the berth root's filesystem, and in a dockerd local
             volume for context (1 warm-up pass, median of 5; timed by
             busybox `time`, 10 ms resolution);
-         c. `docker system df -v` with 1000 empty volumes (berth: thin,
-            size=64M; dockerd: local), median of 5, plus the bare API call;
+         c. `docker system df -v` with 1000 volumes (--thin-volumes) that
+            all hold the same content: DF_DIRS (10) folders of DF_FILES
+            (10) files of 4 KiB, plus one 1 MiB file, pseudo-random bytes
+            from random.Random(DF_SEED), 1.4 MiB in 101 files (111 entries
+            with the folders), written once under the run's work folder.
+            berth: one thin volume tv0000 (size=64M) filled with
+            `docker run --rm --network none -v tv0000:/d -v <content>:/t:ro
+            benchimg:1 cp -a /t/. /d/`, then tv0001… made by
+            POST /berth/v1/volumes/tv0000/clone {"Target": …} over one
+            keep-alive connection (the clones share its blocks). dockerd:
+            local volumes made by POST /volumes/create, the content copied
+            into each volume's Mountpoint on the host (shutil.copytree).
+            Before the timing, the last volume on each engine must hold the
+            same files (count, bytes, sha256, read in a container). Then 1
+            warm-up and the median of 5 (engines alternating), plus the bare
+            GET /system/df; each volume's UsageData.Size is noted, not
+            compared (berth thin: allocated bytes of the image; dockerd:
+            the file sizes it walks). `--thin-only snapshot|throughput|df`
+            runs one part of this section;
   * prints a markdown table (operation | berth | dockerd | berth/dockerd)
     and a second one for the thin volumes, and the machine it ran on; --out also writes them to FILE. Raw samples
     go to stderr; --keep-logs DIR keeps both daemon logs.
@@ -60,6 +78,7 @@ import json
 import math
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -948,31 +967,145 @@ def thin_throughput(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, work: 
                    fmt_ratio(d / h if d and h else None) + " (dockerd/host)")
 
 
-def thin_df(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, n: int, reps: int) -> None:
+# Every volume of the thin `system df -v` benchmark (5c) holds this: DF_DIRS
+# folders of DF_FILES files of DF_FILE_BYTES bytes, plus one DF_BIG_BYTES file,
+# all pseudo-random bytes from random.Random(DF_SEED). 1.4 MiB in 101 files,
+# 111 entries with the folders.
+DF_DIRS = 10
+DF_FILES = 10
+DF_FILE_BYTES = 4096
+DF_BIG_BYTES = MiB
+DF_SEED = 20261128
+# In the container: file count, bytes, sha256 of the files in name order.
+DF_CHECK = ("cd /d && L=$(find . -type f | sort) && echo \"$L\" | wc -l && "
+            "echo \"$L\" | xargs cat | wc -c && echo \"$L\" | xargs cat | sha256sum")
+
+
+def df_content_label() -> str:
+    total = DF_DIRS * DF_FILES * DF_FILE_BYTES + DF_BIG_BYTES
+    return (f"{total / MiB:.1f} MiB in {DF_DIRS * DF_FILES + 1} files "
+            f"({DF_DIRS} folders × {DF_FILES} files × {DF_FILE_BYTES // 1024} KiB "
+            f"+ 1 × {DF_BIG_BYTES // MiB} MiB)")
+
+
+def build_df_template(parent: str) -> tuple[str, tuple[int, int, str]]:
+    """The content folder under ``parent``, and (files, bytes, sha256) as
+    DF_CHECK reports them."""
+    root = os.path.join(parent, "dfcontent")
+    rng = random.Random(DF_SEED)
+    files: dict[str, bytes] = {}
+    for i in range(DF_DIRS):
+        for j in range(DF_FILES):
+            files[f"./d{i:02d}/f{j:02d}"] = rng.randbytes(DF_FILE_BYTES)
+    files["./big"] = rng.randbytes(DF_BIG_BYTES)
+    os.makedirs(root)
+    os.chmod(root, 0o755)
+    sha = hashlib.sha256()
+    for rel in sorted(files):
+        path = os.path.join(root, rel[2:])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(files[rel])
+        sha.update(files[rel])
+    return root, (len(files), sum(len(b) for b in files.values()), sha.hexdigest())
+
+
+def df_content_in(engine: Engine, volume: str) -> tuple[int, int, str]:
+    """(files, bytes, sha256) of the files in ``volume``, seen from a container."""
+    out = engine.docker("run", "--rm", "--network", "none", "-v", f"{volume}:/d", IMAGE,
+                        "sh", "-c", DF_CHECK).stdout.split()
+    if len(out) < 3:
+        raise RuntimeError(f"{engine.name}: content check of {volume} printed {out!r}")
+    return int(out[0]), int(out[1]), out[2]
+
+
+def df_usage(payload: bytes, name: str) -> int | None:
+    """UsageData.Size of volume ``name`` in a GET /system/df answer."""
+    for v in json.loads(payload).get("Volumes") or []:
+        if v.get("Name") == name:
+            return (v.get("UsageData") or {}).get("Size")
+    return None
+
+
+def thin_df(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, work: str, n: int,
+            reps: int) -> None:
     engines: list[Engine] = [berth] + ([dockerd] if dockerd is not None else [])
     names = [f"tv{i:04d}" for i in range(n)]
+    content = df_content_label()
     created: dict[str, list[float]] = {}
     removed: dict[str, list[float]] = {}
+    copied: list[float] = []
     cli: dict[str, list[float]] = {e.name: [] for e in engines}
     raw_api: dict[str, list[float]] = {e.name: [] for e in engines}
+    usage: dict[str, int | None] = {}
     try:
-        for e in engines:
-            conn = UnixHTTPConnection(e.sock)
+        template, want = build_df_template(work)
+        log(f"df content {template}: {want[0]} files, {want[1]} bytes, sha256 {want[2][:12]}…")
+        # berth: one thin volume filled through a container, the others clones of it.
+        berth.docker("volume", "create", "-d", "thin", "-o", "size=64M", names[0])
+        t0 = time.perf_counter()
+        berth.docker("run", "--rm", "--network", "none", "-v", f"{names[0]}:/d",
+                     "-v", f"{template}:/t:ro", IMAGE, "cp", "-a", "/t/.", "/d/")
+        fill_ms = (time.perf_counter() - t0) * 1000.0
+        conn = UnixHTTPConnection(berth.sock)
+        try:
+            before = pool_allocated(conn)
+            xs = [timed_api(conn, "berth", "POST", f"/berth/v1/volumes/{names[0]}/clone",
+                            {"Target": v}, 201) for v in names[1:]]
+            after = pool_allocated(conn)
+            if conn.connects != 1:
+                tt.notes.append(f"berth: cloning {n - 1} volumes needed {conn.connects} "
+                                f"connections")
+        finally:
+            conn.close()
+        created["berth"] = xs
+        grew = None if before is None or after is None else (after - before) / 1024
+        log(f"berth: filled {names[0]} in {fill_ms:.0f} ms (`docker run … cp -a`), cloned it "
+            f"{n - 1} times: total {sum(xs) / 1000:.1f} s, median "
+            f"{statistics.median(xs):.2f} ms; pool allocation grew "
+            f"by {grew} KiB")
+        tt.notes.append(f"berth's {n} df volumes: `{names[0]}` (thin, size=64M) was filled by "
+                        f"`docker run … -v {names[0]}:/d -v <content>:/t:ro {IMAGE} cp -a /t/. "
+                        f"/d/` in {fill_ms:.0f} ms; the {n - 1} clones of it grew the pool's "
+                        f"allocation by {'?' if grew is None else f'{grew:.0f}'} KiB")
+        if dockerd is not None:
+            # dockerd: local volumes, the content copied into each _data on the host.
+            droot = os.path.realpath(dockerd.root)
+            conn = UnixHTTPConnection(dockerd.sock)
             try:
-                xs = []
-                for name in names:
-                    body = {"Name": name}
-                    if e is berth:
-                        body.update(Driver="thin", DriverOpts={"size": "64M"})
-                    xs.append(timed_api(conn, e.name, "POST", f"/v{API}/volumes/create", body, 201))
-                created[e.name] = xs
+                xs = [timed_api(conn, "dockerd", "POST", f"/v{API}/volumes/create",
+                                {"Name": v}, 201) for v in names]
                 if conn.connects != 1:
-                    tt.notes.append(f"{e.name}: creating {n} volumes needed {conn.connects} "
+                    tt.notes.append(f"dockerd: creating {n} volumes needed {conn.connects} "
                                     f"connections")
+                for v in names:
+                    mp = json.loads(api(conn, "dockerd", "GET", f"/v{API}/volumes/{v}"))
+                    mp = os.path.realpath(mp.get("Mountpoint") or "")
+                    if not mp.startswith(droot + "/"):
+                        raise RuntimeError(f"dockerd: volume {v} has Mountpoint {mp!r}, "
+                                           f"not under {droot}")
+                    t0 = time.perf_counter()
+                    shutil.copytree(template, mp, symlinks=True, dirs_exist_ok=True)
+                    copied.append((time.perf_counter() - t0) * 1000.0)
             finally:
                 conn.close()
-            log(f"created {n} volumes on {e.name}: total {sum(xs) / 1000:.1f} s, "
-                f"median {statistics.median(xs):.2f} ms")
+            created["dockerd"] = xs
+            log(f"created {n} volumes on dockerd: total {sum(xs) / 1000:.1f} s, median "
+                f"{statistics.median(xs):.2f} ms; copied the content into them on the host: "
+                f"total {sum(copied) / 1000:.1f} s, median {statistics.median(copied):.2f} ms")
+        os.sync()  # no writeback of the fill during the timing
+        # Sanity: a clone on berth and a volume on dockerd hold the content.
+        for e in engines:
+            got = df_content_in(e, names[-1])
+            log(f"content check [{e.name}] {names[-1]}: {got[0]} files, {got[1]} bytes, "
+                f"sha256 {got[2][:12]}…")
+            if got != want:
+                raise RuntimeError(f"{e.name}: {names[-1]} holds {got[0]} files, {got[1]} "
+                                   f"bytes, sha256 {got[2][:12]}…; the content folder has "
+                                   f"{want[0]} files, {want[1]} bytes, sha256 {want[2][:12]}…")
+        tt.notes.append(f"check before the `system df` timing: `{names[-1]}` held the same "
+                        f"{want[0]} files, {want[1]} bytes (sha256 {want[2][:12]}…) on "
+                        f"{' and '.join(e.name for e in engines)}")
         for e in engines:  # sanity check and one warm-up
             out = e.docker("volume", "ls", "-q").stdout.split()
             got = sum(1 for v in out if v.startswith("tv"))
@@ -989,16 +1122,18 @@ def thin_df(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, n: int, reps: 
         for e in engines:
             conn = UnixHTTPConnection(e.sock)
             try:
-                api(conn, e.name, "GET", f"/v{API}/system/df")
+                usage[e.name] = df_usage(api(conn, e.name, "GET", f"/v{API}/system/df"),
+                                         names[-1])
                 for _ in range(reps):
                     raw_api[e.name].append(timed_api(conn, e.name, "GET", f"/v{API}/system/df"))
             finally:
                 conn.close()
         for name, xs in cli.items():
-            log(f"`docker system df -v`, {n} thin/local volumes [{name}] ms: "
+            log(f"`docker system df -v`, {n} thin/local volumes with content [{name}] ms: "
                 + " ".join(f"{x:.1f}" for x in xs))
         for name, xs in raw_api.items():
             log(f"GET /system/df, {n} volumes [{name}] ms: " + " ".join(f"{x:.2f}" for x in xs))
+        log(f"UsageData.Size of {names[-1]}: {usage}")
         for e in engines:
             conn = UnixHTTPConnection(e.sock)
             try:
@@ -1007,8 +1142,9 @@ def thin_df(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, n: int, reps: 
             finally:
                 conn.close()
     except Exception as exc:
-        for d in (created, removed, cli, raw_api):  # no partial samples
+        for d in (created, removed, cli, raw_api, usage):  # no partial samples
             d.clear()
+        copied.clear()
         tt.fail("system df with thin volumes", exc)
     finally:
         for e in engines:
@@ -1019,32 +1155,47 @@ def thin_df(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, n: int, reps: 
 
     b, d = m(cli, "berth"), m(cli, "dockerd")
     r = b / d if b is not None and d else None
-    tt.add(f"`docker system df -v` with {n} volumes (berth: thin, size=64M, empty; dockerd: "
-           f"local, empty), median of {reps}", fmt_ms(b), f"dockerd: {fmt_ms(d)}",
+    tt.add(f"`docker system df -v` with {n} volumes, each holding the same {content} "
+           f"(berth: thin, size=64M, clones of one filled volume; dockerd: local, filled on "
+           f"the host), median of {reps}", fmt_ms(b), f"dockerd: {fmt_ms(d)}",
            fmt_ratio(r), "berth ≤ 0.1× dockerd", None if r is None else r <= 0.1)
     b, d = m(raw_api, "berth"), m(raw_api, "dockerd")
     tt.add(f"for context: `GET /v{API}/system/df` alone (no CLI), same {n} volumes, "
            f"keep-alive, median of {reps}", fmt_ms(b), f"dockerd: {fmt_ms(d)}",
            fmt_ratio(b / d if b is not None and d else None))
-    for label, dd in (("create", created), ("remove", removed)):
-        b, d = m(dd, "berth"), m(dd, "dockerd")
-        tt.add(f"for context: API volume {label} ×{n}, per op (berth: thin size=64M; "
-               f"dockerd: local), median", fmt_ms(b), f"dockerd: {fmt_ms(d)}",
-               fmt_ratio(b / d if b is not None and d else None))
+    b, d = m(created, "berth"), m(created, "dockerd")
+    cp = (f"; then the content copied on the host, median "
+          f"{fmt_ms(statistics.median(copied))} per volume, not counted" if copied else "")
+    tt.add(f"for context: making the volumes, per op, median (berth: "
+           f"`POST /berth/v1/volumes/{names[0]}/clone` ×{n - 1}; dockerd: "
+           f"`POST /volumes/create` ×{n}{cp})", fmt_ms(b), f"dockerd: {fmt_ms(d)}",
+           fmt_ratio(b / d if b is not None and d else None))
+    b, d = m(removed, "berth"), m(removed, "dockerd")
+    tt.add(f"for context: API volume remove ×{n}, per op, the volumes holding the content "
+           f"(berth: thin size=64M; dockerd: local), median", fmt_ms(b), f"dockerd: {fmt_ms(d)}",
+           fmt_ratio(b / d if b is not None and d else None))
+    if usage:
+        tt.notes.append(
+            f"`system df` UsageData.Size of `{names[-1]}`: berth "
+            f"{usage.get('berth')} bytes, dockerd {usage.get('dockerd', 'n/a')} bytes, for "
+            f"{content}. They mean different things: berth's thin figure is the allocated "
+            f"bytes of the volume's image file (st_blocks, O(1): ext4 metadata included, and "
+            f"blocks a clone shares are counted in every volume); dockerd's is the sum of the "
+            f"file sizes it finds by walking the folder")
 
 
 def bench_thin(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, work: str,
                args: argparse.Namespace) -> None:
-    log("thin section: snapshot and clone")
-    thin_snapshot_clone(tt, berth, dockerd, args.snap_reps, args.tar_reps)
-    log("thin section: throughput")
-    thin_throughput(tt, berth, dockerd, work, args.io_reps)
-    log("thin section: system df")
-    thin_df(tt, berth, dockerd, args.thin_volumes, args.thin_df_reps)
-    if dockerd is not None:
-        tt.notes.append(f"the dockerd `system df -v` figure is for {args.thin_volumes} EMPTY "
-                        f"local volumes; dockerd walks every volume's folder, so with "
-                        f"content in them its time would grow, and that was not measured")
+    parts = (args.thin_only,) if args.thin_only else ("snapshot", "throughput", "df")
+    if "snapshot" in parts:
+        log("thin section: snapshot and clone")
+        thin_snapshot_clone(tt, berth, dockerd, args.snap_reps, args.tar_reps)
+    if "throughput" in parts:
+        log("thin section: throughput")
+        thin_throughput(tt, berth, dockerd, work, args.io_reps)
+    if "df" in parts:
+        log("thin section: system df")
+        thin_df(tt, berth, dockerd, work, args.thin_volumes, args.thin_df_reps)
 
 
 # ---------------------------------------------------------------------------
@@ -1159,6 +1310,8 @@ def main() -> int:
                     help="run ONLY the thin-volume section (without a section flag every "
                          "section runs, this one included)")
     ap.add_argument("--no-thin", action="store_true", help="skip the thin-volume section")
+    ap.add_argument("--thin-only", choices=("snapshot", "throughput", "df"),
+                    help="run only this part of the thin-volume section (implies --thin)")
     ap.add_argument("--thin-pool-size", default="40G", help="berth --thin-pool-size (default 40G)")
     ap.add_argument("--snap-reps", type=int, default=10,
                     help="timed snapshots and clones (default 10)")
@@ -1167,7 +1320,8 @@ def main() -> int:
                     help="timed 1 GiB write+read passes per target, after one "
                          "uncounted warm-up pass (default 5)")
     ap.add_argument("--thin-volumes", type=int, default=1000,
-                    help="volumes for the thin `system df -v` benchmark (default 1000)")
+                    help="volumes for the thin `system df -v` benchmark, each holding the "
+                         "same content (default 1000; at least 2)")
     ap.add_argument("--thin-df-reps", type=int, default=5,
                     help="`system df -v` calls per engine with thin volumes (default 5)")
     ap.add_argument("--keep-logs", metavar="DIR",
@@ -1178,8 +1332,12 @@ def main() -> int:
                         else shutil.which("docker")))
     ap.add_argument("--dockerd-bin", default=os.environ.get("DOCKERD_BIN") or shutil.which("dockerd"))
     args = ap.parse_args()
+    if args.thin_only:
+        args.thin = True
     if args.thin and args.no_thin:
-        raise SystemExit("--thin and --no-thin exclude each other")
+        raise SystemExit("--thin (or --thin-only) and --no-thin exclude each other")
+    if args.thin_volumes < 2:
+        raise SystemExit("--thin-volumes must be at least 2 (one filled volume and its clones)")
 
     if os.geteuid() != 0:
         raise SystemExit("run as root (both daemons mount and create namespaces)")

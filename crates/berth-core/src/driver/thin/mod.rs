@@ -40,6 +40,64 @@ fn remove_staged(dir: &Path) {
     }
 }
 
+/// Free pool space below which creates are refused. A new image's own
+/// metadata takes tens of MiB (ext4 preallocates its journal, 32 MiB at
+/// 1 GiB; xfs zeroes its log), and a volume made in a pool that cannot hold
+/// its first writes loses them: buffered writeback fails after `write`
+/// already succeeded.
+const CREATE_HEADROOM: u64 = 64 << 20;
+
+/// The one wording of "the pool is full": what is free, what a create
+/// needs, what to do, and the failure that revealed it, if any.
+fn pool_full(stats: pool::PoolStats, cause: Option<&str>) -> DriverError {
+    let mut why = format!(
+        "the thin pool is full: {} free of {}, a new volume needs at least {}; \
+         remove thin volumes, snapshots or data in them to free space",
+        units::format_size(stats.free()),
+        units::format_size(stats.size),
+        units::format_size(CREATE_HEADROOM)
+    );
+    if let Some(cause) = cause {
+        why.push_str(&format!(" ({cause})"));
+    }
+    io("creating the volume image", std::io::Error::other(why))
+}
+
+/// Creates, sizes (sparse), formats and syncs an image file at `path`.
+fn format_image(path: &Path, o: &ThinOptions) -> Result<(), DriverError> {
+    let file = std::fs::File::create(path).map_err(|e| io("creating the volume image", e))?;
+    file.set_len(o.size)
+        .map_err(|e| io("sizing the volume image", e))?;
+    let mut mkfs = match o.fs.as_str() {
+        "xfs" => {
+            let mut c = Command::new("mkfs.xfs");
+            c.args(["-q", "-f", "-K", "-s", "size=4096"]);
+            c
+        }
+        _ => {
+            let mut c = Command::new("mkfs.ext4");
+            // 4 KiB blocks always: a direct-I/O loop device has 4 KiB
+            // sectors, and mkfs would pick 1 KiB blocks for small images.
+            c.args(["-q", "-F", "-b", "4096", "-m", "0", "-E"])
+                .arg(format!("nodiscard,root_owner={}:{}", o.uid, o.gid));
+            c
+        }
+    };
+    match mkfs.arg(path).output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            return Err(io(
+                "formatting the volume image",
+                std::io::Error::other(why),
+            ));
+        }
+        Err(e) => return Err(io(format!("running mkfs.{}", o.fs), e)),
+    }
+    file.sync_all()
+        .map_err(|e| io("syncing the volume image", e))
+}
+
 /// The thin driver over one pool.
 #[derive(Debug)]
 pub struct ThinDriver {
@@ -87,50 +145,40 @@ impl ThinDriver {
         options::parse(options, self.pool.settings.default_volume_size)
     }
 
-    /// Formats a new image file (at a temporary name, renamed when whole).
+    /// Makes a new image: formatted at a temporary name and renamed when
+    /// whole, so a failure (or a crash) never leaves a half image listed; a
+    /// failed attempt deletes its staged file at once.
     fn make_image(&self, image: &Path, o: &ThinOptions) -> Result<(), DriverError> {
         let tmp = image.with_extension("img.tmp");
-        let file = std::fs::File::create(&tmp).map_err(|e| io("creating the volume image", e))?;
-        file.set_len(o.size)
-            .map_err(|e| io("sizing the volume image", e))?;
-        let mut mkfs = match o.fs.as_str() {
-            "xfs" => {
-                let mut c = Command::new("mkfs.xfs");
-                c.args(["-q", "-f", "-K", "-s", "size=4096"]);
-                c
-            }
-            _ => {
-                let mut c = Command::new("mkfs.ext4");
-                // 4 KiB blocks always: a direct-I/O loop device has 4 KiB
-                // sectors, and mkfs would pick 1 KiB blocks for small images.
-                c.args(["-q", "-F", "-b", "4096", "-m", "0", "-E"])
-                    .arg(format!("nodiscard,root_owner={}:{}", o.uid, o.gid));
-                c
-            }
-        };
-        let result = mkfs.arg(&tmp).output();
-        let failed = match result {
-            Ok(out) if out.status.success() => None,
-            Ok(out) => Some(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-            Err(e) => Some(format!("running mkfs.{}: {e}", o.fs)),
-        };
-        if let Some(why) = failed {
+        if let Err(e) = format_image(&tmp, o) {
             let _ = std::fs::remove_file(&tmp);
-            let stats = self.pool.stats();
-            let full = stats.allocated >= stats.size.saturating_sub(1 << 20);
-            let why = if full {
-                format!("the thin pool is full: {why}")
-            } else {
-                why
-            };
-            return Err(io(
-                "formatting the volume image",
-                std::io::Error::other(why),
-            ));
+            return Err(self.explain_no_space(e));
         }
-        file.sync_all()
-            .map_err(|e| io("syncing the volume image", e))?;
         std::fs::rename(&tmp, image).map_err(|e| io("placing the volume image", e))
+    }
+
+    /// Refuses a create up front when the pool has less than
+    /// [`CREATE_HEADROOM`] free, so a full pool always gives the same clear
+    /// answer and nothing is made.
+    fn ensure_room(&self) -> Result<(), DriverError> {
+        let stats = self.pool.stats();
+        if stats.size == 0 || stats.free() >= CREATE_HEADROOM {
+            return Ok(());
+        }
+        Err(pool_full(stats, None))
+    }
+
+    /// An ENOSPC while making an image is the pool running out (the image
+    /// is sparse: pool space is all it uses): say so, with the numbers.
+    fn explain_no_space(&self, e: DriverError) -> DriverError {
+        let text = e.to_string();
+        let enospc = matches!(&e, DriverError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+            || text.contains("No space left on device");
+        if enospc {
+            pool_full(self.pool.stats(), Some(&text))
+        } else {
+            e
+        }
     }
 
     /// Unmounts a volume and waits for its loop device to let go of the
@@ -228,12 +276,19 @@ impl VolumeDriver for ThinDriver {
         let o = self.parse(options)?;
         self.pool.ensure()?;
         let image = self.image(name);
-        std::fs::create_dir_all(self.mountpoint(name))
-            .map_err(|e| io("creating the mount point", e))?;
+        let mountpoint = self.mountpoint(name);
+        std::fs::create_dir_all(&mountpoint).map_err(|e| io("creating the mount point", e))?;
         if image.exists() {
             return Ok(false);
         }
-        self.make_image(&image, &o)?;
+        // A failed create leaves nothing behind, not even the mount point.
+        if let Err(e) = self
+            .ensure_room()
+            .and_then(|()| self.make_image(&image, &o))
+        {
+            let _ = std::fs::remove_dir(&mountpoint);
+            return Err(e);
+        }
         self.warn_if_past_high_water();
         Ok(true)
     }
@@ -399,5 +454,51 @@ impl VolumeDriver for ThinDriver {
             }
         }
         Ok(trimmed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn driver(dir: &Path) -> ThinDriver {
+        ThinDriver::new(pool::PoolSettings {
+            dir: dir.to_path_buf(),
+            size: 1 << 30,
+            backing_dir: None,
+            high_water: 0.8,
+            default_volume_size: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn enospc_while_making_an_image_says_the_pool_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = driver(dir.path());
+        let raw = io(
+            "creating the volume image",
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        let mkfs = io(
+            "formatting the volume image",
+            std::io::Error::other("mkfs.ext4: No space left on device while writing out"),
+        );
+        for e in [raw, mkfs] {
+            let text = d.explain_no_space(e).to_string();
+            assert!(text.contains("the thin pool is full: "), "{text}");
+            assert!(text.contains("No space left on device"), "{text}");
+        }
+        let other = io("running mkfs.xfs", std::io::Error::other("not found"));
+        assert_eq!(
+            d.explain_no_space(other).to_string(),
+            "running mkfs.xfs: not found"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_pool_is_not_called_full() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(driver(dir.path()).ensure_room().is_ok());
     }
 }

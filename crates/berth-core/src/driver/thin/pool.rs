@@ -33,6 +33,13 @@ pub struct PoolStats {
     pub allocated: u64,
 }
 
+impl PoolStats {
+    /// Bytes not allocated.
+    pub fn free(&self) -> u64 {
+        self.size.saturating_sub(self.allocated)
+    }
+}
+
 /// The pool.
 #[derive(Debug)]
 pub struct Pool {
@@ -113,7 +120,7 @@ impl Pool {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(io(
                     "formatting the thin pool",
-                    std::io::Error::other(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+                    std::io::Error::other(self.format_failure(&o.stderr)),
                 ));
             }
             Err(e) => {
@@ -124,6 +131,18 @@ impl Pool {
         file.sync_all()
             .map_err(|e| io("syncing the pool file", e))?;
         std::fs::rename(&tmp, self.file()).map_err(|e| io("placing the pool file", e))
+    }
+
+    /// mkfs.xfs's complaint with the size asked: its first line only, since
+    /// it follows a refusal ("Filesystem must be larger than 300MB.") with
+    /// its whole usage text.
+    fn format_failure(&self, stderr: &[u8]) -> String {
+        let stderr = String::from_utf8_lossy(stderr);
+        let first = stderr.lines().next().unwrap_or_default().trim();
+        format!(
+            "{first} (thin pool size {})",
+            crate::sys::units::format_size(self.settings.size)
+        )
     }
 
     /// Size and allocation of the pool's filesystem.
