@@ -81,15 +81,6 @@ def test_bad_thin_options_change_nothing(thin_daemon):
     assert d.docker("volume", "ls", "-q").stdout == ""
 
 
-def berth_cli(d, *args, check=True):
-    import subprocess
-    env = dict(os.environ, BERTH_HOST=d.host)
-    p = subprocess.run([d.bin, *args], capture_output=True, text=True, env=env, timeout=120)
-    if check:
-        assert p.returncode == 0, p.stderr
-    return p
-
-
 def test_snapshot_while_writing_is_consistent_and_restores(thin_daemon):
     import subprocess
     d = thin_daemon
@@ -99,7 +90,7 @@ def test_snapshot_while_writing_is_consistent_and_restores(thin_daemon):
     try:
         import time
         time.sleep(1.0)
-        snap = berth_cli(d, "volume", "snapshot", "create", "busy", "mid").stdout.strip()
+        snap = d.berth_cli("volume", "snapshot", "create", "busy", "mid").stdout.strip()
         assert snap == "mid"
         time.sleep(0.5)
     finally:
@@ -108,29 +99,29 @@ def test_snapshot_while_writing_is_consistent_and_restores(thin_daemon):
     fsck = subprocess.run(["e2fsck", "-fn", image], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     full = d.docker("run", "--rm", "-v", "busy:/d", d.image, "wc", "-l", "/d/seq").stdout.split()[0]
-    berth_cli(d, "volume", "snapshot", "restore", "busy", "mid")
+    d.berth_cli("volume", "snapshot", "restore", "busy", "mid")
     restored = d.docker("run", "--rm", "-v", "busy:/d", d.image, "cat", "/d/seq").stdout.splitlines()
     # A prefix of what was written: 0, 1, 2, … k with no gap (the last line
     # may be cut where the freeze fell).
     complete = restored[:-1]
     assert complete == [str(i) for i in range(len(complete))]
     assert 0 < len(restored) <= int(full)
-    assert "mid" in berth_cli(d, "volume", "snapshot", "ls", "busy").stdout
-    berth_cli(d, "volume", "snapshot", "rm", "busy", "mid")
+    assert "mid" in d.berth_cli("volume", "snapshot", "ls", "busy").stdout
+    d.berth_cli("volume", "snapshot", "rm", "busy", "mid")
     assert not os.path.exists(image)
 
 
 def test_restore_of_a_mounted_volume_says_why(thin_daemon):
     d = thin_daemon
     d.docker("volume", "create", "-d", "thin", "-o", "size=64M", "held")
-    berth_cli(d, "volume", "snapshot", "create", "held", "s1")
+    d.berth_cli("volume", "snapshot", "create", "held", "s1")
     c = d.docker("run", "-d", "-v", "held:/d", d.image, "sleep", "30").stdout.strip()
     try:
-        p = berth_cli(d, "volume", "snapshot", "restore", "held", "s1", check=False)
+        p = d.berth_cli("volume", "snapshot", "restore", "held", "s1", check=False)
         assert p.returncode != 0 and "mounted by" in p.stderr and c in p.stderr
     finally:
         d.docker("rm", "-f", c)
-    berth_cli(d, "volume", "snapshot", "restore", "held", "s1")
+    d.berth_cli("volume", "snapshot", "restore", "held", "s1")
 
 
 def test_clone_shares_blocks_and_is_independent(thin_daemon):
@@ -138,7 +129,7 @@ def test_clone_shares_blocks_and_is_independent(thin_daemon):
     d.docker("volume", "create", "-d", "thin", "-o", "size=1200M", "orig")
     d.docker("run", "--rm", "-v", "orig:/d", d.image, "dd", "if=/dev/urandom", "of=/d/data", "bs=1M", "count=1024")
     before = pool_file_allocated(d)
-    berth_cli(d, "volume", "clone", "orig", "copy")
+    d.berth_cli("volume", "clone", "orig", "copy")
     after_clone = pool_file_allocated(d)
     assert after_clone - before < 64 * MIB, "a clone shares blocks"
     sums = [d.docker("run", "--rm", "-v", f"{v}:/d", d.image, "md5sum", "/d/data").stdout.split()[0] for v in ("orig", "copy")]
@@ -153,11 +144,11 @@ def test_clone_shares_blocks_and_is_independent(thin_daemon):
 def test_resize_grows_offline_and_online_and_refuses_to_shrink(thin_daemon):
     d = thin_daemon
     d.docker("volume", "create", "-d", "thin", "-o", "size=1G", "grow")
-    berth_cli(d, "volume", "resize", "grow", "2G")
+    d.berth_cli("volume", "resize", "grow", "2G")
     kb = int(d.docker("run", "--rm", "-v", "grow:/d", d.image, "sh", "-c", "df -k /d | tail -1").stdout.split()[1])
     assert kb > 1_900_000
     assert d.docker("volume", "inspect", "-f", "{{.Options.size}}", "grow").stdout.strip() == "2G"
-    shrink = berth_cli(d, "volume", "resize", "grow", "1G", check=False)
+    shrink = d.berth_cli("volume", "resize", "grow", "1G", check=False)
     assert shrink.returncode != 0 and "shrinking a thin volume is not supported" in shrink.stderr
     # Online: a running container sees the new size without a restart (xfs:
     # growing mounted ext4 needs CAP_SYS_RESOURCE, which this host lacks).
@@ -166,7 +157,7 @@ def test_resize_grows_offline_and_online_and_refuses_to_shrink(thin_daemon):
     try:
         import time
         time.sleep(0.5)
-        berth_cli(d, "volume", "resize", "live", "2G")
+        d.berth_cli("volume", "resize", "live", "2G")
         deadline = time.time() + 10
         while time.time() < deadline:
             size = d.docker("exec", c, "cat", "/d/size", check=False).stdout if False else open(os.path.join(d.root, "thin", "mnt", "live", "size")).read()
@@ -182,7 +173,7 @@ def test_pool_report_and_trim(thin_daemon):
     d = thin_daemon
     for i in range(3):
         d.docker("volume", "create", "-d", "thin", "-o", "size=1G", f"p{i}")
-    out = json.loads(berth_cli(d, "pool", "ls", "--json").stdout)
+    out = json.loads(d.berth_cli("pool", "ls", "--json").stdout)
     thin = [p for p in out if p["Driver"] == "thin"][0]
     assert thin["VirtualSize"] == 3 * GIB and thin["Volumes"] == 3
     assert thin["Overcommit"] > 1.4, thin
@@ -196,7 +187,7 @@ def test_pool_report_and_trim(thin_daemon):
         while time.time() < deadline and "f" in d.docker("exec", c, "ls", "/d", check=False).stdout.split():
             time.sleep(0.2)
         time.sleep(1)
-        trimmed = berth_cli(d, "pool", "trim").stdout
+        trimmed = d.berth_cli("pool", "trim").stdout
         assert trimmed.startswith("Trimmed: ")
         after = pool_file_allocated(d)
         assert after < baseline + 32 * MIB, f"200 MiB written then deleted inside a mounted volume: {baseline} -> {after}"
