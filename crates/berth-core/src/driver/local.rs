@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::local_opts::{self, LocalMount};
 use super::mount_ids::MountIds;
-use super::{Capabilities, DriverError, DriverOptions, DriverVolume, Scope, VolumeDriver};
+use super::{DriverError, DriverOptions, DriverVolume, VolumeDriver};
 use crate::sys::mount;
 use crate::sys::remove_tree::remove_tree_same_fs;
 
@@ -72,12 +72,6 @@ impl LocalDriver {
 impl VolumeDriver for LocalDriver {
     fn name(&self) -> &str {
         "local"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            scope: Scope::Local,
-        }
     }
 
     fn validate(&self, options: &DriverOptions) -> Result<(), DriverError> {

@@ -75,13 +75,7 @@ fn size_unsupported(size: &str) -> DriverError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn opts(pairs: &[(&str, &str)]) -> DriverOptions {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::driver::test_options as opts;
 
     #[test]
     fn empty_is_plain_folder() {

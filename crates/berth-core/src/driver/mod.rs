@@ -65,8 +65,14 @@ pub trait VolumeDriver: Send + Sync {
     /// The name users pass as `--driver`.
     fn name(&self) -> &str;
 
-    /// Scope of the volumes (`VolumeDriver.Capabilities`).
-    fn capabilities(&self) -> Capabilities;
+    /// Scope of the volumes (`VolumeDriver.Capabilities`). Local unless
+    /// the driver says otherwise, as Docker assumes for a plugin that does
+    /// not answer `Capabilities`.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            scope: Scope::Local,
+        }
+    }
 
     /// Checks create options without side effects. The service calls it
     /// before it records anything, so a bad option changes nothing.
@@ -210,4 +216,13 @@ impl std::fmt::Debug for DriverRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.drivers.keys()).finish()
     }
+}
+
+/// Driver options from pairs, for tests of option parsers.
+#[cfg(test)]
+pub(crate) fn test_options(pairs: &[(&str, &str)]) -> DriverOptions {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }

@@ -15,7 +15,7 @@ use std::process::Command;
 use serde_json::json;
 
 use super::mount_ids::MountIds;
-use super::{Capabilities, DriverError, DriverOptions, DriverVolume, Scope, VolumeDriver};
+use super::{DriverError, DriverOptions, DriverVolume, VolumeDriver};
 use crate::sys::{loopdev, mount, units};
 use options::ThinOptions;
 use pool::{allocated, Pool};
@@ -260,12 +260,6 @@ impl ThinDriver {
 impl VolumeDriver for ThinDriver {
     fn name(&self) -> &str {
         "thin"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            scope: Scope::Local,
-        }
     }
 
     fn validate(&self, options: &DriverOptions) -> Result<(), DriverError> {

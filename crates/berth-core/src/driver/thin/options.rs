@@ -75,13 +75,7 @@ pub fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn opts(pairs: &[(&str, &str)]) -> DriverOptions {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::driver::test_options as opts;
 
     #[test]
     fn options_parse_and_refuse() {
