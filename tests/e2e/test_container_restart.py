@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 from busybox_image import berth_with_cleanup, import_busybox
+from container_helpers import ps_status, wait_for_log
 
 TICKS = 6
 # ~3 s: six ticks 0.5 s apart, then exit code 5.
@@ -36,25 +37,6 @@ def name(daemon):
 def inspect(daemon, name) -> dict:
     [c] = json.loads(daemon.docker("inspect", name).stdout)
     return c
-
-
-def ps_status(daemon, name, all=True):
-    args = ["ps", "-a"] if all else ["ps"]
-    out = daemon.docker(*args, "--format", "{{.Names}}\t{{.Status}}").stdout
-    for line in out.splitlines():
-        n, _, status = line.partition("\t")
-        if n == name:
-            return status
-    return None
-
-
-def wait_for_log(daemon, name, text, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in daemon.docker("logs", name, check=False).stdout:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} never appeared in logs of {name}")
 
 
 def process_alive(pid: int) -> bool:

@@ -18,6 +18,7 @@ import uuid
 import pytest
 
 from busybox_image import berth_with_cleanup, import_busybox, remove_all_containers
+from container_helpers import ps_status, wait_for_log
 from conftest import DOCKER_BIN, HEX64, _docker_env
 
 NET_WARNING = "berth has no bridge networking yet"
@@ -82,29 +83,6 @@ def inspect(daemon, name) -> dict:
 
 def state(daemon, name) -> dict:
     return inspect(daemon, name)["State"]
-
-
-def ps_status(daemon, name, all=True) -> str | None:
-    args = ["ps", "--format", "{{.Names}}\t{{.Status}}"]
-    if all:
-        args.insert(1, "-a")
-    for line in daemon.docker(*args).stdout.splitlines():
-        n, _, status = line.partition("\t")
-        if n == name:
-            return status
-    return None
-
-
-def wait_for_log(daemon, name, text, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    out = ""
-    while time.monotonic() < deadline:
-        p = daemon.docker("logs", name, check=False)
-        out = p.stdout + p.stderr
-        if text in out:
-            return out
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} not in logs of {name} after {timeout}s: {out!r}")
 
 
 def wait_until(pred, timeout=10.0, what="condition"):
