@@ -120,16 +120,14 @@ impl VolumeDriver for LocalDriver {
     }
 
     fn unmount(&self, name: &str, id: &str) -> Result<bool, DriverError> {
-        let Some(last) = self.active.is_last(name, id) else {
-            return Ok(false);
-        };
         let data = self.data_dir(name);
-        if last && mount::is_mounted(&data) {
+        self.active.release(name, id, || {
+            if !mount::is_mounted(&data) {
+                return Ok(());
+            }
             mount::unmount(&data)
-                .map_err(|e| DriverError::io(format!("unmounting {}", data.display()), e))?;
-        }
-        self.active.remove(name, id);
-        Ok(true)
+                .map_err(|e| DriverError::io(format!("unmounting {}", data.display()), e))
+        })
     }
 
     fn get(&self, name: &str) -> Result<Option<DriverVolume>, DriverError> {

@@ -43,6 +43,26 @@ impl MountIds {
         }
     }
 
+    /// The driver's `unmount(id)`: `Ok(false)` if `id` does not hold
+    /// `name`; otherwise runs `undo_mount` when `id` is the last holder, and
+    /// drops the hold only when that worked (a failed unmount keeps the id,
+    /// so it can be retried). Returns `Ok(true)` when the hold was dropped.
+    pub fn release<E>(
+        &self,
+        name: &str,
+        id: &str,
+        undo_mount: impl FnOnce() -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let Some(last) = self.is_last(name, id) else {
+            return Ok(false);
+        };
+        if last {
+            undo_mount()?;
+        }
+        self.remove(name, id);
+        Ok(true)
+    }
+
     /// Forgets every hold on `name` (the volume is being removed).
     pub fn forget(&self, name: &str) {
         self.0.lock().remove(name);
@@ -64,6 +84,29 @@ mod tests {
         ids.remove("v", "a");
         assert_eq!(ids.is_last("v", "b"), Some(true));
         ids.remove("v", "b");
+        assert!(ids.is_unheld("v"));
+    }
+
+    #[test]
+    fn release_undoes_the_mount_at_the_last_holder_only() {
+        let ids = MountIds::default();
+        ids.add("v", "a");
+        ids.add("v", "b");
+        let mut undone = 0;
+        let mut undo = || {
+            undone += 1;
+            Ok::<_, ()>(())
+        };
+        assert_eq!(ids.release("v", "zz", &mut undo), Ok(false));
+        assert_eq!(ids.release("v", "a", &mut undo), Ok(true));
+        assert_eq!(ids.release("v", "b", || Err("busy")), Err("busy"));
+        assert_eq!(
+            ids.is_last("v", "b"),
+            Some(true),
+            "a failed unmount keeps the hold"
+        );
+        assert_eq!(ids.release("v", "b", &mut undo), Ok(true));
+        assert_eq!(undone, 1);
         assert!(ids.is_unheld("v"));
     }
 }

@@ -356,15 +356,12 @@ impl VolumeDriver for ThinDriver {
     }
 
     fn unmount(&self, name: &str, id: &str) -> Result<bool, DriverError> {
-        let Some(last) = self.active.is_last(name, id) else {
-            return Ok(false);
-        };
-        let target = self.mountpoint(name);
-        if last && mount::is_mounted(&target) {
-            self.unmount_image(name)?;
-        }
-        self.active.remove(name, id);
-        Ok(true)
+        self.active.release(name, id, || {
+            if !mount::is_mounted(&self.mountpoint(name)) {
+                return Ok(());
+            }
+            self.unmount_image(name)
+        })
     }
 
     fn get(&self, name: &str) -> Result<Option<DriverVolume>, DriverError> {
