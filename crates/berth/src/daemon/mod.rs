@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use berth_api::ApiState;
 use berth_core::container::{ContainerService, RuntimeSettings};
 use berth_core::driver::local::LocalDriver;
-use berth_core::driver::thin::pool::PoolSettings;
+use berth_core::driver::thin::pool::{PoolSettings, PoolSource};
 use berth_core::driver::thin::ThinDriver;
 use berth_core::driver::DriverRegistry;
 use berth_core::image::ImageService;
@@ -54,6 +54,13 @@ pub struct DaemonArgs {
     /// Size of the thin pool file berth creates at first use.
     #[arg(long, default_value = "64G")]
     thin_pool_size: String,
+    /// Where the thin pool file lives (default: ROOT/thin/pool.img).
+    #[arg(long, conflicts_with_all = ["thin_pool_dir", "thin_pool_device"])]
+    thin_pool_file: Option<PathBuf>,
+    /// Use this block device, already formatted XFS with reflink
+    /// (mkfs.xfs -m reflink=1), as the thin pool. berth never formats it.
+    #[arg(long, conflicts_with = "thin_pool_dir")]
+    thin_pool_device: Option<PathBuf>,
     /// Use this existing folder (on a reflink-capable filesystem such as
     /// XFS) as the thin pool instead of a pool file.
     #[arg(long)]
@@ -70,6 +77,16 @@ pub struct DaemonArgs {
 }
 
 impl DaemonArgs {
+    /// What holds the thin pool (clap refuses more than one flag).
+    fn thin_pool_source(&self, layout: &RootLayout) -> PoolSource {
+        match (&self.thin_pool_device, &self.thin_pool_dir, &self.thin_pool_file) {
+            (Some(device), _, _) => PoolSource::Device(device.clone()),
+            (_, Some(dir), _) => PoolSource::Folder(dir.clone()),
+            (_, _, Some(file)) => PoolSource::File(file.clone()),
+            _ => PoolSource::File(layout.root().join("thin").join("pool.img")),
+        }
+    }
+
     /// Thin pool settings from the flags, checked.
     fn thin_settings(&self, layout: &RootLayout) -> Result<PoolSettings> {
         let size = |flag: &str, text: &str| {
@@ -79,7 +96,7 @@ impl DaemonArgs {
         Ok(PoolSettings {
             dir: layout.root().join("thin"),
             size: size("--thin-pool-size", &self.thin_pool_size)?,
-            backing_dir: self.thin_pool_dir.clone(),
+            source: self.thin_pool_source(layout),
             high_water: f64::from(self.thin_high_water.min(100)) / 100.0,
             default_volume_size: self
                 .thin_default_size

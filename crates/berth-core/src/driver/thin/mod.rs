@@ -456,7 +456,7 @@ mod tests {
         ThinDriver::new(pool::PoolSettings {
             dir: dir.to_path_buf(),
             size: 1 << 30,
-            backing_dir: None,
+            source: pool::PoolSource::File(dir.join("pool.img")),
             high_water: 0.8,
             default_volume_size: None,
         })
