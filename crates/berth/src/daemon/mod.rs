@@ -79,7 +79,11 @@ pub struct DaemonArgs {
 impl DaemonArgs {
     /// What holds the thin pool (clap refuses more than one flag).
     fn thin_pool_source(&self, layout: &RootLayout) -> PoolSource {
-        match (&self.thin_pool_device, &self.thin_pool_dir, &self.thin_pool_file) {
+        match (
+            &self.thin_pool_device,
+            &self.thin_pool_dir,
+            &self.thin_pool_file,
+        ) {
             (Some(device), _, _) => PoolSource::Device(device.clone()),
             (_, Some(dir), _) => PoolSource::Folder(dir.clone()),
             (_, _, Some(file)) => PoolSource::File(file.clone()),

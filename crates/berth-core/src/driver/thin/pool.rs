@@ -228,7 +228,8 @@ impl Pool {
 fn check_xfs_device(device: &Path) -> Result<String, DriverError> {
     use std::os::unix::fs::FileTypeExt;
     let shown = device.display().to_string();
-    let meta = std::fs::metadata(device).map_err(|e| io(&format!("thin pool device {shown}"), e))?;
+    let meta =
+        std::fs::metadata(device).map_err(|e| io(&format!("thin pool device {shown}"), e))?;
     if !meta.file_type().is_block_device() {
         return Err(DriverError::InvalidOption(format!(
             "thin pool device {shown} is not a block device"
@@ -241,7 +242,11 @@ fn check_xfs_device(device: &Path) -> Result<String, DriverError> {
         .map_err(|e| io("running blkid (install util-linux)", e))?;
     let found = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if found != "xfs" {
-        let found = if found.is_empty() { "no filesystem".into() } else { found };
+        let found = if found.is_empty() {
+            "no filesystem".into()
+        } else {
+            found
+        };
         return Err(DriverError::InvalidOption(format!(
             "thin pool device {shown} holds {found}, not XFS; berth never formats a device: \
              run `mkfs.xfs -m reflink=1 {shown}` first if its data may go"
