@@ -1,7 +1,7 @@
 //! Docker's container JSON: list items (`container.Summary`) and inspect
 //! (`InspectResponse`), from berth's container records.
 
-use berth_core::container::{ContainerRecord, MountPoint, Status};
+use berth_core::container::{ContainerRecord, ContainerUsage, MountPoint, Status};
 use serde_json::{json, Value};
 
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -23,6 +23,17 @@ pub fn summary(c: &ContainerRecord) -> Value {
         "NetworkSettings": {"Networks": {}},
         "Mounts": c.mounts.iter().map(mount_json).collect::<Vec<_>>(),
     })
+}
+
+/// A list item with `SizeRw` (left out when 0, as Docker's `omitempty`
+/// does) and `SizeRootFs` (`size=1`, and `system df`).
+pub fn summary_with_size(u: &ContainerUsage) -> Value {
+    let mut item = summary(&u.record);
+    if u.size_rw != 0 {
+        item["SizeRw"] = json!(u.size_rw);
+    }
+    item["SizeRootFs"] = json!(u.size_root_fs);
+    item
 }
 
 /// `GET /containers/{id}/json`.

@@ -75,13 +75,22 @@ pub async fn list(
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0);
+    let with_size = query.bool("size");
     let svc = state.containers.clone();
-    let records = blocking(move || svc.list(all, &filters).map_err(ApiError::from)).await?;
-    let items: Vec<Value> = records
-        .iter()
-        .take(limit.unwrap_or(usize::MAX))
-        .map(container_json::summary)
-        .collect();
+    let items = blocking(move || {
+        let records = svc.list(all, &filters).map_err(ApiError::from)?;
+        let records = records.into_iter().take(limit.unwrap_or(usize::MAX));
+        Ok::<Vec<Value>, ApiError>(if with_size {
+            // Sizes walk each writable layer: only when asked for.
+            let usage = records.map(|r| svc.usage_of(r));
+            usage
+                .map(|u| container_json::summary_with_size(&u))
+                .collect()
+        } else {
+            records.map(|r| container_json::summary(&r)).collect()
+        })
+    })
+    .await?;
     Ok(json_response(StatusCode::OK, &items))
 }
 

@@ -9,6 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use berth_core::container::image_usage;
 use berth_core::image::{ImportRequest, Reference, RemoveAction};
 use berth_core::store::ImageRecord;
 use futures_util::TryStreamExt;
@@ -22,6 +23,8 @@ use crate::ApiState;
 
 /// `VirtualSize` left the image list at API 1.44.
 const NO_VIRTUAL_SIZE_SINCE: ApiVersion = ApiVersion::new(1, 44);
+/// The image list computes `SharedSize` on request from API 1.42.
+const SHARED_SIZE_SINCE: ApiVersion = ApiVersion::new(1, 42);
 
 /// The request body as a blocking reader, for core calls on the blocking pool.
 fn body_reader(body: Body) -> SyncIoBridge<impl tokio::io::AsyncRead + Unpin> {
@@ -98,29 +101,46 @@ pub async fn load(State(state): State<ApiState>, body: Body) -> Result<Response,
     Ok(message_stream(&messages))
 }
 
-/// `GET /images/json`
+/// `GET /images/json[?shared-size=1]` (`shared-size` from API 1.42).
 pub async fn list(
     State(state): State<ApiState>,
     Extension(version): Extension<ApiVersion>,
+    RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
+    let shared = version >= SHARED_SIZE_SINCE && Query::parse(q.as_deref()).bool("shared-size");
     let svc = state.images.clone();
     let images = blocking(move || svc.list().map_err(ApiError::from)).await?;
-    let items: Vec<Value> = images
-        .iter()
-        .map(|image| {
-            let labels = config_json(image)["config"]["Labels"].clone();
-            let mut item = json!({
-                "Containers": -1, "Created": image.created_at, "Id": image.id,
-                "Labels": labels, "ParentId": "", "RepoDigests": [], "RepoTags": image.tags,
-                "SharedSize": -1, "Size": image.size,
-            });
-            if version < NO_VIRTUAL_SIZE_SINCE {
-                item["VirtualSize"] = json!(image.size);
-            }
-            item
-        })
-        .collect();
+    let items: Vec<Value> = if shared {
+        let (_, usage) = image_usage(images, &[]);
+        (usage.iter())
+            .map(|u| summary(&u.image, version, Some(u.shared_size), None))
+            .collect()
+    } else {
+        (images.iter())
+            .map(|image| summary(image, version, None, None))
+            .collect()
+    };
     Ok(json(StatusCode::OK, &items))
+}
+
+/// One `image.Summary`; `SharedSize` and `Containers` are -1 when not
+/// computed, as in Docker.
+pub fn summary(
+    image: &ImageRecord,
+    version: ApiVersion,
+    shared_size: Option<i64>,
+    containers: Option<i64>,
+) -> Value {
+    let labels = config_json(image)["config"]["Labels"].clone();
+    let mut item = json!({
+        "Containers": containers.unwrap_or(-1), "Created": image.created_at, "Id": image.id,
+        "Labels": labels, "ParentId": "", "RepoDigests": [], "RepoTags": image.tags,
+        "SharedSize": shared_size.unwrap_or(-1), "Size": image.size,
+    });
+    if version < NO_VIRTUAL_SIZE_SINCE {
+        item["VirtualSize"] = json!(image.size);
+    }
+    item
 }
 
 /// Everything under `/images/{name}…`: `GET …/json`, `POST …/tag`,

@@ -115,8 +115,8 @@ pub async fn info(State(state): State<ApiState>) -> Result<Response, ApiError> {
     Ok(crate::request::json(StatusCode::OK, &body))
 }
 
-/// `GET /system/df` (volume part; images, containers and build cache are
-/// empty until berth has them).
+/// `GET /system/df`: images (with shared sizes and container counts),
+/// containers (with their sizes), volumes; berth has no build cache.
 pub async fn disk_usage(
     State(state): State<ApiState>,
     Extension(version): Extension<ApiVersion>,
@@ -131,6 +131,7 @@ pub async fn disk_usage(
         return Err(ApiError::bad_request(format!("unknown object type: {bad}")));
     }
     let wants = |t: &str| types.contains(&t);
+    let (images, containers) = (wants("image"), wants("container"));
     let volumes = if wants("volume") {
         let svc = state.volumes.clone();
         let usage = blocking(move || svc.usage()).await?;
@@ -138,12 +139,32 @@ pub async fn disk_usage(
     } else {
         None
     };
+    let svc = state.containers.clone();
+    let usage = if images || containers {
+        blocking(move || svc.disk_usage(containers).map_err(ApiError::from)).await?
+    } else {
+        Default::default()
+    };
+    let old = version < DF_TYPES_SINCE;
     let body = DiskUsageJson {
-        layers_size: 0,
-        images: wants("image").then(Vec::new),
-        containers: wants("container").then(Vec::new),
+        layers_size: if images { usage.layers_size } else { 0 },
+        images: images.then(|| {
+            (usage.images.iter())
+                .map(|u| {
+                    let (shared, count) = (Some(u.shared_size), Some(u.containers));
+                    crate::images::summary(&u.image, version, shared, count)
+                })
+                .collect()
+        }),
+        containers: containers.then(|| {
+            (usage.containers.iter())
+                .map(crate::container_json::summary_with_size)
+                .collect()
+        }),
         volumes,
-        build_cache: wants("build-cache").then(Vec::new),
+        // Before 1.42: `BuildCache` null and the since-removed `BuilderSize`.
+        build_cache: (wants("build-cache") && !old).then(Vec::new),
+        builder_size: old.then_some(0),
     };
     Ok(crate::request::json(StatusCode::OK, &body))
 }

@@ -113,6 +113,8 @@ pub struct DiskUsageJson {
     pub containers: Option<Vec<serde_json::Value>>,
     pub volumes: Option<Vec<VolumeJson>>,
     pub build_cache: Option<Vec<serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub builder_size: Option<i64>,
 }
 
 #[cfg(test)]

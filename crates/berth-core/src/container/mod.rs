@@ -20,6 +20,7 @@ mod remove;
 mod service;
 pub mod shim;
 pub mod spec;
+mod usage;
 mod user;
 
 pub use create::CreateContainer;
@@ -29,3 +30,4 @@ pub use model::{ContainerConfig, ContainerRecord, ContainerState, HostConfig, Mo
 pub use paths::ContainerPaths;
 pub use remove::PruneReport;
 pub use service::{ContainerService, RuntimeSettings};
+pub use usage::{image_usage, ContainerUsage, DiskUsage, ImageUsage};

@@ -25,13 +25,6 @@ const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
-/// What an extraction wrote.
-#[derive(Debug, Default)]
-pub struct Extracted {
-    /// Sum of regular file sizes (Docker's layer "Size").
-    pub size: u64,
-}
-
 /// Extracts every entry of `archive` under `dest` (an existing, empty,
 /// private folder). With `whiteouts`, `.wh.` entries become overlayfs
 /// whiteouts; without (plain archives such as `docker save` output) they
@@ -40,8 +33,7 @@ pub fn unpack<R: Read>(
     archive: &mut tar::Archive<R>,
     dest: &Path,
     whiteouts: bool,
-) -> Result<Extracted, ImageError> {
-    let mut out = Extracted::default();
+) -> Result<(), ImageError> {
     let mut dir_times = HashMap::new();
     for entry in archive.entries().map_err(ImageError::tar)? {
         let mut entry = entry.map_err(ImageError::tar)?;
@@ -59,7 +51,7 @@ pub fn unpack<R: Read>(
             write_whiteout(&target, &name)?;
             continue;
         }
-        out.size += write_entry(&mut entry, dest, &target)?;
+        write_entry(&mut entry, dest, &target)?;
         if entry.header().entry_type() == EntryType::Directory {
             dir_times.insert(target, entry.header().mtime().unwrap_or(0));
         }
@@ -68,7 +60,7 @@ pub fn unpack<R: Read>(
     for (dir, mtime) in dir_times {
         set_mtime(&dir, mtime)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Normalises an archive path to a relative path with no `.`, `/` or `..`.
@@ -148,19 +140,18 @@ fn write_whiteout(target: &Path, name: &str) -> Result<(), ImageError> {
         .map_err(|e| ImageError::io(&hidden, e.into()))
 }
 
-/// Writes one entry; returns the bytes of file content written.
+/// Writes one entry.
 fn write_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     root: &Path,
     target: &Path,
-) -> Result<u64, ImageError> {
+) -> Result<(), ImageError> {
     let header = entry.header().clone();
     let kind = header.entry_type();
     clear_target(target, kind == EntryType::Directory)?;
-    let mut size = 0;
     match kind {
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-            size = write_file(entry, target)?;
+            write_file(entry, target)?
         }
         EntryType::Directory => match std::fs::create_dir(target) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
@@ -177,13 +168,12 @@ fn write_entry<R: Read>(
         }
         EntryType::Link => return write_hardlink(entry, root, target),
         EntryType::Char | EntryType::Block | EntryType::Fifo => make_node(&header, target)?,
-        _ => return Ok(0),
+        _ => return Ok(()),
     }
-    apply_metadata(entry, &header, target)?;
-    Ok(size)
+    apply_metadata(entry, &header, target)
 }
 
-fn write_file<R: Read>(entry: &mut tar::Entry<'_, R>, target: &Path) -> Result<u64, ImageError> {
+fn write_file<R: Read>(entry: &mut tar::Entry<'_, R>, target: &Path) -> Result<(), ImageError> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -192,14 +182,15 @@ fn write_file<R: Read>(entry: &mut tar::Entry<'_, R>, target: &Path) -> Result<u
         .mode(0o600)
         .open(target)
         .map_err(|e| ImageError::io(target, e))?;
-    std::io::copy(entry, &mut file).map_err(|e| ImageError::io(target, e))
+    std::io::copy(entry, &mut file).map_err(|e| ImageError::io(target, e))?;
+    Ok(())
 }
 
 fn write_hardlink<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     root: &Path,
     target: &Path,
-) -> Result<u64, ImageError> {
+) -> Result<(), ImageError> {
     let link = entry
         .link_name()
         .map_err(ImageError::tar)?
@@ -214,8 +205,7 @@ fn write_hardlink<R: Read>(
             link.display()
         )));
     }
-    std::fs::hard_link(&source, target).map_err(|e| ImageError::io(target, e))?;
-    Ok(0)
+    std::fs::hard_link(&source, target).map_err(|e| ImageError::io(target, e))
 }
 
 fn make_node(header: &tar::Header, target: &Path) -> Result<(), ImageError> {

@@ -17,7 +17,7 @@ use super::ImageError;
 pub struct StoredLayer {
     /// `sha256:<hex>` of the uncompressed tar.
     pub diff_id: String,
-    /// Sum of regular file sizes.
+    /// Apparent size of the extracted entries (moby's `directory.Size`).
     pub size: u64,
 }
 
@@ -62,22 +62,21 @@ impl LayerStore {
         let staging = scratch.path().join("layer");
         std::fs::create_dir(&staging).map_err(|e| ImageError::io(&staging, e))?;
         let mut hashing = HashingReader::new(decompress(input)?);
-        let extracted = {
-            let mut archive = tar::Archive::new(&mut hashing);
-            extract::unpack(&mut archive, &staging, true)?
-        };
+        extract::unpack(&mut tar::Archive::new(&mut hashing), &staging, true)?;
         // Digest the whole stream, tar padding included.
         std::io::copy(&mut hashing, &mut std::io::sink())
             .map_err(|e| ImageError::io(&staging, e))?;
         let diff_id = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
+        // Docker's layer size is what its overlay2 driver measures after
+        // extraction (directory.Size: symlinks and all, hard links once),
+        // not the tar's regular-file bytes.
+        let size =
+            crate::sys::usage::dir_size(&staging).map_err(|e| ImageError::io(&staging, e))?;
         let final_dir = self.path(&diff_id);
         if !final_dir.exists() {
             std::fs::rename(&staging, &final_dir).map_err(|e| ImageError::io(&final_dir, e))?;
         }
-        Ok(StoredLayer {
-            diff_id,
-            size: extracted.size,
-        })
+        Ok(StoredLayer { diff_id, size })
     }
 
     /// Deletes layer `diff_id`'s folder. Idempotent.

@@ -54,7 +54,7 @@ struct OciManifest {
 /// Unpacks `input` into `dest` (plain files; no whiteout conversion).
 pub fn unpack_archive(input: impl Read, dest: &Path) -> Result<(), ImageError> {
     let mut archive = tar::Archive::new(input);
-    unpack(&mut archive, dest, false).map(|_| ())
+    unpack(&mut archive, dest, false)
 }
 
 /// The images an unpacked archive holds.

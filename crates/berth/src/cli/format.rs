@@ -91,6 +91,12 @@ fn go_map(m: &Map<String, Value>) -> String {
 
 /// docker's `units.HumanSize`: decimal units, four significant digits.
 pub fn human_size(bytes: f64) -> String {
+    human_size_with_precision(bytes, 4)
+}
+
+/// docker's `units.HumanSizeWithPrecision`: decimal units, `precision`
+/// significant digits.
+pub fn human_size_with_precision(bytes: f64, precision: i32) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
     let mut size = bytes;
     let mut unit = 0;
@@ -98,15 +104,33 @@ pub fn human_size(bytes: f64) -> String {
         size /= 1000.0;
         unit += 1;
     }
-    format!("{}{}", go_g4(size), UNITS[unit])
+    format!("{}{}", go_g(size, precision), UNITS[unit])
 }
 
-/// Go's `%.4g` for the magnitudes human_size produces (< 1000).
-fn go_g4(v: f64) -> String {
+/// docker's `units.HumanDuration` (what "2 hours ago" is made of).
+pub fn human_duration(seconds: i64) -> String {
+    let (minutes, hours) = (seconds / 60, seconds / 3600);
+    match () {
+        _ if seconds < 1 => "Less than a second".into(),
+        _ if seconds == 1 => "1 second".into(),
+        _ if seconds < 60 => format!("{seconds} seconds"),
+        _ if minutes == 1 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", hours / 24 / 365),
+    }
+}
+
+/// Go's `%.<precision>g` for the magnitudes human sizes produce (< 1000).
+fn go_g(v: f64, precision: i32) -> String {
     if v == 0.0 {
         return "0".into();
     }
-    let digits = 4 - 1 - v.abs().log10().floor() as i32;
+    let digits = precision - 1 - v.abs().log10().floor() as i32;
     let s = format!("{:.*}", digits.max(0) as usize, v);
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
