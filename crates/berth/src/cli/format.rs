@@ -169,6 +169,28 @@ mod tests {
         assert_eq!(human_size(4096.0), "4.096kB");
         assert_eq!(human_size(1000.0), "1kB");
         assert_eq!(human_size(512.0), "512B");
+        assert_eq!(human_size_with_precision(102_400.0, 3), "102kB");
+        assert_eq!(human_size_with_precision(1_984_290.0, 3), "1.98MB");
+    }
+
+    #[test]
+    fn durations_match_go_units() {
+        let cases = [
+            (0, "Less than a second"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (60, "About a minute"),
+            (3599, "59 minutes"),
+            (3600, "About an hour"),
+            (47 * 3600, "47 hours"),
+            (48 * 3600, "2 days"),
+            (14 * 86400, "2 weeks"),
+            (60 * 86400, "2 months"),
+            (2 * 365 * 86400, "2 years"),
+        ];
+        for (seconds, text) in cases {
+            assert_eq!(human_duration(seconds), text, "{seconds} s");
+        }
     }
 
     #[test]
