@@ -756,98 +756,153 @@ def file_size_in(engine: Engine, volume: str, path: str) -> int:
     return int(out)
 
 
+SNAPSRC = "/berth/v1/volumes/snapsrc"
+
+
+def median_or_none(xs: list[float] | None) -> float | None:
+    """The median of ``xs``; None when there are no samples."""
+    return statistics.median(xs) if xs else None
+
+
 def thin_snapshot_clone(tt: ThinTable, berth: Berth, dockerd: Dockerd | None,
                         reps: int, tar_reps: int) -> None:
-    snap = clone = tar = None
-    b = "berth"
+    snap_ms, clone_ms = berth_snapshot_clone_ms(tt, berth, reps)
+    tar_ms = dockerd_tar_copy_ms(tt, dockerd, tar_reps) if dockerd is not None else None
+    add_snapshot_clone_rows(tt, reps, tar_reps, snap_ms, clone_ms, tar_ms)
+
+
+def berth_snapshot_clone_ms(tt: ThinTable, berth: Berth,
+                            reps: int) -> tuple[list[float] | None, list[float] | None]:
+    """Timed snapshots and clones of snapsrc, a 10 GiB thin volume holding 1 GiB;
+    (None, None) after a failure. Every volume made here is removed."""
     clones = ["cwarm", "cchk"] + [f"c{i}" for i in range(reps)]
     try:
         berth.docker("volume", "create", "-d", "thin", "-o", "size=10G", "snapsrc")
         fill_volume(berth, "snapsrc")
         conn = UnixHTTPConnection(berth.sock)
         try:
-            st = json.loads(api(conn, b, "GET", f"/v{API}/volumes/snapsrc")).get("Status") or {}
-            log(f"snapsrc: SizeBytes {st.get('SizeBytes')}, Allocated {st.get('Allocated')}")
-            if int(st.get("Allocated") or 0) < GiB:
-                tt.notes.append(f"snapsrc reports Allocated {st.get('Allocated')} bytes, "
-                                f"less than the 1 GiB written")
-            base = "/berth/v1/volumes/snapsrc"
-            # one warm-up of each, not counted
-            api(conn, b, "POST", f"{base}/snapshots", {"Name": "swarm"}, 201)
-            api(conn, b, "DELETE", f"{base}/snapshots/swarm", None, 204)
-            snap, snap_del = [], []
-            for i in range(reps):
-                snap.append(timed_api(conn, b, "POST", f"{base}/snapshots", {"Name": f"s{i}"}, 201))
-                snap_del.append(timed_api(conn, b, "DELETE", f"{base}/snapshots/s{i}", None, 204))
-            api(conn, b, "POST", f"{base}/clone", {"Target": "cwarm"}, 201)
-            api(conn, b, "DELETE", f"/v{API}/volumes/cwarm", None, 204)
-            clone, clone_del = [], []
-            for i in range(reps):
-                clone.append(timed_api(conn, b, "POST", f"{base}/clone", {"Target": f"c{i}"}, 201))
-                clone_del.append(timed_api(conn, b, "DELETE", f"/v{API}/volumes/c{i}", None, 204))
-            for label, xs in (("snapshot create", snap), ("snapshot delete", snap_del),
-                              ("clone", clone), ("clone delete (DELETE /volumes)", clone_del)):
-                log(f"thin {label} [berth] ms: " + " ".join(f"{x:.2f}" for x in xs)
-                    + f" (median {statistics.median(xs):.2f})")
-            tt.notes.append(
-                f"not in the timed figures: deleting a snapshot took a median of "
-                f"{statistics.median(snap_del):.1f} ms and removing a clone "
-                f"{statistics.median(clone_del):.1f} ms (both punch the image and FITRIM the pool)")
-            if conn.connects != 1:
-                tt.notes.append(f"snapshot/clone timing needed {conn.connects} connections")
-            # Sanity: a clone shares blocks and holds the data.
-            before = pool_allocated(conn)
-            api(conn, b, "POST", f"{base}/clone", {"Target": "cchk"}, 201)
-            after = pool_allocated(conn)
-            size = file_size_in(berth, "cchk", "data")
-            api(conn, b, "DELETE", f"/v{API}/volumes/cchk", None, 204)
-            grew = None if before is None or after is None else (after - before) / MiB
-            log(f"clone check: pool allocation grew by {grew} MiB; /d/data in the clone "
-                f"is {size} bytes")
-            tt.notes.append(f"check: a clone of snapsrc holds the 1 GiB file ({size} bytes) "
-                            f"and grew the pool's allocation by "
-                            f"{'?' if grew is None else f'{grew:.1f}'} MiB")
-            if size != DD_COUNT * MiB:
-                tt.notes.append(f"the clone's /d/data is {size} bytes, not {DD_COUNT * MiB}")
+            return time_snapshots_and_clones(tt, berth, conn, reps)
         finally:
             conn.close()
     except Exception as exc:
-        snap = clone = None  # no partial samples under a "median of N" label
+        # no partial samples under a "median of N" label
         tt.fail("thin snapshot/clone on berth", exc)
+        return None, None
     finally:
         remove_volumes(berth, ["snapsrc", *clones])  # also drops any snapshot left
 
-    dsts = [f"dst{i}" for i in range(tar_reps)]
-    if dockerd is not None:
-        try:
-            dockerd.docker("volume", "create", "src")
-            fill_volume(dockerd, "src")
-            tar = []
-            for i, dst in enumerate(dsts):
-                tar.append(timed_cli(dockerd, ["run", "--rm", "--network", "none",
-                                               "-v", "src:/from", "-v", f"{dst}:/to",
-                                               IMAGE, "sh", "-c", TAR_COPY]))
-                if i == len(dsts) - 1:
-                    size = file_size_in(dockerd, dst, "data")
-                    if size != DD_COUNT * MiB:
-                        tt.notes.append(f"dockerd's tar copy holds {size} bytes, "
-                                        f"not {DD_COUNT * MiB}")
-                dockerd.docker("volume", "rm", dst)
-            log("tar copy [dockerd] ms: " + " ".join(f"{x:.0f}" for x in tar))
-        except Exception as exc:
-            tar = None
-            tt.fail("tar copy on dockerd", exc)
-        finally:
-            remove_volumes(dockerd, ["src", *dsts])
 
-    tar_med = statistics.median(tar) if tar else None
+def time_snapshots_and_clones(tt: ThinTable, berth: Berth, conn: UnixHTTPConnection,
+                              reps: int) -> tuple[list[float], list[float]]:
+    """(snapshot ms, clone ms) of the filled snapsrc, over ``conn``; the delete
+    times and the clone check go to the notes."""
+    note_snapsrc_allocation(tt, conn)
+    snap, snap_del = time_snapshot_create_delete(conn, reps)
+    clone, clone_del = time_clone_create_delete(conn, reps)
+    for label, xs in (("snapshot create", snap), ("snapshot delete", snap_del),
+                      ("clone", clone), ("clone delete (DELETE /volumes)", clone_del)):
+        log(f"thin {label} [berth] ms: " + " ".join(f"{x:.2f}" for x in xs)
+            + f" (median {statistics.median(xs):.2f})")
+    tt.notes.append(
+        f"not in the timed figures: deleting a snapshot took a median of "
+        f"{statistics.median(snap_del):.1f} ms and removing a clone "
+        f"{statistics.median(clone_del):.1f} ms (both punch the image and FITRIM the pool)")
+    if conn.connects != 1:
+        tt.notes.append(f"snapshot/clone timing needed {conn.connects} connections")
+    check_clone_holds_data(tt, berth, conn)
+    return snap, clone
+
+
+def note_snapsrc_allocation(tt: ThinTable, conn: UnixHTTPConnection) -> None:
+    st = json.loads(api(conn, "berth", "GET", f"/v{API}/volumes/snapsrc")).get("Status") or {}
+    log(f"snapsrc: SizeBytes {st.get('SizeBytes')}, Allocated {st.get('Allocated')}")
+    if int(st.get("Allocated") or 0) < GiB:
+        tt.notes.append(f"snapsrc reports Allocated {st.get('Allocated')} bytes, "
+                        f"less than the 1 GiB written")
+
+
+def time_snapshot_create_delete(conn: UnixHTTPConnection,
+                                reps: int) -> tuple[list[float], list[float]]:
+    """(create ms, delete ms) of ``reps`` snapshots of snapsrc, after one warm-up."""
+    b = "berth"
+    api(conn, b, "POST", f"{SNAPSRC}/snapshots", {"Name": "swarm"}, 201)
+    api(conn, b, "DELETE", f"{SNAPSRC}/snapshots/swarm", None, 204)
+    create, delete = [], []
+    for i in range(reps):
+        create.append(timed_api(conn, b, "POST", f"{SNAPSRC}/snapshots", {"Name": f"s{i}"}, 201))
+        delete.append(timed_api(conn, b, "DELETE", f"{SNAPSRC}/snapshots/s{i}", None, 204))
+    return create, delete
+
+
+def time_clone_create_delete(conn: UnixHTTPConnection,
+                             reps: int) -> tuple[list[float], list[float]]:
+    """(clone ms, volume remove ms) of ``reps`` clones of snapsrc, after one warm-up."""
+    b = "berth"
+    api(conn, b, "POST", f"{SNAPSRC}/clone", {"Target": "cwarm"}, 201)
+    api(conn, b, "DELETE", f"/v{API}/volumes/cwarm", None, 204)
+    create, delete = [], []
+    for i in range(reps):
+        create.append(timed_api(conn, b, "POST", f"{SNAPSRC}/clone", {"Target": f"c{i}"}, 201))
+        delete.append(timed_api(conn, b, "DELETE", f"/v{API}/volumes/c{i}", None, 204))
+    return create, delete
+
+
+def check_clone_holds_data(tt: ThinTable, berth: Berth, conn: UnixHTTPConnection) -> None:
+    """Sanity: a clone shares blocks and holds the data."""
+    b = "berth"
+    before = pool_allocated(conn)
+    api(conn, b, "POST", f"{SNAPSRC}/clone", {"Target": "cchk"}, 201)
+    after = pool_allocated(conn)
+    size = file_size_in(berth, "cchk", "data")
+    api(conn, b, "DELETE", f"/v{API}/volumes/cchk", None, 204)
+    grew = None if before is None or after is None else (after - before) / MiB
+    log(f"clone check: pool allocation grew by {grew} MiB; /d/data in the clone "
+        f"is {size} bytes")
+    tt.notes.append(f"check: a clone of snapsrc holds the 1 GiB file ({size} bytes) "
+                    f"and grew the pool's allocation by "
+                    f"{'?' if grew is None else f'{grew:.1f}'} MiB")
+    if size != DD_COUNT * MiB:
+        tt.notes.append(f"the clone's /d/data is {size} bytes, not {DD_COUNT * MiB}")
+
+
+def dockerd_tar_copy_ms(tt: ThinTable, dockerd: Dockerd, tar_reps: int) -> list[float] | None:
+    """Timed `docker run` tar copies of 1 GiB into new local volumes; None after a
+    failure. Every volume made here is removed."""
+    dsts = [f"dst{i}" for i in range(tar_reps)]
+    try:
+        dockerd.docker("volume", "create", "src")
+        fill_volume(dockerd, "src")
+        tar = []
+        for i, dst in enumerate(dsts):
+            tar.append(timed_cli(dockerd, ["run", "--rm", "--network", "none",
+                                           "-v", "src:/from", "-v", f"{dst}:/to",
+                                           IMAGE, "sh", "-c", TAR_COPY]))
+            if i == len(dsts) - 1:
+                size = file_size_in(dockerd, dst, "data")
+                if size != DD_COUNT * MiB:
+                    tt.notes.append(f"dockerd's tar copy holds {size} bytes, "
+                                    f"not {DD_COUNT * MiB}")
+            dockerd.docker("volume", "rm", dst)
+        log("tar copy [dockerd] ms: " + " ".join(f"{x:.0f}" for x in tar))
+        return tar
+    except Exception as exc:
+        tt.fail("tar copy on dockerd", exc)
+        return None
+    finally:
+        remove_volumes(dockerd, ["src", *dsts])
+
+
+def add_snapshot_clone_rows(tt: ThinTable, reps: int, tar_reps: int,
+                            snap_ms: list[float] | None, clone_ms: list[float] | None,
+                            tar_ms: list[float] | None) -> None:
+    tar_med = median_or_none(tar_ms)
     ref = (f"dockerd: `docker run` tar copy of the same 1 GiB into a new local volume, "
            f"median of {tar_reps}: {fmt_ms(tar_med)}")
     for what, xs in ((f"snapshot, 10 GiB thin volume holding 1 GiB "
-                      f"(`POST /berth/v1/volumes/snapsrc/snapshots`), median of {reps}", snap),
+                      f"(`POST /berth/v1/volumes/snapsrc/snapshots`), median of {reps}", snap_ms),
                      (f"clone, same volume (`POST /berth/v1/volumes/snapsrc/clone`), "
-                      f"median of {reps}", clone)):
-        med = statistics.median(xs) if xs else None
+                      f"median of {reps}", clone_ms)):
+        med = median_or_none(xs)
         tt.add(what, fmt_ms(med), ref,
                fmt_ratio(med / tar_med if med is not None and tar_med else None),
                "berth ≤ 50 ms", None if med is None else med <= 50.0)
@@ -877,76 +932,124 @@ def drop_caches() -> str | None:
         return repr(exc)
 
 
+def dd_write_argv(path: str) -> list[str]:
+    return ["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={DD_COUNT}", "conv=fsync"]
+
+
+def dd_read_argv(path: str) -> list[str]:
+    return ["dd", f"if={path}", "of=/dev/null", "bs=1M"]
+
+
+def dd_in_container(e: Engine, vol: str, dd: list[str]) -> tuple[float, str]:
+    """Seconds and stderr of busybox `time dd …` in a container with ``vol`` on /d."""
+    p = e.docker("run", "--rm", "--network", "none", "-v", f"{vol}:/d", IMAGE, "time", *dd)
+    return parse_busybox_time(p.stderr), p.stderr
+
+
+def dd_on_host(dd: list[str]) -> tuple[float, str]:
+    """Seconds and stderr of busybox `time dd …` on the host."""
+    p = subprocess.run([BUSYBOX, "time", BUSYBOX, *dd], capture_output=True, text=True,
+                       timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError(f"host dd failed ({p.returncode}): {p.stderr[-300:]}")
+    return parse_busybox_time(p.stderr), p.stderr
+
+
+class ThroughputSamples:
+    """MB/s per dd target and kind ("write", "read"), and the last error of
+    dropping the page cache (kept when a pass fails)."""
+
+    def __init__(self, targets: dict):
+        self.mbs: dict[str, dict[str, list[float]]] = {
+            k: {"write": [], "read": []} for k in targets}
+        self.drop_error: str | None = None
+
+
 def thin_throughput(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, work: str,
                     reps: int) -> None:
-    host_dir = os.path.join(work, "hostio")
-    os.makedirs(host_dir, exist_ok=True)
-    host_file = os.path.join(host_dir, "f")
-    if os.stat(host_dir).st_dev != os.stat(berth.dir).st_dev:
-        tt.notes.append(f"the host dd folder {host_dir} is NOT on the filesystem of the "
-                        f"berth root {berth.root}")
-    write = ["dd", "if=/dev/zero", "bs=1M", f"count={DD_COUNT}", "conv=fsync"]
-
-    def in_container(e: Engine, vol: str, dd: list[str]) -> tuple[float, str]:
-        p = e.docker("run", "--rm", "--network", "none", "-v", f"{vol}:/d", IMAGE, "time", *dd)
-        return parse_busybox_time(p.stderr), p.stderr
-
-    def on_host(dd: list[str]) -> tuple[float, str]:
-        p = subprocess.run([BUSYBOX, "time", BUSYBOX, *dd], capture_output=True, text=True,
-                           timeout=600)
-        if p.returncode != 0:
-            raise RuntimeError(f"host dd failed ({p.returncode}): {p.stderr[-300:]}")
-        return parse_busybox_time(p.stderr), p.stderr
-
-    targets = {
-        "thin": (lambda dd: in_container(berth, "thinvol", dd), "/d/f"),
-        "host": (on_host, host_file),
-    }
-    if dockerd is not None:
-        targets["dockerd"] = (lambda dd: in_container(dockerd, "ddvol", dd), "/d/f")
-    mbs: dict[str, dict[str, list[float]]] = {k: {"write": [], "read": []} for k in targets}
-    drop_error = None
+    host_file = host_dd_file(tt, berth, work)
+    targets = dd_targets(berth, dockerd, host_file)
+    samples = ThroughputSamples(targets)
     try:
         berth.docker("volume", "create", "-d", "thin", "-o", "size=10G", "thinvol")
         if dockerd is not None:
             dockerd.docker("volume", "create", "ddvol")
-        names = list(targets)
-        # Pass 0 is a warm-up (the first write into fresh space is much slower
-        # on this VM's disk); the targets alternate order between passes.
-        for rep in range(reps + 1):
-            order = names if rep % 2 == 0 else list(reversed(names))
-            for name in order:
-                run, path = targets[name]
-                secs, err = run([*write[:2], f"of={path}", *write[2:]])
-                check_dd(err, f"{name} write")
-                w = DD_COUNT * MiB / secs / 1e6
-                drop_error = drop_caches() or drop_error
-                secs, err = run(["dd", f"if={path}", "of=/dev/null", "bs=1M"])
-                check_dd(err, f"{name} read")
-                r = DD_COUNT * MiB / secs / 1e6
-                if rep > 0:
-                    mbs[name]["write"].append(w)
-                    mbs[name]["read"].append(r)
-                log(f"throughput {'warm-up' if rep == 0 else f'pass {rep}'} [{name}]: "
-                    f"write {w:.0f} MB/s, read {r:.0f} MB/s")
+        run_dd_passes(targets, reps, samples)
     except Exception as exc:
-        mbs = {}  # no partial samples under a "median of N" label
+        samples.mbs = {}  # no partial samples under a "median of N" label
         tt.fail("thin throughput", exc)
     finally:
-        remove_volumes(berth, ["thinvol"])
-        if dockerd is not None:
-            remove_volumes(dockerd, ["ddvol"])
-        try:
-            os.remove(host_file)
-        except OSError:
-            pass
-    if drop_error:
-        tt.notes.append(f"dropping the page cache FAILED ({drop_error}): the read figures "
-                        f"may come from the cache")
+        remove_throughput_files(berth, dockerd, host_file)
+    if samples.drop_error:
+        tt.notes.append(f"dropping the page cache FAILED ({samples.drop_error}): the read "
+                        f"figures may come from the cache")
+    add_throughput_rows(tt, samples.mbs, reps, dockerd is not None)
 
+
+def host_dd_file(tt: ThinTable, berth: Berth, work: str) -> str:
+    """The host dd target under ``work``; a note when it is not on the berth root's
+    filesystem."""
+    host_dir = os.path.join(work, "hostio")
+    os.makedirs(host_dir, exist_ok=True)
+    if os.stat(host_dir).st_dev != os.stat(berth.dir).st_dev:
+        tt.notes.append(f"the host dd folder {host_dir} is NOT on the filesystem of the "
+                        f"berth root {berth.root}")
+    return os.path.join(host_dir, "f")
+
+
+def dd_targets(berth: Berth, dockerd: Dockerd | None, host_file: str) -> dict:
+    """target name -> (run dd argv and return (seconds, stderr), file to write)."""
+    targets = {
+        "thin": (lambda dd: dd_in_container(berth, "thinvol", dd), "/d/f"),
+        "host": (dd_on_host, host_file),
+    }
+    if dockerd is not None:
+        targets["dockerd"] = (lambda dd: dd_in_container(dockerd, "ddvol", dd), "/d/f")
+    return targets
+
+
+def run_dd_passes(targets: dict, reps: int, samples: ThroughputSamples) -> None:
+    names = list(targets)
+    # Pass 0 is a warm-up (the first write into fresh space is much slower
+    # on this VM's disk); the targets alternate order between passes.
+    for rep in range(reps + 1):
+        order = names if rep % 2 == 0 else list(reversed(names))
+        for name in order:
+            run, path = targets[name]
+            w, r = dd_write_read_mbs(name, run, path, samples)
+            if rep > 0:
+                samples.mbs[name]["write"].append(w)
+                samples.mbs[name]["read"].append(r)
+            log(f"throughput {'warm-up' if rep == 0 else f'pass {rep}'} [{name}]: "
+                f"write {w:.0f} MB/s, read {r:.0f} MB/s")
+
+
+def dd_write_read_mbs(name: str, run, path: str,
+                      samples: ThroughputSamples) -> tuple[float, float]:
+    """(write MB/s, read MB/s) of 1 GiB at ``path``, the page cache dropped in between."""
+    secs, err = run(dd_write_argv(path))
+    check_dd(err, f"{name} write")
+    write_mbs = DD_COUNT * MiB / secs / 1e6
+    samples.drop_error = drop_caches() or samples.drop_error
+    secs, err = run(dd_read_argv(path))
+    check_dd(err, f"{name} read")
+    return write_mbs, DD_COUNT * MiB / secs / 1e6
+
+
+def remove_throughput_files(berth: Berth, dockerd: Dockerd | None, host_file: str) -> None:
+    remove_volumes(berth, ["thinvol"])
+    if dockerd is not None:
+        remove_volumes(dockerd, ["ddvol"])
+    try:
+        os.remove(host_file)
+    except OSError:
+        pass
+
+
+def add_throughput_rows(tt: ThinTable, mbs: dict[str, dict[str, list[float]]], reps: int,
+                        with_dockerd: bool) -> None:
     def med(name: str, kind: str) -> float | None:
-        xs = mbs.get(name, {}).get(kind)
-        return statistics.median(xs) if xs else None
+        return median_or_none(mbs.get(name, {}).get(kind))
 
     for kind, cmd in (("write", "`dd if=/dev/zero of=…/f bs=1M count=1024 conv=fsync`"),
                       ("read", "`dd if=…/f of=/dev/null bs=1M` after `sync; echo 3 > "
@@ -958,7 +1061,7 @@ def thin_throughput(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, work: 
                fmt_mbs(t), f"host: same busybox dd into /tmp (same filesystem as the berth "
                f"root): {fmt_mbs(h)}", fmt_ratio(r) + " (thin/host)", "thin/host ≥ 0.85",
                None if r is None else r >= 0.85)
-    if dockerd is not None:
+    if with_dockerd:
         for kind in ("write", "read"):
             d, h = med("dockerd", kind), med("host", kind)
             tt.add(f"for context: sequential {kind} in a dockerd local volume "
@@ -1027,161 +1130,265 @@ def df_usage(payload: bytes, name: str) -> int | None:
     return None
 
 
+class DfSamples:
+    """What the thin `system df -v` benchmark measured (ms unless said), per
+    engine name."""
+
+    def __init__(self, engines: list[Engine]):
+        self.created: dict[str, list[float]] = {}  # making the volumes, per op
+        self.copied: list[float] = []  # dockerd: the content copied on the host, per volume
+        self.cli: dict[str, list[float]] = {e.name: [] for e in engines}  # system df -v
+        self.raw_api: dict[str, list[float]] = {e.name: [] for e in engines}  # GET /system/df
+        self.removed: dict[str, list[float]] = {}  # DELETE /volumes/…, per op
+        self.usage: dict[str, int | None] = {}  # UsageData.Size (bytes) of the last volume
+
+    def clear(self) -> None:
+        """Drop every sample: no partial samples under a "median of N" label."""
+        for d in (self.created, self.removed, self.cli, self.raw_api, self.usage):
+            d.clear()
+        self.copied.clear()
+
+
+def engines_of(berth: Berth, dockerd: Dockerd | None) -> list[Engine]:
+    return [berth] + ([dockerd] if dockerd is not None else [])
+
+
 def thin_df(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, work: str, n: int,
             reps: int) -> None:
-    engines: list[Engine] = [berth] + ([dockerd] if dockerd is not None else [])
+    engines = engines_of(berth, dockerd)
     names = [f"tv{i:04d}" for i in range(n)]
-    content = df_content_label()
-    created: dict[str, list[float]] = {}
-    removed: dict[str, list[float]] = {}
-    copied: list[float] = []
-    cli: dict[str, list[float]] = {e.name: [] for e in engines}
-    raw_api: dict[str, list[float]] = {e.name: [] for e in engines}
-    usage: dict[str, int | None] = {}
+    samples = DfSamples(engines)
     try:
-        template, want = build_df_template(work)
-        log(f"df content {template}: {want[0]} files, {want[1]} bytes, sha256 {want[2][:12]}…")
-        # berth: one thin volume filled through a container, the others clones of it.
-        berth.docker("volume", "create", "-d", "thin", "-o", "size=64M", names[0])
-        t0 = time.perf_counter()
-        berth.docker("run", "--rm", "--network", "none", "-v", f"{names[0]}:/d",
-                     "-v", f"{template}:/t:ro", IMAGE, "cp", "-a", "/t/.", "/d/")
-        fill_ms = (time.perf_counter() - t0) * 1000.0
-        conn = UnixHTTPConnection(berth.sock)
-        try:
-            before = pool_allocated(conn)
-            xs = [timed_api(conn, "berth", "POST", f"/berth/v1/volumes/{names[0]}/clone",
-                            {"Target": v}, 201) for v in names[1:]]
-            after = pool_allocated(conn)
-            if conn.connects != 1:
-                tt.notes.append(f"berth: cloning {n - 1} volumes needed {conn.connects} "
-                                f"connections")
-        finally:
-            conn.close()
-        created["berth"] = xs
-        grew = None if before is None or after is None else (after - before) / 1024
-        log(f"berth: filled {names[0]} in {fill_ms:.0f} ms (`docker run … cp -a`), cloned it "
-            f"{n - 1} times: total {sum(xs) / 1000:.1f} s, median "
-            f"{statistics.median(xs):.2f} ms; pool allocation grew "
-            f"by {grew} KiB")
-        tt.notes.append(f"berth's {n} df volumes: `{names[0]}` (thin, size=64M) was filled by "
-                        f"`docker run … -v {names[0]}:/d -v <content>:/t:ro {IMAGE} cp -a /t/. "
-                        f"/d/` in {fill_ms:.0f} ms; the {n - 1} clones of it grew the pool's "
-                        f"allocation by {'?' if grew is None else f'{grew:.0f}'} KiB")
-        if dockerd is not None:
-            # dockerd: local volumes, the content copied into each _data on the host.
-            droot = os.path.realpath(dockerd.root)
-            conn = UnixHTTPConnection(dockerd.sock)
-            try:
-                xs = [timed_api(conn, "dockerd", "POST", f"/v{API}/volumes/create",
-                                {"Name": v}, 201) for v in names]
-                if conn.connects != 1:
-                    tt.notes.append(f"dockerd: creating {n} volumes needed {conn.connects} "
-                                    f"connections")
-                for v in names:
-                    mp = json.loads(api(conn, "dockerd", "GET", f"/v{API}/volumes/{v}"))
-                    mp = os.path.realpath(mp.get("Mountpoint") or "")
-                    if not mp.startswith(droot + "/"):
-                        raise RuntimeError(f"dockerd: volume {v} has Mountpoint {mp!r}, "
-                                           f"not under {droot}")
-                    t0 = time.perf_counter()
-                    shutil.copytree(template, mp, symlinks=True, dirs_exist_ok=True)
-                    copied.append((time.perf_counter() - t0) * 1000.0)
-            finally:
-                conn.close()
-            created["dockerd"] = xs
-            log(f"created {n} volumes on dockerd: total {sum(xs) / 1000:.1f} s, median "
-                f"{statistics.median(xs):.2f} ms; copied the content into them on the host: "
-                f"total {sum(copied) / 1000:.1f} s, median {statistics.median(copied):.2f} ms")
-        os.sync()  # no writeback of the fill during the timing
-        # Sanity: a clone on berth and a volume on dockerd hold the content.
-        for e in engines:
-            got = df_content_in(e, names[-1])
-            log(f"content check [{e.name}] {names[-1]}: {got[0]} files, {got[1]} bytes, "
-                f"sha256 {got[2][:12]}…")
-            if got != want:
-                raise RuntimeError(f"{e.name}: {names[-1]} holds {got[0]} files, {got[1]} "
-                                   f"bytes, sha256 {got[2][:12]}…; the content folder has "
-                                   f"{want[0]} files, {want[1]} bytes, sha256 {want[2][:12]}…")
-        tt.notes.append(f"check before the `system df` timing: `{names[-1]}` held the same "
-                        f"{want[0]} files, {want[1]} bytes (sha256 {want[2][:12]}…) on "
-                        f"{' and '.join(e.name for e in engines)}")
-        for e in engines:  # sanity check and one warm-up
-            out = e.docker("volume", "ls", "-q").stdout.split()
-            got = sum(1 for v in out if v.startswith("tv"))
-            if got != n:
-                raise RuntimeError(f"{e.name}: docker volume ls shows {got} of {n} volumes")
-            if len(out) != n:
-                tt.notes.append(f"{e.name} held {len(out)} volumes during `system df -v`, "
-                                f"not {n}")
-            e.docker("system", "df", "-v")
-        for i in range(reps):
-            order = engines if i % 2 == 0 else list(reversed(engines))
-            for e in order:
-                cli[e.name].append(timed_cli(e, ["system", "df", "-v"]))
-        for e in engines:
-            conn = UnixHTTPConnection(e.sock)
-            try:
-                usage[e.name] = df_usage(api(conn, e.name, "GET", f"/v{API}/system/df"),
-                                         names[-1])
-                for _ in range(reps):
-                    raw_api[e.name].append(timed_api(conn, e.name, "GET", f"/v{API}/system/df"))
-            finally:
-                conn.close()
-        for name, xs in cli.items():
-            log(f"`docker system df -v`, {n} thin/local volumes with content [{name}] ms: "
-                + " ".join(f"{x:.1f}" for x in xs))
-        for name, xs in raw_api.items():
-            log(f"GET /system/df, {n} volumes [{name}] ms: " + " ".join(f"{x:.2f}" for x in xs))
-        log(f"UsageData.Size of {names[-1]}: {usage}")
-        for e in engines:
-            conn = UnixHTTPConnection(e.sock)
-            try:
-                removed[e.name] = [timed_api(conn, e.name, "DELETE", f"/v{API}/volumes/{v}",
-                                             None, 204) for v in names]
-            finally:
-                conn.close()
+        measure_system_df(tt, berth, dockerd, work, names, reps, samples)
     except Exception as exc:
-        for d in (created, removed, cli, raw_api, usage):  # no partial samples
-            d.clear()
-        copied.clear()
+        samples.clear()
         tt.fail("system df with thin volumes", exc)
     finally:
         for e in engines:
             remove_volumes(e, names)
+    add_df_rows(tt, samples, names, reps)
+    note_df_usage(tt, samples.usage, names[-1])
 
-    def m(d: dict[str, list[float]], name: str) -> float | None:
-        return statistics.median(d[name]) if d.get(name) else None
 
-    b, d = m(cli, "berth"), m(cli, "dockerd")
+def measure_system_df(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, work: str,
+                      names: list[str], reps: int, samples: DfSamples) -> None:
+    """Make ``names`` on each engine, all holding the df content, check them, and
+    time `system df -v`, GET /system/df and the removal of the volumes."""
+    engines = engines_of(berth, dockerd)
+    template, want = build_df_template(work)
+    log(f"df content {template}: {want[0]} files, {want[1]} bytes, sha256 {want[2][:12]}…")
+    samples.created["berth"] = make_berth_df_volumes(tt, berth, template, names)
+    if dockerd is not None:
+        samples.created["dockerd"] = make_dockerd_df_volumes(tt, dockerd, template, names,
+                                                             samples.copied)
+    os.sync()  # no writeback of the fill during the timing
+    check_df_content(tt, engines, names[-1], want)
+    check_df_volume_count_and_warm_up(tt, engines, len(names))
+    time_system_df_cli(engines, reps, samples.cli)
+    time_system_df_api(engines, names[-1], reps, samples)
+    log_df_samples(samples, names)
+    time_volume_removal(engines, names, samples.removed)
+
+
+def make_berth_df_volumes(tt: ThinTable, berth: Berth, template: str,
+                          names: list[str]) -> list[float]:
+    """berth: one thin volume filled through a container, the others clones of it;
+    the clone times."""
+    n = len(names)
+    fill_ms = fill_first_df_volume(berth, names[0], template)
+    xs, grew = clone_df_volume(tt, berth, names)
+    log(f"berth: filled {names[0]} in {fill_ms:.0f} ms (`docker run … cp -a`), cloned it "
+        f"{n - 1} times: total {sum(xs) / 1000:.1f} s, median "
+        f"{statistics.median(xs):.2f} ms; pool allocation grew "
+        f"by {grew} KiB")
+    tt.notes.append(f"berth's {n} df volumes: `{names[0]}` (thin, size=64M) was filled by "
+                    f"`docker run … -v {names[0]}:/d -v <content>:/t:ro {IMAGE} cp -a /t/. "
+                    f"/d/` in {fill_ms:.0f} ms; the {n - 1} clones of it grew the pool's "
+                    f"allocation by {'?' if grew is None else f'{grew:.0f}'} KiB")
+    return xs
+
+
+def fill_first_df_volume(berth: Berth, volume: str, template: str) -> float:
+    """Create ``volume`` (thin, size=64M) and copy the content in; ms of the copy."""
+    berth.docker("volume", "create", "-d", "thin", "-o", "size=64M", volume)
+    t0 = time.perf_counter()
+    berth.docker("run", "--rm", "--network", "none", "-v", f"{volume}:/d",
+                 "-v", f"{template}:/t:ro", IMAGE, "cp", "-a", "/t/.", "/d/")
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def clone_df_volume(tt: ThinTable, berth: Berth,
+                    names: list[str]) -> tuple[list[float], float | None]:
+    """Clone names[0] into each of names[1:] over one connection: the clone times,
+    and how much the pool's allocation grew (KiB; None when unknown)."""
+    conn = UnixHTTPConnection(berth.sock)
+    try:
+        before = pool_allocated(conn)
+        xs = [timed_api(conn, "berth", "POST", f"/berth/v1/volumes/{names[0]}/clone",
+                        {"Target": v}, 201) for v in names[1:]]
+        after = pool_allocated(conn)
+        if conn.connects != 1:
+            tt.notes.append(f"berth: cloning {len(names) - 1} volumes needed {conn.connects} "
+                            f"connections")
+    finally:
+        conn.close()
+    grew = None if before is None or after is None else (after - before) / 1024
+    return xs, grew
+
+
+def make_dockerd_df_volumes(tt: ThinTable, dockerd: Dockerd, template: str,
+                            names: list[str], copied: list[float]) -> list[float]:
+    """dockerd: local volumes, the content copied into each _data on the host; the
+    create times. The copy times are appended to ``copied``."""
+    n = len(names)
+    conn = UnixHTTPConnection(dockerd.sock)
+    try:
+        xs = [timed_api(conn, "dockerd", "POST", f"/v{API}/volumes/create",
+                        {"Name": v}, 201) for v in names]
+        if conn.connects != 1:
+            tt.notes.append(f"dockerd: creating {n} volumes needed {conn.connects} "
+                            f"connections")
+        copy_into_local_volumes(dockerd, conn, template, names, copied)
+    finally:
+        conn.close()
+    log(f"created {n} volumes on dockerd: total {sum(xs) / 1000:.1f} s, median "
+        f"{statistics.median(xs):.2f} ms; copied the content into them on the host: "
+        f"total {sum(copied) / 1000:.1f} s, median {statistics.median(copied):.2f} ms")
+    return xs
+
+
+def copy_into_local_volumes(dockerd: Dockerd, conn: UnixHTTPConnection, template: str,
+                            names: list[str], copied: list[float]) -> None:
+    """Copy ``template`` into each volume's Mountpoint (which must lie under the
+    dockerd root) on the host; the copy times are appended to ``copied``."""
+    droot = os.path.realpath(dockerd.root)
+    for v in names:
+        mp = json.loads(api(conn, "dockerd", "GET", f"/v{API}/volumes/{v}"))
+        mp = os.path.realpath(mp.get("Mountpoint") or "")
+        if not mp.startswith(droot + "/"):
+            raise RuntimeError(f"dockerd: volume {v} has Mountpoint {mp!r}, "
+                               f"not under {droot}")
+        t0 = time.perf_counter()
+        shutil.copytree(template, mp, symlinks=True, dirs_exist_ok=True)
+        copied.append((time.perf_counter() - t0) * 1000.0)
+
+
+def check_df_content(tt: ThinTable, engines: list[Engine], volume: str,
+                     want: tuple[int, int, str]) -> None:
+    """Sanity: ``volume`` (a clone on berth, a volume on dockerd) holds the content."""
+    for e in engines:
+        got = df_content_in(e, volume)
+        log(f"content check [{e.name}] {volume}: {got[0]} files, {got[1]} bytes, "
+            f"sha256 {got[2][:12]}…")
+        if got != want:
+            raise RuntimeError(f"{e.name}: {volume} holds {got[0]} files, {got[1]} "
+                               f"bytes, sha256 {got[2][:12]}…; the content folder has "
+                               f"{want[0]} files, {want[1]} bytes, sha256 {want[2][:12]}…")
+    tt.notes.append(f"check before the `system df` timing: `{volume}` held the same "
+                    f"{want[0]} files, {want[1]} bytes (sha256 {want[2][:12]}…) on "
+                    f"{' and '.join(e.name for e in engines)}")
+
+
+def check_df_volume_count_and_warm_up(tt: ThinTable, engines: list[Engine], n: int) -> None:
+    """Each engine lists the n tv… volumes; then one untimed `system df -v`."""
+    for e in engines:
+        out = e.docker("volume", "ls", "-q").stdout.split()
+        got = sum(1 for v in out if v.startswith("tv"))
+        if got != n:
+            raise RuntimeError(f"{e.name}: docker volume ls shows {got} of {n} volumes")
+        if len(out) != n:
+            tt.notes.append(f"{e.name} held {len(out)} volumes during `system df -v`, "
+                            f"not {n}")
+        e.docker("system", "df", "-v")
+
+
+def time_system_df_cli(engines: list[Engine], reps: int, cli: dict[str, list[float]]) -> None:
+    """``reps`` timed `docker system df -v` per engine, engines alternating."""
+    for i in range(reps):
+        order = engines if i % 2 == 0 else list(reversed(engines))
+        for e in order:
+            cli[e.name].append(timed_cli(e, ["system", "df", "-v"]))
+
+
+def time_system_df_api(engines: list[Engine], volume: str, reps: int,
+                       samples: DfSamples) -> None:
+    """Per engine over one connection: UsageData.Size of ``volume`` from one
+    GET /system/df, then ``reps`` timed GET /system/df."""
+    for e in engines:
+        conn = UnixHTTPConnection(e.sock)
+        try:
+            samples.usage[e.name] = df_usage(api(conn, e.name, "GET", f"/v{API}/system/df"),
+                                             volume)
+            for _ in range(reps):
+                samples.raw_api[e.name].append(
+                    timed_api(conn, e.name, "GET", f"/v{API}/system/df"))
+        finally:
+            conn.close()
+
+
+def log_df_samples(samples: DfSamples, names: list[str]) -> None:
+    n = len(names)
+    for name, xs in samples.cli.items():
+        log(f"`docker system df -v`, {n} thin/local volumes with content [{name}] ms: "
+            + " ".join(f"{x:.1f}" for x in xs))
+    for name, xs in samples.raw_api.items():
+        log(f"GET /system/df, {n} volumes [{name}] ms: " + " ".join(f"{x:.2f}" for x in xs))
+    log(f"UsageData.Size of {names[-1]}: {samples.usage}")
+
+
+def time_volume_removal(engines: list[Engine], names: list[str],
+                        removed: dict[str, list[float]]) -> None:
+    """Per engine over one connection: the time of DELETE /volumes/… for each name."""
+    for e in engines:
+        conn = UnixHTTPConnection(e.sock)
+        try:
+            removed[e.name] = [timed_api(conn, e.name, "DELETE", f"/v{API}/volumes/{v}",
+                                         None, 204) for v in names]
+        finally:
+            conn.close()
+
+
+def add_df_rows(tt: ThinTable, samples: DfSamples, names: list[str], reps: int) -> None:
+    n = len(names)
+
+    def medians(d: dict[str, list[float]]) -> tuple[float | None, float | None]:
+        return median_or_none(d.get("berth")), median_or_none(d.get("dockerd"))
+
+    b, d = medians(samples.cli)
     r = b / d if b is not None and d else None
-    tt.add(f"`docker system df -v` with {n} volumes, each holding the same {content} "
-           f"(berth: thin, size=64M, clones of one filled volume; dockerd: local, filled on "
-           f"the host), median of {reps}", fmt_ms(b), f"dockerd: {fmt_ms(d)}",
-           fmt_ratio(r), "berth ≤ 0.1× dockerd", None if r is None else r <= 0.1)
-    b, d = m(raw_api, "berth"), m(raw_api, "dockerd")
+    tt.add(f"`docker system df -v` with {n} volumes, each holding the same "
+           f"{df_content_label()} (berth: thin, size=64M, clones of one filled volume; "
+           f"dockerd: local, filled on the host), median of {reps}", fmt_ms(b),
+           f"dockerd: {fmt_ms(d)}", fmt_ratio(r), "berth ≤ 0.1× dockerd",
+           None if r is None else r <= 0.1)
+    b, d = medians(samples.raw_api)
     tt.add(f"for context: `GET /v{API}/system/df` alone (no CLI), same {n} volumes, "
            f"keep-alive, median of {reps}", fmt_ms(b), f"dockerd: {fmt_ms(d)}",
            fmt_ratio(b / d if b is not None and d else None))
-    b, d = m(created, "berth"), m(created, "dockerd")
+    b, d = medians(samples.created)
     cp = (f"; then the content copied on the host, median "
-          f"{fmt_ms(statistics.median(copied))} per volume, not counted" if copied else "")
+          f"{fmt_ms(statistics.median(samples.copied))} per volume, not counted"
+          if samples.copied else "")
     tt.add(f"for context: making the volumes, per op, median (berth: "
            f"`POST /berth/v1/volumes/{names[0]}/clone` ×{n - 1}; dockerd: "
            f"`POST /volumes/create` ×{n}{cp})", fmt_ms(b), f"dockerd: {fmt_ms(d)}",
            fmt_ratio(b / d if b is not None and d else None))
-    b, d = m(removed, "berth"), m(removed, "dockerd")
+    b, d = medians(samples.removed)
     tt.add(f"for context: API volume remove ×{n}, per op, the volumes holding the content "
            f"(berth: thin size=64M; dockerd: local), median", fmt_ms(b), f"dockerd: {fmt_ms(d)}",
            fmt_ratio(b / d if b is not None and d else None))
-    if usage:
-        tt.notes.append(
-            f"`system df` UsageData.Size of `{names[-1]}`: berth "
-            f"{usage.get('berth')} bytes, dockerd {usage.get('dockerd', 'n/a')} bytes, for "
-            f"{content}. They mean different things: berth's thin figure is the allocated "
-            f"bytes of the volume's image file (st_blocks, O(1): ext4 metadata included, and "
-            f"blocks a clone shares are counted in every volume); dockerd's is the sum of the "
-            f"file sizes it finds by walking the folder")
+
+
+def note_df_usage(tt: ThinTable, usage: dict[str, int | None], volume: str) -> None:
+    if not usage:
+        return
+    tt.notes.append(
+        f"`system df` UsageData.Size of `{volume}`: berth "
+        f"{usage.get('berth')} bytes, dockerd {usage.get('dockerd', 'n/a')} bytes, for "
+        f"{df_content_label()}. They mean different things: berth's thin figure is the "
+        f"allocated bytes of the volume's image file (st_blocks, O(1): ext4 metadata "
+        f"included, and blocks a clone shares are counted in every volume); dockerd's is "
+        f"the sum of the file sizes it finds by walking the folder")
 
 
 def bench_thin(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, work: str,
