@@ -175,3 +175,34 @@ def test_cli_draws_a_progress_bar_on_a_terminal(daemon, uniq):
     assert proc.stdout.read().decode().strip() == dst
     text = seen.decode(errors="replace")
     assert f"cloning {src} to {dst}" in text and "MiB" in text, text[-500:]
+
+
+def test_kill9_during_a_local_clone_leaves_no_half_volume(berth_factory):
+    d = berth_factory().start()
+    d.docker("volume", "create", "big")
+    data = d.mountpoint("big")
+    block = os.urandom(MIB)
+    for i in range(1024):
+        with open(os.path.join(data, f"f{i:04d}"), "wb") as f:
+            f.write(block)
+    want = tree_digest(data)
+    outcomes = []
+    for round_no, delay in enumerate((0.0, 0.05, 0.2, 0.5)):
+        dst = f"copy{round_no}"
+        conn = UnixHTTPConnection(d.sock, timeout=60)
+        conn.request("POST", "/berth/v1/volumes/big/clone?progress=1",
+                     body=json.dumps({"Target": dst}),
+                     headers={"Content-Type": "application/json"})
+        assert conn.getresponse().status == 200  # the copy has begun
+        time.sleep(delay)
+        d.kill9()
+        conn.close()
+        d.start()
+        listed = dst in d.list_volumes()
+        if listed:  # finished before the kill: then it is whole
+            assert tree_digest(d.mountpoint(dst)) == want
+        else:
+            assert dst not in d.volume_dirs(), "a half copy was left on disk"
+        outcomes.append(listed)
+    assert not all(outcomes), "no kill landed during a copy"
+    assert tree_digest(data) == want, "the source is untouched"

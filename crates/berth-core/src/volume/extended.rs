@@ -142,13 +142,9 @@ impl VolumeService {
         self.store
             .insert_volume(&copy)
             .map_err(|e| VolumeError::store("clone", dst, e))?;
-        let made = match driver.extended() {
-            Some(ext) => progress(CloneProgress::default())
-                .map_err(|e| DriverError::io("cloning the volume", e))
-                .and_then(|()| ext.clone_volume(src, dst)),
-            None => copy_local(driver.as_ref(), src, dst, progress),
-        };
-        if let Err(e) = made {
+        // A `creating` row until the data is whole: a crash meanwhile is
+        // rolled back at start-up like any half-made create.
+        if let Err(e) = copy_data(driver.as_ref(), src, dst, progress) {
             let _ = driver.remove(dst);
             let _ = self.store.delete_volume(dst);
             return Err(VolumeError::driver("clone", src, e));
@@ -156,11 +152,8 @@ impl VolumeService {
         self.store
             .set_volume_state(dst, VolumeState::Ready)
             .map_err(|e| VolumeError::store("clone", dst, e))?;
-        self.publish(
-            "create",
-            dst,
-            &[("driver", &record.driver), ("clonedFrom", src)],
-        );
+        let attributes = [("driver", record.driver.as_str()), ("clonedFrom", src)];
+        self.publish("create", dst, &attributes);
         drop((_g1, _g2));
         self.get(dst)
     }
@@ -240,6 +233,22 @@ impl VolumeService {
 pub struct CloneProgress {
     pub current: u64,
     pub total: u64,
+}
+
+/// The new volume's data: one block-sharing clone where the driver can,
+/// a copy of the files otherwise.
+fn copy_data(
+    driver: &dyn crate::driver::VolumeDriver,
+    src: &str,
+    dst: &str,
+    progress: &mut dyn FnMut(CloneProgress) -> std::io::Result<()>,
+) -> Result<(), DriverError> {
+    match driver.extended() {
+        Some(ext) => progress(CloneProgress::default())
+            .map_err(|e| DriverError::io("cloning the volume", e))
+            .and_then(|()| ext.clone_volume(src, dst)),
+        None => copy_local(driver, src, dst, progress),
+    }
 }
 
 /// Clone for drivers without block sharing: measure, create, then copy the
