@@ -4,7 +4,8 @@
 //! (as Podman), not "whenever empty" (as Docker): a volume a user emptied on
 //! purpose is not silently refilled. See ARCHITECTURE.md.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use super::{ContainerError, ContainerService, MountPoint};
 use crate::store::ImageRecord;
@@ -44,47 +45,55 @@ impl ContainerService {
         result.and(unmounted)
     }
 
-    fn copy_up_one(
-        &self,
-        id: &str,
-        rootfs: &std::path::Path,
-        m: &MountPoint,
-    ) -> Result<(), ContainerError> {
-        let rel = m.destination.trim_start_matches('/');
-        // The image side is resolved without following symlinks: an image
-        // whose mount point is a link gets no copy-up rather than a copy of
-        // whatever the link names.
-        let source = match crate::sys::inroot::open_beneath(rootfs, rel) {
-            Ok(fd) => fd,
-            Err(_) => {
-                return self
-                    .volumes
-                    .mark_populated(&m.name)
-                    .map(|_| ())
-                    .map_err(Into::into)
-            }
-        };
-        let source_path = format!("/proc/self/fd/{}", source.as_raw_fd());
-        if !std::fs::metadata(&source_path).is_ok_and(|meta| meta.is_dir()) {
+    /// Copies the image's folder at one mount point into its volume if the
+    /// volume is empty, then marks the volume populated either way.
+    fn copy_up_one(&self, id: &str, rootfs: &Path, m: &MountPoint) -> Result<(), ContainerError> {
+        let Some(source) = image_folder(rootfs, &m.destination) else {
             self.volumes.mark_populated(&m.name)?;
             return Ok(());
-        }
+        };
         let mount_id = format!("copyup-{id}");
         let target = self.volumes.mount(&m.name, &mount_id)?;
-        let empty = std::fs::read_dir(&target)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        let copied = if empty {
-            crate::sys::copy::copy_tree(std::path::Path::new(&source_path), &target).map_err(|e| {
-                ContainerError::io(format!("copying image content into volume {}", m.name), e)
-            })
-        } else {
-            Ok(0)
-        };
+        let copied = copy_if_empty(&fd_path(&source), &target, &m.name);
         self.volumes.unmount(&m.name, &mount_id)?;
-        let bytes = copied?;
+        let copied = copied?;
         self.volumes.mark_populated(&m.name)?;
-        tracing::info!(volume = %m.name, path = %m.destination, bytes, copied = empty, "copy-up decided");
+        tracing::info!(volume = %m.name, path = %m.destination, bytes = copied.unwrap_or(0), copied = copied.is_some(), "copy-up decided");
         Ok(())
     }
+}
+
+/// The image's folder at mount point `destination`, opened without
+/// following symlinks: an image whose mount point is a link gets no
+/// copy-up rather than a copy of whatever the link names. `None` also for
+/// a missing path or one that is not a folder.
+fn image_folder(rootfs: &Path, destination: &str) -> Option<OwnedFd> {
+    let rel = destination.trim_start_matches('/');
+    let folder = crate::sys::inroot::open_beneath(rootfs, rel).ok()?;
+    let is_dir = std::fs::metadata(fd_path(&folder)).is_ok_and(|meta| meta.is_dir());
+    is_dir.then_some(folder)
+}
+
+/// The path that names an open descriptor (the descriptor must stay open
+/// while the path is used).
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Copies `source` into the mounted volume at `target` if the volume is
+/// empty; returns the bytes copied, or `None` when it was not empty.
+fn copy_if_empty(
+    source: &Path,
+    target: &Path,
+    volume: &str,
+) -> Result<Option<u64>, ContainerError> {
+    let empty = std::fs::read_dir(target)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false);
+    if !empty {
+        return Ok(None);
+    }
+    crate::sys::copy::copy_tree(source, target)
+        .map(Some)
+        .map_err(|e| ContainerError::io(format!("copying image content into volume {volume}"), e))
 }

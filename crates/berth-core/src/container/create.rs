@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use super::model::{ContainerConfig, ContainerState, HostConfig, MountPoint};
 use super::mounts::{parse_api_mount, parse_bind, BindSource, BindSpec};
 use super::{names, ContainerError, ContainerRecord, ContainerService};
+use crate::image::config::RunConfig;
 use crate::image::ImageConfig;
+use crate::store::ImageRecord;
 use crate::volume::names::random_id;
 use crate::volume::CreateRequest;
 
@@ -27,12 +29,7 @@ impl ContainerService {
         &self,
         req: CreateContainer,
     ) -> Result<(ContainerRecord, Vec<String>), ContainerError> {
-        let requested_name = req
-            .name
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .map(names::normalize)
-            .transpose()?;
+        let requested_name = requested_name(req.name.as_deref())?;
         let image = self.images.resolve(&req.config.image)?;
         let image_config = self.images.config(&image)?;
         let mut config = merge(req.config, &image_config);
@@ -45,15 +42,7 @@ impl ContainerService {
         }
         let name = self.pick_name(requested_name, &id)?;
         let mounts = self.resolve_mounts(&id, &config, &host_config)?;
-        if let Err(e) = self.copy_up(&id, &image, &mounts) {
-            let partial = ContainerRecord {
-                mounts,
-                ..placeholder(&id)
-            };
-            self.release_mounts(&partial, true);
-            let _ = self.paths(&id).remove_all();
-            return Err(e);
-        }
+        let mounts = self.copy_up_or_release(&id, &image, mounts)?;
         let record = ContainerRecord {
             id: id.clone(),
             name,
@@ -66,13 +55,40 @@ impl ContainerService {
             mounts,
             state: ContainerState::default(),
         };
-        if let Err(e) = self.record_new(&record) {
-            self.release_mounts(&record, true);
-            return Err(e);
-        }
+        self.record_or_release(&record)?;
         tracing::info!(container = %id, name = %record.name, image = %image.id, "container created");
         self.publish("create", &record, &[]);
         Ok((record, warnings))
+    }
+
+    /// Copy-up for a new container; on failure its volume references (and
+    /// the anonymous volumes it made) and its folder are dropped again.
+    fn copy_up_or_release(
+        &self,
+        id: &str,
+        image: &ImageRecord,
+        mounts: Vec<MountPoint>,
+    ) -> Result<Vec<MountPoint>, ContainerError> {
+        if let Err(e) = self.copy_up(id, image, &mounts) {
+            let partial = ContainerRecord {
+                mounts,
+                ..placeholder(id)
+            };
+            self.release_mounts(&partial, true);
+            let _ = self.paths(id).remove_all();
+            return Err(e);
+        }
+        Ok(mounts)
+    }
+
+    /// Records the new container; if that fails, its mounts are released
+    /// so no volume stays referenced by a container that does not exist.
+    fn record_or_release(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
+        if let Err(e) = self.record_new(record) {
+            self.release_mounts(record, true);
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn record_new(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
@@ -222,63 +238,50 @@ impl ContainerService {
         b: &BindSpec,
         default_driver: &str,
     ) -> Result<MountPoint, ContainerError> {
-        let mut point = MountPoint {
-            kind: "volume".into(),
-            name: String::new(),
-            source: String::new(),
-            destination: b.destination.clone(),
-            driver: String::new(),
-            mode: b.mode.clone(),
-            rw: !b.readonly,
-            propagation: String::new(),
-            anonymous: false,
-            options: Vec::new(),
-            subpath: b.subpath.clone(),
-            nocopy: b.nocopy,
-        };
+        let point = base_point(b);
         match &b.source {
-            BindSource::Host(path) => {
-                if b.create_host_path {
-                    std::fs::create_dir_all(path).map_err(|e| {
-                        ContainerError::io(format!("creating bind source {path}"), e)
-                    })?;
-                }
-                point.kind = "bind".into();
-                point.source = path.clone();
-                point.propagation = if b.propagation.is_empty() {
-                    "rprivate".into()
-                } else {
-                    b.propagation.clone()
-                };
-            }
-            BindSource::Tmpfs => {
-                point.kind = "tmpfs".into();
-                point.options = b.tmpfs_options.clone();
-            }
+            BindSource::Host(path) => host_point(point, b, path),
+            BindSource::Tmpfs => Ok(MountPoint {
+                kind: "tmpfs".into(),
+                options: b.tmpfs_options.clone(),
+                ..point
+            }),
             BindSource::Volume(_) | BindSource::Anonymous => {
-                let name = match &b.source {
-                    BindSource::Volume(n) => Some(n.clone()),
-                    _ => None,
-                };
-                point.anonymous = name.is_none();
-                let req = CreateRequest {
-                    name,
-                    driver: b
-                        .volume_driver
-                        .clone()
-                        .unwrap_or_else(|| default_driver.to_string()),
-                    options: b.volume_options.clone(),
-                    labels: b.volume_labels.clone(),
-                };
-                let (volume, _) = self.volumes.create(req)?;
-                self.volumes.add_ref(&volume.name, id)?;
-                point.name = volume.name;
-                point.source = volume.mountpoint.display().to_string();
-                point.driver = volume.driver;
-                if point.mode.is_empty() {
-                    point.mode = "z".into();
-                }
+                self.volume_point(id, point, b, default_driver)
             }
+        }
+    }
+
+    /// A volume mount point: the named volume (or a new anonymous one)
+    /// created on first use and referenced by `id`; mode `z` if none given.
+    fn volume_point(
+        &self,
+        id: &str,
+        mut point: MountPoint,
+        b: &BindSpec,
+        default_driver: &str,
+    ) -> Result<MountPoint, ContainerError> {
+        let name = match &b.source {
+            BindSource::Volume(n) => Some(n.clone()),
+            _ => None,
+        };
+        point.anonymous = name.is_none();
+        let req = CreateRequest {
+            name,
+            driver: b
+                .volume_driver
+                .clone()
+                .unwrap_or_else(|| default_driver.to_string()),
+            options: b.volume_options.clone(),
+            labels: b.volume_labels.clone(),
+        };
+        let (volume, _) = self.volumes.create(req)?;
+        self.volumes.add_ref(&volume.name, id)?;
+        point.name = volume.name;
+        point.source = volume.mountpoint.display().to_string();
+        point.driver = volume.driver;
+        if point.mode.is_empty() {
+            point.mode = "z".into();
         }
         Ok(point)
     }
@@ -318,6 +321,53 @@ fn placeholder(id: &str) -> ContainerRecord {
     }
 }
 
+/// The request's name checked against Docker's rule, leading `/` dropped;
+/// `None` when none or an empty one was given.
+fn requested_name(name: Option<&str>) -> Result<Option<String>, ContainerError> {
+    name.filter(|n| !n.is_empty())
+        .map(names::normalize)
+        .transpose()
+}
+
+/// What every mount point starts as: a volume mount of the request's
+/// destination, mode, access, sub-path and `nocopy`, the rest empty.
+fn base_point(b: &BindSpec) -> MountPoint {
+    MountPoint {
+        kind: "volume".into(),
+        name: String::new(),
+        source: String::new(),
+        destination: b.destination.clone(),
+        driver: String::new(),
+        mode: b.mode.clone(),
+        rw: !b.readonly,
+        propagation: String::new(),
+        anonymous: false,
+        options: Vec::new(),
+        subpath: b.subpath.clone(),
+        nocopy: b.nocopy,
+    }
+}
+
+/// A bind mount point of host folder `path` (made first for `-v`, which
+/// creates a missing one); propagation defaults to `rprivate`.
+fn host_point(point: MountPoint, b: &BindSpec, path: &str) -> Result<MountPoint, ContainerError> {
+    if b.create_host_path {
+        std::fs::create_dir_all(path)
+            .map_err(|e| ContainerError::io(format!("creating bind source {path}"), e))?;
+    }
+    let propagation = if b.propagation.is_empty() {
+        "rprivate".into()
+    } else {
+        b.propagation.clone()
+    };
+    Ok(MountPoint {
+        kind: "bind".into(),
+        source: path.to_string(),
+        propagation,
+        ..point
+    })
+}
+
 /// Docker's ID: 32 random bytes in hex, re-rolled while the short form is
 /// all digits (it would read as a number).
 fn new_id() -> String {
@@ -341,20 +391,34 @@ fn merge(mut config: ContainerConfig, image: &ImageConfig) -> ContainerConfig {
     if config.stop_signal.is_none() {
         config.stop_signal = ic.stop_signal.clone();
     }
-    let mut env = config.env.take().unwrap_or_default();
-    for var in ic.env.iter().flatten() {
-        let key = var.split('=').next().unwrap_or_default();
-        if !env.iter().any(|e| e.split('=').next() == Some(key)) {
-            env.push(var.clone());
-        }
-    }
-    config.env = Some(env);
+    config.env = Some(merge_env(config.env.take(), ic));
     let mut labels: BTreeMap<String, String> = ic.labels.clone().unwrap_or_default();
     labels.extend(config.labels.take().unwrap_or_default());
     config.labels = Some(labels);
     let mut volumes = ic.volumes.clone().unwrap_or_default();
     volumes.extend(config.volumes.take().unwrap_or_default());
     config.volumes = (!volumes.is_empty()).then_some(volumes);
+    inherit_command(&mut config, ic);
+    config
+}
+
+/// The request's variables, then the image's whose names it does not set.
+fn merge_env(requested: Option<Vec<String>>, ic: &RunConfig) -> Vec<String> {
+    let mut env = requested.unwrap_or_default();
+    for var in ic.env.iter().flatten() {
+        let key = var.split('=').next().unwrap_or_default();
+        if !env.iter().any(|e| e.split('=').next() == Some(key)) {
+            env.push(var.clone());
+        }
+    }
+    env
+}
+
+/// `--entrypoint ""` clears the image's entrypoint; without an entrypoint
+/// of its own the request takes the image's cmd (unless it gave one) and,
+/// if it said nothing about it, the image's entrypoint. A request's own
+/// entrypoint drops the image's cmd.
+fn inherit_command(config: &mut ContainerConfig, ic: &RunConfig) {
     if config
         .entrypoint
         .as_ref()
@@ -371,7 +435,6 @@ fn merge(mut config: ContainerConfig, image: &ImageConfig) -> ContainerConfig {
             config.entrypoint = ic.entrypoint.clone();
         }
     }
-    config
 }
 
 /// `Path` and `Args` from entrypoint and cmd.

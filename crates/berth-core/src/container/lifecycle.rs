@@ -14,7 +14,9 @@ use tokio::sync::watch;
 use super::create::process_env;
 use super::shim::{self, ExitStatus, ShimArgs};
 use super::spec::{self, BindMount, SpecInput};
-use super::{ContainerError, ContainerRecord, ContainerService, Status};
+use super::{
+    ContainerError, ContainerPaths, ContainerRecord, ContainerService, ContainerState, Status,
+};
 
 /// What waiters watch: counts of exits, the last exit code, removal.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -79,51 +81,14 @@ impl ContainerService {
         result
     }
 
+    /// Prepares the bundle (root filesystem, volumes, `config.json`) and
+    /// starts the container through a new shim.
     fn launch(self: &Arc<Self>, record: &ContainerRecord) -> Result<(), ContainerError> {
         let paths = self.paths(&record.id);
-        paths.create()?;
-        let image = self.images.resolve(&record.image_id)?;
-        paths.mount_rootfs(&self.images.layer_paths(&image))?;
-        paths.write_etc_files(&record.config.hostname)?;
-        let binds = self.mount_volumes(record)?;
-        let user = super::user::resolve(&paths.rootfs(), &record.config.user)?;
-        let mut args = vec![record.path.clone()];
-        args.extend(record.args.iter().cloned());
-        let cwd = working_dir(&paths.rootfs(), &record.config.working_dir)?;
-        let spec = spec::build(&SpecInput {
-            id: &record.id,
-            rootfs: &paths.rootfs(),
-            args,
-            env: process_env(&record.config),
-            cwd,
-            uid: user.uid,
-            gid: user.gid,
-            additional_gids: user.additional_gids,
-            hostname: record.config.hostname.clone(),
-            host_network: record.host_config.network_mode == "host",
-            binds,
-        })?;
-        let config_path = paths.bundle().join("config.json");
-        std::fs::write(
-            &config_path,
-            serde_json::to_vec_pretty(&spec).unwrap_or_default(),
-        )
-        .map_err(|e| ContainerError::io("writing config.json", e))?;
+        let binds = self.prepare_rootfs(record, &paths)?;
+        write_spec(record, &paths, binds)?;
         let _ = std::fs::remove_file(paths.exit_file());
-        let runtime = match record.host_config.runtime.as_str() {
-            "" | "berth" => self.settings.default_runtime.clone(),
-            other => Some(other.to_string()),
-        };
-        let shim_args = ShimArgs {
-            id: record.id.clone(),
-            bundle: paths.bundle(),
-            state_dir: paths.dir().to_path_buf(),
-            runtime_root: self.settings.runtime_root.clone(),
-            log: paths.log(),
-            runtime,
-            stdin: record.config.open_stdin,
-        };
-        let created = shim::spawn(&self.settings.shim_exe, &shim_args)?;
+        let created = shim::spawn(&self.settings.shim_exe, &self.shim_args(record, &paths))?;
         let (init_pid, shim_pid) = (created.init_pid, created.shim_pid);
         created.start()?;
         self.mark_running(record, init_pid, shim_pid)?;
@@ -131,6 +96,38 @@ impl ContainerService {
         tracing::info!(container = %record.id, pid = init_pid, shim = shim_pid, "container started");
         self.publish("start", record, &[]);
         Ok(())
+    }
+
+    /// Mounts the overlay root filesystem, writes the `/etc` files and
+    /// mounts the volumes; returns every bind for the spec.
+    fn prepare_rootfs(
+        &self,
+        record: &ContainerRecord,
+        paths: &ContainerPaths,
+    ) -> Result<Vec<BindMount>, ContainerError> {
+        paths.create()?;
+        let image = self.images.resolve(&record.image_id)?;
+        paths.mount_rootfs(&self.images.layer_paths(&image))?;
+        paths.write_etc_files(&record.config.hostname)?;
+        self.mount_volumes(record)
+    }
+
+    /// The shim's arguments; runtime `""`/`berth` means the daemon's
+    /// default runtime.
+    fn shim_args(&self, record: &ContainerRecord, paths: &ContainerPaths) -> ShimArgs {
+        let runtime = match record.host_config.runtime.as_str() {
+            "" | "berth" => self.settings.default_runtime.clone(),
+            other => Some(other.to_string()),
+        };
+        ShimArgs {
+            id: record.id.clone(),
+            bundle: paths.bundle(),
+            state_dir: paths.dir().to_path_buf(),
+            runtime_root: self.settings.runtime_root.clone(),
+            log: paths.log(),
+            runtime,
+            stdin: record.config.open_stdin,
+        }
     }
 
     /// Mounts the container's volumes (first mount id mounts a device or
@@ -202,12 +199,7 @@ impl ContainerService {
         let _ = self.store.set_container_state(&record.id, &state);
         self.unmount_all(record);
         // Waiters and attached clients see the failed start as an exit.
-        let code = state.exit_code;
-        self.lifecycle_sender(&record.id).send_modify(|l| {
-            l.running = false;
-            l.exits += 1;
-            l.exit_code = code;
-        });
+        self.notify_exit(&record.id, state.exit_code);
         tracing::warn!(container = %record.id, error = %error, "start failed");
     }
 
@@ -239,50 +231,47 @@ impl ContainerService {
         }
     }
 
-    /// Records the end of a container's process (from `exit.json`, or 255
-    /// if the shim died without writing one).
+    /// Records the end of a container's process and, for `--rm`, removes
+    /// the container (after the container's lock is released).
     pub(super) fn handle_exit(self: &Arc<Self>, id: &str) {
-        let auto_remove = {
-            let _guard = self.locks.lock(id);
-            let Ok(record) = self.resolve(id) else { return };
-            if record.state.status != Status::Running {
-                return;
-            }
-            let exit = ExitStatus::read(&self.paths(id).exit_file());
-            let mut state = record.state.clone();
-            state.status = Status::Exited;
-            state.pid = 0;
-            state.shim_pid = 0;
-            match &exit {
-                Some(status) => {
-                    state.exit_code = status.exit_code;
-                    state.finished_at = Some(status.finished_at.clone());
-                }
-                None => {
-                    state.exit_code = 255;
-                    state.error = "the shim ended without recording an exit status".into();
-                    state.finished_at = Some(super::jsonlog::now_rfc3339_nano());
-                }
-            }
-            if let Err(e) = self.store.set_container_state(id, &state) {
-                tracing::error!(container = %id, error = %e, "could not record exit");
-            }
-            self.unmount_all(&record);
-            let code = state.exit_code;
-            self.lifecycle_sender(id).send_modify(|l| {
-                l.running = false;
-                l.exits += 1;
-                l.exit_code = code;
-            });
-            tracing::info!(container = %id, exit_code = code, "container exited");
-            self.publish("die", &record, &[("exitCode", &code.to_string())]);
-            record.host_config.auto_remove
-        };
-        if auto_remove {
+        if self.record_exit(id) {
             if let Err(e) = self.remove(id, false, true) {
                 tracing::warn!(container = %id, error = %e, "auto-remove failed");
             }
         }
+    }
+
+    /// Under the container's lock, records the exit of a running container
+    /// (from `exit.json`, or 255 if the shim died without writing one),
+    /// unmounts, wakes waiters. Returns whether it is to be auto-removed.
+    fn record_exit(&self, id: &str) -> bool {
+        let _guard = self.locks.lock(id);
+        let Ok(record) = self.resolve(id) else {
+            return false;
+        };
+        if record.state.status != Status::Running {
+            return false;
+        }
+        let exit = ExitStatus::read(&self.paths(id).exit_file());
+        let state = exited_state(&record.state, exit.as_ref());
+        if let Err(e) = self.store.set_container_state(id, &state) {
+            tracing::error!(container = %id, error = %e, "could not record exit");
+        }
+        self.unmount_all(&record);
+        let code = state.exit_code;
+        self.notify_exit(id, code);
+        tracing::info!(container = %id, exit_code = code, "container exited");
+        self.publish("die", &record, &[("exitCode", &code.to_string())]);
+        record.host_config.auto_remove
+    }
+
+    /// Tells waiters and attached clients the process ended with `code`.
+    fn notify_exit(&self, id: &str, code: i64) {
+        self.lifecycle_sender(id).send_modify(|l| {
+            l.running = false;
+            l.exits += 1;
+            l.exit_code = code;
+        });
     }
 
     /// Sends `signal` (default SIGKILL) to a running container.
@@ -387,6 +376,59 @@ pub async fn wait_for(
         Ok(l) => l.exit_code,
         Err(_) => start.exit_code,
     }
+}
+
+/// Resolves the user and working directory in the mounted root filesystem
+/// and writes the bundle's `config.json`.
+fn write_spec(
+    record: &ContainerRecord,
+    paths: &ContainerPaths,
+    binds: Vec<BindMount>,
+) -> Result<(), ContainerError> {
+    let user = super::user::resolve(&paths.rootfs(), &record.config.user)?;
+    let mut args = vec![record.path.clone()];
+    args.extend(record.args.iter().cloned());
+    let cwd = working_dir(&paths.rootfs(), &record.config.working_dir)?;
+    let spec = spec::build(&SpecInput {
+        id: &record.id,
+        rootfs: &paths.rootfs(),
+        args,
+        env: process_env(&record.config),
+        cwd,
+        uid: user.uid,
+        gid: user.gid,
+        additional_gids: user.additional_gids,
+        hostname: record.config.hostname.clone(),
+        host_network: record.host_config.network_mode == "host",
+        binds,
+    })?;
+    let config_path = paths.bundle().join("config.json");
+    std::fs::write(
+        &config_path,
+        serde_json::to_vec_pretty(&spec).unwrap_or_default(),
+    )
+    .map_err(|e| ContainerError::io("writing config.json", e))
+}
+
+/// The state after an exit: the shim's code and time, or 255 with an
+/// error when it recorded none.
+fn exited_state(running: &ContainerState, exit: Option<&ExitStatus>) -> ContainerState {
+    let mut state = running.clone();
+    state.status = Status::Exited;
+    state.pid = 0;
+    state.shim_pid = 0;
+    match exit {
+        Some(status) => {
+            state.exit_code = status.exit_code;
+            state.finished_at = Some(status.finished_at.clone());
+        }
+        None => {
+            state.exit_code = 255;
+            state.error = "the shim ended without recording an exit status".into();
+            state.finished_at = Some(super::jsonlog::now_rfc3339_nano());
+        }
+    }
+    state
 }
 
 /// The working directory, created in the root filesystem if missing (as

@@ -122,21 +122,7 @@ pub fn parse_api_mount(m: &Value) -> Result<BindSpec, ContainerError> {
     let kind = m["Type"].as_str().unwrap_or_default();
     let target = m["Target"].as_str().unwrap_or_default();
     let source = m["Source"].as_str().unwrap_or_default();
-    let has = |field: &str| m.get(field).is_some_and(|v| !v.is_null());
-    let forbid = |field: &str| {
-        if has(field) {
-            Err(mount_error(
-                kind,
-                &format!("field {field} must not be specified"),
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    if target.is_empty() {
-        return Err(mount_error(kind, "field Target must not be empty"));
-    }
-    absolute(kind, target)?;
+    check_target(kind, target)?;
     let mut spec = BindSpec {
         destination: clean(target),
         readonly: m["ReadOnly"].as_bool().unwrap_or(false),
@@ -144,32 +130,15 @@ pub fn parse_api_mount(m: &Value) -> Result<BindSpec, ContainerError> {
     };
     match kind {
         "bind" => {
-            forbid("VolumeOptions")?;
-            forbid("TmpfsOptions")?;
-            if source.is_empty() {
-                return Err(mount_error(kind, "field Source must not be empty"));
-            }
-            absolute(kind, source)?;
-            if !std::path::Path::new(source).exists() {
-                return Err(mount_error(
-                    kind,
-                    &format!("bind source path does not exist: {source}"),
-                ));
-            }
-            spec.source = BindSource::Host(clean(source));
-            spec.propagation = m["BindOptions"]["Propagation"]
-                .as_str()
-                .unwrap_or("rprivate")
-                .to_string();
+            forbid_fields(m, kind, &["VolumeOptions", "TmpfsOptions"])?;
+            bind_options(&mut spec, source, &m["BindOptions"])?;
         }
         "volume" => {
-            forbid("BindOptions")?;
-            forbid("TmpfsOptions")?;
+            forbid_fields(m, kind, &["BindOptions", "TmpfsOptions"])?;
             volume_options(&mut spec, source, &m["VolumeOptions"])?;
         }
         "tmpfs" => {
-            forbid("BindOptions")?;
-            forbid("VolumeOptions")?;
+            forbid_fields(m, kind, &["BindOptions", "VolumeOptions"])?;
             if !source.is_empty() {
                 return Err(mount_error(kind, "field Source must not be specified"));
             }
@@ -184,6 +153,51 @@ pub fn parse_api_mount(m: &Value) -> Result<BindSpec, ContainerError> {
         String::new()
     };
     Ok(spec)
+}
+
+/// Docker checks the target before the type, so even an unknown type
+/// with a bad target reports the target.
+fn check_target(kind: &str, target: &str) -> Result<(), ContainerError> {
+    if target.is_empty() {
+        return Err(mount_error(kind, "field Target must not be empty"));
+    }
+    absolute(kind, target)
+}
+
+/// Refuses the option objects of the other mount types, in the order
+/// given (the first one present is the one reported).
+fn forbid_fields(m: &Value, kind: &str, fields: &[&str]) -> Result<(), ContainerError> {
+    match fields
+        .iter()
+        .find(|field| m.get(**field).is_some_and(|v| !v.is_null()))
+    {
+        Some(field) => Err(mount_error(
+            kind,
+            &format!("field {field} must not be specified"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `type=bind`: an absolute host path that must already exist (unlike
+/// `-v`), with its propagation (default `rprivate`).
+fn bind_options(spec: &mut BindSpec, source: &str, opts: &Value) -> Result<(), ContainerError> {
+    if source.is_empty() {
+        return Err(mount_error("bind", "field Source must not be empty"));
+    }
+    absolute("bind", source)?;
+    if !std::path::Path::new(source).exists() {
+        return Err(mount_error(
+            "bind",
+            &format!("bind source path does not exist: {source}"),
+        ));
+    }
+    spec.source = BindSource::Host(clean(source));
+    spec.propagation = opts["Propagation"]
+        .as_str()
+        .unwrap_or("rprivate")
+        .to_string();
+    Ok(())
 }
 
 fn volume_options(spec: &mut BindSpec, source: &str, opts: &Value) -> Result<(), ContainerError> {

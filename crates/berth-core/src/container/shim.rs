@@ -77,6 +77,30 @@ pub fn spawn(exe: &Path, args: &ShimArgs) -> Result<CreatedShim, ContainerError>
     let shim_log = args.state_dir.join("shim.log");
     let stderr =
         std::fs::File::create(&shim_log).map_err(|e| ContainerError::io("creating shim log", e))?;
+    let mut child = shim_command(exe, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| ContainerError::io(format!("starting {} shim", exe.display()), e))?;
+    let commands = child.stdin.take().expect("piped");
+    let mut replies = BufReader::new(child.stdout.take().expect("piped"));
+    let reply = read_reply(&mut replies, &shim_log);
+    reap_launcher(child);
+    let reply = reply?;
+    match parse_created(&reply) {
+        Some((init_pid, shim_pid)) => Ok(CreatedShim {
+            init_pid,
+            shim_pid,
+            commands,
+            replies,
+        }),
+        None => Err(start_error(&reply)),
+    }
+}
+
+/// The `exe shim …` command line for `args`.
+fn shim_command(exe: &Path, args: &ShimArgs) -> Command {
     let mut cmd = Command::new(exe);
     cmd.arg("shim")
         .arg("--id")
@@ -95,26 +119,18 @@ pub fn spawn(exe: &Path, args: &ShimArgs) -> Result<CreatedShim, ContainerError>
     if args.stdin {
         cmd.arg("--stdin");
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| ContainerError::io(format!("starting {} shim", exe.display()), e))?;
-    let commands = child.stdin.take().expect("piped");
-    let mut replies = BufReader::new(child.stdout.take().expect("piped"));
-    let reply = read_reply(&mut replies, &shim_log);
-    reap_launcher(child);
-    let reply = reply?;
+    cmd
+}
+
+/// The init and shim pids of a `created <init pid> <shim pid>` reply
+/// (0 for one that does not parse); `None` for any other reply.
+fn parse_created(reply: &str) -> Option<(i64, i64)> {
     let mut words = reply.split_whitespace();
     match (words.next(), words.next(), words.next()) {
-        (Some("created"), Some(init), Some(shim)) => Ok(CreatedShim {
-            init_pid: init.parse().unwrap_or(0),
-            shim_pid: shim.parse().unwrap_or(0),
-            commands,
-            replies,
-        }),
-        _ => Err(start_error(&reply)),
+        (Some("created"), Some(init), Some(shim)) => {
+            Some((init.parse().unwrap_or(0), shim.parse().unwrap_or(0)))
+        }
+        _ => None,
     }
 }
 

@@ -201,73 +201,81 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
     Ok(spec)
 }
 
+/// Docker's default mounts: destination, source, type, options.
+const DEFAULT_MOUNTS: [(&str, &str, &str, &[&str]); 7] = [
+    ("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+    (
+        "/dev",
+        "tmpfs",
+        "tmpfs",
+        &["nosuid", "strictatime", "mode=755", "size=65536k"],
+    ),
+    (
+        "/dev/pts",
+        "devpts",
+        "devpts",
+        &[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5",
+        ],
+    ),
+    (
+        "/sys",
+        "sysfs",
+        "sysfs",
+        &["nosuid", "noexec", "nodev", "ro"],
+    ),
+    (
+        "/sys/fs/cgroup",
+        "cgroup",
+        "cgroup",
+        &["ro", "nosuid", "noexec", "nodev"],
+    ),
+    (
+        "/dev/mqueue",
+        "mqueue",
+        "mqueue",
+        &["nosuid", "noexec", "nodev"],
+    ),
+    (
+        "/dev/shm",
+        "shm",
+        "tmpfs",
+        &["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"],
+    ),
+];
+
+/// The spec's mounts: Docker's defaults the container does not mount over
+/// itself, then the container's own mounts in order.
 fn mounts(binds: &[BindMount]) -> Vec<Value> {
-    let defaults = [
-        ("/proc", "proc", "proc", vec!["nosuid", "noexec", "nodev"]),
-        (
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            vec!["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
-        (
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            vec![
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        ),
-        (
-            "/sys",
-            "sysfs",
-            "sysfs",
-            vec!["nosuid", "noexec", "nodev", "ro"],
-        ),
-        (
-            "/sys/fs/cgroup",
-            "cgroup",
-            "cgroup",
-            vec!["ro", "nosuid", "noexec", "nodev"],
-        ),
-        (
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            vec!["nosuid", "noexec", "nodev"],
-        ),
-        (
-            "/dev/shm",
-            "shm",
-            "tmpfs",
-            vec!["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"],
-        ),
-    ];
-    let mut out: Vec<Value> = defaults
+    let mut out: Vec<Value> = DEFAULT_MOUNTS
         .into_iter()
         .filter(|(dst, ..)| !binds.iter().any(|b| b.destination == *dst))
         .map(|(dst, src, kind, opts)| json!({"destination": dst, "type": kind, "source": src, "options": opts}))
         .collect();
-    for bind in binds {
-        let (kind, source, mut options) = match &bind.tmpfs {
-            Some(opts) => ("tmpfs", "tmpfs", opts.clone()),
-            None => (
-                "bind",
-                bind.source.as_str(),
-                vec!["rbind".to_string(), "rprivate".to_string()],
-            ),
-        };
-        if bind.readonly {
-            options.push("ro".into());
-        }
-        out.push(json!({"destination": bind.destination, "type": kind, "source": source, "options": options}));
-    }
+    out.extend(binds.iter().map(bind_mount));
     out
+}
+
+/// One container mount as a spec entry: a tmpfs with its options, or a
+/// private recursive bind; `ro` appended for a read-only one.
+fn bind_mount(bind: &BindMount) -> Value {
+    let (kind, source, mut options) = match &bind.tmpfs {
+        Some(opts) => ("tmpfs", "tmpfs", opts.clone()),
+        None => (
+            "bind",
+            bind.source.as_str(),
+            vec!["rbind".to_string(), "rprivate".to_string()],
+        ),
+    };
+    if bind.readonly {
+        options.push("ro".into());
+    }
+    json!({"destination": bind.destination, "type": kind, "source": source, "options": options})
 }
 
 fn devices() -> Value {

@@ -20,41 +20,11 @@ pub fn resolve(rootfs: &Path, user: &str) -> Result<ResolvedUser, ContainerError
         None => (user, None),
     };
     let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
-    let (uid, default_gid, name) = if user_part.is_empty() {
-        (0, 0, "root".to_string())
-    } else if let Ok(uid) = user_part.parse::<u32>() {
-        let entry = find(&passwd, |f| f.get(2) == Some(&user_part));
-        let gid = entry
-            .as_ref()
-            .and_then(|f| f.get(3)?.parse().ok())
-            .unwrap_or(0);
-        let name = entry
-            .and_then(|f| f.first().map(|s| s.to_string()))
-            .unwrap_or_default();
-        (uid, gid, name)
-    } else {
-        let entry = find(&passwd, |f| f.first() == Some(&user_part)).ok_or_else(|| {
-            ContainerError::Start(format!(
-                "unable to find user {user_part}: no matching entries in passwd file"
-            ))
-        })?;
-        let uid = entry.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let gid = entry.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
-        (uid, gid, user_part.to_string())
-    };
+    let (uid, default_gid, name) = lookup_user(&passwd, user_part)?;
     let groups = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
     let gid = match group_part {
         None | Some("") => default_gid,
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => find(&groups, |f| f.first() == Some(&g))
-                .and_then(|f| f.get(2)?.parse().ok())
-                .ok_or_else(|| {
-                    ContainerError::Start(format!(
-                        "unable to find group {g}: no matching entries in group file"
-                    ))
-                })?,
-        },
+        Some(g) => lookup_group(&groups, g)?,
     };
     let additional_gids = supplementary(&groups, &name, gid);
     Ok(ResolvedUser {
@@ -62,6 +32,48 @@ pub fn resolve(rootfs: &Path, user: &str) -> Result<ResolvedUser, ContainerError
         gid,
         additional_gids,
     })
+}
+
+/// The user part: uid, primary gid and name (for supplementary groups).
+/// Empty is root; a number needs no passwd entry (gid 0 and no name
+/// without one); a name must have one.
+fn lookup_user(passwd: &str, user: &str) -> Result<(u32, u32, String), ContainerError> {
+    if user.is_empty() {
+        return Ok((0, 0, "root".to_string()));
+    }
+    if let Ok(uid) = user.parse::<u32>() {
+        let entry = find(passwd, |f| f.get(2) == Some(&user));
+        let gid = entry
+            .as_ref()
+            .and_then(|f| f.get(3)?.parse().ok())
+            .unwrap_or(0);
+        let name = entry
+            .and_then(|f| f.first().map(|s| s.to_string()))
+            .unwrap_or_default();
+        return Ok((uid, gid, name));
+    }
+    let entry = find(passwd, |f| f.first() == Some(&user)).ok_or_else(|| {
+        ContainerError::Start(format!(
+            "unable to find user {user}: no matching entries in passwd file"
+        ))
+    })?;
+    let uid = entry.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let gid = entry.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((uid, gid, user.to_string()))
+}
+
+/// The group part: a number as given, or a name looked up in `group`.
+fn lookup_group(groups: &str, group: &str) -> Result<u32, ContainerError> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    find(groups, |f| f.first() == Some(&group))
+        .and_then(|f| f.get(2)?.parse().ok())
+        .ok_or_else(|| {
+            ContainerError::Start(format!(
+                "unable to find group {group}: no matching entries in group file"
+            ))
+        })
 }
 
 fn find<'a>(file: &'a str, pred: impl Fn(&Vec<&'a str>) -> bool) -> Option<Vec<&'a str>> {

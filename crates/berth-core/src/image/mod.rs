@@ -109,32 +109,11 @@ impl ImageService {
         Ok(loaded)
     }
 
+    /// Stores one image of an unpacked archive: its layers (checked against
+    /// the config's diff IDs), its config byte for byte, its tags.
     fn load_one(&self, root: &Path, entry: &load::ArchiveImage) -> Result<ImageRecord, ImageError> {
-        let mut bytes = Vec::new();
-        load::open_inside(root, &entry.config)?
-            .read_to_end(&mut bytes)
-            .map_err(|e| ImageError::io(&entry.config, e))?;
-        let config: ImageConfig = serde_json::from_slice(&bytes)
-            .map_err(|e| ImageError::BadArchive(format!("image config: {e}")))?;
-        if config.rootfs.diff_ids.len() != entry.layers.len() {
-            return Err(ImageError::BadArchive(format!(
-                "config lists {} layers, manifest {}",
-                config.rootfs.diff_ids.len(),
-                entry.layers.len()
-            )));
-        }
-        let mut layers = Vec::new();
-        for (path, want) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
-            let layer = self.layers.add(load::open_inside(root, path)?)?;
-            if &layer.diff_id != want {
-                return Err(ImageError::BadArchive(format!(
-                    "layer {} has digest {}, config says {want}",
-                    path.display(),
-                    layer.diff_id
-                )));
-            }
-            layers.push((layer.diff_id, layer.size as i64));
-        }
+        let (bytes, config) = read_archive_config(root, entry)?;
+        let layers = self.add_archive_layers(root, entry, &config)?;
         let tags = entry
             .tags
             .iter()
@@ -152,6 +131,30 @@ impl ImageService {
         self.store.insert_image(&record, &tags)?;
         tracing::info!(image = %record.id, tags = ?tags, "image loaded");
         Ok(record)
+    }
+
+    /// Adds an archive image's layer tars to the layer store, bottom first;
+    /// a layer whose digest is not the one its config lists is refused.
+    /// Returns `(diff_id, size)` per layer.
+    fn add_archive_layers(
+        &self,
+        root: &Path,
+        entry: &load::ArchiveImage,
+        config: &ImageConfig,
+    ) -> Result<Vec<(String, i64)>, ImageError> {
+        let mut layers = Vec::new();
+        for (path, want) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
+            let layer = self.layers.add(load::open_inside(root, path)?)?;
+            if &layer.diff_id != want {
+                return Err(ImageError::BadArchive(format!(
+                    "layer {} has digest {}, config says {want}",
+                    path.display(),
+                    layer.diff_id
+                )));
+            }
+            layers.push((layer.diff_id, layer.size as i64));
+        }
+        Ok(layers)
     }
 
     /// Finds an image by full ID (`sha256:…` or bare hex), `repo[:tag]`, or
@@ -210,33 +213,45 @@ impl ImageService {
             .ok()
             .map(|r| r.to_string())
             .filter(|t| image.tags.contains(t));
-        if let Some(tag) = &by_tag {
-            if image.tags.len() > 1 {
-                self.store.untag_image(tag)?;
-                return Ok(vec![RemoveAction::Untagged(tag.clone())]);
-            }
-        } else if image.tags.len() > 1 && !force {
-            return Err(conflict(
-                &image.id,
-                "image is referenced in multiple repositories",
-            ));
+        if let Some(untagged) = self.untag_if_shared(&image, by_tag.as_deref(), force)? {
+            return Ok(untagged);
         }
         if let Some((container, running)) = used_by(&image.id).first() {
-            let short = &container[..container.len().min(12)];
-            let image_short = &image.id[7..19.min(image.id.len())];
-            // berth never deletes layers a container's filesystem is built
-            // on, so even `force` cannot remove an image in use.
-            return Err(match (&by_tag, running) {
-                (Some(tag), _) => ImageError::ReferenceInUse {
-                    reference: tag.clone(),
-                    container: short.to_string(),
-                    image: image_short.to_string(),
-                },
-                (None, true) => conflict_forced(&image.id, &format!("image is being used by running container {short}")),
-                (None, false) if force => conflict_forced(&image.id, &format!("image is being used by stopped container {short}; berth keeps the layers of an existing container, remove the container first")),
-                (None, false) => conflict(&image.id, &format!("image is being used by stopped container {short}")),
-            });
+            return Err(in_use_error(
+                &image.id,
+                by_tag.as_deref(),
+                container,
+                *running,
+                force,
+            ));
         }
+        self.delete_with_tags(&image)
+    }
+
+    /// An image with several tags loses only the named tag when removed by
+    /// tag, and needs `force` when removed by ID. `None`: go on to delete.
+    fn untag_if_shared(
+        &self,
+        image: &ImageRecord,
+        by_tag: Option<&str>,
+        force: bool,
+    ) -> Result<Option<Vec<RemoveAction>>, ImageError> {
+        match by_tag {
+            Some(tag) if image.tags.len() > 1 => {
+                self.store.untag_image(tag)?;
+                Ok(Some(vec![RemoveAction::Untagged(tag.to_string())]))
+            }
+            None if image.tags.len() > 1 && !force => Err(conflict(
+                &image.id,
+                "image is referenced in multiple repositories",
+            )),
+            _ => Ok(None),
+        }
+    }
+
+    /// Deletes the image and the layers no other image uses; reports its
+    /// tags as untagged, then the image as deleted.
+    fn delete_with_tags(&self, image: &ImageRecord) -> Result<Vec<RemoveAction>, ImageError> {
         let mut actions: Vec<RemoveAction> = image
             .tags
             .iter()
@@ -291,6 +306,52 @@ impl ImageService {
             "image store reconciled"
         );
         Ok(problems)
+    }
+}
+
+/// An archive image's config: the bytes as stored (its ID is their
+/// digest) and parsed, with as many layers as the manifest lists.
+fn read_archive_config(
+    root: &Path,
+    entry: &load::ArchiveImage,
+) -> Result<(Vec<u8>, ImageConfig), ImageError> {
+    let mut bytes = Vec::new();
+    load::open_inside(root, &entry.config)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| ImageError::io(&entry.config, e))?;
+    let config: ImageConfig = serde_json::from_slice(&bytes)
+        .map_err(|e| ImageError::BadArchive(format!("image config: {e}")))?;
+    if config.rootfs.diff_ids.len() != entry.layers.len() {
+        return Err(ImageError::BadArchive(format!(
+            "config lists {} layers, manifest {}",
+            config.rootfs.diff_ids.len(),
+            entry.layers.len()
+        )));
+    }
+    Ok((bytes, config))
+}
+
+/// Why an image some container uses cannot be removed, in Docker's words.
+/// berth never deletes layers a container's filesystem is built on, so
+/// even `force` cannot remove an image in use.
+fn in_use_error(
+    image_id: &str,
+    by_tag: Option<&str>,
+    container: &str,
+    running: bool,
+    force: bool,
+) -> ImageError {
+    let short = &container[..container.len().min(12)];
+    let image_short = &image_id[7..19.min(image_id.len())];
+    match (by_tag, running) {
+        (Some(tag), _) => ImageError::ReferenceInUse {
+            reference: tag.to_string(),
+            container: short.to_string(),
+            image: image_short.to_string(),
+        },
+        (None, true) => conflict_forced(image_id, &format!("image is being used by running container {short}")),
+        (None, false) if force => conflict_forced(image_id, &format!("image is being used by stopped container {short}; berth keeps the layers of an existing container, remove the container first")),
+        (None, false) => conflict(image_id, &format!("image is being used by stopped container {short}")),
     }
 }
 
