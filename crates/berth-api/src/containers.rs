@@ -1,25 +1,30 @@
 //! `/containers` routes: create, list, inspect, start, stop, kill, wait,
 //! attach, logs, remove, prune.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_core::container::jsonlog::LogReader;
+use berth_core::container::jsonlog::{LogEntry, LogReader};
 use berth_core::container::{
-    ContainerConfig, ContainerService, CreateContainer, HostConfig, Status, WaitCondition,
+    ContainerConfig, ContainerPaths, ContainerRecord, ContainerService, CreateContainer,
+    HostConfig, Lifecycle, Status, WaitCondition,
 };
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::container_json;
 use crate::error::ApiError;
 use crate::request::{blocking, json as json_response, read_json, Query};
 use crate::streams::{self, StreamFilter};
 use crate::ApiState;
+
+/// The `Content-Type` of Docker's multiplexed stdout/stderr frames.
+const MULTIPLEXED_STREAM: &str = "application/vnd.docker.multiplexed-stream";
 
 /// The create body: `Config` fields at the top level plus `HostConfig`.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -225,63 +230,131 @@ pub async fn attach(
     mut req: Request,
 ) -> Result<Response, ApiError> {
     let query = Query::parse(q.as_deref());
-    let filter = StreamFilter {
-        stdout: query.bool("stdout"),
-        stderr: query.bool("stderr"),
-        timestamps: false,
-    };
-    let svc: Arc<ContainerService> = state.containers.clone();
-    let (record, rx) = blocking({
-        let svc = svc.clone();
-        move || svc.subscribe(&id).map_err(ApiError::from)
-    })
-    .await?;
-    let paths = svc.paths(&record.id);
+    let filter = stream_filter(&query, false);
+    let (record, rx) = subscribe(&state.containers, id).await?;
+    let paths = state.containers.paths(&record.id);
     let exits = rx.borrow().exits;
     let stdin = if query.bool("stdin") && record.config.open_stdin {
-        let open = |p: std::path::PathBuf| {
-            tokio::net::unix::pipe::OpenOptions::new()
-                .read_write(true)
-                .open_sender(p)
-        };
-        let fifo = paths
-            .ready_stdin_fifo()
-            .and_then(open)
-            .map_err(|e| ApiError::internal(format!("opening stdin: {e}")))?;
-        Some(streams::StdinPipe {
-            fifo,
-            lifecycle: rx.clone(),
-            exits_at_start: exits,
-        })
+        Some(open_stdin(&paths, &rx, exits)?)
     } else {
         None
     };
-    let reader = LogReader::open(&paths.log(), true);
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else {
-            return;
-        };
-        let (tx, frames) = mpsc::channel(64);
-        if query_stream(&query) {
-            tokio::spawn(streams::follow(reader, filter, rx, exits, tx));
-        }
-        streams::serve_attach(hyper_util::rt::TokioIo::new(upgraded), frames, stdin).await;
-    });
-    Ok((
+    let session = AttachSession {
+        reader: LogReader::open(&paths.log(), true),
+        output: Follow {
+            filter,
+            lifecycle: rx,
+            exits_at_start: exits,
+        },
+        stream: query_stream(&query),
+        stdin,
+    };
+    session.spawn(hyper::upgrade::on(&mut req));
+    Ok(upgrade_response())
+}
+
+/// Which streams a request asked for (`stdout=`, `stderr=`), and whether
+/// each line carries its timestamp.
+fn stream_filter(query: &Query, timestamps: bool) -> StreamFilter {
+    StreamFilter {
+        stdout: query.bool("stdout"),
+        stderr: query.bool("stderr"),
+        timestamps,
+    }
+}
+
+/// Subscribes to the lifecycle of `id` on the blocking pool, so a missing
+/// container is an error before any response is sent.
+async fn subscribe(
+    svc: &Arc<ContainerService>,
+    id: String,
+) -> Result<(ContainerRecord, watch::Receiver<Lifecycle>), ApiError> {
+    let svc = svc.clone();
+    blocking(move || svc.subscribe(&id).map_err(ApiError::from)).await
+}
+
+/// Opens the container's stdin FIFO for the attach, with what closes it at
+/// the right moment (the lifecycle and the exit count at attach time).
+fn open_stdin(
+    paths: &ContainerPaths,
+    lifecycle: &watch::Receiver<Lifecycle>,
+    exits_at_start: u64,
+) -> Result<streams::StdinPipe, ApiError> {
+    let open = |p: PathBuf| {
+        tokio::net::unix::pipe::OpenOptions::new()
+            .read_write(true)
+            .open_sender(p)
+    };
+    let fifo = paths
+        .ready_stdin_fifo()
+        .and_then(open)
+        .map_err(|e| ApiError::internal(format!("opening stdin: {e}")))?;
+    Ok(streams::StdinPipe {
+        fifo,
+        lifecycle: lifecycle.clone(),
+        exits_at_start,
+    })
+}
+
+/// A follow of a container's log: which streams it shows, and the
+/// lifecycle that says when the container has exited.
+struct Follow {
+    filter: StreamFilter,
+    lifecycle: watch::Receiver<Lifecycle>,
+    exits_at_start: u64,
+}
+
+impl Follow {
+    /// Sends what `reader` reads into `tx` until the container exits and
+    /// the log is drained, or the receiver goes away.
+    async fn run(self, reader: LogReader, tx: mpsc::Sender<Bytes>) {
+        streams::follow(reader, self.filter, self.lifecycle, self.exits_at_start, tx).await;
+    }
+}
+
+/// What an attach connection serves once the client has switched protocols.
+struct AttachSession {
+    /// Opened at the log's end before the `101`, so output written from
+    /// the start on (the client starts the container after the upgrade)
+    /// is not missed.
+    reader: LogReader,
+    output: Follow,
+    /// `stream=`: whether output frames are sent at all.
+    stream: bool,
+    stdin: Option<streams::StdinPipe>,
+}
+
+impl AttachSession {
+    /// Serves the raw connection in the background once the upgrade is done.
+    fn spawn(self, on_upgrade: hyper::upgrade::OnUpgrade) {
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                return;
+            };
+            let (tx, frames) = mpsc::channel(64);
+            if self.stream {
+                tokio::spawn(self.output.run(self.reader, tx));
+            }
+            let io = hyper_util::rt::TokioIo::new(upgraded);
+            streams::serve_attach(io, frames, self.stdin).await;
+        });
+    }
+}
+
+/// The `101` that hands the connection over to the attach stream.
+fn upgrade_response() -> Response {
+    (
         StatusCode::SWITCHING_PROTOCOLS,
         [
-            (
-                header::CONTENT_TYPE,
-                "application/vnd.docker.multiplexed-stream",
-            ),
+            (header::CONTENT_TYPE, MULTIPLEXED_STREAM),
             (header::CONNECTION, "Upgrade"),
             (header::UPGRADE, "tcp"),
         ],
     )
-        .into_response())
+        .into_response()
 }
 
+/// `stream=`: on unless given and false.
 fn query_stream(query: &Query) -> bool {
     query.get("stream").is_none() || query.bool("stream")
 }
@@ -293,64 +366,98 @@ pub async fn logs(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let query = Query::parse(q.as_deref());
-    let filter = StreamFilter {
-        stdout: query.bool("stdout"),
-        stderr: query.bool("stderr"),
-        timestamps: query.bool("timestamps"),
-    };
+    let filter = stream_filter(&query, query.bool("timestamps"));
     if !filter.stdout && !filter.stderr {
         return Err(ApiError::bad_request(
             "Bad parameters: you must choose at least one stream",
         ));
     }
-    let tail = query
-        .get("tail")
-        .and_then(|t| t.parse::<i64>().ok())
-        .unwrap_or(-1);
-    let since = query
-        .get("since")
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    let until = query
-        .get("until")
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    let svc = state.containers.clone();
-    let (record, rx) = blocking(move || svc.subscribe(&id).map_err(ApiError::from)).await?;
+    let window = LogWindow::parse(&query);
+    let (record, rx) = subscribe(&state.containers, id).await?;
     let path = state.containers.paths(&record.id).log();
-    let follow = query.bool("follow") && record.state.status == Status::Running;
-    let (tx, mut frames) = mpsc::channel::<Bytes>(64);
+    let keep_following = query.bool("follow") && record.state.status == Status::Running;
+    let (tx, frames) = mpsc::channel::<Bytes>(64);
     let exits = rx.borrow().exits;
-    tokio::spawn(async move {
-        let old = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || streams::history(&path, tail, since, until)
-        })
-        .await
-        .unwrap_or_default();
-        for entry in &old {
-            if let Some(f) = filter.render(entry) {
-                if tx.send(f).await.is_err() {
-                    return;
-                }
+    let output = Follow {
+        filter,
+        lifecycle: rx,
+        exits_at_start: exits,
+    };
+    tokio::spawn(send_logs(path, window, output, keep_following, tx));
+    Ok(multiplexed_response(frames))
+}
+
+/// The part of a log a logs request asks for.
+#[derive(Debug, Clone, Copy)]
+struct LogWindow {
+    /// `tail=`: the last this many entries; -1 (the default, also for an
+    /// unparsable value) is all.
+    tail: i64,
+    /// `since=`/`until=`: unix seconds; 0 (the default, also for an
+    /// unparsable value) is unbounded.
+    since: f64,
+    until: f64,
+}
+
+impl LogWindow {
+    /// Reads `tail`, `since` and `until` from the query.
+    fn parse(query: &Query) -> Self {
+        let number = |key: &str| query.get(key).and_then(|s| s.parse::<f64>().ok());
+        LogWindow {
+            tail: query
+                .get("tail")
+                .and_then(|t| t.parse::<i64>().ok())
+                .unwrap_or(-1),
+            since: number("since").unwrap_or(0.0),
+            until: number("until").unwrap_or(0.0),
+        }
+    }
+}
+
+/// Sends the log's entries within `window`, then, when `keep_following`,
+/// what the container writes until it exits; stops as soon as the client
+/// goes away.
+async fn send_logs(
+    path: PathBuf,
+    window: LogWindow,
+    output: Follow,
+    keep_following: bool,
+    tx: mpsc::Sender<Bytes>,
+) {
+    for entry in &read_history(path.clone(), window).await {
+        if let Some(f) = output.filter.render(entry) {
+            if tx.send(f).await.is_err() {
+                return;
             }
         }
-        if follow {
-            streams::follow(LogReader::open(&path, true), filter, rx, exits, tx).await;
-        }
-    });
+    }
+    if keep_following {
+        output.run(LogReader::open(&path, true), tx).await;
+    }
+}
+
+/// The log's entries within `window`, read on the blocking pool (none if
+/// that task fails).
+async fn read_history(path: PathBuf, window: LogWindow) -> Vec<LogEntry> {
+    tokio::task::spawn_blocking(move || {
+        streams::history(&path, window.tail, window.since, window.until)
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// A `200` whose body is the frames arriving on `frames`, until its sender
+/// is dropped.
+fn multiplexed_response(mut frames: mpsc::Receiver<Bytes>) -> Response {
     let body = futures_util::stream::poll_fn(move |cx| {
         frames
             .poll_recv(cx)
             .map(|f| f.map(Ok::<_, std::convert::Infallible>))
     });
-    Ok((
+    (
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "application/vnd.docker.multiplexed-stream",
-        )],
+        [(header::CONTENT_TYPE, MULTIPLEXED_STREAM)],
         Body::from_stream(body),
     )
-        .into_response())
+        .into_response()
 }

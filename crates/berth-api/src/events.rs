@@ -2,6 +2,8 @@
 //! volume, container and image events, with `since`, `until` and filters
 //! (`type`, `event`, `container`, `volume`, `image`).
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
@@ -10,7 +12,9 @@ use berth_core::events::Event;
 use berth_core::volume::Filters;
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::request::Query;
@@ -76,60 +80,104 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let query = Query::parse(q.as_deref());
     let filters = query.filters()?;
-    if let Some(bad) = filters.keys().find(|k| !FILTER_KEYS.contains(&k.as_str())) {
-        return Err(ApiError::bad_request(format!("invalid filter '{bad}'")));
-    }
+    check_filter_keys(&filters)?;
     let since = parse_time(query.get("since"))?;
     let until = parse_time(query.get("until"))?;
-    let (history, mut live) = state.events.subscribe();
-    let past: Vec<Bytes> = history
+    let (history, live) = state.events.subscribe();
+    let past = past_lines(&history, since, until, &filters);
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(send_events(past, live, until, filters, tx));
+    Ok(json_lines_response(rx))
+}
+
+/// Refuses a filter key `/events` does not know, with Docker's words.
+fn check_filter_keys(filters: &Filters) -> Result<(), ApiError> {
+    match filters.keys().find(|k| !FILTER_KEYS.contains(&k.as_str())) {
+        Some(bad) => Err(ApiError::bad_request(format!("invalid filter '{bad}'"))),
+        None => Ok(()),
+    }
+}
+
+/// The stored events between `since` and `until` that pass the filters,
+/// as lines. Without `since` there are none: Docker replays history only
+/// when asked.
+fn past_lines(
+    history: &[Event],
+    since: Option<i128>,
+    until: Option<i128>,
+    filters: &Filters,
+) -> Vec<Bytes> {
+    history
         .iter()
         .filter(|e| {
             since.is_some_and(|s| e.time_nanos >= s) && until.is_none_or(|u| e.time_nanos <= u)
         })
-        .filter(|e| matches(&filters, e))
+        .filter(|e| matches(filters, e))
         .map(line)
-        .collect();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-    tokio::spawn(async move {
-        for bytes in past {
-            if tx.send(bytes).await.is_err() {
-                return;
-            }
+        .collect()
+}
+
+/// Sends the past lines, then every live event that passes the filters
+/// until `until` (forever without it), the bus closes, or the client goes
+/// away.
+async fn send_events(
+    past: Vec<Bytes>,
+    mut live: broadcast::Receiver<Event>,
+    until: Option<i128>,
+    filters: Filters,
+    tx: mpsc::Sender<Bytes>,
+) {
+    for bytes in past {
+        if tx.send(bytes).await.is_err() {
+            return;
         }
-        let now = berth_core::events::Event::now("", "", "", &[]).time_nanos;
-        let deadline = until.map(|u| {
-            tokio::time::Instant::now() + std::time::Duration::from_nanos((u - now).max(0) as u64)
-        });
-        loop {
-            let next = async {
-                match deadline {
-                    Some(d) => tokio::time::timeout_at(d, live.recv()).await.ok(),
-                    None => Some(live.recv().await),
+    }
+    let deadline = deadline_of(until);
+    loop {
+        match next_event(&mut live, deadline).await {
+            None | Some(Err(RecvError::Closed)) => return,
+            Some(Err(RecvError::Lagged(_))) => continue,
+            Some(Ok(e)) if matches(&filters, &e) => {
+                if tx.send(line(&e)).await.is_err() {
+                    return;
                 }
-            };
-            match next.await {
-                None | Some(Err(RecvError::Closed)) => return,
-                Some(Err(RecvError::Lagged(_))) => continue,
-                Some(Ok(e)) if matches(&filters, &e) => {
-                    if tx.send(line(&e)).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Ok(_)) => {}
             }
+            Some(Ok(_)) => {}
         }
-    });
+    }
+}
+
+/// `until` (unix nanoseconds, the event clock) as an instant on tokio's
+/// clock; a time already past is now.
+fn deadline_of(until: Option<i128>) -> Option<Instant> {
+    let now = Event::now("", "", "", &[]).time_nanos;
+    until.map(|u| Instant::now() + Duration::from_nanos((u - now).max(0) as u64))
+}
+
+/// The next live event; `None` once `deadline` has passed.
+async fn next_event(
+    live: &mut broadcast::Receiver<Event>,
+    deadline: Option<Instant>,
+) -> Option<Result<Event, RecvError>> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, live.recv()).await.ok(),
+        None => Some(live.recv().await),
+    }
+}
+
+/// A `200` of JSON lines arriving on `lines`, until its sender is dropped.
+fn json_lines_response(mut lines: mpsc::Receiver<Bytes>) -> Response {
     let body = futures_util::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx)
+        lines
+            .poll_recv(cx)
             .map(|b| b.map(Ok::<_, std::convert::Infallible>))
     });
-    Ok((
+    (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
         Body::from_stream(body),
     )
-        .into_response())
+        .into_response()
 }
 
 #[cfg(test)]

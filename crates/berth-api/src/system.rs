@@ -4,7 +4,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use serde_json::json;
+use berth_core::container::{ContainerUsage, DiskUsage, ImageUsage};
+use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::request::{blocking, Query};
@@ -123,6 +124,35 @@ pub async fn disk_usage(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let query = Query::parse(q.as_deref());
+    let types = df_types(&query, version)?;
+    let wants = |t: &str| types.contains(&t);
+    let (images, containers) = (wants("image"), wants("container"));
+    let volumes = if wants("volume") {
+        Some(volume_usage(&state).await?)
+    } else {
+        None
+    };
+    let usage = if images || containers {
+        image_and_container_usage(&state, containers).await?
+    } else {
+        Default::default()
+    };
+    let old = version < DF_TYPES_SINCE;
+    let body = DiskUsageJson {
+        layers_size: if images { usage.layers_size } else { 0 },
+        images: images.then(|| image_summaries(&usage.images, version)),
+        containers: containers.then(|| container_summaries(&usage.containers)),
+        volumes,
+        // Before 1.42: `BuildCache` null and the since-removed `BuilderSize`.
+        build_cache: (wants("build-cache") && !old).then(Vec::new),
+        builder_size: old.then_some(0),
+    };
+    Ok(crate::request::json(StatusCode::OK, &body))
+}
+
+/// The object types a `/system/df` asks for: its `type=` values (1.42+),
+/// all of them when none are given or the version predates `type`.
+fn df_types(query: &Query, version: ApiVersion) -> Result<Vec<&str>, ApiError> {
     let mut types = query.all("type");
     if version < DF_TYPES_SINCE || types.is_empty() {
         types = DF_TYPES.to_vec();
@@ -130,41 +160,44 @@ pub async fn disk_usage(
     if let Some(bad) = types.iter().find(|t| !DF_TYPES.contains(t)) {
         return Err(ApiError::bad_request(format!("unknown object type: {bad}")));
     }
-    let wants = |t: &str| types.contains(&t);
-    let (images, containers) = (wants("image"), wants("container"));
-    let volumes = if wants("volume") {
-        let svc = state.volumes.clone();
-        let usage = blocking(move || svc.usage()).await?;
-        Some(usage.into_iter().map(VolumeJson::from).collect())
-    } else {
-        None
-    };
+    Ok(types)
+}
+
+/// The volumes part of `/system/df`: each volume with its size and use
+/// count, as Docker's JSON.
+async fn volume_usage(state: &ApiState) -> Result<Vec<VolumeJson>, ApiError> {
+    let svc = state.volumes.clone();
+    let usage = blocking(move || svc.usage()).await?;
+    Ok(usage.into_iter().map(VolumeJson::from).collect())
+}
+
+/// Images and layers, plus every container with its sizes when
+/// `with_containers` (walking writable layers costs, so only when asked).
+async fn image_and_container_usage(
+    state: &ApiState,
+    with_containers: bool,
+) -> Result<DiskUsage, ApiError> {
     let svc = state.containers.clone();
-    let usage = if images || containers {
-        blocking(move || svc.disk_usage(containers).map_err(ApiError::from)).await?
-    } else {
-        Default::default()
-    };
-    let old = version < DF_TYPES_SINCE;
-    let body = DiskUsageJson {
-        layers_size: if images { usage.layers_size } else { 0 },
-        images: images.then(|| {
-            (usage.images.iter())
-                .map(|u| {
-                    let (shared, count) = (Some(u.shared_size), Some(u.containers));
-                    crate::images::summary(&u.image, version, shared, count)
-                })
-                .collect()
-        }),
-        containers: containers.then(|| {
-            (usage.containers.iter())
-                .map(crate::container_json::summary_with_size)
-                .collect()
-        }),
-        volumes,
-        // Before 1.42: `BuildCache` null and the since-removed `BuilderSize`.
-        build_cache: (wants("build-cache") && !old).then(Vec::new),
-        builder_size: old.then_some(0),
-    };
-    Ok(crate::request::json(StatusCode::OK, &body))
+    blocking(move || svc.disk_usage(with_containers).map_err(ApiError::from)).await
+}
+
+/// The images part of `/system/df`: image summaries with `SharedSize` and
+/// `Containers` filled in.
+fn image_summaries(usage: &[ImageUsage], version: ApiVersion) -> Vec<Value> {
+    usage
+        .iter()
+        .map(|u| {
+            let (shared, count) = (Some(u.shared_size), Some(u.containers));
+            crate::images::summary(&u.image, version, shared, count)
+        })
+        .collect()
+}
+
+/// The containers part of `/system/df`: summaries with `SizeRw` and
+/// `SizeRootFs`.
+fn container_summaries(usage: &[ContainerUsage]) -> Vec<Value> {
+    usage
+        .iter()
+        .map(crate::container_json::summary_with_size)
+        .collect()
 }

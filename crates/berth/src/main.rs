@@ -76,6 +76,7 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Runs a CLI command against the daemon; returns the process exit code.
 fn run_client(host: Option<String>, command: Command) -> i32 {
     let host = client::resolve_host(host);
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -89,32 +90,34 @@ fn run_client(host: Option<String>, command: Command) -> i32 {
         }
     };
     let api = client::ApiClient::new(&host);
-    let result = runtime.block_on(async {
-        match command {
-            Command::Volume(cmd) => cli::volume::run(&api, cmd).await,
-            Command::Pool(cmd) => cli::pool::run(&api, cmd).await,
-            Command::System(cmd) => cli::system::run(&api, cmd).await,
-            Command::Version => cli::system::version(&api).await,
-            Command::Info => cli::system::info(&api).await,
-            Command::Run(a) => cli::container::run(&api, a).await,
-            Command::Ps(a) => cli::container::ps(&api, a).await,
-            Command::Logs(a) => cli::container::logs(&api, a).await,
-            Command::Stop(a) => cli::container::stop(&api, a).await,
-            Command::Kill(a) => cli::container::kill(&api, a).await,
-            Command::Rm(a) => cli::container::rm(&api, a).await,
-            Command::Wait(a) => cli::container::wait(&api, a).await,
-            Command::Images(a) => cli::image::images(&api, a).await,
-            Command::Import(a) => cli::image::import(&api, a).await,
-            Command::Load(a) => cli::image::load(&api, a).await,
-            Command::Inspect(a) => cli::image::inspect(&api, a).await,
-            Command::Daemon(_) | Command::Shim(_) => unreachable!("handled before"),
-        }
-    });
-    match result {
+    match runtime.block_on(dispatch(&api, command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("{e:#}");
             1
         }
+    }
+}
+
+/// Runs one client command: the command group's function for it.
+async fn dispatch(api: &client::ApiClient, command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Volume(cmd) => cli::volume::run(api, cmd).await,
+        Command::Pool(cmd) => cli::pool::run(api, cmd).await,
+        Command::System(cmd) => cli::system::run(api, cmd).await,
+        Command::Version => cli::system::version(api).await,
+        Command::Info => cli::system::info(api).await,
+        Command::Run(a) => cli::container::run(api, a).await,
+        Command::Ps(a) => cli::container::ps(api, a).await,
+        Command::Logs(a) => cli::container::logs(api, a).await,
+        Command::Stop(a) => cli::container::stop(api, a).await,
+        Command::Kill(a) => cli::container::kill(api, a).await,
+        Command::Rm(a) => cli::container::rm(api, a).await,
+        Command::Wait(a) => cli::container::wait(api, a).await,
+        Command::Images(a) => cli::image::images(api, a).await,
+        Command::Import(a) => cli::image::import(api, a).await,
+        Command::Load(a) => cli::image::load(api, a).await,
+        Command::Inspect(a) => cli::image::inspect(api, a).await,
+        Command::Daemon(_) | Command::Shim(_) => unreachable!("handled before"),
     }
 }

@@ -3,8 +3,12 @@
 
 use anyhow::Result;
 use clap::Args;
-use hyper::Method;
+use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper::{Method, Response};
+use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
+use tokio::io::{ReadHalf, WriteHalf};
 
 use super::format::table;
 use super::stream::{body_reader, demux};
@@ -171,6 +175,28 @@ fn mount_json(spec: &str) -> Value {
 
 /// `berth run`.
 pub async fn run(api: &ApiClient, a: RunArgs) -> Result<i32> {
+    let id = create_container(api, &a).await?;
+    if a.detach {
+        start_container(api, &id).await?;
+        println!("{id}");
+        return Ok(0);
+    }
+    let (read_half, write_half) = attach_before_start(api, &id, a.interactive).await?;
+    let waiter = open_waiter(api, &id, a.rm).await?;
+    start_container(api, &id).await?;
+    if a.interactive {
+        spawn_stdin_copy(write_half);
+    }
+    demux(read_half).await?;
+    exit_code_of(waiter).await
+}
+
+/// The two halves of an attach connection.
+type AttachHalves = (ReadHalf<TokioIo<Upgraded>>, WriteHalf<TokioIo<Upgraded>>);
+
+/// Creates the container `berth run` asks for, prints the daemon's
+/// warnings, and returns its ID.
+async fn create_container(api: &ApiClient, a: &RunArgs) -> Result<String> {
     let query = a
         .name
         .as_deref()
@@ -180,44 +206,60 @@ pub async fn run(api: &ApiClient, a: RunArgs) -> Result<i32> {
         .call(
             Method::POST,
             &format!("/containers/create{query}"),
-            Some(create_body(&a)),
+            Some(create_body(a)),
         )
         .await?
         .json()?;
     for warning in created["Warnings"].as_array().into_iter().flatten() {
         eprintln!("WARNING: {}", warning.as_str().unwrap_or_default());
     }
-    let id = created["Id"].as_str().unwrap_or_default().to_string();
-    if a.detach {
-        api.call(Method::POST, &format!("/containers/{id}/start"), None)
-            .await?;
-        println!("{id}");
-        return Ok(0);
-    }
-    let stdin = if a.interactive { "&stdin=1" } else { "" };
+    Ok(created["Id"].as_str().unwrap_or_default().to_string())
+}
+
+/// `POST /containers/{id}/start`.
+async fn start_container(api: &ApiClient, id: &str) -> Result<()> {
+    api.call(Method::POST, &format!("/containers/{id}/start"), None)
+        .await?;
+    Ok(())
+}
+
+/// Attaches to the container's output (and stdin when `interactive`)
+/// before it starts, so none of its output is missed.
+async fn attach_before_start(api: &ApiClient, id: &str, interactive: bool) -> Result<AttachHalves> {
+    let stdin = if interactive { "&stdin=1" } else { "" };
     let conn = api
         .upgrade(&format!(
             "/containers/{id}/attach?stream=1&stdout=1&stderr=1{stdin}"
         ))
         .await?;
-    let (read_half, mut write_half) = tokio::io::split(hyper_util::rt::TokioIo::new(conn));
-    let condition = if a.rm { "removed" } else { "next-exit" };
-    let waiter = api
-        .open(
-            Method::POST,
-            &format!("/containers/{id}/wait?condition={condition}"),
-            None,
-        )
-        .await?;
-    api.call(Method::POST, &format!("/containers/{id}/start"), None)
-        .await?;
-    if a.interactive {
-        tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut write_half).await;
-            let _ = tokio::io::AsyncWriteExt::shutdown(&mut write_half).await;
-        });
-    }
-    demux(read_half).await?;
+    Ok(tokio::io::split(TokioIo::new(conn)))
+}
+
+/// Opens the wait for the container's end (its removal with `--rm`); the
+/// daemon answers with headers at once, so the wait is in place before
+/// the start.
+async fn open_waiter(api: &ApiClient, id: &str, rm: bool) -> Result<Response<Incoming>> {
+    let condition = if rm { "removed" } else { "next-exit" };
+    api.open(
+        Method::POST,
+        &format!("/containers/{id}/wait?condition={condition}"),
+        None,
+    )
+    .await
+}
+
+/// Copies this process's stdin into the attach connection in the
+/// background, then half-closes it so the container sees EOF.
+fn spawn_stdin_copy(mut write_half: WriteHalf<TokioIo<Upgraded>>) {
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut write_half).await;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut write_half).await;
+    });
+}
+
+/// The exit code in a wait's result (125, docker's own failure code, when
+/// it carries none).
+async fn exit_code_of(waiter: Response<Incoming>) -> Result<i32> {
     let result = http_body_util::BodyExt::collect(waiter.into_body())
         .await?
         .to_bytes();

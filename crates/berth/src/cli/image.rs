@@ -75,49 +75,51 @@ fn print_messages(body: &[u8]) -> Result<i32> {
 /// `berth images`.
 pub async fn images(api: &ApiClient, a: ImagesArgs) -> Result<i32> {
     let list: Vec<Value> = api.call(Method::GET, "/images/json", None).await?.json()?;
-    let short = |img: &Value| {
-        img["Id"]
-            .as_str()
-            .unwrap_or_default()
-            .trim_start_matches("sha256:")[..12]
-            .to_string()
-    };
     if a.quiet {
-        list.iter().for_each(|i| println!("{}", short(i)));
+        list.iter().for_each(|i| println!("{}", short_id(i)));
         return Ok(0);
     }
-    let mut rows = Vec::new();
-    for img in &list {
-        let tags: Vec<String> = img["RepoTags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.as_str().map(String::from))
-            .collect();
-        let size = human_size(img["Size"].as_f64().unwrap_or(0.0));
-        if tags.is_empty() {
-            rows.push(vec![
-                "<none>".into(),
-                "<none>".into(),
-                short(img),
-                size.clone(),
-            ]);
-        }
-        for tag in tags {
-            let (repo, t) = tag.rsplit_once(':').unwrap_or((&tag, "latest"));
-            rows.push(vec![
-                repo.to_string(),
-                t.to_string(),
-                short(img),
-                size.clone(),
-            ]);
-        }
-    }
+    let rows: Vec<Vec<String>> = list.iter().flat_map(image_rows).collect();
     print!(
         "{}",
         table(&["REPOSITORY", "TAG", "IMAGE ID", "SIZE"], &rows)
     );
     Ok(0)
+}
+
+/// An image's ID as `docker images` shows it: 12 hex digits, no `sha256:`.
+fn short_id(img: &Value) -> String {
+    img["Id"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("sha256:")[..12]
+        .to_string()
+}
+
+/// An image's `images` rows: one per tag, or one `<none>` row when it has
+/// no tag.
+fn image_rows(img: &Value) -> Vec<Vec<String>> {
+    let size = human_size(img["Size"].as_f64().unwrap_or(0.0));
+    let tags = repo_tags(img);
+    if tags.is_empty() {
+        return vec![vec!["<none>".into(), "<none>".into(), short_id(img), size]];
+    }
+    tags.iter()
+        .map(|tag| {
+            let (repo, t) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+            vec![repo.to_string(), t.to_string(), short_id(img), size.clone()]
+        })
+        .collect()
+}
+
+/// An image's `RepoTags` (none when absent or null).
+fn repo_tags(img: &Value) -> Vec<String> {
+    img["RepoTags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(String::from))
+        .collect()
 }
 
 /// `berth import`.
@@ -184,4 +186,30 @@ pub async fn inspect(api: &ApiClient, a: InspectArgs) -> Result<i32> {
     }
     println!("{}", pretty_json(&Value::Array(found)));
     Ok(i32::from(failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn images_rows_are_one_per_tag_or_one_none_row() {
+        let id = format!("sha256:{}", "ab".repeat(32));
+        let tagged = json!({"Id": id, "Size": 0, "RepoTags": ["a/b:1", "c"]});
+        let untagged = json!({"Id": id, "Size": 0, "RepoTags": null});
+        let rows: Vec<String> = image_rows(&tagged)
+            .into_iter()
+            .chain(image_rows(&untagged))
+            .map(|r| r[..3].join(" "))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "a/b 1 abababababab",
+                "c latest abababababab",
+                "<none> <none> abababababab"
+            ]
+        );
+    }
 }

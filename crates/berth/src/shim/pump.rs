@@ -73,34 +73,48 @@ fn write(log: &mut Option<LogWriter>, stream: Stream, line: &[u8]) {
 /// Runs until the first process (`init_pid`) has exited and the output is
 /// drained; returns Docker's exit code (128 + signal when killed).
 pub fn run(log_path: &Path, stdout: OwnedFd, stderr: OwnedFd, init_pid: i32) -> i64 {
-    let mut log = match LogWriter::open(log_path) {
+    let mut log = open_log(log_path);
+    let mut outputs = [
+        Output::new(stdout, Stream::Stdout),
+        Output::new(stderr, Stream::Stderr),
+    ];
+    let exit_code = pump(&mut outputs, &mut log, init_pid);
+    for output in &mut outputs {
+        output.flush(&mut log, true);
+    }
+    exit_code.unwrap_or(255)
+}
+
+/// The json-file log writer; without one (reported) the output is still
+/// drained, so the container never blocks on a full pipe.
+fn open_log(log_path: &Path) -> Option<LogWriter> {
+    match LogWriter::open(log_path) {
         Ok(w) => Some(w),
         Err(e) => {
             eprintln!("shim: cannot open log {}: {e}", log_path.display());
             None
         }
-    };
-    let mut outputs = [
-        Output::new(stdout, Stream::Stdout),
-        Output::new(stderr, Stream::Stderr),
-    ];
+    }
+}
+
+/// Copies output into the log and reaps children until the first process
+/// has exited and its output is closed or the drain limit has passed;
+/// returns that process's exit code.
+fn pump(outputs: &mut [Output; 2], log: &mut Option<LogWriter>, init_pid: i32) -> Option<i64> {
     let mut exit_code: Option<i64> = None;
     let mut drain_deadline: Option<Instant> = None;
     loop {
         let open: Vec<usize> = (0..2).filter(|i| outputs[*i].fd.is_some()).collect();
-        if exit_code.is_some()
-            && (open.is_empty() || drain_deadline.is_some_and(|d| Instant::now() > d))
-        {
-            break;
+        if finished(exit_code, &open, drain_deadline) {
+            return exit_code;
         }
         if open.is_empty() {
             // Output closed but the process lives on: just wait for it.
             exit_code = Some(wait_blocking(init_pid));
             continue;
         }
-        let ready = poll_outputs(&outputs, &open);
-        for i in ready {
-            outputs[i].read(&mut log);
+        for i in poll_outputs(outputs, &open) {
+            outputs[i].read(log);
         }
         if exit_code.is_none() {
             exit_code = reap(init_pid);
@@ -109,10 +123,12 @@ pub fn run(log_path: &Path, stdout: OwnedFd, stderr: OwnedFd, init_pid: i32) -> 
             }
         }
     }
-    for output in &mut outputs {
-        output.flush(&mut log, true);
-    }
-    exit_code.unwrap_or(255)
+}
+
+/// Whether pumping is over: the first process has exited and its output
+/// is closed (indices in `open`) or draining it took too long.
+fn finished(exit_code: Option<i64>, open: &[usize], drain_deadline: Option<Instant>) -> bool {
+    exit_code.is_some() && (open.is_empty() || drain_deadline.is_some_and(|d| Instant::now() > d))
 }
 
 fn poll_outputs(outputs: &[Output; 2], open: &[usize]) -> Vec<usize> {
