@@ -5,7 +5,6 @@ away, and refuses local volumes whose data is not in berth's folder."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pty
@@ -15,43 +14,7 @@ import subprocess
 import time
 
 from conftest import _DOCKER_ENV_DROP as DOCKER_ENV_DROP, UnixHTTPConnection
-
-MIB = 1 << 20
-
-
-def tree_digest(root: str) -> dict[str, tuple]:
-    """{relative path: (kind, mode, uid, gid, content digest or link target)}."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            rel = os.path.relpath(p, root)
-            if os.path.islink(p):
-                what = os.readlink(p)
-            elif os.path.isfile(p):
-                h = hashlib.md5()
-                with open(p, "rb") as f:
-                    for block in iter(lambda: f.read(MIB), b""):
-                        h.update(block)
-                what = (h.hexdigest(), st.st_size, st.st_nlink)
-            else:
-                what = None
-            out[rel] = (st.st_mode, st.st_uid, st.st_gid, what)
-    return out
-
-
-def fill_sample(path: str) -> None:
-    os.makedirs(os.path.join(path, "sub/deep"))
-    with open(os.path.join(path, "sub/deep/data"), "wb") as f:
-        f.write(os.urandom(3 * MIB))
-    os.chown(os.path.join(path, "sub/deep/data"), 1234, 4321)
-    os.chmod(os.path.join(path, "sub"), 0o750)
-    os.link(os.path.join(path, "sub/deep/data"), os.path.join(path, "hard"))
-    os.symlink("/etc/passwd", os.path.join(path, "link"))
-    with open(os.path.join(path, "sparse"), "wb") as f:
-        f.truncate(512 * MIB)
-        f.write(b"head")
+from tree_helpers import MIB, fill_sample, tree_digest
 
 
 def progress_lines(daemon, src: str, dst: str) -> list[dict]:

@@ -12,12 +12,10 @@ use axum::Extension;
 use berth_core::container::image_usage;
 use berth_core::image::{ImportRequest, Reference, RemoveAction};
 use berth_core::store::ImageRecord;
-use futures_util::TryStreamExt;
 use serde_json::{json, Value};
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::error::ApiError;
-use crate::request::{blocking, json, Query};
+use crate::request::{blocking, body_reader, json, Query};
 use crate::version::ApiVersion;
 use crate::ApiState;
 
@@ -25,12 +23,6 @@ use crate::ApiState;
 const NO_VIRTUAL_SIZE_SINCE: ApiVersion = ApiVersion::new(1, 44);
 /// The image list computes `SharedSize` on request from API 1.42.
 const SHARED_SIZE_SINCE: ApiVersion = ApiVersion::new(1, 42);
-
-/// The request body as a blocking reader, for core calls on the blocking pool.
-fn body_reader(body: Body) -> SyncIoBridge<impl tokio::io::AsyncRead + Unpin> {
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    SyncIoBridge::new(StreamReader::new(stream))
-}
 
 /// JSON-lines progress stream (what `docker import`/`load` read).
 fn message_stream(messages: &[Value]) -> Response {

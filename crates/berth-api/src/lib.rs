@@ -21,6 +21,7 @@ mod streams;
 mod system;
 mod types;
 pub mod version;
+mod volume_archive;
 mod volumes;
 
 use axum::routing::{get, post};
@@ -72,6 +73,14 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
             post(extensions::snapshot_restore),
         )
         .route("/berth/v1/volumes/{name}/clone", post(extensions::clone))
+        .route(
+            "/berth/v1/volumes/{name}/export",
+            get(volume_archive::export),
+        )
+        .route(
+            "/berth/v1/volumes/{name}/import",
+            post(volume_archive::import),
+        )
         .route("/berth/v1/pools", get(extensions::pools))
         .route("/berth/v1/pools/trim", post(extensions::trim))
         .route("/berth/v1/volumes/{name}/resize", post(extensions::resize))

@@ -192,6 +192,16 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     }
 }
 
+/// The request body as a blocking reader, for core calls on the blocking
+/// pool (uploads: image import and load, volume import).
+pub fn body_reader(
+    body: axum::body::Body,
+) -> tokio_util::io::SyncIoBridge<impl tokio::io::AsyncRead + Unpin> {
+    use futures_util::TryStreamExt;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

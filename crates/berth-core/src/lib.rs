@@ -6,6 +6,7 @@
 //! through [`volume::VolumeService`]; every operation returns a typed
 //! [`Error`] whose [`ErrorKind`] the API maps to a status code.
 
+pub mod archive;
 pub mod container;
 pub mod driver;
 pub mod error;

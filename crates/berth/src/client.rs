@@ -3,6 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -94,15 +95,7 @@ impl ApiClient {
         body: Option<(Bytes, &'static str)>,
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let resp = self.request(method, path, body, false).await?;
-        if resp.status().as_u16() >= 400 {
-            let status = resp.status();
-            let bytes = resp.into_body().collect().await?.to_bytes();
-            return Err(daemon_error(&ApiResponse {
-                status,
-                body: bytes,
-            }));
-        }
-        Ok(resp)
+        error_for_status(resp).await
     }
 
     /// `POST path` with `Upgrade: tcp`; returns the raw connection after
@@ -120,11 +113,46 @@ impl ApiClient {
         Ok(hyper::upgrade::on(resp).await?)
     }
 
+    /// Sends `reader`'s bytes as the request body, streamed (an upload of
+    /// any size in constant memory); errors as [`ApiClient::call`].
+    pub async fn upload(
+        &self,
+        method: Method,
+        path: &str,
+        reader: impl tokio::io::AsyncRead + Send + Sync + 'static,
+        content_type: &'static str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        use futures_util::TryStreamExt;
+        let frames = tokio_util::io::ReaderStream::new(reader).map_ok(hyper::body::Frame::data);
+        let body = http_body_util::StreamBody::new(frames).boxed();
+        let resp = self
+            .send_body(method, path, body, Some(content_type), false)
+            .await?;
+        error_for_status(resp).await
+    }
+
     async fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<(Bytes, &'static str)>,
+        upgrade: bool,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let (payload, content_type) = match body {
+            Some((bytes, content_type)) => (bytes, Some(content_type)),
+            None => (Bytes::new(), None),
+        };
+        let body = Full::new(payload).map_err(|never| match never {}).boxed();
+        self.send_body(method, path, body, content_type, upgrade)
+            .await
+    }
+
+    async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        body: BoxBody<Bytes, std::io::Error>,
+        content_type: Option<&'static str>,
         upgrade: bool,
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let socket = socket_path(&self.host)?;
@@ -148,17 +176,23 @@ impl ApiClient {
                 .header("Connection", "Upgrade")
                 .header("Upgrade", "tcp");
         }
-        let payload = match body {
-            Some((bytes, content_type)) => {
-                builder = builder.header("Content-Type", content_type);
-                bytes
-            }
-            None => Bytes::new(),
-        };
-        Ok(sender
-            .send_request(builder.body(Full::new(payload))?)
-            .await?)
+        if let Some(content_type) = content_type {
+            builder = builder.header("Content-Type", content_type);
+        }
+        Ok(sender.send_request(builder.body(body)?).await?)
     }
+}
+
+/// A response of status ≥ 400 as the docker CLI words it.
+async fn error_for_status(
+    resp: hyper::Response<hyper::body::Incoming>,
+) -> Result<hyper::Response<hyper::body::Incoming>> {
+    if resp.status().as_u16() < 400 {
+        return Ok(resp);
+    }
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Err(daemon_error(&ApiResponse { status, body }))
 }
 
 /// The docker CLI's wording of a daemon error.

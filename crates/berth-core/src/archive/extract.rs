@@ -1,5 +1,5 @@
-//! Safe extraction of a layer tar into a private folder, with image
-//! whiteouts turned into overlayfs whiteouts.
+//! Safe extraction of a tar stream into a private folder (image layers,
+//! with their whiteouts turned into overlayfs whiteouts; volume imports).
 //!
 //! Safety: an entry path is normalised component by component; `..` is
 //! refused (never clamped: a layer that tries to climb out is hostile);
@@ -19,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use nix::sys::stat::{Mode, SFlag};
 use tar::EntryType;
 
-use super::ImageError;
+use super::ArchiveError;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -33,11 +33,11 @@ pub fn unpack<R: Read>(
     archive: &mut tar::Archive<R>,
     dest: &Path,
     whiteouts: bool,
-) -> Result<(), ImageError> {
+) -> Result<(), ArchiveError> {
     let mut dir_times = HashMap::new();
-    for entry in archive.entries().map_err(ImageError::tar)? {
-        let mut entry = entry.map_err(ImageError::tar)?;
-        let rel = sanitize(&entry.path().map_err(ImageError::tar)?)?;
+    for entry in archive.entries().map_err(ArchiveError::tar)? {
+        let mut entry = entry.map_err(ArchiveError::tar)?;
+        let rel = sanitize(&entry.path().map_err(ArchiveError::tar)?)?;
         if rel.as_os_str().is_empty() {
             continue;
         }
@@ -64,14 +64,14 @@ pub fn unpack<R: Read>(
 }
 
 /// Normalises an archive path to a relative path with no `.`, `/` or `..`.
-pub fn sanitize(path: &Path) -> Result<PathBuf, ImageError> {
+pub fn sanitize(path: &Path) -> Result<PathBuf, ArchiveError> {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {
             Component::Normal(c) => out.push(c),
             Component::CurDir | Component::RootDir => {}
             Component::ParentDir | Component::Prefix(_) => {
-                return Err(ImageError::HostileArchive(format!(
+                return Err(ArchiveError::Hostile(format!(
                     "entry {} climbs out of the layer with ..",
                     path.display()
                 )))
@@ -83,7 +83,7 @@ pub fn sanitize(path: &Path) -> Result<PathBuf, ImageError> {
 
 /// Creates missing parent folders of `rel` under `root`, refusing a parent
 /// that is a symlink or not a folder.
-fn ensure_parents(root: &Path, rel: &Path) -> Result<(), ImageError> {
+fn ensure_parents(root: &Path, rel: &Path) -> Result<(), ArchiveError> {
     let mut cur = root.to_path_buf();
     let parents: Vec<_> = rel
         .parent()
@@ -93,7 +93,7 @@ fn ensure_parents(root: &Path, rel: &Path) -> Result<(), ImageError> {
         cur.push(component);
         match std::fs::symlink_metadata(&cur) {
             Ok(m) if m.file_type().is_symlink() => {
-                return Err(ImageError::HostileArchive(format!(
+                return Err(ArchiveError::Hostile(format!(
                     "entry {} would be written through the symlink {}",
                     rel.display(),
                     cur.strip_prefix(root).unwrap_or(&cur).display()
@@ -101,12 +101,12 @@ fn ensure_parents(root: &Path, rel: &Path) -> Result<(), ImageError> {
             }
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                return Err(ImageError::HostileArchive(format!(
+                return Err(ArchiveError::Hostile(format!(
                     "entry {} has a parent that is not a folder",
                     rel.display()
                 )))
             }
-            Err(_) => std::fs::create_dir(&cur).map_err(|e| ImageError::io(&cur, e))?,
+            Err(_) => std::fs::create_dir(&cur).map_err(|e| ArchiveError::io(&cur, e))?,
         }
     }
     Ok(())
@@ -114,7 +114,7 @@ fn ensure_parents(root: &Path, rel: &Path) -> Result<(), ImageError> {
 
 /// Removes whatever is at `target` unless both it and the new entry are
 /// folders (a later layer entry replaces an earlier one, as tar does).
-fn clear_target(target: &Path, new_is_dir: bool) -> Result<(), ImageError> {
+fn clear_target(target: &Path, new_is_dir: bool) -> Result<(), ArchiveError> {
     let Ok(meta) = std::fs::symlink_metadata(target) else {
         return Ok(());
     };
@@ -126,10 +126,10 @@ fn clear_target(target: &Path, new_is_dir: bool) -> Result<(), ImageError> {
     } else {
         std::fs::remove_file(target)
     };
-    result.map_err(|e| ImageError::io(target, e))
+    result.map_err(|e| ArchiveError::io(target, e))
 }
 
-fn write_whiteout(target: &Path, name: &str) -> Result<(), ImageError> {
+fn write_whiteout(target: &Path, name: &str) -> Result<(), ArchiveError> {
     if name == OPAQUE_MARKER {
         let dir = target.parent().unwrap_or(target);
         return set_xattr(dir, OPAQUE_XATTR, b"y");
@@ -137,7 +137,7 @@ fn write_whiteout(target: &Path, name: &str) -> Result<(), ImageError> {
     let hidden = target.with_file_name(&name[WHITEOUT_PREFIX.len()..]);
     clear_target(&hidden, false)?;
     nix::sys::stat::mknod(&hidden, SFlag::S_IFCHR, Mode::empty(), 0)
-        .map_err(|e| ImageError::io(&hidden, e.into()))
+        .map_err(|e| ArchiveError::io(&hidden, e.into()))
 }
 
 /// Writes one entry.
@@ -145,7 +145,7 @@ fn write_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     root: &Path,
     target: &Path,
-) -> Result<(), ImageError> {
+) -> Result<(), ArchiveError> {
     let header = entry.header().clone();
     let kind = header.entry_type();
     clear_target(target, kind == EntryType::Directory)?;
@@ -155,16 +155,16 @@ fn write_entry<R: Read>(
         }
         EntryType::Directory => match std::fs::create_dir(target) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(ImageError::io(target, e))
+                return Err(ArchiveError::io(target, e))
             }
             _ => {}
         },
         EntryType::Symlink => {
             let link = entry
                 .link_name()
-                .map_err(ImageError::tar)?
+                .map_err(ArchiveError::tar)?
                 .unwrap_or_default();
-            std::os::unix::fs::symlink(&link, target).map_err(|e| ImageError::io(target, e))?;
+            std::os::unix::fs::symlink(&link, target).map_err(|e| ArchiveError::io(target, e))?;
         }
         EntryType::Link => return write_hardlink(entry, root, target),
         EntryType::Char | EntryType::Block | EntryType::Fifo => make_node(&header, target)?,
@@ -173,7 +173,7 @@ fn write_entry<R: Read>(
     apply_metadata(entry, &header, target)
 }
 
-fn write_file<R: Read>(entry: &mut tar::Entry<'_, R>, target: &Path) -> Result<(), ImageError> {
+fn write_file<R: Read>(entry: &mut tar::Entry<'_, R>, target: &Path) -> Result<(), ArchiveError> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -181,34 +181,79 @@ fn write_file<R: Read>(entry: &mut tar::Entry<'_, R>, target: &Path) -> Result<(
         .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(target)
-        .map_err(|e| ImageError::io(target, e))?;
-    std::io::copy(entry, &mut file).map_err(|e| ImageError::io(target, e))?;
-    Ok(())
+        .map_err(|e| ArchiveError::io(target, e))?;
+    copy_keeping_holes(entry, &mut file, target)
+}
+
+/// Copies file data, seeking over 4 KiB blocks of zeros instead of writing
+/// them, so holes (a GNU sparse entry's, or any run of zeros) stay holes.
+/// A read failure is the archive's fault; a write failure the host's.
+fn copy_keeping_holes(
+    input: &mut impl Read,
+    file: &mut std::fs::File,
+    target: &Path,
+) -> Result<(), ArchiveError> {
+    use std::io::{Seek, SeekFrom, Write};
+    const BLOCK: usize = 4096;
+    let mut buf = vec![0u8; 64 * BLOCK];
+    let mut length = 0u64;
+    loop {
+        let n = read_full(input, &mut buf).map_err(ArchiveError::tar)?;
+        if n == 0 {
+            break;
+        }
+        for block in buf[..n].chunks(BLOCK) {
+            let io = |e| ArchiveError::io(target, e);
+            if block.iter().all(|b| *b == 0) {
+                file.seek(SeekFrom::Current(block.len() as i64))
+                    .map_err(io)?;
+            } else {
+                file.write_all(block).map_err(io)?;
+            }
+        }
+        length += n as u64;
+    }
+    file.set_len(length)
+        .map_err(|e| ArchiveError::io(target, e))
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 fn write_hardlink<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     root: &Path,
     target: &Path,
-) -> Result<(), ImageError> {
+) -> Result<(), ArchiveError> {
     let link = entry
         .link_name()
-        .map_err(ImageError::tar)?
+        .map_err(ArchiveError::tar)?
         .unwrap_or_default();
     let rel = sanitize(&link)?;
     ensure_parents(root, &rel)?;
     let source = root.join(&rel);
     if std::fs::symlink_metadata(&source).is_err() {
-        return Err(ImageError::HostileArchive(format!(
+        return Err(ArchiveError::Hostile(format!(
             "hard link {} points to {}, which is not in the layer",
             target.file_name().unwrap_or_default().to_string_lossy(),
             link.display()
         )));
     }
-    std::fs::hard_link(&source, target).map_err(|e| ImageError::io(target, e))
+    std::fs::hard_link(&source, target).map_err(|e| ArchiveError::io(target, e))
 }
 
-fn make_node(header: &tar::Header, target: &Path) -> Result<(), ImageError> {
+fn make_node(header: &tar::Header, target: &Path) -> Result<(), ArchiveError> {
     let kind = match header.entry_type() {
         EntryType::Char => SFlag::S_IFCHR,
         EntryType::Block => SFlag::S_IFBLK,
@@ -218,7 +263,7 @@ fn make_node(header: &tar::Header, target: &Path) -> Result<(), ImageError> {
     let minor = header.device_minor().ok().flatten().unwrap_or(0) as u64;
     let dev = nix::sys::stat::makedev(major, minor);
     nix::sys::stat::mknod(target, kind, Mode::from_bits_truncate(0o600), dev)
-        .map_err(|e| ImageError::io(target, e.into()))
+        .map_err(|e| ArchiveError::io(target, e.into()))
 }
 
 /// Owner, mode, xattrs and mtime, never following a symlink.
@@ -226,7 +271,7 @@ fn apply_metadata<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     header: &tar::Header,
     target: &Path,
-) -> Result<(), ImageError> {
+) -> Result<(), ArchiveError> {
     let uid = header.uid().unwrap_or(0) as u32;
     let gid = header.gid().unwrap_or(0) as u32;
     nix::unistd::fchownat(
@@ -236,11 +281,11 @@ fn apply_metadata<R: Read>(
         Some(gid.into()),
         nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
     )
-    .map_err(|e| ImageError::io(target, e.into()))?;
+    .map_err(|e| ArchiveError::io(target, e.into()))?;
     if header.entry_type() != EntryType::Symlink {
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
         std::fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .map_err(|e| ImageError::io(target, e))?;
+            .map_err(|e| ArchiveError::io(target, e))?;
     }
     if let Ok(Some(exts)) = entry.pax_extensions() {
         for ext in exts.flatten() {
@@ -255,10 +300,10 @@ fn apply_metadata<R: Read>(
     Ok(())
 }
 
-fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ImageError> {
+fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ArchiveError> {
     let c_path =
-        CString::new(path.as_os_str().as_bytes()).map_err(|e| ImageError::io(path, e.into()))?;
-    let c_name = CString::new(name).map_err(|e| ImageError::io(path, e.into()))?;
+        CString::new(path.as_os_str().as_bytes()).map_err(|e| ArchiveError::io(path, e.into()))?;
+    let c_name = CString::new(name).map_err(|e| ArchiveError::io(path, e.into()))?;
     // SAFETY: valid NUL-terminated strings and a live byte slice.
     let rc = unsafe {
         libc::lsetxattr(
@@ -270,12 +315,12 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ImageError> {
         )
     };
     if rc != 0 {
-        return Err(ImageError::io(path, std::io::Error::last_os_error()));
+        return Err(ArchiveError::io(path, std::io::Error::last_os_error()));
     }
     Ok(())
 }
 
-fn set_mtime(path: &Path, mtime: u64) -> Result<(), ImageError> {
+fn set_mtime(path: &Path, mtime: u64) -> Result<(), ArchiveError> {
     let ts = nix::sys::time::TimeSpec::new(mtime as i64, 0);
     nix::sys::stat::utimensat(
         None,
@@ -284,5 +329,5 @@ fn set_mtime(path: &Path, mtime: u64) -> Result<(), ImageError> {
         &ts,
         nix::sys::stat::UtimensatFlags::NoFollowSymlink,
     )
-    .map_err(|e| ImageError::io(path, e.into()))
+    .map_err(|e| ArchiveError::io(path, e.into()))
 }

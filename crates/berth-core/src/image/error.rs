@@ -16,12 +16,10 @@ pub enum ImageError {
     InvalidChange(String),
     #[error("refusing archive: {0}")]
     HostileArchive(String),
-    #[error("unsupported compression (bzip2 or xz): send an uncompressed, gzip or zstd tar")]
-    UnsupportedCompression,
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
     #[error("invalid image archive: {0}")]
     BadArchive(String),
-    #[error("invalid tar archive: {0}")]
-    Tar(#[source] std::io::Error),
     #[error("conflict: unable to delete {image} (must be forced) - {reason}")]
     Conflict { image: String, reason: String },
     #[error("conflict: unable to delete {image} (cannot be forced) - {reason}")]
@@ -50,13 +48,12 @@ impl ImageError {
             ImageError::InvalidReference(_)
             | ImageError::InvalidChange(_)
             | ImageError::HostileArchive(_)
-            | ImageError::UnsupportedCompression
-            | ImageError::BadArchive(_)
-            | ImageError::Tar(_) => ErrorKind::InvalidArgument,
+            | ImageError::BadArchive(_) => ErrorKind::InvalidArgument,
             ImageError::Conflict { .. }
             | ImageError::ConflictForced { .. }
             | ImageError::ReferenceInUse { .. } => ErrorKind::Conflict,
             ImageError::Io { .. } | ImageError::Store(_) => ErrorKind::Internal,
+            ImageError::Archive(e) => e.kind(),
         }
     }
 
@@ -65,9 +62,5 @@ impl ImageError {
             path: path.display().to_string(),
             source,
         }
-    }
-
-    pub(crate) fn tar(source: std::io::Error) -> Self {
-        ImageError::Tar(source)
     }
 }

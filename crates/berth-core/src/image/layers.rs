@@ -4,12 +4,11 @@
 //! renamed into place only when complete, so a crash never leaves a
 //! half-extracted layer under its final name.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::extract;
 use super::ImageError;
 
 /// A layer as stored.
@@ -61,8 +60,8 @@ impl LayerStore {
         let scratch = self.scratch_dir()?;
         let staging = scratch.path().join("layer");
         std::fs::create_dir(&staging).map_err(|e| ImageError::io(&staging, e))?;
-        let mut hashing = HashingReader::new(decompress(input)?);
-        extract::unpack(&mut tar::Archive::new(&mut hashing), &staging, true)?;
+        let mut hashing = HashingReader::new(crate::archive::decompress(input)?);
+        crate::archive::extract::unpack(&mut tar::Archive::new(&mut hashing), &staging, true)?;
         // Digest the whole stream, tar padding included.
         std::io::copy(&mut hashing, &mut std::io::sink())
             .map_err(|e| ImageError::io(&staging, e))?;
@@ -110,25 +109,6 @@ impl LayerStore {
         }
         Ok(n)
     }
-}
-
-/// Wraps `input` in the decompressor its magic bytes call for.
-pub fn decompress<'a>(input: impl Read + 'a) -> Result<Box<dyn Read + 'a>, ImageError> {
-    let mut buffered = BufReader::with_capacity(256 * 1024, input);
-    let magic = buffered
-        .fill_buf()
-        .map_err(|e| ImageError::io(Path::new("-"), e))?
-        .to_vec();
-    Ok(match magic.as_slice() {
-        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(buffered)),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(
-            zstd::Decoder::with_buffer(buffered).map_err(|e| ImageError::io(Path::new("-"), e))?,
-        ),
-        [b'B', b'Z', b'h', ..] | [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => {
-            return Err(ImageError::UnsupportedCompression)
-        }
-        _ => Box::new(buffered),
-    })
 }
 
 /// A reader that hashes what passes through it.

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::extract::{sanitize, unpack};
 use super::ImageError;
+use crate::archive::extract::{sanitize, unpack};
 
 /// One image to import from an unpacked archive.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +54,7 @@ struct OciManifest {
 /// Unpacks `input` into `dest` (plain files; no whiteout conversion).
 pub fn unpack_archive(input: impl Read, dest: &Path) -> Result<(), ImageError> {
     let mut archive = tar::Archive::new(input);
-    unpack(&mut archive, dest, false)
+    Ok(unpack(&mut archive, dest, false)?)
 }
 
 /// The images an unpacked archive holds.

@@ -6,7 +6,6 @@
 pub mod changes;
 pub mod config;
 mod error;
-mod extract;
 pub mod layers;
 mod load;
 pub mod reference;

@@ -27,6 +27,17 @@ pub enum VolumeError {
     /// Re-create with another driver.
     #[error("create {name}: driver '{existing}' already has volume '{name}': volume name must be unique")]
     DriverConflict { name: String, existing: String },
+    /// A tar stream that could not be imported (nothing was changed).
+    #[error("import {name}: {source}")]
+    Archive {
+        name: String,
+        #[source]
+        source: crate::archive::ArchiveError,
+    },
+    /// An import whose entry is a folder where the volume has something
+    /// else, or the other way round (nothing was changed).
+    #[error("import {name}: {path} is a folder on one side and not on the other (archive and volume); nothing was changed")]
+    ImportConflict { name: String, path: String },
     /// A new volume (clone target) whose name is taken.
     #[error("{op} {name}: a volume named '{name}' already exists")]
     NameTaken { op: &'static str, name: String },
@@ -73,9 +84,11 @@ impl VolumeError {
             VolumeError::InUse { .. }
             | VolumeError::DriverConflict { .. }
             | VolumeError::NameTaken { .. }
+            | VolumeError::ImportConflict { .. }
             | VolumeError::OptionsConflict { .. }
             | VolumeError::PruneRunning => ErrorKind::Conflict,
             VolumeError::Driver { source, .. } => source.kind(),
+            VolumeError::Archive { source, .. } => source.kind(),
             VolumeError::Store { .. } => ErrorKind::Internal,
         }
     }

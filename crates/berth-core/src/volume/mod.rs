@@ -6,6 +6,7 @@
 //! [`service`] (create, get, list, remove, refs, mounts), [`prune`],
 //! [`reconcile`] (start-up repair); per-name locking is [`crate::locks`].
 
+mod archive;
 mod error;
 mod extended;
 pub mod filters;
@@ -15,6 +16,7 @@ mod prune;
 mod reconcile;
 mod service;
 
+pub use archive::OPERATION_MOUNT_PREFIX;
 pub use error::VolumeError;
 pub use extended::CloneProgress;
 pub use filters::Filters;

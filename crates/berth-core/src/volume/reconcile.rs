@@ -100,6 +100,13 @@ impl VolumeService {
             .mounts(name)
             .map_err(|e| VolumeError::store("reconcile", name, e))?;
         for id in mounts {
+            if id.starts_with(super::OPERATION_MOUNT_PREFIX) {
+                // An export or import that died with the daemon.
+                self.store
+                    .remove_mount(name, &id)
+                    .map_err(|e| VolumeError::store("reconcile", name, e))?;
+                continue;
+            }
             driver
                 .mount(name, &record.options, &id)
                 .map_err(driver_err)?;

@@ -8,7 +8,8 @@ pub mod pool;
 pub mod stream;
 pub mod system;
 pub mod volume;
-pub mod volume_ext;
+pub mod volume_archive;
+mod volume_ext;
 
 use std::collections::BTreeMap;
 

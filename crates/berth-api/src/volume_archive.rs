@@ -1,0 +1,120 @@
+//! `GET /berth/v1/volumes/{name}/export`: a volume's contents as a tar
+//! stream (`podman volume export`); `POST …/import`: a tar stream (plain,
+//! gzip or zstd) merged into the volume (`podman volume import`).
+//!
+//! The core writes on a blocking thread into a [`ChannelWriter`]; the
+//! response starts with the first bytes, so an error before any (no such
+//! volume) keeps its own status code. A client that goes away makes the
+//! next write fail, which ends the export and releases its mount.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_core::volume::{VolumeError, VolumeService};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::error::ApiError;
+use crate::ApiState;
+
+/// Bytes gathered before a chunk goes to the client.
+const CHUNK: usize = 256 * 1024;
+
+enum ExportEvent {
+    Data(Bytes),
+    Done(Result<u64, VolumeError>),
+}
+
+/// A blocking `Write` whose bytes go to the response, a chunk at a time.
+struct ChannelWriter {
+    tx: mpsc::Sender<ExportEvent>,
+    buffer: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buffer));
+        self.tx
+            .blocking_send(ExportEvent::Data(chunk))
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+            })
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// `GET /berth/v1/volumes/{name}/export`
+pub async fn export(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let (tx, mut rx) = mpsc::channel(8);
+    let svc: Arc<VolumeService> = state.volumes.clone();
+    tokio::task::spawn_blocking(move || {
+        let writer = ChannelWriter {
+            tx: tx.clone(),
+            buffer: Vec::with_capacity(CHUNK),
+        };
+        let result = svc.export(&name, writer);
+        if let Err(e) = &result {
+            tracing::warn!(volume = %name, "export ended early: {e}");
+        }
+        let _ = tx.blocking_send(ExportEvent::Done(result));
+    });
+    let first = match rx.recv().await {
+        Some(ExportEvent::Done(Err(e))) => return Err(e.into()),
+        Some(event) => event,
+        None => return Err(ApiError::internal("the export task ended without a result")),
+    };
+    let mut pending = Some(first);
+    let body = futures_util::stream::poll_fn(move |cx| {
+        let event = match pending.take() {
+            Some(event) => std::task::Poll::Ready(Some(event)),
+            None => rx.poll_recv(cx),
+        };
+        event.map(|e| match e {
+            Some(ExportEvent::Data(bytes)) => Some(Ok(bytes)),
+            // A failure after the first bytes can only cut the stream short:
+            // the client sees a truncated archive, not a valid one.
+            Some(ExportEvent::Done(Err(e))) => Some(Err(std::io::Error::other(e.to_string()))),
+            Some(ExportEvent::Done(Ok(_))) | None => None,
+        })
+    });
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-tar")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// `POST /berth/v1/volumes/{name}/import` (body: the tar stream)
+pub async fn import(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let reader = crate::request::body_reader(body);
+    let svc = state.volumes.clone();
+    crate::request::blocking(move || svc.import(&name, reader).map_err(ApiError::from)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

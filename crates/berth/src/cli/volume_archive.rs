@@ -1,0 +1,118 @@
+//! `berth volume export|import`: a volume's contents as a tar archive and
+//! back (as `podman volume export|import`), with progress on stderr.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use hyper::Method;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::io::AsyncWriteExt;
+
+use super::stream::body_reader;
+use crate::client::{encode, ApiClient};
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    volume: String,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    volume: String,
+    /// The archive: a tar file (plain, gzip or zstd), or "-" for standard
+    /// input.
+    source: String,
+}
+
+/// A bar of `total` bytes (a spinner of bytes when the total is unknown),
+/// drawn on stderr only when it is a terminal.
+fn byte_bar(total: Option<u64>, message: String) -> Result<ProgressBar> {
+    let (bar, template) = match total {
+        Some(total) => (
+            ProgressBar::new(total),
+            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {eta}",
+        ),
+        None => (
+            ProgressBar::new_spinner(),
+            "{msg} {spinner} {binary_bytes} ({binary_bytes_per_sec})",
+        ),
+    };
+    bar.set_style(ProgressStyle::with_template(template)?.progress_chars("=> "));
+    bar.set_message(message);
+    Ok(bar)
+}
+
+/// `berth volume export VOLUME [-o FILE]`
+pub async fn export(api: &ApiClient, a: ExportArgs) -> Result<i32> {
+    use std::io::IsTerminal;
+    if a.output.is_none() && std::io::stdout().is_terminal() {
+        bail!("refusing to write a tar archive to a terminal: use -o FILE or redirect the output");
+    }
+    let path = format!("/berth/v1/volumes/{}/export", encode(&a.volume));
+    let resp = api.open(Method::GET, &path, None).await?;
+    let bar = byte_bar(None, format!("exporting {}", a.volume))?;
+    let mut input = bar.wrap_async_read(body_reader(resp.into_body()));
+    let copied = match &a.output {
+        Some(file) => write_file_whole(&mut input, file).await,
+        None => tokio::io::copy(&mut input, &mut tokio::io::stdout())
+            .await
+            .map_err(Into::into),
+    };
+    bar.finish_and_clear();
+    copied.with_context(|| format!("exporting volume {}", a.volume))?;
+    Ok(0)
+}
+
+/// Copies `input` into `file`; a failure removes the file, so a cut-short
+/// export never passes for a whole archive.
+async fn write_file_whole(
+    input: &mut (impl tokio::io::AsyncRead + Unpin),
+    file: &PathBuf,
+) -> Result<u64> {
+    let mut out = tokio::fs::File::create(file)
+        .await
+        .with_context(|| format!("creating {}", file.display()))?;
+    let result = async {
+        let n = tokio::io::copy(input, &mut out).await?;
+        out.flush().await?;
+        out.sync_all().await?;
+        Ok::<u64, std::io::Error>(n)
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(file).await;
+    }
+    Ok(result?)
+}
+
+/// `berth volume import VOLUME FILE|-`
+pub async fn import(api: &ApiClient, a: ImportArgs) -> Result<i32> {
+    let path = format!("/berth/v1/volumes/{}/import", encode(&a.volume));
+    let message = format!("importing into {}", a.volume);
+    let resp = if a.source == "-" {
+        let bar = byte_bar(None, message)?;
+        let input = bar.wrap_async_read(tokio::io::stdin());
+        let resp = api
+            .upload(Method::POST, &path, input, "application/x-tar")
+            .await;
+        bar.finish_and_clear();
+        resp?
+    } else {
+        let file = tokio::fs::File::open(&a.source)
+            .await
+            .with_context(|| format!("opening {}", a.source))?;
+        let bar = byte_bar(Some(file.metadata().await?.len()), message)?;
+        let input = bar.wrap_async_read(file);
+        let resp = api
+            .upload(Method::POST, &path, input, "application/x-tar")
+            .await;
+        bar.finish_and_clear();
+        resp?
+    };
+    drop(resp);
+    Ok(0)
+}

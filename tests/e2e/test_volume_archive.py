@@ -1,0 +1,230 @@
+"""`berth volume export|import` (as `podman volume export|import`): a
+volume's contents as a tar stream that keeps everything a filesystem
+records, read and written by GNU tar too; imports are all or nothing
+(hostile, cut-short or conflicting archives change nothing); the mount an
+export or import takes is released on every path, a crash included."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+
+import pytest
+
+from conftest import UnixHTTPConnection
+from tree_helpers import MIB, fill_sample, tree_digest
+
+
+@pytest.fixture
+def work():
+    d = tempfile.mkdtemp(prefix="berth-archive-", dir="/tmp")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def export_to(daemon, volume: str, path: str) -> None:
+    daemon.berth_cli("volume", "export", volume, "-o", path)
+
+
+def import_raw(daemon, volume: str, data: bytes):
+    return daemon.api("POST", f"/berth/v1/volumes/{volume}/import", body=data,
+                      headers={"Content-Type": "application/x-tar"})
+
+
+def staging_left(path: str) -> list[str]:
+    return [n for n in os.listdir(path) if n.startswith(".berth-import-")]
+
+
+def test_round_trip_keeps_everything(daemon, uniq, work):
+    src, dst = f"{uniq}src", f"{uniq}dst"
+    daemon.docker("volume", "create", src)
+    daemon.docker("volume", "create", dst)
+    fill_sample(daemon.mountpoint(src))
+    archive = os.path.join(work, "v.tar")
+    export_to(daemon, src, archive)
+    assert os.path.getsize(archive) < 8 * MIB, "the 512 MiB hole is not in the archive"
+    daemon.berth_cli("volume", "import", dst, archive)
+    assert tree_digest(daemon.mountpoint(dst)) == tree_digest(daemon.mountpoint(src))
+    sparse = os.stat(os.path.join(daemon.mountpoint(dst), "sparse"))
+    assert sparse.st_blocks * 512 < 8 * MIB, "holes stay holes on import"
+    assert staging_left(daemon.mountpoint(dst)) == []
+
+
+def test_gnu_tar_reads_exports_and_writes_imports(daemon, uniq, work):
+    src, dst = f"{uniq}src", f"{uniq}dst"
+    daemon.docker("volume", "create", src)
+    daemon.docker("volume", "create", dst)
+    fill_sample(daemon.mountpoint(src), sparse_mib=64)
+    archive = os.path.join(work, "v.tar")
+    export_to(daemon, src, archive)
+    out = os.path.join(work, "out")
+    os.mkdir(out)
+    subprocess.run(["tar", "--xattrs", "--xattrs-include=user.*", "-xpf", archive, "-C", out],
+                   check=True)
+    assert tree_digest(out) == tree_digest(daemon.mountpoint(src))
+    for flag, name in (("--gzip", "v.tgz"), ("--zstd", "v.tar.zst")):
+        made = os.path.join(work, name)
+        subprocess.run(["tar", "--xattrs", "--xattrs-include=user.*", flag, "-cf", made,
+                        "-C", out, "."], check=True)
+        vol = f"{uniq}{name.replace('.', '')}"
+        daemon.docker("volume", "create", vol)
+        daemon.berth_cli("volume", "import", vol, made)
+        assert tree_digest(daemon.mountpoint(vol)) == tree_digest(out), name
+
+
+def test_thin_volume_round_trip_through_stdin(berth_factory, work):
+    from busybox_image import import_busybox, remove_all_containers
+    d = berth_factory(extra_args=["--thin-pool-size", "2G"]).start()
+    image = import_busybox(d, "archive-test:v1")
+    try:
+        d.docker("volume", "create", "plain")
+        fill_sample(d.mountpoint("plain"), sparse_mib=64)
+        archive = os.path.join(work, "v.tar")
+        export_to(d, "plain", archive)
+        d.docker("volume", "create", "-d", "thin", "-o", "size=256M", "thin")
+        with open(archive, "rb") as f:
+            p = subprocess.run([d.bin, "-H", d.host, "volume", "import", "thin", "-"],
+                               stdin=f, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        d.docker("run", "-d", "--name", "holder", "-v", "thin:/d", image, "sleep", "60")
+        mountpoint = json.loads(d.docker("volume", "inspect", "thin").stdout)[0]["Mountpoint"]
+        want = tree_digest(d.mountpoint("plain"))
+        got = {k: v for k, v in tree_digest(mountpoint).items() if k != "lost+found"}
+        assert got == want
+        again = os.path.join(work, "again.tar")
+        export_to(d, "thin", again)  # while the container holds it
+        d.docker("rm", "-f", "holder")
+        d.docker("volume", "rm", "thin")  # the export's mount was released
+    finally:
+        remove_all_containers(d)
+
+
+def hostile(kind: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        def add(name, data=b"x", **kw):
+            info = tarfile.TarInfo(name)
+            for k, v in kw.items():
+                setattr(info, k, v)
+            info.size = len(data) if info.type == tarfile.REGTYPE else 0
+            tar.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
+        add("ok-first")  # something valid before the attack: it must not land either
+        if kind == "dotdot":
+            add("../escaped")
+        elif kind == "symlink-parent":
+            add("link", type=tarfile.SYMTYPE, linkname="/tmp")
+            add("link/escaped")
+        elif kind == "hardlink-out":
+            add("passwd", type=tarfile.LNKTYPE, linkname="/etc/passwd")
+        elif kind == "hardlink-dotdot":
+            add("passwd", type=tarfile.LNKTYPE, linkname="../../../../etc/passwd")
+    data = buf.getvalue()
+    if kind == "truncated":
+        return data[:700]
+    if kind == "garbage":
+        return b"this is not a tar archive at all" * 40
+    return data
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "symlink-parent", "hardlink-out",
+                                  "hardlink-dotdot", "truncated", "garbage"])
+def test_bad_archives_change_nothing(daemon, uniq, kind):
+    vol = f"{uniq}v"
+    daemon.docker("volume", "create", vol)
+    with open(os.path.join(daemon.mountpoint(vol), "keep"), "w") as f:
+        f.write("keep")
+    before = tree_digest(daemon.mountpoint(vol))
+    status, body = import_raw(daemon, vol, hostile(kind))
+    assert status == 400, (kind, status, body)
+    assert body["message"].startswith(f"import {vol}: "), body
+    assert tree_digest(daemon.mountpoint(vol)) == before
+    assert not os.path.exists("/tmp/escaped") and not os.path.exists(
+        os.path.join(os.path.dirname(daemon.mountpoint(vol)), "escaped"))
+    daemon.docker("volume", "rm", vol)  # no mount left behind
+
+
+def test_import_merges_and_refuses_kind_conflicts(daemon, uniq, work):
+    vol = f"{uniq}v"
+    daemon.docker("volume", "create", vol)
+    root = daemon.mountpoint(vol)
+    os.makedirs(os.path.join(root, "dir/inner"))
+    for name, text in (("dir/old", "old"), ("dir/replaced", "before"), ("top", "top")):
+        with open(os.path.join(root, name), "w") as f:
+            f.write(text)
+    src = os.path.join(work, "src")
+    os.makedirs(os.path.join(src, "dir"))
+    with open(os.path.join(src, "dir/replaced"), "w") as f:
+        f.write("after")
+    with open(os.path.join(src, "dir/new"), "w") as f:
+        f.write("new")
+    archive = os.path.join(work, "merge.tar")
+    subprocess.run(["tar", "-cf", archive, "-C", src, "."], check=True)
+    daemon.berth_cli("volume", "import", vol, archive)
+    read = lambda n: open(os.path.join(root, n)).read()
+    assert (read("dir/old"), read("dir/replaced"), read("dir/new"), read("top")) == \
+        ("old", "after", "new", "top")
+    # A file where the volume has a folder: refused, nothing moved.
+    conflict = os.path.join(work, "conflict")
+    os.makedirs(conflict)
+    for name in ("aaa-first", "dir"):
+        with open(os.path.join(conflict, name), "w") as f:
+            f.write("file")
+    archive = os.path.join(work, "conflict.tar")
+    subprocess.run(["tar", "-cf", archive, "-C", conflict, "."], check=True)
+    before = tree_digest(root)
+    p = daemon.berth_cli("volume", "import", vol, archive, check=False)
+    assert p.returncode != 0 and "dir is a folder on one side" in p.stderr, p.stderr
+    assert tree_digest(root) == before and staging_left(root) == []
+
+
+def test_missing_volume_and_terminal_output(daemon, uniq, work):
+    p = daemon.berth_cli("volume", "export", f"{uniq}none", "-o", os.path.join(work, "x"),
+                         check=False)
+    assert p.returncode != 0 and "no such volume" in p.stderr, p.stderr
+    assert not os.path.exists(os.path.join(work, "x"))
+    status, body = import_raw(daemon, f"{uniq}none", hostile("dotdot"))
+    assert status == 404, body
+
+
+def test_client_going_away_and_kill9_release_the_mount(berth_factory, work):
+    d = berth_factory().start()
+    d.docker("volume", "create", "big")
+    block = os.urandom(MIB)
+    for i in range(512):
+        with open(os.path.join(d.mountpoint("big"), f"f{i:03d}"), "wb") as f:
+            f.write(block)
+    conn = UnixHTTPConnection(d.sock, timeout=60)
+    conn.request("GET", "/berth/v1/volumes/big/export")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    resp.read(MIB)
+    conn.close()
+    deadline = time.monotonic() + 30
+    while d.docker("volume", "rm", "big", check=False).returncode != 0:
+        assert time.monotonic() < deadline, "the export never let the volume go"
+        time.sleep(0.2)
+    # kill -9 during an import: after the restart the volume is not held.
+    d.docker("volume", "create", "target")
+    archive = os.path.join(work, "big.tar")
+    src = os.path.join(work, "src")
+    os.makedirs(src)
+    for i in range(512):
+        with open(os.path.join(src, f"f{i:03d}"), "wb") as f:
+            f.write(block)
+    subprocess.run(["tar", "-cf", archive, "-C", src, "."], check=True)
+    proc = subprocess.Popen([d.bin, "-H", d.host, "volume", "import", "target", archive],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    d.kill9()
+    proc.wait(timeout=30)
+    d.start()
+    d.berth_cli("volume", "import", "target", archive)  # clears what the crash staged
+    assert staging_left(d.mountpoint("target")) == []
+    assert len(os.listdir(d.mountpoint("target"))) == 512
+    d.docker("volume", "rm", "target")  # the crashed import's mount id was dropped
