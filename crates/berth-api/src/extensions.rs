@@ -1,5 +1,5 @@
 //! berth's own API, under `/berth/v1` (documented in `openapi.yaml` next to
-//! this crate): volume snapshots, clone, resize.
+//! this crate): volume snapshots, clone, resize, rename, labels.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -29,6 +29,19 @@ struct CloneBody {
 #[serde(rename_all = "PascalCase", default)]
 struct ResizeBody {
     size: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RenameBody {
+    name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
+struct LabelsBody {
+    add: std::collections::BTreeMap<String, String>,
+    remove: Vec<String>,
 }
 
 /// `GET /berth/v1/volumes/{name}/snapshots`
@@ -133,5 +146,38 @@ pub async fn resize(
     }
     let svc = state.volumes.clone();
     let volume = blocking(move || svc.resize(&name, &body.size).map_err(ApiError::from)).await?;
+    Ok(json(StatusCode::OK, &VolumeJson::from(volume)))
+}
+
+/// `POST /berth/v1/volumes/{name}/rename` `{"Name": "…"}`
+pub async fn rename(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: RenameBody = read_json(&headers, &body)?;
+    if body.name.is_empty() {
+        return Err(ApiError::bad_request("rename needs the new Name"));
+    }
+    let svc = state.volumes.clone();
+    let volume = blocking(move || svc.rename(&name, &body.name).map_err(ApiError::from)).await?;
+    Ok(json(StatusCode::OK, &VolumeJson::from(volume)))
+}
+
+/// `POST /berth/v1/volumes/{name}/labels` `{"Add": {"k": "v"}, "Remove": ["k2"]}`
+pub async fn labels(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: LabelsBody = read_json(&headers, &body)?;
+    let svc = state.volumes.clone();
+    let volume = blocking(move || {
+        svc.update_labels(&name, &body.add, &body.remove)
+            .map_err(ApiError::from)
+    })
+    .await?;
     Ok(json(StatusCode::OK, &VolumeJson::from(volume)))
 }

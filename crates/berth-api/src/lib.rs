@@ -84,6 +84,8 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route("/berth/v1/pools", get(extensions::pools))
         .route("/berth/v1/pools/trim", post(extensions::trim))
         .route("/berth/v1/volumes/{name}/resize", post(extensions::resize))
+        .route("/berth/v1/volumes/{name}/rename", post(extensions::rename))
+        .route("/berth/v1/volumes/{name}/labels", post(extensions::labels))
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load))
         .route("/images/json", get(images::list))

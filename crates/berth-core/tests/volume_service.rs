@@ -367,3 +367,54 @@ fn concurrent_prune_is_a_conflict() {
     assert_eq!(first.deleted.len(), N);
     assert!(fx.svc.list(&Filters::new()).unwrap().is_empty());
 }
+
+#[test]
+fn rename_moves_the_row_the_labels_and_the_folder() {
+    let f = fixture();
+    f.svc.create(with_labels("va", &[("k", "v")])).unwrap();
+    std::fs::write(f.dir.path().join("volumes/va/_data/x"), b"1").unwrap();
+    let renamed = f.svc.rename("va", "vb").unwrap();
+    assert_eq!(renamed.name, "vb");
+    assert_eq!(renamed.labels.get("k").map(String::as_str), Some("v"));
+    assert!(f.dir.path().join("volumes/vb/_data/x").exists());
+    assert!(!f.dir.path().join("volumes/va").exists());
+    assert_eq!(f.svc.get("va").unwrap_err().kind(), ErrorKind::NotFound);
+    // Held volumes and taken names are refused, and nothing changes.
+    f.svc.create(named("vc")).unwrap();
+    f.svc.add_ref("vb", "ctr1").unwrap();
+    assert_eq!(
+        f.svc.rename("vb", "vd").unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+    assert_eq!(
+        f.svc.rename("vc", "vb").unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+    assert!(f.svc.get("vb").is_ok() && f.svc.get("vc").is_ok());
+}
+
+#[test]
+fn a_restart_settles_a_rename_the_crash_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service_at(dir.path());
+    svc.reconcile().unwrap();
+    svc.create(with_labels("old", &[("k", "v")])).unwrap();
+    drop(svc);
+    // The journal row and the folder move happened; the row move did not.
+    let store = Store::open(&dir.path().join("berth.db")).unwrap();
+    store.begin_rename("old", "new").unwrap();
+    drop(store);
+    std::fs::rename(
+        dir.path().join("volumes/old"),
+        dir.path().join("volumes/new"),
+    )
+    .unwrap();
+    let svc = service_at(dir.path());
+    let report = svc.reconcile().unwrap();
+    assert_eq!(report.renamed, vec!["old -> new".to_string()]);
+    assert_eq!(
+        svc.get("new").unwrap().labels.get("k").map(String::as_str),
+        Some("v")
+    );
+    assert!(svc.get("old").is_err());
+}

@@ -101,6 +101,10 @@ impl VolumeDriver for LocalDriver {
             .map_err(|e| DriverError::io(format!("removing {}", dir.display()), e))
     }
 
+    fn rename(&self, old: &str, new: &str) -> Result<(), DriverError> {
+        super::rename_durable(&self.volume_dir(old), &self.volume_dir(new))
+    }
+
     fn path(&self, name: &str) -> Result<Option<PathBuf>, DriverError> {
         Ok(self.volume_dir(name).is_dir().then(|| self.data_dir(name)))
     }

@@ -15,7 +15,7 @@ pub mod mount_ids;
 pub mod thin;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::DriverError;
@@ -103,6 +103,18 @@ pub trait VolumeDriver: Send + Sync {
     /// Releases `id`'s use. The last id undoes the real mount. Unknown ids
     /// are `Ok(false)`. On error the id stays counted.
     fn unmount(&self, name: &str, id: &str) -> Result<bool, DriverError>;
+
+    /// Moves `old`'s storage to `new`. Resumable: a call after a crash part
+    /// way finishes what is left (steps already done are skipped), so the
+    /// service can call it again from its rename journal. The service calls
+    /// it only while no mount id is active and `new` has no storage.
+    /// Errors: [`DriverError::Unsupported`] if the driver cannot rename.
+    fn rename(&self, _old: &str, _new: &str) -> Result<(), DriverError> {
+        Err(DriverError::Unsupported(format!(
+            "the {} driver cannot rename volumes",
+            self.name()
+        )))
+    }
 
     /// One volume as the driver sees it, or `None`.
     fn get(&self, name: &str) -> Result<Option<DriverVolume>, DriverError>;
@@ -225,4 +237,17 @@ pub(crate) fn test_options(pairs: &[(&str, &str)]) -> DriverOptions {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// Renames `from` to `to` if `from` still exists (a resumed rename may have
+/// moved it already), then syncs `to`'s parent so the move is durable.
+pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<(), DriverError> {
+    if std::fs::symlink_metadata(from).is_ok() {
+        std::fs::rename(from, to)
+            .map_err(|e| DriverError::io(format!("renaming {}", from.display()), e))?;
+    }
+    let parent = to.parent().unwrap_or(Path::new("/"));
+    std::fs::File::open(parent)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| DriverError::io(format!("syncing {}", parent.display()), e))
 }

@@ -90,6 +90,14 @@ const MIGRATIONS: &[&str] = &[
         volume TEXT PRIMARY KEY NOT NULL REFERENCES volumes(name) ON DELETE CASCADE
     ) STRICT;
     "#,
+    // 5: the rename journal: a row while a volume's storage moves, so a
+    // crash part way is finished or undone at start-up.
+    r#"
+    CREATE TABLE volume_renames (
+        volume TEXT PRIMARY KEY NOT NULL REFERENCES volumes(name) ON DELETE CASCADE,
+        target TEXT NOT NULL UNIQUE
+    ) STRICT;
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -68,6 +68,28 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces `volume`'s labels.
+    pub fn set_volume_labels(
+        &self,
+        volume: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM volume_labels WHERE volume = ?1",
+            params![volume],
+        )?;
+        for (key, value) in labels {
+            tx.execute(
+                "INSERT INTO volume_labels (volume, key, value) VALUES (?1, ?2, ?3)",
+                params![volume, key, value],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Moves a volume to `state`. Returns whether a row changed.
     pub fn set_volume_state(&self, name: &str, state: VolumeState) -> Result<bool, StoreError> {
         let n = self.conn().execute(

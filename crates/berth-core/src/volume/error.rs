@@ -22,8 +22,12 @@ pub enum VolumeError {
     #[error("{op} {name}: no such volume")]
     NotFound { op: &'static str, name: String },
     /// The volume is held by containers (or has active mounts).
-    #[error("remove {name}: volume is in use - [{}]", holders.join(", "))]
-    InUse { name: String, holders: Vec<String> },
+    #[error("{op} {name}: volume is in use - [{}]", holders.join(", "))]
+    InUse {
+        op: &'static str,
+        name: String,
+        holders: Vec<String>,
+    },
     /// Re-create with another driver.
     #[error("create {name}: driver '{existing}' already has volume '{name}': volume name must be unique")]
     DriverConflict { name: String, existing: String },
@@ -51,6 +55,9 @@ pub enum VolumeError {
     /// A filter key or value the operation does not accept.
     #[error("{0}")]
     InvalidFilter(String),
+    /// A label that cannot be set (an empty key).
+    #[error("{0}")]
+    InvalidLabel(String),
     /// Another prune is running.
     #[error("a prune operation is already running")]
     PruneRunning,
@@ -79,7 +86,8 @@ impl VolumeError {
             VolumeError::InvalidName(_)
             | VolumeError::NameTooShort(_)
             | VolumeError::NameTooLong(_)
-            | VolumeError::InvalidFilter(_) => ErrorKind::InvalidArgument,
+            | VolumeError::InvalidFilter(_)
+            | VolumeError::InvalidLabel(_) => ErrorKind::InvalidArgument,
             VolumeError::NotFound { .. } => ErrorKind::NotFound,
             VolumeError::InUse { .. }
             | VolumeError::DriverConflict { .. }

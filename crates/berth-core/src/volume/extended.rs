@@ -22,7 +22,8 @@ impl VolumeService {
         })
     }
 
-    fn ready(&self, op: &'static str, name: &str) -> Result<VolumeRecord, VolumeError> {
+    /// The record of `name` if it is ready (not being created or removed).
+    pub(super) fn ready(&self, op: &'static str, name: &str) -> Result<VolumeRecord, VolumeError> {
         self.record(op, name)?
             .filter(|r| r.state == VolumeState::Ready)
             .ok_or_else(|| VolumeError::not_found("get", name))

@@ -14,6 +14,7 @@ mod model;
 pub mod names;
 mod prune;
 mod reconcile;
+mod rename;
 mod service;
 
 pub use archive::OPERATION_MOUNT_PREFIX;

@@ -20,6 +20,10 @@ pub struct ReconcileReport {
     pub adopted: Vec<String>,
     /// Mount ids replayed into their drivers.
     pub remounted: usize,
+    /// Renames a crash cut short and start-up finished (`old -> new`).
+    pub renamed: Vec<String>,
+    /// Renames a crash cut short and start-up undid (the old names).
+    pub rename_undone: Vec<String>,
     /// Findings that need a human: left as they were.
     pub problems: Vec<String>,
 }
@@ -29,6 +33,8 @@ impl VolumeService {
     /// before serving requests.
     pub fn reconcile(&self) -> Result<ReconcileReport, VolumeError> {
         let mut report = ReconcileReport::default();
+        // First: a half-renamed volume has storage under either name.
+        self.resume_renames(&mut report);
         let records = self
             .store
             .list_volumes()
@@ -187,6 +193,8 @@ impl VolumeService {
                 &report.adopted,
                 "its folder had no metadata and was adopted as a volume",
             ),
+            (&report.renamed, "an interrupted rename was completed"),
+            (&report.rename_undone, "an interrupted rename was undone"),
         ];
         for (names, what) in groups {
             for name in names {

@@ -212,6 +212,7 @@ impl VolumeService {
         let holders = self.holders(name)?;
         if !holders.is_empty() {
             return Err(VolumeError::InUse {
+                op: "remove",
                 name: name.to_string(),
                 holders,
             });

@@ -33,6 +33,10 @@ pub enum VolumeCommand {
     Clone(super::volume_ext::CloneArgs),
     /// Grow a thin volume (online when mounted).
     Resize(super::volume_ext::ResizeArgs),
+    /// Give a volume a new name (it must not be in use).
+    Rename(super::volume_ext::RenameArgs),
+    /// Change a volume's labels.
+    Update(super::volume_ext::UpdateArgs),
     /// Write a volume's contents as a tar archive.
     Export(super::volume_archive::ExportArgs),
     /// Extract a tar archive (plain, gzip or zstd) into a volume.
@@ -112,6 +116,8 @@ pub async fn run(api: &ApiClient, cmd: VolumeCommand) -> Result<i32> {
         VolumeCommand::Snapshot(c) => super::volume_ext::snapshot(api, c).await,
         VolumeCommand::Clone(a) => super::volume_ext::clone(api, a).await,
         VolumeCommand::Resize(a) => super::volume_ext::resize(api, a).await,
+        VolumeCommand::Rename(a) => super::volume_ext::rename(api, a).await,
+        VolumeCommand::Update(a) => super::volume_ext::update(api, a).await,
         VolumeCommand::Export(a) => super::volume_archive::export(api, a).await,
         VolumeCommand::Import(a) => super::volume_archive::import(api, a).await,
     }

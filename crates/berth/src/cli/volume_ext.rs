@@ -1,5 +1,5 @@
-//! `berth volume snapshot|clone|resize`: berth's own volume verbs, through
-//! the `/berth/v1` API.
+//! `berth volume snapshot|clone|resize|rename|update`: berth's own volume
+//! verbs, through the `/berth/v1` API.
 
 use anyhow::{bail, Result};
 use bytes::Bytes;
@@ -39,6 +39,23 @@ pub struct ResizeArgs {
     volume: String,
     /// New size, e.g. 20G (growing only).
     size: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    volume: String,
+    new_name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    volume: String,
+    /// Add or replace a label (key=value).
+    #[arg(long = "label-add", value_name = "KEY=VALUE")]
+    label_add: Vec<String>,
+    /// Remove a label by key.
+    #[arg(long = "label-rm", value_name = "KEY")]
+    label_rm: Vec<String>,
 }
 
 fn base(volume: &str) -> String {
@@ -141,6 +158,37 @@ pub async fn resize(api: &ApiClient, a: ResizeArgs) -> Result<i32> {
     api.call(
         Method::POST,
         &format!("{}/resize", base(&a.volume)),
+        Some(body),
+    )
+    .await?;
+    println!("{}", a.volume);
+    Ok(0)
+}
+
+/// `berth volume rename OLD NEW`
+pub async fn rename(api: &ApiClient, a: RenameArgs) -> Result<i32> {
+    let body = json!({"Name": a.new_name});
+    api.call(
+        Method::POST,
+        &format!("{}/rename", base(&a.volume)),
+        Some(body),
+    )
+    .await?;
+    println!("{}", a.new_name);
+    Ok(0)
+}
+
+/// `berth volume update --label-add K=V --label-rm K VOL`
+pub async fn update(api: &ApiClient, a: UpdateArgs) -> Result<i32> {
+    let mut add = serde_json::Map::new();
+    for pair in &a.label_add {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        add.insert(key.to_string(), Value::String(value.to_string()));
+    }
+    let body = json!({"Add": add, "Remove": a.label_rm});
+    api.call(
+        Method::POST,
+        &format!("{}/labels", base(&a.volume)),
         Some(body),
     )
     .await?;

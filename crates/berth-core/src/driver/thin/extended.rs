@@ -20,6 +20,17 @@ impl ThinDriver {
         self.pool.root().join("snapshots").join(name)
     }
 
+    /// Moves a volume's image, snapshots and mount point to `new`, each a
+    /// rename that a resumed call skips when done. The image goes last: it
+    /// is what says which name the volume has, so a crash before it leaves
+    /// the volume whole under `old` (and the resumed call moves the rest).
+    pub(super) fn rename_storage(&self, old: &str, new: &str) -> Result<(), DriverError> {
+        self.pool.ensure()?;
+        crate::driver::rename_durable(&self.snapshot_dir(old), &self.snapshot_dir(new))?;
+        crate::driver::rename_durable(&self.mountpoint(old), &self.mountpoint(new))?;
+        crate::driver::rename_durable(&self.image(old), &self.image(new))
+    }
+
     fn snapshot_image(&self, name: &str, snap: &str) -> PathBuf {
         self.snapshot_dir(name).join(format!("{snap}.img"))
     }

@@ -319,6 +319,10 @@ impl VolumeDriver for ThinDriver {
         Ok(existed)
     }
 
+    fn rename(&self, old: &str, new: &str) -> Result<(), DriverError> {
+        self.rename_storage(old, new)
+    }
+
     fn path(&self, name: &str) -> Result<Option<PathBuf>, DriverError> {
         Ok(self.image(name).exists().then(|| self.mountpoint(name)))
     }

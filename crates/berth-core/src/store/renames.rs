@@ -1,0 +1,77 @@
+//! The volume rename journal. A rename is three steps: a journal row,
+//! the driver moving the storage, then one transaction that moves the row
+//! (labels, options and the copy-up mark with it) to the new name and ends
+//! the journal. Start-up reads the journal to finish or undo a rename a
+//! crash cut.
+
+use rusqlite::params;
+
+use super::{Store, StoreError};
+
+impl Store {
+    /// Records that `volume` is being renamed to `target`. Fails (constraint
+    /// error) if either name is already part of a rename.
+    pub fn begin_rename(&self, volume: &str, target: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO volume_renames (volume, target) VALUES (?1, ?2)",
+            params![volume, target],
+        )?;
+        Ok(())
+    }
+
+    /// Ends a rename that did not happen. Returns whether one was recorded.
+    pub fn abort_rename(&self, volume: &str) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "DELETE FROM volume_renames WHERE volume = ?1",
+            params![volume],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Moves `volume`'s row and what hangs off it to `target` and ends the
+    /// journal, in one transaction. Refs and mounts must be gone.
+    pub fn finish_rename(&self, volume: &str, target: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO volumes (name, driver, created_at, state)
+             SELECT ?2, driver, created_at, state FROM volumes WHERE name = ?1",
+            params![volume, target],
+        )?;
+        for table in ["volume_labels", "volume_options"] {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {table} (volume, key, value)
+                     SELECT ?2, key, value FROM {table} WHERE volume = ?1"
+                ),
+                params![volume, target],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO volume_populated (volume) SELECT ?2 FROM volume_populated WHERE volume = ?1",
+            params![volume, target],
+        )?;
+        // The journal row and the old children go with the old row (cascade).
+        tx.execute("DELETE FROM volumes WHERE name = ?1", params![volume])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Renames cut short by a crash: `(volume, target)`.
+    pub fn pending_renames(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT volume, target FROM volume_renames ORDER BY volume")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether `name` is the target of a rename in progress.
+    pub fn is_rename_target(&self, name: &str) -> Result<bool, StoreError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM volume_renames WHERE target = ?1",
+            params![name],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+}
