@@ -214,12 +214,31 @@ async fn remove(state: ApiState, name: String, force: bool) -> Result<Response, 
     let used_by = move |id: &str| containers.using_image(id);
     let actions =
         blocking(move || svc.remove(&name, force, &used_by).map_err(ApiError::from)).await?;
-    let body: Vec<Value> = actions
-        .into_iter()
-        .map(|a| match a {
-            RemoveAction::Untagged(t) => json!({"Untagged": t}),
-            RemoveAction::Deleted(id) => json!({"Deleted": id}),
-        })
-        .collect();
+    let body: Vec<Value> = actions.into_iter().map(action_json).collect();
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// One `image.DeleteResponse` item.
+fn action_json(action: RemoveAction) -> Value {
+    match action {
+        RemoveAction::Untagged(t) => json!({"Untagged": t}),
+        RemoveAction::Deleted(id) => json!({"Deleted": id}),
+    }
+}
+
+/// `POST /images/prune?filters=` (`dangling`, `label`, `label!`, `until`)
+pub async fn prune(
+    State(state): State<ApiState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let filters = Query::parse(q.as_deref()).filters()?;
+    let svc = state.containers.clone();
+    let report = blocking(move || svc.prune_images(&filters).map_err(ApiError::from)).await?;
+    let deleted: Vec<Value> = report.actions.into_iter().map(action_json).collect();
+    let body = json!({
+        // Docker sends null, not [], when nothing was deleted.
+        "ImagesDeleted": (!deleted.is_empty()).then_some(deleted),
+        "SpaceReclaimed": report.space_reclaimed,
+    });
     Ok(json(StatusCode::OK, &body))
 }

@@ -89,6 +89,9 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load))
         .route("/images/json", get(images::list))
+        .route("/images/prune", post(images::prune))
+        .route("/networks/prune", post(system::prune_networks))
+        .route("/build/prune", post(system::prune_build_cache))
         .route(
             "/images/{*rest}",
             get(images::by_name)

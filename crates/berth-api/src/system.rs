@@ -201,3 +201,17 @@ fn container_summaries(usage: &[ContainerUsage]) -> Vec<Value> {
         .map(crate::container_json::summary_with_size)
         .collect()
 }
+
+/// `POST /networks/prune`: berth has no user-defined networks (containers
+/// get a private network namespace), so there is never one to delete.
+pub async fn prune_networks() -> Response {
+    crate::request::json(StatusCode::OK, &json!({"NetworksDeleted": null}))
+}
+
+/// `POST /build/prune`: berth has no builder, so no build cache.
+pub async fn prune_build_cache() -> Response {
+    crate::request::json(
+        StatusCode::OK,
+        &json!({"CachesDeleted": null, "SpaceReclaimed": 0}),
+    )
+}

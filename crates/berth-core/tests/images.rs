@@ -248,9 +248,16 @@ fn tags_and_removal_follow_docker() {
     );
     let layer = svc.layer_paths(&image)[0].clone();
     let actions = svc.remove("b", false, &none).unwrap();
+    // As Docker: untagged, the image deleted, then its released layer
+    // (a one-layer image's chain ID is its diff ID).
+    let diff_id = image.layers[0].0.clone();
     assert_eq!(
-        actions.last(),
-        Some(&RemoveAction::Deleted(image.id.clone()))
+        actions,
+        [
+            RemoveAction::Untagged("b:latest".into()),
+            RemoveAction::Deleted(image.id.clone()),
+            RemoveAction::Deleted(diff_id),
+        ]
     );
     assert!(!layer.exists(), "unused layer folder removed");
 }

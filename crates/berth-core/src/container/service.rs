@@ -167,4 +167,19 @@ impl ContainerService {
         users.sort_by_key(|(_, running)| !running);
         users
     }
+
+    /// `image prune`: the images `filters` select that no container (in
+    /// any state) uses.
+    pub fn prune_images(
+        &self,
+        filters: &Filters,
+    ) -> Result<crate::image::ImagePruneReport, ContainerError> {
+        let in_use = self
+            .store
+            .list_containers()?
+            .into_iter()
+            .map(|c| c.image_id)
+            .collect();
+        Ok(self.images.prune(filters, &in_use)?)
+    }
 }

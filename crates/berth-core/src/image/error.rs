@@ -18,6 +18,9 @@ pub enum ImageError {
     HostileArchive(String),
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
+    /// A prune filter the daemon does not take, in Docker's words.
+    #[error("{0}")]
+    InvalidFilter(String),
     #[error("invalid image archive: {0}")]
     BadArchive(String),
     #[error("conflict: unable to delete {image} (must be forced) - {reason}")]
@@ -48,7 +51,8 @@ impl ImageError {
             ImageError::InvalidReference(_)
             | ImageError::InvalidChange(_)
             | ImageError::HostileArchive(_)
-            | ImageError::BadArchive(_) => ErrorKind::InvalidArgument,
+            | ImageError::BadArchive(_)
+            | ImageError::InvalidFilter(_) => ErrorKind::InvalidArgument,
             ImageError::Conflict { .. }
             | ImageError::ConflictForced { .. }
             | ImageError::ReferenceInUse { .. } => ErrorKind::Conflict,

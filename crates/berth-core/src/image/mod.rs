@@ -8,6 +8,7 @@ pub mod config;
 mod error;
 pub mod layers;
 mod load;
+mod prune;
 pub mod reference;
 
 use std::io::Read;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 pub use config::ImageConfig;
 pub use error::ImageError;
+pub use prune::{ImagePruneReport, PRUNE_KEYS};
 pub use reference::Reference;
 
 use crate::store::{ImageRecord, Store};
@@ -251,18 +253,35 @@ impl ImageService {
     /// Deletes the image and the layers no other image uses; reports its
     /// tags as untagged, then the image as deleted.
     fn delete_with_tags(&self, image: &ImageRecord) -> Result<Vec<RemoveAction>, ImageError> {
+        self.delete_reclaiming(image).map(|(actions, _)| actions)
+    }
+
+    /// [`ImageService::delete_with_tags`], also returning the bytes of the
+    /// layers deleted with the image.
+    fn delete_reclaiming(
+        &self,
+        image: &ImageRecord,
+    ) -> Result<(Vec<RemoveAction>, u64), ImageError> {
         let mut actions: Vec<RemoveAction> = image
             .tags
             .iter()
             .cloned()
             .map(RemoveAction::Untagged)
             .collect();
-        for orphan in self.store.delete_image(&image.id)? {
-            self.layers.remove(&orphan)?;
-        }
+        let orphans = self.store.delete_image(&image.id)?;
         actions.push(RemoveAction::Deleted(image.id.clone()));
+        // Docker then lists the layers released, top first, by chain ID.
+        let chain = chain_ids(&image.layers);
+        let mut reclaimed = 0;
+        for (position, (diff_id, size)) in image.layers.iter().enumerate().rev() {
+            if orphans.contains(diff_id) {
+                self.layers.remove(diff_id)?;
+                reclaimed += *size as u64;
+                actions.push(RemoveAction::Deleted(chain[position].clone()));
+            }
+        }
         tracing::info!(image = %image.id, "image deleted");
-        Ok(actions)
+        Ok((actions, reclaimed))
     }
 
     /// The parsed config of an image.
@@ -386,4 +405,40 @@ fn created_secs(config: &ImageConfig) -> i64 {
         .as_deref()
         .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
         .map_or(0, |t| t.timestamp())
+}
+
+/// The chain ID of each layer of a stack, bottom first (the OCI image
+/// spec's `ChainID`: the first is its diff ID, each next one the digest of
+/// "<previous chain ID> <diff ID>").
+fn chain_ids(layers: &[(String, i64)]) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let mut out: Vec<String> = Vec::with_capacity(layers.len());
+    for (diff_id, _) in layers {
+        let next = match out.last() {
+            None => diff_id.clone(),
+            Some(previous) => {
+                let digest = Sha256::digest(format!("{previous} {diff_id}").as_bytes());
+                format!("sha256:{}", hex::encode(digest))
+            }
+        };
+        out.push(next);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_oci_rule() {
+        let layers = [("sha256:aa".to_string(), 1), ("sha256:bb".to_string(), 2)];
+        let chain = chain_ids(&layers);
+        assert_eq!(chain[0], "sha256:aa");
+        // sha256("sha256:aa sha256:bb"), computed with Python's hashlib
+        assert_eq!(
+            chain[1],
+            "sha256:b68ad689d6d1ec110ea1c13617437ad6f3766d4b3b309f6a603a222e07a0164f"
+        );
+    }
 }

@@ -69,6 +69,60 @@ pub fn all_value(filters: &Filters) -> Result<bool, VolumeError> {
     }
 }
 
+/// The `until` filter as unix seconds: what moby's `GetTimestamp` takes,
+/// a Go duration before `now` (`24h`, `1h30m`), a unix time (`1700000000`,
+/// with an optional fraction), or an RFC 3339 date-time or date. `None`
+/// when there is no `until` filter.
+pub fn until_cutoff(filters: &Filters, now: i64) -> Result<Option<i64>, VolumeError> {
+    let Some(values) = filters.get("until") else {
+        return Ok(None);
+    };
+    let [value] = values.as_slice() else {
+        return Err(VolumeError::InvalidFilter(
+            "more than one until filter specified".into(),
+        ));
+    };
+    let invalid = || VolumeError::InvalidFilter(format!("invalid filter 'until={value}'"));
+    if let Some(seconds) = go_duration_seconds(value) {
+        return Ok(Some(now - seconds));
+    }
+    if let Ok(unix) = value.parse::<f64>() {
+        return Ok(Some(unix as i64));
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Ok(Some(t.timestamp()));
+    }
+    let date = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| invalid())?;
+    Ok(date.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()))
+}
+
+/// Whole seconds of a Go duration such as `1h30m` or `90s` (`None` if it
+/// is not one).
+fn go_duration_seconds(text: &str) -> Option<i64> {
+    let mut total = 0.0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (number, tail) = rest.split_at(number_len);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let scale = match unit {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += number.parse::<f64>().ok()? * scale;
+        rest = next;
+    }
+    (!text.is_empty()).then_some(total as i64)
+}
+
 /// Whether every `key` filter (`k` or `k=v`) matches `labels` (AND).
 /// No filter for `key` matches everything.
 pub fn labels_match(filters: &Filters, key: &str, labels: &BTreeMap<String, String>) -> bool {
@@ -213,5 +267,28 @@ mod tests {
     fn unknown_keys_are_refused() {
         let err = check_keys(&filters(&[("colour", "x")]), LIST_KEYS).unwrap_err();
         assert_eq!(err.to_string(), "invalid filter 'colour'");
+    }
+
+    #[test]
+    fn until_takes_durations_unix_times_and_dates() {
+        let f = |v: &str| Filters::from([("until".to_string(), vec![v.to_string()])]);
+        let now = 1_800_000_000;
+        assert_eq!(until_cutoff(&f("24h"), now).unwrap(), Some(now - 86_400));
+        assert_eq!(until_cutoff(&f("1h30m"), now).unwrap(), Some(now - 5_400));
+        assert_eq!(
+            until_cutoff(&f("1700000000.5"), now).unwrap(),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            until_cutoff(&f("2026-01-02T00:00:00Z"), now).unwrap(),
+            Some(1_767_312_000)
+        );
+        assert_eq!(
+            until_cutoff(&f("2026-01-02"), now).unwrap(),
+            Some(1_767_312_000)
+        );
+        assert!(until_cutoff(&f("yesterday"), now).is_err());
+        assert!(until_cutoff(&f("10x"), now).is_err());
+        assert_eq!(until_cutoff(&Filters::new(), now).unwrap(), None);
     }
 }
