@@ -1,5 +1,6 @@
 """`docker image prune` (dangling only, `-a`, `label` / `label!` / `until`
-filters) and `docker system prune`, against a real dockerd in the same run:
+filters), `docker container prune` with filters, and `docker system
+prune`, against a real dockerd in the same run:
 the same images and containers on both, the same CLI output once image IDs
 are masked."""
 
@@ -38,6 +39,8 @@ def import_unique(daemon, ref: str | None, text: str, *changes: str) -> None:
 def setup(daemon) -> None:
     image = import_busybox(daemon, "prune-used:v1")
     daemon.docker("create", "--name", "prune-holder", image, "true", api_version=API)
+    daemon.docker("create", "--name", "prune-labeled", "--label", "keep=no", image, "true",
+                  api_version=API)
     import_unique(daemon, "prune-tagged:v1", "tagged", "LABEL tier=gold")
     import_unique(daemon, None, "junk", "LABEL tier=junk")
     import_unique(daemon, None, "gold", "LABEL tier=gold")
@@ -56,7 +59,7 @@ def engines(berth, dockerd):
         yield berth, dockerd
     finally:
         for d in (berth, dockerd):
-            d.docker("rm", "-f", "prune-holder", api_version=API, check=False)
+            d.docker("rm", "-f", "prune-holder", "prune-labeled", api_version=API, check=False)
             d.docker("image", "prune", "-a", "-f", api_version=API, check=False)
         remove_all_containers(berth)
 
@@ -79,6 +82,18 @@ def test_image_prune_matches_dockerd_step_by_step(engines):
         listed = both(engines, "images", "--format", "{{.Repository}}:{{.Tag}}")
         assert listed[0] == listed[1], step
     assert both(engines, "images", "-q")[0] != [], "the image a container uses stays"
+
+
+def test_container_prune_filters_match_dockerd(engines):
+    for step in (("container", "prune", "-f", "--filter", "until=1h"),
+                 ("container", "prune", "-f", "--filter", "label!=keep=no",
+                  "--filter", "label=nothing-has-this"),
+                 ("container", "prune", "-f", "--filter", "label=keep=no")):
+        berth_out, dockerd_out = both(engines, *step)
+        assert berth_out == dockerd_out, step
+        names = both(engines, "ps", "-a", "--format", "{{.Names}}")
+        assert names[0] == names[1], step
+    assert both(engines, "ps", "-a", "--format", "{{.Names}}")[0] == ["prune-holder"]
 
 
 def test_system_prune_matches_dockerd(engines):

@@ -99,10 +99,14 @@ pub async fn list(
     Ok(json_response(StatusCode::OK, &items))
 }
 
-/// `POST /containers/prune`
-pub async fn prune(State(state): State<ApiState>) -> Result<Response, ApiError> {
+/// `POST /containers/prune?filters=` (`until`, `label`, `label!`)
+pub async fn prune(
+    State(state): State<ApiState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let filters = Query::parse(q.as_deref()).filters()?;
     let svc = state.containers.clone();
-    let report = blocking(move || svc.prune().map_err(ApiError::from)).await?;
+    let report = blocking(move || svc.prune(&filters).map_err(ApiError::from)).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"ContainersDeleted": report.deleted, "SpaceReclaimed": report.space_reclaimed}),

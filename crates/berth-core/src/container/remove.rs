@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::shim::{self, ExitStatus};
-use super::{ContainerError, ContainerService, Status};
+use super::{ContainerError, ContainerRecord, ContainerService, Status};
+use crate::volume::Filters;
 
 /// What `container prune` removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,13 +57,15 @@ impl ContainerService {
     }
 
     /// Removes every stopped container.
-    pub fn prune(self: &Arc<Self>) -> Result<PruneReport, ContainerError> {
+    pub fn prune(self: &Arc<Self>, filters: &Filters) -> Result<PruneReport, ContainerError> {
+        let selected = prune_selector(filters)?;
         let mut report = PruneReport::default();
         for record in self.store.list_containers()? {
-            if matches!(
+            let stopped = matches!(
                 record.state.status,
                 Status::Created | Status::Exited | Status::Dead
-            ) {
+            );
+            if stopped && selected(&record) {
                 let upper = self.paths(&record.id).upper();
                 let size = crate::sys::usage::dir_size(&upper).unwrap_or(0);
                 match self.remove(&record.id, false, false) {
@@ -107,4 +110,24 @@ impl ContainerService {
         }
         Ok(restored)
     }
+}
+
+/// Which containers a prune's `until`, `label` and `label!` filters pass
+/// (moby's `ContainersPrune`: created before `until`, labels as for
+/// volumes).
+fn prune_selector(
+    filters: &Filters,
+) -> Result<impl Fn(&ContainerRecord) -> bool + '_, ContainerError> {
+    use crate::volume::filters as f;
+    let invalid = |e: crate::volume::VolumeError| ContainerError::InvalidConfig(e.to_string());
+    f::check_keys(filters, &["until", "label", "label!"]).map_err(invalid)?;
+    let cutoff = f::until_cutoff(filters, chrono::Utc::now().timestamp()).map_err(invalid)?;
+    Ok(move |record: &ContainerRecord| {
+        let created =
+            chrono::DateTime::parse_from_rfc3339(&record.created).map_or(0, |t| t.timestamp());
+        let labels = record.config.labels.clone().unwrap_or_default();
+        cutoff.is_none_or(|c| created < c)
+            && f::labels_match(filters, "label", &labels)
+            && !f::labels_excluded(filters, &labels)
+    })
 }
