@@ -224,7 +224,97 @@ def test_client_going_away_and_kill9_release_the_mount(berth_factory, work):
     d.kill9()
     proc.wait(timeout=30)
     d.start()
-    d.berth_cli("volume", "import", "target", archive)  # clears what the crash staged
+    # Start-up settled it: nothing staged is left, and the volume holds
+    # none of the archive (killed before the merge) or all of it (the merge
+    # was finished).
     assert staging_left(d.mountpoint("target")) == []
-    assert len(os.listdir(d.mountpoint("target"))) == 512
+    assert len(os.listdir(d.mountpoint("target"))) in (0, 512)
     d.docker("volume", "rm", "target")  # the crashed import's mount id was dropped
+
+
+def test_import_is_refused_while_a_container_runs_with_the_volume(daemon, image, uniq, work):
+    vol = f"{uniq}v"
+    daemon.docker("volume", "create", vol)
+    cid = daemon.docker("run", "-d", "-v", f"{vol}:/d", image, "sleep", "60").stdout.strip()
+    try:
+        status, body = import_raw(daemon, vol, tar_of({"f": b"x"}))
+        assert status == 409, body
+        assert body["message"] == f"import {vol}: volume is in use - [{cid}]"
+        assert os.listdir(daemon.mountpoint(vol)) == []
+    finally:
+        daemon.docker("rm", "-f", cid)
+
+
+def tar_of(files: dict, root_mode: int | None = None, pax: dict | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        if root_mode is not None:
+            info = tarfile.TarInfo("./")
+            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, root_mode, 999, 999
+            tar.addfile(info)
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                info.pax_headers = dict(pax or {})
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_an_archive_cut_between_entries_is_refused(daemon, uniq):
+    vol = f"{uniq}v"
+    daemon.docker("volume", "create", vol)
+    whole = tar_of({"a": b"1" * 600, "b": b"2" * 10})
+    cut = whole[:3 * 512]  # the PAX-free header and two data blocks of "a"; no end block
+    status, body = import_raw(daemon, vol, cut)
+    assert status == 400 and "cut short" in body["message"], body
+    assert os.listdir(daemon.mountpoint(vol)) == []
+    assert import_raw(daemon, vol, whole)[0] == 204
+
+
+def test_the_archive_root_sets_the_volume_root(daemon, uniq):
+    vol = f"{uniq}v"
+    daemon.docker("volume", "create", vol)
+    assert import_raw(daemon, vol, tar_of({"f": b"x"}, root_mode=0o700))[0] == 204
+    st = os.stat(daemon.mountpoint(vol))
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o700, 999, 999)
+
+
+def test_archives_cannot_forge_staging_folders(daemon, uniq):
+    vol = f"{uniq}v"
+    daemon.docker("volume", "create", vol)
+    forged = tar_of({".berth-import-evil": None, ".berth-import-evil/data": b"keep"},
+                    pax={"SCHILY.xattr.trusted.berth.import": "merging"})
+    assert import_raw(daemon, vol, forged)[0] == 204
+    evil = os.path.join(daemon.mountpoint(vol), ".berth-import-evil")
+    assert "trusted.berth.import" not in os.listxattr(evil)
+    assert import_raw(daemon, vol, tar_of({"other": b"x"}))[0] == 204
+    assert open(os.path.join(evil, "data")).read() == "keep", "user data, not staging"
+
+
+def test_start_up_finishes_a_merge_a_crash_cut(berth_factory):
+    d = berth_factory().start()
+    d.docker("volume", "create", "vol")
+    root = d.mountpoint("vol")
+    staging = os.path.join(root, ".berth-import-crashed")
+    os.makedirs(os.path.join(staging, "sub"))
+    with open(os.path.join(staging, "sub", "moved"), "w") as f:
+        f.write("late")
+    os.setxattr(staging, "trusted.berth.import", b"merging")
+    leftover = os.path.join(root, ".berth-import-unmerged")
+    os.makedirs(leftover)
+    os.setxattr(leftover, "trusted.berth.import", b"staged")
+    d.stop()
+    import sqlite3
+    db = sqlite3.connect(d.db_path)
+    with db:
+        db.execute("INSERT INTO volume_mounts (volume, mount_id) VALUES ('vol', "
+                   "'berth-op-import-0123456789abcdef')")
+    db.close()
+    d.start()
+    assert open(os.path.join(root, "sub", "moved")).read() == "late"
+    assert sorted(os.listdir(root)) == ["sub"]
+    d.docker("volume", "rm", "vol")  # the mount id was released

@@ -22,6 +22,8 @@ use crate::types::VolumeJson;
 
 /// Progress lines are sent at most this often (the last one always).
 const REPORT_EVERY: Duration = Duration::from_millis(100);
+/// How long the result waits for a client that stopped reading.
+const RESULT_WAIT: Duration = Duration::from_secs(300);
 
 enum CloneEvent {
     Progress(CloneProgress),
@@ -65,14 +67,37 @@ fn run_clone(svc: &VolumeService, src: &str, dst: &str, tx: mpsc::Sender<CloneEv
         if !started && last_sent.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
             return Ok(());
         }
-        last_sent = Some(Instant::now());
-        tx.blocking_send(CloneEvent::Progress(p))
-            .map_err(|_| std::io::Error::other("the client went away"))
+        // Never block the copy on a slow reader (it holds both volumes'
+        // locks): a report that does not fit is dropped; a closed channel
+        // (the client went away) ends the copy.
+        match tx.try_send(CloneEvent::Progress(p)) {
+            Ok(()) => {
+                last_sent = Some(Instant::now());
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(std::io::Error::other("the client went away"))
+            }
+        }
     });
     if let Err(e) = &result {
         tracing::warn!(src, dst, "clone failed and was rolled back: {e}");
     }
-    let _ = tx.blocking_send(CloneEvent::Done(result));
+    send_result(&tx, CloneEvent::Done(result));
+}
+
+/// Sends the final event, giving a client that stopped reading
+/// [`RESULT_WAIT`] to make room (the clone itself is over either way).
+fn send_result(tx: &mpsc::Sender<CloneEvent>, mut event: CloneEvent) {
+    let deadline = Instant::now() + RESULT_WAIT;
+    while let Err(mpsc::error::TrySendError::Full(back)) = tx.try_send(event) {
+        if Instant::now() >= deadline {
+            return;
+        }
+        event = back;
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// One JSON line: progress, the cloned volume (`aux`), or the error.

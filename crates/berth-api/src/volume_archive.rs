@@ -22,6 +22,8 @@ use crate::ApiState;
 
 /// Bytes gathered before a chunk goes to the client.
 const CHUNK: usize = 256 * 1024;
+/// How long a client may stop reading before the export gives up.
+const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 enum ExportEvent {
     Data(Bytes),
@@ -35,16 +37,35 @@ struct ChannelWriter {
 }
 
 impl ChannelWriter {
+    /// Hands the buffered bytes to the response.
     fn send(&mut self) -> std::io::Result<()> {
         if self.buffer.is_empty() {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::take(&mut self.buffer));
-        self.tx
-            .blocking_send(ExportEvent::Data(chunk))
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
-            })
+        send_within(&self.tx, ExportEvent::Data(chunk))
+    }
+}
+
+/// Sends `event`, waiting at most [`STALL_LIMIT`] for room: a client that
+/// stops reading ends the export (its mount would otherwise be held, and
+/// the volume kept in use, for ever).
+fn send_within(tx: &mpsc::Sender<ExportEvent>, mut event: ExportEvent) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + STALL_LIMIT;
+    loop {
+        event = match tx.try_send(event) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Full(back)) => back,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                let why = "the client went away";
+                return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, why));
+            }
+        };
+        if std::time::Instant::now() >= deadline {
+            let why = "the client stopped reading";
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -78,7 +99,7 @@ pub async fn export(
         if let Err(e) = &result {
             tracing::warn!(volume = %name, "export ended early: {e}");
         }
-        let _ = tx.blocking_send(ExportEvent::Done(result));
+        let _ = send_within(&tx, ExportEvent::Done(result));
     });
     let first = match rx.recv().await {
         Some(ExportEvent::Done(Err(e))) => return Err(e.into()),
@@ -86,17 +107,18 @@ pub async fn export(
         None => return Err(ApiError::internal("the export task ended without a result")),
     };
     let mut pending = Some(first);
+    let mut finished = false;
     let body = futures_util::stream::poll_fn(move |cx| {
+        if finished {
+            return std::task::Poll::Ready(None);
+        }
         let event = match pending.take() {
             Some(event) => std::task::Poll::Ready(Some(event)),
             None => rx.poll_recv(cx),
         };
-        event.map(|e| match e {
-            Some(ExportEvent::Data(bytes)) => Some(Ok(bytes)),
-            // A failure after the first bytes can only cut the stream short:
-            // the client sees a truncated archive, not a valid one.
-            Some(ExportEvent::Done(Err(e))) => Some(Err(std::io::Error::other(e.to_string()))),
-            Some(ExportEvent::Done(Ok(_))) | None => None,
+        event.map(|e| {
+            finished = !matches!(e, Some(ExportEvent::Data(_)));
+            body_item(e)
         })
     });
     Ok((
@@ -117,4 +139,17 @@ pub async fn import(
     let svc = state.volumes.clone();
     crate::request::blocking(move || svc.import(&name, reader).map_err(ApiError::from)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The body's next item for an event (`None` ends the body as whole).
+fn body_item(event: Option<ExportEvent>) -> Option<std::io::Result<Bytes>> {
+    match event {
+        Some(ExportEvent::Data(bytes)) => Some(Ok(bytes)),
+        Some(ExportEvent::Done(Ok(_))) => None,
+        // After the first bytes a failure can only cut the stream short,
+        // so the client sees a broken archive, never a whole-looking one.
+        Some(ExportEvent::Done(Err(e))) => Some(Err(std::io::Error::other(e.to_string()))),
+        // The task ended without a result (it panicked): likewise.
+        None => Some(Err(std::io::Error::other("the export ended unexpectedly"))),
+    }
 }

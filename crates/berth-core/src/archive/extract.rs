@@ -24,6 +24,18 @@ use super::ArchiveError;
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// Attributes an archive may not set: berth marks its import staging
+/// folders with `trusted.berth.*`, and overlayfs reads `trusted.overlay.*`
+/// (whiteouts are made from `.wh.` names instead).
+const RESERVED_XATTRS: &[&str] = &["trusted.berth.", "trusted.overlay."];
+
+/// What an extraction found beyond the files it wrote.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unpacked {
+    /// The archive had an entry for its root (`./`), whose owner, mode and
+    /// time were given to `dest`.
+    pub had_root: bool,
+}
 
 /// Extracts every entry of `archive` under `dest` (an existing, empty,
 /// private folder). With `whiteouts`, `.wh.` entries become overlayfs
@@ -33,12 +45,22 @@ pub fn unpack<R: Read>(
     archive: &mut tar::Archive<R>,
     dest: &Path,
     whiteouts: bool,
-) -> Result<(), ArchiveError> {
+) -> Result<Unpacked, ArchiveError> {
     let mut dir_times = HashMap::new();
+    let mut found = Unpacked::default();
     for entry in archive.entries().map_err(ArchiveError::tar)? {
         let mut entry = entry.map_err(ArchiveError::tar)?;
         let rel = sanitize(&entry.path().map_err(ArchiveError::tar)?)?;
         if rel.as_os_str().is_empty() {
+            let header = entry.header().clone();
+            if header.entry_type() != EntryType::Directory {
+                return Err(ArchiveError::Hostile(
+                    "the archive's root is not a folder".into(),
+                ));
+            }
+            apply_metadata(&mut entry, &header, dest)?;
+            dir_times.insert(dest.to_path_buf(), header.mtime().unwrap_or(0));
+            found.had_root = true;
             continue;
         }
         let target = dest.join(&rel);
@@ -60,7 +82,52 @@ pub fn unpack<R: Read>(
     for (dir, mtime) in dir_times {
         set_mtime(&dir, mtime)?;
     }
-    Ok(())
+    Ok(found)
+}
+
+/// A reader that notes whether its input ran out. A tar archive ends with
+/// a block of zeros, which the tar reader stops at without reading on; an
+/// input that runs out first was cut short, possibly exactly between two
+/// entries, which the tar reader alone takes for a clean end.
+pub struct EndWatch<R> {
+    inner: R,
+    /// A read returned no bytes.
+    pub ran_out: bool,
+}
+
+impl<R: Read> EndWatch<R> {
+    pub fn new(inner: R) -> Self {
+        EndWatch {
+            inner,
+            ran_out: false,
+        }
+    }
+}
+
+impl<R: Read> Read for EndWatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.ran_out = true;
+        }
+        Ok(n)
+    }
+}
+
+/// [`unpack`] of a whole archive: one that runs out before its
+/// end-of-archive block is refused as cut short.
+pub fn unpack_complete<R: Read>(
+    input: R,
+    dest: &Path,
+    whiteouts: bool,
+) -> Result<Unpacked, ArchiveError> {
+    let mut archive = tar::Archive::new(EndWatch::new(input));
+    let found = unpack(&mut archive, dest, whiteouts)?;
+    if archive.into_inner().ran_out {
+        let why = "the archive is cut short (it has no end-of-archive block)";
+        return Err(ArchiveError::Tar(std::io::Error::other(why)));
+    }
+    Ok(found)
 }
 
 /// Normalises an archive path to a relative path with no `.`, `/` or `..`.
@@ -290,6 +357,9 @@ fn apply_metadata<R: Read>(
     if let Ok(Some(exts)) = entry.pax_extensions() {
         for ext in exts.flatten() {
             if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                if RESERVED_XATTRS.iter().any(|p| name.starts_with(p)) {
+                    continue; // berth's and overlayfs' own markers: never from an archive
+                }
                 set_xattr(target, name, ext.value_bytes())?;
             }
         }

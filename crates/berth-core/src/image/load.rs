@@ -54,7 +54,8 @@ struct OciManifest {
 /// Unpacks `input` into `dest` (plain files; no whiteout conversion).
 pub fn unpack_archive(input: impl Read, dest: &Path) -> Result<(), ImageError> {
     let mut archive = tar::Archive::new(input);
-    Ok(unpack(&mut archive, dest, false)?)
+    unpack(&mut archive, dest, false)?;
+    Ok(())
 }
 
 /// The images an unpacked archive holds.

@@ -12,9 +12,18 @@ pub fn dir_size(root: &Path) -> std::io::Result<u64> {
     let mut total = 0u64;
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
+        // What vanishes mid-walk (a container deleting temp files) is
+        // skipped, as moby's directory.Size does; the walk goes on.
+        let entries = match std::fs::read_dir(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != root => continue,
+            other => other?,
+        };
+        for entry in entries {
             let entry = entry?;
-            let meta = entry.metadata()?;
+            let meta = match entry.metadata() {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                other => other?,
+            };
             if meta.is_dir() {
                 stack.push(entry.path());
                 continue;

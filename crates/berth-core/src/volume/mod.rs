@@ -10,6 +10,7 @@ mod archive;
 mod error;
 mod extended;
 pub mod filters;
+mod import;
 mod model;
 pub mod names;
 mod prune;

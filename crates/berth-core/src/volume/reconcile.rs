@@ -108,9 +108,7 @@ impl VolumeService {
         for id in mounts {
             if id.starts_with(super::OPERATION_MOUNT_PREFIX) {
                 // An export or import that died with the daemon.
-                self.store
-                    .remove_mount(name, &id)
-                    .map_err(|e| VolumeError::store("reconcile", name, e))?;
+                self.settle_operation_mount(record, driver.as_ref(), &id)?;
                 continue;
             }
             driver

@@ -67,26 +67,40 @@ pub async fn export(api: &ApiClient, a: ExportArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Copies `input` into `file`; a failure removes the file, so a cut-short
-/// export never passes for a whole archive.
+/// Copies `input` into a temporary file beside `file`, syncs it and renames
+/// it over `file`: a failed or interrupted export never replaces (or
+/// truncates) the archive `file` held before, and never passes for whole.
 async fn write_file_whole(
     input: &mut (impl tokio::io::AsyncRead + Unpin),
     file: &PathBuf,
 ) -> Result<u64> {
-    let mut out = tokio::fs::File::create(file)
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = file.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+    let mut out = tokio::fs::File::create(&tmp)
         .await
-        .with_context(|| format!("creating {}", file.display()))?;
+        .with_context(|| format!("creating {}", tmp.display()))?;
     let result = async {
         let n = tokio::io::copy(input, &mut out).await?;
         out.flush().await?;
         out.sync_all().await?;
+        tokio::fs::rename(&tmp, file).await?;
+        sync_parent(file).await?;
         Ok::<u64, std::io::Error>(n)
     }
     .await;
     if result.is_err() {
-        let _ = tokio::fs::remove_file(file).await;
+        let _ = tokio::fs::remove_file(&tmp).await;
     }
     Ok(result?)
+}
+
+/// fsync of `file`'s folder, so the rename that placed it is durable.
+async fn sync_parent(file: &std::path::Path) -> std::io::Result<()> {
+    let parent = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    tokio::fs::File::open(parent).await?.sync_all().await
 }
 
 /// `berth volume import VOLUME FILE|-`

@@ -1,0 +1,303 @@
+//! Volume import from a tar stream (what `podman volume import` does),
+//! all or nothing.
+//!
+//! - **Exclusive.** An import holds the volume's name lock from start to
+//!   end and is refused while any container has the volume mounted, so
+//!   nothing but the import writes to it (a container racing symlinks into
+//!   the staging folder could otherwise steer root's writes onto the host);
+//!   a container starting meanwhile waits for the lock.
+//! - **Staged.** The archive is extracted whole into a staging folder at
+//!   the volume's root (same filesystem: moving into place is a rename),
+//!   with the checks image layers get, and must end with its end-of-archive
+//!   block; a hostile, cut-short or non-tar archive changes nothing.
+//! - **Rolled forward.** Before the first rename the staging folder is
+//!   marked `merging`; a crash after that is finished at the next start-up
+//!   (the import's mount id, left in the store, says which volume), a crash
+//!   before it only leaves a staging folder to delete.
+//! - Staging folders are recognised by a `trusted.` extended attribute,
+//!   which containers cannot set, not by their name alone.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::{names, VolumeError, VolumeService, OPERATION_MOUNT_PREFIX};
+use crate::archive::ArchiveError;
+use crate::driver::VolumeDriver;
+use crate::store::VolumeRecord;
+
+/// Name prefix of staging folders (never exported).
+const STAGING_PREFIX: &str = ".berth-import-";
+/// The attribute that marks a folder as berth's staging, and its states.
+const STAGING_XATTR: &str = "trusted.berth.import";
+const STAGED: &[u8] = b"staged";
+const MERGING: &[u8] = b"merging";
+
+impl VolumeService {
+    /// Extracts a tar stream (plain, gzip or zstd) into volume `name`,
+    /// merged with what it holds (an archive entry replaces the file of the
+    /// same path; an archive root entry `./` gives the volume root its
+    /// owner and mode). See the module documentation for the guarantees.
+    pub fn import(&self, name: &str, input: impl Read) -> Result<(), VolumeError> {
+        let _guard = self.locks.lock(name);
+        let record = self.ready("import", name)?;
+        // Only mounts matter: a stopped container that refers to the volume
+        // cannot write, and one starting now waits for the name lock.
+        let holders = self
+            .store
+            .mounts(name)
+            .map_err(|e| VolumeError::store("import", name, e))?;
+        if !holders.is_empty() {
+            return Err(VolumeError::InUse {
+                op: "import",
+                name: name.to_string(),
+                holders,
+            });
+        }
+        let driver = self.driver_of("import", &record)?;
+        let id = super::archive::operation_mount_id("import");
+        let root = self.mount_locked(&record, driver.as_ref(), &id)?;
+        let result = import_into(name, input, &root);
+        self.unmount_locked(&record, driver.as_ref(), &id);
+        result?;
+        self.publish("import", name, &[]);
+        Ok(())
+    }
+
+    /// Mounts for an operation while the caller holds the name lock; the id
+    /// is stored first, so a crash leaves a trace start-up settles.
+    fn mount_locked(
+        &self,
+        record: &VolumeRecord,
+        driver: &dyn VolumeDriver,
+        id: &str,
+    ) -> Result<PathBuf, VolumeError> {
+        let name = record.name.as_str();
+        self.store
+            .add_mount(name, id)
+            .map_err(|e| VolumeError::store("import", name, e))?;
+        driver.mount(name, &record.options, id).map_err(|e| {
+            let _ = self.store.remove_mount(name, id);
+            VolumeError::driver("import", name, e)
+        })
+    }
+
+    /// Undoes [`VolumeService::mount_locked`]; failures are logged (the id
+    /// stays stored and start-up releases it).
+    fn unmount_locked(&self, record: &VolumeRecord, driver: &dyn VolumeDriver, id: &str) {
+        let name = record.name.as_str();
+        let released = driver
+            .unmount(name, id)
+            .map_err(|e| e.to_string())
+            .and_then(|_| self.store.remove_mount(name, id).map_err(|e| e.to_string()));
+        if let Err(e) = released {
+            tracing::error!(volume = %name, mount_id = %id, error = %e, "releasing an import's mount failed");
+        }
+    }
+
+    /// Start-up, for a mount id an operation left: an import's volume gets
+    /// its staging settled (a merge under way is finished); then the id is
+    /// dropped. Caller holds the name lock.
+    pub(super) fn settle_operation_mount(
+        &self,
+        record: &VolumeRecord,
+        driver: &dyn VolumeDriver,
+        id: &str,
+    ) -> Result<(), VolumeError> {
+        let name = record.name.as_str();
+        if id.starts_with(&format!("{OPERATION_MOUNT_PREFIX}import-")) {
+            let root = driver
+                .mount(name, &record.options, id)
+                .map_err(|e| VolumeError::driver("reconcile", name, e))?;
+            let settled = settle_staging(&root);
+            let _ = driver.unmount(name, id);
+            settled.map_err(|e| archive_error(name, ArchiveError::io(&root, e)))?;
+        }
+        self.store
+            .remove_mount(name, id)
+            .map_err(|e| VolumeError::store("reconcile", name, e))?;
+        Ok(())
+    }
+}
+
+fn archive_error(name: &str, source: ArchiveError) -> VolumeError {
+    VolumeError::Archive {
+        name: name.to_string(),
+        source,
+    }
+}
+
+/// Settles what an earlier run left, stages, checks, then merges.
+fn import_into(name: &str, input: impl Read, root: &Path) -> Result<(), VolumeError> {
+    settle_staging(root).map_err(|e| archive_error(name, ArchiveError::io(root, e)))?;
+    let staging = root.join(format!("{STAGING_PREFIX}{}", &names::random_id()[..12]));
+    let result = stage_and_merge(name, input, &staging, root);
+    if let Err(e) = remove_staging(&staging) {
+        tracing::warn!(volume = %name, error = %e, "removing the import staging folder");
+    }
+    result
+}
+
+fn stage_and_merge(
+    name: &str,
+    input: impl Read,
+    staging: &Path,
+    root: &Path,
+) -> Result<(), VolumeError> {
+    let io_err = |path: &Path, e| archive_error(name, ArchiveError::io(path, e));
+    std::fs::create_dir(staging).map_err(|e| io_err(staging, e))?;
+    set_mark(staging, STAGED).map_err(|e| io_err(staging, e))?;
+    let reader = crate::archive::decompress(input).map_err(|e| archive_error(name, e))?;
+    let unpacked = crate::archive::extract::unpack_complete(reader, staging, false)
+        .map_err(|e| archive_error(name, e))?;
+    // Taken now: moving the entries out changes the folder's times.
+    let root_meta = std::fs::symlink_metadata(staging).map_err(|e| io_err(staging, e))?;
+    if let Some(path) =
+        first_kind_conflict(staging, root, Path::new("")).map_err(|e| io_err(root, e))?
+    {
+        return Err(VolumeError::ImportConflict {
+            name: name.to_string(),
+            path: path.display().to_string(),
+        });
+    }
+    set_mark(staging, MERGING).map_err(|e| io_err(staging, e))?;
+    move_into_place(staging, root).map_err(|e| io_err(root, e))?;
+    if unpacked.had_root {
+        apply_folder_metadata(&root_meta, root).map_err(|e| io_err(root, e))?;
+    }
+    Ok(())
+}
+
+/// Whether `path` is a staging folder berth made (name and mark).
+pub(super) fn is_staging(path: &Path) -> bool {
+    let named = path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(STAGING_PREFIX));
+    named && read_mark(path).is_some()
+}
+
+/// Staging folders left at `root`: a marked `merging` one is finished,
+/// any other is deleted.
+fn settle_staging(root: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(root)? {
+        let path = entry?.path();
+        if !is_staging(&path) {
+            continue;
+        }
+        if read_mark(&path).as_deref() == Some(MERGING) {
+            tracing::warn!(folder = %path.display(), "finishing an import a crash cut short");
+            move_into_place(&path, root)?;
+        }
+        remove_staging(&path)?;
+    }
+    Ok(())
+}
+
+fn remove_staging(staging: &Path) -> std::io::Result<()> {
+    match crate::sys::remove_tree::remove_tree_same_fs(staging) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+fn set_mark(path: &Path, value: &[u8]) -> std::io::Result<()> {
+    let c_path = CString::new(path.as_os_str().as_bytes())?;
+    let c_name = CString::new(STAGING_XATTR)?;
+    // SAFETY: valid C strings and value slice.
+    let rc = unsafe {
+        libc::lsetxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn read_mark(path: &Path) -> Option<Vec<u8>> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let c_name = CString::new(STAGING_XATTR).ok()?;
+    let mut value = [0u8; 16];
+    // SAFETY: valid C strings and buffer.
+    let n = unsafe {
+        libc::lgetxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    (n >= 0).then(|| value[..n as usize].to_vec())
+}
+
+/// Whether `path` is a real folder (a symlink to one is not).
+fn is_real_dir(path: &Path) -> std::io::Result<Option<bool>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta.is_dir())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The first relative path that is a folder in `staged` and something
+/// else in `target`, or the other way round.
+fn first_kind_conflict(
+    staged: &Path,
+    target: &Path,
+    rel: &Path,
+) -> std::io::Result<Option<PathBuf>> {
+    for entry in std::fs::read_dir(staged)? {
+        let entry = entry?;
+        let here = rel.join(entry.file_name());
+        let incoming_dir = entry.file_type()?.is_dir();
+        let to = target.join(entry.file_name());
+        match is_real_dir(&to)? {
+            None => {}
+            Some(existing_dir) if existing_dir != incoming_dir => return Ok(Some(here)),
+            Some(true) => {
+                if let Some(found) = first_kind_conflict(&entry.path(), &to, &here)? {
+                    return Ok(Some(found));
+                }
+            }
+            Some(false) => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Renames each staged entry over its target; folders both sides have are
+/// merged (the staged folder's owner, mode and times win). Resumable: what
+/// already moved is no longer in `staged`.
+fn move_into_place(staged: &Path, target: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(staged)? {
+        let entry = entry?;
+        let to = target.join(entry.file_name());
+        if entry.file_type()?.is_dir() && is_real_dir(&to)? == Some(true) {
+            let meta = std::fs::symlink_metadata(entry.path())?;
+            move_into_place(&entry.path(), &to)?;
+            apply_folder_metadata(&meta, &to)?;
+            std::fs::remove_dir(entry.path())?;
+        } else {
+            std::fs::rename(entry.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Owner, mode and times of a folder (`meta`) onto folder `to`.
+fn apply_folder_metadata(meta: &std::fs::Metadata, to: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))?;
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777);
+    std::fs::set_permissions(to, mode)?;
+    let times = std::fs::FileTimes::new()
+        .set_accessed(meta.accessed()?)
+        .set_modified(meta.modified()?);
+    std::fs::File::open(to)?.set_times(times)
+}
