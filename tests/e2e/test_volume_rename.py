@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sqlite3
 import threading
 import time
@@ -134,30 +135,38 @@ def test_start_up_settles_a_journalled_rename(berth_factory, moved):
 
 
 def test_kill9_during_renames_loses_nothing(berth_factory):
+    """Every rename acknowledged with 200 before a kill -9 is there after the
+    restart; only a rename still in flight at the kill may go either way."""
     d = berth_factory().start()
     names = [f"r{i}" for i in range(8)]
     for n in names:
         d.docker("volume", "create", "--label", f"id={n}", n)
         with open(os.path.join(d.mountpoint(n), "id"), "w") as f:
             f.write(n)
-    current = {n: n for n in names}  # identity -> the name it was last seen under
+    acked = {n: n for n in names}  # identity -> its last acknowledged name
     done: list[str] = []  # acknowledged renames, all rounds
     for round_no in range(12):
         stop = threading.Event()
+        in_flight: dict[str, str] = {}  # identity -> the name asked for, no answer yet
+        refused: list[tuple] = []  # answers other than 200 (none expected)
 
         def churn():
             while not stop.is_set():
                 ident = random.choice(names)
-                old = current[ident]
+                old = acked[ident]
                 new = ident + ("b" if old == ident else "")
+                in_flight[ident] = new
                 try:
-                    status, _, _ = unix_http(d.sock, "POST", f"/berth/v1/volumes/{old}/rename",
-                                             body={"Name": new}, timeout=5)
-                except OSError:
+                    status, _, body = unix_http(d.sock, "POST", f"/berth/v1/volumes/{old}/rename",
+                                                body={"Name": new}, timeout=5)
+                except Exception:  # the daemon died under the request: outcome unknown
                     return
                 if status == 200:
-                    current[ident] = new
+                    acked[ident] = new
                     done.append(new)
+                else:
+                    refused.append((old, new, status, body))
+                del in_flight[ident]
 
         worker = threading.Thread(target=churn)
         worker.start()
@@ -165,6 +174,8 @@ def test_kill9_during_renames_loses_nothing(berth_factory):
         d.kill9()
         stop.set()
         worker.join(timeout=10)
+        assert not worker.is_alive()
+        assert not refused, f"round {round_no}: renames refused before the kill: {refused}"
         d.start()
         listed = d.list_volumes()
         assert set(listed) == d.volume_dirs(), f"round {round_no}: ls differs from disk"
@@ -172,7 +183,43 @@ def test_kill9_during_renames_loses_nothing(berth_factory):
             here = [n for n in (ident, ident + "b") if n in listed]
             assert len(here) == 1, f"round {round_no}: {ident} listed as {here}"
             (name,) = here
+            allowed = {acked[ident], in_flight.get(ident, acked[ident])}
+            assert name in allowed, (
+                f"round {round_no}: {ident} is {name} after the restart, but its last "
+                f"acknowledged name is {acked[ident]} (in flight: {in_flight.get(ident)})")
             assert listed[name]["Labels"] == {"id": ident}
             assert open(os.path.join(d.mountpoint(name), "id")).read() == ident
-            current[ident] = name
+            acked[ident] = name
     assert len(done) > 12, f"only {len(done)} renames were acknowledged"
+
+
+def test_anonymous_label_and_orphan_storage(daemon, uniq):
+    """A renamed or cloned anonymous volume has a user's name: a plain prune
+    keeps it. The anonymous label is berth's to set. Storage already under
+    the new name (no volume lists it) is refused, not replaced."""
+    status, body = daemon.api("POST", "/volumes/create", body={})
+    assert status == 201, body
+    anon = body["Name"]
+    keep, copy = f"{uniq}keep-me", f"{uniq}copy-me"
+    assert daemon.berth_cli("volume", "clone", anon, copy).stdout.strip() == copy
+    assert daemon.berth_cli("volume", "rename", anon, keep).stdout.strip() == keep
+    for name in (keep, copy):
+        assert "com.docker.volume.anonymous" not in (inspect(daemon, name)["Labels"] or {}), name
+    daemon.docker("volume", "prune", "-f")
+    assert inspect(daemon, keep) is not None and inspect(daemon, copy) is not None
+    status, body = daemon.api("POST", f"/berth/v1/volumes/{keep}/labels",
+                              body={"Add": {"com.docker.volume.anonymous": ""}})
+    assert status == 400 and "reserved" in body["message"], body
+    orphan = os.path.join(daemon.volumes_dir, f"{uniq}orphan", "_data")
+    os.makedirs(orphan)
+    try:
+        with open(os.path.join(orphan, "theirs"), "w") as f:
+            f.write("kept")
+        for path, body in ((f"/berth/v1/volumes/{keep}/rename", {"Name": f"{uniq}orphan"}),
+                           (f"/berth/v1/volumes/{keep}/clone", {"Target": f"{uniq}orphan"})):
+            status, resp = daemon.api("POST", path, body=body)
+            assert status == 409 and "already has storage" in resp["message"], (path, status, resp)
+        assert os.listdir(orphan) == ["theirs"]
+        assert inspect(daemon, keep) is not None
+    finally:
+        shutil.rmtree(os.path.dirname(orphan))

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use berth_core::driver::local::LocalDriver;
-use berth_core::driver::DriverRegistry;
+use berth_core::driver::{DriverError, DriverOptions, DriverRegistry, DriverVolume, VolumeDriver};
 use berth_core::root::RootLayout;
 use berth_core::store::Store;
 use berth_core::sys::mount::is_mounted;
@@ -417,4 +417,274 @@ fn a_restart_settles_a_rename_the_crash_cut() {
         Some("v")
     );
     assert!(svc.get("old").is_err());
+}
+
+fn service_and_store(root: &Path, driver: Arc<dyn VolumeDriver>) -> (VolumeService, Arc<Store>) {
+    let layout = RootLayout::create(root).unwrap();
+    let store = Arc::new(Store::open(&layout.db_path()).unwrap());
+    let mut drivers = DriverRegistry::default();
+    drivers.register(driver);
+    let svc = VolumeService::new(store.clone(), drivers);
+    svc.reconcile().unwrap();
+    (svc, store)
+}
+
+fn local_driver(root: &Path) -> Arc<dyn VolumeDriver> {
+    Arc::new(LocalDriver::new(
+        &RootLayout::create(root).unwrap().volumes_dir(),
+    ))
+}
+
+/// The local driver, whose renames can be told to fail: `fail` renames
+/// fail from now on, and the first failing one moves the storage first (a
+/// rename that fails after its last step, or whose error is spurious).
+struct FlakyDriver {
+    inner: Arc<dyn VolumeDriver>,
+    fail: std::sync::atomic::AtomicUsize,
+    move_first: std::sync::atomic::AtomicBool,
+}
+
+impl FlakyDriver {
+    fn new(root: &Path, fail: usize, move_first: bool) -> Arc<Self> {
+        Arc::new(FlakyDriver {
+            inner: local_driver(root),
+            fail: fail.into(),
+            move_first: move_first.into(),
+        })
+    }
+}
+
+impl VolumeDriver for FlakyDriver {
+    fn name(&self) -> &str {
+        "local"
+    }
+    fn validate(&self, options: &DriverOptions) -> Result<(), DriverError> {
+        self.inner.validate(options)
+    }
+    fn create(&self, name: &str, options: &DriverOptions) -> Result<bool, DriverError> {
+        self.inner.create(name, options)
+    }
+    fn remove(&self, name: &str) -> Result<bool, DriverError> {
+        self.inner.remove(name)
+    }
+    fn path(&self, name: &str) -> Result<Option<std::path::PathBuf>, DriverError> {
+        self.inner.path(name)
+    }
+    fn mount(
+        &self,
+        name: &str,
+        options: &DriverOptions,
+        id: &str,
+    ) -> Result<std::path::PathBuf, DriverError> {
+        self.inner.mount(name, options, id)
+    }
+    fn unmount(&self, name: &str, id: &str) -> Result<bool, DriverError> {
+        self.inner.unmount(name, id)
+    }
+    fn rename(&self, old: &str, new: &str) -> Result<(), DriverError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let failing = self
+            .fail
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !failing {
+            return self.inner.rename(old, new);
+        }
+        if self.move_first.swap(false, SeqCst) {
+            self.inner.rename(old, new)?;
+        }
+        Err(DriverError::Unsupported("injected rename failure".into()))
+    }
+    fn get(&self, name: &str) -> Result<Option<DriverVolume>, DriverError> {
+        self.inner.get(name)
+    }
+    fn list(&self) -> Result<Vec<DriverVolume>, DriverError> {
+        self.inner.list()
+    }
+}
+
+fn write_file(svc: &VolumeService, vol: &str, file: &str, data: &[u8]) {
+    std::fs::write(svc.get(vol).unwrap().mountpoint.join(file), data).unwrap();
+}
+
+#[test]
+fn a_failed_rename_whose_undo_fails_keeps_its_journal_and_start_up_settles_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // The storage moves, the driver still fails, and so does the undo.
+        let (svc, store) = service_and_store(dir.path(), FlakyDriver::new(dir.path(), 2, true));
+        svc.create(with_labels("old", &[("k", "v")])).unwrap();
+        write_file(&svc, "old", "f", b"data");
+        let err = svc.rename("old", "new").unwrap_err();
+        assert!(err.to_string().contains("injected"), "{err}");
+        assert_eq!(
+            store.pending_renames().unwrap(),
+            [("old".into(), "new".into())]
+        );
+        assert!(dir.path().join("volumes/new/_data/f").exists());
+        // Until a restart, neither name can be used, removed or taken.
+        for err in [
+            svc.remove("old", false).unwrap_err(),
+            svc.remove("old", true).unwrap_err(),
+            svc.create(named("new")).unwrap_err(),
+            svc.create(named("old")).unwrap_err(),
+            svc.rename("old", "other").unwrap_err(),
+            svc.mount("old", "ctr").unwrap_err(),
+            svc.add_ref("old", "ctr").unwrap_err(),
+            svc.update_labels("old", &BTreeMap::new(), &[]).unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+            assert!(err.to_string().contains("restart the daemon"), "{err}");
+        }
+        assert!(svc
+            .prune(&filters(&[("all", "true")]))
+            .unwrap()
+            .deleted
+            .is_empty());
+        assert!(dir.path().join("volumes/new/_data/f").exists());
+        assert_eq!(store.pending_renames().unwrap().len(), 1);
+    }
+    // Start-up finds the storage under the new name: the rename is finished,
+    // nothing is recreated empty.
+    let (svc, store) = service_and_store(dir.path(), local_driver(dir.path()));
+    assert!(store.pending_renames().unwrap().is_empty());
+    assert_eq!(names(&svc, &Filters::new()), ["new"]);
+    let v = svc.get("new").unwrap();
+    assert_eq!(v.labels.get("k").map(String::as_str), Some("v"));
+    assert_eq!(std::fs::read(v.mountpoint.join("f")).unwrap(), b"data");
+    assert!(svc.warnings().is_empty(), "{:?}", svc.warnings());
+}
+
+#[test]
+fn a_failed_rename_that_is_undone_ends_its_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, store) = service_and_store(dir.path(), FlakyDriver::new(dir.path(), 1, true));
+    svc.create(named("old")).unwrap();
+    write_file(&svc, "old", "f", b"data");
+    assert!(svc.rename("old", "new").is_err());
+    assert!(store.pending_renames().unwrap().is_empty());
+    assert_eq!(names(&svc, &Filters::new()), ["old"]);
+    assert!(dir.path().join("volumes/old/_data/f").exists());
+    assert!(!dir.path().join("volumes/new").exists());
+    svc.rename("old", "new").unwrap(); // and the names are usable again
+}
+
+#[test]
+fn rename_and_clone_refuse_storage_already_under_the_new_name() {
+    let f = fixture();
+    f.svc.create(named("va")).unwrap();
+    write_file(&f.svc, "va", "mine", b"va");
+    // A folder no row knows (left behind, restored by hand) is not replaced.
+    let orphan = f.dir.path().join("volumes/vb/_data");
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::write(orphan.join("theirs"), b"vb").unwrap();
+    for err in [
+        f.svc.rename("va", "vb").unwrap_err(),
+        f.svc.clone_volume("va", "vb").unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(err.to_string().contains("already has storage"), "{err}");
+    }
+    assert_eq!(std::fs::read(orphan.join("theirs")).unwrap(), b"vb");
+    assert!(!orphan.join("mine").exists());
+    assert_eq!(names(&f.svc, &Filters::new()), ["va"]);
+    assert!(f.dir.path().join("volumes/va/_data/mine").exists());
+}
+
+#[test]
+fn start_up_undoes_a_journalled_rename_with_storage_under_both_names() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (svc, store) = service_and_store(dir.path(), local_driver(dir.path()));
+        svc.create(named("old")).unwrap();
+        write_file(&svc, "old", "f", b"old");
+        // A journal from a build that did not check the new name, whose
+        // storage predates the rename.
+        std::fs::create_dir_all(dir.path().join("volumes/new/_data")).unwrap();
+        std::fs::write(dir.path().join("volumes/new/_data/f"), b"new").unwrap();
+        store.begin_rename("old", "new").unwrap();
+    }
+    let svc = service_at(dir.path());
+    let report = svc.reconcile().unwrap();
+    assert_eq!(report.rename_undone, ["old"]);
+    assert!(report.recreated.is_empty(), "{report:?}");
+    for (vol, data) in [("old", b"old"), ("new", b"new")] {
+        let path = svc.get(vol).unwrap().mountpoint.join("f");
+        assert_eq!(std::fs::read(path).unwrap(), data, "{vol}");
+    }
+}
+
+#[test]
+fn names_in_an_unfinished_rename_are_refused() {
+    let f = fixture();
+    let layout = RootLayout::create(f.dir.path()).unwrap();
+    let store = Store::open(&layout.db_path()).unwrap();
+    f.svc.create(named("old")).unwrap();
+    f.svc.create(named("src")).unwrap();
+    store.begin_rename("old", "new").unwrap();
+    for err in [
+        f.svc.create(named("new")).unwrap_err(),
+        f.svc.clone_volume("src", "new").unwrap_err(),
+        f.svc.rename("src", "new").unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(
+            err.to_string()
+                .contains("a rename of old to new is unfinished"),
+            "{err}"
+        );
+    }
+    assert!(!f.dir.path().join("volumes/new").exists());
+    store.abort_rename("old").unwrap();
+    f.svc.create(named("new")).unwrap();
+}
+
+#[test]
+fn renamed_or_cloned_anonymous_volumes_are_no_longer_anonymous() {
+    let f = fixture();
+    let anonymous = |f: &Fixture| f.svc.create(CreateRequest::default()).unwrap().0.name;
+    let (a, b) = (anonymous(&f), anonymous(&f));
+    f.svc
+        .update_labels(&a, &[("k".into(), "v".into())].into(), &[])
+        .unwrap();
+    let renamed = f.svc.rename(&a, "keep-me").unwrap();
+    assert_eq!(renamed.labels, BTreeMap::from([("k".into(), "v".into())]));
+    let cloned = f.svc.clone_volume(&b, "copy-me").unwrap();
+    assert!(cloned.labels.is_empty(), "{:?}", cloned.labels);
+    let report = f.svc.prune(&Filters::new()).unwrap();
+    assert_eq!(report.deleted, [b]);
+    assert_eq!(names(&f.svc, &Filters::new()), ["copy-me", "keep-me"]);
+    // The label is berth's to set.
+    let add = BTreeMap::from([("com.docker.volume.anonymous".into(), String::new())]);
+    let err = f.svc.update_labels("keep-me", &add, &[]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert_eq!(f.svc.get("keep-me").unwrap().labels.len(), 1);
+}
+
+#[test]
+fn operation_mounts_publish_no_container_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Arc::new(berth_core::events::EventBus::default());
+    let svc = service_at(dir.path()).with_events(bus.clone());
+    svc.reconcile().unwrap();
+    svc.create(named("vol")).unwrap();
+    let op = format!("{}export-1234", berth_core::volume::OPERATION_MOUNT_PREFIX);
+    for id in [op.as_str(), "ctr1"] {
+        svc.mount("vol", id).unwrap();
+        assert!(svc.unmount("vol", id).unwrap());
+    }
+    let seen: Vec<(String, String)> = bus
+        .subscribe()
+        .0
+        .into_iter()
+        .filter(|e| e.action == "mount" || e.action == "unmount")
+        .map(|e| (e.action, e.attributes["container"].clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("mount".into(), "ctr1".into()),
+            ("unmount".into(), "ctr1".into())
+        ]
+    );
 }

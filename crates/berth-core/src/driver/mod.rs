@@ -107,7 +107,9 @@ pub trait VolumeDriver: Send + Sync {
     /// Moves `old`'s storage to `new`. Resumable: a call after a crash part
     /// way finishes what is left (steps already done are skipped), so the
     /// service can call it again from its rename journal. The service calls
-    /// it only while no mount id is active and `new` has no storage.
+    /// it only while no mount id is active and `new` has no storage (it
+    /// checks [`VolumeDriver::path`] first); still, a rename never replaces
+    /// anything found under `new` (see `rename_durable`): it fails instead.
     /// Errors: [`DriverError::Unsupported`] if the driver cannot rename.
     fn rename(&self, _old: &str, _new: &str) -> Result<(), DriverError> {
         Err(DriverError::Unsupported(format!(
@@ -240,14 +242,106 @@ pub(crate) fn test_options(pairs: &[(&str, &str)]) -> DriverOptions {
 }
 
 /// Renames `from` to `to` if `from` still exists (a resumed rename may have
-/// moved it already), then syncs `to`'s parent so the move is durable.
+/// moved it already: `from` gone is a step done, or one with nothing to
+/// move), then syncs `to`'s parent so the move is durable. Never replaces
+/// anything at `to` (`renameat2(RENAME_NOREPLACE)`): storage already there
+/// is an error, except an empty folder (a mount point left behind), which
+/// holds nothing and is replaced.
 pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<(), DriverError> {
+    let renaming = |e| {
+        DriverError::io(
+            format!("renaming {} to {}", from.display(), to.display()),
+            e,
+        )
+    };
     if std::fs::symlink_metadata(from).is_ok() {
-        std::fs::rename(from, to)
-            .map_err(|e| DriverError::io(format!("renaming {}", from.display()), e))?;
+        match rename_noreplace(from, to) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AlreadyExists
+                    && is_empty_dir(to)
+                    && from.is_dir() =>
+            {
+                // remove_dir refuses a folder that is not empty or is a
+                // mount point in use, so nothing is lost here.
+                std::fs::remove_dir(to).map_err(renaming)?;
+                rename_noreplace(from, to).map_err(renaming)?;
+            }
+            other => other.map_err(renaming)?,
+        }
     }
     let parent = to.parent().unwrap_or(Path::new("/"));
     std::fs::File::open(parent)
         .and_then(|f| f.sync_all())
         .map_err(|e| DriverError::io(format!("syncing {}", parent.display()), e))
+}
+
+/// `rename(2)` that fails with `AlreadyExists` instead of replacing `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    };
+    let (cfrom, cto) = (c(from)?, c(to)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            cfrom.as_ptr(),
+            libc::AT_FDCWD,
+            cto.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        // A filesystem without RENAME_NOREPLACE: check, then rename (the
+        // caller holds the volume's name lock, so nothing races us here).
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            if std::fs::symlink_metadata(to).is_ok() {
+                return Err(std::io::Error::from_raw_os_error(libc::EEXIST));
+            }
+            std::fs::rename(from, to)
+        }
+        _ => Err(err),
+    }
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+        && std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
+}
+
+#[cfg(test)]
+mod rename_tests {
+    use super::rename_durable;
+
+    #[test]
+    fn rename_durable_never_replaces_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::write(a.join("f"), b"a").unwrap();
+        std::fs::create_dir(&b).unwrap();
+        std::fs::write(b.join("f"), b"b").unwrap();
+        assert!(
+            rename_durable(&a, &b).is_err(),
+            "a folder with content is kept"
+        );
+        assert_eq!(std::fs::read(b.join("f")).unwrap(), b"b");
+        assert_eq!(std::fs::read(a.join("f")).unwrap(), b"a");
+        std::fs::remove_file(b.join("f")).unwrap();
+        rename_durable(&a, &b).unwrap(); // an empty folder is replaced
+        assert_eq!(std::fs::read(b.join("f")).unwrap(), b"a");
+        rename_durable(&a, &b).unwrap(); // resumed: the step is done
+        assert!(!a.exists());
+        let (x, y) = (dir.path().join("x.img"), dir.path().join("y.img"));
+        std::fs::write(&x, b"x").unwrap();
+        std::fs::write(&y, b"y").unwrap();
+        assert!(rename_durable(&x, &y).is_err(), "a file is never replaced");
+        assert_eq!(std::fs::read(&y).unwrap(), b"y");
+    }
 }

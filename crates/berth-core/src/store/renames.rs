@@ -29,8 +29,14 @@ impl Store {
     }
 
     /// Moves `volume`'s row and what hangs off it to `target` and ends the
-    /// journal, in one transaction. Refs and mounts must be gone.
-    pub fn finish_rename(&self, volume: &str, target: &str) -> Result<(), StoreError> {
+    /// journal, in one transaction. Labels whose key is in `drop_labels` are
+    /// not carried over. Refs and mounts must be gone.
+    pub fn finish_rename(
+        &self,
+        volume: &str,
+        target: &str,
+        drop_labels: &[&str],
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -45,6 +51,12 @@ impl Store {
                      SELECT ?2, key, value FROM {table} WHERE volume = ?1"
                 ),
                 params![volume, target],
+            )?;
+        }
+        for key in drop_labels {
+            tx.execute(
+                "DELETE FROM volume_labels WHERE volume = ?1 AND key = ?2",
+                params![target, key],
             )?;
         }
         tx.execute(
@@ -73,5 +85,22 @@ impl Store {
             |r| r.get(0),
         )?;
         Ok(n > 0)
+    }
+
+    /// The unfinished rename `name` takes part in, as the renamed volume or
+    /// as the target: `(volume, target)`, or `None`.
+    pub fn rename_involving(&self, name: &str) -> Result<Option<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT volume, target FROM volume_renames WHERE volume = ?1 OR target = ?1 LIMIT 1",
+        )?;
+        let mut rows = stmt.query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.next().transpose()?)
+    }
+
+    /// Whether `name` takes part in an unfinished rename (as the renamed
+    /// volume or as the target).
+    pub fn is_renaming(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.rename_involving(name)?.is_some())
     }
 }

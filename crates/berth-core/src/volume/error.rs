@@ -45,6 +45,20 @@ pub enum VolumeError {
     /// A new volume (clone target) whose name is taken.
     #[error("{op} {name}: a volume named '{name}' already exists")]
     NameTaken { op: &'static str, name: String },
+    /// A name whose driver already has storage although berth has no
+    /// volume of that name (left behind, or made by hand): it is not
+    /// replaced.
+    #[error("{op} {name}: the driver already has storage named '{name}' that is not a volume berth lists; move it away, or restart the daemon to adopt it")]
+    StorageExists { op: &'static str, name: String },
+    /// A name that takes part in a rename that could not finish nor be
+    /// undone (the journal row stays until start-up settles it).
+    #[error("{op} {name}: a rename of {renamed} to {target} is unfinished; restart the daemon to settle it")]
+    RenameUnfinished {
+        op: &'static str,
+        name: String,
+        renamed: String,
+        target: String,
+    },
     /// Re-create with other driver options (berth refuses; Docker ignores).
     #[error("create {name}: volume already exists with different driver options (has {existing}, asked for {requested}); remove it first, or create it without options to reuse it")]
     OptionsConflict {
@@ -92,6 +106,8 @@ impl VolumeError {
             VolumeError::InUse { .. }
             | VolumeError::DriverConflict { .. }
             | VolumeError::NameTaken { .. }
+            | VolumeError::StorageExists { .. }
+            | VolumeError::RenameUnfinished { .. }
             | VolumeError::ImportConflict { .. }
             | VolumeError::OptionsConflict { .. }
             | VolumeError::PruneRunning => ErrorKind::Conflict,

@@ -22,11 +22,16 @@ impl VolumeService {
         })
     }
 
-    /// The record of `name` if it is ready (not being created or removed).
+    /// The record of `name` if it is ready (not being created or removed)
+    /// and not part of an unfinished rename (a 409 until start-up settles
+    /// it: its row and its storage may have different names).
     pub(super) fn ready(&self, op: &'static str, name: &str) -> Result<VolumeRecord, VolumeError> {
-        self.record(op, name)?
+        let record = self
+            .record(op, name)?
             .filter(|r| r.state == VolumeState::Ready)
-            .ok_or_else(|| VolumeError::not_found("get", name))
+            .ok_or_else(|| VolumeError::not_found("get", name))?;
+        self.refuse_if_renaming(op, name)?;
+        Ok(record)
     }
 
     /// Snapshots `name` (as `snap`, or a name from the time). Returns the
@@ -134,21 +139,36 @@ impl VolumeService {
         let _g2 = self.locks.lock(second);
         let record = self.clone_source(src, dst)?;
         let driver = self.driver_of("clone", &record)?;
-        let copy = VolumeRecord {
+        let mut copy = VolumeRecord {
             name: dst.to_string(),
             state: VolumeState::Creating,
             created_at: chrono::Utc::now().timestamp(),
             ..record.clone()
         };
+        // The clone has a name the user chose: it is not anonymous, and a
+        // plain `volume prune` must not take it.
+        copy.labels.remove(names::ANONYMOUS_LABEL);
         self.store
             .insert_volume(&copy)
             .map_err(|e| VolumeError::store("clone", dst, e))?;
         // A `creating` row until the data is whole: a crash meanwhile is
         // rolled back at start-up like any half-made create.
-        if let Err(e) = copy_data(driver.as_ref(), src, dst, progress) {
-            let _ = driver.remove(dst);
-            let _ = self.store.delete_volume(dst);
-            return Err(VolumeError::driver("clone", src, e));
+        match copy_data(driver.as_ref(), src, dst, progress) {
+            Ok(()) => {}
+            Err(CopyError::Taken) => {
+                // Storage appeared under `dst` that the clone did not make:
+                // it is left as it is, only the row goes.
+                let _ = self.store.delete_volume(dst);
+                return Err(VolumeError::StorageExists {
+                    op: "clone",
+                    name: dst.into(),
+                });
+            }
+            Err(CopyError::Driver(e)) => {
+                let _ = driver.remove(dst);
+                let _ = self.store.delete_volume(dst);
+                return Err(VolumeError::driver("clone", src, e));
+            }
         }
         self.store
             .set_volume_state(dst, VolumeState::Ready)
@@ -160,9 +180,11 @@ impl VolumeService {
     }
 
     /// The record of a volume that can be cloned to `dst`: `src` is ready,
-    /// `dst` is free, and a local `src` keeps its data in berth's folder
-    /// (with mount options its data lives on a device or tmpfs that a
-    /// folder copy would miss, and a copy of the options would share it).
+    /// `dst` is free (no volume, no storage the driver has under that name,
+    /// not the target of an unfinished rename), and a local `src` keeps its
+    /// data in berth's folder (with mount options its data lives on a
+    /// device or tmpfs that a folder copy would miss, and a copy of the
+    /// options would share it).
     fn clone_source(&self, src: &str, dst: &str) -> Result<VolumeRecord, VolumeError> {
         let record = self.ready("clone", src)?;
         if self.record("clone", dst)?.is_some() {
@@ -171,6 +193,7 @@ impl VolumeService {
                 name: dst.into(),
             });
         }
+        self.refuse_if_renaming("clone", dst)?;
         let has_mount_options = ["type", "device", "o"]
             .iter()
             .any(|k| record.options.contains_key(*k));
@@ -183,6 +206,8 @@ impl VolumeService {
                 DriverError::Unsupported(why.into()),
             ));
         }
+        let driver = self.driver_of("clone", &record)?;
+        self.refuse_if_storage_exists("clone", driver.as_ref(), dst)?;
         Ok(record)
     }
 
@@ -236,6 +261,21 @@ pub struct CloneProgress {
     pub total: u64,
 }
 
+/// Why a clone's copy failed.
+enum CopyError {
+    /// The driver already had storage for the target (it kept it): not the
+    /// clone's, so not rolled back.
+    Taken,
+    /// The copy failed; what the clone made of the target is rolled back.
+    Driver(DriverError),
+}
+
+impl From<DriverError> for CopyError {
+    fn from(e: DriverError) -> Self {
+        CopyError::Driver(e)
+    }
+}
+
 /// The new volume's data: one block-sharing clone where the driver can,
 /// a copy of the files otherwise.
 fn copy_data(
@@ -243,35 +283,41 @@ fn copy_data(
     src: &str,
     dst: &str,
     progress: &mut dyn FnMut(CloneProgress) -> std::io::Result<()>,
-) -> Result<(), DriverError> {
+) -> Result<(), CopyError> {
     match driver.extended() {
-        Some(ext) => progress(CloneProgress::default())
-            .map_err(|e| DriverError::io("cloning the volume", e))
-            .and_then(|()| ext.clone_volume(src, dst)),
+        Some(ext) => {
+            progress(CloneProgress::default())
+                .map_err(|e| DriverError::io("cloning the volume", e))?;
+            Ok(ext.clone_volume(src, dst)?)
+        }
         None => copy_local(driver, src, dst, progress),
     }
 }
 
 /// Clone for drivers without block sharing: measure, create, then copy the
-/// files (copy_file_range: reflinks where the filesystem can).
+/// files (copy_file_range: reflinks where the filesystem can). Storage that
+/// `create` finds already there (it adopts it, `Ok(false)`) is not copied
+/// into: [`CopyError::Taken`].
 fn copy_local(
     driver: &dyn crate::driver::VolumeDriver,
     src: &str,
     dst: &str,
     progress: &mut dyn FnMut(CloneProgress) -> std::io::Result<()>,
-) -> Result<(), DriverError> {
+) -> Result<(), CopyError> {
     let copying = |e| DriverError::io("copying the volume", e);
     let source = driver.path(src)?.ok_or(DriverError::NoSuchVolume)?;
     let total = crate::sys::usage::dir_size(&source).map_err(copying)?;
     let mut done = CloneProgress { current: 0, total };
     progress(done).map_err(copying)?;
-    driver.create(dst, &Default::default())?;
+    if !driver.create(dst, &Default::default())? {
+        return Err(CopyError::Taken);
+    }
     let target = driver.path(dst)?.ok_or(DriverError::NoSuchVolume)?;
     crate::sys::copy::copy_tree_with_progress(&source, &target, &mut |n| {
         done.current += n;
         done.total = done.total.max(done.current); // files may grow meanwhile
         progress(done)
     })
-    .map(|_| ())
-    .map_err(copying)
+    .map_err(copying)?;
+    Ok(())
 }

@@ -74,6 +74,9 @@ impl VolumeService {
             .validate(&req.options)
             .map_err(|e| VolumeError::driver("create", &name, e))?;
         let _guard = self.locks.lock(&name);
+        // A name in an unfinished rename (its row and storage may disagree,
+        // or its storage is the renamed volume's) is refused until start-up.
+        self.refuse_if_renaming("create", &name)?;
         if let Some(existing) = self.record("create", &name)? {
             if existing.state == VolumeState::Ready {
                 // No driver named (a container's `-v name:/dst`): any driver's
@@ -209,6 +212,9 @@ impl VolumeService {
         force: bool,
     ) -> Result<bool, VolumeError> {
         let name = record.name.as_str();
+        // Removing the row would drop the rename journal with it (cascade)
+        // while the data may sit under the other name.
+        self.refuse_if_renaming("remove", name)?;
         let holders = self.holders(name)?;
         if !holders.is_empty() {
             return Err(VolumeError::InUse {
@@ -259,6 +265,7 @@ impl VolumeService {
         let _guard = self.locks.lock(name);
         self.ready_record("get", name)?
             .ok_or_else(|| VolumeError::not_found("get", name))?;
+        self.refuse_if_renaming("get", name)?;
         self.store
             .add_ref(name, holder)
             .map_err(|e| VolumeError::store("get", name, e))
@@ -273,17 +280,22 @@ impl VolumeService {
     }
 
     /// Mounts the volume for `id` (the driver mounts at the first id) and
-    /// persists the id. Returns the path to use.
+    /// persists the id. Returns the path to use. Mount and unmount events
+    /// name `id` as the container; berth's own operations' ids
+    /// ([`super::OPERATION_MOUNT_PREFIX`]) are no container, so theirs are
+    /// not published.
     pub fn mount(&self, name: &str, id: &str) -> Result<PathBuf, VolumeError> {
         let _guard = self.locks.lock(name);
         let record = self
             .ready_record("mount", name)?
             .ok_or_else(|| VolumeError::not_found("mount", name))?;
+        self.refuse_if_renaming("mount", name)?;
         let driver = self.driver_of("mount", &record)?;
         let path = driver
             .mount(name, &record.options, id)
             .map_err(|e| VolumeError::driver("mount", name, e))?;
         match self.store.add_mount(name, id) {
+            Ok(true) if is_operation_id(id) => {}
             Ok(true) => self.publish(
                 "mount",
                 name,
@@ -314,7 +326,7 @@ impl VolumeService {
             .store
             .remove_mount(name, id)
             .map_err(|e| VolumeError::store("unmount", name, e))?;
-        if removed {
+        if removed && !is_operation_id(id) {
             self.publish(
                 "unmount",
                 name,
@@ -426,4 +438,10 @@ impl VolumeService {
             status,
         })
     }
+}
+
+/// Whether a mount id is one of berth's own operations (export, import),
+/// not a container.
+fn is_operation_id(id: &str) -> bool {
+    id.starts_with(super::OPERATION_MOUNT_PREFIX)
 }
