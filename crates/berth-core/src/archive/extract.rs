@@ -354,14 +354,23 @@ fn apply_metadata<R: Read>(
         std::fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(mode))
             .map_err(|e| ArchiveError::io(target, e))?;
     }
-    if let Ok(Some(exts)) = entry.pax_extensions() {
-        for ext in exts.flatten() {
-            if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
-                if RESERVED_XATTRS.iter().any(|p| name.starts_with(p)) {
-                    continue; // berth's and overlayfs' own markers: never from an archive
-                }
-                set_xattr(target, name, ext.value_bytes())?;
+    let exts = entry.pax_extensions().map_err(ArchiveError::tar)?;
+    for ext in exts.into_iter().flatten() {
+        // The tar crate splits PAX records at newlines, so a value holding
+        // one (a binary xattr such as a file capability) reads as
+        // malformed: refuse the archive rather than drop the attribute.
+        let ext = ext.map_err(|e| {
+            ArchiveError::Tar(std::io::Error::other(format!(
+                "{}: a PAX record berth cannot read ({e}); extended attribute values \
+                 containing a newline are not supported",
+                target.display()
+            )))
+        })?;
+        if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+            if RESERVED_XATTRS.iter().any(|p| name.starts_with(p)) {
+                continue; // berth's and overlayfs' own markers: never from an archive
             }
+            set_xattr(target, name, ext.value_bytes())?;
         }
     }
     if header.entry_type() != EntryType::Directory {
