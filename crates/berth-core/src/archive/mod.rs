@@ -4,6 +4,8 @@
 
 mod error;
 pub mod extract;
+mod fd;
+mod sparse;
 mod write;
 
 use std::io::{BufReader, Read};
