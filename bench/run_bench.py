@@ -3,6 +3,7 @@
 
     python3 bench/run_bench.py [--runs 20] [--out FILE]
     python3 bench/run_bench.py --thin [--thin-only df] [--thin-volumes N]
+    python3 bench/run_bench.py --backup-only [--backup-reps 3]
 
 It builds nothing: run `cargo build --release` first. In one run it
 
@@ -54,9 +55,36 @@ It builds nothing: run `cargo build --release` first. In one run it
             compared (berth thin: allocated bytes of the image; dockerd:
             the file sizes it walks). `--thin-only snapshot|throughput|df`
             runs one part of this section;
-  * prints a markdown table (operation | berth | dockerd | berth/dockerd)
-    and a second one for the thin volumes, and the machine it ran on; --out also writes them to FILE. Raw samples
-    go to stderr; --keep-logs DIR keeps both daemon logs.
+      6. volume backup and restore (`--backup-only` runs only this section,
+         `--no-backup` skips it; --thin and --backup-only together run both).
+         The content: 64 files of 16 MiB of pseudo-random bytes from
+         random.Random(BK_SEED) (1 GiB) plus the df content of 5c, written once
+         into a folder under the run's work folder, copied on the host into
+         the Mountpoint (checked to lie under the engine's root) of a local
+         volume `bkvol` on each engine; then the folder is removed. Archives go
+         to <work>/backup (/backup in containers).
+         berth: backup `berth -H <berth> volume export bkvol -o
+         <work>/backup/berth-backup.tar` (the binary the daemon runs); restore
+         `berth volume import bkdst <that file>` into a new `bkdst`.
+         dockerd, as docs.docker.com documents it: backup `docker run --rm
+         --network none -v bkvol:/data -v <work>/backup:/backup benchimg:1 tar
+         cf /backup/docker-backup.tar -C /data .`; restore `docker run … -v
+         bkdst:/data … tar xf /backup/docker-backup.tar -C /data` into a new
+         `bkdst`. For context, the same `docker run … tar cf` backup on berth.
+         `volume create bkdst` before and `volume rm bkdst` after each restore
+         are untimed. One warm-up run of each, which is the check: every
+         archive must list the content's names (`tar -tf`), every restored
+         `bkdst` must hold the same entries and sha256 of every file (read on
+         the host from its Mountpoint); a failed check makes that cell n/a with
+         a NOTE. Then the median of --backup-reps (3), order reversed every
+         other round; `sync` before each run, and before each backup the page
+         cache is dropped (whether that worked is noted); MB/s = 1 GiB / time;
+         the time of a `sync` right after each run is noted, not counted;
+  * prints a markdown table (operation | berth | dockerd | berth/dockerd),
+    a second one for the thin volumes, a third for backup and restore
+    (measurement | berth | dockerd | berth/dockerd), and the machine it ran
+    on; --out also writes them to FILE. Raw samples go to stderr;
+    --keep-logs DIR keeps both daemon logs.
 
 Every section removes its volumes. Both daemons are stopped by PID
 (SIGTERM, wait, SIGKILL) and, in a finally block, their folders are
@@ -1406,6 +1434,393 @@ def bench_thin(tt: ThinTable, berth: Berth, dockerd: Dockerd | None, work: str,
 
 
 # ---------------------------------------------------------------------------
+# Volume backup and restore (--backup-only)
+# ---------------------------------------------------------------------------
+
+# The backed-up volume holds BK_FILES files of BK_FILE_BYTES pseudo-random
+# bytes from random.Random(BK_SEED) (1 GiB, under data/) plus the df content
+# (under dfcontent/).
+BK_FILES = 64
+BK_FILE_BYTES = 16 * MiB
+BK_BYTES = BK_FILES * BK_FILE_BYTES  # MB/s is this over the time
+BK_SEED = 20261129
+BK_VOL = "bkvol"
+BK_DST = "bkdst"
+# (engine, operation) -> the archive it writes or reads, in the backup folder
+BK_ARCHIVE = {("berth", "export"): "berth-backup.tar",
+              ("berth", "tar_backup"): "berth-tar-backup.tar",
+              ("dockerd", "tar_backup"): "docker-backup.tar",
+              ("berth", "import"): "berth-backup.tar",
+              ("dockerd", "tar_restore"): "docker-backup.tar"}
+BK_BACKUPS = (("berth", "export"), ("dockerd", "tar_backup"), ("berth", "tar_backup"))
+BK_RESTORES = (("berth", "import"), ("dockerd", "tar_restore"))
+BK_LABEL = {("berth", "export"): "berth `volume export`",
+            ("berth", "tar_backup"): "`docker run … tar cf` on berth",
+            ("dockerd", "tar_backup"): "`docker run … tar cf` on dockerd",
+            ("berth", "import"): "berth `volume import`",
+            ("dockerd", "tar_restore"): "`docker run … tar xf` on dockerd"}
+
+
+class BackupTable:
+    """measurement | berth | dockerd | ratio, and notes."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, str, str, str]] = []
+        self.notes: list[str] = []
+        self.failed = 0
+
+    def add(self, what: str, berth: str, dockerd: str, ratio_s: str) -> None:
+        self.rows.append((what, berth, dockerd, ratio_s))
+
+    def fail(self, part: str, exc: BaseException) -> None:
+        msg = f"{part} FAILED: {exc}"
+        self.failed += 1
+        loud(msg)
+        self.notes.append(msg.splitlines()[0][:300])
+
+    def table(self) -> str:
+        out = ["| measurement | berth | dockerd | berth/dockerd |", "|---|---:|---:|---:|"]
+        for row in self.rows:
+            out.append("| " + " | ".join(row) + " |")
+        return "\n".join(out)
+
+
+class BackupRun:
+    """The backup section's state: its folders, what every volume and archive must
+    hold, and per (engine, operation) key the seconds of each timed run and of the
+    `sync` right after it."""
+
+    def __init__(self, berth: Berth, dockerd: Dockerd | None, work: str):
+        self.berth = berth
+        self.dockerd = dockerd
+        self.dir = os.path.join(work, "backup")  # the archives; /backup in containers
+        self.template = os.path.join(work, "bktemplate")
+        self.want: dict[str, str] = {}  # tree_listing of the content
+        self.secs: dict[tuple[str, str], list[float]] = {}
+        self.sync_after: dict[tuple[str, str], list[float]] = {}
+        self.bad: set[tuple[str, str]] = set()  # failed a check: not timed
+        self.drops: list[str | None] = []  # drop_caches() results
+        self.sizes: dict[str, int] = {}  # archive name -> bytes
+
+    def engine(self, who: str) -> Engine:
+        return self.berth if who == "berth" else self.dockerd
+
+    def keys(self, keys: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+        """``keys`` whose engine runs and that passed their check."""
+        return [k for k in keys if self.engine(k[0]) is not None and k not in self.bad]
+
+    def archive(self, key: tuple[str, str]) -> str:
+        return os.path.join(self.dir, BK_ARCHIVE[key])
+
+
+def file_sha256(path: str) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(MiB), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def tree_listing(root: str) -> dict[str, str]:
+    """Every entry below ``root`` by relative path: "dir" for a folder, "link"
+    for a symlink, the sha256 of a file."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for name in dirs + files:
+            path = os.path.join(dirpath, name)
+            key = os.path.normpath(os.path.join(rel, name))
+            if os.path.islink(path):
+                out[key] = "link"
+            else:
+                out[key] = "dir" if name in dirs else file_sha256(path)
+    return out
+
+
+def listing_diff(got: list[str], want: list[str]) -> str:
+    g, w = set(got), set(want)
+    dup = len(got) - len(g)
+    return (f"{len(got)} entries, want {len(want)}; missing {sorted(w - g)[:5]}, "
+            f"extra {sorted(g - w)[:5]}{f', {dup} duplicates' if dup else ''}")
+
+
+def build_backup_template(root: str) -> dict[str, str]:
+    """The content folder ``root``: the df content under dfcontent/ and BK_FILES
+    files of BK_FILE_BYTES pseudo-random bytes under data/; its tree_listing."""
+    build_df_template(root)
+    data = os.path.join(root, "data")
+    os.makedirs(data)
+    rng = random.Random(BK_SEED)
+    for i in range(BK_FILES):
+        with open(os.path.join(data, f"f{i:02d}"), "wb") as f:
+            f.write(rng.randbytes(BK_FILE_BYTES))
+    os.chmod(root, 0o755)
+    return tree_listing(root)
+
+
+def bk_content_label() -> str:
+    return (f"{BK_BYTES / GiB:.0f} GiB in {BK_FILES} files of {BK_FILE_BYTES // MiB} MiB "
+            f"+ {df_content_label()}")
+
+
+def volume_mountpoint(engine: Engine, name: str) -> str:
+    """The host path of local volume ``name`` (inspected by the API); it must lie
+    under the engine's root."""
+    conn = UnixHTTPConnection(engine.sock)
+    try:
+        info = json.loads(api(conn, engine.name, "GET", f"/v{API}/volumes/{name}"))
+    finally:
+        conn.close()
+    mp = os.path.realpath(info.get("Mountpoint") or "")
+    root = os.path.realpath(engine.root)
+    if not mp.startswith(root + "/"):
+        raise RuntimeError(f"{engine.name}: volume {name} has Mountpoint {mp!r}, "
+                           f"not under {root}")
+    return mp
+
+
+def berth_cli(berth: Berth, *args: str) -> None:
+    """``berth -H <berth's socket> args…`` with the binary the daemon runs."""
+    argv = [berth.bin, "-H", berth.host, *args]
+    p = subprocess.run(argv, env=docker_env(berth.config), stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=900)
+    if p.returncode != 0:
+        raise RuntimeError(f"berth: `{' '.join(args)}` failed with exit {p.returncode}\n"
+                           f"stdout: {p.stdout[-500:]}\nstderr: {p.stderr[-1000:]}\n"
+                           f"--- daemon log ---\n{tail(berth.log)}")
+
+
+def check_berth_archive_cli(berth: Berth) -> None:
+    """Fails early when the binary has no `volume export`/`volume import`."""
+    for verb in ("export", "import"):
+        p = subprocess.run([berth.bin, "volume", verb, "--help"], capture_output=True,
+                           text=True, timeout=30)
+        if p.returncode != 0:
+            raise RuntimeError(f"{berth.bin} has no `volume {verb}` (built before "
+                               f"export/import? rebuild it): {p.stderr.strip()[:200]}")
+
+
+def prepare_backup_volumes(bt: BackupTable, st: BackupRun) -> None:
+    """The content folder, then `bkvol` on each engine with the content copied into
+    its Mountpoint on the host; the content folder is removed afterwards."""
+    st.want = build_backup_template(st.template)
+    log(f"backup content {st.template}: {len(st.want)} entries, {bk_content_label()}")
+    os.makedirs(st.dir)
+    for e in engines_of(st.berth, st.dockerd):
+        e.docker("volume", "create", BK_VOL)
+        mp = volume_mountpoint(e, BK_VOL)
+        t0 = time.perf_counter()
+        shutil.copytree(st.template, mp, symlinks=True, dirs_exist_ok=True)
+        log(f"copied the backup content into {e.name}'s {BK_VOL} ({mp}) in "
+            f"{time.perf_counter() - t0:.1f} s")
+        if os.stat(mp).st_dev != os.stat(st.dir).st_dev:
+            bt.notes.append(f"{e.name}'s {BK_VOL} ({mp}) is NOT on the filesystem of the "
+                            f"archive folder {st.dir}")
+    shutil.rmtree(st.template)
+    os.sync()
+
+
+def run_backup(st: BackupRun, key: tuple[str, str]) -> None:
+    who, op = key
+    if op == "export":
+        berth_cli(st.berth, "volume", "export", BK_VOL, "-o", st.archive(key))
+        return
+    st.engine(who).docker("run", "--rm", "--network", "none", "-v", f"{BK_VOL}:/data",
+                          "-v", f"{st.dir}:/backup", IMAGE, "tar", "cf",
+                          f"/backup/{BK_ARCHIVE[key]}", "-C", "/data", ".")
+
+
+def run_restore(st: BackupRun, key: tuple[str, str]) -> None:
+    if key[1] == "import":
+        berth_cli(st.berth, "volume", "import", BK_DST, st.archive(key))
+        return
+    st.engine(key[0]).docker("run", "--rm", "--network", "none", "-v", f"{BK_DST}:/data",
+                             "-v", f"{st.dir}:/backup", IMAGE, "tar", "xf",
+                             f"/backup/{BK_ARCHIVE[key]}", "-C", "/data")
+
+
+def timed_s(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def time_backup(st: BackupRun, key: tuple[str, str]) -> tuple[float, float]:
+    """(seconds, seconds of a `sync` right after) of one backup; before it, untimed:
+    the old archive removed, sync and the page cache dropped."""
+    try:
+        os.remove(st.archive(key))
+    except FileNotFoundError:
+        pass
+    st.drops.append(drop_caches())  # syncs first
+    secs = timed_s(lambda: run_backup(st, key))
+    return secs, timed_s(os.sync)
+
+
+def time_restore(st: BackupRun, key: tuple[str, str],
+                 check: bool = False) -> tuple[float, float, str | None]:
+    """(seconds, seconds of a `sync` right after, what the check found wrong) of one
+    restore into a new BK_DST; the create before and the remove after are untimed."""
+    e = st.engine(key[0])
+    e.docker("volume", "create", BK_DST)
+    os.sync()
+    secs = timed_s(lambda: run_restore(st, key))
+    sync_s = timed_s(os.sync)
+    problem = restored_problem(st, e) if check else None
+    e.docker("volume", "rm", BK_DST)
+    return secs, sync_s, problem
+
+
+def archive_names(path: str) -> list[str]:
+    """The entry names `tar -tf` lists, without "./" and a trailing "/", the root
+    entry left out; sorted."""
+    p = subprocess.run(["tar", "-tf", path], capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError(f"tar -tf {path} failed ({p.returncode}): {p.stderr[-300:]}")
+    names = []
+    for line in p.stdout.splitlines():
+        name = (line[2:] if line.startswith("./") else line).rstrip("/")
+        if name not in ("", "."):
+            names.append(name)
+    return sorted(names)
+
+
+def restored_problem(st: BackupRun, e: Engine) -> str | None:
+    """What BK_DST on ``e`` holds that differs from the content (entries, and the
+    sha256 of every file, read on the host from its Mountpoint); None when equal."""
+    got = tree_listing(volume_mountpoint(e, BK_DST))
+    if got == st.want:
+        return None
+    if set(got) != set(st.want):
+        return listing_diff(sorted(got), sorted(st.want))
+    diff = sorted(k for k in got if got[k] != st.want[k])
+    return f"{len(diff)} entries differ (sha256 or type): {diff[:5]}"
+
+
+def warm_up_and_check(bt: BackupTable, st: BackupRun) -> None:
+    """One untimed run of every backup and restore; a backup whose archive does not
+    list the content's names (`tar -tf`), or a restore whose volume does not hold
+    the same bytes, is marked bad (n/a and a NOTE) and not timed."""
+    want = sorted(st.want)
+    for key in st.keys(BK_BACKUPS):
+        time_backup(st, key)
+        st.sizes[BK_ARCHIVE[key]] = os.path.getsize(st.archive(key))
+        names = archive_names(st.archive(key))
+        if names != want:
+            mark_bad(bt, st, key, f"{BK_ARCHIVE[key]} does not list the content's names: "
+                                  f"{listing_diff(names, want)}")
+    for key in st.keys(BK_RESTORES):
+        problem = time_restore(st, key, check=True)[2]
+        if problem:
+            mark_bad(bt, st, key, f"the restored {BK_DST} does not hold the content: "
+                                  f"{problem}")
+    note_backup_checks(bt, st, len(want))
+
+
+def mark_bad(bt: BackupTable, st: BackupRun, key: tuple[str, str], why: str) -> None:
+    st.bad.add(key)
+    bt.fail(f"check of {BK_LABEL[key]}", RuntimeError(why))
+
+
+def note_backup_checks(bt: BackupTable, st: BackupRun, n: int) -> None:
+    good = st.keys(BK_BACKUPS)
+    if good:
+        bt.notes.append(f"check before the timing: the archives of "
+                        f"{', '.join(BK_LABEL[k] for k in good)} list the same {n} names "
+                        f"(`tar -tf`, \"./\" and trailing \"/\" ignored) as the content")
+    good = st.keys(BK_RESTORES)
+    if good:
+        bt.notes.append(f"check before the timing: after {', '.join(BK_LABEL[k] for k in good)}"
+                        f", `{BK_DST}` held the same {n} entries, every file with the same "
+                        f"sha256 (the {BK_FILES} files of {BK_FILE_BYTES // MiB} MiB "
+                        f"included), read on the host from its Mountpoint")
+
+
+def time_backup_ops(st: BackupRun, keys: list[tuple[str, str]], reps: int, fn) -> None:
+    """``reps`` timed runs of each key by ``fn`` (time_backup or time_restore),
+    the order reversed every other round."""
+    for i in range(reps):
+        order = keys if i % 2 == 0 else list(reversed(keys))
+        for key in order:
+            secs, sync_s = fn(st, key)[:2]
+            st.secs.setdefault(key, []).append(secs)
+            st.sync_after.setdefault(key, []).append(sync_s)
+            log(f"{BK_LABEL[key]} run {i + 1}: {secs:.2f} s "
+                f"({BK_BYTES / secs / 1e6:.0f} MB/s), sync after {sync_s:.2f} s")
+
+
+def bench_backup(bt: BackupTable, berth: Berth, dockerd: Dockerd | None, work: str,
+                 reps: int) -> None:
+    st = BackupRun(berth, dockerd, work)
+    try:
+        check_berth_archive_cli(berth)
+        prepare_backup_volumes(bt, st)
+        warm_up_and_check(bt, st)
+        time_backup_ops(st, st.keys(BK_BACKUPS), reps, time_backup)
+        time_backup_ops(st, st.keys(BK_RESTORES), reps, time_restore)
+    except Exception as exc:
+        st.secs.clear()  # no partial samples under a "median of N" label
+        bt.fail("volume backup and restore", exc)
+    finally:
+        for e in engines_of(berth, dockerd):
+            remove_volumes(e, [BK_VOL, BK_DST])
+        for path in (st.dir, st.template):
+            shutil.rmtree(path, ignore_errors=True)
+    add_backup_rows(bt, st, reps)
+    note_backup_runs(bt, st)
+
+
+def fmt_backup(secs: float | None) -> str:
+    return "n/a" if secs is None else f"{secs:.2f} s ({BK_BYTES / secs / 1e6:.0f} MB/s)"
+
+
+def add_backup_rows(bt: BackupTable, st: BackupRun, reps: int) -> None:
+    tar_cf = (f"`docker run --rm --network none -v {BK_VOL}:/data -v <work>/backup:/backup "
+              f"{IMAGE} tar cf /backup/docker-backup.tar -C /data .`")
+    rows = (
+        (f"backup of local volume `{BK_VOL}` ({bk_content_label()}) into a tar file, page "
+         f"cache dropped before each run, median of {reps}. berth: `berth volume export "
+         f"{BK_VOL} -o <work>/backup/berth-backup.tar`; dockerd: {tar_cf}",
+         ("berth", "export"), ("dockerd", "tar_backup")),
+        (f"restore of that archive into a new local volume `{BK_DST}` (its `volume create` "
+         f"untimed on both), median of {reps}. berth: `berth volume import {BK_DST} "
+         f"<work>/backup/berth-backup.tar`; dockerd: `docker run --rm --network none -v "
+         f"{BK_DST}:/data -v <work>/backup:/backup {IMAGE} tar xf /backup/docker-backup.tar "
+         f"-C /data`", ("berth", "import"), ("dockerd", "tar_restore")),
+        (f"for context: the same `docker run … tar cf` backup, berth running the container, "
+         f"median of {reps}", ("berth", "tar_backup"), ("dockerd", "tar_backup")),
+    )
+    for what, bkey, dkey in rows:
+        b, d = median_or_none(st.secs.get(bkey)), median_or_none(st.secs.get(dkey))
+        bt.add(what, fmt_backup(b), fmt_backup(d),
+               fmt_ratio(b / d if b is not None and d else None))
+
+
+def note_backup_runs(bt: BackupTable, st: BackupRun) -> None:
+    failed = [d for d in st.drops if d]
+    if st.drops and not failed:
+        bt.notes.append(f"`sync; echo 3 > /proc/sys/vm/drop_caches` worked before each of "
+                        f"the {len(st.drops)} backups (warm-ups included): they read "
+                        f"`{BK_VOL}` from disk")
+    elif failed:
+        bt.notes.append(f"dropping the page cache FAILED {len(failed)} of {len(st.drops)} "
+                        f"times ({failed[-1]}): the backups may read from the cache")
+    bt.notes.append(f"MB/s = {BK_BYTES} bytes (the {BK_FILES} large files) / time. Each "
+                    f"timing is the whole CLI process, after a 1-run warm-up; `sync` before "
+                    f"each run. Restores do not drop the page cache (the archive, just "
+                    f"written, may be read from it)")
+    if st.sync_after:
+        meds = ", ".join(f"{BK_LABEL[k]} {statistics.median(xs):.2f} s"
+                         for k, xs in st.sync_after.items())
+        bt.notes.append(f"not in the timings: a `sync` right after each run took a median "
+                        f"of {meds}. berth's CLI fsyncs the exported file before renaming "
+                        f"it into place; busybox tar does not fsync")
+    if st.sizes:
+        bt.notes.append("archive sizes: " + ", ".join(f"{k} {v} bytes"
+                                                      for k, v in st.sizes.items()))
+
+
+# ---------------------------------------------------------------------------
 # Machine info
 # ---------------------------------------------------------------------------
 
@@ -1514,8 +1929,9 @@ def main() -> int:
     ap.add_argument("--cli-volumes", type=int, default=1000, help="volumes for the CLI benchmark (default 1000)")
     ap.add_argument("--cli-reps", type=int, default=5, help="CLI calls per engine (default 5)")
     ap.add_argument("--thin", action="store_true",
-                    help="run ONLY the thin-volume section (without a section flag every "
-                         "section runs, this one included)")
+                    help="run ONLY the thin-volume section (plus the backup section with "
+                         "--backup-only; without a section flag every section runs, "
+                         "this one included)")
     ap.add_argument("--no-thin", action="store_true", help="skip the thin-volume section")
     ap.add_argument("--thin-only", choices=("snapshot", "throughput", "df"),
                     help="run only this part of the thin-volume section (implies --thin)")
@@ -1531,6 +1947,15 @@ def main() -> int:
                          "same content (default 1000; at least 2)")
     ap.add_argument("--thin-df-reps", type=int, default=5,
                     help="`system df -v` calls per engine with thin volumes (default 5)")
+    ap.add_argument("--backup-only", action="store_true",
+                    help="run ONLY the volume backup and restore section (plus the thin "
+                         "section with --thin; without a section flag every section "
+                         "runs, this one included)")
+    ap.add_argument("--no-backup", action="store_true",
+                    help="skip the volume backup and restore section")
+    ap.add_argument("--backup-reps", type=int, default=3,
+                    help="timed backups and restores of 1 GiB per engine, after one "
+                         "warm-up (default 3)")
     ap.add_argument("--keep-logs", metavar="DIR",
                     help="copy both daemon logs into DIR before their folders are removed")
     ap.add_argument("--berth-bin", default=os.environ.get("BERTH_BIN"))
@@ -1543,6 +1968,8 @@ def main() -> int:
         args.thin = True
     if args.thin and args.no_thin:
         raise SystemExit("--thin (or --thin-only) and --no-thin exclude each other")
+    if args.backup_only and args.no_backup:
+        raise SystemExit("--backup-only and --no-backup exclude each other")
     if args.thin_volumes < 2:
         raise SystemExit("--thin-volumes must be at least 2 (one filled volume and its clones)")
 
@@ -1572,7 +1999,9 @@ def main() -> int:
     dockerd: Dockerd | None = None
     res = Results()
     thin = ThinTable()
+    backup = BackupTable()
     info: list[tuple[str, str]] = []
+    only = args.thin or args.backup_only  # section flags: run just those sections
     try:
         # Run a private copy, so that a rebuild during the run cannot mix two
         # versions (the daemon starts shims from its own executable).
@@ -1600,7 +2029,7 @@ def main() -> int:
                 raise
             log(f"imported {IMAGE} into {e.name}")
 
-        if not args.thin:
+        if not only:
             # The floor: one docker CLI process and its small version request(s).
             bench_run(res, engines, "baseline: `docker version` (CLI start-up + small requests)",
                       ["version"], args.runs, stats=("median",))
@@ -1615,8 +2044,11 @@ def main() -> int:
                 remove_volumes(e, ["benchvol"])
             bench_volume_api(res, engines, args.volumes, args.list_reps)
             bench_cli_volumes(res, engines, args.cli_volumes, args.cli_reps)
-        if not args.no_thin:
+        if not args.no_thin and (args.thin or not only):
             bench_thin(thin, berth, dockerd, work, args)
+        if not args.no_backup and (args.backup_only or not only):
+            log("backup section: volume backup and restore")
+            bench_backup(backup, berth, dockerd, work, args.backup_reps)
         info = machine_info(berth, berth_bin, dockerd, args.docker_bin, load_start)
     finally:
         for e in (dockerd, berth):
@@ -1646,6 +2078,10 @@ def main() -> int:
         text += "\n### Thin volumes\n\n" + thin.table() + "\n"
     if thin.notes:
         text += "\n" + "\n".join(f"- NOTE: {n}" for n in thin.notes) + "\n"
+    if backup.rows:
+        text += "\n### Volume backup and restore\n\n" + backup.table() + "\n"
+    if backup.notes:
+        text += "\n" + "\n".join(f"- NOTE: {n}" for n in backup.notes) + "\n"
     print(text)
     if args.out:
         with open(args.out, "w") as f:
@@ -1653,8 +2089,10 @@ def main() -> int:
         log(f"wrote {args.out}")
     if thin.failed:
         loud(f"{thin.failed} thin measurement(s) FAILED (n/a in the table; see the NOTEs)")
-        return 1
-    return 0
+    if backup.failed:
+        loud(f"{backup.failed} backup/restore measurement(s) FAILED (n/a in the table; "
+             f"see the NOTEs)")
+    return 1 if thin.failed or backup.failed else 0
 
 
 if __name__ == "__main__":
