@@ -32,6 +32,7 @@ enum ExportEvent {
 
 /// A blocking `Write` whose bytes go to the response, a chunk at a time.
 struct ChannelWriter {
+    runtime: tokio::runtime::Handle,
     tx: mpsc::Sender<ExportEvent>,
     buffer: Vec<u8>,
 }
@@ -43,29 +44,29 @@ impl ChannelWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::take(&mut self.buffer));
-        send_within(&self.tx, ExportEvent::Data(chunk))
+        send_within(&self.runtime, &self.tx, ExportEvent::Data(chunk))
     }
 }
 
 /// Sends `event`, waiting at most [`STALL_LIMIT`] for room: a client that
 /// stops reading ends the export (its mount would otherwise be held, and
-/// the volume kept in use, for ever).
-fn send_within(tx: &mpsc::Sender<ExportEvent>, mut event: ExportEvent) -> std::io::Result<()> {
-    let deadline = std::time::Instant::now() + STALL_LIMIT;
-    loop {
-        event = match tx.try_send(event) {
-            Ok(()) => return Ok(()),
-            Err(mpsc::error::TrySendError::Full(back)) => back,
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                let why = "the client went away";
-                return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, why));
-            }
-        };
-        if std::time::Instant::now() >= deadline {
-            let why = "the client stopped reading";
-            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+/// the volume kept in use, for ever). Runs on a blocking-pool thread, where
+/// blocking on the runtime is allowed.
+fn send_within(
+    runtime: &tokio::runtime::Handle,
+    tx: &mpsc::Sender<ExportEvent>,
+    event: ExportEvent,
+) -> std::io::Result<()> {
+    match runtime.block_on(tokio::time::timeout(STALL_LIMIT, tx.send(event))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "the client went away",
+        )),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client stopped reading",
+        )),
     }
 }
 
@@ -90,8 +91,10 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     let (tx, mut rx) = mpsc::channel(8);
     let svc: Arc<VolumeService> = state.volumes.clone();
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let writer = ChannelWriter {
+            runtime: runtime.clone(),
             tx: tx.clone(),
             buffer: Vec::with_capacity(CHUNK),
         };
@@ -99,7 +102,7 @@ pub async fn export(
         if let Err(e) = &result {
             tracing::warn!(volume = %name, "export ended early: {e}");
         }
-        let _ = send_within(&tx, ExportEvent::Done(result));
+        let _ = send_within(&runtime, &tx, ExportEvent::Done(result));
     });
     let first = match rx.recv().await {
         Some(ExportEvent::Done(Err(e))) => return Err(e.into()),

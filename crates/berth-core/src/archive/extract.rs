@@ -262,26 +262,40 @@ fn copy_keeping_holes(
 ) -> Result<(), ArchiveError> {
     use std::io::{Seek, SeekFrom, Write};
     const BLOCK: usize = 4096;
-    let mut buf = vec![0u8; 64 * BLOCK];
+    let mut buf = vec![0u8; 256 * BLOCK];
     let mut length = 0u64;
     loop {
         let n = read_full(input, &mut buf).map_err(ArchiveError::tar)?;
         if n == 0 {
             break;
         }
-        for block in buf[..n].chunks(BLOCK) {
-            let io = |e| ArchiveError::io(target, e);
-            if block.iter().all(|b| *b == 0) {
-                file.seek(SeekFrom::Current(block.len() as i64))
+        // Runs of data blocks go out in one write, runs of zero blocks in
+        // one seek.
+        let io = |e| ArchiveError::io(target, e);
+        let chunk = &buf[..n];
+        let mut start = 0;
+        while start < n {
+            let zero = is_zero(&chunk[start..(start + BLOCK).min(n)]);
+            let mut end = (start + BLOCK).min(n);
+            while end < n && is_zero(&chunk[end..(end + BLOCK).min(n)]) == zero {
+                end = (end + BLOCK).min(n);
+            }
+            if zero {
+                file.seek(SeekFrom::Current((end - start) as i64))
                     .map_err(io)?;
             } else {
-                file.write_all(block).map_err(io)?;
+                file.write_all(&chunk[start..end]).map_err(io)?;
             }
+            start = end;
         }
         length += n as u64;
     }
     file.set_len(length)
         .map_err(|e| ArchiveError::io(target, e))
+}
+
+fn is_zero(block: &[u8]) -> bool {
+    block.iter().all(|b| *b == 0)
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.

@@ -9,3 +9,14 @@ pub mod reflink;
 pub mod remove_tree;
 pub mod units;
 pub mod usage;
+
+/// `syncfs(2)` on the filesystem holding `path`: everything written to it
+/// is on disk when this returns (what an operation acknowledges as done).
+pub fn sync_filesystem(path: &std::path::Path) -> std::io::Result<()> {
+    let dir = std::fs::File::open(path)?;
+    // SAFETY: syncfs on an open descriptor.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

