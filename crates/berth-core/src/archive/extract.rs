@@ -11,9 +11,7 @@
 //! checks cannot race with another writer.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::sys::stat::{Mode, SFlag};
@@ -394,23 +392,7 @@ fn apply_metadata<R: Read>(
 }
 
 fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ArchiveError> {
-    let c_path =
-        CString::new(path.as_os_str().as_bytes()).map_err(|e| ArchiveError::io(path, e.into()))?;
-    let c_name = CString::new(name).map_err(|e| ArchiveError::io(path, e.into()))?;
-    // SAFETY: valid NUL-terminated strings and a live byte slice.
-    let rc = unsafe {
-        libc::lsetxattr(
-            c_path.as_ptr(),
-            c_name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(ArchiveError::io(path, std::io::Error::last_os_error()));
-    }
-    Ok(())
+    crate::sys::xattr::set(path, name.as_bytes(), value).map_err(|e| ArchiveError::io(path, e))
 }
 
 fn set_mtime(path: &Path, mtime: u64) -> Result<(), ArchiveError> {

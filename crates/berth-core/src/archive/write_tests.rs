@@ -95,19 +95,7 @@ fn gnu_extract(archive: &[u8], work: &Path) -> (String, PathBuf) {
 }
 
 fn set_xattr(path: &Path, name: &str, value: &[u8]) {
-    let c_path = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let c_name = CString::new(name).unwrap();
-    // SAFETY: valid strings and buffer.
-    let r = unsafe {
-        libc::lsetxattr(
-            c_path.as_ptr(),
-            c_name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    assert_eq!(r, 0, "{}", io::Error::last_os_error());
+    crate::sys::xattr::set(path, name.as_bytes(), value).unwrap();
 }
 
 fn get_xattr(path: &Path, name: &str) -> Vec<u8> {

@@ -5,10 +5,8 @@
 //! volume (with progress).
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -172,10 +170,6 @@ fn copy_range(src: &File, dst: &File, start: u64, end: u64) -> std::io::Result<u
     Ok(off_in as u64 - start)
 }
 
-fn c_path(path: &Path) -> std::io::Result<CString> {
-    Ok(CString::new(path.as_os_str().as_bytes())?)
-}
-
 /// Owner, mode, extended attributes and times of `from` onto `to`, without
 /// following a symlink.
 fn copy_metadata(from: &Path, to: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
@@ -208,46 +202,12 @@ fn copy_metadata(from: &Path, to: &Path, meta: &std::fs::Metadata) -> std::io::R
 /// User and security attributes; overlayfs' own `trusted.overlay.*` stay
 /// behind (they describe the image's layers, not the data).
 fn copy_xattrs(from: &Path, to: &Path) -> std::io::Result<()> {
-    let (src, dst) = (c_path(from)?, c_path(to)?);
-    let mut names = vec![0u8; 64 * 1024];
-    // SAFETY: valid path and buffer.
-    let n = unsafe { libc::llistxattr(src.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    if n <= 0 {
-        return Ok(());
-    }
-    for name in names[..n as usize]
-        .split(|b| *b == 0)
-        .filter(|n| !n.is_empty())
-    {
+    for name in super::xattr::names(from)? {
         if name.starts_with(b"trusted.overlay.") {
             continue;
         }
-        let c_name = CString::new(name)?;
-        let mut value = vec![0u8; 64 * 1024];
-        // SAFETY: valid path, name and buffer.
-        let len = unsafe {
-            libc::lgetxattr(
-                src.as_ptr(),
-                c_name.as_ptr(),
-                value.as_mut_ptr().cast(),
-                value.len(),
-            )
-        };
-        if len < 0 {
-            continue;
-        }
-        // SAFETY: valid path, name and value slice.
-        let rc = unsafe {
-            libc::lsetxattr(
-                dst.as_ptr(),
-                c_name.as_ptr(),
-                value.as_ptr().cast(),
-                len as usize,
-                0,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
+        if let Some(value) = super::xattr::get(from, &name)? {
+            super::xattr::set(to, &name, &value)?;
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ pub mod reflink;
 pub mod remove_tree;
 pub mod units;
 pub mod usage;
+pub mod xattr;
 
 /// `syncfs(2)` on the filesystem holding `path`: everything written to it
 /// is on disk when this returns (what an operation acknowledges as done).

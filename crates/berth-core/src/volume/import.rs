@@ -17,9 +17,7 @@
 //! - Staging folders are recognised by a `trusted.` extended attribute,
 //!   which containers cannot set, not by their name alone.
 
-use std::ffi::CString;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -204,38 +202,13 @@ fn remove_staging(staging: &Path) -> std::io::Result<()> {
 }
 
 fn set_mark(path: &Path, value: &[u8]) -> std::io::Result<()> {
-    let c_path = CString::new(path.as_os_str().as_bytes())?;
-    let c_name = CString::new(STAGING_XATTR)?;
-    // SAFETY: valid C strings and value slice.
-    let rc = unsafe {
-        libc::lsetxattr(
-            c_path.as_ptr(),
-            c_name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    crate::sys::xattr::set(path, STAGING_XATTR.as_bytes(), value)
 }
 
 fn read_mark(path: &Path) -> Option<Vec<u8>> {
-    let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let c_name = CString::new(STAGING_XATTR).ok()?;
-    let mut value = [0u8; 16];
-    // SAFETY: valid C strings and buffer.
-    let n = unsafe {
-        libc::lgetxattr(
-            c_path.as_ptr(),
-            c_name.as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    (n >= 0).then(|| value[..n as usize].to_vec())
+    crate::sys::xattr::get(path, STAGING_XATTR.as_bytes())
+        .ok()
+        .flatten()
 }
 
 /// Whether `path` is a real folder (a symlink to one is not).
