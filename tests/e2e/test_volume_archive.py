@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import shutil
 import subprocess
 import tarfile
@@ -220,7 +221,11 @@ def test_client_going_away_and_kill9_release_the_mount(berth_factory, work):
     subprocess.run(["tar", "-cf", archive, "-C", src, "."], check=True)
     proc = subprocess.Popen([d.bin, "-H", d.host, "volume", "import", "target", archive],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while not any(n.startswith(".berth-import-") for n in os.listdir(d.mountpoint("target"))):
+        assert time.monotonic() < deadline, "the import never began staging"
+        time.sleep(0.01)
+    time.sleep(random.uniform(0, 0.5))  # somewhere in staging or merging
     d.kill9()
     proc.wait(timeout=30)
     d.start()
@@ -318,3 +323,63 @@ def test_start_up_finishes_a_merge_a_crash_cut(berth_factory):
     assert open(os.path.join(root, "sub", "moved")).read() == "late"
     assert sorted(os.listdir(root)) == ["sub"]
     d.docker("volume", "rm", "vol")  # the mount id was released
+
+
+def test_tmpfs_volumes_are_refused(daemon, uniq):
+    vol = f"{uniq}tmp"
+    daemon.docker("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", vol)
+    status, body = import_raw(daemon, vol, tar_of({"f": b"x"}))
+    assert status == 400 and "tmpfs" in body["message"], body
+
+
+def test_merging_never_follows_symlinks_in_the_volume(daemon, uniq, work):
+    vol = f"{uniq}v"
+    daemon.docker("volume", "create", vol)
+    root = daemon.mountpoint(vol)
+    victim_dir = os.path.join(work, "victim")
+    os.makedirs(victim_dir)
+    victim_file = os.path.join(work, "victim-file")
+    with open(victim_file, "w") as f:
+        f.write("untouched")
+    os.symlink(victim_dir, os.path.join(root, "d"))
+    os.symlink(victim_file, os.path.join(root, "f"))
+    status, body = import_raw(daemon, vol, tar_of({"d": None, "d/x": b"in"}))
+    assert status == 409 and "d is a folder on one side" in body["message"], body
+    assert os.listdir(victim_dir) == []
+    assert import_raw(daemon, vol, tar_of({"f": b"new"}))[0] == 204
+    assert not os.path.islink(os.path.join(root, "f"))
+    assert open(os.path.join(root, "f")).read() == "new"
+    assert open(victim_file).read() == "untouched"
+
+
+def test_merged_folders_take_the_archives_attributes(daemon, uniq):
+    vol = f"{uniq}v"
+    daemon.docker("volume", "create", vol)
+    root = daemon.mountpoint(vol)
+    os.makedirs(os.path.join(root, "d"))
+    data = tar_of({"d": None, "d/f": b"x"}, root_mode=0o750, pax={"SCHILY.xattr.user.tag": "gold"})
+    assert import_raw(daemon, vol, data)[0] == 204
+    assert os.getxattr(os.path.join(root, "d"), "user.tag") == b"gold"
+    assert os.stat(root).st_mode & 0o7777 == 0o750
+
+
+def test_a_merge_that_fails_part_way_is_finished_at_start_up(berth_factory):
+    d = berth_factory().start()
+    d.docker("volume", "create", "vol")
+    locked = os.path.join(d.mountpoint("vol"), "locked")
+    os.makedirs(locked)
+    subprocess.run(["chattr", "+i", locked], check=True)
+    try:
+        status, body = import_raw(d, "vol", tar_of({"aaa": b"1", "locked": None,
+                                                    "locked/new": b"2"}))
+        assert status == 500 and "finishes it" in body["message"], body
+        assert [n for n in os.listdir(d.mountpoint("vol"))
+                if n.startswith(".berth-import-")], "the staging folder stays"
+        p = d.docker("volume", "rm", "vol", check=False)
+        assert p.returncode != 0 and "in use" in p.stderr, "held until settled"
+    finally:
+        subprocess.run(["chattr", "-i", locked], check=True)
+    d.restart()
+    assert open(os.path.join(locked, "new")).read() == "2"
+    assert staging_left(d.mountpoint("vol")) == []
+    d.docker("volume", "rm", "vol")

@@ -21,7 +21,7 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{names, VolumeError, VolumeService, OPERATION_MOUNT_PREFIX};
+use super::{VolumeError, VolumeService, OPERATION_MOUNT_PREFIX};
 use crate::archive::ArchiveError;
 use crate::driver::VolumeDriver;
 use crate::store::VolumeRecord;
@@ -32,6 +32,9 @@ const STAGING_PREFIX: &str = ".berth-import-";
 const STAGING_XATTR: &str = "trusted.berth.import";
 const STAGED: &[u8] = b"staged";
 const MERGING: &[u8] = b"merging";
+/// Merging, and the archive had a root entry: the staging folder's owner,
+/// mode and attributes go to the volume root when the merge is done.
+const MERGING_ROOT: &[u8] = b"merging+root";
 
 impl VolumeService {
     /// Extracts a tar stream (plain, gzip or zstd) into volume `name`,
@@ -54,14 +57,27 @@ impl VolumeService {
                 holders,
             });
         }
+        refuse_tmpfs(&record)?;
         let driver = self.driver_of("import", &record)?;
         let id = super::archive::operation_mount_id("import");
         let root = self.mount_locked(&record, driver.as_ref(), &id)?;
-        let result = import_into(name, input, &root);
-        self.unmount_locked(&record, driver.as_ref(), &id);
-        result?;
-        self.publish("import", name, &[]);
-        Ok(())
+        let result = import_into(name, input, &root, &id);
+        match result {
+            Err(Failed {
+                merge_begun: true,
+                error,
+            }) => {
+                // Keep the mount id stored: start-up finishes the merge.
+                let _ = driver.unmount(name, &id);
+                Err(error)
+            }
+            other => {
+                self.unmount_locked(&record, driver.as_ref(), &id);
+                other.map_err(|f| f.error)?;
+                self.publish("import", name, &[]);
+                Ok(())
+            }
+        }
     }
 
     /// Mounts for an operation while the caller holds the name lock; the id
@@ -109,7 +125,7 @@ impl VolumeService {
             let root = driver
                 .mount(name, &record.options, id)
                 .map_err(|e| VolumeError::driver("reconcile", name, e))?;
-            let settled = settle_staging(&root);
+            let settled = settle_staging(&root, Some(id));
             let _ = driver.unmount(name, id);
             settled.map_err(|e| archive_error(name, ArchiveError::io(&root, e)))?;
         }
@@ -127,11 +143,52 @@ fn archive_error(name: &str, source: ArchiveError) -> VolumeError {
     }
 }
 
+/// A tmpfs volume holds data only while a container has it mounted, and
+/// import refuses mounted volumes: an import could only vanish.
+fn refuse_tmpfs(record: &VolumeRecord) -> Result<(), VolumeError> {
+    if record.options.get("type").map(String::as_str) != Some("tmpfs") {
+        return Ok(());
+    }
+    let why = "a tmpfs volume holds data only while a container has it mounted; \
+               there is nothing to import into";
+    Err(VolumeError::driver(
+        "import",
+        &record.name,
+        crate::driver::DriverError::Unsupported(why.into()),
+    ))
+}
+
+/// An import that failed, and whether its merge had begun (then the
+/// staging folder must stay for start-up to finish).
+struct Failed {
+    error: VolumeError,
+    merge_begun: bool,
+}
+
+impl From<VolumeError> for Failed {
+    fn from(error: VolumeError) -> Self {
+        Failed {
+            error,
+            merge_begun: false,
+        }
+    }
+}
+
+/// The staging folder of the import with mount id `id` (named after it,
+/// so start-up finds it even before it is marked).
+fn staging_of(root: &Path, id: &str) -> PathBuf {
+    let suffix = id.rsplit('-').next().unwrap_or(id);
+    root.join(format!("{STAGING_PREFIX}{suffix}"))
+}
+
 /// Settles what an earlier run left, stages, checks, then merges.
-fn import_into(name: &str, input: impl Read, root: &Path) -> Result<(), VolumeError> {
-    settle_staging(root).map_err(|e| archive_error(name, ArchiveError::io(root, e)))?;
-    let staging = root.join(format!("{STAGING_PREFIX}{}", &names::random_id()[..12]));
+fn import_into(name: &str, input: impl Read, root: &Path, id: &str) -> Result<(), Failed> {
+    settle_staging(root, None).map_err(|e| archive_error(name, ArchiveError::io(root, e)))?;
+    let staging = staging_of(root, id);
     let result = stage_and_merge(name, input, &staging, root);
+    if matches!(&result, Err(f) if f.merge_begun) {
+        return result;
+    }
     if let Err(e) = remove_staging(&staging) {
         tracing::warn!(volume = %name, error = %e, "removing the import staging folder");
     }
@@ -143,30 +200,58 @@ fn stage_and_merge(
     input: impl Read,
     staging: &Path,
     root: &Path,
-) -> Result<(), VolumeError> {
+) -> Result<(), Failed> {
     let io_err = |path: &Path, e| archive_error(name, ArchiveError::io(path, e));
     std::fs::create_dir(staging).map_err(|e| io_err(staging, e))?;
     set_mark(staging, STAGED).map_err(|e| io_err(staging, e))?;
     let reader = crate::archive::decompress(input).map_err(|e| archive_error(name, e))?;
     let unpacked = crate::archive::extract::unpack_complete(reader, staging, false)
         .map_err(|e| archive_error(name, e))?;
-    // Taken now: moving the entries out changes the folder's times.
-    let root_meta = std::fs::symlink_metadata(staging).map_err(|e| io_err(staging, e))?;
     if let Some(path) =
         first_kind_conflict(staging, root, Path::new("")).map_err(|e| io_err(root, e))?
     {
         return Err(VolumeError::ImportConflict {
             name: name.to_string(),
             path: path.display().to_string(),
-        });
+        }
+        .into());
     }
-    set_mark(staging, MERGING).map_err(|e| io_err(staging, e))?;
-    move_into_place(staging, root).map_err(|e| io_err(root, e))?;
-    if unpacked.had_root {
-        apply_folder_metadata(&root_meta, root).map_err(|e| io_err(root, e))?;
+    // The staged data is on disk before the mark that says "finish me":
+    // a roll-forward must never move empty files over good ones.
+    crate::sys::sync_filesystem(root).map_err(|e| io_err(root, e))?;
+    let mark = if unpacked.had_root {
+        MERGING_ROOT
+    } else {
+        MERGING
+    };
+    set_mark(staging, mark).map_err(|e| io_err(staging, e))?;
+    crate::sys::sync_filesystem(root).map_err(|e| io_err(root, e))?;
+    merge(staging, root).map_err(|e| Failed {
+        error: merge_error(name, root, e),
+        merge_begun: true,
+    })
+}
+
+/// Moves the staged entries into place and, when the archive had a root
+/// entry, gives the root the staging folder's metadata; then syncs
+/// (acknowledged means on disk).
+fn merge(staging: &Path, root: &Path) -> std::io::Result<()> {
+    let had_root = read_mark(staging).as_deref() == Some(MERGING_ROOT);
+    // Taken before the entries move out, which changes the folder's times.
+    let meta = std::fs::symlink_metadata(staging)?;
+    move_into_place(staging, root)?;
+    if had_root {
+        apply_folder_metadata(&meta, staging, root)?;
     }
-    // Acknowledged means on disk.
-    crate::sys::sync_filesystem(root).map_err(|e| io_err(root, e))
+    crate::sys::sync_filesystem(root)
+}
+
+fn merge_error(name: &str, root: &Path, e: std::io::Error) -> VolumeError {
+    let why = format!(
+        "the merge failed part way ({e}); the volume stays in use until the daemon's next \
+         start, which finishes it"
+    );
+    archive_error(name, ArchiveError::io(root, std::io::Error::other(why)))
 }
 
 /// Whether `path` is a staging folder berth made (name and mark).
@@ -178,16 +263,23 @@ pub(super) fn is_staging(path: &Path) -> bool {
 }
 
 /// Staging folders left at `root`: a marked `merging` one is finished,
-/// any other is deleted.
-fn settle_staging(root: &Path) -> std::io::Result<()> {
+/// any other is deleted; so is the (maybe not yet marked) staging folder
+/// of the import with mount id `crashed`.
+fn settle_staging(root: &Path, crashed: Option<&str>) -> std::io::Result<()> {
+    if let Some(id) = crashed {
+        let own = staging_of(root, id);
+        if own.exists() && read_mark(&own).is_none() {
+            remove_staging(&own)?;
+        }
+    }
     for entry in std::fs::read_dir(root)? {
         let path = entry?.path();
         if !is_staging(&path) {
             continue;
         }
-        if read_mark(&path).as_deref() == Some(MERGING) {
+        if read_mark(&path).is_some_and(|m| m.starts_with(MERGING)) {
             tracing::warn!(folder = %path.display(), "finishing an import a crash cut short");
-            move_into_place(&path, root)?;
+            merge(&path, root)?;
         }
         remove_staging(&path)?;
     }
@@ -256,7 +348,7 @@ fn move_into_place(staged: &Path, target: &Path) -> std::io::Result<()> {
         if entry.file_type()?.is_dir() && is_real_dir(&to)? == Some(true) {
             let meta = std::fs::symlink_metadata(entry.path())?;
             move_into_place(&entry.path(), &to)?;
-            apply_folder_metadata(&meta, &to)?;
+            apply_folder_metadata(&meta, &entry.path(), &to)?;
             std::fs::remove_dir(entry.path())?;
         } else {
             std::fs::rename(entry.path(), &to)?;
@@ -265,8 +357,17 @@ fn move_into_place(staged: &Path, target: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Owner, mode and times of a folder (`meta`) onto folder `to`.
-fn apply_folder_metadata(meta: &std::fs::Metadata, to: &Path) -> std::io::Result<()> {
+/// Owner, mode, times (`meta`, taken before the folder's entries moved)
+/// and extended attributes of folder `from` onto folder `to`.
+fn apply_folder_metadata(meta: &std::fs::Metadata, from: &Path, to: &Path) -> std::io::Result<()> {
+    for name in crate::sys::xattr::names(from)? {
+        if name.starts_with(STAGING_XATTR.as_bytes()) {
+            continue;
+        }
+        if let Some(value) = crate::sys::xattr::get(from, &name)? {
+            crate::sys::xattr::set(to, &name, &value)?;
+        }
+    }
     std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))?;
     let mode = std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777);
     std::fs::set_permissions(to, mode)?;
