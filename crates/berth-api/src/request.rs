@@ -192,14 +192,32 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     }
 }
 
+/// How long an upload may send nothing before it is abandoned: the core
+/// call reading it may hold a lock (a volume import holds the volume's).
+const UPLOAD_STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The request body as a blocking reader, for core calls on the blocking
-/// pool (uploads: image import and load, volume import).
+/// pool (uploads: image import and load, volume import). A client that
+/// sends nothing for [`UPLOAD_STALL_LIMIT`] gets the read failed.
 pub fn body_reader(
     body: axum::body::Body,
 ) -> tokio_util::io::SyncIoBridge<impl tokio::io::AsyncRead + Unpin> {
-    use futures_util::TryStreamExt;
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream))
+    use futures_util::StreamExt;
+    let data = body.into_data_stream();
+    let stream = futures_util::stream::unfold(Some(data), |state| async move {
+        let mut data = state?;
+        match tokio::time::timeout(UPLOAD_STALL_LIMIT, data.next()).await {
+            Ok(Some(chunk)) => Some((chunk.map_err(std::io::Error::other), Some(data))),
+            Ok(None) => None,
+            Err(_) => {
+                let why = "the client stopped sending";
+                let e = std::io::Error::new(std::io::ErrorKind::TimedOut, why);
+                Some((Err(e), None))
+            }
+        }
+    });
+    let reader = tokio_util::io::StreamReader::new(Box::pin(stream));
+    tokio_util::io::SyncIoBridge::new(reader)
 }
 
 #[cfg(test)]
