@@ -80,6 +80,30 @@ def test_local_volume_with_mount_options_is_refused(daemon, uniq):
     assert f"{uniq}copy" not in daemon.list_volumes() and daemon.volume_dirs() == before
 
 
+def test_clone_is_refused_while_a_container_mounts_the_source(daemon, image, uniq):
+    """The copy walks the source by path: a container could swap a file for a
+    symlink to host data or for a FIFO meanwhile. So a local volume is not
+    cloned while it is mounted; once the container stops, it is."""
+    src, dst = f"{uniq}src", f"{uniq}dst"
+    daemon.docker("volume", "create", src)
+    with open(os.path.join(daemon.mountpoint(src), "f"), "wb") as f:
+        f.write(b"kept")
+    cid = daemon.docker("run", "-d", "--name", f"{uniq}holder", "-v", f"{src}:/d", image,
+                        "sleep", "60").stdout.strip()
+    before = daemon.volume_dirs()
+    for path in (f"/berth/v1/volumes/{src}/clone", f"/berth/v1/volumes/{src}/clone?progress=1"):
+        status, body = daemon.api("POST", path, body={"Target": dst})
+        assert status == 409, (path, status, body)
+        assert body["message"] == f"clone {src}: volume is in use - [{cid}]", body
+    p = daemon.berth_cli("volume", "clone", src, dst, check=False)
+    assert p.returncode != 0 and cid in p.stderr and "in use" in p.stderr, p.stderr
+    assert dst not in daemon.list_volumes() and daemon.volume_dirs() == before
+    daemon.docker("stop", "-t", "0", cid)
+    assert daemon.berth_cli("volume", "clone", src, dst).stdout.strip() == dst
+    with open(os.path.join(daemon.mountpoint(dst), "f"), "rb") as f:
+        assert f.read() == b"kept"
+
+
 def test_client_going_away_stops_the_copy_and_rolls_back(daemon, uniq):
     src, dst = f"{uniq}big", f"{uniq}half"
     daemon.docker("volume", "create", src)

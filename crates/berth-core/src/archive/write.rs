@@ -289,12 +289,24 @@ fn header_from(meta: &Metadata) -> Header {
     header
 }
 
-/// A PAX header's own name, as GNU tar makes it (short enough for ustar).
+/// A PAX header's own name, as GNU tar makes it, always short enough for
+/// ustar's 100-byte name field: readers ignore it, so the entry's base name
+/// is cut to at most [`PAX_BASE_MAX`] bytes *after* it is made valid UTF-8
+/// (each invalid byte becomes a 3-byte U+FFFD, so cutting the raw bytes
+/// first could leave it longer than the field, and the export would fail).
 fn pax_name(rel: &Path) -> PathBuf {
     let base = rel.file_name().map(|n| n.as_bytes()).unwrap_or(b"entry");
-    let base = String::from_utf8_lossy(&base[..base.len().min(80)]).into_owned();
-    Path::new("PaxHeaders.0").join(base)
+    let base = String::from_utf8_lossy(base);
+    let mut cut = base.len().min(PAX_BASE_MAX);
+    while !base.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Path::new("PaxHeaders.0").join(&base[..cut])
 }
+
+/// The longest base name a PAX header's own name keeps, in bytes
+/// (`PaxHeaders.0/` plus this fits ustar's 100-byte name field).
+const PAX_BASE_MAX: usize = 80;
 
 /// `"<len> <key>=<value>\n"`, where `<len>` counts the whole record,
 /// itself included.
@@ -315,3 +327,63 @@ fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 #[path = "write_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod pax_name_tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn pax_names_fit_ustar_for_names_that_are_not_utf8() {
+        // Names the lossy conversion makes longer than ustar's field.
+        let names = [
+            b"caf\xe9".repeat(20),
+            b"\xff".repeat(255),
+            format!("x{}", "é".repeat(127)).into_bytes(), // byte 80 is mid-character
+        ];
+        for n in &names {
+            let name = pax_name(Path::new(OsStr::from_bytes(n)));
+            assert!(name.as_os_str().len() <= 100, "{name:?}");
+            assert!(name.to_str().is_some(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_named_in_no_encoding_with_an_xattr_is_exported_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        // 80 bytes, 20 of them invalid UTF-8: 120 once made lossy.
+        let raw = b"caf\xe9".repeat(20);
+        let name = OsStr::from_bytes(&raw);
+        let file = root.join(name);
+        std::fs::write(&file, b"data").unwrap();
+        crate::sys::xattr::set(&file, b"user.note", b"v").unwrap();
+        let mut out = Vec::new();
+        write_tree(&root, &mut out, &|_| false).unwrap();
+        let mut archive = tar::Archive::new(out.as_slice());
+        let mut found = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut xattrs = Vec::new();
+            if let Some(pax) = entry.pax_extensions().unwrap() {
+                for ext in pax {
+                    let ext = ext.unwrap();
+                    xattrs.push((ext.key().unwrap().to_string(), ext.value_bytes().to_vec()));
+                }
+            }
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            let path = entry.path_bytes().into_owned();
+            found.push((path, data, xattrs));
+        }
+        assert_eq!(found.len(), 2, "the root and the file");
+        let (path, data, xattrs) = &found[1];
+        assert_eq!(path, &raw);
+        assert_eq!(data, b"data");
+        assert_eq!(
+            xattrs,
+            &[("SCHILY.xattr.user.note".to_string(), b"v".to_vec())]
+        );
+    }
+}

@@ -52,7 +52,10 @@ impl ContainerService {
             self.volumes.mark_populated(&m.name)?;
             return Ok(());
         };
-        let mount_id = format!("copyup-{id}");
+        // An operation's id, not a container's: after a crash during the
+        // copy, start-up drops it instead of replaying it as a container
+        // mount that nothing would ever release.
+        let mount_id = format!("{}copyup-{id}", crate::volume::OPERATION_MOUNT_PREFIX);
         let target = self.volumes.mount(&m.name, &mount_id)?;
         let copied = copy_if_empty(&fd_path(&source), &target, &m.name);
         self.volumes.unmount(&m.name, &mount_id)?;

@@ -181,10 +181,11 @@ impl VolumeService {
 
     /// The record of a volume that can be cloned to `dst`: `src` is ready,
     /// `dst` is free (no volume, no storage the driver has under that name,
-    /// not the target of an unfinished rename), and a local `src` keeps its
+    /// not the target of an unfinished rename), a local `src` keeps its
     /// data in berth's folder (with mount options its data lives on a
     /// device or tmpfs that a folder copy would miss, and a copy of the
-    /// options would share it).
+    /// options would share it), and a `src` copied file by file is mounted
+    /// by no one.
     fn clone_source(&self, src: &str, dst: &str) -> Result<VolumeRecord, VolumeError> {
         let record = self.ready("clone", src)?;
         if self.record("clone", dst)?.is_some() {
@@ -207,8 +208,33 @@ impl VolumeService {
             ));
         }
         let driver = self.driver_of("clone", &record)?;
+        if driver.extended().is_none() {
+            self.refuse_if_mounted_for_copy(src)?;
+        }
         self.refuse_if_storage_exists("clone", driver.as_ref(), dst)?;
         Ok(record)
+    }
+
+    /// A file-by-file copy walks the source by path, so a container with
+    /// the source mounted could swap a file for a symlink (to host data,
+    /// which would land in the clone) or for a FIFO (which would hang the
+    /// clone with both name locks held): such a clone is refused while any
+    /// mount id is active. Block-sharing clones copy the image as one
+    /// frozen instant and stay allowed. The caller holds `src`'s name lock,
+    /// so no container mounts it while the copy runs.
+    fn refuse_if_mounted_for_copy(&self, src: &str) -> Result<(), VolumeError> {
+        let holders = self
+            .store
+            .mounts(src)
+            .map_err(|e| VolumeError::store("clone", src, e))?;
+        if holders.is_empty() {
+            return Ok(());
+        }
+        Err(VolumeError::InUse {
+            op: "clone",
+            name: src.to_string(),
+            holders,
+        })
     }
 
     /// Every driver's pool report (drivers without a pool are left out).
@@ -288,14 +314,19 @@ fn copy_data(
         Some(ext) => {
             progress(CloneProgress::default())
                 .map_err(|e| DriverError::io("cloning the volume", e))?;
+            // Not synced here: the new image lives in the driver's pool,
+            // which no driver method names (its `path` is the mount point,
+            // on another filesystem while unmounted). Making the clone
+            // durable before it is acknowledged is the driver's to do.
             Ok(ext.clone_volume(src, dst)?)
         }
         None => copy_local(driver, src, dst, progress),
     }
 }
 
-/// Clone for drivers without block sharing: measure, create, then copy the
-/// files (copy_file_range: reflinks where the filesystem can). Storage that
+/// Clone for drivers without block sharing: measure, create, copy the files
+/// (copy_file_range: reflinks where the filesystem can), then sync the
+/// target's filesystem. Storage that
 /// `create` finds already there (it adopts it, `Ok(false)`) is not copied
 /// into: [`CopyError::Taken`].
 fn copy_local(
@@ -319,5 +350,9 @@ fn copy_local(
         progress(done)
     })
     .map_err(copying)?;
+    // The clone is acknowledged as a volume once its row is ready: its data
+    // (and the folders made for it) must be on disk by then.
+    crate::sys::sync_filesystem(&target)
+        .map_err(|e| DriverError::io("syncing the cloned volume", e))?;
     Ok(())
 }

@@ -69,11 +69,11 @@ impl VolumeService {
             }) => {
                 // Keep the mount id stored: start-up finishes the merge.
                 let _ = driver.unmount(name, &id);
-                Err(error)
+                Err(*error)
             }
             other => {
                 self.unmount_locked(&record, driver.as_ref(), &id);
-                other.map_err(|f| f.error)?;
+                other.map_err(|f| *f.error)?;
                 self.publish("import", name, &[]);
                 Ok(())
             }
@@ -161,14 +161,14 @@ fn refuse_tmpfs(record: &VolumeRecord) -> Result<(), VolumeError> {
 /// An import that failed, and whether its merge had begun (then the
 /// staging folder must stay for start-up to finish).
 struct Failed {
-    error: VolumeError,
+    error: Box<VolumeError>,
     merge_begun: bool,
 }
 
 impl From<VolumeError> for Failed {
     fn from(error: VolumeError) -> Self {
         Failed {
-            error,
+            error: Box::new(error),
             merge_begun: false,
         }
     }
@@ -227,7 +227,7 @@ fn stage_and_merge(
     set_mark(staging, mark).map_err(|e| io_err(staging, e))?;
     crate::sys::sync_filesystem(root).map_err(|e| io_err(root, e))?;
     merge(staging, root).map_err(|e| Failed {
-        error: merge_error(name, root, e),
+        error: Box::new(merge_error(name, root, e)),
         merge_begun: true,
     })
 }

@@ -88,7 +88,9 @@ impl VolumeService {
     }
 
     /// A ready row: its storage must exist (recreate it empty, loudly, if
-    /// not) and its persisted mount ids are replayed into the driver.
+    /// not) and its persisted mount ids are replayed into the driver. An id
+    /// that fails is reported in `report.problems` and the others are still
+    /// replayed.
     fn check_ready(
         &self,
         record: &VolumeRecord,
@@ -107,14 +109,19 @@ impl VolumeService {
             .map_err(|e| VolumeError::store("reconcile", name, e))?;
         for id in mounts {
             if id.starts_with(super::OPERATION_MOUNT_PREFIX) {
-                // An export or import that died with the daemon.
-                self.settle_operation_mount(record, driver.as_ref(), &id)?;
+                // An operation (export, import, copy-up) that died with the
+                // daemon.
+                if let Err(e) = self.settle_operation_mount(record, driver.as_ref(), &id) {
+                    report.problems.push(format!("{e} (mount id {id})"));
+                }
                 continue;
             }
-            driver
-                .mount(name, &record.options, &id)
-                .map_err(driver_err)?;
-            report.remounted += 1;
+            match driver.mount(name, &record.options, &id) {
+                Ok(_) => report.remounted += 1,
+                Err(e) => report
+                    .problems
+                    .push(format!("{} (mount id {id})", driver_err(e))),
+            }
         }
         Ok(())
     }

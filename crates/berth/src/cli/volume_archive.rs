@@ -70,13 +70,23 @@ pub async fn export(api: &ApiClient, a: ExportArgs) -> Result<i32> {
 /// Copies `input` into a temporary file beside `file`, syncs it and renames
 /// it over `file`: a failed or interrupted export never replaces (or
 /// truncates) the archive `file` held before, and never passes for whole.
+/// The temporary file has a random name and is made new (`O_EXCL`, never
+/// through a symlink, mode 0600, which the archive keeps), so whoever else
+/// can write to that folder cannot make the export write elsewhere, and no
+/// one else can read the volume's data from it.
 async fn write_file_whole(
     input: &mut (impl tokio::io::AsyncRead + Unpin),
     file: &PathBuf,
 ) -> Result<u64> {
     let name = file.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = file.with_file_name(format!(".{name}.{}.partial", std::process::id()));
-    let mut out = tokio::fs::File::create(&tmp)
+    let suffix = &berth_core::volume::names::random_id()[..16];
+    let tmp = file.with_file_name(format!(".{name}.{suffix}.partial"));
+    let mut out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o600)
+        .open(&tmp)
         .await
         .with_context(|| format!("creating {}", tmp.display()))?;
     let result = async {

@@ -85,7 +85,9 @@ impl ExtendedDriver for ThinDriver {
         let _ = std::fs::remove_file(&staged);
         reflink::clone_file(&image, &staged).map_err(|e| io("cloning the volume image", e))?;
         drop(_frozen);
-        std::fs::rename(&staged, &target).map_err(|e| io("placing the snapshot", e))
+        // The clone is fsynced; the rename is made durable too, so an
+        // acknowledged snapshot survives a power loss.
+        crate::driver::rename_durable(&staged, &target)
     }
 
     fn snapshot_list(&self, name: &str) -> Result<Vec<SnapshotInfo>, DriverError> {
@@ -169,7 +171,7 @@ impl ExtendedDriver for ThinDriver {
         cloned.map_err(|e| io("cloning the volume image", e))?;
         std::fs::create_dir_all(self.mountpoint(dst))
             .map_err(|e| io("creating the mount point", e))?;
-        std::fs::rename(&staged, &target).map_err(|e| io("placing the clone", e))
+        crate::driver::rename_durable(&staged, &target)
     }
 
     fn resize(&self, name: &str, size: u64) -> Result<(), DriverError> {
