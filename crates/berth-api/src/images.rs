@@ -15,7 +15,7 @@ use berth_core::store::ImageRecord;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::request::{blocking, body_reader, json, Query};
+use crate::request::{blocking, json, with_upload, Query};
 use crate::version::ApiVersion;
 use crate::ApiState;
 
@@ -70,17 +70,18 @@ pub async fn create(
             .filter(|m| !m.is_empty())
             .map(str::to_string),
     };
-    let reader = body_reader(body);
     let svc = state.images.clone();
-    let image = blocking(move || svc.import(req, reader).map_err(ApiError::from)).await?;
+    let image = with_upload(body, move |reader| {
+        svc.import(req, reader).map_err(ApiError::from)
+    })
+    .await?;
     Ok(message_stream(&[json!({"status": image.id})]))
 }
 
 /// `POST /images/load`
 pub async fn load(State(state): State<ApiState>, body: Body) -> Result<Response, ApiError> {
-    let reader = body_reader(body);
     let svc = state.images.clone();
-    let images = blocking(move || svc.load(reader).map_err(ApiError::from)).await?;
+    let images = with_upload(body, move |reader| svc.load(reader).map_err(ApiError::from)).await?;
     let mut messages = Vec::new();
     for image in &images {
         if image.tags.is_empty() {

@@ -220,6 +220,33 @@ pub fn body_reader(
     tokio_util::io::SyncIoBridge::new(reader)
 }
 
+/// Bytes of an upload read and dropped after an early failure.
+const DRAIN_LIMIT: u64 = 4 << 20;
+
+/// Runs `read_upload` on the blocking pool with the request body as a
+/// reader. When it fails, what is left of the body (up to
+/// [`DRAIN_LIMIT`]) is read and dropped before the answer goes out, so a
+/// client still sending gets the error response, not a broken connection
+/// (Go's server, and so dockerd, drains likewise).
+pub async fn with_upload<T, F>(body: axum::body::Body, read_upload: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut dyn std::io::Read) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut reader = body_reader(body);
+    blocking(move || {
+        let result = read_upload(&mut reader);
+        if result.is_err() {
+            let _ = std::io::copy(
+                &mut std::io::Read::take(&mut reader, DRAIN_LIMIT),
+                &mut std::io::sink(),
+            );
+        }
+        result
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

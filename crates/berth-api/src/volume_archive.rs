@@ -138,9 +138,11 @@ pub async fn import(
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let reader = crate::request::body_reader(body);
     let svc = state.volumes.clone();
-    crate::request::blocking(move || svc.import(&name, reader).map_err(ApiError::from)).await?;
+    crate::request::with_upload(body, move |reader| {
+        svc.import(&name, reader).map_err(ApiError::from)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
