@@ -383,3 +383,36 @@ def test_a_merge_that_fails_part_way_is_finished_at_start_up(berth_factory):
     assert open(os.path.join(locked, "new")).read() == "2"
     assert staging_left(d.mountpoint("vol")) == []
     d.docker("volume", "rm", "vol")
+
+
+def raw_header(name: bytes, kind: bytes, size_field: bytes, extra=None) -> bytes:
+    """One ustar header block, checksum included; ``extra`` patches bytes."""
+    h = bytearray(512)
+    h[:len(name)] = name
+    h[100:108] = b"0000644\0"
+    h[124:136] = size_field
+    h[156:157] = kind
+    h[257:263] = b"ustar\0"
+    h[263:265] = b"00"
+    for offset, value in (extra or {}).items():
+        h[offset:offset + len(value)] = value
+    h[148:156] = b" " * 8
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
+
+
+@pytest.mark.parametrize("kind,words", [("pax", "archive header of"), ("sparse", "sparse file of")])
+def test_archive_bombs_are_refused_at_once(daemon, uniq, kind, words):
+    vol = f"{uniq}v"
+    daemon.docker("volume", "create", vol)
+    if kind == "pax":  # a PAX header claiming 8 GiB: the tar reader would buffer it whole
+        data = raw_header(b"PaxHeaders/x", b"x", b"77777777777\0") + b"1 " * 1024
+    else:  # a sparse entry claiming 2^54 bytes of holes
+        data = raw_header(b"bomb", b"S", b"00000000000\0",
+                          {483: b"\x80\x00\x00\x00\x00\x40" + b"\x00" * 6})
+        data += b"\0" * 1024
+    started = time.monotonic()
+    status, body = import_raw(daemon, vol, data)
+    assert status == 400 and words in body["message"], body
+    assert time.monotonic() - started < 10
+    assert os.listdir(daemon.mountpoint(vol)) == []

@@ -112,14 +112,17 @@ impl<R: Read> Read for EndWatch<R> {
     }
 }
 
-/// [`unpack`] of a whole archive: one that runs out before its
-/// end-of-archive block is refused as cut short.
+/// [`unpack`] of a whole archive from an untrusted source: one that runs
+/// out before its end-of-archive block is refused as cut short, and its
+/// structure is checked as it passes (`guard.rs`: no header the tar reader
+/// would hold whole in memory beyond 1 MiB, no sparse file claiming more
+/// than 1 TiB).
 pub fn unpack_complete<R: Read>(
     input: R,
     dest: &Path,
     whiteouts: bool,
 ) -> Result<Unpacked, ArchiveError> {
-    let mut archive = tar::Archive::new(EndWatch::new(input));
+    let mut archive = tar::Archive::new(EndWatch::new(super::guard::TarGuard::new(input)));
     let found = unpack(&mut archive, dest, whiteouts)?;
     if archive.into_inner().ran_out {
         let why = "the archive is cut short (it has no end-of-archive block)";

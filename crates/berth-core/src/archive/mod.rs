@@ -5,6 +5,7 @@
 mod error;
 pub mod extract;
 mod fd;
+mod guard;
 mod sparse;
 mod write;
 
