@@ -13,6 +13,7 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 
 pub use error::ArchiveError;
+pub use guard::TarGuard;
 pub use write::write_tree;
 
 /// Wraps `input` in the decompressor its magic bytes call for (gzip,

@@ -61,7 +61,8 @@ impl LayerStore {
         let staging = scratch.path().join("layer");
         std::fs::create_dir(&staging).map_err(|e| ImageError::io(&staging, e))?;
         let mut hashing = HashingReader::new(crate::archive::decompress(input)?);
-        crate::archive::extract::unpack(&mut tar::Archive::new(&mut hashing), &staging, true)?;
+        let guarded = crate::archive::TarGuard::new(&mut hashing);
+        crate::archive::extract::unpack(&mut tar::Archive::new(guarded), &staging, true)?;
         // Digest the whole stream, tar padding included.
         std::io::copy(&mut hashing, &mut std::io::sink())
             .map_err(|e| ImageError::io(&staging, e))?;

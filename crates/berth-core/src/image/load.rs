@@ -53,7 +53,7 @@ struct OciManifest {
 
 /// Unpacks `input` into `dest` (plain files; no whiteout conversion).
 pub fn unpack_archive(input: impl Read, dest: &Path) -> Result<(), ImageError> {
-    let mut archive = tar::Archive::new(input);
+    let mut archive = tar::Archive::new(crate::archive::TarGuard::new(input));
     unpack(&mut archive, dest, false)?;
     Ok(())
 }
