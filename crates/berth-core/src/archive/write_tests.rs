@@ -99,26 +99,9 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) {
 }
 
 fn get_xattr(path: &Path, name: &str) -> Vec<u8> {
-    let c_path = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let c_name = CString::new(name).unwrap();
-    let mut value = vec![0u8; 256];
-    // SAFETY: valid strings and buffer.
-    let n = unsafe {
-        libc::lgetxattr(
-            c_path.as_ptr(),
-            c_name.as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    assert!(
-        n >= 0,
-        "{name} on {}: {}",
-        path.display(),
-        io::Error::last_os_error()
-    );
-    value.truncate(n as usize);
-    value
+    crate::sys::xattr::get(path, name.as_bytes())
+        .unwrap()
+        .unwrap_or_else(|| panic!("{} has no {name}", path.display()))
 }
 
 fn open_root(root: &Path) -> OwnedFd {
