@@ -209,30 +209,36 @@ impl VolumeService {
         }
         let driver = self.driver_of("clone", &record)?;
         if driver.extended().is_none() {
-            self.refuse_if_mounted_for_copy(src)?;
+            // A file-by-file copy walks the source by path: a container with
+            // it mounted could swap a file for a symlink to host data (which
+            // would land in the clone) or a FIFO (which would hang the copy
+            // with both name locks held). Block-sharing clones copy the image
+            // as one frozen instant and stay allowed. The caller holds
+            // `src`'s name lock, so nothing mounts it while the copy runs.
+            self.refuse_if_mounted("clone", src)?;
         }
         self.refuse_if_storage_exists("clone", driver.as_ref(), dst)?;
         Ok(record)
     }
 
-    /// A file-by-file copy walks the source by path, so a container with
-    /// the source mounted could swap a file for a symlink (to host data,
-    /// which would land in the clone) or for a FIFO (which would hang the
-    /// clone with both name locks held): such a clone is refused while any
-    /// mount id is active. Block-sharing clones copy the image as one
-    /// frozen instant and stay allowed. The caller holds `src`'s name lock,
-    /// so no container mounts it while the copy runs.
-    fn refuse_if_mounted_for_copy(&self, src: &str) -> Result<(), VolumeError> {
+    /// Refuses `op` on `name` while any mount id is active on it (a
+    /// running container, or another of berth's operations): for work
+    /// that walks the volume's files by path or writes into it.
+    pub(super) fn refuse_if_mounted(
+        &self,
+        op: &'static str,
+        name: &str,
+    ) -> Result<(), VolumeError> {
         let holders = self
             .store
-            .mounts(src)
-            .map_err(|e| VolumeError::store("clone", src, e))?;
+            .mounts(name)
+            .map_err(|e| VolumeError::store(op, name, e))?;
         if holders.is_empty() {
             return Ok(());
         }
         Err(VolumeError::InUse {
-            op: "clone",
-            name: src.to_string(),
+            op,
+            name: name.to_string(),
             holders,
         })
     }

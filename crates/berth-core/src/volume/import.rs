@@ -46,17 +46,7 @@ impl VolumeService {
         let record = self.ready("import", name)?;
         // Only mounts matter: a stopped container that refers to the volume
         // cannot write, and one starting now waits for the name lock.
-        let holders = self
-            .store
-            .mounts(name)
-            .map_err(|e| VolumeError::store("import", name, e))?;
-        if !holders.is_empty() {
-            return Err(VolumeError::InUse {
-                op: "import",
-                name: name.to_string(),
-                holders,
-            });
-        }
+        self.refuse_if_mounted("import", name)?;
         refuse_tmpfs(&record)?;
         let driver = self.driver_of("import", &record)?;
         let id = super::archive::operation_mount_id("import");
