@@ -409,7 +409,8 @@ def test_archive_bombs_are_refused_at_once(daemon, uniq, kind, words):
         data = raw_header(b"PaxHeaders/x", b"x", b"77777777777\0") + b"1 " * 1024
     else:  # a sparse entry claiming 2^54 bytes of holes
         data = raw_header(b"bomb", b"S", b"00000000000\0",
-                          {483: b"\x80\x00\x00\x00\x00\x40" + b"\x00" * 6})
+                          {257: b"ustar  \0",  # GNU magic: sparse entries are GNU's
+                           483: b"\x80\x00\x00\x00\x00\x40" + b"\x00" * 6})
         data += b"\0" * 1024
     started = time.monotonic()
     status, body = import_raw(daemon, vol, data)

@@ -15,6 +15,8 @@
 
 use std::io::Read;
 
+use tar::EntryType;
+
 /// Largest PAX or GNU long-name header body accepted.
 pub const MAX_META: u64 = 1 << 20;
 /// Largest real size of a GNU sparse entry accepted (1 TiB).
@@ -131,33 +133,44 @@ impl Position {
             self.ended = true;
             return Ok(());
         }
-        let kind = block[156];
-        let mut size = numeric(&block[124..136])?;
-        if !matches!(kind, b'x' | b'g') {
+        let header = tar::Header::from_byte_slice(block);
+        let kind = header.entry_type();
+        let metadata = matches!(
+            kind,
+            EntryType::XHeader
+                | EntryType::XGlobalHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
+        );
+        let mut size = header.entry_size()?;
+        if !matches!(kind, EntryType::XHeader | EntryType::XGlobalHeader) {
             size = self.next_size.take().unwrap_or(size);
         }
-        if matches!(kind, b'x' | b'g' | b'L' | b'K') && size > MAX_META {
+        if metadata && size > MAX_META {
             return Err(refuse(format!(
                 "an archive header of {size} bytes (type {}) is larger than berth accepts ({MAX_META})",
-                kind as char
+                kind.as_byte() as char
             )));
         }
-        if kind == b'S' {
-            self.sparse_header(block)?;
+        if kind == EntryType::GNUSparse {
+            self.sparse_header(header)?;
         }
-        self.pax = (kind == b'x' && size > 0).then(Vec::new);
+        self.pax = (kind == EntryType::XHeader && size > 0).then(Vec::new);
         self.data_left = size.div_ceil(BLOCK as u64) * BLOCK as u64;
         Ok(())
     }
 
-    fn sparse_header(&mut self, block: &[u8; BLOCK]) -> std::io::Result<()> {
-        let real = numeric(&block[483..495])?;
+    fn sparse_header(&mut self, header: &tar::Header) -> std::io::Result<()> {
+        let gnu = header
+            .as_gnu()
+            .ok_or_else(|| refuse("a sparse entry without a GNU header".into()))?;
+        let real = gnu.real_size()?;
         if real > MAX_SPARSE_SIZE {
             return Err(refuse(format!(
                 "a sparse file of {real} bytes is larger than berth accepts ({MAX_SPARSE_SIZE})"
             )));
         }
-        self.sparse_extension = block[482] != 0;
+        self.sparse_extension = gnu.is_extended();
         self.sparse_blocks = 0;
         Ok(())
     }
@@ -169,34 +182,11 @@ impl Position {
                 "a sparse map of more than {MAX_SPARSE_BLOCKS} blocks is larger than berth accepts"
             )));
         }
-        self.sparse_extension = block[504] != 0;
+        // An extension block's "another follows" flag (GNU format).
+        const IS_EXTENDED: usize = 504;
+        self.sparse_extension = block[IS_EXTENDED] == 1;
         Ok(())
     }
-}
-
-/// A tar numeric field: octal text, or base-256 when the top bit is set.
-fn numeric(field: &[u8]) -> std::io::Result<u64> {
-    if field[0] & 0x80 != 0 {
-        let mut value: u64 = u64::from(field[0] & 0x7f);
-        for b in &field[1..] {
-            value = value
-                .checked_mul(256)
-                .and_then(|v| v.checked_add(u64::from(*b)))
-                .ok_or_else(|| refuse("an archive size field overflows".into()))?;
-        }
-        return Ok(value);
-    }
-    let text: String = field
-        .iter()
-        .take_while(|b| **b != 0)
-        .map(|b| *b as char)
-        .collect();
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(0);
-    }
-    u64::from_str_radix(text, 8)
-        .map_err(|_| refuse(format!("an archive number {text:?} is not octal")))
 }
 
 /// The `size` record of a PAX header body, read by length prefix.
@@ -250,6 +240,7 @@ mod tests {
     #[test]
     fn a_sparse_entry_claiming_exabytes_is_refused() {
         let mut h = header(b'S', b"00000000000");
+        h[257..265].copy_from_slice(b"ustar  \0"); // GNU magic: sparse is GNU's
         h[483] = 0x80;
         h[488] = 0x40; // base-256 real size 2^62
         let err = read_all(&h).unwrap_err();
