@@ -9,9 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use berth_core::volume::{CloneProgress, Volume, VolumeError, VolumeService};
 use bytes::Bytes;
 use serde_json::json;
@@ -36,28 +34,15 @@ pub async fn clone_with_progress(
     src: String,
     dst: String,
 ) -> Result<Response, ApiError> {
-    let (tx, mut rx) = mpsc::channel(16);
+    let (tx, rx) = mpsc::channel(16);
     let id = dst.clone();
     tokio::task::spawn_blocking(move || run_clone(&svc, &src, &dst, tx));
-    let first = match rx.recv().await {
-        Some(CloneEvent::Done(Err(e))) => return Err(e.into()),
-        Some(event) => event,
-        None => return Err(ApiError::internal("the clone task ended without a result")),
+    let early = |event| match event {
+        CloneEvent::Done(Err(e)) => Err(ApiError::from(e)),
+        event => Ok(event),
     };
-    let mut pending = Some(first);
-    let body = futures_util::stream::poll_fn(move |cx| {
-        let event = match pending.take() {
-            Some(event) => std::task::Poll::Ready(Some(event)),
-            None => rx.poll_recv(cx),
-        };
-        event.map(|e| e.map(|e| Ok::<_, std::convert::Infallible>(line(&id, e))))
-    });
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(body),
-    )
-        .into_response())
+    let render = move |event: Option<CloneEvent>| event.map(|e| Ok(line(&id, e)));
+    crate::task_stream::respond_with_events(rx, early, "application/json", render).await
 }
 
 fn run_clone(svc: &VolumeService, src: &str, dst: &str, tx: mpsc::Sender<CloneEvent>) {

@@ -19,6 +19,7 @@ mod request;
 mod state;
 mod streams;
 mod system;
+mod task_stream;
 mod types;
 pub mod version;
 mod volume_archive;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_core::volume::{VolumeError, VolumeService};
 use bytes::Bytes;
@@ -89,7 +89,7 @@ pub async fn export(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (tx, mut rx) = mpsc::channel(8);
+    let (tx, rx) = mpsc::channel(8);
     let svc: Arc<VolumeService> = state.volumes.clone();
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
@@ -104,32 +104,11 @@ pub async fn export(
         }
         let _ = send_within(&runtime, &tx, ExportEvent::Done(result));
     });
-    let first = match rx.recv().await {
-        Some(ExportEvent::Done(Err(e))) => return Err(e.into()),
-        Some(event) => event,
-        None => return Err(ApiError::internal("the export task ended without a result")),
+    let early = |event| match event {
+        ExportEvent::Done(Err(e)) => Err(ApiError::from(e)),
+        event => Ok(event),
     };
-    let mut pending = Some(first);
-    let mut finished = false;
-    let body = futures_util::stream::poll_fn(move |cx| {
-        if finished {
-            return std::task::Poll::Ready(None);
-        }
-        let event = match pending.take() {
-            Some(event) => std::task::Poll::Ready(Some(event)),
-            None => rx.poll_recv(cx),
-        };
-        event.map(|e| {
-            finished = !matches!(e, Some(ExportEvent::Data(_)));
-            body_item(e)
-        })
-    });
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/x-tar")],
-        Body::from_stream(body),
-    )
-        .into_response())
+    crate::task_stream::respond_with_events(rx, early, "application/x-tar", body_item).await
 }
 
 /// `POST /berth/v1/volumes/{name}/import` (body: the tar stream)
