@@ -44,14 +44,19 @@ impl ContainerService {
     /// The sizes of one container's file system. The writable layer is
     /// measured by walking it (as Docker does); a missing one is 0.
     pub fn usage_of(&self, record: ContainerRecord) -> ContainerUsage {
-        let upper = self.paths(&record.id).upper();
-        let size_rw = crate::sys::usage::dir_size(&upper).map_or(0, |b| b as i64);
         let image_size = self
             .store
             .get_image(&record.image_id)
             .ok()
             .flatten()
             .map_or(0, |i| i.size);
+        self.usage_with(record, image_size)
+    }
+
+    /// [`ContainerService::usage_of`] with the image's size already known.
+    fn usage_with(&self, record: ContainerRecord, image_size: i64) -> ContainerUsage {
+        let upper = self.paths(&record.id).upper();
+        let size_rw = crate::sys::usage::dir_size(&upper).map_or(0, |b| b as i64);
         ContainerUsage {
             record,
             size_rw,
@@ -64,9 +69,17 @@ impl ContainerService {
     pub fn disk_usage(&self, with_containers: bool) -> Result<DiskUsage, ContainerError> {
         let records = self.list(true, &Filters::new())?;
         let images = self.images.list()?;
+        // Image sizes from the list just read, not one query per container.
+        let sizes: HashMap<String, i64> = images.iter().map(|i| (i.id.clone(), i.size)).collect();
         let (layers_size, images) = image_usage(images, &records);
         let containers = if with_containers {
-            records.into_iter().map(|r| self.usage_of(r)).collect()
+            let size_of = |r: &ContainerRecord| sizes.get(&r.image_id).copied().unwrap_or(0);
+            (records.into_iter())
+                .map(|r| {
+                    let image_size = size_of(&r);
+                    self.usage_with(r, image_size)
+                })
+                .collect()
         } else {
             Vec::new()
         };
