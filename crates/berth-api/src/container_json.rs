@@ -52,7 +52,7 @@ pub fn inspect(c: &ContainerRecord, paths: &berth_core::container::ContainerPath
             "Restarting": false,
             "OOMKilled": s.oom_killed,
             "Dead": s.status == Status::Dead,
-            "Pid": s.pid,
+            "Pid": s.pid.map_or(0, |p| p.raw()),
             "ExitCode": s.exit_code,
             "Error": s.error,
             "StartedAt": s.started_at.clone().unwrap_or_else(|| ZERO_TIME.into()),

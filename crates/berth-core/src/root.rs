@@ -3,6 +3,14 @@
 //!
 //! Layout (DESIGN.md section 3):
 //! `<root>/berth.db`, `<root>/volumes/<name>/_data`, `<root>/berth.lock`.
+//!
+//! Permissions (the class of Docker's CVE-2021-41091): nothing under the
+//! root may be reachable by another host user. A set-uid file a container
+//! leaves in a volume, a container's `config.json` with its `-e` secrets,
+//! the database: all sit below folders only the daemon's user can enter.
+//! The root is 0710 (Docker's mode), every fixed folder below it 0700, the
+//! database files 0600; [`RootLayout::create`] enforces this at every
+//! start, also on a root the user made and on an older installation.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -17,16 +25,63 @@ pub struct RootLayout {
 }
 
 impl RootLayout {
-    /// Creates the root and its fixed sub-folders if missing (mode 0711, as
-    /// Docker's root: others may traverse to a mountpoint but not list).
+    /// Creates the root and its fixed sub-folders if missing and makes them
+    /// private (owner: the daemon's user; root 0710, the rest 0700), also
+    /// when they existed with looser modes. The database files get 0600.
     pub fn create(root: &Path) -> Result<Self> {
         let layout = RootLayout {
             root: root.to_path_buf(),
         };
-        for dir in [layout.root.clone(), layout.volumes_dir()] {
-            create_dir_mode(&dir, 0o711)?;
+        create_dir_mode(&layout.root, ROOT_MODE)?;
+        make_private(&layout.root, ROOT_MODE)?;
+        for dir in layout.private_dirs() {
+            create_dir_mode(&dir, PRIVATE_DIR_MODE)?;
+            make_private(&dir, PRIVATE_DIR_MODE)?;
+        }
+        for file in layout.secret_files() {
+            if file.exists() {
+                make_private(&file, SECRET_FILE_MODE)?;
+            }
         }
         Ok(layout)
+    }
+
+    /// The fixed folders directly under the root.
+    fn private_dirs(&self) -> Vec<PathBuf> {
+        vec![
+            self.volumes_dir(),
+            self.images_dir(),
+            self.containers_dir(),
+            self.runtime_dir(),
+            self.thin_dir(),
+        ]
+    }
+
+    /// Files directly under the root that hold secrets (the database and
+    /// its journal hold `-e` values).
+    fn secret_files(&self) -> Vec<PathBuf> {
+        let db = self.db_path();
+        let with = |suffix: &str| {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        vec![db.clone(), with("-wal"), with("-shm"), self.lock_path()]
+    }
+
+    /// Every container's folder (`<root>/containers/<id>`).
+    pub fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
+    /// The embedded runtime's state (`<root>/runtime`).
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.root.join("runtime")
+    }
+
+    /// The thin driver's folder (pool file, pool mount, volume mounts).
+    pub fn thin_dir(&self) -> PathBuf {
+        self.root.join("thin")
     }
 
     /// The root folder itself.
@@ -53,6 +108,42 @@ impl RootLayout {
     pub fn lock_path(&self) -> PathBuf {
         self.root.join("berth.lock")
     }
+}
+
+/// The root: Docker's 0710 (owner only; its group, the daemon's, may
+/// traverse, which matters only for a remapped root).
+const ROOT_MODE: u32 = 0o710;
+/// Folders below the root.
+const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Files holding secrets.
+pub const SECRET_FILE_MODE: u32 = 0o600;
+
+/// Gives `path` to the daemon's user and group with `mode` (without
+/// following a symlink: a link planted in the root is refused).
+pub fn make_private(path: &Path, mode: u32) -> Result<()> {
+    let fail = |e: std::io::Error| Error::io(format!("securing {}", path.display()), e);
+    let meta = std::fs::symlink_metadata(path).map_err(fail)?;
+    if meta.file_type().is_symlink() {
+        let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a symbolic link");
+        return Err(fail(e));
+    }
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() != uid.as_raw() || meta.gid() != gid.as_raw() {
+        nix::unistd::fchownat(
+            None,
+            path,
+            Some(uid),
+            Some(gid),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| fail(e.into()))?;
+    }
+    if meta.mode() & 0o7777 != mode {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
+    }
+    Ok(())
 }
 
 fn create_dir_mode(dir: &Path, mode: u32) -> Result<()> {
@@ -120,5 +211,43 @@ mod tests {
         assert!(err.to_string().contains("another berth daemon"), "{err}");
         drop(first);
         RootLock::acquire(&layout).unwrap();
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn loose_modes_of_an_existing_root_are_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("containers")).unwrap();
+        std::fs::write(root.join("berth.db"), b"").unwrap();
+        for p in [root.clone(), root.join("containers")] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(
+            root.join("berth.db"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let layout = RootLayout::create(&root).unwrap();
+        assert_eq!(mode(&root), 0o710);
+        for sub in layout.private_dirs() {
+            assert_eq!(mode(&sub), 0o700, "{}", sub.display());
+        }
+        assert_eq!(mode(&root.join("berth.db")), 0o600);
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_a_fixed_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        std::os::unix::fs::symlink("/tmp", root.join("volumes")).unwrap();
+        let err = RootLayout::create(&root).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
     }
 }

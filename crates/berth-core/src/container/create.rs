@@ -40,12 +40,12 @@ impl ContainerService {
         if config.hostname.is_empty() {
             config.hostname = id[..12].to_string();
         }
-        let name = self.pick_name(requested_name, &id)?;
+        self.check_name_free(requested_name.as_deref())?;
         let mounts = self.resolve_mounts(&id, &config, &host_config)?;
         let mounts = self.copy_up_or_release(&id, &image, mounts)?;
-        let record = ContainerRecord {
+        let mut record = ContainerRecord {
             id: id.clone(),
-            name,
+            name: requested_name.clone().unwrap_or_default(),
             image_id: image.id.clone(),
             created: super::jsonlog::now_rfc3339_nano(),
             config,
@@ -55,7 +55,7 @@ impl ContainerService {
             mounts,
             state: ContainerState::default(),
         };
-        self.record_or_release(&record)?;
+        self.record_or_release(&mut record, requested_name.is_some())?;
         tracing::info!(container = %id, name = %record.name, image = %image.id, "container created");
         self.publish("create", &record, &[]);
         Ok((record, warnings))
@@ -83,47 +83,78 @@ impl ContainerService {
 
     /// Records the new container; if that fails, its mounts are released
     /// so no volume stays referenced by a container that does not exist.
-    fn record_or_release(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
-        if let Err(e) = self.record_new(record) {
+    fn record_or_release(
+        &self,
+        record: &mut ContainerRecord,
+        name_requested: bool,
+    ) -> Result<(), ContainerError> {
+        if let Err(e) = self.record_new(record, name_requested) {
             self.release_mounts(record, true);
             return Err(e);
         }
         Ok(())
     }
 
-    fn record_new(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
+    fn record_new(
+        &self,
+        record: &mut ContainerRecord,
+        name_requested: bool,
+    ) -> Result<(), ContainerError> {
         let paths = self.paths(&record.id);
         paths.create()?;
-        if let Err(e) = self.store.insert_container(record) {
-            let _ = paths.remove_all();
-            // A name taken between our check and the insert.
-            if let Some(other) = self.store.container_by_name(&record.name)? {
+        let inserted = if name_requested {
+            self.store.insert_container(record)
+        } else {
+            self.insert_with_generated_name(record)
+        };
+        match inserted {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = paths.remove_all();
+                let id = self.store.container_by_name(&record.name)?.map(|c| c.id);
                 return Err(ContainerError::NameInUse {
                     name: record.name.clone(),
-                    id: other.id,
+                    id: id.unwrap_or_default(),
                 });
             }
-            return Err(e.into());
+            Err(e) => {
+                let _ = paths.remove_all();
+                return Err(e.into());
+            }
         }
         self.lifecycle_sender(&record.id);
         Ok(())
     }
 
-    /// The requested name if free, else Docker's generated names.
-    fn pick_name(&self, requested: Option<String>, id: &str) -> Result<String, ContainerError> {
-        if let Some(name) = requested {
-            if let Some(other) = self.store.container_by_name(&name)? {
-                return Err(ContainerError::NameInUse { name, id: other.id });
-            }
-            return Ok(name);
-        }
+    /// Docker's generated names, each tried by inserting it (the database
+    /// decides who gets a name two creates draw at once): six draws (a
+    /// digit appended after the first), then the short ID.
+    fn insert_with_generated_name(
+        &self,
+        record: &mut ContainerRecord,
+    ) -> Result<bool, crate::store::StoreError> {
         for attempt in 0..6 {
-            let name = names::generate(attempt);
-            if self.store.container_by_name(&name)?.is_none() {
-                return Ok(name);
+            record.name = names::generate(attempt);
+            if self.store.insert_container(record)? {
+                return Ok(true);
             }
         }
-        Ok(id[..12].to_string())
+        record.name = record.id[..12].to_string();
+        self.store.insert_container(record)
+    }
+
+    /// A requested name already taken is refused before any volume is
+    /// made (the insert checks again).
+    fn check_name_free(&self, requested: Option<&str>) -> Result<(), ContainerError> {
+        if let Some(name) = requested {
+            if let Some(other) = self.store.container_by_name(name)? {
+                return Err(ContainerError::NameInUse {
+                    name: name.to_string(),
+                    id: other.id,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Binds, `--volumes-from` and the image's `VOLUME`s, with volumes

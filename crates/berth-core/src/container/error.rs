@@ -5,6 +5,8 @@ use crate::image::ImageError;
 use crate::store::StoreError;
 use crate::volume::VolumeError;
 
+use super::shim_protocol::{FailureCause, ShimError};
+
 /// A container operation failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -70,10 +72,32 @@ impl ContainerError {
         }
     }
 
+    /// Whether this is the error of a container that has no process.
+    pub fn is_not_running(&self) -> bool {
+        matches!(
+            self,
+            ContainerError::NotRunning(_) | ContainerError::KillNotRunning { .. }
+        )
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         ContainerError::Io {
             context: context.into(),
             source,
+        }
+    }
+}
+
+/// A failed handshake becomes Docker's start errors: a missing program is
+/// a 400 the CLI maps to exit code 127 ("executable file not found").
+impl From<ShimError> for ContainerError {
+    fn from(e: ShimError) -> Self {
+        match e {
+            ShimError::Failed {
+                message,
+                cause: FailureCause::ProgramNotFound,
+            } => ContainerError::StartNotFound(message),
+            other => ContainerError::Start(other.to_string()),
         }
     }
 }

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tokio::sync::watch;
 
+use super::cgroup::ContainerCgroup;
 use super::create::process_env;
 use super::shim::{self, ExitStatus, ShimArgs};
+use super::shim_protocol::Pid;
 use super::spec::{self, BindMount, SpecInput};
 use super::{
     ContainerError, ContainerPaths, ContainerRecord, ContainerService, ContainerState, Status,
@@ -48,6 +50,8 @@ impl WaitCondition {
 
 /// Default grace period of `stop`.
 const DEFAULT_STOP_TIMEOUT: i64 = 10;
+/// How long `kill` (SIGKILL) waits for the exit to be recorded (Docker: 10 s).
+const KILL_WAIT: Duration = Duration::from_secs(10);
 
 impl ContainerService {
     /// The lifecycle channel of `id` (created on first use).
@@ -90,10 +94,16 @@ impl ContainerService {
         let _ = std::fs::remove_file(paths.exit_file());
         let created = shim::spawn(&self.settings.shim_exe, &self.shim_args(record, &paths))?;
         let (init_pid, shim_pid) = (created.init_pid, created.shim_pid);
-        created.start()?;
+        // Recorded before `start`, so a daemon dying from here on leaves a
+        // state start-up recognises (and ends the shim of).
+        if let Err(e) = self.mark_starting(record, init_pid, shim_pid) {
+            shim::end_shim(&record.id, paths.dir());
+            return Err(e);
+        }
+        created.start(paths.dir())?;
         self.mark_running(record, init_pid, shim_pid)?;
         self.watch_shim(record.id.clone(), shim_pid);
-        tracing::info!(container = %record.id, pid = init_pid, shim = shim_pid, "container started");
+        tracing::info!(container = %record.id, pid = %init_pid, shim = %shim_pid, "container started");
         self.publish("start", record, &[]);
         Ok(())
     }
@@ -162,16 +172,31 @@ impl ContainerService {
         Ok(binds)
     }
 
+    /// Records `starting` with both pids (the shim waits for `start`).
+    fn mark_starting(
+        &self,
+        record: &ContainerRecord,
+        pid: Pid,
+        shim_pid: Pid,
+    ) -> Result<(), ContainerError> {
+        let mut state = record.state.clone();
+        state.status = Status::Starting;
+        state.pid = Some(pid);
+        state.shim_pid = Some(shim_pid);
+        self.store.set_container_state(&record.id, &state)?;
+        Ok(())
+    }
+
     fn mark_running(
         &self,
         record: &ContainerRecord,
-        pid: i64,
-        shim_pid: i64,
+        pid: Pid,
+        shim_pid: Pid,
     ) -> Result<(), ContainerError> {
         let mut state = record.state.clone();
         state.status = Status::Running;
-        state.pid = pid;
-        state.shim_pid = shim_pid;
+        state.pid = Some(pid);
+        state.shim_pid = Some(shim_pid);
         state.exit_code = 0;
         state.error.clear();
         state.started_at = Some(super::jsonlog::now_rfc3339_nano());
@@ -195,6 +220,8 @@ impl ContainerService {
             ContainerError::StartNotFound(_) => 127,
             _ => 128,
         };
+        state.pid = None;
+        state.shim_pid = None;
         state.error = error.to_string();
         let _ = self.store.set_container_state(&record.id, &state);
         self.unmount_all(record);
@@ -203,7 +230,7 @@ impl ContainerService {
         tracing::warn!(container = %record.id, error = %error, "start failed");
     }
 
-    fn unmount_all(&self, record: &ContainerRecord) {
+    pub(super) fn unmount_all(&self, record: &ContainerRecord) {
         if let Err(e) = self.paths(&record.id).unmount_subpaths() {
             tracing::warn!(container = %record.id, error = %e, "could not unmount volume sub-paths");
         }
@@ -218,7 +245,7 @@ impl ContainerService {
     }
 
     /// Watches a shim from a thread; handles the exit when it ends.
-    pub(super) fn watch_shim(self: &Arc<Self>, id: String, shim_pid: i64) {
+    pub(super) fn watch_shim(self: &Arc<Self>, id: String, shim_pid: Pid) {
         let service = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name(format!("watch-{}", &id[..12]))
@@ -243,7 +270,9 @@ impl ContainerService {
 
     /// Under the container's lock, records the exit of a running container
     /// (from `exit.json`, or 255 if the shim died without writing one),
-    /// unmounts, wakes waiters. Returns whether it is to be auto-removed.
+    /// ends whatever is left in its cgroup (a shim killed with -9 leaves
+    /// the container's processes running), unmounts, wakes waiters.
+    /// Returns whether it is to be auto-removed.
     fn record_exit(&self, id: &str) -> bool {
         let _guard = self.locks.lock(id);
         let Ok(record) = self.resolve(id) else {
@@ -253,11 +282,19 @@ impl ContainerService {
             return false;
         }
         let exit = ExitStatus::read(&self.paths(id).exit_file());
-        let state = exited_state(&record.state, exit.as_ref());
+        let mut state = exited_state(&record.state, exit.as_ref());
+        let ended = ContainerCgroup::of(id).kill_all(id);
+        if let Err(e) = &ended {
+            state.error = e.to_string();
+        }
         if let Err(e) = self.store.set_container_state(id, &state) {
             tracing::error!(container = %id, error = %e, "could not record exit");
         }
-        self.unmount_all(&record);
+        match ended {
+            Ok(()) => self.unmount_all(&record),
+            // Its volumes stay mounted and in use while a process is left.
+            Err(e) => tracing::error!(container = %id, error = %e, "mounts kept"),
+        }
         let code = state.exit_code;
         self.notify_exit(id, code);
         tracing::info!(container = %id, exit_code = code, "container exited");
@@ -274,18 +311,25 @@ impl ContainerService {
         });
     }
 
-    /// Sends `signal` (default SIGKILL) to a running container.
+    /// Sends `signal` (default SIGKILL) to a running container. For
+    /// SIGKILL it waits until the exit is recorded (Docker's `Kill`), so a
+    /// `rm` or `inspect` right after sees the container exited (137).
     pub fn kill(&self, name_or_id: &str, signal: Option<&str>) -> Result<(), ContainerError> {
         let record = self.resolve(name_or_id)?;
+        let exits = self.lifecycle_sender(&record.id).borrow().exits;
+        let record = self.resolve(&record.id)?;
         if record.state.status != Status::Running {
             return Err(ContainerError::KillNotRunning {
                 name: name_or_id.into(),
                 id: record.id,
             });
         }
-        let signal = parse_signal(signal.unwrap_or("SIGKILL"))?;
+        let signal = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
         send(&record, signal)?;
         self.publish("kill", &record, &[("signal", &(signal as i32).to_string())]);
+        if signal == Signal::SIGKILL {
+            self.wait_exit_after(&record.id, exits, Some(KILL_WAIT));
+        }
         Ok(())
     }
 
@@ -298,6 +342,10 @@ impl ContainerService {
         signal: Option<&str>,
     ) -> Result<(), ContainerError> {
         let record = self.resolve(name_or_id)?;
+        // The exit count is read before the state, so an exit in between
+        // is seen by the wait below at once.
+        let exits = self.lifecycle_sender(&record.id).borrow().exits;
+        let record = self.resolve(&record.id)?;
         if record.state.status != Status::Running {
             return Err(ContainerError::NotRunning(record.id));
         }
@@ -307,7 +355,6 @@ impl ContainerService {
         let stop_signal = signal
             .or(record.config.stop_signal.as_deref())
             .unwrap_or("SIGTERM");
-        let exits = self.lifecycle_sender(&record.id).borrow().exits;
         if timeout != 0 {
             send(&record, parse_signal(stop_signal)?)?;
             let grace = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
@@ -402,12 +449,28 @@ fn write_spec(
         host_network: record.host_config.network_mode == "host",
         binds,
     })?;
-    let config_path = paths.bundle().join("config.json");
-    std::fs::write(
-        &config_path,
-        serde_json::to_vec_pretty(&spec).unwrap_or_default(),
-    )
-    .map_err(|e| ContainerError::io("writing config.json", e))
+    let bytes = serde_json::to_vec_pretty(&spec)
+        .map_err(|e| ContainerError::io("serialising config.json", e.into()))?;
+    write_private(&paths.bundle().join("config.json"), &bytes)
+        .map_err(|e| ContainerError::io("writing config.json", e))
+}
+
+/// Writes `bytes` to `path` through a 0600 temporary file renamed over it:
+/// the spec holds the container's environment (secrets) and the runtime
+/// must never read a half-written one.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("json.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::root::SECRET_FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// The state after an exit: the shim's code and time, or 255 with an
@@ -415,8 +478,8 @@ fn write_spec(
 fn exited_state(running: &ContainerState, exit: Option<&ExitStatus>) -> ContainerState {
     let mut state = running.clone();
     state.status = Status::Exited;
-    state.pid = 0;
-    state.shim_pid = 0;
+    state.pid = None;
+    state.shim_pid = None;
     match exit {
         Some(status) => {
             state.exit_code = status.exit_code;
@@ -452,15 +515,23 @@ fn etc_bind(source: std::path::PathBuf, destination: &str) -> BindMount {
     }
 }
 
+/// Sends `signal` to the container's first process through a pidfd, and
+/// only if that process is still in the container's cgroup: a pid read
+/// from the record may belong to another process once the container has
+/// exited. A process already gone is not an error.
 fn send(record: &ContainerRecord, signal: Signal) -> Result<(), ContainerError> {
-    let pid = nix::unistd::Pid::from_raw(record.state.pid as i32);
-    match nix::sys::signal::kill(pid, signal) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-        Err(e) => Err(ContainerError::io(
-            format!("sending {signal} to {}", record.id),
-            e.into(),
-        )),
+    let Some(pid) = record.state.pid else {
+        return Err(ContainerError::NotRunning(record.id.clone()));
+    };
+    let failed =
+        |e: std::io::Error| ContainerError::io(format!("sending {signal} to {}", record.id), e);
+    let Some(pidfd) = crate::sys::process::pidfd_open(pid).map_err(failed)? else {
+        return Ok(());
+    };
+    if !crate::sys::process::in_cgroup(pid, &format!("/berth/{}", record.id)) {
+        return Ok(());
     }
+    crate::sys::process::pidfd_send_signal(&pidfd, signal).map_err(failed)
 }
 
 /// `SIGTERM`, `TERM`, `15` → the signal.

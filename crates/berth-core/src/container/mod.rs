@@ -3,10 +3,13 @@
 //!
 //! Split by operation: [`create`] (merge with the image, names, mounts),
 //! [`lifecycle`] (start, exit, stop, kill, wait), [`remove`] (remove,
-//! prune, restore at start-up); [`spec`] writes the OCI spec, [`paths`]
-//! owns the container's folder and root filesystem, [`shim`] talks to the
-//! shim, [`jsonlog`] is the log format.
+//! prune), [`recover`] (start-up: live restore and repair after a crash);
+//! [`spec`] writes the OCI spec, [`paths`] owns the container's folder and
+//! root filesystem, [`shim`] talks to the shim over [`shim_protocol`],
+//! [`cgroup`] finds and ends a container's processes, [`jsonlog`] is the
+//! log format.
 
+pub mod cgroup;
 mod copyup;
 mod create;
 mod error;
@@ -16,9 +19,11 @@ mod model;
 pub mod mounts;
 pub mod names;
 mod paths;
+mod recover;
 mod remove;
 mod service;
 pub mod shim;
+pub mod shim_protocol;
 pub mod spec;
 mod usage;
 mod user;
@@ -28,6 +33,7 @@ pub use error::ContainerError;
 pub use lifecycle::{parse_signal, wait_for, Lifecycle, WaitCondition};
 pub use model::{ContainerConfig, ContainerRecord, ContainerState, HostConfig, MountPoint, Status};
 pub use paths::ContainerPaths;
+pub use recover::RecoveryReport;
 pub use remove::PruneReport;
 pub use service::{ContainerService, RuntimeSettings};
 pub use usage::{image_usage, ContainerUsage, DiskUsage, ImageUsage};

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use super::shim_protocol::Pid;
+
 /// `container.Config`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
@@ -72,6 +74,10 @@ fn str_slice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::
 pub enum Status {
     #[default]
     Created,
+    /// The shim has created the container and both pids are recorded; the
+    /// start is not acknowledged yet. Found at start-up, it means the
+    /// daemon died mid-start: the shim and its processes are ended.
+    Starting,
     Running,
     Exited,
     Removing,
@@ -82,7 +88,8 @@ impl Status {
     /// Docker's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
-            Status::Created => "created",
+            // Docker has no such state: a start in progress shows "created".
+            Status::Created | Status::Starting => "created",
             Status::Running => "running",
             Status::Exited => "exited",
             Status::Removing => "removing",
@@ -95,10 +102,13 @@ impl Status {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ContainerState {
     pub status: Status,
-    /// Host PID of the container's first process while running, else 0.
-    pub pid: i64,
-    /// PID of its shim while one runs, else 0.
-    pub shim_pid: i64,
+    /// Host PID of the container's first process while running (stored
+    /// and shown as Docker does: 0 for none).
+    #[serde(with = "super::shim_protocol::optional_pid", default)]
+    pub pid: Option<Pid>,
+    /// PID of its shim while one runs.
+    #[serde(with = "super::shim_protocol::optional_pid", default)]
+    pub shim_pid: Option<Pid>,
     pub exit_code: i64,
     pub error: String,
     pub oom_killed: bool,

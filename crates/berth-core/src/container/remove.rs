@@ -1,10 +1,9 @@
-//! Remove, prune, and finding running containers again after a daemon
-//! restart.
+//! Remove and prune.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::shim::{self, ExitStatus};
+use super::cgroup::ContainerCgroup;
 use super::{ContainerError, ContainerRecord, ContainerService, Status};
 use crate::volume::Filters;
 
@@ -31,7 +30,11 @@ impl ContainerService {
                 return Err(ContainerError::RemoveRunning(name_or_id.to_string()));
             }
             let exits = self.lifecycle_sender(&record.id).borrow().exits;
-            self.kill(&record.id, Some("SIGKILL"))?;
+            match self.kill(&record.id, Some("SIGKILL")) {
+                // It exited by itself meanwhile: nothing to kill.
+                Err(e) if e.is_not_running() => {}
+                other => other?,
+            }
             if !self.wait_exit_after(&record.id, exits, Some(Duration::from_secs(30))) {
                 return Err(ContainerError::Start(format!(
                     "container {} did not die after SIGKILL",
@@ -41,18 +44,37 @@ impl ContainerService {
         }
         let _guard = self.locks.lock(&record.id);
         let record = self.resolve(&record.id)?;
-        if record.state.status == Status::Running {
+        if matches!(record.state.status, Status::Running | Status::Starting) {
             return Err(ContainerError::RemoveRunning(name_or_id.to_string()));
         }
+        // Nothing of the container may run on once its mounts are released.
+        ContainerCgroup::of(&record.id)
+            .kill_all(&record.id)
+            .map_err(|e| ContainerError::Start(e.to_string()))?;
+        // From here a crash is finished at start-up (`recover`).
+        let mut removing = record.state.clone();
+        removing.status = Status::Removing;
+        self.store.set_container_state(&record.id, &removing)?;
+        self.finish_remove(&record, remove_volumes)
+    }
+
+    /// The rest of a removal, in an order a crash can resume from: the
+    /// folder (mounts first), the runtime's state, the volume references
+    /// (and anonymous volumes), then the row. Idempotent.
+    pub(super) fn finish_remove(
+        &self,
+        record: &ContainerRecord,
+        remove_volumes: bool,
+    ) -> Result<(), ContainerError> {
         self.paths(&record.id).remove_all()?;
         let _ = std::fs::remove_dir_all(self.settings.runtime_root.join(&record.id));
-        self.release_mounts(&record, remove_volumes);
+        self.release_mounts(record, remove_volumes);
         self.store.delete_container(&record.id)?;
         if let Some(tx) = self.lifecycles.lock().remove(&record.id) {
             tx.send_modify(|l| l.removed = true);
         }
         tracing::info!(container = %record.id, "container removed");
-        self.publish("destroy", &record, &[]);
+        self.publish("destroy", record, &[]);
         Ok(())
     }
 
@@ -80,35 +102,6 @@ impl ContainerService {
             }
         }
         Ok(report)
-    }
-
-    /// After a daemon restart: containers whose shim still runs are watched
-    /// again (they kept running: live restore); those whose shim ended
-    /// while the daemon was away get their recorded exit status.
-    pub fn restore(self: &Arc<Self>) -> Result<usize, ContainerError> {
-        let mut restored = 0;
-        for record in self.store.list_containers()? {
-            let paths = self.paths(&record.id);
-            if record.state.status != Status::Running {
-                let _ = paths.unmount_rootfs();
-                continue;
-            }
-            if shim::is_shim_of(record.state.shim_pid, &record.id) {
-                self.lifecycle_sender(&record.id)
-                    .send_modify(|l| l.running = true);
-                for m in record.mounts.iter().filter(|m| m.kind == "volume") {
-                    let _ = self.volumes.mount(&m.name, &record.id);
-                }
-                self.watch_shim(record.id.clone(), record.state.shim_pid);
-                restored += 1;
-            } else {
-                if ExitStatus::read(&paths.exit_file()).is_none() {
-                    tracing::warn!(container = %record.id, "shim gone without an exit status");
-                }
-                self.handle_exit(&record.id);
-            }
-        }
-        Ok(restored)
     }
 }
 

@@ -1,23 +1,25 @@
-//! The daemon's side of `berth shim`: spawning it, the start handshake,
-//! the exit status it leaves behind, and watching it end.
+//! The daemon's side of `berth shim`: spawning it, the start handshake
+//! (typed messages, [`super::shim_protocol`]), the exit status it leaves
+//! behind, watching it end, and ending it when something went wrong.
 //!
-//! Protocol (one line each, over the shim's stdin/stdout pipes):
-//! shim → `created <init pid> <shim pid>` or `error <message>`;
-//! daemon → `start`; shim → `started` or `error <message>`. After that the
-//! pipes are closed and the shim runs on its own: it writes the log and,
-//! when the container's process ends, `exit.json`, then exits. The daemon
-//! learns of the end through a pidfd on the shim, so it can restart in
-//! between without losing anything.
+//! After the handshake the pipes are closed and the shim runs on its own:
+//! it writes the log and, when the container's process ends, `exit.json`,
+//! then exits. The daemon learns of the end through a pidfd on the shim,
+//! so it can restart in between without losing anything. A handshake that
+//! fails in any way ends the shim and the container's cgroup: nothing is
+//! left running that the daemon does not track.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::collections::HashMap;
+use std::io::{BufReader, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::ContainerError;
+use super::cgroup::ContainerCgroup;
+use super::shim_protocol::{self as protocol, Pid, ShimCommand, ShimError, ShimReply};
 
 /// How long the shim may take to create the container.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,13 +34,18 @@ pub struct ExitStatus {
 }
 
 impl ExitStatus {
-    /// Writes `path` atomically (temporary file, fsync, rename).
+    /// Writes `path` atomically and durably (temporary file, fsync,
+    /// rename, fsync of the folder).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension("tmp");
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(&serde_json::to_vec(self)?)?;
         file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        match path.parent() {
+            Some(dir) => std::fs::File::open(dir)?.sync_all(),
+            None => Ok(()),
+        }
     }
 
     /// Reads `path`, `None` if it is not there (the process has not ended).
@@ -66,36 +73,43 @@ pub struct ShimArgs {
 
 /// A shim that has created its container and waits for `start`.
 pub struct CreatedShim {
-    pub init_pid: i64,
-    pub shim_pid: i64,
+    pub init_pid: Pid,
+    pub shim_pid: Pid,
+    id: String,
     commands: ChildStdin,
     replies: BufReader<ChildStdout>,
 }
 
-/// Spawns `exe shim …` and waits until it has created the container.
-pub fn spawn(exe: &Path, args: &ShimArgs) -> Result<CreatedShim, ContainerError> {
+/// Spawns `exe shim …` and waits until it has created the container. On
+/// any failure the shim and whatever it started are ended.
+pub fn spawn(exe: &Path, args: &ShimArgs) -> Result<CreatedShim, ShimError> {
     let shim_log = args.state_dir.join("shim.log");
-    let stderr =
-        std::fs::File::create(&shim_log).map_err(|e| ContainerError::io("creating shim log", e))?;
+    let stderr = std::fs::File::create(&shim_log)?;
     let mut child = shim_command(exe, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(stderr)
-        .spawn()
-        .map_err(|e| ContainerError::io(format!("starting {} shim", exe.display()), e))?;
+        .spawn()?;
     let commands = child.stdin.take().expect("piped");
     let mut replies = BufReader::new(child.stdout.take().expect("piped"));
     let reply = read_reply(&mut replies, &shim_log);
     reap_launcher(child);
-    let reply = reply?;
-    match parse_created(&reply) {
-        Some((init_pid, shim_pid)) => Ok(CreatedShim {
+    match reply {
+        Ok(ShimReply::Created { init_pid, shim_pid }) => Ok(CreatedShim {
             init_pid,
             shim_pid,
+            id: args.id.clone(),
             commands,
             replies,
         }),
-        None => Err(start_error(&reply)),
+        Ok(other) => {
+            end_shim(&args.id, &args.state_dir);
+            Err(unexpected(other))
+        }
+        Err(e) => {
+            end_shim(&args.id, &args.state_dir);
+            Err(e)
+        }
     }
 }
 
@@ -122,29 +136,31 @@ fn shim_command(exe: &Path, args: &ShimArgs) -> Command {
     cmd
 }
 
-/// The init and shim pids of a `created <init pid> <shim pid>` reply
-/// (0 for one that does not parse); `None` for any other reply.
-fn parse_created(reply: &str) -> Option<(i64, i64)> {
-    let mut words = reply.split_whitespace();
-    match (words.next(), words.next(), words.next()) {
-        (Some("created"), Some(init), Some(shim)) => {
-            Some((init.parse().unwrap_or(0), shim.parse().unwrap_or(0)))
-        }
-        _ => None,
+/// A `failed` reply is the shim's error; anything else is out of turn.
+fn unexpected(reply: ShimReply) -> ShimError {
+    match reply {
+        ShimReply::Failed { message, cause } => ShimError::Failed { message, cause },
+        other => ShimError::OutOfTurn(Box::new(other)),
     }
 }
 
 impl CreatedShim {
-    /// Tells the shim to start the container's process.
-    pub fn start(mut self) -> Result<(), ContainerError> {
-        self.commands
-            .write_all(b"start\n")
-            .map_err(|e| ContainerError::io("talking to the shim", e))?;
-        let reply = read_reply(&mut self.replies, Path::new("shim"))?;
-        if reply.trim() == "started" {
-            Ok(())
-        } else {
-            Err(start_error(&reply))
+    /// Tells the shim to start the container's process. On any failure
+    /// the shim and the container's processes are ended.
+    pub fn start(mut self, state_dir: &Path) -> Result<(), ShimError> {
+        let result = protocol::send(&mut self.commands, &ShimCommand::Start)
+            .map_err(ShimError::from)
+            .and_then(|()| read_reply(&mut self.replies, &state_dir.join("shim.log")));
+        match result {
+            Ok(ShimReply::Started) => Ok(()),
+            Ok(other) => {
+                end_shim(&self.id, state_dir);
+                Err(unexpected(other))
+            }
+            Err(e) => {
+                end_shim(&self.id, state_dir);
+                Err(e)
+            }
         }
     }
 }
@@ -154,77 +170,150 @@ fn reap_launcher(mut child: Child) {
     let _ = child.wait();
 }
 
+/// The next reply, waiting at most [`HANDSHAKE_TIMEOUT`] (a signal
+/// interrupting the wait does not count as the time running out).
 fn read_reply(
     replies: &mut BufReader<ChildStdout>,
     shim_log: &Path,
-) -> Result<String, ContainerError> {
-    let fd = replies.get_ref().as_fd();
-    let mut pfd = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
-    let timeout = nix::poll::PollTimeout::try_from(HANDSHAKE_TIMEOUT.as_millis() as i32)
-        .unwrap_or(nix::poll::PollTimeout::MAX);
-    if replies.buffer().is_empty() && nix::poll::poll(&mut pfd, timeout).unwrap_or(0) == 0 {
-        return Err(ContainerError::Start(
-            "the shim did not answer in time".into(),
-        ));
+) -> Result<ShimReply, ShimError> {
+    if replies.buffer().is_empty() {
+        wait_readable(replies.get_ref().as_fd(), HANDSHAKE_TIMEOUT)?;
     }
-    let mut line = String::new();
-    replies
-        .read_line(&mut line)
-        .map_err(|e| ContainerError::io("reading from the shim", e))?;
-    if line.is_empty() {
-        let log = std::fs::read_to_string(shim_log).unwrap_or_default();
-        return Err(ContainerError::Start(format!(
-            "the shim exited without answering: {}",
-            log.trim()
-        )));
-    }
-    Ok(line.trim_end().to_string())
-}
-
-/// Turns a shim error into Docker's classes: a missing program is a 400
-/// the CLI maps to exit code 127, like Docker's "executable file not found".
-fn start_error(reply: &str) -> ContainerError {
-    let message = reply.strip_prefix("error ").unwrap_or(reply).to_string();
-    if message.contains("executable file not found")
-        || message.contains("no such file or directory")
-    {
-        ContainerError::StartNotFound(message)
-    } else {
-        ContainerError::Start(message)
-    }
-}
-
-/// Blocks until process `pid` has ended (pidfd; works for processes that
-/// are not our children, e.g. shims of a previous daemon). A process that
-/// is already gone returns at once.
-pub fn wait_for_exit(pid: i64) {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return;
-    }
-    // SAFETY: the kernel just gave us this descriptor; we own it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    loop {
-        let mut pfd = [nix::poll::PollFd::new(
-            fd.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            _ => break,
+    match protocol::receive(replies)? {
+        Some(reply) => Ok(reply),
+        None => {
+            let log = std::fs::read_to_string(shim_log).unwrap_or_default();
+            Err(ShimError::Exited(log.trim().to_string()))
         }
     }
 }
 
-/// Whether `pid` is alive and is the shim of container `id`.
-pub fn is_shim_of(pid: i64, id: &str) -> bool {
-    if pid <= 0 {
-        return false;
+/// Waits until `fd` is readable (or at end of file), at most `limit`.
+fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, limit: Duration) -> Result<(), ShimError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        let timeout = nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX);
+        let mut pfd = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+        match nix::poll::poll(&mut pfd, timeout) {
+            Ok(0) => return Err(ShimError::Timeout(limit)),
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(ShimError::Io(e.into())),
+        }
     }
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+}
+
+/// Ends everything a shim of container `id` left: the shim processes
+/// (found by their command line, whose `--state-dir` is this container's
+/// folder, so another daemon's shims are never touched) and every process
+/// in the container's cgroup. Idempotent.
+pub fn end_shim(id: &str, state_dir: &Path) {
+    for pid in shims_of(id, state_dir) {
+        let _ = nix::sys::signal::kill(pid.to_nix(), nix::sys::signal::Signal::SIGKILL);
+    }
+    if let Err(e) = ContainerCgroup::of(id).kill_all(id) {
+        tracing::error!(container = %id, error = %e, "container processes left running");
+    }
+}
+
+/// Processes whose command line is `… shim … --id ID … --state-dir DIR`.
+pub fn shims_of(id: &str, state_dir: &Path) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i64>().ok())
+        .filter_map(Pid::new)
+        .filter(|pid| is_shim_of(Some(*pid), id, state_dir))
+        .collect()
+}
+
+/// Every live shim whose `--state-dir` is under `containers_dir`, by
+/// container ID (one daemon's shims; other roots' are left alone).
+pub fn shims_under(containers_dir: &Path) -> HashMap<String, Vec<Pid>> {
+    let mut found: HashMap<String, Vec<Pid>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i64>().ok())
+        .filter_map(Pid::new)
+    {
+        if let Some(args) = shim_cmdline(pid) {
+            let dir = Path::new(&args.state_dir);
+            if dir.parent() == Some(containers_dir) {
+                found.entry(args.id).or_default().push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// The `--id` and `--state-dir` of a shim's command line.
+struct ShimCmdline {
+    id: String,
+    state_dir: String,
+}
+
+fn shim_cmdline(pid: Pid) -> Option<ShimCmdline> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    parse_shim_cmdline(&raw)
+}
+
+/// Parses a NUL-separated command line; `None` unless it is a shim's.
+fn parse_shim_cmdline(raw: &[u8]) -> Option<ShimCmdline> {
+    let args: Vec<String> = raw
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    if args.get(1).map(String::as_str) != Some("shim") {
+        return None;
+    }
+    let value = |flag: &str| {
+        let at = args.iter().position(|a| a == flag)?;
+        args.get(at + 1).cloned()
+    };
+    Some(ShimCmdline {
+        id: value("--id")?,
+        state_dir: value("--state-dir")?,
+    })
+}
+
+pub use crate::sys::process::wait_for_exit;
+
+/// Whether `pid` is alive and is the shim (or a process forked from it,
+/// such as the container's init before it runs the program) of container
+/// `id` with folder `state_dir`.
+pub fn is_shim_of(pid: Option<Pid>, id: &str, state_dir: &Path) -> bool {
+    let Some(args) = pid.and_then(shim_cmdline) else {
         return false;
     };
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    args.contains(&b"shim".as_slice()) && args.contains(&id.as_bytes())
+    args.id == id && Path::new(&args.state_dir) == state_dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shim_command_lines_are_recognised() {
+        let raw =
+            b"/usr/bin/berth\0shim\0--id\0abc\0--bundle\0/b\0--state-dir\0/r/containers/abc\0";
+        let args = parse_shim_cmdline(raw).unwrap();
+        assert_eq!(args.id, "abc");
+        assert_eq!(args.state_dir, "/r/containers/abc");
+        assert!(parse_shim_cmdline(b"/usr/bin/berth\0daemon\0--id\0abc").is_none());
+        assert!(parse_shim_cmdline(b"/usr/bin/berth\0shim\0--id").is_none());
+    }
+
+    #[test]
+    fn a_missing_pid_is_no_shim() {
+        assert!(!is_shim_of(None, "x", Path::new("/x")));
+        let me = Pid::current();
+        assert!(!is_shim_of(Some(me), "x", Path::new("/x")));
+    }
 }

@@ -10,10 +10,12 @@ use crate::container::{ContainerRecord, ContainerState};
 const COLUMNS: &str = "id, name, image_id, created, config, host_config, path, args, mounts, state";
 
 impl Store {
-    /// Inserts a new container. Fails if the ID or name is taken.
-    pub fn insert_container(&self, c: &ContainerRecord) -> Result<(), StoreError> {
+    /// Inserts a new container. Returns false, changing nothing, when the
+    /// name is taken (the name's uniqueness is the database's: checking
+    /// first and inserting later would race); fails if the ID is taken.
+    pub fn insert_container(&self, c: &ContainerRecord) -> Result<bool, StoreError> {
         let json = |v: serde_json::Result<String>| v.map_err(|e| corrupt(&c.id, e));
-        self.conn().execute(
+        let inserted = self.conn().execute(
             &format!("INSERT INTO containers ({COLUMNS}, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
             params![
                 c.id,
@@ -28,8 +30,12 @@ impl Store {
                 json(serde_json::to_string(&c.state))?,
                 c.state.status.as_str(),
             ],
-        )?;
-        Ok(())
+        );
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(e) if is_unique_violation(&e, "containers.name") => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Replaces a container's state. Returns whether the row exists.
@@ -146,6 +152,16 @@ fn decode(raw: RawRow) -> Result<ContainerRecord, StoreError> {
         created,
         path,
     })
+}
+
+/// Whether `e` is a UNIQUE constraint failure on `column` (`table.col`).
+fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
+    match e {
+        rusqlite::Error::SqliteFailure(f, Some(message)) => {
+            f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE && message.ends_with(column)
+        }
+        _ => false,
+    }
 }
 
 fn corrupt(id: &str, e: serde_json::Error) -> StoreError {

@@ -27,6 +27,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("metadata database schema version {found} is newer than this berth understands ({known}); refusing to touch it")]
     SchemaTooNew { found: i64, known: i64 },
+    #[error("metadata database file: {0}")]
+    Io(std::io::Error),
     #[error("metadata database: corrupt row for volume {name:?}: {detail}")]
     CorruptRow { name: String, detail: String },
 }
@@ -41,6 +43,7 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, sets durability
     /// pragmas and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        create_private(path)?;
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -74,4 +77,21 @@ impl Store {
         // behind (rusqlite rolls back on drop), so poisoning is harmless.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Makes the database file 0600 before SQLite opens it (SQLite gives its
+/// `-wal` and `-shm` files the database file's mode): rows hold containers'
+/// environment values.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(StoreError::Io)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(StoreError::Io)
 }

@@ -195,6 +195,16 @@ impl Store {
         self.links("volume_mounts", "mount_id", name)
     }
 
+    /// Every (volume, holder) reference.
+    pub fn all_refs(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.all_links("volume_refs", "holder")
+    }
+
+    /// Every (volume, mount id) active mount.
+    pub fn all_mounts(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.all_links("volume_mounts", "mount_id")
+    }
+
     /// Sets (or replaces) one driver option of a volume (a resize's new size).
     pub fn set_volume_option(&self, name: &str, key: &str, value: &str) -> Result<(), StoreError> {
         self.conn().execute(
@@ -251,6 +261,14 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let sql = format!("DELETE FROM {table} WHERE volume = ?1 AND {col} = ?2");
         Ok(self.conn().execute(&sql, params![name, value])? > 0)
+    }
+
+    fn all_links(&self, table: &str, col: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let sql = format!("SELECT volume, {col} FROM {table} ORDER BY volume, {col}");
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn links(&self, table: &str, col: &str, name: &str) -> Result<Vec<String>, StoreError> {

@@ -5,6 +5,7 @@ pub mod copy;
 pub mod inroot;
 pub mod loopdev;
 pub mod mount;
+pub mod process;
 pub mod reflink;
 pub mod remove_tree;
 pub mod units;

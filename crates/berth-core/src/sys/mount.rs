@@ -34,6 +34,27 @@ pub fn is_mounted(path: &Path) -> bool {
         .any(|mp| unescape_mountinfo(mp) == wanted)
 }
 
+/// Mount points of every filesystem of type `fstype` (`cgroup`,
+/// `cgroup2`, …), from /proc/self/mountinfo.
+pub fn mounts_of_type(fstype: &str) -> Vec<std::path::PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    table
+        .lines()
+        .filter_map(|line| mount_of_type(line, fstype))
+        .collect()
+}
+
+/// The mount point of one mountinfo line if its type is `fstype` (the
+/// type follows the ` - ` separator, after the optional fields).
+fn mount_of_type(line: &str, fstype: &str) -> Option<std::path::PathBuf> {
+    let (before, after) = line.split_once(" - ")?;
+    if after.split(' ').next()? != fstype {
+        return None;
+    }
+    let mount_point = before.split(' ').nth(4)?;
+    Some(unescape_mountinfo(mount_point).into())
+}
+
 /// mountinfo escapes space, tab, newline and backslash as octal `\NNN`.
 fn unescape_mountinfo(field: &str) -> String {
     let bytes = field.as_bytes();
@@ -90,6 +111,21 @@ mod tests {
     fn mountinfo_escapes_are_decoded() {
         assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn mount_types_are_read_after_the_separator() {
+        let v1 = "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime shared:9 - cgroup cgroup rw,cpu";
+        let v2 = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw";
+        assert_eq!(
+            mount_of_type(v1, "cgroup"),
+            Some("/sys/fs/cgroup/cpu".into())
+        );
+        assert_eq!(mount_of_type(v1, "cgroup2"), None);
+        assert_eq!(
+            mount_of_type(v2, "cgroup2"),
+            Some("/sys/fs/cgroup/unified".into())
+        );
     }
 
     #[test]

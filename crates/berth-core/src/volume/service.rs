@@ -259,6 +259,22 @@ impl VolumeService {
         Ok(holders)
     }
 
+    /// Every stored holder of any volume: references and mount ids, as
+    /// (volume, holder, is a mount id).
+    pub fn all_holders(&self) -> Result<Vec<(String, String, bool)>, VolumeError> {
+        let store_err = |e| VolumeError::store("list", "", e);
+        let mut out: Vec<(String, String, bool)> = self
+            .store
+            .all_refs()
+            .map_err(store_err)?
+            .into_iter()
+            .map(|(v, h)| (v, h, false))
+            .collect();
+        let mounts = self.store.all_mounts().map_err(store_err)?;
+        out.extend(mounts.into_iter().map(|(v, id)| (v, id, true)));
+        Ok(out)
+    }
+
     /// Records that `holder` (a container) uses the volume; persisted, so
     /// "in use" survives restarts. Returns whether the reference is new.
     pub fn add_ref(&self, name: &str, holder: &str) -> Result<bool, VolumeError> {

@@ -87,7 +87,7 @@ impl DaemonArgs {
             (Some(device), _, _) => PoolSource::Device(device.clone()),
             (_, Some(dir), _) => PoolSource::Folder(dir.clone()),
             (_, _, Some(file)) => PoolSource::File(file.clone()),
-            _ => PoolSource::File(layout.root().join("thin").join("pool.img")),
+            _ => PoolSource::File(layout.thin_dir().join("pool.img")),
         }
     }
 
@@ -98,7 +98,7 @@ impl DaemonArgs {
                 .ok_or_else(|| anyhow::anyhow!("invalid {flag}: {text:?} (use a size such as 64G)"))
         };
         Ok(PoolSettings {
-            dir: layout.root().join("thin"),
+            dir: layout.thin_dir(),
             size: size("--thin-pool-size", &self.thin_pool_size)?,
             source: self.thin_pool_source(layout),
             high_water: f64::from(self.thin_high_water.min(100)) / 100.0,
@@ -228,8 +228,8 @@ fn open_services(
     }
     let volumes = Arc::new(open_volumes(layout, store.clone(), thin)?.with_events(events.clone()));
     let settings = RuntimeSettings {
-        containers_dir: layout.root().join("containers"),
-        runtime_root: layout.root().join("runtime"),
+        containers_dir: layout.containers_dir(),
+        runtime_root: layout.runtime_dir(),
         shim_exe: std::env::current_exe().context("locating the berth binary")?,
         default_runtime: runtime,
     };
@@ -237,8 +237,16 @@ fn open_services(
         ContainerService::new(store, images.clone(), volumes.clone(), settings)?
             .with_events(events.clone()),
     );
-    let restored = containers.restore()?;
-    tracing::info!(running = restored, "containers restored");
+    let report = containers.restore()?;
+    tracing::info!(
+        running = report.restored,
+        exited = report.exited,
+        settled = report.settled,
+        auto_removed = report.auto_removed,
+        orphans = report.orphans,
+        stale_holders = report.stale_holders,
+        "containers recovered"
+    );
     let facts = Arc::new(facts::gather(layout)?);
     Ok(ApiState {
         volumes,

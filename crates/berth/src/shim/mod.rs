@@ -13,12 +13,15 @@ mod pump;
 mod runtime;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::BufReader;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use berth_core::container::jsonlog::now_rfc3339_nano;
 use berth_core::container::shim::ExitStatus;
+use berth_core::container::shim_protocol::{
+    self as protocol, FailureCause, Pid, ShimCommand, ShimReply,
+};
 use clap::Args;
 use nix::fcntl::OFlag;
 
@@ -63,10 +66,62 @@ pub fn run(args: ShimArgs) -> i32 {
     let (commands, mut replies) = take_handshake_pipes();
     match supervise(&args, commands, &mut replies) {
         Ok(()) => 0,
-        Err(e) => {
-            let _ = writeln!(replies, "error {e}");
-            eprintln!("shim {}: {e}", args.id);
+        Err(failure) => {
+            let _ = protocol::send(&mut replies, &failure.reply());
+            eprintln!("shim {}: {}", args.id, failure.message);
             1
+        }
+    }
+}
+
+/// Why the shim gives up; sent to the daemon as a `failed` reply (the
+/// daemon may be gone, so the send is best effort).
+struct Failure {
+    message: String,
+    cause: FailureCause,
+}
+
+impl Failure {
+    fn other(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            cause: FailureCause::Other,
+        }
+    }
+
+    /// Docker's class: a missing program is a 400 (CLI exit code 127).
+    fn classify(message: String) -> Self {
+        let cause = if message.contains("executable file not found")
+            || message.contains("no such file or directory")
+        {
+            FailureCause::ProgramNotFound
+        } else {
+            FailureCause::Other
+        };
+        Failure { message, cause }
+    }
+
+    fn reply(&self) -> ShimReply {
+        ShimReply::Failed {
+            message: self.message.clone(),
+            cause: self.cause,
+        }
+    }
+}
+
+/// Destroys a created container unless disarmed: every way out of the
+/// handshake but a start acknowledged leaves nothing running (a daemon
+/// that died mid-start used to leave the container's init waiting for
+/// ever).
+struct DestroyUnlessStarted<'a> {
+    container: &'a mut runtime::ShimContainer,
+    started: bool,
+}
+
+impl Drop for DestroyUnlessStarted<'_> {
+    fn drop(&mut self) {
+        if !self.started {
+            self.container.destroy();
         }
     }
 }
@@ -107,27 +162,23 @@ fn supervise(
     args: &ShimArgs,
     mut commands: BufReader<File>,
     replies: &mut File,
-) -> Result<(), String> {
-    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let stdin = open_stdin(args)?;
-    let mut container = runtime::create(args, stdin, out_w, err_w)?;
-    let init_pid = container.init_pid();
-    writeln!(replies, "created {init_pid} {}", std::process::id()).map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    let _ = commands.read_line(&mut line);
-    if line.trim() != "start" {
-        // The daemon gave up on this start: leave nothing behind.
-        container.destroy();
-        return Err("start aborted by the daemon".into());
-    }
-    if let Err(e) = container.start() {
-        container.destroy();
-        return Err(e);
-    }
-    writeln!(replies, "started").map_err(|e| e.to_string())?;
+) -> Result<(), Failure> {
+    let pipe =
+        || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Failure::other(format!("pipe: {e}")));
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let stdin = open_stdin(args).map_err(Failure::other)?;
+    let mut container = runtime::create(args, stdin, out_w, err_w).map_err(Failure::classify)?;
+    let init_pid = Pid::new(i64::from(container.init_pid()))
+        .ok_or_else(|| Failure::other("the runtime reported no init process"))?;
+    let mut guard = DestroyUnlessStarted {
+        container: &mut container,
+        started: false,
+    };
+    handshake(&mut guard, init_pid, &mut commands, replies)?;
+    drop(guard);
     drop(commands);
-    let exit_code = pump::run(&args.log, out_r, err_r, init_pid);
+    let exit_code = pump::run(&args.log, out_r, err_r, init_pid.raw());
     let status = ExitStatus {
         exit_code,
         finished_at: now_rfc3339_nano(),
@@ -136,6 +187,34 @@ fn supervise(
         eprintln!("shim {}: cannot record exit status: {e}", args.id);
     }
     container.destroy();
+    Ok(())
+}
+
+/// `created` → `start` → `started`. Anything but `start` (end of file when
+/// the daemon died, `abort`, garbage) destroys the container (the guard).
+fn handshake(
+    guard: &mut DestroyUnlessStarted<'_>,
+    init_pid: Pid,
+    commands: &mut BufReader<File>,
+    replies: &mut File,
+) -> Result<(), Failure> {
+    let created = ShimReply::Created {
+        init_pid,
+        shim_pid: Pid::current(),
+    };
+    protocol::send(replies, &created)
+        .map_err(|e| Failure::other(format!("answering the daemon: {e}")))?;
+    match protocol::receive::<_, ShimCommand>(commands) {
+        Ok(Some(ShimCommand::Start)) => {}
+        Ok(Some(ShimCommand::Abort)) | Ok(None) => {
+            return Err(Failure::other("start aborted by the daemon"))
+        }
+        Err(e) => return Err(Failure::other(e.to_string())),
+    }
+    guard.container.start().map_err(Failure::classify)?;
+    protocol::send(replies, &ShimReply::Started)
+        .map_err(|e| Failure::other(format!("answering the daemon: {e}")))?;
+    guard.started = true;
     Ok(())
 }
 

@@ -134,7 +134,24 @@ impl Pool {
             self.reflink_checked.store(true, Ordering::Release);
         }
         for sub in ["volumes", "snapshots"] {
-            std::fs::create_dir_all(root.join(sub)).map_err(|e| io("creating pool folders", e))?;
+            let dir = root.join(sub);
+            std::fs::create_dir_all(&dir).map_err(|e| io("creating pool folders", e))?;
+            // A pool folder or device may sit outside berth's root: its
+            // images hold volume data, readable by no one else.
+            crate::root::make_private(&dir, 0o700).map_err(|e| {
+                io(
+                    "securing pool folders",
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+        }
+        if let PoolSource::File(file) = &self.settings.source {
+            crate::root::make_private(file, crate::root::SECRET_FILE_MODE).map_err(|e| {
+                io(
+                    "securing the pool file",
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
         }
         Ok(root)
     }
@@ -156,7 +173,16 @@ impl Pool {
         let mut tmp = file.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let handle = std::fs::File::create(&tmp).map_err(|e| io("creating the pool file", e))?;
+        let handle = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(crate::root::SECRET_FILE_MODE)
+                .open(&tmp)
+                .map_err(|e| io("creating the pool file", e))?
+        };
         handle
             .set_len(self.settings.size)
             .map_err(|e| io("sizing the pool file", e))?;

@@ -1,0 +1,196 @@
+//! A container's processes, found and ended through its cgroup.
+//!
+//! Every container runs in the cgroup `/berth/<id>` (the spec's
+//! `linux.cgroupsPath`) of each mounted hierarchy. The cgroup, not a pid,
+//! is the truth about what still runs: a shim killed with -9 leaves its
+//! container's processes behind, reparented and untracked, still writing to
+//! volumes; they must be ended before the daemon releases the container's
+//! mounts (a volume is never removed while a process has it mounted).
+//!
+//! Ending them: freeze the cgroup (v1 `freezer.state`, v2 `cgroup.freeze`)
+//! so nothing can fork meanwhile, SIGKILL every member, thaw, and repeat
+//! until the cgroup is empty. The empty cgroup folders are then removed.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::shim_protocol::Pid;
+use crate::sys::mount;
+
+/// The parent of every container's cgroup in each hierarchy.
+const PARENT: &str = "berth";
+
+/// How long [`ContainerCgroup::kill_all`] tries before it gives up.
+pub const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The cgroup folders of one container.
+#[derive(Debug, Clone)]
+pub struct ContainerCgroup {
+    dirs: Vec<PathBuf>,
+}
+
+/// Processes that outlived every SIGKILL for [`KILL_TIMEOUT`] (stuck in
+/// the kernel, e.g. uninterruptible I/O).
+#[derive(Debug, thiserror::Error)]
+#[error("processes {pids:?} of container {id} did not end after SIGKILL")]
+pub struct Unkillable {
+    pub id: String,
+    pub pids: Vec<i32>,
+}
+
+/// Roots of the mounted cgroup hierarchies (v1 and v2).
+fn hierarchy_roots() -> Vec<PathBuf> {
+    let mut roots = mount::mounts_of_type("cgroup");
+    roots.extend(mount::mounts_of_type("cgroup2"));
+    roots
+}
+
+impl ContainerCgroup {
+    /// The cgroup of container `id` in every hierarchy where it exists.
+    pub fn of(id: &str) -> Self {
+        let dirs = hierarchy_roots()
+            .into_iter()
+            .map(|root| root.join(PARENT).join(id))
+            .filter(|dir| dir.is_dir())
+            .collect();
+        ContainerCgroup { dirs }
+    }
+
+    /// IDs of every container that has a cgroup (in any hierarchy).
+    pub fn all_ids() -> std::collections::BTreeSet<String> {
+        let mut ids = std::collections::BTreeSet::new();
+        for root in hierarchy_roots() {
+            let Ok(entries) = std::fs::read_dir(root.join(PARENT)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.path().is_dir() {
+                    ids.insert(entry.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        ids
+    }
+
+    /// Every process in the cgroup (the union over hierarchies).
+    pub fn pids(&self) -> Vec<Pid> {
+        let mut pids: Vec<Pid> = self
+            .dirs
+            .iter()
+            .filter_map(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).ok())
+            .flat_map(|text| parse_procs(&text))
+            .collect();
+        pids.sort_by_key(|p| p.raw());
+        pids.dedup();
+        pids
+    }
+
+    /// Whether any process is left.
+    pub fn is_empty(&self) -> bool {
+        self.pids().is_empty()
+    }
+
+    /// Kills every process of the container and waits until none is left;
+    /// then removes the cgroup folders. Idempotent; a container without a
+    /// cgroup is done at once.
+    pub fn kill_all(&self, id: &str) -> Result<(), Unkillable> {
+        let deadline = Instant::now() + KILL_TIMEOUT;
+        loop {
+            let pids = self.pids();
+            if pids.is_empty() {
+                self.remove_dirs();
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Unkillable {
+                    id: id.to_string(),
+                    pids: pids.iter().map(|p| p.raw()).collect(),
+                });
+            }
+            self.set_frozen(true);
+            for pid in self.pids() {
+                let _ = nix::sys::signal::kill(pid.to_nix(), nix::sys::signal::Signal::SIGKILL);
+            }
+            self.set_frozen(false);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Freezes or thaws the cgroup where a freezer is available (best
+    /// effort: without one, the kill loop still converges unless the
+    /// container forks faster than it is killed).
+    fn set_frozen(&self, frozen: bool) {
+        for dir in &self.dirs {
+            let (file, value) = freezer_file(dir, frozen);
+            if let Some(file) = file {
+                let _ = std::fs::write(&file, value);
+                if frozen {
+                    wait_frozen(&file);
+                }
+            }
+        }
+    }
+
+    /// Removes the (empty) cgroup folders; ones still busy stay.
+    fn remove_dirs(&self) {
+        for dir in &self.dirs {
+            if let Err(e) = std::fs::remove_dir(dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::debug!(cgroup = %dir.display(), error = %e, "cgroup not removed");
+                }
+            }
+        }
+    }
+}
+
+/// The freeze control of one cgroup folder: v1's `freezer.state`
+/// (`FROZEN`/`THAWED`) or v2's `cgroup.freeze` (`1`/`0`).
+fn freezer_file(dir: &Path, frozen: bool) -> (Option<PathBuf>, &'static str) {
+    let v1 = dir.join("freezer.state");
+    if v1.exists() {
+        return (Some(v1), if frozen { "FROZEN" } else { "THAWED" });
+    }
+    let v2 = dir.join("cgroup.freeze");
+    if v2.exists() {
+        return (Some(v2), if frozen { "1" } else { "0" });
+    }
+    (None, "")
+}
+
+/// Waits briefly until a v1 freezer reports `FROZEN` (freezing is
+/// asynchronous); v2 files read back what was written.
+fn wait_frozen(file: &Path) {
+    for _ in 0..50 {
+        match std::fs::read_to_string(file) {
+            Ok(state) if state.trim() != "FREEZING" => return,
+            Ok(_) => std::thread::sleep(Duration::from_millis(2)),
+            Err(_) => return,
+        }
+    }
+}
+
+/// The pids of a `cgroup.procs` file.
+fn parse_procs(text: &str) -> Vec<Pid> {
+    text.lines()
+        .filter_map(|l| l.trim().parse::<i64>().ok())
+        .filter_map(Pid::new)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn procs_parse_and_skip_junk() {
+        let pids = parse_procs("12\n\n0\nx\n7\n");
+        assert_eq!(pids.iter().map(|p| p.raw()).collect::<Vec<_>>(), [12, 7]);
+    }
+
+    #[test]
+    fn a_container_without_a_cgroup_is_empty() {
+        let cg = ContainerCgroup::of("no-such-container-berth-test");
+        assert!(cg.is_empty());
+        cg.kill_all("no-such-container-berth-test").unwrap();
+    }
+}

@@ -1,0 +1,195 @@
+//! Start-up: containers found again after a daemon restart (live restore)
+//! and everything a crash can leave half done, repaired before the socket
+//! opens.
+//!
+//! | found | action |
+//! |---|---|
+//! | `running`, its shim alive | watched again, volume mounts re-taken |
+//! | `running`, shim gone | exit recorded from `exit.json` (255 if none), cgroup emptied, mounts released, `--rm` applied |
+//! | `starting` (daemon died mid-start) | shim and cgroup ended, mounts released, back to `created`/`exited` with an error, `--rm` applied |
+//! | `removing` (daemon died mid-remove) | removal finished |
+//! | `created`/`exited`/`dead` | any shim or process of it ended (an orphan of a cut start), mounts released, `--rm` applied to exited ones |
+//! | container folder without a row | shim and cgroup ended, folder removed |
+//! | volume reference or mount id of no container | dropped (the volume is unmounted at its last id) |
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::cgroup::ContainerCgroup;
+use super::shim::{self, ExitStatus};
+use super::shim_protocol::Pid;
+use super::{ContainerError, ContainerRecord, ContainerService, Status};
+use crate::volume::OPERATION_MOUNT_PREFIX;
+
+/// What start-up found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Containers still running (live restore).
+    pub restored: usize,
+    /// Containers whose process ended while the daemon was away.
+    pub exited: usize,
+    /// Starts and removals a crash cut, settled.
+    pub settled: usize,
+    /// `--rm` containers removed.
+    pub auto_removed: usize,
+    /// Orphans ended: shims, processes, folders of no container.
+    pub orphans: usize,
+    /// Volume references and mount ids of no container, dropped.
+    pub stale_holders: usize,
+}
+
+impl ContainerService {
+    /// Runs every start-up step (see the module's table).
+    pub fn restore(self: &Arc<Self>) -> Result<RecoveryReport, ContainerError> {
+        let mut report = RecoveryReport::default();
+        let shims = shim::shims_under(&self.settings.containers_dir);
+        let records = self.store.list_containers()?;
+        for record in &records {
+            self.recover_one(record, &shims, &mut report);
+        }
+        let known: BTreeSet<String> = self
+            .store
+            .list_containers()?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        self.remove_orphan_folders(&known, &mut report);
+        self.drop_stale_holders(&known, &mut report)?;
+        Ok(report)
+    }
+
+    fn recover_one(
+        self: &Arc<Self>,
+        record: &ContainerRecord,
+        shims: &HashMap<String, Vec<Pid>>,
+        report: &mut RecoveryReport,
+    ) {
+        let dir = self.paths(&record.id).dir().to_path_buf();
+        match record.state.status {
+            Status::Running if shim::is_shim_of(record.state.shim_pid, &record.id, &dir) => {
+                self.readopt(record);
+                report.restored += 1;
+            }
+            Status::Running => {
+                if ExitStatus::read(&self.paths(&record.id).exit_file()).is_none() {
+                    tracing::warn!(container = %record.id, "shim gone without an exit status");
+                }
+                self.handle_exit(&record.id);
+                report.exited += 1;
+            }
+            Status::Starting => {
+                shim::end_shim(&record.id, &dir);
+                self.settle_cut_start(record);
+                report.settled += 1;
+            }
+            Status::Removing => {
+                shim::end_shim(&record.id, &dir);
+                match self.finish_remove(record, record.host_config.auto_remove) {
+                    Ok(()) => report.settled += 1,
+                    Err(e) => {
+                        tracing::error!(container = %record.id, error = %e, "cut removal not finished")
+                    }
+                }
+            }
+            Status::Created | Status::Exited | Status::Dead => {
+                if shims.contains_key(&record.id) || !ContainerCgroup::of(&record.id).is_empty() {
+                    tracing::warn!(container = %record.id, "ending processes of a stopped container");
+                    shim::end_shim(&record.id, &dir);
+                    report.orphans += 1;
+                }
+                self.unmount_all(record);
+                if record.state.status == Status::Exited && record.host_config.auto_remove {
+                    self.auto_remove(&record.id, report);
+                }
+            }
+        }
+    }
+
+    /// A container that kept running while the daemon was away.
+    fn readopt(self: &Arc<Self>, record: &ContainerRecord) {
+        self.lifecycle_sender(&record.id)
+            .send_modify(|l| l.running = true);
+        for m in record.mounts.iter().filter(|m| m.kind == "volume") {
+            let _ = self.volumes.mount(&m.name, &record.id);
+        }
+        if let Some(pid) = record.state.shim_pid {
+            self.watch_shim(record.id.clone(), pid);
+        }
+    }
+
+    /// A start the daemon did not finish: the container never ran for the
+    /// client, so it goes back to where it was, with the reason recorded.
+    fn settle_cut_start(self: &Arc<Self>, record: &ContainerRecord) {
+        let mut state = record.state.clone();
+        state.status = if state.started_at.is_some() {
+            Status::Exited
+        } else {
+            Status::Created
+        };
+        state.pid = None;
+        state.shim_pid = None;
+        state.exit_code = 128;
+        state.error = "the daemon stopped while the container was starting".into();
+        if let Err(e) = self.store.set_container_state(&record.id, &state) {
+            tracing::error!(container = %record.id, error = %e, "cannot settle a cut start");
+        }
+        self.unmount_all(record);
+        if record.host_config.auto_remove {
+            let _ = self.remove(&record.id, true, true);
+        }
+    }
+
+    fn auto_remove(self: &Arc<Self>, id: &str, report: &mut RecoveryReport) {
+        match self.remove(id, false, true) {
+            Ok(()) => report.auto_removed += 1,
+            Err(e) => tracing::warn!(container = %id, error = %e, "auto-remove at start-up failed"),
+        }
+    }
+
+    /// Folders under `containers/` of no container (a create or remove a
+    /// crash cut): their processes are ended, mounts undone, folder removed.
+    fn remove_orphan_folders(&self, known: &BTreeSet<String>, report: &mut RecoveryReport) {
+        let Ok(entries) = std::fs::read_dir(&self.settings.containers_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if known.contains(&id) {
+                continue;
+            }
+            tracing::warn!(container = %id, "removing the folder of no container");
+            shim::end_shim(&id, &entry.path());
+            if let Err(e) = self.paths(&id).remove_all() {
+                tracing::error!(container = %id, error = %e, "orphan folder not removed");
+            }
+            let _ = std::fs::remove_dir_all(self.settings.runtime_root.join(&id));
+            report.orphans += 1;
+        }
+    }
+
+    /// References and mount ids held by no container (a create cut
+    /// between taking references and recording the container, or a remove
+    /// cut after its row went): dropped, so the volumes can be removed.
+    fn drop_stale_holders(
+        &self,
+        known: &BTreeSet<String>,
+        report: &mut RecoveryReport,
+    ) -> Result<(), ContainerError> {
+        for (volume, holder, is_mount) in self.volumes.all_holders()? {
+            if known.contains(&holder) || holder.starts_with(OPERATION_MOUNT_PREFIX) {
+                continue;
+            }
+            tracing::warn!(%volume, %holder, "dropping the hold of no container");
+            let dropped = if is_mount {
+                self.volumes.unmount(&volume, &holder)
+            } else {
+                self.volumes.remove_ref(&volume, &holder)
+            };
+            match dropped {
+                Ok(_) => report.stale_holders += 1,
+                Err(e) => tracing::error!(%volume, %holder, error = %e, "stale hold not dropped"),
+            }
+        }
+        Ok(())
+    }
+}
