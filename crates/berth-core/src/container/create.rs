@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::model::{ContainerConfig, ContainerState, HostConfig, MountPoint};
 use super::mounts::{parse_api_mount, parse_bind, BindSource, BindSpec};
+use super::options::ContainerOptions;
 use super::{names, ContainerError, ContainerRecord, ContainerService};
 use crate::image::config::RunConfig;
 use crate::image::ImageConfig;
@@ -35,7 +36,13 @@ impl ContainerService {
         let mut config = merge(req.config, &image_config);
         let (path, args) = command(&config)?;
         let mut warnings = Vec::new();
-        let host_config = check_network(req.host_config, &mut warnings)?;
+        let host_config = check_runtime(check_network(req.host_config, &mut warnings)?)?;
+        let options = ContainerOptions::parse(&config, &host_config)?;
+        if options.uts_host && !config.hostname.is_empty() {
+            return Err(ContainerError::InvalidConfig(
+                "conflicting options: hostname and the UTS mode".into(),
+            ));
+        }
         let id = new_id();
         if config.hostname.is_empty() {
             config.hostname = id[..12].to_string();
@@ -382,7 +389,9 @@ fn base_point(b: &BindSpec) -> MountPoint {
 /// A bind mount point of host folder `path` (made first for `-v`, which
 /// creates a missing one); propagation defaults to `rprivate`.
 fn host_point(point: MountPoint, b: &BindSpec, path: &str) -> Result<MountPoint, ContainerError> {
-    if b.create_host_path {
+    // Docker makes a missing `-v` source a folder; an existing file or
+    // anything else is bound as it is.
+    if b.create_host_path && std::fs::symlink_metadata(path).is_err() {
         std::fs::create_dir_all(path)
             .map_err(|e| ContainerError::io(format!("creating bind source {path}"), e))?;
     }
@@ -499,6 +508,29 @@ fn check_network(
     }
     Ok(host)
 }
+
+/// Runtime names: Docker's default names (`runc`, shown by inspect) and
+/// berth's `berth` mean the daemon's default runtime (the embedded
+/// runc-compatible libcontainer unless the daemon was given `--runtime`);
+/// an absolute path names an OCI runtime binary; anything else is
+/// Docker's 400.
+fn check_runtime(mut host: HostConfig) -> Result<HostConfig, ContainerError> {
+    match host.runtime.as_str() {
+        "" | "berth" | DEFAULT_RUNTIME | "io.containerd.runc.v2" => {
+            host.runtime = DEFAULT_RUNTIME.into();
+        }
+        path if path.starts_with('/') => {}
+        other => {
+            return Err(ContainerError::InvalidConfig(format!(
+                "unknown or invalid runtime name: {other}"
+            )))
+        }
+    }
+    Ok(host)
+}
+
+/// The runtime name inspect shows for the daemon's default runtime.
+pub(super) const DEFAULT_RUNTIME: &str = "runc";
 
 /// The process environment: Docker's PATH and HOSTNAME, overridden by the
 /// container's own variables.

@@ -5,6 +5,7 @@ use crate::image::ImageError;
 use crate::store::StoreError;
 use crate::volume::VolumeError;
 
+use super::options::OptionsError;
 use super::shim_protocol::{FailureCause, ShimError};
 
 /// A container operation failure.
@@ -98,6 +99,17 @@ impl From<ShimError> for ContainerError {
                 cause: FailureCause::ProgramNotFound,
             } => ContainerError::StartNotFound(message),
             other => ContainerError::Start(other.to_string()),
+        }
+    }
+}
+
+/// Options refused at create are a 400; those found bad only at start
+/// (a missing device) a 500, as Docker's.
+impl From<OptionsError> for ContainerError {
+    fn from(e: OptionsError) -> Self {
+        match e {
+            OptionsError::Invalid(m) => ContainerError::InvalidConfig(m),
+            OptionsError::Start(m) => ContainerError::Start(m),
         }
     }
 }

@@ -12,10 +12,9 @@ use nix::sys::signal::Signal;
 use tokio::sync::watch;
 
 use super::cgroup::ContainerCgroup;
-use super::create::process_env;
 use super::shim::{self, ExitStatus, ShimArgs};
 use super::shim_protocol::Pid;
-use super::spec::{self, BindMount, SpecInput};
+use super::spec::BindMount;
 use super::{
     ContainerError, ContainerPaths, ContainerRecord, ContainerService, ContainerState, Status,
 };
@@ -90,7 +89,7 @@ impl ContainerService {
     fn launch(self: &Arc<Self>, record: &ContainerRecord) -> Result<(), ContainerError> {
         let paths = self.paths(&record.id);
         let binds = self.prepare_rootfs(record, &paths)?;
-        write_spec(record, &paths, binds)?;
+        self.write_bundle(record, &paths, binds)?;
         let _ = std::fs::remove_file(paths.exit_file());
         let created = shim::spawn(&self.settings.shim_exe, &self.shim_args(record, &paths))?;
         let (init_pid, shim_pid) = (created.init_pid, created.shim_pid);
@@ -118,7 +117,8 @@ impl ContainerService {
         paths.create()?;
         let image = self.images.resolve(&record.image_id)?;
         paths.mount_rootfs(&self.images.layer_paths(&image))?;
-        paths.write_etc_files(&record.config.hostname)?;
+        let options = super::options::ContainerOptions::parse(&record.config, &record.host_config)?;
+        paths.write_etc_files(&record.config.hostname, &options)?;
         self.mount_volumes(record)
     }
 
@@ -126,8 +126,8 @@ impl ContainerService {
     /// default runtime.
     fn shim_args(&self, record: &ContainerRecord, paths: &ContainerPaths) -> ShimArgs {
         let runtime = match record.host_config.runtime.as_str() {
-            "" | "berth" => self.settings.default_runtime.clone(),
-            other => Some(other.to_string()),
+            path if path.starts_with('/') => Some(path.to_string()),
+            _ => self.settings.default_runtime.clone(),
         };
         ShimArgs {
             id: record.id.clone(),
@@ -425,54 +425,6 @@ pub async fn wait_for(
     }
 }
 
-/// Resolves the user and working directory in the mounted root filesystem
-/// and writes the bundle's `config.json`.
-fn write_spec(
-    record: &ContainerRecord,
-    paths: &ContainerPaths,
-    binds: Vec<BindMount>,
-) -> Result<(), ContainerError> {
-    let user = super::user::resolve(&paths.rootfs(), &record.config.user)?;
-    let mut args = vec![record.path.clone()];
-    args.extend(record.args.iter().cloned());
-    let cwd = working_dir(&paths.rootfs(), &record.config.working_dir)?;
-    let spec = spec::build(&SpecInput {
-        id: &record.id,
-        rootfs: &paths.rootfs(),
-        args,
-        env: process_env(&record.config),
-        cwd,
-        uid: user.uid,
-        gid: user.gid,
-        additional_gids: user.additional_gids,
-        hostname: record.config.hostname.clone(),
-        host_network: record.host_config.network_mode == "host",
-        binds,
-    })?;
-    let bytes = serde_json::to_vec_pretty(&spec)
-        .map_err(|e| ContainerError::io("serialising config.json", e.into()))?;
-    write_private(&paths.bundle().join("config.json"), &bytes)
-        .map_err(|e| ContainerError::io("writing config.json", e))
-}
-
-/// Writes `bytes` to `path` through a 0600 temporary file renamed over it:
-/// the spec holds the container's environment (secrets) and the runtime
-/// must never read a half-written one.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("json.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(crate::root::SECRET_FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
 /// The state after an exit: the shim's code and time, or 255 with an
 /// error when it recorded none.
 fn exited_state(running: &ContainerState, exit: Option<&ExitStatus>) -> ContainerState {
@@ -492,18 +444,6 @@ fn exited_state(running: &ContainerState, exit: Option<&ExitStatus>) -> Containe
         }
     }
     state
-}
-
-/// The working directory, created in the root filesystem if missing (as
-/// Docker does), without following symlinks out of it.
-fn working_dir(rootfs: &std::path::Path, dir: &str) -> Result<String, ContainerError> {
-    if dir.is_empty() {
-        return Ok("/".into());
-    }
-    crate::sys::inroot::mkdir_all(rootfs, dir, 0o755).map_err(|e| {
-        ContainerError::InvalidConfig(format!("cannot create working directory {dir}: {e}"))
-    })?;
-    Ok(dir.to_string())
 }
 
 fn etc_bind(source: std::path::PathBuf, destination: &str) -> BindMount {

@@ -9,6 +9,7 @@
 //! [`cgroup`] finds and ends a container's processes, [`jsonlog`] is the
 //! log format.
 
+mod bundle;
 pub mod cgroup;
 mod copyup;
 mod create;
@@ -18,6 +19,7 @@ mod lifecycle;
 mod model;
 pub mod mounts;
 pub mod names;
+pub mod options;
 mod paths;
 mod recover;
 mod remove;

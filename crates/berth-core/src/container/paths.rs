@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::options::ContainerOptions;
 use super::ContainerError;
 use crate::sys::mount;
 
@@ -121,8 +122,14 @@ impl ContainerPaths {
             .map_err(|e| ContainerError::io(format!("unmounting {}", target.display()), e))
     }
 
-    /// Writes the files bind-mounted over the container's `/etc`.
-    pub fn write_etc_files(&self, hostname: &str) -> Result<(), ContainerError> {
+    /// Writes the files bind-mounted over the container's `/etc`:
+    /// hostname, hosts (with `--add-host` entries) and resolv.conf (the
+    /// host's, with `--dns`, `--dns-search`, `--dns-option` applied).
+    pub fn write_etc_files(
+        &self,
+        hostname: &str,
+        options: &ContainerOptions,
+    ) -> Result<(), ContainerError> {
         let write = |path: PathBuf, text: String| {
             std::fs::write(&path, text)
                 .map_err(|e| ContainerError::io(format!("writing {}", path.display()), e))
@@ -130,10 +137,10 @@ impl ContainerPaths {
         write(self.hostname_file(), format!("{hostname}\n"))?;
         write(
             self.hosts_file(),
-            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
+            hosts_file(hostname, &options.extra_hosts),
         )?;
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        write(self.resolv_file(), resolv)
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        write(self.resolv_file(), resolv_conf(&host_resolv, options))
     }
 
     /// Removes everything of the container (root filesystem and sub-path
@@ -201,5 +208,74 @@ impl ContainerPaths {
                 .map_err(|e| ContainerError::io("unmounting a volume subpath", e))?;
         }
         Ok(())
+    }
+}
+
+/// Docker's /etc/hosts: localhost, IPv6 names, `--add-host` entries, then
+/// the container's own name.
+fn hosts_file(hostname: &str, extra: &[(String, String)]) -> String {
+    let mut text =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (host, ip) in extra {
+        text.push_str(&format!("{ip}\t{host}\n"));
+    }
+    text.push_str(&format!("127.0.1.1\t{hostname}\n"));
+    text
+}
+
+/// The host's resolv.conf with each kind of line the options give
+/// replaced (nameserver, search, options).
+fn resolv_conf(host: &str, options: &ContainerOptions) -> String {
+    let replaced = [
+        ("nameserver", &options.dns),
+        ("search", &options.dns_search),
+        ("options", &options.dns_options),
+    ];
+    let mut lines: Vec<String> = host
+        .lines()
+        .filter(|line| {
+            let key = line.split_whitespace().next().unwrap_or_default();
+            !replaced
+                .iter()
+                .any(|(k, given)| *k == key && !given.is_empty())
+        })
+        .map(str::to_string)
+        .collect();
+    for server in &options.dns {
+        lines.push(format!("nameserver {server}"));
+    }
+    for (key, given) in &replaced[1..] {
+        if !given.is_empty() {
+            lines.push(format!("{key} {}", given.join(" ")));
+        }
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_takes_the_given_lines() {
+        let host = "# generated\nnameserver 10.0.0.1\nsearch corp\noptions ndots:2\n";
+        let opts = ContainerOptions {
+            dns: vec!["1.1.1.1".into(), "9.9.9.9".into()],
+            dns_search: vec!["a.example".into(), "b.example".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            resolv_conf(host, &opts),
+            "# generated\noptions ndots:2\nnameserver 1.1.1.1\nnameserver 9.9.9.9\nsearch a.example b.example\n"
+        );
+        assert_eq!(resolv_conf(host, &ContainerOptions::default()), host);
+    }
+
+    #[test]
+    fn hosts_file_lists_extra_hosts_before_the_own_name() {
+        let text = hosts_file("web", &[("db".into(), "10.1.2.3".into())]);
+        assert!(text.ends_with("10.1.2.3\tdb\n127.0.1.1\tweb\n"), "{text}");
     }
 }

@@ -1,33 +1,19 @@
 //! The OCI runtime spec (`config.json`) berth gives the runtime, with
-//! Docker's defaults: capabilities, mounts, masked and read-only paths,
+//! Docker's defaults (capabilities, mounts, masked and read-only paths,
 //! device rules, namespaces, and a seccomp deny list built from the
 //! syscalls Docker's default profile refuses (EPERM) for a container with
-//! default capabilities. Written as JSON and checked by parsing it into
+//! default capabilities) as the container's options change them
+//! (`--privileged`, `--cap-*`, `--device`, `--pid`/`--ipc`/`--uts`,
+//! limits, `--read-only`, `--security-opt`). Written as JSON and checked by parsing it into
 //! `oci_spec::runtime::Spec`, the type the runtime reads.
 
 use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::options::devices::SpecDevice;
+use super::options::{ContainerOptions, IpcMode, NamespaceMode};
 use super::ContainerError;
-
-/// Docker's default capability set.
-const CAPABILITIES: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 /// Syscalls refused with EPERM (Docker's default profile, default caps,
 /// x86_64); names libseccomp does not know are skipped by the runtime.
@@ -159,46 +145,107 @@ pub struct SpecInput<'a> {
     pub hostname: String,
     pub host_network: bool,
     pub binds: Vec<BindMount>,
+    /// The checked `HostConfig`/`Config` options.
+    pub options: &'a ContainerOptions,
+    /// `/proc/PID/ns/pid` of the container named by `--pid container:…`.
+    pub pid_namespace: Option<String>,
+    /// Device nodes resolved from `--device` (and the host's, privileged).
+    pub devices: Vec<SpecDevice>,
 }
 
 /// Builds the spec JSON and checks it parses as an OCI spec.
 pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-    ];
-    if !input.host_network {
-        namespaces.push(json!({"type": "network"}));
-    }
-    let caps = json!(CAPABILITIES);
-    let spec = json!({
-        "ociVersion": "1.1.0",
-        "root": {"path": input.rootfs, "readonly": false},
-        "hostname": input.hostname,
-        "process": {
-            "terminal": false,
-            "user": {"uid": input.uid, "gid": input.gid, "additionalGids": input.additional_gids},
-            "args": input.args,
-            "env": input.env,
-            "cwd": input.cwd,
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        },
-        "mounts": mounts(&input.binds),
-        "linux": {
-            "cgroupsPath": format!("/berth/{}", input.id),
-            "namespaces": namespaces,
-            "resources": {"devices": devices()},
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-            "seccomp": seccomp(),
-        },
+    let opts = input.options;
+    let caps = json!(opts.capabilities());
+    let mut process = json!({
+        "terminal": false,
+        "user": {"uid": input.uid, "gid": input.gid, "additionalGids": input.additional_gids},
+        "args": input.args,
+        "env": input.env,
+        "cwd": input.cwd,
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "rlimits": opts.resources.rlimits(),
     });
+    // Left out unless asked: with it set, libcontainer installs the filter
+    // after dropping capabilities, and loading it then fails.
+    if opts.security.no_new_privileges {
+        process["noNewPrivileges"] = json!(true);
+    }
+    if opts.resources.oom_score_adj != 0 {
+        process["oomScoreAdj"] = json!(opts.resources.oom_score_adj);
+    }
+    let mut spec = json!({
+        "ociVersion": "1.1.0",
+        "root": {"path": input.rootfs, "readonly": opts.readonly_rootfs},
+        "process": process,
+        "mounts": mounts(&input.binds, opts),
+        "linux": linux_section(input),
+        "annotations": opts.annotations,
+    });
+    if !opts.uts_host {
+        spec["hostname"] = json!(input.hostname);
+        if !opts.domainname.is_empty() {
+            spec["domainname"] = json!(opts.domainname);
+        }
+    }
     serde_json::from_value::<oci_spec::runtime::Spec>(spec.clone()).map_err(|e| {
         ContainerError::Start(format!("internal error: generated spec is invalid: {e}"))
     })?;
     Ok(spec)
+}
+
+/// The spec's `linux` section: cgroup, namespaces, resources and
+/// devices, masked paths, sysctls and seccomp.
+fn linux_section(input: &SpecInput<'_>) -> Value {
+    let opts = input.options;
+    let mut resources = opts.resources.spec_resources();
+    resources.insert("devices".into(), device_rules(input));
+    let mut linux = json!({
+        "cgroupsPath": format!("/berth/{}", input.id),
+        "namespaces": namespaces(input),
+        "resources": resources,
+        "devices": input.devices.iter().map(|d| d.node.clone()).collect::<Vec<_>>(),
+        "sysctl": opts.resources.sysctls.clone().unwrap_or_default(),
+    });
+    let (masked, readonly) = if opts.privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            MASKED_PATHS.iter().map(|p| p.to_string()).collect(),
+            READONLY_PATHS.iter().map(|p| p.to_string()).collect(),
+        )
+    };
+    linux["maskedPaths"] = json!(opts.masked_paths.clone().unwrap_or(masked));
+    linux["readonlyPaths"] = json!(opts.readonly_paths.clone().unwrap_or(readonly));
+    if !opts.privileged && !opts.security.seccomp_unconfined {
+        linux["seccomp"] = seccomp();
+    }
+    linux
+}
+
+/// Namespaces: each private unless the options share the host's (or, for
+/// pid, another container's).
+fn namespaces(input: &SpecInput<'_>) -> Vec<Value> {
+    let opts = input.options;
+    let mut out = vec![json!({"type": "mount"})];
+    match (&opts.pid, &input.pid_namespace) {
+        (NamespaceMode::Host, _) => {}
+        (_, Some(path)) => out.push(json!({"type": "pid", "path": path})),
+        _ => out.push(json!({"type": "pid"})),
+    }
+    if opts.ipc != IpcMode::Host {
+        out.push(json!({"type": "ipc"}));
+    }
+    if !opts.uts_host {
+        out.push(json!({"type": "uts"}));
+    }
+    if !input.host_network {
+        out.push(json!({"type": "network"}));
+    }
+    if opts.cgroupns_private {
+        out.push(json!({"type": "cgroup"}));
+    }
+    out
 }
 
 /// Docker's default mounts: destination, source, type, options.
@@ -250,15 +297,51 @@ const DEFAULT_MOUNTS: [(&str, &str, &str, &[&str]); 7] = [
 ];
 
 /// The spec's mounts: Docker's defaults the container does not mount over
-/// itself, then the container's own mounts in order.
-fn mounts(binds: &[BindMount]) -> Vec<Value> {
+/// itself (adjusted by the options), then the container's own mounts.
+fn mounts(binds: &[BindMount], opts: &ContainerOptions) -> Vec<Value> {
     let mut out: Vec<Value> = DEFAULT_MOUNTS
         .into_iter()
         .filter(|(dst, ..)| !binds.iter().any(|b| b.destination == *dst))
-        .map(|(dst, src, kind, opts)| json!({"destination": dst, "type": kind, "source": src, "options": opts}))
+        .filter_map(|(dst, src, kind, options)| default_mount(dst, src, kind, options, opts))
         .collect();
     out.extend(binds.iter().map(bind_mount));
     out
+}
+
+/// One of Docker's default mounts as the options want it: /sys and the
+/// cgroup mount writable when privileged, /dev/shm sized, from the host
+/// (`--ipc host`) or absent (`--ipc none`).
+fn default_mount(
+    dst: &str,
+    src: &str,
+    kind: &str,
+    options: &[&str],
+    opts: &ContainerOptions,
+) -> Option<Value> {
+    let mut options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+    let writable = match dst {
+        "/sys" => opts.privileged,
+        "/sys/fs/cgroup" => opts.privileged || opts.security.writable_cgroups,
+        _ => false,
+    };
+    if writable {
+        options.retain(|o| o != "ro");
+    }
+    if dst == "/dev/shm" {
+        match opts.ipc {
+            IpcMode::None => return None,
+            IpcMode::Host => {
+                return Some(
+                    json!({"destination": dst, "type": "bind", "source": "/dev/shm", "options": ["rbind", "rprivate"]}),
+                )
+            }
+            IpcMode::Private => {
+                options.retain(|o| !o.starts_with("size="));
+                options.push(format!("size={}", opts.resources.shm_bytes()));
+            }
+        }
+    }
+    Some(json!({"destination": dst, "type": kind, "source": src, "options": options}))
 }
 
 /// One container mount as a spec entry: a tmpfs with its options, or a
@@ -278,13 +361,27 @@ fn bind_mount(bind: &BindMount) -> Value {
     json!({"destination": bind.destination, "type": kind, "source": source, "options": options})
 }
 
-fn devices() -> Value {
+/// Docker's default device rules, then one per `--device`, then the
+/// `--device-cgroup-rule`s; a privileged container may use every device.
+fn device_rules(input: &SpecInput<'_>) -> Value {
     let allow = |major: i64, minor: i64| json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"});
-    json!([
-        {"allow": false, "access": "rwm"},
-        allow(1, 5), allow(1, 3), allow(1, 9), allow(1, 8), allow(5, 0), allow(5, 1),
-        {"allow": false, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
-    ])
+    let mut rules = vec![
+        json!({"allow": false, "access": "rwm"}),
+        allow(1, 5),
+        allow(1, 3),
+        allow(1, 9),
+        allow(1, 8),
+        allow(5, 0),
+        allow(5, 1),
+        json!({"allow": false, "type": "c", "major": 10, "minor": 229, "access": "rwm"}),
+    ];
+    rules.extend(input.devices.iter().map(|d| d.rule.clone()));
+    if input.options.privileged {
+        rules.push(json!({"allow": true, "access": "rwm"}));
+    } else {
+        rules.extend(input.options.device_rules.iter().cloned());
+    }
+    json!(rules)
 }
 
 /// Default allow, with Docker's refusals as explicit rules. clone with any
@@ -332,6 +429,9 @@ mod tests {
                 readonly: true,
                 tmpfs: None,
             }],
+            options: &ContainerOptions::default(),
+            pid_namespace: None,
+            devices: vec![],
         };
         let spec = build(&input).unwrap();
         assert_eq!(spec["linux"]["cgroupsPath"], "/berth/abc");

@@ -76,6 +76,33 @@ fn lookup_group(groups: &str, group: &str) -> Result<u32, ContainerError> {
         })
 }
 
+/// `--group-add`: each a group name or gid found in the image's
+/// `/etc/group`, or a number (runc's `GetAdditionalGroups`, whose words
+/// Docker shows).
+pub fn additional_groups(rootfs: &Path, wanted: &[String]) -> Result<Vec<u32>, ContainerError> {
+    let groups = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    wanted
+        .iter()
+        .map(|g| {
+            let entry = find(&groups, |f| {
+                f.first() == Some(&g.as_str()) || f.get(2) == Some(&g.as_str())
+            });
+            if let Some(gid) = entry.and_then(|f| f.get(2)?.parse().ok()) {
+                return Ok(gid);
+            }
+            match g.parse::<i64>() {
+                Ok(n) if (0..=2_147_483_647).contains(&n) => Ok(n as u32),
+                Ok(_) => Err(ContainerError::Start(
+                    "uids and gids must be in range 0-2147483647".into(),
+                )),
+                Err(_) => Err(ContainerError::Start(format!(
+                    "Unable to find group {g}: no matching entries in group file"
+                ))),
+            }
+        })
+        .collect()
+}
+
 fn find<'a>(file: &'a str, pred: impl Fn(&Vec<&'a str>) -> bool) -> Option<Vec<&'a str>> {
     file.lines()
         .filter(|l| !l.starts_with('#'))
@@ -143,5 +170,18 @@ mod tests {
             }
         );
         assert!(resolve(dir.path(), "nobody").is_err());
+        let wanted: Vec<String> = ["extra", "1001", "4444"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            additional_groups(dir.path(), &wanted).unwrap(),
+            vec![2000, 1001, 4444]
+        );
+        let err = additional_groups(dir.path(), &["nogroup".to_string()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Unable to find group nogroup: no matching entries in group file"
+        );
     }
 }

@@ -1,0 +1,109 @@
+//! The bundle a start hands the runtime: the options resolved against the
+//! mounted root filesystem and the host (user and groups, working folder,
+//! devices, the namespace of another container, /etc files) and
+//! `config.json` written privately and atomically.
+
+use std::path::Path;
+
+use super::create::process_env;
+use super::options::{devices, ContainerOptions, NamespaceMode};
+use super::spec::{self, BindMount, SpecInput};
+use super::{ContainerError, ContainerPaths, ContainerRecord, ContainerService, Status};
+
+impl ContainerService {
+    /// Resolves everything the spec needs and writes `config.json`.
+    pub(super) fn write_bundle(
+        &self,
+        record: &ContainerRecord,
+        paths: &ContainerPaths,
+        binds: Vec<BindMount>,
+    ) -> Result<(), ContainerError> {
+        let options = ContainerOptions::parse(&record.config, &record.host_config)?;
+        let rootfs = paths.rootfs();
+        let mut user = super::user::resolve(&rootfs, &record.config.user)?;
+        user.additional_gids
+            .extend(super::user::additional_groups(&rootfs, &options.group_add)?);
+        let mut args = vec![record.path.clone()];
+        args.extend(record.args.iter().cloned());
+        let spec = spec::build(&SpecInput {
+            id: &record.id,
+            rootfs: &rootfs,
+            args,
+            env: process_env(&record.config),
+            cwd: working_dir(&rootfs, &record.config.working_dir)?,
+            uid: user.uid,
+            gid: user.gid,
+            additional_gids: user.additional_gids,
+            hostname: record.config.hostname.clone(),
+            host_network: record.host_config.network_mode == "host",
+            binds,
+            pid_namespace: self.pid_namespace(&options)?,
+            devices: resolve_devices(&options)?,
+            options: &options,
+        })?;
+        let bytes = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| ContainerError::io("serialising config.json", e.into()))?;
+        write_private(&paths.bundle().join("config.json"), &bytes)
+            .map_err(|e| ContainerError::io("writing config.json", e))
+    }
+
+    /// `--pid container:X`: X's PID namespace, X running (Docker's words).
+    fn pid_namespace(&self, options: &ContainerOptions) -> Result<Option<String>, ContainerError> {
+        let NamespaceMode::Container(other) = &options.pid else {
+            return Ok(None);
+        };
+        let fail = |m: String| ContainerError::Start(format!("failed to join PID namespace: {m}"));
+        let donor = self.resolve(other).map_err(|e| fail(e.to_string()))?;
+        match (donor.state.status, donor.state.pid) {
+            (Status::Running, Some(pid)) => Ok(Some(format!("/proc/{pid}/ns/pid"))),
+            _ => Err(fail(format!("container {} is not running", donor.id))),
+        }
+    }
+}
+
+/// `--device` entries as nodes and rules; a privileged container also
+/// gets every host device (an explicit entry at another path is added).
+fn resolve_devices(options: &ContainerOptions) -> Result<Vec<devices::SpecDevice>, ContainerError> {
+    let mut out = if options.privileged {
+        devices::host_devices()
+    } else {
+        Vec::new()
+    };
+    for mapping in &options.devices {
+        if options.privileged && mapping.path_on_host == mapping.path_in_container {
+            continue;
+        }
+        out.extend(devices::resolve(mapping)?);
+    }
+    Ok(out)
+}
+
+/// The working directory, created in the root filesystem if missing (as
+/// Docker does), without following symlinks out of it.
+fn working_dir(rootfs: &Path, dir: &str) -> Result<String, ContainerError> {
+    if dir.is_empty() {
+        return Ok("/".into());
+    }
+    crate::sys::inroot::mkdir_all(rootfs, dir, 0o755).map_err(|e| {
+        ContainerError::InvalidConfig(format!("cannot create working directory {dir}: {e}"))
+    })?;
+    Ok(dir.to_string())
+}
+
+/// Writes `bytes` to `path` through a 0600 temporary file renamed over it:
+/// the spec holds the container's environment (secrets) and the runtime
+/// must never read a half-written one.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("json.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::root::SECRET_FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    std::fs::rename(&tmp, path)
+}

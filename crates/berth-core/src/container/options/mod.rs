@@ -1,0 +1,411 @@
+//! Every `HostConfig` and `Config` field berth does not handle elsewhere:
+//! honoured, or refused at create with a clear message — never accepted
+//! and ignored (ARCHITECTURE.md has the table).
+//!
+//! [`ContainerOptions::parse`] reads and checks them at create (a 400 for
+//! a bad value, so nothing is recorded) and again at start, where the spec
+//! builder applies them. Split by subject: [`caps`] (capabilities),
+//! [`devices`] (device nodes and cgroup rules), [`resources`] (limits,
+//! ulimits, sysctls, shm), [`security`] (`--security-opt`, namespaces, log
+//! driver, runtime).
+
+pub mod caps;
+pub mod devices;
+pub mod resources;
+pub mod security;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::model::{ContainerConfig, HostConfig};
+pub use devices::DeviceMapping;
+pub use resources::Resources;
+pub use security::{IpcMode, NamespaceMode, SecurityOptions};
+
+/// A field that cannot be honoured, or a bad value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    /// Refused at create (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// Found only at start (Docker: 500), e.g. a missing device.
+    #[error("{0}")]
+    Start(String),
+}
+
+/// The HostConfig fields read here (the rest of HostConfig is in
+/// [`HostConfig`] or in the refusal table).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct HostFields {
+    privileged: bool,
+    cap_add: Option<Vec<String>>,
+    cap_drop: Option<Vec<String>>,
+    devices: Option<Vec<DeviceMapping>>,
+    device_cgroup_rules: Option<Vec<String>>,
+    security_opt: Option<Vec<String>>,
+    pid_mode: String,
+    ipc_mode: String,
+    #[serde(rename = "UTSMode")]
+    uts_mode: String,
+    userns_mode: String,
+    cgroupns_mode: String,
+    group_add: Option<Vec<String>>,
+    readonly_rootfs: bool,
+    dns: Option<Vec<String>>,
+    dns_options: Option<Vec<String>>,
+    dns_search: Option<Vec<String>>,
+    extra_hosts: Option<Vec<String>>,
+    masked_paths: Option<Vec<String>>,
+    readonly_paths: Option<Vec<String>>,
+    annotations: Option<BTreeMap<String, String>>,
+    log_config: Option<LogConfig>,
+    tmpfs: Option<BTreeMap<String, String>>,
+}
+
+/// `HostConfig.LogConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct LogConfig {
+    #[serde(rename = "Type")]
+    kind: String,
+    config: Option<BTreeMap<String, String>>,
+}
+
+/// What the spec builder needs, checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerOptions {
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub devices: Vec<DeviceMapping>,
+    /// Parsed `--device-cgroup-rule`s (spec rules).
+    pub device_rules: Vec<Value>,
+    pub security: SecurityOptions,
+    pub pid: NamespaceMode,
+    pub ipc: IpcMode,
+    pub uts_host: bool,
+    pub cgroupns_private: bool,
+    pub group_add: Vec<String>,
+    pub readonly_rootfs: bool,
+    pub resources: Resources,
+    pub dns: Vec<String>,
+    pub dns_options: Vec<String>,
+    pub dns_search: Vec<String>,
+    /// `host:ip` pairs for /etc/hosts.
+    pub extra_hosts: Vec<(String, String)>,
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
+    pub annotations: BTreeMap<String, String>,
+    pub domainname: String,
+}
+
+impl ContainerOptions {
+    /// Reads and checks every field of `config` and `host` this module
+    /// owns; refuses the fields berth cannot honour.
+    pub fn parse(config: &ContainerConfig, host: &HostConfig) -> Result<Self, OptionsError> {
+        refuse_unsupported(config, host)?;
+        let fields: HostFields = serde_json::from_value(Value::Object(host.extra.clone()))
+            .map_err(|e| OptionsError::Invalid(format!("invalid host configuration: {e}")))?;
+        let host_network = host.network_mode == "host";
+        security::check_log_config(fields.log_config.as_ref().map(|l| (&l.kind, &l.config)))?;
+        if fields.tmpfs.as_ref().is_some_and(|t| !t.is_empty()) {
+            return Err(unsupported(
+                "HostConfig.Tmpfs (--tmpfs)",
+                "use --mount type=tmpfs",
+            ));
+        }
+        let resources = Resources::parse(&host.extra)?;
+        resources.validate(host_network)?;
+        caps::validate(
+            fields.cap_add.as_deref().unwrap_or_default(),
+            fields.cap_drop.as_deref().unwrap_or_default(),
+        )?;
+        let devices = fields
+            .devices
+            .unwrap_or_default()
+            .into_iter()
+            .map(DeviceMapping::checked)
+            .collect::<Result<Vec<_>, _>>()?;
+        let device_rules = fields
+            .device_cgroup_rules
+            .unwrap_or_default()
+            .iter()
+            .map(|r| devices::parse_cgroup_rule(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let modes = security::Modes::parse(
+            &fields.pid_mode,
+            &fields.ipc_mode,
+            &fields.uts_mode,
+            &fields.userns_mode,
+            &fields.cgroupns_mode,
+        )?;
+        Ok(ContainerOptions {
+            privileged: fields.privileged,
+            cap_add: fields.cap_add.unwrap_or_default(),
+            cap_drop: fields.cap_drop.unwrap_or_default(),
+            devices,
+            device_rules,
+            security: SecurityOptions::parse(fields.security_opt.as_deref().unwrap_or_default())?,
+            pid: modes.pid,
+            ipc: modes.ipc,
+            uts_host: modes.uts_host,
+            cgroupns_private: modes.cgroupns_private,
+            group_add: fields.group_add.unwrap_or_default(),
+            readonly_rootfs: fields.readonly_rootfs,
+            resources,
+            dns: fields.dns.unwrap_or_default(),
+            dns_options: fields.dns_options.unwrap_or_default(),
+            dns_search: fields.dns_search.unwrap_or_default(),
+            extra_hosts: parse_extra_hosts(fields.extra_hosts.as_deref().unwrap_or_default())?,
+            masked_paths: fields.masked_paths,
+            readonly_paths: fields.readonly_paths,
+            annotations: fields.annotations.unwrap_or_default(),
+            domainname: config.domainname.clone(),
+        })
+    }
+
+    /// The capabilities the container's process gets.
+    pub fn capabilities(&self) -> Vec<String> {
+        caps::effective(&self.cap_add, &self.cap_drop, self.privileged)
+    }
+}
+
+/// `--add-host name:ip` (the first `:` splits, so IPv6 addresses work);
+/// `host-gateway` needs a bridge network, which berth does not have yet.
+fn parse_extra_hosts(entries: &[String]) -> Result<Vec<(String, String)>, OptionsError> {
+    entries
+        .iter()
+        .map(|entry| {
+            let (host, ip) = entry
+                .split_once(':')
+                .or_else(|| entry.split_once('='))
+                .ok_or_else(|| {
+                    OptionsError::Invalid(format!("bad format for add-host: {entry:?}"))
+                })?;
+            if ip == "host-gateway" {
+                return Err(unsupported(
+                    "--add-host …:host-gateway",
+                    "berth has no bridge network yet",
+                ));
+            }
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(OptionsError::Invalid(format!(
+                    "invalid IP address in add-host: {ip:?}"
+                )));
+            }
+            Ok((host.to_string(), ip.to_string()))
+        })
+        .collect()
+}
+
+fn unsupported(what: &str, why: &str) -> OptionsError {
+    OptionsError::Invalid(format!("berth does not support {what}: {why}"))
+}
+
+/// Fields berth cannot honour yet: refused when set to anything but
+/// their zero value.
+const REFUSED_HOST_FIELDS: [(&str, &str); 21] = [
+    (
+        "PortBindings",
+        "publishing ports needs bridge networking, which berth does not have yet",
+    ),
+    (
+        "PublishAllPorts",
+        "publishing ports needs bridge networking, which berth does not have yet",
+    ),
+    (
+        "Links",
+        "links need bridge networking, which berth does not have yet",
+    ),
+    ("RestartPolicy", "restart policies are not implemented yet"),
+    (
+        "CgroupParent",
+        "containers always run in the cgroup /berth/<id>",
+    ),
+    ("Cgroup", "containers always run in their own cgroup"),
+    (
+        "StorageOpt",
+        "the overlay root filesystem has no per-container storage options",
+    ),
+    (
+        "DeviceRequests",
+        "device requests (GPUs, CDI) are not supported",
+    ),
+    (
+        "BlkioWeightDevice",
+        "per-device block I/O weights are not supported",
+    ),
+    (
+        "BlkioDeviceReadBps",
+        "block I/O throttling is not supported",
+    ),
+    (
+        "BlkioDeviceWriteBps",
+        "block I/O throttling is not supported",
+    ),
+    (
+        "BlkioDeviceReadIOps",
+        "block I/O throttling is not supported",
+    ),
+    (
+        "BlkioDeviceWriteIOps",
+        "block I/O throttling is not supported",
+    ),
+    (
+        "CpuRealtimePeriod",
+        "real-time CPU scheduling is not supported",
+    ),
+    (
+        "CpuRealtimeRuntime",
+        "real-time CPU scheduling is not supported",
+    ),
+    (
+        "KernelMemory",
+        "kernel memory limits are deprecated and not supported",
+    ),
+    (
+        "KernelMemoryTCP",
+        "kernel memory limits are deprecated and not supported",
+    ),
+    ("CpuCount", "a Windows-only setting"),
+    ("CpuPercent", "a Windows-only setting"),
+    ("IOMaximumIOps", "a Windows-only setting"),
+    ("IOMaximumBandwidth", "a Windows-only setting"),
+];
+
+/// Refuses every field of the tables that is set (non-zero, non-empty),
+/// and `Init`, `Isolation`, health checks and MAC addresses.
+fn refuse_unsupported(config: &ContainerConfig, host: &HostConfig) -> Result<(), OptionsError> {
+    for (field, why) in REFUSED_HOST_FIELDS {
+        if is_set(host.extra.get(field), field) {
+            return Err(unsupported(&format!("HostConfig.{field}"), why));
+        }
+    }
+    if host.extra.get("Init").and_then(Value::as_bool) == Some(true) {
+        return Err(unsupported("--init", "berth ships no init process yet"));
+    }
+    if let Some(isolation) = host.extra.get("Isolation").and_then(Value::as_str) {
+        if !isolation.is_empty() && isolation != "default" {
+            return Err(OptionsError::Invalid(format!(
+                "Invalid isolation: {isolation:?} - linux only supports 'default'"
+            )));
+        }
+    }
+    refuse_config_fields(&config.extra)
+}
+
+fn refuse_config_fields(extra: &Map<String, Value>) -> Result<(), OptionsError> {
+    if let Some(test) = extra.get("Healthcheck").and_then(|h| h.get("Test")) {
+        let disabled = test
+            .as_array()
+            .and_then(|t| t.first())
+            .and_then(Value::as_str)
+            == Some("NONE");
+        if is_set(Some(test), "Test") && !disabled {
+            return Err(unsupported("health checks", "they are not implemented yet"));
+        }
+    }
+    if is_set(extra.get("MacAddress"), "MacAddress") {
+        return Err(unsupported(
+            "--mac-address",
+            "berth has no bridge network yet",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a JSON value is set: not null, false, 0, "", [] or {}; a
+/// restart policy is set unless its name is empty or "no".
+fn is_set(value: Option<&Value>, field: &str) -> bool {
+    match value {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) if field == "RestartPolicy" => !matches!(
+            o.get("Name").and_then(Value::as_str),
+            None | Some("") | Some("no")
+        ),
+        Some(Value::Object(o)) => !o.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn host(extra: Value) -> HostConfig {
+        HostConfig {
+            extra: extra.as_object().unwrap().clone(),
+            ..Default::default()
+        }
+    }
+
+    fn parse(extra: Value) -> Result<ContainerOptions, OptionsError> {
+        ContainerOptions::parse(&ContainerConfig::default(), &host(extra))
+    }
+
+    #[test]
+    fn what_the_docker_cli_always_sends_is_accepted() {
+        let sent = json!({
+            "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "Links": null, "CgroupParent": "", "BlkioWeightDevice": [], "KernelMemory": 0,
+            "PidsLimit": null, "MemorySwappiness": null, "OomKillDisable": false,
+            "LogConfig": {"Type": "", "Config": {}}, "Isolation": "", "Init": null,
+            "MaskedPaths": null, "ReadonlyPaths": null, "CapAdd": null, "Privileged": false,
+        });
+        let opts = parse(sent).unwrap();
+        assert_eq!(opts.capabilities().len(), 14);
+    }
+
+    #[test]
+    fn fields_berth_cannot_honour_are_refused_by_name() {
+        for (extra, word) in [
+            (
+                json!({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}),
+                "PortBindings",
+            ),
+            (
+                json!({"RestartPolicy": {"Name": "always"}}),
+                "RestartPolicy",
+            ),
+            (json!({"Links": ["db:db"]}), "Links"),
+            (json!({"Init": true}), "--init"),
+            (json!({"Tmpfs": {"/t": ""}}), "Tmpfs"),
+            (json!({"ExtraHosts": ["gw:host-gateway"]}), "host-gateway"),
+            (
+                json!({"LogConfig": {"Type": "syslog"}}),
+                "syslog log driver",
+            ),
+            (
+                json!({"LogConfig": {"Type": "bogus"}}),
+                "plugin \"bogus\" not found",
+            ),
+        ] {
+            let err = parse(extra.clone()).unwrap_err().to_string();
+            assert!(err.contains(word), "{extra}: {err}");
+        }
+        let config = ContainerConfig {
+            extra: json!({"Healthcheck": {"Test": ["CMD", "true"]}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            ..Default::default()
+        };
+        assert!(ContainerOptions::parse(&config, &HostConfig::default()).is_err());
+    }
+
+    #[test]
+    fn extra_hosts_split_at_the_first_colon() {
+        let opts = parse(json!({"ExtraHosts": ["db:10.0.0.2", "v6:::1"]})).unwrap();
+        assert_eq!(opts.extra_hosts[0], ("db".into(), "10.0.0.2".into()));
+        assert_eq!(opts.extra_hosts[1], ("v6".into(), "::1".into()));
+        assert!(parse(json!({"ExtraHosts": ["bad:not-an-ip"]})).is_err());
+    }
+}
