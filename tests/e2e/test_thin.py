@@ -10,6 +10,8 @@ import shutil
 
 import pytest
 
+from container_helpers import wait_for_log
+
 GIB = 1 << 30
 MIB = 1 << 20
 
@@ -180,13 +182,11 @@ def test_pool_report_and_trim(thin_daemon):
     d.docker("run", "--rm", "-v", "p0:/d", d.image, "true")
     baseline = pool_file_allocated(d)
     c = d.docker("run", "-d", "-v", "p0:/d", d.image, "sh", "-c",
-                 "dd if=/dev/urandom of=/d/f bs=1M count=200 2>/dev/null; sync; rm /d/f; sync; sleep 60").stdout.strip()
+                 "dd if=/dev/urandom of=/d/f bs=1M count=200 2>/dev/null; sync; rm /d/f; sync; "
+                 "echo deleted; sleep 60").stdout.strip()
     try:
-        import time
-        deadline = time.time() + 30
-        while time.time() < deadline and "f" in d.docker("exec", c, "ls", "/d", check=False).stdout.split():
-            time.sleep(0.2)
-        time.sleep(1)
+        # The container says when the file is written, synced and deleted.
+        wait_for_log(d, c, "deleted", timeout=60)
         trimmed = d.berth_cli("pool", "trim").stdout
         assert trimmed.startswith("Trimmed: ")
         after = pool_file_allocated(d)
