@@ -172,3 +172,33 @@ def test_api_only_values_are_checked_too(daemon, image):
                                   {"Image": image, "Cmd": ["true"], "HostConfig": host_config})
         assert status == 400, (host_config, body)
         assert message in body["message"], (host_config, body)
+
+
+def test_oversized_body_is_a_json_413(daemon):
+    """axum's own rejections reach Docker clients as {"message": …}. The
+    server answers before the body is all sent, so the request goes over
+    a raw socket that reads the answer even when the send is cut."""
+    body = json.dumps({"Image": "x", "Env": ["A=" + "x" * (3 << 20)]}).encode()
+    head = (f"POST /containers/create HTTP/1.1\r\nHost: berth\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(daemon.sock)
+    try:
+        try:
+            sock.sendall(head + body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    finally:
+        sock.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"413", answer[:300]
+    headers, _, payload = rest.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in headers.lower()
+    assert "length limit exceeded" in json.loads(payload)["message"]

@@ -95,9 +95,46 @@ pub async fn not_found() -> ApiError {
     ApiError::page_not_found()
 }
 
+/// Largest plain-text rejection body rewritten as JSON.
+const REJECTION_LIMIT: usize = 64 * 1024;
+
+/// Rejections made by axum itself (a body over the size limit: 413, a
+/// missing content type, a bad query) are plain text; Docker clients read
+/// `{"message": …}` from every error, so they are rewritten as that.
+pub async fn json_rejections(response: Response) -> Response {
+    let plain_text = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/plain"));
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || !plain_text {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), REJECTION_LIMIT)
+        .await
+        .unwrap_or_default();
+    ApiError {
+        status,
+        message: String::from_utf8_lossy(&body).trim().to_string(),
+    }
+    .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn plain_text_rejections_become_json() {
+        let plain = (StatusCode::PAYLOAD_TOO_LARGE, "length limit exceeded").into_response();
+        let json = json_rejections(plain).await;
+        assert_eq!(json.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = axum::body::to_bytes(json.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], br#"{"message":"length limit exceeded"}"#);
+        let ok = json_rejections((StatusCode::OK, "fine").into_response()).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+    }
 
     #[test]
     fn kinds_map_to_docker_statuses() {

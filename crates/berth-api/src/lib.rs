@@ -101,6 +101,7 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::not_found)
+        .layer(axum::middleware::map_response(error::json_rejections))
         .with_state(state);
     version::Versioned::new(routes)
 }
