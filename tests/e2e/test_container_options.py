@@ -202,3 +202,16 @@ def test_oversized_body_is_a_json_413(daemon):
     headers, _, payload = rest.partition(b"\r\n\r\n")
     assert b"content-type: application/json" in headers.lower()
     assert "length limit exceeded" in json.loads(payload)["message"]
+
+
+def test_endpoint_settings_are_refused_not_dropped(daemon, image):
+    status, body = daemon.api("POST", "/containers/create", {
+        "Image": image, "Cmd": ["true"],
+        "NetworkingConfig": {"EndpointsConfig": {"backend": {"Aliases": ["db"]}}}})
+    assert status == 400, body
+    assert "EndpointsConfig.backend.Aliases" in body["message"]
+    status, body = daemon.api("POST", "/containers/create", {
+        "Image": image, "Cmd": ["true"], "HostConfig": {"NetworkMode": "none"},
+        "NetworkingConfig": {"EndpointsConfig": {"none": {}}}})
+    assert status == 201, body
+    daemon.api("DELETE", f"/containers/{body['Id']}")

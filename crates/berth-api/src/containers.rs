@@ -9,6 +9,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_core::container::jsonlog::{LogEntry, LogReader};
+use berth_core::container::options::check_networking_config;
 use berth_core::container::{
     ContainerConfig, ContainerPaths, ContainerRecord, ContainerService, CreateContainer,
     HostConfig, Lifecycle, Status, WaitCondition,
@@ -49,7 +50,9 @@ pub async fn create(
     }
     let mut body: CreateBody = read_json(&headers, &body)?;
     body.config.extra.remove("HostConfig");
-    body.config.extra.remove("NetworkingConfig");
+    if let Some(networking) = body.config.extra.remove("NetworkingConfig") {
+        check_networking_config(&networking).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
     if body.config.tty {
         return Err(ApiError::bad_request(
             "berth does not support a TTY yet (-t): run without -t",

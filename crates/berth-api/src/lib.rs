@@ -15,7 +15,7 @@ pub mod error;
 mod events;
 mod extensions;
 mod images;
-mod request;
+pub mod request;
 mod state;
 mod streams;
 mod system;

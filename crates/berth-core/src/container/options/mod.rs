@@ -202,6 +202,26 @@ fn parse_extra_hosts(entries: &[String]) -> Result<Vec<(String, String)>, Option
         .collect()
 }
 
+/// `NetworkingConfig` of a create: endpoint names alone (what the docker
+/// CLI sends for `--network`) are fine; per-endpoint settings (aliases,
+/// addresses, links, MAC, driver options) need networks berth does not
+/// have yet, so they are refused, not dropped.
+pub fn check_networking_config(networking: &Value) -> Result<(), OptionsError> {
+    let endpoints = networking.get("EndpointsConfig").and_then(Value::as_object);
+    for (network, settings) in endpoints.into_iter().flatten() {
+        let Some(settings) = settings.as_object() else {
+            continue;
+        };
+        if let Some((field, _)) = settings.iter().find(|(k, v)| is_set(Some(v), k)) {
+            return Err(unsupported(
+                &format!("NetworkingConfig.EndpointsConfig.{network}.{field}"),
+                "berth has no user-defined networks yet",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn unsupported(what: &str, why: &str) -> OptionsError {
     OptionsError::Invalid(format!("berth does not support {what}: {why}"))
 }
@@ -399,6 +419,22 @@ mod tests {
             ..Default::default()
         };
         assert!(ContainerOptions::parse(&config, &HostConfig::default()).is_err());
+    }
+
+    #[test]
+    fn endpoint_settings_are_refused_but_names_are_fine() {
+        assert!(check_networking_config(&json!({"EndpointsConfig": {"none": {}}})).is_ok());
+        assert!(check_networking_config(
+            &json!({"EndpointsConfig": {"bridge": {"Aliases": null, "IPAMConfig": null}}})
+        )
+        .is_ok());
+        let err =
+            check_networking_config(&json!({"EndpointsConfig": {"net": {"Aliases": ["db"]}}}))
+                .unwrap_err();
+        assert!(
+            err.to_string().contains("EndpointsConfig.net.Aliases"),
+            "{err}"
+        );
     }
 
     #[test]
