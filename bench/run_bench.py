@@ -4,6 +4,7 @@
     python3 bench/run_bench.py [--runs 20] [--out FILE]
     python3 bench/run_bench.py --thin [--thin-only df] [--thin-volumes N]
     python3 bench/run_bench.py --backup-only [--backup-reps 3]
+    python3 bench/run_bench.py --resources [--resources-scale 0.1]
 
 It builds nothing: run `cargo build --release` first. In one run it
 
@@ -80,6 +81,22 @@ It builds nothing: run `cargo build --release` first. In one run it
          other round; `sync` before each run, and before each backup the page
          cache is dropped (whether that worked is noted); MB/s = 1 GiB / time;
          the time of a `sync` right after each run is noted, not counted;
+      7. daemon resources under load (`--resources` runs only this section,
+         first, right after the image import; it is never part of a run
+         without section flags). For berth the `berth daemon` process, for
+         Docker dockerd plus the containerd it starts (summed and each):
+         VmRSS and VmHWM from /proc/PID/status, the entries of /proc/PID/fd,
+         Threads; also the shims (berth shim / containerd-shim*) and zombie
+         children. Sampled idle (5 s after the import), after every 1,000 of
+         10,000 volume API ops (create with two labels, inspect, list plain or
+         filtered by label, remove once 100 are alive), after every 100 of
+         500 runs (create+start+wait+remove of `true` with -v resvol:/d,
+         network none), and idle again 5 s after the last request. Engines
+         take turns block by block. One connection per request, or one
+         keep-alive connection with --resources-conn keep-alive;
+         --resources-scale 0.1 does a tenth of the work. Prints the samples
+         (phase × engine), berth/dockerd ratios, and the growth of fds and
+         threads from idle start to idle end;
   * prints a markdown table (operation | berth | dockerd | berth/dockerd),
     a second one for the thin volumes, a third for backup and restore
     (measurement | berth | dockerd | berth/dockerd), and the machine it ran
@@ -117,6 +134,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 API = "1.41"
@@ -1821,6 +1839,478 @@ def note_backup_runs(bt: BackupTable, st: BackupRun) -> None:
 
 
 # ---------------------------------------------------------------------------
+# Daemon resources under load (--resources)
+# ---------------------------------------------------------------------------
+
+RES_VOL_OPS = 10_000    # volume API operations per engine (× --resources-scale)
+RES_VOL_BLOCKS = 10     # samples during the volume phase
+RES_RUNS = 500          # container runs per engine (× --resources-scale)
+RES_RUN_BLOCKS = 5      # samples during the run phase
+RES_WINDOW = 100        # volumes the mix keeps alive
+RES_SETTLE = 5.0        # seconds of idleness before the two idle samples
+RES_QUIET = 0.2         # seconds the client is idle before every sample
+RES_LABEL = "bench.resources"
+RES_PREFIX = "rv"
+RES_RUN_VOLUME = "resvol"
+KiB_PER_MiB = 1024
+
+
+def proc_table() -> dict[int, dict]:
+    """Every process: {pid: {ppid, state, comm, argv}}; vanished ones are skipped."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        # comm may hold spaces and parentheses: it ends at the LAST ')'
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        rest = stat[stat.rindex(")") + 2:].split()
+        table[pid] = {"ppid": int(rest[1]), "state": rest[0], "comm": comm, "argv": argv}
+    return table
+
+
+class ProcUsage:
+    """One process at one moment: VmRSS, VmHWM (kB), open fds, threads."""
+
+    def __init__(self, label: str, pid: int):
+        self.label = label
+        self.pid = pid
+        self.rss_kb = self.hwm_kb = self.fds = self.threads = 0
+        self.gone = False
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    key, _, val = line.partition(":")
+                    if key == "VmRSS":
+                        self.rss_kb = int(val.split()[0])
+                    elif key == "VmHWM":
+                        self.hwm_kb = int(val.split()[0])
+                    elif key == "Threads":
+                        self.threads = int(val.split()[0])
+            self.fds = len(os.listdir(f"/proc/{pid}/fd"))
+        except (OSError, ValueError):
+            self.gone = True
+
+
+class ResSample:
+    """One engine at one phase: its daemon process(es), shims and zombie children."""
+
+    def __init__(self, phase: str, engine: str, procs: list[ProcUsage], shims: list[int],
+                 shim_rss_kb: int, zombies: int, ops: int):
+        self.phase, self.engine, self.procs = phase, engine, procs
+        self.shims, self.shim_rss_kb, self.zombies, self.ops = shims, shim_rss_kb, zombies, ops
+
+    def total(self, attr: str) -> int:
+        return sum(getattr(p, attr) for p in self.procs)
+
+
+def daemon_pids(engine: Engine, table: dict[int, dict]) -> list[tuple[str, int]]:
+    """(label, pid) of the processes that make up the engine's daemon: the
+    `berth daemon`; dockerd and the containerd it started (its child)."""
+    pids = [(engine.name if engine.name != "berth" else "berth daemon", engine.proc.pid)]
+    if isinstance(engine, Dockerd):
+        kids = [pid for pid, p in table.items()
+                if p["ppid"] == engine.proc.pid and p["comm"] == "containerd"]
+        if len(kids) != 1:
+            raise RuntimeError(f"dockerd (pid {engine.proc.pid}) has {len(kids)} containerd "
+                               f"children, want 1 (a system containerd in use?)")
+        pids.append(("containerd", kids[0]))
+    return pids
+
+
+def shim_pids(engine: Engine, table: dict[int, dict], skip: set[int]) -> list[int]:
+    """berth: `berth shim …` processes naming the engine's folder; dockerd:
+    containerd-shim* processes naming it."""
+    out = []
+    for pid, p in table.items():
+        if pid in skip or not any(engine.dir in a for a in p["argv"]):
+            continue
+        if isinstance(engine, Berth):
+            if len(p["argv"]) > 1 and p["argv"][1] == "shim":
+                out.append(pid)
+        elif p["comm"].startswith("containerd-shim"):
+            out.append(pid)
+    return sorted(out)
+
+
+def sample_engine(engine: Engine, phase: str, ops: int) -> ResSample:
+    table = proc_table()
+    pids = daemon_pids(engine, table)
+    procs = [ProcUsage(label, pid) for label, pid in pids]
+    for p in procs:
+        if p.gone:
+            raise RuntimeError(f"{engine.name}: {p.label} (pid {p.pid}) is gone at '{phase}'")
+    main = {pid for _, pid in pids}
+    shims = shim_pids(engine, table, main)
+    shim_rss = sum(ProcUsage("shim", pid).rss_kb for pid in shims)
+    zombies = sum(1 for p in table.values() if p["ppid"] in main and p["state"] == "Z")
+    s = ResSample(phase, engine.name, procs, shims, shim_rss, zombies, ops)
+    log(f"resources [{engine.name}] {phase}: " + "; ".join(
+        f"{p.label} pid {p.pid} rss {p.rss_kb} kB hwm {p.hwm_kb} kB fds {p.fds} "
+        f"threads {p.threads}" for p in procs)
+        + f"; shims {len(shims)} ({shim_rss} kB); zombie children {zombies}")
+    return s
+
+
+class ResClient:
+    """HTTP over the engine's socket: one connection per request
+    (``per_request``) or one keep-alive connection; counts both."""
+
+    def __init__(self, engine: Engine, per_request: bool):
+        self.engine = engine
+        self.per_request = per_request
+        self.conn: UnixHTTPConnection | None = None
+        self.connects = 0
+        self.requests = 0
+
+    def call(self, method: str, path: str, body=None, want: int = 200) -> bytes:
+        if self.conn is None:
+            self.conn = UnixHTTPConnection(self.engine.sock)
+        try:
+            status, payload = call(self.conn, method, path, body)
+        finally:
+            self.requests += 1
+            if self.per_request:
+                self.close()
+        if status != want:
+            raise RuntimeError(f"{self.engine.name}: {method} {path} -> {status} (want {want}): "
+                               f"{payload[:300]!r}\n--- daemon log ---\n{tail(self.engine.log)}")
+        return payload
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.connects += self.conn.connects
+            self.conn.close()
+            self.conn = None
+
+    def total_connects(self) -> int:
+        return self.connects + (self.conn.connects if self.conn is not None else 0)
+
+
+def res_volume_ops(window: int):
+    """The volume mix, endless: for step s, create rv<s> with two labels,
+    inspect it, list (plain on even steps, filtered by label on odd ones) and,
+    once ``window`` volumes are alive, remove rv<s-window>."""
+    flt = urllib.parse.quote(json.dumps({"label": [f"{RES_LABEL}=1"]}))
+    s = 0
+    while True:
+        name = f"{RES_PREFIX}{s:05d}"
+        yield ("create", name, "POST", f"/v{API}/volumes/create",
+               {"Name": name, "Labels": {RES_LABEL: "1", "bench.step": str(s)}}, 201)
+        yield ("inspect", name, "GET", f"/v{API}/volumes/{name}", None, 200)
+        yield ("list", name, "GET",
+               f"/v{API}/volumes" + ("" if s % 2 == 0 else f"?filters={flt}"), None, 200)
+        if s >= window:
+            old = f"{RES_PREFIX}{s - window:05d}"
+            yield ("remove", old, "DELETE", f"/v{API}/volumes/{old}", None, 204)
+        s += 1
+
+
+class ResWork:
+    """One engine's share of the workload: its client, the op generator, the
+    live volumes, op counts and times."""
+
+    def __init__(self, engine: Engine, per_request: bool):
+        self.engine = engine
+        self.client = ResClient(engine, per_request)
+        self.ops = res_volume_ops(RES_WINDOW)
+        self.live: set[str] = set()
+        self.counts = {"create": 0, "inspect": 0, "list": 0, "remove": 0}
+        self.vol_ms: list[float] = []
+        self.run_ms: list[float] = []
+        self.cid: str | None = None  # a container not yet removed
+
+    def volume_ops(self, n: int) -> None:
+        for _ in range(n):
+            kind, name, method, path, body, want = next(self.ops)
+            t0 = time.perf_counter()
+            payload = self.client.call(method, path, body, want)
+            self.vol_ms.append((time.perf_counter() - t0) * 1000.0)
+            self.counts[kind] += 1
+            self.check(kind, name, payload)
+
+    def check(self, kind: str, name: str, payload: bytes) -> None:
+        """The two engines must have done the same work."""
+        who = self.engine.name
+        if kind == "create":
+            self.live.add(name)
+        elif kind == "remove":
+            self.live.discard(name)
+        elif kind == "inspect":
+            labels = json.loads(payload).get("Labels") or {}
+            if labels.get(RES_LABEL) != "1":
+                raise RuntimeError(f"{who}: {name} has labels {labels}")
+        else:
+            vols = json.loads(payload).get("Volumes") or []
+            got = {v["Name"] for v in vols if v["Name"].startswith(RES_PREFIX)}
+            if got != self.live:
+                raise RuntimeError(f"{who}: list shows {len(got)} bench volumes, "
+                                   f"{len(self.live)} are alive")
+
+    def drain(self) -> None:
+        """Remove the volumes the mix left alive (not counted as ops)."""
+        for name in sorted(self.live):
+            self.client.call("DELETE", f"/v{API}/volumes/{name}", None, 204)
+        self.live.clear()
+
+    def runs(self, n: int) -> None:
+        """``docker run --rm --network none -v resvol:/d benchimg:1 true`` as
+        its API calls: create, start, wait, remove."""
+        c = self.client
+        body = {"Image": IMAGE, "Cmd": ["true"],
+                "HostConfig": {"Binds": [f"{RES_RUN_VOLUME}:/d"], "NetworkMode": "none"}}
+        for _ in range(n):
+            t0 = time.perf_counter()
+            cid = json.loads(c.call("POST", f"/v{API}/containers/create", body, 201))["Id"]
+            self.cid = cid
+            c.call("POST", f"/v{API}/containers/{cid}/start", None, 204)
+            code = json.loads(c.call("POST", f"/v{API}/containers/{cid}/wait", None, 200))
+            c.call("DELETE", f"/v{API}/containers/{cid}", None, 204)
+            self.cid = None
+            self.run_ms.append((time.perf_counter() - t0) * 1000.0)
+            if code.get("StatusCode") != 0:
+                raise RuntimeError(f"{self.engine.name}: `true` exited with {code}")
+
+
+class ResReport:
+    def __init__(self):
+        self.samples: list[ResSample] = []
+        self.notes: list[str] = []
+        self.work: dict[str, ResWork] = {}
+        self.failed = False
+        self.header: list[str] = []
+
+
+def res_sample_all(rep: ResReport, engines: list[Engine], phase: str, ops: int) -> None:
+    time.sleep(RES_QUIET)
+    for e in engines:
+        rep.samples.append(sample_engine(e, phase, ops))
+
+
+def bench_resources(rep: ResReport, engines: list[Engine], scale: float,
+                    per_request: bool) -> None:
+    """Idle, then volume ops and container runs in blocks (engines taking
+    turns block by block, each sampled right after its block), then idle."""
+    vol_ops = max(1, round(RES_VOL_OPS * scale))
+    runs = max(1, round(RES_RUNS * scale))
+    vol_step = max(1, vol_ops // RES_VOL_BLOCKS)
+    run_step = max(1, runs // RES_RUN_BLOCKS)
+    for e in engines:
+        rep.work[e.name] = ResWork(e, per_request)
+    try:
+        log(f"resources: {RES_SETTLE:.0f} s settle, then the idle sample")
+        time.sleep(RES_SETTLE)
+        res_sample_all(rep, engines, "idle (start)", 0)
+        done = 0
+        while done < vol_ops:
+            n = min(vol_step, vol_ops - done)
+            for e in engines:
+                rep.work[e.name].volume_ops(n)
+                time.sleep(RES_QUIET)
+                rep.samples.append(sample_engine(e, f"after {done + n:,} volume ops", done + n))
+            done += n
+        for e in engines:
+            rep.work[e.name].drain()
+        done = 0
+        while done < runs:
+            n = min(run_step, runs - done)
+            for e in engines:
+                rep.work[e.name].runs(n)
+                time.sleep(RES_QUIET)
+                rep.samples.append(sample_engine(e, f"after {done + n} runs", done + n))
+            done += n
+        for e in engines:
+            rep.work[e.name].client.call("DELETE", f"/v{API}/volumes/{RES_RUN_VOLUME}", None, 204)
+            rep.work[e.name].client.close()
+        log(f"resources: {RES_SETTLE:.0f} s settle, then the idle sample")
+        time.sleep(RES_SETTLE)
+        res_sample_all(rep, engines, f"idle (end, after {RES_SETTLE:.0f} s)", 0)
+    except Exception as exc:
+        rep.failed = True
+        msg = f"resources section FAILED: {exc}"
+        loud(msg)
+        rep.notes.append(msg.splitlines()[0][:300])
+    finally:
+        for e in engines:
+            w = rep.work[e.name]
+            w.client.close()
+            try:  # leave nothing behind, also after a failure
+                if w.cid:
+                    conn = UnixHTTPConnection(e.sock)
+                    try:
+                        call(conn, "DELETE", f"/v{API}/containers/{w.cid}?force=1")
+                    finally:
+                        conn.close()
+                remove_volumes(e, sorted(w.live) + [RES_RUN_VOLUME])
+            except Exception as exc:
+                log(f"WARNING: {e.name}: removing the resources volumes failed: {exc!r}")
+    for e in engines:
+        w = rep.work[e.name]
+        rep.notes.append(
+            f"{e.name}: {sum(w.counts.values()):,} volume ops "
+            f"({', '.join(f'{k} {v:,}' for k, v in w.counts.items())}), "
+            f"{len(w.run_ms)} runs; {w.client.requests:,} requests over "
+            f"{w.client.total_connects():,} connection(s); volume op median "
+            f"{fmt_ms(median_or_none(w.vol_ms))} (total {sum(w.vol_ms) / 1000:.1f} s), "
+            f"run (create+start+wait+remove) median {fmt_ms(median_or_none(w.run_ms))} "
+            f"(total {sum(w.run_ms) / 1000:.1f} s)")
+
+
+def mib(kb: int) -> str:
+    return f"{kb / KiB_PER_MiB:.1f}"
+
+
+def res_cell(s: ResSample, attr: str, fmt=str) -> str:
+    """The total, and each process in parentheses when there are several."""
+    total = fmt(s.total(attr))
+    if len(s.procs) == 1:
+        return total
+    return f"{total} ({' + '.join(fmt(getattr(p, attr)) for p in s.procs)})"
+
+
+def res_engine_label(s: ResSample) -> str:
+    return " + ".join(p.label for p in s.procs)
+
+
+def res_table(rep: ResReport) -> str:
+    out = ["| phase | engine | RSS MiB | peak (VmHWM) MiB | fds | threads | shims (their RSS MiB) "
+           "| zombie children |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for s in rep.samples:
+        out.append(f"| {s.phase} | {res_engine_label(s)} | {res_cell(s, 'rss_kb', mib)} | "
+                   f"{res_cell(s, 'hwm_kb', mib)} | {res_cell(s, 'fds')} | "
+                   f"{res_cell(s, 'threads')} | {len(s.shims)} ({mib(s.shim_rss_kb)}) | "
+                   f"{s.zombies} |")
+    return "\n".join(out)
+
+
+def res_ratio_table(rep: ResReport) -> str:
+    by_phase: dict[str, dict[str, ResSample]] = {}
+    for s in rep.samples:
+        by_phase.setdefault(s.phase, {})[s.engine] = s
+    out = ["| phase | RSS berth/dockerd | peak berth/dockerd | fds berth/dockerd "
+           "| threads berth/dockerd |",
+           "|---|---:|---:|---:|---:|"]
+    for phase, pair in by_phase.items():
+        b, d = pair.get("berth"), pair.get("dockerd")
+        if b is None or d is None:
+            continue
+        cells = [ratio(b.total(a), d.total(a)) for a in ("rss_kb", "hwm_kb", "fds", "threads")]
+        out.append(f"| {phase} | " + " | ".join(cells) + " |")
+    out.append("")
+    out.append("(dockerd = dockerd + its containerd, summed; the summed peak is the sum of "
+               "each process's own peak, an upper bound of their joint peak)")
+    return "\n".join(out)
+
+
+def res_delta(a: int, b: int, fmt=str) -> str:
+    d = b - a
+    return f"{fmt(a)} → {fmt(b)} ({'+' if d >= 0 else '−'}{fmt(abs(d))})"
+
+
+def res_growth(rep: ResReport) -> str:
+    """Per process: end idle vs start idle, and first vs last sample of each
+    phase (a steady climb there is what unbounded growth looks like)."""
+    out = ["| process | RSS MiB, idle start → end | fds, idle start → end "
+           "| threads, idle start → end | fds over the volume samples | fds over the run samples "
+           "| threads over the run samples |",
+           "|---|---:|---:|---:|---|---|---|"]
+    verdicts = []
+    engines = []
+    for s in rep.samples:
+        if s.engine not in engines:
+            engines.append(s.engine)
+    for eng in engines:
+        ss = [s for s in rep.samples if s.engine == eng]
+        start = next((s for s in ss if s.phase.startswith("idle (start")), None)
+        end = next((s for s in ss if s.phase.startswith("idle (end")), None)
+        vols = [s for s in ss if "volume ops" in s.phase]
+        runs = [s for s in ss if s.phase.endswith(" runs")]
+        for i, p in enumerate(ss[0].procs):
+            def series(xs: list[ResSample], attr: str) -> str:
+                return " ".join(str(getattr(x.procs[i], attr)) for x in xs) or "—"
+            if start and end:
+                a, b = start.procs[i], end.procs[i]
+                cells = [res_delta(a.rss_kb, b.rss_kb, mib), res_delta(a.fds, b.fds),
+                         res_delta(a.threads, b.threads)]
+                for what, x, y in (("fds", a.fds, b.fds), ("threads", a.threads, b.threads)):
+                    if y > x:
+                        verdicts.append(f"{p.label}: {what} {x} at idle start, {y} at idle "
+                                        f"end (+{y - x})")
+            else:
+                cells = ["n/a"] * 3
+            out.append(f"| {p.label} | " + " | ".join(cells) + f" | {series(vols, 'fds')} | "
+                       f"{series(runs, 'fds')} | {series(runs, 'threads')} |")
+        if end and end.shims:
+            verdicts.append(f"{eng}: {len(end.shims)} shim(s) still running at idle end: "
+                            f"pids {end.shims}")
+        if end and end.zombies:
+            verdicts.append(f"{eng}: {end.zombies} zombie child(ren) at idle end")
+    text = "\n".join(out) + "\n\n"
+    if verdicts:
+        text += "Higher at idle end than at idle start:\n\n" + "\n".join(
+            f"- {v}" for v in verdicts) + "\n"
+    else:
+        text += ("No process had more fds or threads at idle end than at idle start; no shim "
+                 "or zombie child was left.\n")
+    return text
+
+
+def binary_profile(path: str) -> str:
+    parts = os.path.realpath(path).split(os.sep)
+    return "release" if "release" in parts else "debug" if "debug" in parts else "unknown"
+
+
+def resources_header(berth_bin: str, args: argparse.Namespace) -> list[str]:
+    vol_ops = max(1, round(RES_VOL_OPS * args.resources_scale))
+    runs = max(1, round(RES_RUNS * args.resources_scale))
+    return [
+        f"berth binary: `{berth_bin}` (**{binary_profile(berth_bin)} build**)",
+        f"workload per engine (--resources-scale {args.resources_scale:g}): {vol_ops:,} volume "
+        f"API ops, sampled every {max(1, vol_ops // RES_VOL_BLOCKS):,}, then {runs} container "
+        f"runs, sampled every {max(1, runs // RES_RUN_BLOCKS)}; "
+        f"{'one connection per request' if args.resources_conn == 'per-request' else 'one keep-alive connection'}"
+        f" (http.client over the unix socket), API v{API}",
+        f"volume mix, step s: create `{RES_PREFIX}<s>` with labels `{RES_LABEL}=1` and "
+        f"`bench.step=<s>`, inspect it, list (plain on even steps, "
+        f"`filters={{\"label\":[\"{RES_LABEL}=1\"]}}` on odd ones), and once {RES_WINDOW} "
+        f"volumes are alive remove `{RES_PREFIX}<s-{RES_WINDOW}>`; the {RES_WINDOW} left "
+        f"alive after the last op are removed before the runs (not counted)",
+        f"a run: `POST /containers/create` {{Image {IMAGE}, Cmd [true], HostConfig: Binds "
+        f"[{RES_RUN_VOLUME}:/d], NetworkMode none}}, `start`, `wait` (exit code checked), "
+        f"`DELETE /containers/{{id}}` (= `docker run --rm --network none -v {RES_RUN_VOLUME}:/d "
+        f"{IMAGE} true`); `{RES_RUN_VOLUME}` is made by the first run and removed after the last",
+        f"the engines take turns block by block; each is sampled right after its block, the "
+        f"client idle {RES_QUIET} s; idle samples after {RES_SETTLE:.0f} s with no requests "
+        f"(start: after the image import)",
+        "measured: berth = the `berth daemon` process (its shims, one per running container, "
+        "counted apart); dockerd = dockerd + the containerd it starts (summed, each in "
+        "parentheses; containerd-shim processes counted apart). RSS = VmRSS, peak = VmHWM "
+        "(/proc/PID/status, since the process started), fds = entries of /proc/PID/fd, "
+        "threads = Threads; zombie children = children of those processes in state Z. "
+        "MiB = 1024 kB",
+    ]
+
+
+def res_text(rep: ResReport) -> str:
+    text = "\n### Daemon resources under load\n\n"
+    text += "\n".join(f"- {h}" for h in rep.header) + "\n\n"
+    if rep.samples:
+        text += res_table(rep) + "\n\nRatios (berth ÷ dockerd + containerd):\n\n"
+        text += res_ratio_table(rep) + "\n\nGrowth:\n\n" + res_growth(rep)
+    if rep.notes:
+        text += "\n" + "\n".join(f"- NOTE: {n}" for n in rep.notes) + "\n"
+    return text
+
+
+# ---------------------------------------------------------------------------
 # Machine info
 # ---------------------------------------------------------------------------
 
@@ -1956,6 +2446,17 @@ def main() -> int:
     ap.add_argument("--backup-reps", type=int, default=3,
                     help="timed backups and restores of 1 GiB per engine, after one "
                          "warm-up (default 3)")
+    ap.add_argument("--resources", action="store_true",
+                    help="run ONLY the daemon-resources section (RSS, peak RSS, fds, threads "
+                         "of each daemon, idle and during 10,000 volume ops and 500 container "
+                         "runs); never part of a run without section flags")
+    ap.add_argument("--resources-scale", type=float, default=1.0,
+                    help="scale the resources workload (0.1: 1,000 volume ops and 50 runs "
+                         "per engine; default 1)")
+    ap.add_argument("--resources-conn", choices=("per-request", "keep-alive"),
+                    default="per-request",
+                    help="resources section: a new connection for every request (default) "
+                         "or one keep-alive connection per engine")
     ap.add_argument("--keep-logs", metavar="DIR",
                     help="copy both daemon logs into DIR before their folders are removed")
     ap.add_argument("--berth-bin", default=os.environ.get("BERTH_BIN"))
@@ -1970,6 +2471,8 @@ def main() -> int:
         raise SystemExit("--thin (or --thin-only) and --no-thin exclude each other")
     if args.backup_only and args.no_backup:
         raise SystemExit("--backup-only and --no-backup exclude each other")
+    if not args.resources_scale > 0:
+        raise SystemExit("--resources-scale must be above 0")
     if args.thin_volumes < 2:
         raise SystemExit("--thin-volumes must be at least 2 (one filled volume and its clones)")
 
@@ -2000,8 +2503,10 @@ def main() -> int:
     res = Results()
     thin = ThinTable()
     backup = BackupTable()
+    resources = ResReport()
     info: list[tuple[str, str]] = []
-    only = args.thin or args.backup_only  # section flags: run just those sections
+    # section flags: run just those sections
+    only = args.thin or args.backup_only or args.resources
     try:
         # Run a private copy, so that a rebuild during the run cannot mix two
         # versions (the daemon starts shims from its own executable).
@@ -2029,6 +2534,11 @@ def main() -> int:
                 raise
             log(f"imported {IMAGE} into {e.name}")
 
+        if args.resources:  # first, on daemons that have done nothing but the import
+            log("resources section: daemon RSS, fds and threads under load")
+            resources.header = resources_header(berth_bin, args)
+            bench_resources(resources, engines, args.resources_scale,
+                            args.resources_conn == "per-request")
         if not only:
             # The floor: one docker CLI process and its small version request(s).
             bench_run(res, engines, "baseline: `docker version` (CLI start-up + small requests)",
@@ -2082,6 +2592,8 @@ def main() -> int:
         text += "\n### Volume backup and restore\n\n" + backup.table() + "\n"
     if backup.notes:
         text += "\n" + "\n".join(f"- NOTE: {n}" for n in backup.notes) + "\n"
+    if resources.header:
+        text += res_text(resources)
     print(text)
     if args.out:
         with open(args.out, "w") as f:
@@ -2092,7 +2604,10 @@ def main() -> int:
     if backup.failed:
         loud(f"{backup.failed} backup/restore measurement(s) FAILED (n/a in the table; "
              f"see the NOTEs)")
-    return 1 if thin.failed or backup.failed else 0
+    if resources.failed:
+        loud("the resources section FAILED (see the NOTE; the table holds the samples "
+             "taken before the failure)")
+    return 1 if thin.failed or backup.failed or resources.failed else 0
 
 
 if __name__ == "__main__":
