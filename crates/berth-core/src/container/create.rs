@@ -313,8 +313,7 @@ impl ContainerService {
             options: b.volume_options.clone(),
             labels: b.volume_labels.clone(),
         };
-        let (volume, _) = self.volumes.create(req)?;
-        self.volumes.add_ref(&volume.name, id)?;
+        let (volume, _) = self.volumes.create_referenced(req, id)?;
         point.name = volume.name;
         point.source = volume.mountpoint.display().to_string();
         point.driver = volume.driver;

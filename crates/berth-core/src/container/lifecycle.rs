@@ -28,6 +28,33 @@ pub struct Lifecycle {
     pub removed: bool,
 }
 
+/// The exits of one container from a moment on.
+pub(super) struct ExitWatch {
+    rx: watch::Receiver<Lifecycle>,
+    exits: u64,
+}
+
+impl ExitWatch {
+    /// Blocks until the container has exited since the watch was taken,
+    /// or is removed (its channel then closes), or `limit` passes.
+    /// Returns whether it exited or is gone.
+    pub(super) fn wait(&self, limit: Option<Duration>) -> bool {
+        let deadline = limit.map(|l| Instant::now() + l);
+        loop {
+            let closed = self.rx.has_changed().is_err();
+            let now = self.rx.borrow();
+            if closed || now.exits > self.exits || now.removed {
+                return true;
+            }
+            drop(now);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// `POST /containers/{id}/wait?condition=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitCondition {
@@ -70,6 +97,9 @@ impl ContainerService {
         match record.state.status {
             Status::Running => return Err(ContainerError::AlreadyRunning),
             Status::Removing => return Err(ContainerError::MarkedForRemoval),
+            _ if self.removal_in_progress(&record.id) => {
+                return Err(ContainerError::MarkedForRemoval)
+            }
             _ => {}
         }
         let result = self.launch(&record);
@@ -316,7 +346,7 @@ impl ContainerService {
     /// `rm` or `inspect` right after sees the container exited (137).
     pub fn kill(&self, name_or_id: &str, signal: Option<&str>) -> Result<(), ContainerError> {
         let record = self.resolve(name_or_id)?;
-        let exits = self.lifecycle_sender(&record.id).borrow().exits;
+        let watch = self.exit_watch(&record.id);
         let record = self.resolve(&record.id)?;
         if record.state.status != Status::Running {
             return Err(ContainerError::KillNotRunning {
@@ -328,7 +358,7 @@ impl ContainerService {
         send(&record, signal)?;
         self.publish("kill", &record, &[("signal", &(signal as i32).to_string())]);
         if signal == Signal::SIGKILL {
-            self.wait_exit_after(&record.id, exits, Some(KILL_WAIT));
+            watch.wait(Some(KILL_WAIT));
         }
         Ok(())
     }
@@ -342,9 +372,9 @@ impl ContainerService {
         signal: Option<&str>,
     ) -> Result<(), ContainerError> {
         let record = self.resolve(name_or_id)?;
-        // The exit count is read before the state, so an exit in between
-        // is seen by the wait below at once.
-        let exits = self.lifecycle_sender(&record.id).borrow().exits;
+        // The watch is taken before the state is read, so an exit in
+        // between is seen by the wait below at once.
+        let watch = self.exit_watch(&record.id);
         let record = self.resolve(&record.id)?;
         if record.state.status != Status::Running {
             return Err(ContainerError::NotRunning(record.id));
@@ -358,29 +388,21 @@ impl ContainerService {
         if timeout != 0 {
             send(&record, parse_signal(stop_signal)?)?;
             let grace = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
-            if self.wait_exit_after(&record.id, exits, grace) {
+            if watch.wait(grace) {
                 return Ok(());
             }
         }
         send(&record, Signal::SIGKILL)?;
-        self.wait_exit_after(&record.id, exits, Some(Duration::from_secs(30)));
+        watch.wait(Some(Duration::from_secs(30)));
         Ok(())
     }
 
-    /// Blocks until the container has exited more than `exits` times, or
-    /// `limit` passes. Returns whether it exited.
-    pub(super) fn wait_exit_after(&self, id: &str, exits: u64, limit: Option<Duration>) -> bool {
-        let deadline = limit.map(|l| Instant::now() + l);
+    /// A watch on the container's exits from now on (take it before
+    /// reading the state that decides what to do).
+    pub(super) fn exit_watch(&self, id: &str) -> ExitWatch {
         let rx = self.lifecycle_sender(id).subscribe();
-        loop {
-            if rx.borrow().exits > exits || rx.borrow().removed {
-                return true;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let exits = rx.borrow().exits;
+        ExitWatch { rx, exits }
     }
 
     /// Subscribes to a container's lifecycle, checking it exists first (so

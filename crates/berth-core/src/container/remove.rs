@@ -7,6 +7,35 @@ use super::cgroup::ContainerCgroup;
 use super::{ContainerError, ContainerRecord, ContainerService, Status};
 use crate::volume::Filters;
 
+/// Kill-and-check rounds a forced remove makes before giving up (a start
+/// already under way when the remove began may need one more).
+const REMOVE_ATTEMPTS: usize = 4;
+
+/// The removal-in-progress mark of one container, dropped when the
+/// remove ends however it ends.
+struct RemovalFlag<'a> {
+    service: &'a ContainerService,
+    id: String,
+}
+
+impl<'a> RemovalFlag<'a> {
+    fn take(service: &'a ContainerService, id: &str) -> Result<Self, ContainerError> {
+        if !service.removing.lock().insert(id.to_string()) {
+            return Err(ContainerError::RemovalInProgress(id.to_string()));
+        }
+        Ok(RemovalFlag {
+            service,
+            id: id.to_string(),
+        })
+    }
+}
+
+impl Drop for RemovalFlag<'_> {
+    fn drop(&mut self) {
+        self.service.removing.lock().remove(&self.id);
+    }
+}
+
 /// What `container prune` removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
@@ -17,36 +46,67 @@ pub struct PruneReport {
 impl ContainerService {
     /// Removes a container. A running one is refused unless `force` (then
     /// killed first). `remove_volumes` also removes the anonymous volumes
-    /// it created, unless another container holds them.
+    /// it created, unless another container holds them. While it works,
+    /// the container is marked (Docker's removal in progress): starts are
+    /// refused and a second remove is a 409, so a start racing a forced
+    /// remove can never make it answer "container is running".
     pub fn remove(
         self: &Arc<Self>,
         name_or_id: &str,
         force: bool,
         remove_volumes: bool,
     ) -> Result<(), ContainerError> {
-        let record = self.resolve(name_or_id)?;
-        if record.state.status == Status::Running {
-            if !force {
-                return Err(ContainerError::RemoveRunning(name_or_id.to_string()));
+        let id = self.resolve(name_or_id)?.id;
+        let _flag = RemovalFlag::take(self, &id)?;
+        for _ in 0..REMOVE_ATTEMPTS {
+            let record = match self.resolve(&id) {
+                Ok(record) => record,
+                // Killed by us, then auto-removed: it is gone, as asked.
+                Err(ContainerError::NotFound(_)) if force => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if matches!(record.state.status, Status::Running | Status::Starting) {
+                if !force {
+                    return Err(ContainerError::RemoveRunning(name_or_id.to_string()));
+                }
+                self.kill_for_removal(&record)?;
+                continue;
             }
-            let exits = self.lifecycle_sender(&record.id).borrow().exits;
-            match self.kill(&record.id, Some("SIGKILL")) {
-                // It exited by itself meanwhile: nothing to kill.
-                Err(e) if e.is_not_running() => {}
-                other => other?,
+            let _guard = self.locks.lock(&id);
+            let record = self.resolve(&id)?;
+            // A start that was already under way when the flag was set.
+            if matches!(record.state.status, Status::Running | Status::Starting) {
+                continue;
             }
-            if !self.wait_exit_after(&record.id, exits, Some(Duration::from_secs(30))) {
-                return Err(ContainerError::Start(format!(
-                    "container {} did not die after SIGKILL",
-                    record.id
-                )));
-            }
+            return self.remove_stopped(&record, remove_volumes);
         }
-        let _guard = self.locks.lock(&record.id);
-        let record = self.resolve(&record.id)?;
-        if matches!(record.state.status, Status::Running | Status::Starting) {
-            return Err(ContainerError::RemoveRunning(name_or_id.to_string()));
+        Err(ContainerError::RemoveRunning(name_or_id.to_string()))
+    }
+
+    /// SIGKILL and wait for the exit to be recorded.
+    fn kill_for_removal(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
+        let watch = self.exit_watch(&record.id);
+        match self.kill(&record.id, Some("SIGKILL")) {
+            // It exited by itself meanwhile: nothing to kill.
+            Err(e) if e.is_not_running() => {}
+            other => other?,
         }
+        if watch.wait(Some(Duration::from_secs(30))) {
+            Ok(())
+        } else {
+            Err(ContainerError::Start(format!(
+                "container {} did not die after SIGKILL",
+                record.id
+            )))
+        }
+    }
+
+    /// Removes a container that is not running (the caller holds its lock).
+    fn remove_stopped(
+        &self,
+        record: &ContainerRecord,
+        remove_volumes: bool,
+    ) -> Result<(), ContainerError> {
         // Nothing of the container may run on once its mounts are released.
         ContainerCgroup::of(&record.id)
             .kill_all(&record.id)
@@ -55,7 +115,12 @@ impl ContainerService {
         let mut removing = record.state.clone();
         removing.status = Status::Removing;
         self.store.set_container_state(&record.id, &removing)?;
-        self.finish_remove(&record, remove_volumes)
+        self.finish_remove(record, remove_volumes)
+    }
+
+    /// Whether a remove is working on `id`.
+    pub(super) fn removal_in_progress(&self, id: &str) -> bool {
+        self.removing.lock().contains(id)
     }
 
     /// The rest of a removal, in an order a crash can resume from: the

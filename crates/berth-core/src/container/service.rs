@@ -1,6 +1,6 @@
 //! The container service: shared state, lookup and listing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -35,6 +35,9 @@ pub struct ContainerService {
     pub(super) settings: RuntimeSettings,
     pub(super) locks: NameLocks,
     pub(super) lifecycles: parking_lot::Mutex<HashMap<String, watch::Sender<Lifecycle>>>,
+    /// Containers a remove is working on (Docker's removal-in-progress
+    /// flag): a start is refused, a second remove is a 409.
+    pub(super) removing: parking_lot::Mutex<HashSet<String>>,
     pub(super) events: Arc<EventBus>,
 }
 
@@ -56,6 +59,7 @@ impl ContainerService {
             settings,
             locks: NameLocks::default(),
             lifecycles: parking_lot::Mutex::new(HashMap::new()),
+            removing: parking_lot::Mutex::new(HashSet::new()),
             events: Arc::default(),
         })
     }

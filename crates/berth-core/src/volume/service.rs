@@ -59,6 +59,25 @@ impl VolumeService {
     /// Creates a volume, or returns the existing one of that name and driver.
     /// Returns the volume and whether it was created now.
     pub fn create(&self, req: CreateRequest) -> Result<(Volume, bool), VolumeError> {
+        self.create_held(req, None)
+    }
+
+    /// Create (or reuse) and reference the volume for `holder` under one
+    /// hold of the name's lock (Docker's `CreateWithRef`): a remove or a
+    /// prune can never take the volume between the two.
+    pub fn create_referenced(
+        &self,
+        req: CreateRequest,
+        holder: &str,
+    ) -> Result<(Volume, bool), VolumeError> {
+        self.create_held(req, Some(holder))
+    }
+
+    fn create_held(
+        &self,
+        req: CreateRequest,
+        holder: Option<&str>,
+    ) -> Result<(Volume, bool), VolumeError> {
         let (name, labels) = match req.name.as_deref() {
             None | Some("") => names::anonymous_name_and_labels(req.labels),
             Some(name) => {
@@ -77,6 +96,28 @@ impl VolumeService {
         // A name in an unfinished rename (its row and storage may disagree,
         // or its storage is the renamed volume's) is refused until start-up.
         self.refuse_if_renaming("create", &name)?;
+        let wanted = CreateRequest {
+            name: Some(name.clone()),
+            labels,
+            ..req
+        };
+        let result = self.create_locked(wanted, driver.as_ref())?;
+        if let Some(holder) = holder {
+            self.store
+                .add_ref(&name, holder)
+                .map_err(|e| VolumeError::store("create", &name, e))?;
+        }
+        Ok(result)
+    }
+
+    /// The body of a create, under the name's lock (`req.name` is the
+    /// final name, `req.labels` the final labels).
+    fn create_locked(
+        &self,
+        req: CreateRequest,
+        driver: &dyn VolumeDriver,
+    ) -> Result<(Volume, bool), VolumeError> {
+        let name = req.name.clone().unwrap_or_default();
         if let Some(existing) = self.record("create", &name)? {
             if existing.state == VolumeState::Ready {
                 // No driver named (a container's `-v name:/dst`): any driver's
@@ -87,15 +128,14 @@ impl VolumeService {
             self.settle_unfinished(&existing)?;
         }
         let record = VolumeRecord {
-            name: name.clone(),
+            name,
             driver: driver.name().to_string(),
             created_at: chrono::Utc::now().timestamp(),
             state: VolumeState::Creating,
-            labels,
+            labels: req.labels,
             options: req.options,
         };
-        self.create_storage(driver.as_ref(), record)
-            .map(|v| (v, true))
+        self.create_storage(driver, record).map(|v| (v, true))
     }
 
     /// Second half of create: storage, then the row becomes ready.
