@@ -185,6 +185,12 @@ impl ThinDriver {
     /// image, so what follows (remove, snapshot) sees a closed file.
     fn unmount_image(&self, name: &str) -> Result<(), DriverError> {
         let target = self.mountpoint(name);
+        // A superblock unmounted while frozen stays alive, frozen, with its
+        // loop device attached for good: thaw first (a no-op when not
+        // frozen; a snapshot cut by a crash is the way it gets left so).
+        if mount::is_mounted(&target) {
+            crate::sys::reflink::thaw(&target);
+        }
         mount::unmount(&target).map_err(|e| io(format!("unmounting {}", target.display()), e))?;
         if !loopdev::wait_detached(&self.image(name), std::time::Duration::from_secs(5)) {
             tracing::warn!(volume = %name, "loop device still attached 5 s after unmount");
