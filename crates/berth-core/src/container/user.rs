@@ -19,9 +19,9 @@ pub fn resolve(rootfs: &Path, user: &str) -> Result<ResolvedUser, ContainerError
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let passwd = image_file(rootfs, "etc/passwd");
     let (uid, default_gid, name) = lookup_user(&passwd, user_part)?;
-    let groups = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    let groups = image_file(rootfs, "etc/group");
     let gid = match group_part {
         None | Some("") => default_gid,
         Some(g) => lookup_group(&groups, g)?,
@@ -80,7 +80,7 @@ fn lookup_group(groups: &str, group: &str) -> Result<u32, ContainerError> {
 /// `/etc/group`, or a number (runc's `GetAdditionalGroups`, whose words
 /// Docker shows).
 pub fn additional_groups(rootfs: &Path, wanted: &[String]) -> Result<Vec<u32>, ContainerError> {
-    let groups = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    let groups = image_file(rootfs, "etc/group");
     wanted
         .iter()
         .map(|g| {
@@ -101,6 +101,12 @@ pub fn additional_groups(rootfs: &Path, wanted: &[String]) -> Result<Vec<u32>, C
             }
         })
         .collect()
+}
+
+/// An image's `etc/passwd` or `etc/group`, read without following a
+/// symlink (one pointing at a host file reads as empty).
+fn image_file(rootfs: &Path, rel: &str) -> String {
+    crate::sys::inroot::read_text_beneath(rootfs, rel).unwrap_or_default()
 }
 
 fn find<'a>(file: &'a str, pred: impl Fn(&Vec<&'a str>) -> bool) -> Option<Vec<&'a str>> {

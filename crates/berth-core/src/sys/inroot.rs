@@ -111,6 +111,18 @@ pub fn open_beneath(root: &Path, rel: &str) -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// The text of the regular file `rel` beneath `root`, read without
+/// following any symlink (an image's `/etc/passwd` that links to a host
+/// file is read as missing); `None` when it cannot be read so.
+pub fn read_text_beneath(root: &Path, rel: &str) -> Option<String> {
+    let fd = open_beneath(root, rel).ok()?;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    if !std::fs::metadata(&path).ok()?.is_file() {
+        return None;
+    }
+    std::fs::read_to_string(path).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +165,20 @@ mod tests {
         ] {
             assert!(open_beneath(&root, bad).is_err(), "{bad} must be refused");
         }
+    }
+
+    #[test]
+    fn text_is_read_only_without_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/group"), "g:x:5:\n").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", root.join("etc/passwd")).unwrap();
+        assert_eq!(
+            read_text_beneath(root, "etc/group").as_deref(),
+            Some("g:x:5:\n")
+        );
+        assert_eq!(read_text_beneath(root, "etc/passwd"), None);
+        assert_eq!(read_text_beneath(root, "etc"), None);
     }
 }
