@@ -209,10 +209,7 @@ impl ContainerService {
         pid: Pid,
         shim_pid: Pid,
     ) -> Result<(), ContainerError> {
-        let mut state = record.state.clone();
-        state.status = Status::Starting;
-        state.pid = Some(pid);
-        state.shim_pid = Some(shim_pid);
+        let state = with_pids(&record.state, Status::Starting, pid, shim_pid);
         self.store.set_container_state(&record.id, &state)?;
         Ok(())
     }
@@ -223,10 +220,7 @@ impl ContainerService {
         pid: Pid,
         shim_pid: Pid,
     ) -> Result<(), ContainerError> {
-        let mut state = record.state.clone();
-        state.status = Status::Running;
-        state.pid = Some(pid);
-        state.shim_pid = Some(shim_pid);
+        let mut state = with_pids(&record.state, Status::Running, pid, shim_pid);
         state.exit_code = 0;
         state.error.clear();
         state.started_at = Some(super::jsonlog::now_rfc3339_nano());
@@ -444,6 +438,16 @@ pub async fn wait_for(
     match rx.wait_for(done).await {
         Ok(l) => l.exit_code,
         Err(_) => start.exit_code,
+    }
+}
+
+/// `state` moved to `status` with both pids of a live shim.
+fn with_pids(state: &ContainerState, status: Status, pid: Pid, shim_pid: Pid) -> ContainerState {
+    ContainerState {
+        status,
+        pid: Some(pid),
+        shim_pid: Some(shim_pid),
+        ..state.clone()
     }
 }
 
