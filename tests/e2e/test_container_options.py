@@ -215,3 +215,31 @@ def test_endpoint_settings_are_refused_not_dropped(daemon, image):
         "NetworkingConfig": {"EndpointsConfig": {"none": {}}}})
     assert status == 201, body
     daemon.api("DELETE", f"/containers/{body['Id']}")
+
+
+def test_more_values_docker_refuses_at_create(daemon, image):
+    """The outside tester's findings F2, F5–F7: each a 400 at create, and a
+    huge memory limit no longer panics the start."""
+    for body, message in [
+        ({"HostConfig": {"Memory": -5}}, "Minimum memory limit allowed is 6MB"),
+        ({"HostConfig": {"CpuShares": -1}}, "invalid CPU shares"),
+        ({"HostConfig": {"CpuQuota": -5}}, "CPU cfs quota"),
+        ({"HostConfig": {"OomKillDisable": True}}, "--oom-kill-disable"),
+        ({"NetworkDisabled": True}, "NetworkDisabled"),
+        ({"StopSignal": "SIGJUNK"}, "Invalid signal: SIGJUNK"),
+    ]:
+        status, answer = daemon.api("POST", "/containers/create",
+                                    {"Image": image, "Cmd": ["true"], **body})
+        assert status == 400 and message in answer["message"], (body, answer)
+    status, answer = daemon.api("POST", "/containers/create", {
+        "Image": image, "Cmd": ["true"], "HostConfig": {"Memory": 4611686018427387904}})
+    assert status == 201, answer
+    assert daemon.api("POST", f"/containers/{answer['Id']}/start")[0] == 204
+    daemon.docker("wait", answer["Id"])
+    assert daemon.api("DELETE", f"/containers/{answer['Id']}")[0] == 204
+
+
+def test_read_only_root_makes_etc_files_read_only(daemon, image):
+    out = daemon.docker("run", "--rm", "--read-only", image, "sh", "-c",
+                        "touch /etc/hosts 2>&1; echo rc=$?").stdout
+    assert "Read-only file system" in out and "rc=1" in out

@@ -236,3 +236,46 @@ def test_rm_force_racing_a_normal_exit_succeeds(daemon, image, uniq):
         time.sleep(0.28 + i * 0.01)
         status, body = daemon.api("DELETE", f"/containers/{name}?force=1")
         assert status == 204, body
+
+
+def test_processes_moved_to_child_cgroups_die_with_the_container(daemon, image, uniq):
+    """A container that may write its cgroups (writable-cgroups) moves a
+    writer into a sub-group of its own cgroup: it must still be ended when
+    the container exits, before its volume is released (outside tester's
+    finding F1)."""
+    vol, name = f"{uniq}-esc", f"{uniq}-esc"
+    script = (
+        "for h in pids freezer memory; do mkdir -p /sys/fs/cgroup/$h/sub; done; "
+        "(exec >/dev/null 2>&1; while true; do echo w >> /d/log; sleep 0.1; done) & p=$!; "
+        "for h in pids freezer memory; do echo $p > /sys/fs/cgroup/$h/sub/cgroup.procs; done; "
+        "sleep 1; exit 0")
+    daemon.docker("run", "-d", "--name", name, "--security-opt", "writable-cgroups=true",
+                  "-v", f"{vol}:/d", image, "sh", "-c", script)
+    cid = inspect(daemon, name)["Id"]
+    wait_until(lambda: inspect(daemon, name)["State"]["Status"] == "exited", what="the exit")
+    assert cgroup_pids(cid) == []
+    log = os.path.join(daemon.mountpoint(vol), "log")
+    size = os.path.getsize(log)
+    time.sleep(0.5)
+    assert os.path.getsize(log) == size, "a process in a sub-group still writes"
+    assert daemon.api("DELETE", f"/containers/{name}")[0] == 204
+    assert not any(os.path.exists(f"/sys/fs/cgroup/{h}/berth/{cid}") for h in ("pids", "memory"))
+    assert daemon.api("DELETE", f"/volumes/{vol}")[0] == 204
+
+
+def test_a_root_spelled_differently_keeps_containers_running(berth_factory):
+    """The root is resolved to one spelling: a restart with `x/../root`
+    finds the running containers again (finding F4)."""
+    from busybox_image import import_busybox, remove_all_containers
+    d = berth_factory().start()
+    try:
+        img = import_busybox(d, "spell-bb:v1")
+        d.docker("run", "-d", "--name", "lr", img, "sleep", "60")
+        d.stop()
+        os.makedirs(os.path.join(d.dir, "other"), exist_ok=True)
+        d.root = os.path.join(d.dir, "other", "..", "root")
+        d.start()
+        assert inspect(d, "lr")["State"]["Status"] == "running"
+    finally:
+        if d.running():
+            remove_all_containers(d)

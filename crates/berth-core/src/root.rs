@@ -29,10 +29,13 @@ impl RootLayout {
     /// private (owner: the daemon's user; root 0710, the rest 0700), also
     /// when they existed with looser modes. The database files get 0600.
     pub fn create(root: &Path) -> Result<Self> {
-        let layout = RootLayout {
-            root: root.to_path_buf(),
-        };
-        create_dir_mode(&layout.root, ROOT_MODE)?;
+        create_dir_mode(root, ROOT_MODE)?;
+        // One spelling of the root: paths stored and compared later (a
+        // shim's `--state-dir`, spec paths) must not depend on how the
+        // daemon was started (`a/../root`, a relative path).
+        let root = std::fs::canonicalize(root)
+            .map_err(|e| Error::io(format!("resolving {}", root.display()), e))?;
+        let layout = RootLayout { root };
         make_private(&layout.root, ROOT_MODE)?;
         for dir in layout.private_dirs() {
             create_dir_mode(&dir, PRIVATE_DIR_MODE)?;
@@ -239,6 +242,17 @@ mod tests {
             assert_eq!(mode(&sub), 0o700, "{}", sub.display());
         }
         assert_eq!(mode(&root.join("berth.db")), 0o600);
+    }
+
+    #[test]
+    fn the_root_is_resolved_to_one_spelling() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("other")).unwrap();
+        let layout = RootLayout::create(&dir.path().join("other/../root")).unwrap();
+        assert_eq!(
+            layout.root(),
+            std::fs::canonicalize(dir.path()).unwrap().join("root")
+        );
     }
 
     #[test]

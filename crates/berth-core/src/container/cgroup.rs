@@ -23,10 +23,11 @@ const PARENT: &str = "berth";
 /// How long [`ContainerCgroup::kill_all`] tries before it gives up.
 pub const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The cgroup folders of one container.
+/// The cgroup folders of one container (looked up afresh at each use: a
+/// dying runtime may still be creating them).
 #[derive(Debug, Clone)]
 pub struct ContainerCgroup {
-    dirs: Vec<PathBuf>,
+    id: String,
 }
 
 /// Processes that outlived every SIGKILL for [`KILL_TIMEOUT`] (stuck in
@@ -46,36 +47,29 @@ fn hierarchy_roots() -> Vec<PathBuf> {
 }
 
 impl ContainerCgroup {
-    /// The cgroup of container `id` in every hierarchy where it exists.
+    /// The cgroup of container `id`.
     pub fn of(id: &str) -> Self {
-        let dirs = hierarchy_roots()
-            .into_iter()
-            .map(|root| root.join(PARENT).join(id))
-            .filter(|dir| dir.is_dir())
-            .collect();
-        ContainerCgroup { dirs }
+        ContainerCgroup { id: id.to_string() }
     }
 
-    /// IDs of every container that has a cgroup (in any hierarchy).
-    pub fn all_ids() -> std::collections::BTreeSet<String> {
-        let mut ids = std::collections::BTreeSet::new();
+    /// Its folder in every hierarchy where it exists, with every folder
+    /// below it (a container that may write its cgroup file system can
+    /// make sub-groups and move processes into them), deepest first.
+    fn dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
         for root in hierarchy_roots() {
-            let Ok(entries) = std::fs::read_dir(root.join(PARENT)) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                if entry.path().is_dir() {
-                    ids.insert(entry.file_name().to_string_lossy().into_owned());
-                }
+            let top = root.join(PARENT).join(&self.id);
+            if top.is_dir() {
+                push_tree(&top, &mut out);
             }
         }
-        ids
+        out
     }
 
-    /// Every process in the cgroup (the union over hierarchies).
+    /// Every process in the cgroup or below it (the union over hierarchies).
     pub fn pids(&self) -> Vec<Pid> {
         let mut pids: Vec<Pid> = self
-            .dirs
+            .dirs()
             .iter()
             .filter_map(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).ok())
             .flat_map(|text| parse_procs(&text))
@@ -91,8 +85,8 @@ impl ContainerCgroup {
     }
 
     /// Kills every process of the container and waits until none is left;
-    /// then removes the cgroup folders. Idempotent; a container without a
-    /// cgroup is done at once.
+    /// then removes the cgroup folders (sub-groups first). Idempotent; a
+    /// container without a cgroup is done at once.
     pub fn kill_all(&self, id: &str) -> Result<(), Unkillable> {
         let deadline = Instant::now() + KILL_TIMEOUT;
         loop {
@@ -107,37 +101,50 @@ impl ContainerCgroup {
                     pids: pids.iter().map(|p| p.raw()).collect(),
                 });
             }
-            self.set_frozen(true);
+            let dirs = self.dirs();
+            set_frozen(&dirs, true);
             for pid in self.pids() {
                 let _ = nix::sys::signal::kill(pid.to_nix(), nix::sys::signal::Signal::SIGKILL);
             }
-            self.set_frozen(false);
+            set_frozen(&dirs, false);
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    /// Freezes or thaws the cgroup where a freezer is available (best
-    /// effort: without one, the kill loop still converges unless the
-    /// container forks faster than it is killed).
-    fn set_frozen(&self, frozen: bool) {
-        for dir in &self.dirs {
-            let (file, value) = freezer_file(dir, frozen);
-            if let Some(file) = file {
-                let _ = std::fs::write(&file, value);
-                if frozen {
-                    wait_frozen(&file);
+    /// Removes the (empty) cgroup folders, deepest first; busy ones stay.
+    fn remove_dirs(&self) {
+        for dir in self.dirs() {
+            if let Err(e) = std::fs::remove_dir(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::debug!(cgroup = %dir.display(), error = %e, "cgroup not removed");
                 }
             }
         }
     }
+}
 
-    /// Removes the (empty) cgroup folders; ones still busy stay.
-    fn remove_dirs(&self) {
-        for dir in &self.dirs {
-            if let Err(e) = std::fs::remove_dir(dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::debug!(cgroup = %dir.display(), error = %e, "cgroup not removed");
-                }
+/// `dir` and every folder below it, children before their parent.
+fn push_tree(dir: &Path, out: &mut Vec<PathBuf>) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                push_tree(&entry.path(), out);
+            }
+        }
+    }
+    out.push(dir.to_path_buf());
+}
+
+/// Freezes or thaws cgroup folders where a freezer is available (best
+/// effort: without one, the kill loop still converges unless the
+/// container forks faster than it is killed).
+fn set_frozen(dirs: &[PathBuf], frozen: bool) {
+    for dir in dirs {
+        let (file, value) = freezer_file(dir, frozen);
+        if let Some(file) = file {
+            let _ = std::fs::write(&file, value);
+            if frozen {
+                wait_frozen(&file);
             }
         }
     }
@@ -185,6 +192,22 @@ mod tests {
     fn procs_parse_and_skip_junk() {
         let pids = parse_procs("12\n\n0\nx\n7\n");
         assert_eq!(pids.iter().map(|p| p.raw()).collect::<Vec<_>>(), [12, 7]);
+    }
+
+    #[test]
+    fn trees_list_children_before_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        let mut out = Vec::new();
+        push_tree(dir.path(), &mut out);
+        assert_eq!(
+            out,
+            vec![
+                dir.path().join("a/b"),
+                dir.path().join("a"),
+                dir.path().to_path_buf()
+            ]
+        );
     }
 
     #[test]

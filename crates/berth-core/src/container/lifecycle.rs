@@ -174,10 +174,13 @@ impl ContainerService {
     /// tmpfs volume) and returns every bind for the spec.
     fn mount_volumes(&self, record: &ContainerRecord) -> Result<Vec<BindMount>, ContainerError> {
         let paths = self.paths(&record.id);
+        // With a read-only root filesystem these are read-only too (Docker).
+        let readonly =
+            record.host_config.extra.get("ReadonlyRootfs") == Some(&serde_json::Value::Bool(true));
         let mut binds = vec![
-            etc_bind(paths.hostname_file(), "/etc/hostname"),
-            etc_bind(paths.hosts_file(), "/etc/hosts"),
-            etc_bind(paths.resolv_file(), "/etc/resolv.conf"),
+            etc_bind(paths.hostname_file(), "/etc/hostname", readonly),
+            etc_bind(paths.hosts_file(), "/etc/hosts", readonly),
+            etc_bind(paths.resolv_file(), "/etc/resolv.conf", readonly),
         ];
         for (index, m) in record.mounts.iter().enumerate() {
             let mut source = m.source.clone();
@@ -472,11 +475,11 @@ fn exited_state(running: &ContainerState, exit: Option<&ExitStatus>) -> Containe
     state
 }
 
-fn etc_bind(source: std::path::PathBuf, destination: &str) -> BindMount {
+fn etc_bind(source: std::path::PathBuf, destination: &str, readonly: bool) -> BindMount {
     BindMount {
         source: source.display().to_string(),
         destination: destination.into(),
-        readonly: false,
+        readonly,
         tmpfs: None,
     }
 }

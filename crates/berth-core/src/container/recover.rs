@@ -65,6 +65,11 @@ impl ContainerService {
         report: &mut RecoveryReport,
     ) {
         let dir = self.paths(&record.id).dir().to_path_buf();
+        // Specs written by an older berth were 0644 (they hold `-e` values).
+        let spec = self.paths(&record.id).bundle().join("config.json");
+        if spec.exists() {
+            let _ = crate::root::make_private(&spec, crate::root::SECRET_FILE_MODE);
+        }
         match record.state.status {
             Status::Running if shim::is_shim_of(record.state.shim_pid, &record.id, &dir) => {
                 self.readopt(record);
@@ -94,9 +99,10 @@ impl ContainerService {
             Status::Created | Status::Exited | Status::Dead => {
                 if shims.contains_key(&record.id) || !ContainerCgroup::of(&record.id).is_empty() {
                     tracing::warn!(container = %record.id, "ending processes of a stopped container");
-                    shim::end_shim(&record.id, &dir);
                     report.orphans += 1;
                 }
+                // Also removes cgroup folders a start cut by the crash made.
+                end_processes(&record.id, shims);
                 self.unmount_all(record);
                 if record.state.status == Status::Exited && record.host_config.auto_remove {
                     self.auto_remove(&record.id, report);
@@ -191,5 +197,17 @@ impl ContainerService {
             }
         }
         Ok(())
+    }
+}
+
+/// Ends the shims found at start-up for container `id` (one scan of /proc
+/// serves every container) and everything in its cgroup, whose folders
+/// are then removed.
+fn end_processes(id: &str, shims: &HashMap<String, Vec<Pid>>) {
+    for pid in shims.get(id).into_iter().flatten() {
+        let _ = nix::sys::signal::kill(pid.to_nix(), nix::sys::signal::Signal::SIGKILL);
+    }
+    if let Err(e) = ContainerCgroup::of(id).kill_all(id) {
+        tracing::error!(container = %id, error = %e, "container processes left running");
     }
 }

@@ -305,6 +305,20 @@ fn refuse_unsupported(config: &ContainerConfig, host: &HostConfig) -> Result<(),
             return Err(unsupported(&format!("HostConfig.{field}"), why));
         }
     }
+    if host.extra.get("OomKillDisable").and_then(Value::as_bool) == Some(true) {
+        return Err(unsupported(
+            "--oom-kill-disable",
+            "the embedded runtime does not apply it",
+        ));
+    }
+    if config.extra.get("NetworkDisabled").and_then(Value::as_bool) == Some(true)
+        && host.network_mode != "none"
+    {
+        return Err(unsupported("Config.NetworkDisabled", "use --network none"));
+    }
+    if let Some(signal) = &config.stop_signal {
+        super::parse_signal(signal).map_err(|e| OptionsError::Invalid(e.to_string()))?;
+    }
     if host.extra.get("Init").and_then(Value::as_bool) == Some(true) {
         return Err(unsupported("--init", "berth ships no init process yet"));
     }

@@ -89,8 +89,27 @@ impl Resources {
     /// Docker's checks at create.
     pub fn validate(&self, host_network: bool) -> Result<(), OptionsError> {
         let bad = |m: String| Err(OptionsError::Invalid(m));
-        if self.memory > 0 && self.memory < MIN_MEMORY {
+        if self.memory != 0 && self.memory < MIN_MEMORY {
             return bad("Minimum memory limit allowed is 6MB".into());
+        }
+        if self.memory_reservation < 0 || (self.memory > 0 && self.memory_reservation > self.memory)
+        {
+            return bad(
+                "Minimum memory limit can not be less than memory reservation limit, see usage"
+                    .into(),
+            );
+        }
+        if self.cpu_shares < 0 {
+            return bad(format!("invalid CPU shares: {}", self.cpu_shares));
+        }
+        if self.cpu_period != 0 && !(1000..=1_000_000).contains(&self.cpu_period) {
+            return bad("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)".into());
+        }
+        if self.cpu_quota != 0 && self.cpu_quota != -1 && self.cpu_quota < 1000 {
+            return bad("CPU cfs quota can not be less than 1ms (i.e. 1000)".into());
+        }
+        if self.pids_limit.is_some_and(|l| l < -1) {
+            return bad("invalid pids limit: use -1 or 0 for no limit".into());
         }
         if self.memory > 0 && self.memory_swap > 0 && self.memory_swap < self.memory {
             return bad(
@@ -147,8 +166,10 @@ impl Resources {
         let mut memory = Map::new();
         if self.memory > 0 {
             memory.insert("limit".into(), json!(self.memory));
+            // Docker's default swap is twice the limit (saturating: a limit
+            // near i64::MAX must not overflow).
             let swap = match self.memory_swap {
-                0 => self.memory * 2,
+                0 => self.memory.saturating_mul(2),
                 s => s,
             };
             memory.insert("swap".into(), json!(swap));
@@ -205,7 +226,7 @@ impl Resources {
         self.ulimits
             .iter()
             .flatten()
-            .map(|u| json!({"type": format!("RLIMIT_{}", u.name.to_ascii_uppercase()), "soft": u.soft, "hard": u.hard}))
+            .map(|u| json!({"type": format!("RLIMIT_{}", u.name.to_ascii_uppercase()), "soft": rlimit(u.soft), "hard": rlimit(u.hard)}))
             .collect()
     }
 
@@ -217,6 +238,11 @@ impl Resources {
             DEFAULT_SHM_SIZE
         }
     }
+}
+
+/// A negative ulimit value is "unlimited", as Docker reads it.
+fn rlimit(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(u64::MAX)
 }
 
 fn insert_if(out: &mut Map<String, Value>, key: &str, section: Map<String, Value>) {
@@ -232,7 +258,7 @@ fn check_ulimit(u: &Ulimit) -> Result<(), OptionsError> {
             u.name
         )));
     }
-    if u.soft > u.hard {
+    if u.hard >= 0 && (u.soft < 0 || u.soft > u.hard) {
         return Err(OptionsError::Invalid(format!(
             "ulimit soft limit must be less than or equal to hard limit: {} > {}",
             u.soft, u.hard
@@ -315,6 +341,14 @@ mod tests {
                 "is not whitelisted",
             ),
             (json!({"BlkioWeight": 5}), "blkio weight"),
+            (json!({"Memory": -5}), "Minimum memory limit allowed is 6MB"),
+            (json!({"CpuShares": -1}), "invalid CPU shares"),
+            (json!({"CpuQuota": -5}), "CPU cfs quota"),
+            (json!({"CpuPeriod": 1u64 << 40}), "CPU cfs period"),
+            (
+                json!({"Memory": 64 << 20, "MemoryReservation": 128 << 20}),
+                "reservation",
+            ),
         ];
         for (input, message) in cases {
             let err = parse(input.clone())
@@ -328,6 +362,8 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("host network"));
         assert!(Resources::parse(json!({"Memory": "lots"}).as_object().unwrap()).is_err());
+        let huge = parse(json!({"Memory": i64::MAX / 2 + 1}));
+        assert_eq!(huge.spec_resources()["memory"]["swap"], i64::MAX);
     }
 
     #[test]

@@ -145,6 +145,14 @@ impl Pool {
                 )
             })?;
         }
+        if let PoolSource::Folder(folder) = &self.settings.source {
+            crate::root::make_private(folder, 0o700).map_err(|e| {
+                io(
+                    "securing the pool folder",
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+        }
         if let PoolSource::File(file) = &self.settings.source {
             crate::root::make_private(file, crate::root::SECRET_FILE_MODE).map_err(|e| {
                 io(
