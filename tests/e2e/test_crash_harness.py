@@ -848,7 +848,10 @@ def host_problems(d, ctrs: dict[str, dict], vols: dict[str, dict]) -> list[str]:
         if cid not in running:
             problems.append(f"orphan shim pid {pid} for container {label(cid)}")
     for cid, pids in sorted(container_processes(root).items()):
-        if cid not in running:
+        # Only ids this daemon was seen with: another daemon's container
+        # that is starting (its cloned mount table still names this root
+        # for an instant) must not count as ours.
+        if cid not in running and cid in seen:
             procs = ", ".join(f"{p} {' '.join(cmdline(p))!r}" for p in pids)
             problems.append(f"processes still in cgroup /berth/{cid[:12]} of container {label(cid)}: {procs}")
     for cid in running:
