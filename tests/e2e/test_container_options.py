@@ -243,3 +243,14 @@ def test_read_only_root_makes_etc_files_read_only(daemon, image):
     out = daemon.docker("run", "--rm", "--read-only", image, "sh", "-c",
                         "touch /etc/hosts 2>&1; echo rc=$?").stdout
     assert "Read-only file system" in out and "rc=1" in out
+
+
+def test_relative_working_dir_and_path_like_sysctls_are_refused(daemon, image):
+    for body, message in [
+        ({"WorkingDir": "rel/dir"}, "needs to be an absolute path"),
+        ({"HostConfig": {"Sysctls": {"fs.mqueue./../../kernel/core_pattern": "x"}}},
+         "invalid sysctl name"),
+    ]:
+        status, answer = daemon.api("POST", "/containers/create",
+                                    {"Image": image, "Cmd": ["true"], **body})
+        assert status == 400 and message in answer["message"], (body, answer)

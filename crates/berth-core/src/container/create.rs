@@ -31,6 +31,7 @@ impl ContainerService {
         req: CreateContainer,
     ) -> Result<(ContainerRecord, Vec<String>), ContainerError> {
         let requested_name = requested_name(req.name.as_deref())?;
+        super::options::check_working_dir(&req.config.working_dir)?;
         let image = self.images.resolve(&req.config.image)?;
         let image_config = self.images.config(&image)?;
         let mut config = merge(req.config, &image_config);

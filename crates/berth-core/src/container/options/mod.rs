@@ -173,6 +173,17 @@ impl ContainerOptions {
     }
 }
 
+/// The request's own working directory must be absolute (Docker checks
+/// the request, not what the image brings).
+pub fn check_working_dir(dir: &str) -> Result<(), OptionsError> {
+    if !dir.is_empty() && !dir.starts_with('/') {
+        return Err(OptionsError::Invalid(format!(
+            "the working directory '{dir}' is invalid, it needs to be an absolute path"
+        )));
+    }
+    Ok(())
+}
+
 /// `--add-host name:ip` (the first `:` splits, so IPv6 addresses work);
 /// `host-gateway` needs a bridge network, which berth does not have yet.
 fn parse_extra_hosts(entries: &[String]) -> Result<Vec<(String, String)>, OptionsError> {

@@ -270,6 +270,13 @@ fn check_ulimit(u: &Ulimit) -> Result<(), OptionsError> {
 /// Namespaced sysctls only (Docker's `ValidateSysctl`); `net.*` needs the
 /// container's own network namespace.
 fn check_sysctl(key: &str, host_network: bool) -> Result<(), OptionsError> {
+    // The runtime writes /proc/sys/<key with dots as slashes>: a key that
+    // could name another path is no sysctl.
+    if key.is_empty() || key.contains('/') || key.split('.').any(str::is_empty) {
+        return Err(OptionsError::Invalid(format!(
+            "invalid sysctl name {key:?}"
+        )));
+    }
     let namespaced = SYSCTLS.contains(&key) || key.starts_with("fs.mqueue.");
     if namespaced {
         return Ok(());
