@@ -221,7 +221,7 @@ pub fn body_reader(
 }
 
 /// Bytes of an upload read and dropped after an early failure.
-const DRAIN_LIMIT: u64 = 4 << 20;
+pub(crate) const DRAIN_LIMIT: usize = 4 << 20;
 
 /// Runs `read_upload` on the blocking pool with the request body as a
 /// reader. When it fails, what is left of the body (up to
@@ -238,7 +238,7 @@ where
         let result = read_upload(&mut reader);
         if result.is_err() {
             let _ = std::io::copy(
-                &mut std::io::Read::take(&mut reader, DRAIN_LIMIT),
+                &mut std::io::Read::take(&mut reader, DRAIN_LIMIT as u64),
                 &mut std::io::sink(),
             );
         }

@@ -81,7 +81,7 @@ fn check_version(raw: &str) -> Result<ApiVersion, ApiError> {
 
 /// Strips the version prefix, stores the [`ApiVersion`] as a request
 /// extension, and adds Docker's `Api-Version`/`Server`/`Ostype` headers.
-fn route_request(mut req: Request) -> Result<Request, ApiError> {
+fn route_request(req: &mut Request) -> Result<(), ApiError> {
     let (raw, rest) = split_version(req.uri().path());
     let version = match raw {
         Some(raw) => check_version(raw)?,
@@ -98,7 +98,7 @@ fn route_request(mut req: Request) -> Result<Request, ApiError> {
             .map_err(|e| ApiError::bad_request(format!("bad request path: {e}")))?;
     }
     req.extensions_mut().insert(version);
-    Ok(req)
+    Ok(())
 }
 
 fn add_headers(resp: &mut Response) {
@@ -140,8 +140,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
-        let routed = route_request(req);
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let routed = match route_request(&mut req) {
+            Ok(()) => Ok(req),
+            Err(e) => Err((e, req.into_body())),
+        };
         // Take the service that was driven to readiness; leave a clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -152,7 +155,12 @@ where
                     axum::http::StatusCode::OK.into_response()
                 }
                 Ok(req) => inner.call(req).await?,
-                Err(e) => e.into_response(),
+                Err((e, body)) => {
+                    // Read what the client still sends (bounded) so it gets
+                    // this answer, not a broken pipe (Go's server drains too).
+                    let _ = axum::body::to_bytes(body, crate::request::DRAIN_LIMIT).await;
+                    e.into_response()
+                }
             };
             add_headers(&mut resp);
             Ok(resp)
