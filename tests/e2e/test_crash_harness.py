@@ -123,9 +123,9 @@ ALLOWED_500: list[re.Pattern] = []
 # with BERTH_HARNESS_STRICT=1 (the long runs by hand use it). Nothing else
 # is ever excused.
 KNOWN_OPEN: list[re.Pattern] = [
-    # A volume import's operation mount id outliving the import (seen about
-    # once in 500 rounds; seeds 334394153 round 20, and one by hand).
-    re.compile(r"held by berth-op-import-|in use - \[berth-op-import-"),
+    # None now. (The last one, an import's mount id outliving the import,
+    # was an unmount failed by EBUSY while a container started: fixed, with
+    # test_thin.py's test_releases_are_not_failed_by_containers_starting_meanwhile.)
 ]
 STRICT = os.environ.get("BERTH_HARNESS_STRICT") == "1"
 # A container a remove is working on (an --rm exit's auto-remove, or another
@@ -1200,6 +1200,11 @@ def test_crash_harness(harness_daemon):
         for v in known:
             print(f"  {v}")
         violations = [v for v in violations if v not in known]
+    if violations or known:
+        # The daemon's log goes with the test's folder: keep a copy.
+        kept = f"/tmp/berth-harness-{seed}.log"
+        shutil.copyfile(d.log, kept)
+        print(f"crash harness: the daemon's log is kept at {kept}")
     assert not violations, (f"{len(violations)} violation(s) (BERTH_HARNESS_SEED={seed}):\n  "
                             + "\n  ".join(violations[:60]))
     assert sum(totals_acked.values()) > 0, "no operation was acknowledged at all"

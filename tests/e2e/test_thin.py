@@ -203,3 +203,70 @@ def test_high_water_mark_warns(berth_factory):
     with open(d.log) as f:
         assert "past its high-water mark" in f.read()
     d.docker("volume", "rm", "hw")
+
+
+def test_releases_are_not_failed_by_containers_starting_meanwhile(thin_daemon):
+    """A container starting clones the host's mount table; until it pivots,
+    its copies are peers of berth's mounts and an unmount propagating to
+    them fails with EBUSY. Imports (which mount and unmount a thin volume)
+    racing container starts used to keep their mount id for good: the
+    volume then answered "in use - [berth-op-import-…]" to every rename,
+    import and remove (the crash harness's open defect)."""
+    import io
+    import tarfile
+    import threading
+    import time
+    d = thin_daemon
+    stop_at = time.monotonic() + 15
+    failures, counts = [], {"imports": 0, "runs": 0}
+
+    def tar_of(n):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(f"f{n}")
+            tar.addfile(info, io.BytesIO(b""))
+        return buf.getvalue()
+
+    def importer(i):
+        name = f"imp{i}"
+        d.docker("volume", "create", "-d", "thin", "-o", "size=64M", name)
+        n = 0
+        while time.monotonic() < stop_at:
+            n += 1
+            code, body = d.api("POST", f"/berth/v1/volumes/{name}/import", tar_of(n),
+                               {"Content-Type": "application/x-tar"}, timeout=60)
+            if code != 204:
+                failures.append(f"import {name}: {code} {body}")
+            new = name[:-1] if name.endswith("r") else name + "r"
+            code, body = d.api("POST", f"/berth/v1/volumes/{name}/rename", {"Name": new})
+            if code != 200:
+                failures.append(f"rename {name}: {code} {body}")
+            else:
+                name = new
+            counts["imports"] += 1
+
+    def runner(i):
+        d.docker("volume", "create", "-d", "thin", "-o", "size=64M", f"run{i}")
+        while time.monotonic() < stop_at:
+            code, body = d.api("POST", "/containers/create", {
+                "Image": d.image, "Cmd": ["true"],
+                "HostConfig": {"Binds": [f"run{i}:/d"], "AutoRemove": True}})
+            if code != 201:
+                failures.append(f"create: {code} {body}")
+                continue
+            code, body = d.api("POST", f"/containers/{body['Id']}/start")
+            if code != 204:
+                failures.append(f"start: {code} {body}")
+            counts["runs"] += 1
+
+    threads = [threading.Thread(target=importer, args=(i,)) for i in range(2)]
+    threads += [threading.Thread(target=runner, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert counts["imports"] > 20 and counts["runs"] > 20, counts
+    assert not failures, f"{len(failures)} failures, first ones: {failures[:5]}"
+    # Nothing holds the import volumes now: they can be removed.
+    for name in [v for v in d.docker("volume", "ls", "-q").stdout.split() if v.startswith("imp")]:
+        d.docker("volume", "rm", name)

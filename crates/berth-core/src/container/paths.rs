@@ -110,7 +110,7 @@ impl ContainerPaths {
             self.upper().display(),
             self.work().display()
         );
-        retry_busy(|| mount::mount("overlay", &target, "overlay", &options)).map_err(|e| {
+        mount::retry_busy(|| mount::mount("overlay", &target, "overlay", &options)).map_err(|e| {
             ContainerError::io(format!("mounting the root filesystem of {}", self.id), e)
         })
     }
@@ -121,7 +121,7 @@ impl ContainerPaths {
     /// namespace goes when that container pivots into its own root.
     pub fn unmount_rootfs(&self) -> Result<(), ContainerError> {
         let target = self.rootfs();
-        let unmounted = retry_busy(|| mount::unmount(&target)).or_else(|e| {
+        let unmounted = mount::unmount_when_free(&target).or_else(|e| {
             if e.raw_os_error() != Some(libc::EBUSY) {
                 return Err(e);
             }
@@ -218,29 +218,6 @@ impl ContainerPaths {
                 .map_err(|e| ContainerError::io("unmounting a volume subpath", e))?;
         }
         Ok(())
-    }
-}
-
-/// How long a mount or unmount that fails with EBUSY is retried.
-const BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// Runs `op` until it does not fail with EBUSY, for at most [`BUSY_RETRY`].
-/// A container starting elsewhere clones the host's mount table: for the
-/// instant until it pivots into its root, its namespace holds copies of
-/// other containers' overlay mounts, which keep their upper folders "in
-/// use" (a new overlay on the same upper folder fails with EBUSY).
-fn retry_busy(mut op: impl FnMut() -> std::io::Result<()>) -> std::io::Result<()> {
-    let deadline = std::time::Instant::now() + BUSY_RETRY;
-    loop {
-        match op() {
-            Err(e)
-                if e.raw_os_error() == Some(libc::EBUSY)
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other,
-        }
     }
 }
 

@@ -92,7 +92,7 @@ impl VolumeDriver for LocalDriver {
     fn remove(&self, name: &str) -> Result<bool, DriverError> {
         let data = self.data_dir(name);
         if mount::is_mounted(&data) {
-            mount::unmount(&data)
+            mount::unmount_when_free(&data)
                 .map_err(|e| DriverError::io(format!("unmounting {}", data.display()), e))?;
         }
         self.active.forget(name);
@@ -129,7 +129,7 @@ impl VolumeDriver for LocalDriver {
             if !mount::is_mounted(&data) {
                 return Ok(());
             }
-            mount::unmount(&data)
+            mount::unmount_when_free(&data)
                 .map_err(|e| DriverError::io(format!("unmounting {}", data.display()), e))
         })
     }

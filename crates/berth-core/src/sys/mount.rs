@@ -22,6 +22,37 @@ pub fn unmount(target: &Path) -> std::io::Result<()> {
     }
 }
 
+/// How long a mount or unmount that fails with EBUSY is retried.
+const BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Runs `op` until it does not fail with EBUSY, for at most [`BUSY_RETRY`].
+/// A container starting elsewhere clones the host's mount table, and until
+/// it has made its copies private and pivoted into its root they are peers
+/// of berth's own mounts: an unmount that propagates to a busy copy fails
+/// with EBUSY, and a new overlay on an upper folder a copy still holds
+/// fails likewise. The window is milliseconds.
+pub fn retry_busy(mut op: impl FnMut() -> std::io::Result<()>) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_RETRY;
+    loop {
+        match op() {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// [`unmount`], retried while it fails with EBUSY (see [`retry_busy`]):
+/// for mounts berth made and nothing of berth uses any more, so a lasting
+/// EBUSY means a process outside berth holds it.
+pub fn unmount_when_free(target: &Path) -> std::io::Result<()> {
+    retry_busy(|| unmount(target))
+}
+
 /// Whether `path` is a mount point, read from /proc/self/mountinfo.
 pub fn is_mounted(path: &Path) -> bool {
     let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {

@@ -191,7 +191,8 @@ impl ThinDriver {
         if mount::is_mounted(&target) {
             crate::sys::reflink::thaw(&target);
         }
-        mount::unmount(&target).map_err(|e| io(format!("unmounting {}", target.display()), e))?;
+        mount::unmount_when_free(&target)
+            .map_err(|e| io(format!("unmounting {}", target.display()), e))?;
         if !loopdev::wait_detached(&self.image(name), std::time::Duration::from_secs(5)) {
             tracing::warn!(volume = %name, "loop device still attached 5 s after unmount");
         }
