@@ -223,7 +223,28 @@ def run_cmd(argv, env, check, input=None, timeout=120):
 # ---------------------------------------------------------------------------
 
 
-class BerthDaemon:
+class ApiClient:
+    """Raw API calls on a daemon's socket (``self.sock``)."""
+
+    sock: str
+
+    def http(self, method, path, body=None, headers=None, timeout=30.0):
+        """Raw HTTP on a new connection: (status, headers, body bytes)."""
+        return unix_http(self.sock, method, path, body, headers, timeout)
+
+    def api(self, method, path, body=None, headers=None, timeout=30.0):
+        """Raw HTTP; the body decoded as JSON when there is one."""
+        status, hdrs, data = self.http(method, path, body, headers, timeout)
+        parsed = None
+        if data.strip():
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                parsed = data.decode(errors="replace")
+        return status, parsed
+
+
+class BerthDaemon(ApiClient):
     """One `berth daemon` on a private socket and root.
 
     ``root`` may be shared with another BerthDaemon (to test the root lock);
@@ -322,21 +343,6 @@ class BerthDaemon:
 
     # -- clients -------------------------------------------------------
 
-    def http(self, method, path, body=None, headers=None, timeout=30.0):
-        """Raw HTTP on a new connection: (status, headers, body bytes)."""
-        return unix_http(self.sock, method, path, body, headers, timeout)
-
-    def api(self, method, path, body=None, headers=None, timeout=30.0):
-        """Raw HTTP; the body decoded as JSON when there is one."""
-        status, hdrs, data = self.http(method, path, body, headers, timeout)
-        parsed = None
-        if data.strip():
-            try:
-                parsed = json.loads(data)
-            except ValueError:
-                parsed = data.decode(errors="replace")
-        return status, parsed
-
     def docker(self, *args, api_version=None, check=True, input=None, env=None, timeout=120):
         argv = [DOCKER_BIN, "-H", self.host, *map(str, args)]
         return run_cmd(argv, _docker_env(api_version, self.docker_config, env), check, input, timeout)
@@ -432,7 +438,7 @@ def berth_module():
 # ---------------------------------------------------------------------------
 
 
-class DockerDaemon:
+class DockerDaemon(ApiClient):
     def __init__(self, bin_path):
         self.bin = bin_path
         self.dir = tempfile.mkdtemp(prefix="dk-", dir="/tmp")

@@ -124,7 +124,7 @@ ALLOWED_500: list[re.Pattern] = []
 # is ever excused.
 KNOWN_OPEN: list[re.Pattern] = [
     # None now. (The last one, an import's mount id outliving the import,
-    # was an unmount failed by EBUSY while a container started: fixed, with
+    # was an unmount failed by a passing EBUSY while containers started: fixed, with
     # test_thin.py's test_releases_are_not_failed_by_containers_starting_meanwhile.)
 ]
 STRICT = os.environ.get("BERTH_HARNESS_STRICT") == "1"

@@ -206,12 +206,14 @@ def test_high_water_mark_warns(berth_factory):
 
 
 def test_releases_are_not_failed_by_containers_starting_meanwhile(thin_daemon):
-    """A container starting clones the host's mount table; until it pivots,
-    its copies are peers of berth's mounts and an unmount propagating to
-    them fails with EBUSY. Imports (which mount and unmount a thin volume)
-    racing container starts used to keep their mount id for good: the
-    volume then answered "in use - [berth-op-import-…]" to every rename,
-    import and remove (the crash harness's open defect)."""
+    """Starting containers makes unmounts fail with EBUSY for a few
+    milliseconds (a shim being spawned holds a copy of the daemon's
+    descriptor table until it execs, so a file an import has just closed
+    under the volume's mount is still open there). Imports (which mount
+    and unmount a thin volume) racing container starts used to keep their
+    mount id for good: the volume then answered "in use -
+    [berth-op-import-…]" to every rename, import and remove (the crash
+    harness's open defect). Unmounts now retry EBUSY for 3 s."""
     import io
     import tarfile
     import threading

@@ -8,12 +8,14 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use berth_core::container::jsonlog::{LogEntry, LogReader};
 use berth_core::container::options::check_networking_config;
 use berth_core::container::{
     ContainerConfig, ContainerPaths, ContainerRecord, ContainerService, CreateContainer,
     HostConfig, Lifecycle, Status, WaitCondition,
 };
+use berth_core::image::platform::Platform;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
@@ -22,6 +24,7 @@ use crate::container_json;
 use crate::error::ApiError;
 use crate::request::{blocking, json as json_response, read_json, Query};
 use crate::streams::{self, StreamFilter};
+use crate::version::ApiVersion;
 use crate::ApiState;
 
 /// The `Content-Type` of Docker's multiplexed stdout/stderr frames.
@@ -39,6 +42,7 @@ struct CreateBody {
 /// `POST /containers/create?name=`
 pub async fn create(
     State(state): State<ApiState>,
+    Extension(version): Extension<ApiVersion>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -58,10 +62,19 @@ pub async fn create(
             "berth does not support a TTY yet (-t): run without -t",
         ));
     }
+    let query = Query::parse(q.as_deref());
+    let platform = match query.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) if version >= ApiVersion::new(1, 41) => {
+            Some(Platform::parse(p).map_err(ApiError::bad_request)?)
+        }
+        _ => None,
+    };
     let req = CreateContainer {
-        name: Query::parse(q.as_deref()).get("name").map(str::to_string),
+        name: query.get("name").map(str::to_string),
+        platform,
         config: body.config,
         host_config: body.host_config.unwrap_or_default(),
+        readonly_top_only: version < ApiVersion::new(1, 44),
     };
     let svc = state.containers.clone();
     let (record, warnings) = blocking(move || svc.create(req).map_err(ApiError::from)).await?;

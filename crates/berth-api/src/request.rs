@@ -121,7 +121,7 @@ pub fn read_json<T: DeserializeOwned + Default>(
     // take an array positionally, so refuse anything else here.
     match value {
         serde_json::Value::Null => Ok(T::default()),
-        serde_json::Value::Object(_) => serde_json::from_value(value)
+        serde_json::Value::Object(_) => serde_json::from_value(without_nulls(value))
             .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}"))),
         other => Err(ApiError::bad_request(format!(
             "invalid JSON: cannot unmarshal {} into an object",
@@ -160,6 +160,25 @@ fn check_json_content_type(headers: &HeaderMap, empty_body: bool) -> Result<(), 
         )));
     }
     Ok(())
+}
+
+/// Object members whose value is `null` dropped, at every depth: Go
+/// decodes `null` into a field as "leave it unset", and clients (docker-py,
+/// compose) send `"Memory": null` and the like. (In a map such as `Labels`
+/// Go would keep the key with an empty value; berth drops it.)
+fn without_nulls(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(members) => Value::Object(
+            members
+                .into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
 }
 
 /// Runs a blocking core call on the blocking pool.
@@ -308,6 +327,10 @@ mod tests {
             .unwrap_err()
             .message
             .starts_with("invalid JSON"));
+        assert_eq!(
+            ok("application/json", r#"{"Name":null}"#).unwrap(),
+            Body::default()
+        );
         assert!(ok("application/json", r#"{"Name":5}"#)
             .unwrap_err()
             .message

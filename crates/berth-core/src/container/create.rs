@@ -9,7 +9,8 @@ use super::mounts::{parse_api_mount, parse_bind, BindSource, BindSpec};
 use super::options::ContainerOptions;
 use super::{names, ContainerError, ContainerRecord, ContainerService};
 use crate::image::config::RunConfig;
-use crate::image::ImageConfig;
+use crate::image::platform::Platform;
+use crate::image::{ImageConfig, ImageError};
 use crate::store::ImageRecord;
 use crate::volume::names::random_id;
 use crate::volume::CreateRequest;
@@ -20,6 +21,11 @@ pub struct CreateContainer {
     pub name: Option<String>,
     pub config: ContainerConfig,
     pub host_config: HostConfig,
+    /// The request came with an API version before 1.44, where read-only
+    /// binds are read-only at their top only (Docker keeps that for them).
+    pub readonly_top_only: bool,
+    /// `?platform=`: the image must be of this platform.
+    pub platform: Option<Platform>,
 }
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -34,6 +40,7 @@ impl ContainerService {
         super::options::check_working_dir(&req.config.working_dir)?;
         let image = self.images.resolve(&req.config.image)?;
         let image_config = self.images.config(&image)?;
+        check_platform(&req.config.image, req.platform.as_ref(), &image_config)?;
         let mut config = merge(req.config, &image_config);
         let (path, args) = command(&config)?;
         let mut warnings = Vec::new();
@@ -49,7 +56,10 @@ impl ContainerService {
             config.hostname = id[..12].to_string();
         }
         self.check_name_free(requested_name.as_deref())?;
-        let mounts = self.resolve_mounts(&id, &config, &host_config)?;
+        let mut mounts = self.resolve_mounts(&id, &config, &host_config)?;
+        if req.readonly_top_only {
+            mounts.iter_mut().for_each(read_only_at_top_only);
+        }
         let mounts = self.copy_up_or_release(&id, &image, mounts)?;
         let mut record = ContainerRecord {
             id: id.clone(),
@@ -359,6 +369,35 @@ fn placeholder(id: &str) -> ContainerRecord {
     }
 }
 
+/// `?platform=` against the image's own (Docker's 404 when they differ).
+fn check_platform(
+    reference: &str,
+    wanted: Option<&Platform>,
+    image: &ImageConfig,
+) -> Result<(), ContainerError> {
+    let Some(wanted) = wanted else {
+        return Ok(());
+    };
+    let actual = image.platform();
+    if actual.as_ref().is_some_and(|a| wanted.matches(a)) {
+        return Ok(());
+    }
+    Err(ImageError::PlatformMismatch {
+        reference: reference.to_string(),
+        wanted: wanted.to_string(),
+        actual: actual.map_or_else(|| "nil".to_string(), |a| a.to_string()),
+    }
+    .into())
+}
+
+/// API versions before 1.44 knew no recursive read-only: a read-only bind
+/// stays read-only at its top only, and the recursion flags (which those
+/// versions could not send) are ignored, as Docker does.
+fn read_only_at_top_only(m: &mut MountPoint) {
+    m.recursion.readonly_force_recursive = false;
+    m.recursion.readonly_non_recursive = !m.rw;
+}
+
 /// The request's name checked against Docker's rule, leading `/` dropped;
 /// `None` when none or an empty one was given.
 fn requested_name(name: Option<&str>) -> Result<Option<String>, ContainerError> {
@@ -383,6 +422,7 @@ fn base_point(b: &BindSpec) -> MountPoint {
         options: Vec::new(),
         subpath: b.subpath.clone(),
         nocopy: b.nocopy,
+        recursion: b.recursion,
     }
 }
 

@@ -12,12 +12,14 @@ use nix::sys::signal::Signal;
 use tokio::sync::watch;
 
 use super::cgroup::ContainerCgroup;
+use super::model::{MountPoint, Recursion};
 use super::shim::{self, ExitStatus, ShimArgs};
 use super::shim_protocol::Pid;
 use super::spec::BindMount;
 use super::{
     ContainerError, ContainerPaths, ContainerRecord, ContainerService, ContainerState, Status,
 };
+use crate::sys::mount;
 
 /// What waiters watch: counts of exits, the last exit code, removal.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -195,11 +197,16 @@ impl ContainerService {
                 };
             }
             let tmpfs = (m.kind == "tmpfs").then(|| m.options.clone());
+            if m.kind == "bind" {
+                check_propagation_source(&source, &m.propagation)?;
+            }
             binds.push(BindMount {
                 source,
                 destination: m.destination.clone(),
                 readonly: !m.rw,
                 tmpfs,
+                propagation: m.propagation.clone(),
+                recursion: recursion_the_kernel_allows(m)?,
             });
         }
         Ok(binds)
@@ -475,13 +482,53 @@ fn exited_state(running: &ContainerState, exit: Option<&ExitStatus>) -> Containe
     state
 }
 
-fn etc_bind(source: std::path::PathBuf, destination: &str, readonly: bool) -> BindMount {
-    BindMount {
-        source: source.display().to_string(),
-        destination: destination.into(),
-        readonly,
-        tmpfs: None,
+/// A shared bind needs a shared source mount, a slave one a shared or
+/// slave source: otherwise the container would silently receive nothing.
+/// Docker's check and words.
+fn check_propagation_source(source: &str, propagation: &str) -> Result<(), ContainerError> {
+    use crate::sys::mount::Propagation;
+    let wanted = match propagation {
+        "shared" | "rshared" => "a shared",
+        "slave" | "rslave" => "a shared or slave",
+        _ => return Ok(()),
+    };
+    let path = std::fs::canonicalize(source).unwrap_or_else(|_| source.into());
+    let (point, found) = mount::propagation_of(&path).ok_or_else(|| {
+        ContainerError::Start(format!("could not find the mount point of {source}"))
+    })?;
+    let ok = match found {
+        Propagation::Shared => true,
+        Propagation::Slave => wanted == "a shared or slave",
+        Propagation::Private => false,
+    };
+    if ok {
+        return Ok(());
     }
+    Err(ContainerError::Start(format!(
+        "path {source} is mounted on {} but it is not {wanted} mount",
+        point.display()
+    )))
+}
+
+/// A read-only bind is made read-only recursively where the kernel can
+/// (mount_setattr, Linux 5.12); elsewhere at its top only, as Docker
+/// falls back, unless the mount insists (`bind-recursive=readonly`).
+fn recursion_the_kernel_allows(m: &MountPoint) -> Result<Recursion, ContainerError> {
+    let mut recursion = m.recursion;
+    if m.rw || recursion.readonly_non_recursive || mount::supports_recursive_attributes() {
+        return Ok(recursion);
+    }
+    if recursion.readonly_force_recursive {
+        return Err(ContainerError::Start(
+            "recursively read-only mounts need Linux 5.12 or later (mount_setattr)".into(),
+        ));
+    }
+    recursion.readonly_non_recursive = true;
+    Ok(recursion)
+}
+
+fn etc_bind(source: std::path::PathBuf, destination: &str, readonly: bool) -> BindMount {
+    BindMount::private(source.display().to_string(), destination, readonly)
 }
 
 /// Sends `signal` to the container's first process through a pidfd, and

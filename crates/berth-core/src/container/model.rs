@@ -143,6 +143,27 @@ pub struct MountPoint {
     /// Do not copy image content into an empty volume.
     #[serde(default)]
     pub nocopy: bool,
+    /// Whether the bind takes the source's sub-mounts, and how far
+    /// read-only reaches into them.
+    #[serde(default)]
+    pub recursion: Recursion,
+}
+
+/// Docker's `BindOptions` recursion flags. By default a bind takes the
+/// sub-mounts of its source (`rbind`) and read-only reaches into them
+/// (`rro`, API 1.44 and later).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Recursion {
+    /// `bind-recursive=disabled`: the source alone, without its sub-mounts.
+    #[serde(default)]
+    pub non_recursive: bool,
+    /// `bind-recursive=writable`, and every read-only bind of an API older
+    /// than 1.44: read-only at the top only.
+    #[serde(default)]
+    pub readonly_non_recursive: bool,
+    /// `bind-recursive=readonly`: recursively read-only or fail.
+    #[serde(default)]
+    pub readonly_force_recursive: bool,
 }
 
 /// One container.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::model::Recursion;
 use super::ContainerError;
 
 /// Where a mount's content comes from.
@@ -44,11 +45,15 @@ pub struct BindSpec {
     /// tmpfs mount options (`size=…`, `mode=…`).
     pub tmpfs_options: Vec<String>,
     pub propagation: String,
+    pub recursion: Recursion,
 }
 
-const MODES: [&str; 12] = [
+const MODES: [&str; 15] = [
     "ro",
     "rw",
+    "ro-non-recursive",
+    "ro-force-recursive",
+    "rro",
     "nocopy",
     "z",
     "Z",
@@ -91,16 +96,44 @@ pub fn parse_bind(spec: &str) -> Result<BindSpec, ContainerError> {
     if let BindSource::Volume(name) = &source {
         crate::volume::names::validate_name(name).map_err(|e| invalid(&e.to_string()))?;
     }
-    Ok(BindSpec {
+    let recursion = Recursion {
+        non_recursive: false,
+        readonly_non_recursive: flags.contains(&"ro-non-recursive"),
+        readonly_force_recursive: flags.contains(&"ro-force-recursive") || flags.contains(&"rro"),
+    };
+    if recursion != Recursion::default() && !matches!(source, BindSource::Host(_)) {
+        return Err(invalid(&format!(
+            "mount mode {mode:?} requires a bind mount"
+        )));
+    }
+    let spec = BindSpec {
         create_host_path: matches!(source, BindSource::Host(_)),
+        propagation: propagation_of(&flags).unwrap_or("rprivate").to_string(),
         source,
         destination: clean(destination),
         readonly: flags.contains(&"ro"),
         nocopy: flags.contains(&"nocopy"),
         mode: mode.to_string(),
+        recursion,
         ..Default::default()
-    })
+    };
+    check_recursion(&spec).map_err(|e| invalid(&e.to_string()))?;
+    Ok(spec)
 }
+
+/// The propagation mode among `-v` flags (the last one given).
+fn propagation_of<'a>(flags: &[&'a str]) -> Option<&'a str> {
+    flags
+        .iter()
+        .rev()
+        .copied()
+        .find(|f| PROPAGATIONS.contains(f))
+}
+
+/// Linux mount propagation modes.
+const PROPAGATIONS: [&str; 6] = [
+    "shared", "rshared", "slave", "rslave", "private", "rprivate",
+];
 
 fn mount_error(kind: &str, why: &str) -> ContainerError {
     ContainerError::InvalidConfig(format!("invalid mount config for type \"{kind}\": {why}"))
@@ -193,10 +226,41 @@ fn bind_options(spec: &mut BindSpec, source: &str, opts: &Value) -> Result<(), C
         ));
     }
     spec.source = BindSource::Host(clean(source));
-    spec.propagation = opts["Propagation"]
-        .as_str()
-        .unwrap_or("rprivate")
-        .to_string();
+    spec.propagation = match opts["Propagation"].as_str().unwrap_or_default() {
+        "" => "rprivate".to_string(),
+        p if PROPAGATIONS.contains(&p) => p.to_string(),
+        p => {
+            return Err(mount_error(
+                "bind",
+                &format!("invalid propagation mode: {p}"),
+            ))
+        }
+    };
+    let flag = |name: &str| opts[name].as_bool().unwrap_or(false);
+    spec.recursion = Recursion {
+        non_recursive: flag("NonRecursive"),
+        readonly_non_recursive: flag("ReadOnlyNonRecursive"),
+        readonly_force_recursive: flag("ReadOnlyForceRecursive"),
+    };
+    check_recursion(spec)
+}
+
+/// Docker's rules for the read-only recursion flags.
+fn check_recursion(spec: &BindSpec) -> Result<(), ContainerError> {
+    let r = spec.recursion;
+    let fail = |why: &str| Err(mount_error("bind", why));
+    if r.readonly_non_recursive && !spec.readonly {
+        return fail("must also set ReadOnly when ReadOnlyNonRecursive is true");
+    }
+    if r.readonly_force_recursive && !spec.readonly {
+        return fail("must also set ReadOnly when ReadOnlyForceRecursive is true");
+    }
+    if r.readonly_non_recursive && r.readonly_force_recursive {
+        return fail("cannot set both ReadOnlyNonRecursive and ReadOnlyForceRecursive");
+    }
+    if r.readonly_force_recursive && spec.propagation != "rprivate" {
+        return fail("ReadOnlyForceRecursive requires Propagation to be rprivate");
+    }
     Ok(())
 }
 

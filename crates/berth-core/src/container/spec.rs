@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::model::Recursion;
 use super::options::devices::SpecDevice;
 use super::options::{ContainerOptions, IpcMode, NamespaceMode};
 use super::ContainerError;
@@ -129,6 +130,31 @@ pub struct BindMount {
     pub destination: String,
     pub readonly: bool,
     pub tmpfs: Option<Vec<String>>,
+    /// Propagation of a bind (`rprivate` when empty).
+    pub propagation: String,
+    pub recursion: Recursion,
+}
+
+impl BindMount {
+    /// A private recursive bind of `source`.
+    pub fn private(source: String, destination: &str, readonly: bool) -> Self {
+        BindMount {
+            source,
+            destination: destination.into(),
+            readonly,
+            tmpfs: None,
+            propagation: String::new(),
+            recursion: Recursion::default(),
+        }
+    }
+
+    fn propagation(&self) -> &str {
+        if self.propagation.is_empty() {
+            "rprivate"
+        } else {
+            &self.propagation
+        }
+    }
 }
 
 /// Everything the spec is made from.
@@ -219,6 +245,9 @@ fn linux_section(input: &SpecInput<'_>) -> Value {
     linux["readonlyPaths"] = json!(opts.readonly_paths.clone().unwrap_or(readonly));
     if !opts.privileged && !opts.security.seccomp_unconfined {
         linux["seccomp"] = seccomp();
+    }
+    if let Some(mode) = rootfs_propagation(&input.binds) {
+        linux["rootfsPropagation"] = json!(mode);
     }
     linux
 }
@@ -345,20 +374,44 @@ fn default_mount(
 }
 
 /// One container mount as a spec entry: a tmpfs with its options, or a
-/// private recursive bind; `ro` appended for a read-only one.
+/// bind (recursive unless asked otherwise) with its propagation; `ro` for
+/// a read-only one, with `rro` (recursively, through mount_setattr) unless
+/// it is read-only at its top only.
 fn bind_mount(bind: &BindMount) -> Value {
     let (kind, source, mut options) = match &bind.tmpfs {
         Some(opts) => ("tmpfs", "tmpfs", opts.clone()),
-        None => (
-            "bind",
-            bind.source.as_str(),
-            vec!["rbind".to_string(), "rprivate".to_string()],
-        ),
+        None => {
+            let mode = if bind.recursion.non_recursive {
+                "bind"
+            } else {
+                "rbind"
+            };
+            let options = vec![mode.to_string(), bind.propagation().to_string()];
+            ("bind", bind.source.as_str(), options)
+        }
     };
     if bind.readonly {
         options.push("ro".into());
+        if bind.tmpfs.is_none() && !bind.recursion.readonly_non_recursive {
+            options.push("rro".into());
+        }
     }
     json!({"destination": bind.destination, "type": kind, "source": source, "options": options})
+}
+
+/// The root's propagation when a bind asks for shared (the runtime's
+/// default, slave, would cut it off), as Docker sets it; libcontainer takes
+/// the names without `r` and always applies them recursively.
+fn rootfs_propagation(binds: &[BindMount]) -> Option<&'static str> {
+    let bound = binds.iter().filter(|b| b.tmpfs.is_none());
+    let modes: Vec<&str> = bound.map(BindMount::propagation).collect();
+    if modes.iter().any(|p| p.ends_with("shared")) {
+        Some("shared")
+    } else if modes.iter().any(|p| p.ends_with("slave")) {
+        Some("slave")
+    } else {
+        None
+    }
 }
 
 /// Docker's default device rules, then one per `--device`, then the
@@ -423,12 +476,7 @@ mod tests {
             additional_gids: vec![],
             hostname: "abc".into(),
             host_network: false,
-            binds: vec![BindMount {
-                source: "/h".into(),
-                destination: "/c".into(),
-                readonly: true,
-                tmpfs: None,
-            }],
+            binds: vec![BindMount::private("/h".into(), "/c", true)],
             options: &ContainerOptions::default(),
             pid_namespace: None,
             devices: vec![],
@@ -443,11 +491,33 @@ mod tests {
             14
         );
         let last = spec["mounts"].as_array().unwrap().last().unwrap().clone();
-        assert_eq!(last["options"], json!(["rbind", "rprivate", "ro"]));
+        assert_eq!(last["options"], json!(["rbind", "rprivate", "ro", "rro"]));
+        assert!(spec["linux"].get("rootfsPropagation").is_none());
         assert!(spec["linux"]["namespaces"]
             .as_array()
             .unwrap()
             .iter()
             .any(|n| n["type"] == "network"));
+    }
+
+    #[test]
+    fn binds_follow_their_recursion_and_propagation() {
+        let mut bind = BindMount::private("/h".into(), "/c", true);
+        bind.recursion.readonly_non_recursive = true;
+        assert_eq!(
+            bind_mount(&bind)["options"],
+            json!(["rbind", "rprivate", "ro"])
+        );
+        bind.recursion = Recursion {
+            non_recursive: true,
+            ..Recursion::default()
+        };
+        bind.readonly = false;
+        bind.propagation = "rslave".into();
+        assert_eq!(bind_mount(&bind)["options"], json!(["bind", "rslave"]));
+        assert_eq!(rootfs_propagation(&[bind.clone()]), Some("slave"));
+        let mut shared = bind.clone();
+        shared.propagation = "shared".into();
+        assert_eq!(rootfs_propagation(&[bind, shared]), Some("shared"));
     }
 }

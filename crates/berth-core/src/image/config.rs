@@ -27,6 +27,15 @@ pub struct ImageConfig {
     pub extra: Map<String, Value>,
 }
 
+impl ImageConfig {
+    /// The platform the image was built for (`variant` is kept among the
+    /// unknown fields).
+    pub fn platform(&self) -> Option<super::platform::Platform> {
+        let variant = self.extra.get("variant").and_then(Value::as_str);
+        super::platform::Platform::of(&self.os, &self.architecture, variant.unwrap_or_default())
+    }
+}
+
 /// `config`: the defaults a container inherits.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]

@@ -10,6 +10,12 @@ use crate::store::StoreError;
 pub enum ImageError {
     #[error("No such image: {0}")]
     NotFound(String),
+    #[error("image with reference {reference} was found but does not match the specified platform: wanted {wanted}, actual: {actual}")]
+    PlatformMismatch {
+        reference: String,
+        wanted: String,
+        actual: String,
+    },
     #[error("invalid reference format: {0}")]
     InvalidReference(String),
     #[error("invalid change: {0}")]
@@ -47,7 +53,7 @@ impl ImageError {
     /// The class of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ImageError::NotFound(_) => ErrorKind::NotFound,
+            ImageError::NotFound(_) | ImageError::PlatformMismatch { .. } => ErrorKind::NotFound,
             ImageError::InvalidReference(_)
             | ImageError::InvalidChange(_)
             | ImageError::HostileArchive(_)

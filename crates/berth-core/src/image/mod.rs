@@ -8,6 +8,7 @@ pub mod config;
 mod error;
 pub mod layers;
 mod load;
+pub mod platform;
 mod prune;
 pub mod reference;
 

@@ -26,11 +26,13 @@ pub fn unmount(target: &Path) -> std::io::Result<()> {
 const BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Runs `op` until it does not fail with EBUSY, for at most [`BUSY_RETRY`].
-/// A container starting elsewhere clones the host's mount table, and until
-/// it has made its copies private and pivoted into its root they are peers
-/// of berth's own mounts: an unmount that propagates to a busy copy fails
-/// with EBUSY, and a new overlay on an upper folder a copy still holds
-/// fails likewise. The window is milliseconds.
+/// Two things keep a mount berth is done with busy for milliseconds: a
+/// process the daemon is spawning (a shim) holds a copy of the daemon's
+/// descriptor table until it execs, so a file an operation has just closed
+/// under the mount can still be open in that copy (the unmount fails with
+/// EBUSY); and a container starting clones the mount table, whose copy
+/// keeps an overlay's superblock, and so its upper folder, in use until
+/// the container pivots (a new overlay on that folder fails with EBUSY).
 pub fn retry_busy(mut op: impl FnMut() -> std::io::Result<()>) -> std::io::Result<()> {
     let deadline = std::time::Instant::now() + BUSY_RETRY;
     loop {
@@ -63,6 +65,73 @@ pub fn is_mounted(path: &Path) -> bool {
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
         .any(|mp| unescape_mountinfo(mp) == wanted)
+}
+
+/// How mount events propagate to and from a mount point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// In a peer group (`shared:N`), maybe also a slave.
+    Shared,
+    /// Receives from a master (`master:N`) only.
+    Slave,
+    Private,
+}
+
+/// The mount point holding `path` (the deepest one; the last mounted of
+/// equals) and its propagation, from /proc/self/mountinfo.
+pub fn propagation_of(path: &Path) -> Option<(std::path::PathBuf, Propagation)> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut best: Option<(std::path::PathBuf, Propagation)> = None;
+    for line in table.lines() {
+        let Some((point, propagation)) = parse_propagation(line) else {
+            continue;
+        };
+        let deeper = best
+            .as_ref()
+            .is_none_or(|(b, _)| point.components().count() >= b.components().count());
+        if path.starts_with(&point) && deeper {
+            best = Some((point, propagation));
+        }
+    }
+    best
+}
+
+/// A mountinfo line's mount point and propagation (the optional fields
+/// between the mount options and the ` - ` separator).
+fn parse_propagation(line: &str) -> Option<(std::path::PathBuf, Propagation)> {
+    let (before, _) = line.split_once(" - ")?;
+    let fields: Vec<&str> = before.split(' ').collect();
+    let point = unescape_mountinfo(fields.get(4)?);
+    let optional = fields.get(6..).unwrap_or_default();
+    let propagation = if optional.iter().any(|f| f.starts_with("shared:")) {
+        Propagation::Shared
+    } else if optional.iter().any(|f| f.starts_with("master:")) {
+        Propagation::Slave
+    } else {
+        Propagation::Private
+    };
+    Some((point.into(), propagation))
+}
+
+/// Whether the kernel has mount_setattr(2) (Linux 5.12), which the
+/// runtime uses to make a bind read-only recursively (`rro`).
+pub fn supports_recursive_attributes() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        // SAFETY: a bad descriptor and no attribute struct: the call only
+        // reports an error (EBADF/EINVAL when it exists, ENOSYS when not).
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                -1,
+                c"".as_ptr(),
+                0,
+                std::ptr::null::<u8>(),
+                0,
+            )
+        };
+        rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS)
+    })
 }
 
 /// Mount points of every filesystem of type `fstype` (`cgroup`,
@@ -136,6 +205,19 @@ mod tests {
         let (flags, data) = split_mount_options("ro,size=10m,nosuid,uid=1000");
         assert!(flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
         assert_eq!(data, "size=10m,uid=1000");
+    }
+
+    #[test]
+    fn propagation_is_read_from_the_optional_fields() {
+        let shared = "25 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw";
+        let slave = "26 25 0:5 / /a\\040b rw master:3 - tmpfs t rw";
+        let private = "27 25 0:6 / /p rw - tmpfs t rw";
+        let both = "28 25 0:7 / /q rw shared:4 master:2 - tmpfs t rw";
+        let read = |l| parse_propagation(l).unwrap();
+        assert_eq!(read(shared), ("/".into(), Propagation::Shared));
+        assert_eq!(read(slave), ("/a b".into(), Propagation::Slave));
+        assert_eq!(read(private).1, Propagation::Private);
+        assert_eq!(read(both).1, Propagation::Shared);
     }
 
     #[test]

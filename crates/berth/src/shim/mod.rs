@@ -9,6 +9,7 @@
 //! raw clone3 from the calling process, which is only safe without other
 //! threads. Handshake with the daemon: see `berth_core::container::shim`.
 
+mod propagation;
 mod pump;
 mod runtime;
 
@@ -175,6 +176,9 @@ fn supervise(
         container: &mut container,
         started: false,
     };
+    if args.runtime.is_none() {
+        propagation::apply(&args.bundle, init_pid.raw()).map_err(Failure::other)?;
+    }
     handshake(&mut guard, init_pid, &mut commands, replies)?;
     drop(guard);
     drop(commands);

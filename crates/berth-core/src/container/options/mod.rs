@@ -63,6 +63,8 @@ struct HostFields {
     annotations: Option<BTreeMap<String, String>>,
     log_config: Option<LogConfig>,
     tmpfs: Option<BTreeMap<String, String>>,
+    init: Option<bool>,
+    isolation: String,
 }
 
 /// `HostConfig.LogConfig`.
@@ -109,6 +111,7 @@ impl ContainerOptions {
         refuse_unsupported(config, host)?;
         let fields: HostFields = serde_json::from_value(Value::Object(host.extra.clone()))
             .map_err(|e| OptionsError::Invalid(format!("invalid host configuration: {e}")))?;
+        refuse_init_and_isolation(&fields)?;
         let host_network = host.network_mode == "host";
         security::check_log_config(fields.log_config.as_ref().map(|l| (&l.kind, &l.config)))?;
         if fields.tmpfs.as_ref().is_some_and(|t| !t.is_empty()) {
@@ -330,17 +333,21 @@ fn refuse_unsupported(config: &ContainerConfig, host: &HostConfig) -> Result<(),
     if let Some(signal) = &config.stop_signal {
         super::parse_signal(signal).map_err(|e| OptionsError::Invalid(e.to_string()))?;
     }
-    if host.extra.get("Init").and_then(Value::as_bool) == Some(true) {
+    refuse_config_fields(&config.extra)
+}
+
+/// `--init` (not shipped yet) and `--isolation` (Linux knows one).
+fn refuse_init_and_isolation(fields: &HostFields) -> Result<(), OptionsError> {
+    if fields.init == Some(true) {
         return Err(unsupported("--init", "berth ships no init process yet"));
     }
-    if let Some(isolation) = host.extra.get("Isolation").and_then(Value::as_str) {
-        if !isolation.is_empty() && isolation != "default" {
-            return Err(OptionsError::Invalid(format!(
-                "Invalid isolation: {isolation:?} - linux only supports 'default'"
-            )));
-        }
+    let isolation = fields.isolation.as_str();
+    if !isolation.is_empty() && isolation != "default" {
+        return Err(OptionsError::Invalid(format!(
+            "Invalid isolation: {isolation:?} - linux only supports 'default'"
+        )));
     }
-    refuse_config_fields(&config.extra)
+    Ok(())
 }
 
 fn refuse_config_fields(extra: &Map<String, Value>) -> Result<(), OptionsError> {

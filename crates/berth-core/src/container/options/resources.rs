@@ -151,6 +151,13 @@ impl Resources {
         if self.shm_size < 0 {
             return bad("SHM size can not be less than 0".into());
         }
+        check_cpuset("cpus", "CPUs", &self.cpuset_cpus, &available_cpuset("cpus"))?;
+        check_cpuset(
+            "mems",
+            "memory nodes",
+            &self.cpuset_mems,
+            &available_cpuset("mems"),
+        )?;
         for u in self.ulimits.iter().flatten() {
             check_ulimit(u)?;
         }
@@ -294,9 +301,103 @@ fn check_sysctl(key: &str, host_network: bool) -> Result<(), OptionsError> {
     )))
 }
 
+/// The CPUs (`cpus`) or memory nodes (`mems`) containers may use: those
+/// of the root cgroup, or what the host has online.
+fn available_cpuset(kind: &str) -> String {
+    let cgroup = format!("/sys/fs/cgroup/cpuset.{kind}.effective");
+    let online = match kind {
+        "cpus" => "/sys/devices/system/cpu/online",
+        _ => "/sys/devices/system/node/online",
+    };
+    [cgroup.as_str(), online]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "0".into())
+}
+
+/// `--cpuset-cpus`/`--cpuset-mems` at create, with Docker's words: a
+/// list that does not parse, or names what the host does not have.
+fn check_cpuset(
+    kind: &str,
+    what: &str,
+    requested: &str,
+    available: &str,
+) -> Result<(), OptionsError> {
+    if requested.is_empty() {
+        return Ok(());
+    }
+    let wanted = parse_uint_list(requested).ok_or_else(|| {
+        OptionsError::Invalid(format!(
+            "Invalid value {requested} for cpuset {kind}: invalid format: {requested}"
+        ))
+    })?;
+    let have = parse_uint_list(available).unwrap_or_default();
+    if wanted.is_subset(&have) {
+        return Ok(());
+    }
+    Err(OptionsError::Invalid(format!(
+        "Requested {what} are not available - requested {requested}, available: {available}"
+    )))
+}
+
+/// A cpuset list (`0-3,7`) as a set; `None` when malformed or naming more
+/// than 8192 entries (Docker's limit).
+pub fn parse_uint_list(list: &str) -> Option<std::collections::BTreeSet<u32>> {
+    const MAX: u32 = 8192;
+    let mut out = std::collections::BTreeSet::new();
+    for item in list.split(',') {
+        let (low, high) = match item.split_once('-') {
+            Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
+            None => {
+                let n = item.parse::<u32>().ok()?;
+                (n, n)
+            }
+        };
+        if low > high || high >= MAX {
+            return None;
+        }
+        out.extend(low..=high);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpuset_lists_parse_as_docker_reads_them() {
+        let set = |v: &[u32]| {
+            v.iter()
+                .copied()
+                .collect::<std::collections::BTreeSet<u32>>()
+        };
+        assert_eq!(parse_uint_list("0-2,5"), Some(set(&[0, 1, 2, 5])));
+        assert_eq!(parse_uint_list("3"), Some(set(&[3])));
+        for bad in ["", "1-", "-1", "a", "1,,2", "3-1", "9000", "1-9000"] {
+            assert_eq!(parse_uint_list(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cpusets_are_checked_against_what_is_available() {
+        assert!(check_cpuset("cpus", "CPUs", "0-1", "0-3").is_ok());
+        assert!(check_cpuset("cpus", "CPUs", "", "0").is_ok());
+        assert_eq!(
+            check_cpuset("cpus", "CPUs", "99", "0-1")
+                .unwrap_err()
+                .to_string(),
+            "Requested CPUs are not available - requested 99, available: 0-1"
+        );
+        assert_eq!(
+            check_cpuset("mems", "memory nodes", "x", "0")
+                .unwrap_err()
+                .to_string(),
+            "Invalid value x for cpuset mems: invalid format: x"
+        );
+    }
 
     fn parse(v: Value) -> Resources {
         Resources::parse(v.as_object().unwrap()).unwrap()
