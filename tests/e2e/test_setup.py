@@ -1,0 +1,122 @@
+"""Issue 16, must-show 1: the README's first command works on a fresh
+machine of this kind.
+
+How the fresh machine is simulated: in a private mount namespace
+(`unshare -m`, so every mount goes when the test's processes end), an
+overlay of this machine's root is the new root (writes land in a scratch
+folder; the host is never changed), with its own /proc, /dev, /sys, an
+empty /run and /tmp. In it, the packages a fresh machine of this kind lacks
+are purged (`dpkg --purge libseccomp-dev xfsprogs`: before `scripts/setup`
+existed, the README's command failed at the link step with "unable to find
+library -lseccomp"), and `crates/berth/src/main.rs` is touched so that
+`cargo build --release` really compiles and links the binary again (the
+rest of the release build is reused from this checkout's target folder;
+scripts/test builds it first). Then the README's first command runs, word
+for word, from the README itself (`sudo` is a pass-through when the
+machine has none and we are root), and `docker version` must get an
+answer from the daemon it started. The daemon is stopped by its PID file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import DOCKER_BIN
+
+REPO = Path(__file__).resolve().parents[2]
+FRESH_LACKS = ["libseccomp-dev", "xfsprogs"]
+
+SCRIPT = r"""
+set -euo pipefail
+new=$SCRATCH/root
+mkdir -p "$SCRATCH/upper" "$SCRATCH/work" "$new"
+mount -t overlay fresh -o "lowerdir=/,upperdir=$SCRATCH/upper,workdir=$SCRATCH/work" "$new"
+mount -t proc proc "$new/proc"
+mount --rbind /dev "$new/dev"
+mount --rbind /sys "$new/sys"
+mount -t tmpfs run "$new/run"
+mount -t tmpfs tmp "$new/tmp"
+cp "$DOCKER_BIN" "$new/tmp/docker"
+exec chroot "$new" /bin/bash -s <<'INSIDE'
+set -uo pipefail
+export PATH="$HOME/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEBIAN_FRONTEND=noninteractive dpkg --purge --force-depends $FRESH_LACKS >/dev/null
+echo "fresh machine: purged $FRESH_LACKS"
+command -v sudo >/dev/null || { sudo() { "$@"; }; export -f sudo; }
+cd "$REPO"
+touch crates/berth/src/main.rs
+bash -c "$FIRST_COMMAND" > /tmp/first.log 2>&1 &
+for _ in $(seq 1 1200); do
+  if /tmp/docker -H unix:///run/berth.sock version > /tmp/version.txt 2>&1; then
+    echo "docker version answered"
+    cat /tmp/version.txt
+    break
+  fi
+  jobs %1 >/dev/null 2>&1 || break   # the command ended without a daemon
+  sleep 1
+done
+[ -s /run/berth.pid ] && kill "$(cat /run/berth.pid)"
+wait
+echo "--- the README's first command printed (last lines) ---"
+tail -n 40 /tmp/first.log
+INSIDE
+"""
+
+
+def first_command() -> str:
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"^```sh\n(.*?)^```$", text, flags=re.S | re.M).group(1)
+    lines = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    return lines[0]
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("dpkg") is None,
+                    reason="needs unshare and dpkg (a Debian machine)")
+def test_readme_first_command_on_a_fresh_machine():
+    command = first_command()
+    assert "scripts/setup" in command and "berth daemon" in command, command
+    scratch = tempfile.mkdtemp(prefix="fresh-machine-", dir="/tmp")
+    env = {**os.environ, "SCRATCH": scratch, "REPO": str(REPO), "FIRST_COMMAND": command,
+           "FRESH_LACKS": " ".join(FRESH_LACKS), "DOCKER_BIN": shutil.which(DOCKER_BIN) or DOCKER_BIN}
+    try:
+        p = subprocess.run(["unshare", "-m", "--propagation", "private", "bash", "-c", SCRIPT],
+                           env=env, capture_output=True, text=True, timeout=1800)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    out = p.stdout + p.stderr
+    print(out)  # the record of what the fresh machine did
+    assert f"fresh machine: purged {' '.join(FRESH_LACKS)}" in out, out
+    # scripts/setup found them missing and installed them …
+    assert re.search(r"setup: installing .*libseccomp-dev", out), out
+    assert "xfsprogs" in out.split("setup: installing", 1)[1].splitlines()[0], out
+    # … the build linked, the daemon started with its defaults and answered.
+    assert "docker version answered" in out, out
+    version = re.search(r'^version = "(.+)"$', (REPO / "Cargo.toml").read_text(), re.M)
+    assert re.search(rf"Server: berth\n Engine:\n  Version:\s+{re.escape(version.group(1))}\n", out), out
+
+
+def test_cargo_install_gives_a_working_binary():
+    """`cargo install --path crates/berth` (the README's second way in),
+    into a scratch root; the target folder is this checkout's, so the
+    release build scripts/test made is reused rather than redone."""
+    dest = tempfile.mkdtemp(prefix="cargo-install-", dir="/tmp")
+    env = {**os.environ, "CARGO_TARGET_DIR": str(REPO / "target")}
+    try:
+        p = subprocess.run(["cargo", "install", "--locked", "--path", "crates/berth", "--root", dest],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+        assert p.returncode == 0, p.stderr
+        berth = os.path.join(dest, "bin", "berth")
+        out = subprocess.run([berth, "--version"], capture_output=True, text=True, check=True).stdout
+        assert out.startswith("berth "), out
+        help_text = subprocess.run([berth, "daemon", "--help"], capture_output=True, text=True,
+                                   check=True).stdout
+        assert "--thin-pool-size" in help_text, help_text
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
