@@ -143,6 +143,31 @@ def cgroup_dirs(cid: str) -> list[str]:
     return found
 
 
+def foreign_holders(dev: str, own_pids: set[int]) -> list[str]:
+    """Processes, other than ``own_pids``, whose mount namespace has a
+    filesystem of loop device ``dev`` (``loopN``) mounted: a namespace that
+    copied the host's mounts (``unshare -m``, a service's private
+    namespace) keeps such a filesystem, and its loop device, alive after
+    berth unmounted it. Each as ``"pid (command)"``."""
+    try:
+        with open(f"/sys/block/{dev}/dev") as f:
+            majmin = f.read().strip()
+    except OSError:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in own_pids:
+            continue
+        try:
+            with open(f"/proc/{entry}/mountinfo") as f:
+                if any(line.split()[2] == majmin for line in f):
+                    with open(f"/proc/{entry}/comm") as c:
+                        found.append(f"{entry} ({c.read().strip()})")
+        except (OSError, IndexError):
+            continue
+    return found
+
+
 def loop_backing_files() -> dict[str, str]:
     """{loopN: backing file} of every attached loop device (sysfs)."""
     out = {}

@@ -272,3 +272,47 @@ def test_releases_are_not_failed_by_containers_starting_meanwhile(thin_daemon):
     # Nothing holds the import volumes now: they can be removed.
     for name in [v for v in d.docker("volume", "ls", "-q").stdout.split() if v.startswith("imp")]:
         d.docker("volume", "rm", name)
+
+
+def test_a_filesystem_kept_alive_elsewhere_is_mounted_again_not_twice(thin_daemon):
+    """Another mount namespace (here `unshare -m`, elsewhere a service's
+    private namespace) that copied the host's mounts keeps a thin volume's
+    filesystem alive after berth unmounted it, loop device and all. The
+    next mount must reuse that live filesystem: a second loop device on
+    the same image would be a second, independent ext4 instance writing the
+    same blocks."""
+    import subprocess
+    import time
+    d = thin_daemon
+    d.docker("volume", "create", "-d", "thin", "-o", "size=64M", "pinned")
+    writer = d.docker("run", "-d", "-v", "pinned:/d", d.image, "sleep", "30").stdout.strip()
+    mnt = os.path.join(d.root, "thin", "mnt", "pinned")
+    pin = subprocess.Popen(["unshare", "-m", "--propagation", "unchanged", "sleep", "60"])
+    try:
+        time.sleep(0.3)  # the namespace exists, with its copy of the mount
+        d.docker("rm", "-f", writer)
+        image = os.path.join(d.root, "thin", "pool", "volumes", "pinned.img")
+        backed = [line for line in subprocess.run(["losetup", "-j", image], capture_output=True,
+                                                   text=True).stdout.splitlines() if line]
+        assert len(backed) == 1, backed  # still alive, held by the other namespace
+        d.docker("run", "--rm", "-v", "pinned:/d", d.image, "sh", "-c", "echo fresh > /d/after")
+        backed_now = subprocess.run(["losetup", "-j", image], capture_output=True,
+                                    text=True).stdout.splitlines()
+        assert len(backed_now) == 1, backed_now  # no second device on the same image
+        # The pinned copy sees the write: one filesystem instance, not two.
+        seen = subprocess.run(["nsenter", "-t", str(pin.pid), "-m", "cat", os.path.join(mnt, "after")],
+                              capture_output=True, text=True)
+        assert seen.stdout.strip() == "fresh", seen
+        # An operation that needs the image at rest says why it cannot run.
+        snap = d.berth_cli("volume", "snapshot", "create", "pinned", "s1", check=False)
+        assert snap.returncode != 0 and "still open on /dev/loop" in snap.stderr, snap
+    finally:
+        pin.kill()
+        pin.wait()
+    deadline = time.monotonic() + 10
+    while subprocess.run(["losetup", "-j", image], capture_output=True, text=True).stdout.strip():
+        assert time.monotonic() < deadline, "the loop device outlived the namespace that held it"
+        time.sleep(0.1)
+    d.berth_cli("volume", "snapshot", "create", "pinned", "s1")
+    fsck = subprocess.run(["e2fsck", "-fn", image], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr

@@ -102,7 +102,7 @@ impl ContainerService {
                     report.orphans += 1;
                 }
                 // Also removes cgroup folders a start cut by the crash made.
-                end_processes(&record.id, shims);
+                shim::end_shim(&record.id, &dir);
                 self.unmount_all(record);
                 if record.state.status == Status::Exited && record.host_config.auto_remove {
                     self.auto_remove(&record.id, report);
@@ -197,17 +197,5 @@ impl ContainerService {
             }
         }
         Ok(())
-    }
-}
-
-/// Ends the shims found at start-up for container `id` (one scan of /proc
-/// serves every container) and everything in its cgroup, whose folders
-/// are then removed.
-fn end_processes(id: &str, shims: &HashMap<String, Vec<Pid>>) {
-    for pid in shims.get(id).into_iter().flatten() {
-        let _ = nix::sys::signal::kill(pid.to_nix(), nix::sys::signal::Signal::SIGKILL);
-    }
-    if let Err(e) = ContainerCgroup::of(id).kill_all(id) {
-        tracing::error!(container = %id, error = %e, "container processes left running");
     }
 }

@@ -205,13 +205,28 @@ fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, limit: Duration) -> Result<(),
     }
 }
 
+/// How long [`end_shim`] keeps killing processes with a shim's command line.
+const SHIM_KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Ends everything a shim of container `id` left: the shim processes
 /// (found by their command line, whose `--state-dir` is this container's
-/// folder, so another daemon's shims are never touched) and every process
-/// in the container's cgroup. Idempotent.
+/// folder, so another daemon's shims are never touched), then every
+/// process in the container's cgroup. The runtime's helper processes are
+/// clones of the shim with its command line; one cloned just before the
+/// kill would go on creating cgroup folders after they were removed, so
+/// the shim's command line is killed until none is left, and only then the
+/// cgroup. Idempotent.
 pub fn end_shim(id: &str, state_dir: &Path) {
-    for pid in shims_of(id, state_dir) {
-        let _ = nix::sys::signal::kill(pid.to_nix(), nix::sys::signal::Signal::SIGKILL);
+    let deadline = Instant::now() + SHIM_KILL_TIMEOUT;
+    loop {
+        let pids = shims_of(id, state_dir);
+        if pids.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(pid.to_nix(), nix::sys::signal::Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     if let Err(e) = ContainerCgroup::of(id).kill_all(id) {
         tracing::error!(container = %id, error = %e, "container processes left running");

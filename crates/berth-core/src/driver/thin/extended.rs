@@ -71,6 +71,7 @@ impl ExtendedDriver for ThinDriver {
                 "volume {name} already has a snapshot {snap}"
             )));
         }
+        self.refuse_if_alive_elsewhere(name)?;
         std::fs::create_dir_all(self.snapshot_dir(name))
             .map_err(|e| io("creating the snapshot folder", e))?;
         let mountpoint = self.mountpoint(name);
@@ -157,6 +158,7 @@ impl ExtendedDriver for ThinDriver {
         if !source.exists() {
             return Err(DriverError::NoSuchVolume);
         }
+        self.refuse_if_alive_elsewhere(src)?;
         let target = self.image(dst);
         let staged = target.with_extension("img.tmp");
         let _ = std::fs::remove_file(&staged);
@@ -189,6 +191,7 @@ impl ExtendedDriver for ThinDriver {
         }
         let mountpoint = self.mountpoint(name);
         if !mount::is_mounted(&mountpoint) {
+            self.refuse_if_alive_elsewhere(name)?;
             return self.grow_offline(&image, size);
         }
         let fs = mount_fstype(&mountpoint).unwrap_or_else(|| "ext4".into());

@@ -181,6 +181,49 @@ impl ThinDriver {
         }
     }
 
+    /// The loop device to mount a volume's image from: the one still
+    /// backed by the image if there is one — a process that copied the
+    /// host's mount table (`unshare -m`, a service's private namespace, a
+    /// starting container) keeps the image's filesystem alive after berth
+    /// unmounted it, and a second loop device would give the same image a
+    /// second, independent filesystem instance (corruption); mounting the
+    /// same device reuses the live one. Otherwise a new device, held open
+    /// until mounted (`_held`: autoclear detaches at its last close).
+    fn device_for(
+        &self,
+        name: &str,
+        image: &Path,
+    ) -> Result<(PathBuf, Option<loopdev::LoopDevice>), DriverError> {
+        if let Some(alive) = loopdev::attached_to(image).into_iter().next() {
+            tracing::warn!(volume = %name, device = %alive.display(),
+                "the volume's filesystem is still alive on its loop device (a mount namespace elsewhere holds it): mounting that device again");
+            return Ok((alive, None));
+        }
+        let device =
+            loopdev::attach(image, false).map_err(|e| io("attaching the volume image", e))?;
+        Ok((device.path.clone(), Some(device)))
+    }
+
+    /// Refuses an operation that needs the image at rest (a snapshot or
+    /// clone without a mount to freeze, an offline resize) while berth has
+    /// the volume unmounted but its filesystem is still alive on a loop
+    /// device, held by a mount namespace elsewhere: that instance may hold
+    /// unwritten data, and may write.
+    pub(super) fn refuse_if_alive_elsewhere(&self, name: &str) -> Result<(), DriverError> {
+        if mount::is_mounted(&self.mountpoint(name)) {
+            return Ok(());
+        }
+        match loopdev::attached_to(&self.image(name)).first() {
+            None => Ok(()),
+            Some(device) => Err(DriverError::Unsupported(format!(
+                "the filesystem of volume {name} is still open on {} in another mount namespace \
+                 (a process that copied the host's mounts holds it); start a container with the \
+                 volume (berth then freezes it for snapshots) or retry when it is released",
+                device.display()
+            ))),
+        }
+    }
+
     /// Unmounts a volume and waits for its loop device to let go of the
     /// image, so what follows (remove, snapshot) sees a closed file.
     fn unmount_image(&self, name: &str) -> Result<(), DriverError> {
@@ -344,15 +387,9 @@ impl VolumeDriver for ThinDriver {
         if self.active.is_unheld(name) && !mount::is_mounted(&target) {
             let o = self.parse(options)?;
             std::fs::create_dir_all(&target).map_err(|e| io("creating the mount point", e))?;
-            let device =
-                loopdev::attach(&image, false).map_err(|e| io("attaching the volume image", e))?;
-            mount::mount(
-                &device.path.display().to_string(),
-                &target,
-                &o.fs,
-                "discard",
-            )
-            .map_err(|e| io(format!("mounting thin volume {name}"), e))?;
+            let (device, _held) = self.device_for(name, &image)?;
+            mount::mount(&device.display().to_string(), &target, &o.fs, "discard")
+                .map_err(|e| io(format!("mounting thin volume {name}"), e))?;
             if let Some(mode) = o.mode {
                 let perms = std::os::unix::fs::PermissionsExt::from_mode(mode);
                 std::fs::set_permissions(&target, perms)
