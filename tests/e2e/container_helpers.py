@@ -144,25 +144,36 @@ def cgroup_dirs(cid: str) -> list[str]:
 
 
 def foreign_holders(dev: str, own_pids: set[int]) -> list[str]:
-    """Processes, other than ``own_pids``, whose mount namespace has a
-    filesystem of loop device ``dev`` (``loopN``) mounted: a namespace that
-    copied the host's mounts (``unshare -m``, a service's private
-    namespace) keeps such a filesystem, and its loop device, alive after
-    berth unmounted it. Each as ``"pid (command)"``."""
+    """Processes outside berth whose own mount namespace has a filesystem
+    of loop device ``dev`` (``loopN``) mounted: a namespace that copied the
+    host's mounts (``unshare -m``, a service's private namespace) keeps such
+    a filesystem, and its loop device, alive after berth unmounted it.
+    Never counted: ``own_pids``, processes in the host's namespace, berth's
+    daemons and shims, and processes in a berth container's cgroup. Each as
+    ``"pid (command)"``."""
     try:
         with open(f"/sys/block/{dev}/dev") as f:
             majmin = f.read().strip()
     except OSError:
         return []
+    host_ns = os.readlink("/proc/self/ns/mnt")
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in own_pids:
             continue
         try:
+            if os.readlink(f"/proc/{entry}/ns/mnt") == host_ns:
+                continue  # the host's own namespace: berth's business
+            with open(f"/proc/{entry}/cgroup") as f:
+                if "/berth/" in f.read():
+                    continue  # a berth container
+            with open(f"/proc/{entry}/comm") as f:
+                comm = f.read().strip()
+            if comm == "berth":
+                continue  # a daemon or shim
             with open(f"/proc/{entry}/mountinfo") as f:
                 if any(line.split()[2] == majmin for line in f):
-                    with open(f"/proc/{entry}/comm") as c:
-                        found.append(f"{entry} ({c.read().strip()})")
+                    found.append(f"{entry} ({comm})")
         except (OSError, IndexError):
             continue
     return found

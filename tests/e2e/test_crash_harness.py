@@ -885,7 +885,7 @@ def host_problems(d, ctrs: dict[str, dict], vols: dict[str, dict]) -> list[str]:
             hint = (" (its volume is gone: a filesystem left frozen, e.g. by a snapshot cut by the "
                     "kill, keeps its loop device after every unmount)" if backing.endswith("(deleted)") else "")
             holders = foreign_holders(dev, {os.getpid()})
-            if holders and not any("berth" in h for h in holders):
+            if holders:
                 # Not berth's: another program's mount namespace keeps the
                 # filesystem alive (berth mounts that same device again,
                 # never a second one: test_thin.py).

@@ -120,3 +120,32 @@ def test_cargo_install_gives_a_working_binary():
         assert "--thin-pool-size" in help_text, help_text
     finally:
         shutil.rmtree(dest, ignore_errors=True)
+
+
+def test_completions_and_man_pages_come_from_the_commands(tmp_path):
+    """`berth completion SHELL` for bash, zsh and fish, and `berth man DIR`:
+    generated from the clap definitions, so every command is in them; the
+    bash script is loaded into a real bash and completes `berth vo`."""
+    berth = os.environ.get("BERTH_BIN") or str(REPO / "target" / "debug" / "berth")
+    scripts = {}
+    for shell in ("bash", "zsh", "fish"):
+        p = subprocess.run([berth, "completion", shell], capture_output=True, text=True, check=True)
+        scripts[shell] = p.stdout
+        assert "volume" in p.stdout and "snapshot" in p.stdout, shell
+    completion = tmp_path / "berth.bash"
+    completion.write_text(scripts["bash"])
+    probe = (f"source {completion}; COMP_WORDS=(berth vo); COMP_CWORD=1; COMP_LINE='berth vo'; "
+             "COMP_POINT=8; _berth berth vo berth; printf '%s\\n' \"${COMPREPLY[@]}\"")
+    words = subprocess.run(["bash", "-c", probe], capture_output=True, text=True).stdout.split()
+    assert words == ["volume"], words
+    bad = subprocess.run([berth, "completion", "tcsh"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid value 'tcsh'" in bad.stderr, bad.stderr
+    pages = tmp_path / "man"
+    subprocess.run([berth, "man", str(pages)], capture_output=True, text=True, check=True)
+    names = sorted(p.name for p in pages.iterdir())
+    assert {"berth.1", "berth-daemon.1", "berth-volume-create.1",
+            "berth-volume-snapshot-create.1"} <= set(names), names
+    assert "berth-shim.1" not in names  # hidden commands stay hidden
+    page = (pages / "berth-volume-create.1").read_text()
+    assert page.startswith(".ie") or ".TH" in page, page[:200]
+    assert "\\-\\-driver" in page or "--driver" in page, page

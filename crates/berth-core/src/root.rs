@@ -49,6 +49,14 @@ impl RootLayout {
         Ok(layout)
     }
 
+    /// The layout of `root` as it is, creating and changing nothing (for
+    /// checks such as `berth daemon --validate`).
+    pub fn unchecked(root: &Path) -> Self {
+        RootLayout {
+            root: root.to_path_buf(),
+        }
+    }
+
     /// The fixed folders directly under the root.
     fn private_dirs(&self) -> Vec<PathBuf> {
         vec![

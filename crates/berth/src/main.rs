@@ -8,7 +8,7 @@ mod client;
 mod daemon;
 mod shim;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// berth: a container engine whose volumes never lose data.
 #[derive(Debug, Parser)]
@@ -61,6 +61,10 @@ enum Command {
     Load(cli::image::LoadArgs),
     /// Show low-level information on containers or images.
     Inspect(cli::image::InspectArgs),
+    /// Print the shell completion script (bash, zsh, fish).
+    Completion(cli::docs::CompletionArgs),
+    /// Write the man pages into a folder.
+    Man(cli::docs::ManArgs),
     /// Per-container supervisor started by the daemon.
     #[command(hide = true)]
     Shim(shim::ShimArgs),
@@ -71,6 +75,8 @@ fn main() {
     let code = match cli.command {
         Command::Daemon(args) => daemon::run(args),
         Command::Shim(args) => shim::run(args),
+        Command::Completion(args) => cli::docs::completion(Cli::command(), &args),
+        Command::Man(args) => cli::docs::man(Cli::command(), &args),
         command => run_client(cli.host, command),
     };
     std::process::exit(code);
@@ -118,6 +124,8 @@ async fn dispatch(api: &client::ApiClient, command: Command) -> anyhow::Result<i
         Command::Import(a) => cli::image::import(api, a).await,
         Command::Load(a) => cli::image::load(api, a).await,
         Command::Inspect(a) => cli::image::inspect(api, a).await,
-        Command::Daemon(_) | Command::Shim(_) => unreachable!("handled before"),
+        Command::Daemon(_) | Command::Shim(_) | Command::Completion(_) | Command::Man(_) => {
+            unreachable!("handled before")
+        }
     }
 }

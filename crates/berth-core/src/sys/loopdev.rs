@@ -138,6 +138,32 @@ fn ensure_node(n: u64) -> std::io::Result<PathBuf> {
     }
 }
 
+/// Opens the loop device still backed by `backing`, if one is, and checks
+/// through `LOOP_GET_STATUS64` while holding it open that it is backed by
+/// that very file (device and inode): sysfs alone could name a device that
+/// detaches, and is reused for another file, before it is mounted.
+pub fn open_attached(backing: &Path) -> std::io::Result<Option<LoopDevice>> {
+    use std::os::unix::fs::MetadataExt;
+    const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
+    let meta = std::fs::metadata(backing)?;
+    for path in attached_to(backing) {
+        let Ok(device) = OpenOptions::new().read(true).write(true).open(&path) else {
+            continue;
+        };
+        // SAFETY: a zeroed plain-data struct the ioctl fills in.
+        let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
+        // SAFETY: ioctl on an open loop device with a pointer to its struct.
+        let rc = unsafe { libc::ioctl(device.as_raw_fd(), LOOP_GET_STATUS64, &mut info) };
+        if rc == 0 && info.lo_device == meta.dev() && info.lo_inode == meta.ino() {
+            return Ok(Some(LoopDevice {
+                path,
+                _device: device,
+            }));
+        }
+    }
+    Ok(None)
+}
+
 /// Tells loop device `device` that its backing file grew (`LOOP_SET_CAPACITY`).
 pub fn refresh_capacity(device: &Path) -> std::io::Result<()> {
     const LOOP_SET_CAPACITY: libc::c_ulong = 0x4C07;

@@ -2,6 +2,7 @@
 //! CLI's flags and output formats.
 
 pub mod container;
+pub mod docs;
 pub mod format;
 pub mod image;
 pub mod pool;

@@ -74,6 +74,10 @@ pub struct DaemonArgs {
     /// Seconds between automatic trims of pools and mounted volumes (0: never).
     #[arg(long, default_value_t = 3600)]
     trim_interval: u64,
+    /// Check the configuration, print "configuration OK" or what is wrong,
+    /// and exit without starting.
+    #[arg(long)]
+    validate: bool,
 }
 
 impl DaemonArgs {
@@ -113,6 +117,18 @@ impl DaemonArgs {
 
 /// Runs the daemon to completion; returns the process exit code.
 pub fn run(args: DaemonArgs) -> i32 {
+    if args.validate {
+        return match validate(&args) {
+            Ok(()) => {
+                println!("configuration OK");
+                0
+            }
+            Err(e) => {
+                eprintln!("berth daemon: invalid configuration: {e:#}");
+                1
+            }
+        };
+    }
     init_logging(&args);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -132,6 +148,28 @@ pub fn run(args: DaemonArgs) -> i32 {
             1
         }
     }
+}
+
+/// Everything `serve` would refuse before touching the root, checked
+/// without creating or changing anything (`--validate`).
+fn validate(args: &DaemonArgs) -> Result<()> {
+    socket::parse_host(&args.host)?;
+    if !args.root.is_absolute() {
+        anyhow::bail!("--root must be an absolute path: {}", args.root.display());
+    }
+    tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
+    if !matches!(args.log_format.as_str(), "text" | "json") {
+        anyhow::bail!("invalid --log-format {:?}: text or json", args.log_format);
+    }
+    if let Some(runtime) = &args.runtime {
+        let path = std::path::Path::new(runtime);
+        if path.is_absolute() && !path.is_file() {
+            anyhow::bail!("--runtime {runtime}: no such file");
+        }
+    }
+    args.thin_settings(&RootLayout::unchecked(&args.root))?;
+    Ok(())
 }
 
 fn init_logging(args: &DaemonArgs) {
@@ -159,9 +197,8 @@ async fn serve(args: DaemonArgs) -> Result<()> {
         move || open_services(&layout, runtime, thin)
     })
     .await??;
-    let socket_path = berth_socket_path(&args.host)?;
-    let listener = socket::bind(&socket_path)?;
-    tracing::info!(socket = %socket_path.display(), root = %layout.root().display(), pid = std::process::id(), "berth daemon ready");
+    let (listener, socket_file) = socket::listen(&socket::parse_host(&args.host)?)?;
+    tracing::info!(socket = %args.host, root = %layout.root().display(), pid = std::process::id(), "berth daemon ready");
     spawn_periodic_trim(state.volumes.clone(), args.trim_interval);
     let app = berth_api::app(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -171,7 +208,9 @@ async fn serve(args: DaemonArgs) -> Result<()> {
     stop_signal().await;
     let _ = stop_tx.send(true);
     let result = finish_within_grace(server).await;
-    socket::remove(&socket_path);
+    if let Some(path) = socket_file {
+        socket::remove(&path);
+    }
     tracing::info!("berth daemon stopped");
     result
 }
@@ -280,10 +319,6 @@ fn open_volumes(
         "volume reconciliation done"
     );
     Ok(service)
-}
-
-fn berth_socket_path(host: &str) -> Result<PathBuf> {
-    Ok(PathBuf::from(crate::client::socket_path(host)?))
 }
 
 /// Resolves on SIGTERM or SIGINT.

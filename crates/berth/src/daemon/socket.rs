@@ -1,11 +1,57 @@
-//! The API socket: a stale socket file left by a crashed daemon is replaced,
-//! a live one (another daemon listening) is refused; mode 0660.
+//! The API socket. `unix:///path`: berth binds it (a stale socket file
+//! left by a crashed daemon is replaced, a live one — another daemon
+//! listening — is refused; mode 0660) and removes it at shutdown.
+//! `fd://` (systemd socket activation, as `dockerd -H fd://`): the
+//! listening socket systemd passed (`LISTEN_FDS`/`LISTEN_PID`, descriptors
+//! from 3), which stays systemd's.
 
+use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use tokio::net::UnixListener;
+
+/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: RawFd = 3;
+
+/// Where the daemon listens, from `--host`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A socket file berth binds.
+    Path(PathBuf),
+    /// The socket systemd passed: `fd://` (the first) or `fd://N`.
+    Systemd(Option<RawFd>),
+}
+
+/// Parses `--host`: `unix:///path`, `/path`, `fd://` or `fd://N`.
+pub fn parse_host(host: &str) -> Result<Listen> {
+    if let Some(rest) = host.strip_prefix("fd://") {
+        if rest.is_empty() {
+            return Ok(Listen::Systemd(None));
+        }
+        let fd: RawFd = rest
+            .parse()
+            .ok()
+            .filter(|fd| *fd >= LISTEN_FDS_START)
+            .with_context(|| {
+                format!("invalid host {host:?}: fd:// takes a descriptor number from 3")
+            })?;
+        return Ok(Listen::Systemd(Some(fd)));
+    }
+    Ok(Listen::Path(PathBuf::from(crate::client::socket_path(
+        host,
+    )?)))
+}
+
+/// The listener for `listen`, and the socket file to remove at shutdown
+/// (none for a socket systemd owns).
+pub fn listen(listen: &Listen) -> Result<(UnixListener, Option<PathBuf>)> {
+    match listen {
+        Listen::Path(path) => Ok((bind(path)?, Some(path.clone()))),
+        Listen::Systemd(fd) => Ok((from_systemd(*fd)?, None)),
+    }
+}
 
 /// Binds the unix socket at `path`.
 pub fn bind(path: &Path) -> Result<UnixListener> {
@@ -27,9 +73,87 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
+/// The descriptors systemd passed to this process: `LISTEN_PID` must be
+/// ours (else they were meant for another process). The variables are
+/// removed, so shims and containers do not inherit them.
+fn passed_fds() -> Result<Vec<RawFd>> {
+    let pid = std::env::var("LISTEN_PID").ok();
+    let count = std::env::var("LISTEN_FDS").ok();
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    let for_us = pid.and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let count: RawFd = count.and_then(|c| c.parse().ok()).unwrap_or(0);
+    if !for_us || count < 1 {
+        bail!("--host fd:// needs a socket from systemd (LISTEN_FDS and LISTEN_PID are not set for this process): start berth.socket, or listen on unix:///path");
+    }
+    Ok((LISTEN_FDS_START..LISTEN_FDS_START + count).collect())
+}
+
+/// The listening unix stream socket systemd passed (the first, or `fd`).
+fn from_systemd(fd: Option<RawFd>) -> Result<UnixListener> {
+    let passed = passed_fds()?;
+    let fd = fd.unwrap_or(LISTEN_FDS_START);
+    if !passed.contains(&fd) {
+        bail!("fd://{fd}: systemd passed descriptors {passed:?}");
+    }
+    check_listening_unix(fd)?;
+    for other in passed.iter().filter(|f| **f != fd) {
+        // SAFETY: descriptors systemd passed and nothing else uses.
+        unsafe { libc::close(*other) };
+    }
+    // SAFETY: fd is an open listening socket passed to this process, owned
+    // from here on by the listener.
+    let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .context("marking the passed socket close-on-exec")?;
+    std_listener
+        .set_nonblocking(true)
+        .context("making the passed socket non-blocking")?;
+    UnixListener::from_std(std_listener).context("using the passed socket")
+}
+
+/// Refuses a descriptor that is not a listening unix stream socket.
+fn check_listening_unix(fd: RawFd) -> Result<()> {
+    use nix::sys::socket::{
+        getsockname, getsockopt, sockopt, AddressFamily, SockaddrLike, SockaddrStorage,
+    };
+    // SAFETY: only borrowed for the two queries.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let listening = getsockopt(&borrowed, sockopt::AcceptConn).unwrap_or(false);
+    let family = getsockname::<SockaddrStorage>(fd)
+        .ok()
+        .and_then(|a| a.family());
+    if !listening || family != Some(AddressFamily::Unix) {
+        bail!("descriptor {fd} from systemd is not a listening unix socket (ListenStream=/path)");
+    }
+    Ok(())
+}
+
 /// Removes the socket file at shutdown.
 pub fn remove(path: &Path) {
     if let Err(e) = std::fs::remove_file(path) {
         tracing::warn!(socket = %path.display(), error = %e, "could not remove socket");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_parse() {
+        assert_eq!(parse_host("fd://").unwrap(), Listen::Systemd(None));
+        assert_eq!(parse_host("fd://4").unwrap(), Listen::Systemd(Some(4)));
+        assert!(parse_host("fd://2").is_err());
+        assert!(parse_host("fd://x").is_err());
+        assert_eq!(
+            parse_host("unix:///run/b.sock").unwrap(),
+            Listen::Path("/run/b.sock".into())
+        );
+        assert!(parse_host("tcp://0.0.0.0:2375").is_err());
     }
 }

@@ -181,27 +181,29 @@ impl ThinDriver {
         }
     }
 
-    /// The loop device to mount a volume's image from: the one still
-    /// backed by the image if there is one — a process that copied the
-    /// host's mount table (`unshare -m`, a service's private namespace, a
-    /// starting container) keeps the image's filesystem alive after berth
-    /// unmounted it, and a second loop device would give the same image a
-    /// second, independent filesystem instance (corruption); mounting the
-    /// same device reuses the live one. Otherwise a new device, held open
-    /// until mounted (`_held`: autoclear detaches at its last close).
+    /// The loop device to mount a volume's image from, held open until
+    /// mounted (autoclear detaches a device at its last close): the one
+    /// still backed by the image if there is one — a process that copied
+    /// the host's mount table (`unshare -m`, a service's private namespace,
+    /// a starting container) keeps the image's filesystem alive after
+    /// berth unmounted it, and a second loop device would give the same
+    /// image a second, independent filesystem instance (corruption);
+    /// mounting the same device reuses the live one. Otherwise a new one.
     fn device_for(
         &self,
         name: &str,
         image: &Path,
-    ) -> Result<(PathBuf, Option<loopdev::LoopDevice>), DriverError> {
-        if let Some(alive) = loopdev::attached_to(image).into_iter().next() {
-            tracing::warn!(volume = %name, device = %alive.display(),
+    ) -> Result<(loopdev::LoopDevice, bool), DriverError> {
+        let alive =
+            loopdev::open_attached(image).map_err(|e| io("opening the volume's loop device", e))?;
+        if let Some(device) = alive {
+            tracing::warn!(volume = %name, device = %device.path.display(),
                 "the volume's filesystem is still alive on its loop device (a mount namespace elsewhere holds it): mounting that device again");
-            return Ok((alive, None));
+            return Ok((device, true));
         }
         let device =
             loopdev::attach(image, false).map_err(|e| io("attaching the volume image", e))?;
-        Ok((device.path.clone(), Some(device)))
+        Ok((device, false))
     }
 
     /// Refuses an operation that needs the image at rest (a snapshot or
@@ -387,9 +389,20 @@ impl VolumeDriver for ThinDriver {
         if self.active.is_unheld(name) && !mount::is_mounted(&target) {
             let o = self.parse(options)?;
             std::fs::create_dir_all(&target).map_err(|e| io("creating the mount point", e))?;
-            let (device, _held) = self.device_for(name, &image)?;
-            mount::mount(&device.display().to_string(), &target, &o.fs, "discard")
-                .map_err(|e| io(format!("mounting thin volume {name}"), e))?;
+            let (device, reused) = self.device_for(name, &image)?;
+            mount::mount(
+                &device.path.display().to_string(),
+                &target,
+                &o.fs,
+                "discard",
+            )
+            .map_err(|e| io(format!("mounting thin volume {name}"), e))?;
+            if reused {
+                // A snapshot cut by a crash may have left the live
+                // filesystem frozen: a container would hang on its first
+                // write (a no-op when not frozen).
+                crate::sys::reflink::thaw(&target);
+            }
             if let Some(mode) = o.mode {
                 let perms = std::os::unix::fs::PermissionsExt::from_mode(mode);
                 std::fs::set_permissions(&target, perms)
