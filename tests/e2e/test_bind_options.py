@@ -21,6 +21,8 @@ import pytest
 from busybox_image import import_busybox, remove_all_containers
 
 OLD_API = "1.41"  # what dockerd 20.10 speaks
+HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+OTHER_ARCH = "arm64" if HOST_ARCH == "amd64" else "amd64"
 
 
 @pytest.fixture
@@ -29,14 +31,19 @@ def source():
     top = tempfile.mkdtemp(prefix="bindsrc-", dir="/tmp")
     sub = os.path.join(top, "sub")
     os.makedirs(sub)
+    # A private mount of its own, whatever the host's root is (shared on
+    # systemd machines), so "not a shared mount" holds everywhere.
+    subprocess.run(["mount", "--bind", top, top], check=True)
+    subprocess.run(["mount", "--make-private", top], check=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "bindtest", sub], check=True)
     with open(os.path.join(sub, "marker"), "w") as f:
         f.write("on the tmpfs\n")
     try:
         yield top
     finally:
-        # Deepest first; `top` itself is a mount only in the propagation test.
-        for path in (os.path.join(top, "late"), sub, top, top):
+        # Deepest first; `top` is mounted once here and again by the
+        # propagation test.
+        for path in (os.path.join(top, "late"), sub, top, top, top):
             subprocess.run(["umount", "-l", path], check=False, stderr=subprocess.DEVNULL)
         subprocess.run(["rm", "-rf", top], check=False)
 
@@ -97,6 +104,13 @@ def test_read_only_binds_are_recursive_at_api_1_44(berth, source):
     rc, text = shell(d, None, "--mount", f"type=bind,src={source},dst=/d,bind-recursive=disabled",
                      SEE_SUB)
     assert text.strip() == "no-submount", text
+    rc, text = shell(d, None, "-v", f"{source}:/d:rro", WRITE_SUB)
+    assert rc != 0 and "Read-only file system" in text, text
+    code, body = d.api("POST", "/v1.43/containers/create", {
+        "Image": d.image, "Cmd": ["true"], "HostConfig": {"Mounts": [{
+            "Type": "bind", "Source": source, "Target": "/d", "ReadOnly": True,
+            "BindOptions": {"ReadOnlyForceRecursive": True}}]}})
+    assert code == 400 and "needs API v1.44 or newer" in body["message"], body
     # The API checks what the CLI checks.
     code, body = d.api("POST", "/containers/create", {
         "Image": d.image, "Cmd": ["true"], "HostConfig": {"Mounts": [{
@@ -150,12 +164,12 @@ def test_nulls_types_platform_and_cpusets_match_dockerd(engines):
             code, body = create(d, {**base, "HostConfig": host})
             assert code in ((400,) if d is engines[0] else (400, 500)), (d, host, body)
         # The image's platform, checked when one is asked for.
-        code, body = create(d, base, "?platform=linux/amd64")
+        code, body = create(d, base, f"?platform=linux/{HOST_ARCH}")
         assert code == 201, (d, body)
-        code, body = create(d, base, "?platform=linux/arm64")
+        code, body = create(d, base, f"?platform=linux/{OTHER_ARCH}")
         assert code == 404, (d, body)
-        assert ("was found but does not match the specified platform: wanted linux/arm64, "
-                "actual: linux/amd64") in body["message"], (d, body)
+        assert ("was found but does not match the specified platform: wanted "
+                f"linux/{OTHER_ARCH}, actual: linux/{HOST_ARCH}") in body["message"], (d, body)
         # CPUs and memory nodes the host lacks: refused at create.
         code, body = create(d, {**base, "HostConfig": {"CpusetCpus": str(cpus + 5)}})
         assert code == 400, (d, body)

@@ -1,20 +1,23 @@
 """Issue 16, must-show 1: the README's first command works on a fresh
 machine of this kind.
 
-How the fresh machine is simulated: in a private mount namespace
-(`unshare -m`, so every mount goes when the test's processes end), an
-overlay of this machine's root is the new root (writes land in a scratch
-folder; the host is never changed), with its own /proc, /dev, /sys, an
-empty /run and /tmp. In it, the packages a fresh machine of this kind lacks
-are purged (`dpkg --purge libseccomp-dev xfsprogs`: before `scripts/setup`
-existed, the README's command failed at the link step with "unable to find
-library -lseccomp"), and `crates/berth/src/main.rs` is touched so that
-`cargo build --release` really compiles and links the binary again (the
-rest of the release build is reused from this checkout's target folder;
-scripts/test builds it first). Then the README's first command runs, word
-for word, from the README itself (`sudo` is a pass-through when the
-machine has none and we are root), and `docker version` must get an
-answer from the daemon it started. The daemon is stopped by its PID file.
+How the fresh machine is simulated: in private mount and PID namespaces
+(`unshare -m -p -f`: every mount goes, and every process is killed, when
+the test's namespace ends; the daemon inside sees no process of the host),
+an overlay of this machine's root is the new root (its upper and work
+folders on a tmpfs; the host is never changed), with its own /proc, /dev,
+/sys, an empty /run, /tmp and /var/lib/berth (so a daemon of the host's,
+with its state, is never seen). In it, the packages a fresh machine of this
+kind lacks are purged (`dpkg --purge libseccomp-dev xfsprogs`: before
+`scripts/setup` existed, the README's command failed at the link step with
+"unable to find library -lseccomp"), and `crates/berth/src/main.rs` is
+touched so that `cargo build --release` really compiles and links the
+binary again (the rest of the release build is reused from this
+checkout's target folder; scripts/test builds it first). Then the README's
+first command runs, word for word, from the README itself (`sudo` is a
+pass-through when the machine has none and we are root), and `docker
+version` must get an answer from the daemon it started. The daemon is
+stopped by its PID file; on a timeout the whole namespace is killed.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -35,6 +39,7 @@ FRESH_LACKS = ["libseccomp-dev", "xfsprogs"]
 
 SCRIPT = r"""
 set -euo pipefail
+mount -t tmpfs scratch "$SCRATCH"
 new=$SCRATCH/root
 mkdir -p "$SCRATCH/upper" "$SCRATCH/work" "$new"
 mount -t overlay fresh -o "lowerdir=/,upperdir=$SCRATCH/upper,workdir=$SCRATCH/work" "$new"
@@ -43,27 +48,36 @@ mount --rbind /dev "$new/dev"
 mount --rbind /sys "$new/sys"
 mount -t tmpfs run "$new/run"
 mount -t tmpfs tmp "$new/tmp"
+mkdir -p "$new/var/lib/berth" && mount -t tmpfs state "$new/var/lib/berth"
+if [ -L /etc/resolv.conf ]; then   # e.g. into /run/systemd/resolve, now empty
+  target=$(readlink -f /etc/resolv.conf)
+  mkdir -p "$new$(dirname "$target")" && cp /etc/resolv.conf "$new$target"
+fi
 cp "$DOCKER_BIN" "$new/tmp/docker"
 exec chroot "$new" /bin/bash -s <<'INSIDE'
-set -uo pipefail
+set -euo pipefail
 export PATH="$HOME/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEBIAN_FRONTEND=noninteractive dpkg --purge --force-depends $FRESH_LACKS >/dev/null
+for package in $FRESH_LACKS; do
+  ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed"
+done
 echo "fresh machine: purged $FRESH_LACKS"
 command -v sudo >/dev/null || { sudo() { "$@"; }; export -f sudo; }
 cd "$REPO"
 touch crates/berth/src/main.rs
 bash -c "$FIRST_COMMAND" > /tmp/first.log 2>&1 &
+first=$!
 for _ in $(seq 1 1200); do
   if /tmp/docker -H unix:///run/berth.sock version > /tmp/version.txt 2>&1; then
     echo "docker version answered"
     cat /tmp/version.txt
     break
   fi
-  jobs %1 >/dev/null 2>&1 || break   # the command ended without a daemon
+  kill -0 "$first" 2>/dev/null || break   # the command ended without a daemon
   sleep 1
 done
-[ -s /run/berth.pid ] && kill "$(cat /run/berth.pid)"
-wait
+if [ -s /run/berth.pid ]; then kill "$(cat /run/berth.pid)"; else kill "$first" 2>/dev/null || true; fi
+wait "$first" || true
 echo "--- the README's first command printed (last lines) ---"
 tail -n 40 /tmp/first.log
 INSIDE
@@ -85,12 +99,17 @@ def test_readme_first_command_on_a_fresh_machine():
     scratch = tempfile.mkdtemp(prefix="fresh-machine-", dir="/tmp")
     env = {**os.environ, "SCRATCH": scratch, "REPO": str(REPO), "FIRST_COMMAND": command,
            "FRESH_LACKS": " ".join(FRESH_LACKS), "DOCKER_BIN": shutil.which(DOCKER_BIN) or DOCKER_BIN}
+    proc = subprocess.Popen(["unshare", "-m", "-p", "-f", "--propagation", "private",
+                             "bash", "-c", SCRIPT], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        p = subprocess.run(["unshare", "-m", "--propagation", "private", "bash", "-c", SCRIPT],
-                           env=env, capture_output=True, text=True, timeout=1800)
+        out, _ = proc.communicate(timeout=1800)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # unshare's child is the namespace's init
+        out, _ = proc.communicate()
+        pytest.fail(f"the fresh machine did not finish in 30 min:\n{out}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    out = p.stdout + p.stderr
     print(out)  # the record of what the fresh machine did
     assert f"fresh machine: purged {' '.join(FRESH_LACKS)}" in out, out
     # scripts/setup found them missing and installed them …

@@ -287,11 +287,11 @@ def test_a_filesystem_kept_alive_elsewhere_is_mounted_again_not_twice(thin_daemo
     d.docker("volume", "create", "-d", "thin", "-o", "size=64M", "pinned")
     writer = d.docker("run", "-d", "-v", "pinned:/d", d.image, "sleep", "30").stdout.strip()
     mnt = os.path.join(d.root, "thin", "mnt", "pinned")
+    image = os.path.join(d.root, "thin", "pool", "volumes", "pinned.img")
     pin = subprocess.Popen(["unshare", "-m", "--propagation", "unchanged", "sleep", "60"])
     try:
         time.sleep(0.3)  # the namespace exists, with its copy of the mount
         d.docker("rm", "-f", writer)
-        image = os.path.join(d.root, "thin", "pool", "volumes", "pinned.img")
         backed = [line for line in subprocess.run(["losetup", "-j", image], capture_output=True,
                                                    text=True).stdout.splitlines() if line]
         assert len(backed) == 1, backed  # still alive, held by the other namespace

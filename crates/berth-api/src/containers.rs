@@ -62,6 +62,8 @@ pub async fn create(
             "berth does not support a TTY yet (-t): run without -t",
         ));
     }
+    let host_config = body.host_config.unwrap_or_default();
+    check_mount_options_for(version, &host_config)?;
     let query = Query::parse(q.as_deref());
     let platform = match query.get("platform").filter(|p| !p.is_empty()) {
         Some(p) if version >= ApiVersion::new(1, 41) => {
@@ -73,7 +75,7 @@ pub async fn create(
         name: query.get("name").map(str::to_string),
         platform,
         config: body.config,
-        host_config: body.host_config.unwrap_or_default(),
+        host_config,
         readonly_top_only: version < ApiVersion::new(1, 44),
     };
     let svc = state.containers.clone();
@@ -82,6 +84,25 @@ pub async fn create(
         StatusCode::CREATED,
         &json!({"Id": record.id, "Warnings": warnings}),
     ))
+}
+
+/// Before API 1.44 read-only binds were read-only at their top only and
+/// a request could not ask for more: Docker refuses one that does.
+fn check_mount_options_for(version: ApiVersion, host: &HostConfig) -> Result<(), ApiError> {
+    if version >= ApiVersion::new(1, 44) {
+        return Ok(());
+    }
+    let forced = host
+        .mounts
+        .iter()
+        .flatten()
+        .any(|m| m["BindOptions"]["ReadOnlyForceRecursive"].as_bool() == Some(true));
+    if forced {
+        return Err(ApiError::bad_request(
+            "BindOptions.ReadOnlyForceRecursive needs API v1.44 or newer",
+        ));
+    }
+    Ok(())
 }
 
 /// `GET /containers/json?all=&filters=`

@@ -162,23 +162,63 @@ fn check_json_content_type(headers: &HeaderMap, empty_body: bool) -> Result<(), 
     Ok(())
 }
 
-/// Object members whose value is `null` dropped, at every depth: Go
-/// decodes `null` into a field as "leave it unset", and clients (docker-py,
-/// compose) send `"Memory": null` and the like. (In a map such as `Labels`
-/// Go would keep the key with an empty value; berth drops it.)
+/// Go's reading of `null`: a struct field sent as `null` is left unset,
+/// so such members are dropped, at every depth; in a map Go keeps the key
+/// with the zero value, so a `null` value in a string map (`Labels`,
+/// `DriverOpts`…) becomes `""` and in a set (`Volumes`, `ExposedPorts`)
+/// `{}`. Clients (docker-py, compose) send `"Memory": null` and the like.
 fn without_nulls(value: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
+    const STRING_MAPS: [&str; 8] = [
+        "Labels",
+        "DriverOpts",
+        "Options",
+        "Sysctls",
+        "StorageOpt",
+        "Annotations",
+        "Tmpfs",
+        "Config",
+    ];
+    const SETS: [&str; 2] = ["Volumes", "ExposedPorts"];
+    let zero_for = |key: &str| {
+        if STRING_MAPS.contains(&key) {
+            Some(Value::String(String::new()))
+        } else if SETS.contains(&key) {
+            Some(Value::Object(serde_json::Map::new()))
+        } else {
+            None
+        }
+    };
     match value {
         Value::Object(members) => Value::Object(
             members
                 .into_iter()
                 .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, without_nulls(v)))
+                .map(|(k, v)| match (zero_for(&k), v) {
+                    (Some(zero), Value::Object(map)) => (k, map_with_zeros(map, &zero)),
+                    (_, v) => (k, without_nulls(v)),
+                })
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
         other => other,
     }
+}
+
+/// A map's `null` values replaced by `zero`.
+fn map_with_zeros(
+    map: serde_json::Map<String, serde_json::Value>,
+    zero: &serde_json::Value,
+) -> serde_json::Value {
+    let entries = map.into_iter().map(|(k, v)| {
+        let v = if v.is_null() {
+            zero.clone()
+        } else {
+            without_nulls(v)
+        };
+        (k, v)
+    });
+    serde_json::Value::Object(entries.collect())
 }
 
 /// Runs a blocking core call on the blocking pool.
@@ -284,6 +324,25 @@ mod tests {
             "invalid filter"
         );
         assert_eq!(decode_filters(r#"{"a":1}"#).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn nulls_read_as_go_reads_them() {
+        let v = without_nulls(serde_json::json!({
+            "Memory": null, "Image": "x",
+            "Labels": {"a": null, "b": "c"},
+            "Volumes": {"/d": null},
+            "HostConfig": {"PidMode": null, "LogConfig": {"Type": "json-file", "Config": {"k": null}}},
+        }));
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "Image": "x",
+                "Labels": {"a": "", "b": "c"},
+                "Volumes": {"/d": {}},
+                "HostConfig": {"LogConfig": {"Type": "json-file", "Config": {"k": ""}}},
+            })
+        );
     }
 
     #[test]

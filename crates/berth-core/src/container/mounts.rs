@@ -106,12 +106,16 @@ pub fn parse_bind(spec: &str) -> Result<BindSpec, ContainerError> {
             "mount mode {mode:?} requires a bind mount"
         )));
     }
+    if flags.iter().filter(|f| PROPAGATIONS.contains(f)).count() > 1 {
+        return Err(invalid(&format!("invalid mode: {mode}")));
+    }
     let spec = BindSpec {
         create_host_path: matches!(source, BindSource::Host(_)),
         propagation: propagation_of(&flags).unwrap_or("rprivate").to_string(),
         source,
         destination: clean(destination),
-        readonly: flags.contains(&"ro"),
+        // `rro` and the `ro-…` modes are read-only modes themselves.
+        readonly: flags.contains(&"ro") || recursion != Recursion::default(),
         nocopy: flags.contains(&"nocopy"),
         mode: mode.to_string(),
         recursion,
@@ -336,6 +340,22 @@ pub fn clean(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_modes_set_recursion_and_propagation() {
+        let rro = parse_bind("/h:/c:rro").unwrap();
+        assert!(rro.readonly && rro.recursion.readonly_force_recursive);
+        assert_eq!(rro.propagation, "rprivate");
+        let top = parse_bind("/h:/c:ro-non-recursive").unwrap();
+        assert!(top.readonly && top.recursion.readonly_non_recursive);
+        let slave = parse_bind("/h:/c:ro,rslave").unwrap();
+        assert!(slave.readonly && slave.recursion == Recursion::default());
+        assert_eq!(slave.propagation, "rslave");
+        assert!(parse_bind("/h:/c:shared,slave").is_err());
+        assert!(parse_bind("vol:/c:rro").is_err());
+        // Forced recursion needs private propagation.
+        assert!(parse_bind("/h:/c:rro,rshared").is_err());
+    }
 
     #[test]
     fn forms_are_understood() {

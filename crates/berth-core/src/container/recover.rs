@@ -102,7 +102,11 @@ impl ContainerService {
                     report.orphans += 1;
                 }
                 // Also removes cgroup folders a start cut by the crash made.
-                shim::end_shim(&record.id, &dir);
+                if shims.contains_key(&record.id) {
+                    shim::end_shim(&record.id, &dir);
+                } else if let Err(e) = ContainerCgroup::of(&record.id).kill_all(&record.id) {
+                    tracing::error!(container = %record.id, error = %e, "container processes left running");
+                }
                 self.unmount_all(record);
                 if record.state.status == Status::Exited && record.host_config.auto_remove {
                     self.auto_remove(&record.id, report);

@@ -109,7 +109,10 @@ impl ContainerOptions {
     /// owns; refuses the fields berth cannot honour.
     pub fn parse(config: &ContainerConfig, host: &HostConfig) -> Result<Self, OptionsError> {
         refuse_unsupported(config, host)?;
-        let fields: HostFields = serde_json::from_value(Value::Object(host.extra.clone()))
+        // Records stored before `null` was read as unset may hold nulls.
+        let stored = host.extra.iter().filter(|(_, v)| !v.is_null());
+        let stored: Map<String, Value> = stored.map(|(k, v)| (k.clone(), v.clone())).collect();
+        let fields: HostFields = serde_json::from_value(Value::Object(stored))
             .map_err(|e| OptionsError::Invalid(format!("invalid host configuration: {e}")))?;
         refuse_init_and_isolation(&fields)?;
         let host_network = host.network_mode == "host";
@@ -342,7 +345,7 @@ fn refuse_init_and_isolation(fields: &HostFields) -> Result<(), OptionsError> {
         return Err(unsupported("--init", "berth ships no init process yet"));
     }
     let isolation = fields.isolation.as_str();
-    if !isolation.is_empty() && isolation != "default" {
+    if !isolation.is_empty() && !isolation.eq_ignore_ascii_case("default") {
         return Err(OptionsError::Invalid(format!(
             "Invalid isolation: {isolation:?} - linux only supports 'default'"
         )));
