@@ -268,8 +268,10 @@ class BerthDaemon(ApiClient):
     # -- lifecycle -----------------------------------------------------
 
     def argv(self):
+        # No /etc/berth/daemon.json of the machine's: a test says what it wants.
+        config = [] if "--config-file" in self.extra_args else ["--config-file", "/dev/null"]
         return [self.bin, "daemon", "--host", self.host, "--root", self.root,
-                "--pidfile", self.pidfile, *self.extra_args]
+                "--pidfile", self.pidfile, *config, *self.extra_args]
 
     def spawn(self) -> subprocess.Popen:
         """Starts the process without waiting for it to be ready."""

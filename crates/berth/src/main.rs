@@ -71,9 +71,12 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    use clap::FromArgMatches;
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let code = match cli.command {
-        Command::Daemon(args) => daemon::run(args),
+        // Which daemon flags were given decides how the config file merges.
+        Command::Daemon(args) => daemon::run(args, matches.subcommand_matches("daemon")),
         Command::Shim(args) => shim::run(args),
         Command::Completion(args) => cli::docs::completion(Cli::command(), &args),
         Command::Man(args) => cli::docs::man(Cli::command(), &args),

@@ -5,6 +5,7 @@
 //! root is touched, reconciliation finishes before the socket exists, so no
 //! client ever sees a half-repaired state.
 
+mod config;
 mod facts;
 mod pidfile;
 mod socket;
@@ -31,7 +32,7 @@ use clap::Args;
 /// How long in-flight requests get after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct DaemonArgs {
     /// Socket to listen on (unix:///path).
     #[arg(short = 'H', long = "host", default_value = "unix:///run/berth.sock")]
@@ -78,6 +79,10 @@ pub struct DaemonArgs {
     /// and exit without starting.
     #[arg(long)]
     validate: bool,
+    /// Daemon configuration file (default: /etc/berth/daemon.json if it
+    /// exists). Flags and file may not both set a setting.
+    #[arg(long)]
+    config_file: Option<PathBuf>,
 }
 
 impl DaemonArgs {
@@ -116,7 +121,15 @@ impl DaemonArgs {
 }
 
 /// Runs the daemon to completion; returns the process exit code.
-pub fn run(args: DaemonArgs) -> i32 {
+/// `matches` (the daemon command's) tells which flags were given.
+pub fn run(mut args: DaemonArgs, matches: Option<&clap::ArgMatches>) -> i32 {
+    let config_file = match config::apply(&mut args, matches) {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("berth daemon: {e:#}");
+            return 1;
+        }
+    };
     if args.validate {
         return match validate(&args) {
             Ok(()) => {
@@ -129,7 +142,15 @@ pub fn run(args: DaemonArgs) -> i32 {
             }
         };
     }
-    init_logging(&args);
+    let log_level = init_logging(&args);
+    if let Some(path) = &config_file {
+        tracing::info!(file = %path.display(), "configuration read");
+    }
+    let reload = Reload {
+        log_level,
+        config_file,
+        matches: matches.cloned(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -140,7 +161,7 @@ pub fn run(args: DaemonArgs) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(serve(args)) {
+    match runtime.block_on(serve(args, reload)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -172,21 +193,78 @@ fn validate(args: &DaemonArgs) -> Result<()> {
     Ok(())
 }
 
-fn init_logging(args: &DaemonArgs) {
+/// The log filter, reloadable (SIGHUP).
+type LogLevel =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// Logging to stderr, as text or JSON; returns the handle that changes the
+/// level at run time.
+fn init_logging(args: &DaemonArgs) -> LogLevel {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if args.log_format == "json" {
-        builder.json().init();
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(layer.json())
+            .init();
     } else {
-        builder.init();
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .init();
+    }
+    handle
+}
+
+/// What SIGHUP needs: the log filter, the file, the flags given.
+struct Reload {
+    log_level: LogLevel,
+    config_file: Option<PathBuf>,
+    matches: Option<clap::ArgMatches>,
+}
+
+impl Reload {
+    /// Reads the configuration again (flags still win) and applies what can
+    /// change at run time: the log level. Other changed settings are named
+    /// in the log: they take a restart.
+    fn reload(&self, running: &DaemonArgs) {
+        let mut args = running.clone();
+        args.config_file = self.config_file.clone();
+        args.log_level = "info".into();
+        if let Err(e) = config::apply(&mut args, self.matches.as_ref()) {
+            tracing::error!("configuration not reloaded: {e:#}");
+            return;
+        }
+        let level = if self
+            .matches
+            .as_ref()
+            .and_then(|m| m.value_source("log_level"))
+            == Some(clap::parser::ValueSource::CommandLine)
+        {
+            running.log_level.clone()
+        } else {
+            args.log_level.clone()
+        };
+        match tracing_subscriber::EnvFilter::try_new(&level) {
+            Ok(filter) => {
+                // Said before the new level applies, so it is always seen.
+                tracing::info!(log_level = %level, "configuration reloaded");
+                let _ = self.log_level.reload(filter);
+            }
+            Err(e) => {
+                tracing::error!(log_level = %level, error = %e, "invalid log level; kept the old one")
+            }
+        }
     }
 }
 
-async fn serve(args: DaemonArgs) -> Result<()> {
+async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     let layout = RootLayout::create(&args.root)?;
     let _lock = RootLock::acquire(&layout)?;
     let _pid = pidfile::PidFile::create(&args.pidfile)?;
@@ -205,6 +283,7 @@ async fn serve(args: DaemonArgs) -> Result<()> {
     let server = axum::serve(listener, axum::ServiceExt::into_make_service(app))
         .with_graceful_shutdown(wait_for_stop(stop_rx.clone()));
     let server = tokio::spawn(server.into_future());
+    spawn_reload_on_hangup(reload, args.clone());
     stop_signal().await;
     let _ = stop_tx.send(true);
     let result = finish_within_grace(server).await;
@@ -319,6 +398,21 @@ fn open_volumes(
         "volume reconciliation done"
     );
     Ok(service)
+}
+
+/// Reloads the configuration at every SIGHUP.
+fn spawn_reload_on_hangup(reload: Reload, running: DaemonArgs) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("no SIGHUP handler: the configuration cannot be reloaded");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received, reloading the configuration");
+            reload.reload(&running);
+        }
+    });
 }
 
 /// Resolves on SIGTERM or SIGINT.

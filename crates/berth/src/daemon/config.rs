@@ -1,0 +1,318 @@
+//! The daemon's configuration file (`/etc/berth/daemon.json`, or
+//! `--config-file`), read as dockerd reads `/etc/docker/daemon.json`: the
+//! keys Docker users know where berth has the setting, berth's own keys
+//! (`thin-pool-*`, `trim-interval`) by their flag names; a flag given on
+//! the command line and in the file is refused, as are unknown keys, both
+//! in dockerd's words. Keys berth knows but cannot honour yet are refused
+//! by name with the reason, never accepted and ignored.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+use serde_json::{Map, Value};
+
+use super::DaemonArgs;
+
+/// The file read when `--config-file` is not given (a missing one is fine).
+pub const DEFAULT_PATH: &str = "/etc/berth/daemon.json";
+
+/// Keys that set a daemon flag: (key, clap id of the flag).
+const KEYS: [(&str, &str); 13] = [
+    ("data-root", "root"),
+    ("hosts", "host"),
+    ("pidfile", "pidfile"),
+    ("log-level", "log_level"),
+    ("log-format", "log_format"),
+    ("thin-pool-size", "thin_pool_size"),
+    ("thin-pool-file", "thin_pool_file"),
+    ("thin-pool-device", "thin_pool_device"),
+    ("thin-pool-dir", "thin_pool_dir"),
+    ("thin-high-water", "thin_high_water"),
+    ("thin-default-size", "thin_default_size"),
+    ("trim-interval", "trim_interval"),
+    ("runtime", "runtime"),
+];
+
+/// Keys of dockerd's file that berth knows and refuses, with the reason.
+const REFUSED: [(&str, &str); 12] = [
+    ("tls", "berth serves its API on a unix socket only"),
+    ("tlsverify", "berth serves its API on a unix socket only"),
+    ("tlscacert", "berth serves its API on a unix socket only"),
+    ("tlscert", "berth serves its API on a unix socket only"),
+    ("tlskey", "berth serves its API on a unix socket only"),
+    (
+        "insecure-registries",
+        "berth cannot pull from registries yet",
+    ),
+    ("registry-mirrors", "berth cannot pull from registries yet"),
+    (
+        "default-ulimits",
+        "not implemented yet; give --ulimit per container",
+    ),
+    ("log-opts", "json-file log rotation is not implemented yet"),
+    (
+        "default-runtime",
+        "use \"runtime\" with the path of an OCI runtime binary",
+    ),
+    (
+        "runtimes",
+        "use \"runtime\" with the path of an OCI runtime binary",
+    ),
+    ("bridge", "berth has no bridge networking yet"),
+];
+
+/// Keys whose value must be what berth always does.
+const FIXED: [(&str, &str, &str); 2] = [
+    (
+        "live-restore",
+        "true",
+        "berth always keeps containers running across daemon restarts",
+    ),
+    (
+        "log-driver",
+        "\"json-file\"",
+        "json-file is berth's only log driver",
+    ),
+];
+
+/// Reads the file named by `--config-file` (which must exist) or the
+/// default one (if it exists) into `args`. `matches` tells which flags
+/// were given on the command line.
+pub fn apply(args: &mut DaemonArgs, matches: Option<&ArgMatches>) -> Result<Option<PathBuf>> {
+    let (path, explicit) = match &args.config_file {
+        Some(path) => (path.clone(), true),
+        None => (PathBuf::from(DEFAULT_PATH), false),
+    };
+    let Some(map) = read(&path, explicit)? else {
+        return Ok(None);
+    };
+    let in_file = |e: anyhow::Error| {
+        e.context(format!(
+            "unable to configure the berth daemon with file {}",
+            path.display()
+        ))
+    };
+    check_keys(&map).map_err(in_file)?;
+    check_conflicts(&map, matches).map_err(in_file)?;
+    set_values(args, &map).map_err(in_file)?;
+    Ok(Some(path))
+}
+
+/// The file's top-level object; `None` when the default file is absent.
+fn read(path: &Path, explicit: bool) -> Result<Option<Map<String, Value>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    parse_config(&text).with_context(|| {
+        format!(
+            "unable to configure the berth daemon with file {}",
+            path.display()
+        )
+    })
+}
+
+/// The file's text as a JSON object (an empty file is an empty one).
+pub fn parse_config(text: &str) -> Result<Option<Map<String, Value>>> {
+    if text.trim().is_empty() {
+        return Ok(Some(Map::new()));
+    }
+    match serde_json::from_str::<Value>(text)? {
+        Value::Object(map) => Ok(Some(map)),
+        _ => bail!("the configuration must be a JSON object"),
+    }
+}
+
+/// Unknown keys (all of them, sorted, in dockerd's words), then keys berth
+/// refuses, then fixed keys with another value.
+fn check_keys(map: &Map<String, Value>) -> Result<()> {
+    let known = |k: &str| {
+        KEYS.iter().any(|(name, _)| *name == k)
+            || REFUSED.iter().any(|(name, _)| *name == k)
+            || FIXED.iter().any(|(name, _, _)| *name == k)
+    };
+    let unknown: BTreeSet<&str> = map
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !known(k))
+        .collect();
+    if !unknown.is_empty() {
+        let list: Vec<&str> = unknown.into_iter().collect();
+        bail!(
+            "the following directives don't match any configuration option: {}",
+            list.join(", ")
+        );
+    }
+    for (name, why) in REFUSED {
+        if map.get(name).is_some_and(|v| !is_empty(v)) {
+            bail!("{name:?} is not supported: {why}");
+        }
+    }
+    for (name, wanted, why) in FIXED {
+        if let Some(value) = map.get(name) {
+            if serde_json::to_string(value).ok().as_deref() != Some(wanted) {
+                bail!("{name:?} can only be {wanted}: {why}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Number(_) | Value::Bool(true) => false,
+    }
+}
+
+/// Keys also given as flags on the command line, in dockerd's words.
+fn check_conflicts(map: &Map<String, Value>, matches: Option<&ArgMatches>) -> Result<()> {
+    let Some(matches) = matches else {
+        return Ok(());
+    };
+    let mut both = Vec::new();
+    for (name, id) in KEYS.iter().filter(|(name, _)| map.contains_key(*name)) {
+        if matches.value_source(id) == Some(ValueSource::CommandLine) {
+            let flag = matches
+                .get_raw(id)
+                .map(|v| v.map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(","))
+                .unwrap_or_default();
+            let file = plain(&map[*name]);
+            both.push(format!("{name}: (from flag: {flag}, from file: {file})"));
+        }
+    }
+    if both.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the following directives are specified both as a flag and in the configuration file: {}",
+        both.join(", ")
+    )
+}
+
+/// A value as dockerd prints it in that message (strings unquoted).
+fn plain(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+/// Copies the file's values into the flags they stand for.
+fn set_values(args: &mut DaemonArgs, map: &Map<String, Value>) -> Result<()> {
+    for (name, _) in KEYS.iter() {
+        if let Some(value) = map.get(*name) {
+            set_one(args, name, value)?;
+        }
+    }
+    Ok(())
+}
+
+fn set_one(args: &mut DaemonArgs, name: &str, value: &Value) -> Result<()> {
+    let text = || -> Result<String> {
+        value
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("{name:?} must be a string, not {value}"))
+    };
+    let number = || -> Result<u64> {
+        value
+            .as_u64()
+            .with_context(|| format!("{name:?} must be a whole number, not {value}"))
+    };
+    match name {
+        "data-root" => args.root = text()?.into(),
+        "hosts" => args.host = one_host(value)?,
+        "pidfile" => args.pidfile = text()?.into(),
+        "log-level" => args.log_level = text()?,
+        "log-format" => args.log_format = text()?,
+        "thin-pool-size" => args.thin_pool_size = text()?,
+        "thin-pool-file" => args.thin_pool_file = Some(text()?.into()),
+        "thin-pool-device" => args.thin_pool_device = Some(text()?.into()),
+        "thin-pool-dir" => args.thin_pool_dir = Some(text()?.into()),
+        "thin-high-water" => {
+            args.thin_high_water =
+                u8::try_from(number()?).context("\"thin-high-water\" is a percentage")?
+        }
+        "thin-default-size" => args.thin_default_size = Some(text()?),
+        "trim-interval" => args.trim_interval = number()?,
+        "runtime" => args.runtime = Some(text()?),
+        _ => unreachable!("KEYS and set_one list the same keys"),
+    }
+    Ok(())
+}
+
+/// `"hosts": ["unix:///run/berth.sock"]`: berth listens on one socket.
+fn one_host(value: &Value) -> Result<String> {
+    let hosts: Vec<&str> = value
+        .as_array()
+        .context("\"hosts\" must be a list of addresses")?
+        .iter()
+        .map(|h| h.as_str().context("\"hosts\" must be a list of strings"))
+        .collect::<Result<_>>()?;
+    match hosts.as_slice() {
+        [one] => Ok(one.to_string()),
+        _ => bail!("\"hosts\" must name exactly one socket: berth listens on one (got {hosts:?})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn unknown_keys_are_listed_like_dockerd() {
+        let err = check_keys(&map(json!({"zeta": 1, "alpha": 2, "log-level": "info"})));
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "the following directives don't match any configuration option: alpha, zeta"
+        );
+    }
+
+    #[test]
+    fn refused_and_fixed_keys_say_why() {
+        let tls = check_keys(&map(json!({"tlsverify": true})))
+            .unwrap_err()
+            .to_string();
+        assert!(tls.contains("unix socket only"), "{tls}");
+        assert!(check_keys(&map(json!({"tlsverify": false, "registry-mirrors": []}))).is_ok());
+        assert!(check_keys(&map(
+            json!({"live-restore": true, "log-driver": "json-file"})
+        ))
+        .is_ok());
+        let lr = check_keys(&map(json!({"live-restore": false})))
+            .unwrap_err()
+            .to_string();
+        assert!(lr.contains("can only be true"), "{lr}");
+    }
+
+    #[test]
+    fn hosts_take_one_socket() {
+        assert_eq!(
+            one_host(&json!(["unix:///x.sock"])).unwrap(),
+            "unix:///x.sock"
+        );
+        assert!(one_host(&json!(["unix:///a", "unix:///b"])).is_err());
+        assert!(one_host(&json!("unix:///a")).is_err());
+    }
+
+    #[test]
+    fn files_parse() {
+        assert!(parse_config("").unwrap().unwrap().is_empty());
+        assert!(parse_config("[1]").is_err());
+        assert!(parse_config("{\"a\":").is_err());
+    }
+}

@@ -1,0 +1,152 @@
+"""Issue 16, must-show 2: the daemon's configuration file. Each key berth
+takes changes what the daemon does; unknown keys, keys also given as
+flags, and keys berth cannot honour are refused with a clear message
+(dockerd's words for the first two); SIGHUP reloads the log level."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import BERTH_BIN, BerthDaemon, log_tail, unix_http, unmount_all_under
+
+
+def config_daemon(tmp_path, config: dict, *flags) -> BerthDaemon:
+    """A daemon whose socket, root and pid file come from the file alone."""
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps(config))
+    d = BerthDaemon(extra_args=["--config-file", str(path), *flags])
+    d.config_path = path
+    return d
+
+
+def start_with_file_only(d: BerthDaemon) -> subprocess.Popen:
+    """Starts `berth daemon --config-file F` with no other flag."""
+    logf = open(d.log, "ab")
+    return subprocess.Popen([d.bin, "daemon", *d.extra_args], stdout=logf, stderr=logf)
+
+
+def wait_for_socket(sock: str, proc: subprocess.Popen, log: str, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log_tail(log)
+        try:
+            if unix_http(sock, "GET", "/_ping", timeout=2)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"no daemon on {sock}\n{log_tail(log)}")
+
+
+def test_each_key_changes_what_the_daemon_does(tmp_path):
+    work = tmp_path
+    sock, root, pid = str(work / "api.sock"), str(work / "state"), str(work / "d.pid")
+    pool = str(work / "pool.img")
+    config = {
+        "hosts": [f"unix://{sock}"], "data-root": root, "pidfile": pid,
+        "log-level": "debug", "log-format": "json",
+        "thin-pool-size": "3G", "thin-pool-file": pool, "thin-default-size": "96M",
+        "thin-high-water": 1, "trim-interval": 1,
+        "live-restore": True, "log-driver": "json-file",
+    }
+    d = config_daemon(work, config)
+    proc = start_with_file_only(d)
+    try:
+        wait_for_socket(sock, proc, d.log)
+        assert os.path.isfile(os.path.join(root, "berth.db"))          # data-root
+        assert open(pid).read().strip() == str(proc.pid)                 # pidfile
+        d.sock, d.host = sock, "unix://" + sock                          # hosts
+        d.docker("volume", "create", "-d", "thin", "t1")
+        status = json.loads(d.docker("volume", "inspect", "-f", "{{json .Status}}", "t1").stdout)
+        assert status["Size"] == "96MiB", status                         # thin-default-size
+        assert os.path.isfile(pool)                                      # thin-pool-file
+        assert os.path.getsize(pool) == 3 << 30                          # thin-pool-size
+        # thin-high-water 1 %: the pool is past it once two volumes exist.
+        d.docker("volume", "create", "-d", "thin", "-o", "size=2G", "t2")
+        status = json.loads(d.docker("volume", "inspect", "-f", "{{json .Status}}", "t2").stdout)
+        d.docker("volume", "inspect", "no-such-volume", check=False)   # a 404: logged at debug
+        time.sleep(1.5)                                                  # trim-interval 1 s
+        lines = [json.loads(line) for line in open(d.log) if line.startswith("{")]
+        assert lines, "log-format json: no JSON line"
+        assert any(line["level"] == "DEBUG" for line in lines), "log-level debug: no DEBUG line"
+        assert any("periodic trim" in line["fields"].get("message", "") for line in lines), \
+            "trim-interval: no periodic trim"
+        assert "past its high-water mark of 1%" in status.get("Warning", ""), status
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        unmount_all_under(root)  # the thin pool stays mounted after a stop
+
+
+@pytest.mark.parametrize("config, flags, words", [
+    ({"zeta": 1, "alpha": True}, [],
+     "the following directives don't match any configuration option: alpha, zeta"),
+    ({"log-level": "warn"}, ["--log-level", "debug"],
+     "the following directives are specified both as a flag and in the configuration file: "
+     "log-level: (from flag: debug, from file: warn)"),
+    ({"tlsverify": True}, [], '"tlsverify" is not supported: berth serves its API on a unix socket only'),
+    ({"live-restore": False}, [], '"live-restore" can only be true'),
+    ({"hosts": ["unix:///a.sock", "unix:///b.sock"]}, [], '"hosts" must name exactly one socket'),
+    ({"trim-interval": "often"}, [], '"trim-interval" must be a whole number'),
+])
+def test_bad_files_are_refused_and_nothing_starts(tmp_path, config, flags, words):
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps(config))
+    root = tmp_path / "root"
+    own = {"data-root": ["--root", str(root)], "pidfile": ["--pidfile", str(tmp_path / "pid")],
+           "hosts": ["--host", f"unix://{tmp_path}/s.sock"]}
+    place = [arg for key, args in own.items() if key not in config for arg in args]
+    p = subprocess.run([BERTH_BIN, "daemon", "--config-file", str(path), *place, *flags],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, p
+    assert f"unable to configure the berth daemon with file {path}: {words}" in p.stderr, p.stderr
+    assert not root.exists()
+    # --validate says the same without starting.
+    v = subprocess.run([BERTH_BIN, "daemon", "--config-file", str(path), "--validate", *flags],
+                       capture_output=True, text=True)
+    assert v.returncode == 1 and words in v.stderr, v.stderr
+
+
+def test_malformed_and_missing_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"log-level": ')
+    p = subprocess.run([BERTH_BIN, "daemon", "--config-file", str(bad), "--validate"],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "unable to configure the berth daemon with file" in p.stderr
+    missing = subprocess.run([BERTH_BIN, "daemon", "--config-file", str(tmp_path / "none.json"),
+                              "--validate"], capture_output=True, text=True)
+    assert missing.returncode == 1 and "No such file" in missing.stderr, missing.stderr
+
+
+def test_sighup_reloads_the_log_level(tmp_path):
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"log-level": "info"}))
+    d = BerthDaemon(extra_args=["--config-file", str(path)])
+    d.start()
+    try:
+        d.docker("volume", "create", "before")
+        assert "volume created volume=before" in open(d.log).read()
+        path.write_text(json.dumps({"log-level": "warn"}))
+        os.kill(d.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "configuration reloaded" not in open(d.log).read():
+            assert time.monotonic() < deadline, log_tail(d.log)
+            time.sleep(0.05)
+        d.docker("volume", "create", "after")
+        assert "volume created volume=after" not in open(d.log).read()
+        # A file that became invalid keeps the running level, and says so.
+        path.write_text('{"nope": 1}')
+        os.kill(d.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "configuration not reloaded" not in open(d.log).read():
+            assert time.monotonic() < deadline, log_tail(d.log)
+            time.sleep(0.05)
+        assert d.running()
+    finally:
+        d.cleanup()
