@@ -465,7 +465,8 @@ async fn send_logs(
     keep_following: bool,
     tx: mpsc::Sender<Bytes>,
 ) {
-    for entry in &read_history(path.clone(), window).await {
+    let (history, reader) = read_history(path.clone(), window).await;
+    for entry in &history {
         if let Some(f) = output.filter.render(entry) {
             if tx.send(f).await.is_err() {
                 return;
@@ -473,18 +474,20 @@ async fn send_logs(
         }
     }
     if keep_following {
-        output.run(LogReader::open(&path, true), tx).await;
+        // Right after the history: nothing written meanwhile is lost.
+        output.run(reader, tx).await;
     }
 }
 
-/// The log's entries within `window`, read on the blocking pool (none if
-/// that task fails).
-async fn read_history(path: PathBuf, window: LogWindow) -> Vec<LogEntry> {
+/// The log's entries within `window`, read on the blocking pool, and the
+/// reader that follows on from them (from the end if that task fails).
+async fn read_history(path: PathBuf, window: LogWindow) -> (Vec<LogEntry>, LogReader) {
+    let fallback = LogReader::open(&path, true);
     tokio::task::spawn_blocking(move || {
-        streams::history(&path, window.tail, window.since, window.until)
+        streams::history_then_follow(&path, window.tail, window.since, window.until)
     })
     .await
-    .unwrap_or_default()
+    .unwrap_or((Vec::new(), fallback))
 }
 
 /// A `200` whose body is the frames arriving on `frames`, until its sender

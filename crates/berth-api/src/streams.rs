@@ -141,11 +141,23 @@ where
 
 /// All entries of a finished log, honouring `tail` (-1 = all), `since`
 /// and `until` (unix seconds, 0 = unbounded).
-pub fn history(path: &std::path::Path, tail: i64, since: f64, until: f64) -> Vec<LogEntry> {
-    let mut reader = LogReader::open(path, false);
-    let entries: Vec<LogEntry> = reader
-        .read_new()
-        .unwrap_or_default()
+/// and a reader that goes on right after them (for `-f`).
+pub fn history_then_follow(
+    path: &std::path::Path,
+    tail: i64,
+    since: f64,
+    until: f64,
+) -> (Vec<LogEntry>, LogReader) {
+    let (all, reader) = match berth_core::container::jsonlog::read_all_then_follow(path) {
+        Ok(read) => read,
+        Err(_) => (Vec::new(), LogReader::open(path, true)),
+    };
+    (window(all, tail, since, until), reader)
+}
+
+/// The entries within `since`/`until`, the last `tail` of them.
+fn window(all: Vec<LogEntry>, tail: i64, since: f64, until: f64) -> Vec<LogEntry> {
+    let entries: Vec<LogEntry> = all
         .into_iter()
         .filter(|e| {
             let t = entry_seconds(e);

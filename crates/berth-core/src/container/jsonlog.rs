@@ -8,6 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::logrotate::Rotation;
+
 /// Which output a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,24 +44,34 @@ pub fn format_rfc3339_nano(t: chrono::DateTime<chrono::Utc>) -> String {
     format!("{base}.{}Z", frac.trim_end_matches('0'))
 }
 
-/// Appends entries to a json-file log.
+/// Appends entries to a json-file log, rotating it as asked.
 pub struct LogWriter {
+    path: std::path::PathBuf,
     file: File,
+    size: u64,
+    rotation: Rotation,
 }
 
 impl LogWriter {
-    /// Opens (creating, mode 0640) `path` for appending.
+    /// Opens (creating, mode 0640) `path` for appending, without rotation.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(path)?;
-        Ok(LogWriter { file })
+        Self::open_rotating(path, Rotation::default())
     }
 
-    /// Writes one entry (one line of output, newline included if it had one).
+    /// Opens `path` for appending; writes rotate it by `rotation`.
+    pub fn open_rotating(path: &Path, rotation: Rotation) -> std::io::Result<Self> {
+        let file = open_append(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogWriter {
+            path: path.to_path_buf(),
+            file,
+            size,
+            rotation,
+        })
+    }
+
+    /// Writes one entry (one line of output, newline included if it had
+    /// one), rotating first when it would take the log past `max-size`.
     pub fn write(&mut self, stream: Stream, text: &[u8]) -> std::io::Result<()> {
         let entry = LogEntry {
             log: String::from_utf8_lossy(text).into_owned(),
@@ -68,11 +80,54 @@ impl LogWriter {
         };
         let mut line = serde_json::to_vec(&entry)?;
         line.push(b'\n');
-        self.file.write_all(&line)
+        let max = self.rotation.max_size;
+        if max > 0 && self.size > 0 && self.size + line.len() as u64 > max {
+            super::logrotate::rotate(&self.path, &self.rotation)?;
+            self.file = open_append(&self.path)?;
+            self.size = 0;
+        }
+        self.file.write_all(&line)?;
+        self.size += line.len() as u64;
+        Ok(())
     }
 }
 
-/// Reads a json-file log incrementally from a byte offset.
+fn open_append(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// Every entry of a log, rotated files first (oldest first, gzipped ones
+/// unpacked), then the live one; lines cut short are skipped.
+pub fn read_all(path: &Path) -> std::io::Result<Vec<LogEntry>> {
+    read_all_then_follow(path).map(|(entries, _)| entries)
+}
+
+/// [`read_all`], and a reader positioned right after the last entry read
+/// from the live log, so following it loses and repeats nothing.
+pub fn read_all_then_follow(path: &Path) -> std::io::Result<(Vec<LogEntry>, LogReader)> {
+    let mut out = Vec::new();
+    let files = super::logrotate::log_files(path);
+    for file in files.iter().filter(|f| f.as_path() != path) {
+        let bytes = super::logrotate::read_log_file(file)?;
+        let text = String::from_utf8_lossy(&bytes);
+        out.extend(
+            text.split_inclusive('\n')
+                .filter(|line| line.ends_with('\n'))
+                .filter_map(|line| serde_json::from_str::<LogEntry>(line).ok()),
+        );
+    }
+    let mut live = LogReader::open(path, false);
+    out.extend(live.read_new()?);
+    Ok((out, live))
+}
+
+/// Reads a json-file log incrementally from a byte offset, following it
+/// across rotations.
 pub struct LogReader {
     reader: Option<BufReader<File>>,
     path: std::path::PathBuf,
@@ -96,6 +151,20 @@ impl LogReader {
         }
     }
 
+    /// Whether the live log is no longer the file being read (it was
+    /// rotated: renamed away, or emptied with `max-file=1`).
+    fn rotated_away(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(reader) = &self.reader else {
+            return false;
+        };
+        let (Ok(open), Ok(live)) = (reader.get_ref().metadata(), std::fs::metadata(&self.path))
+        else {
+            return false;
+        };
+        open.ino() != live.ino() || open.dev() != live.dev() || live.len() < self.offset
+    }
+
     /// Every complete entry written since the last call.
     pub fn read_new(&mut self) -> std::io::Result<Vec<LogEntry>> {
         if self.reader.is_none() {
@@ -115,6 +184,12 @@ impl LogReader {
             line.clear();
             let n = reader.read_line(&mut line)?;
             if n == 0 {
+                if self.rotated_away() {
+                    // Read to its end: go on with the new live log.
+                    self.reader = None;
+                    self.offset = 0;
+                    out.extend(self.read_new()?);
+                }
                 break;
             }
             if !line.ends_with('\n') {

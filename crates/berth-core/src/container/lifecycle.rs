@@ -169,6 +169,7 @@ impl ContainerService {
             log: paths.log(),
             runtime,
             stdin: record.config.open_stdin,
+            rotation: log_rotation(record),
         }
     }
 
@@ -525,6 +526,20 @@ fn recursion_the_kernel_allows(m: &MountPoint) -> Result<Recursion, ContainerErr
     }
     recursion.readonly_non_recursive = true;
     Ok(recursion)
+}
+
+/// The container's json-file rotation from its `LogConfig` (checked at
+/// create; a stored value that no longer parses means no rotation).
+fn log_rotation(record: &ContainerRecord) -> super::logrotate::Rotation {
+    let config = &record
+        .host_config
+        .extra
+        .get("LogConfig")
+        .and_then(|l| l.get("Config"));
+    let opts: std::collections::BTreeMap<String, String> = config
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    super::logrotate::parse_log_opts(&opts).unwrap_or_default()
 }
 
 fn etc_bind(source: std::path::PathBuf, destination: &str, readonly: bool) -> BindMount {

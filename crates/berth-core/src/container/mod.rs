@@ -16,6 +16,7 @@ mod create;
 mod error;
 pub mod jsonlog;
 mod lifecycle;
+pub mod logrotate;
 mod model;
 pub mod mounts;
 pub mod names;

@@ -69,6 +69,8 @@ pub struct ShimArgs {
     pub runtime: Option<String>,
     /// Give the container the stdin FIFO (`-i`).
     pub stdin: bool,
+    /// json-file rotation (`--log-opt max-size/max-file/compress`).
+    pub rotation: super::logrotate::Rotation,
 }
 
 /// A shim that has created its container and waits for `start`.
@@ -132,6 +134,15 @@ fn shim_command(exe: &Path, args: &ShimArgs) -> Command {
     }
     if args.stdin {
         cmd.arg("--stdin");
+    }
+    if args.rotation.max_size > 0 {
+        cmd.arg("--log-max-size")
+            .arg(args.rotation.max_size.to_string())
+            .arg("--log-max-file")
+            .arg(args.rotation.max_file.to_string());
+        if args.rotation.compress {
+            cmd.arg("--log-compress");
+        }
     }
     cmd
 }

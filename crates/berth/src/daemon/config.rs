@@ -52,7 +52,10 @@ const REFUSED: [(&str, &str); 12] = [
         "default-ulimits",
         "not implemented yet; give --ulimit per container",
     ),
-    ("log-opts", "json-file log rotation is not implemented yet"),
+    (
+        "log-opts",
+        "daemon-wide log options are not implemented yet; give --log-opt per container",
+    ),
     (
         "default-runtime",
         "use \"runtime\" with the path of an OCI runtime binary",

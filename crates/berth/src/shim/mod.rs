@@ -19,6 +19,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use berth_core::container::jsonlog::now_rfc3339_nano;
+use berth_core::container::logrotate::Rotation;
 use berth_core::container::shim::ExitStatus;
 use berth_core::container::shim_protocol::{
     self as protocol, FailureCause, Pid, ShimCommand, ShimReply,
@@ -45,6 +46,15 @@ pub struct ShimArgs {
     /// Give the container the stdin FIFO of its folder.
     #[arg(long)]
     stdin: bool,
+    /// Rotate the log past this many bytes (0: never).
+    #[arg(long, default_value_t = 0)]
+    log_max_size: u64,
+    /// Log files kept, the live one included.
+    #[arg(long, default_value_t = 1)]
+    log_max_file: u32,
+    /// Gzip rotated log files.
+    #[arg(long)]
+    log_compress: bool,
 }
 
 /// Runs the shim; returns the process exit code.
@@ -182,7 +192,12 @@ fn supervise(
     handshake(&mut guard, init_pid, &mut commands, replies)?;
     drop(guard);
     drop(commands);
-    let exit_code = pump::run(&args.log, out_r, err_r, init_pid.raw());
+    let rotation = Rotation {
+        max_size: args.log_max_size,
+        max_file: args.log_max_file.max(1),
+        compress: args.log_compress,
+    };
+    let exit_code = pump::run(&args.log, rotation, out_r, err_r, init_pid.raw());
     let status = ExitStatus {
         exit_code,
         finished_at: now_rfc3339_nano(),

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use berth_core::container::jsonlog::{LogWriter, Stream};
+use berth_core::container::logrotate::Rotation;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -72,8 +73,14 @@ fn write(log: &mut Option<LogWriter>, stream: Stream, line: &[u8]) {
 
 /// Runs until the first process (`init_pid`) has exited and the output is
 /// drained; returns Docker's exit code (128 + signal when killed).
-pub fn run(log_path: &Path, stdout: OwnedFd, stderr: OwnedFd, init_pid: i32) -> i64 {
-    let mut log = open_log(log_path);
+pub fn run(
+    log_path: &Path,
+    rotation: Rotation,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    init_pid: i32,
+) -> i64 {
+    let mut log = open_log(log_path, rotation);
     let mut outputs = [
         Output::new(stdout, Stream::Stdout),
         Output::new(stderr, Stream::Stderr),
@@ -87,8 +94,8 @@ pub fn run(log_path: &Path, stdout: OwnedFd, stderr: OwnedFd, init_pid: i32) -> 
 
 /// The json-file log writer; without one (reported) the output is still
 /// drained, so the container never blocks on a full pipe.
-fn open_log(log_path: &Path) -> Option<LogWriter> {
-    match LogWriter::open(log_path) {
+fn open_log(log_path: &Path, rotation: Rotation) -> Option<LogWriter> {
+    match LogWriter::open_rotating(log_path, rotation) {
         Ok(w) => Some(w),
         Err(e) => {
             eprintln!("shim: cannot open log {}: {e}", log_path.display());

@@ -200,8 +200,9 @@ const DOCKER_LOG_DRIVERS: [&str; 9] = [
 ];
 
 /// `--log-driver`/`--log-opt`: json-file without options (rotation is not
-/// implemented yet); Docker's other drivers are refused by name, unknown
-/// ones with Docker's plugin wording.
+/// with its rotation options `max-size`, `max-file`, `compress`); Docker's
+/// other drivers are refused by name, unknown ones with Docker's plugin
+/// wording.
 pub fn check_log_config(
     config: Option<(&String, &Option<BTreeMap<String, String>>)>,
 ) -> Result<(), OptionsError> {
@@ -222,22 +223,9 @@ pub fn check_log_config(
             )))
         }
     }
-    // Every option is refused: the first one found is named.
-    if let Some(key) = opts.iter().flatten().map(|(k, _)| k.as_str()).next() {
-        return Err(match key {
-            "max-size" | "max-file" | "compress" => unsupported(
-                &format!("--log-opt {key}"),
-                "json-file log rotation is not implemented yet",
-            ),
-            "labels" | "labels-regex" | "env" | "env-regex" | "tag" => unsupported(
-                &format!("--log-opt {key}"),
-                "log attributes are not implemented yet",
-            ),
-            other => OptionsError::Invalid(format!(
-                "unknown log opt '{other}' for json-file log driver"
-            )),
-        });
-    }
+    // json-file: rotation options are checked here, at create.
+    super::super::logrotate::parse_log_opts(&opts.clone().unwrap_or_default())
+        .map_err(OptionsError::Invalid)?;
     Ok(())
 }
 
