@@ -168,3 +168,22 @@ def test_completions_and_man_pages_come_from_the_commands(tmp_path):
     page = (pages / "berth-volume-create.1").read_text()
     assert page.startswith(".ie") or ".TH" in page, page[:200]
     assert "\\-\\-driver" in page or "--driver" in page, page
+
+
+def test_install_puts_binary_completions_man_pages_and_units_in_place(tmp_path):
+    """`scripts/setup --install` into a DESTDIR: what a service needs."""
+    if not (REPO / "target" / "release" / "berth").exists():
+        pytest.skip("no release build (scripts/test makes one)")
+    dest = tmp_path / "dest"
+    p = subprocess.run([str(REPO / "scripts" / "setup"), "--install"], env={**os.environ, "DESTDIR": str(dest)},
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    for rel in ["usr/local/bin/berth", "usr/share/bash-completion/completions/berth",
+                "usr/share/zsh/vendor-completions/_berth",
+                "usr/share/fish/vendor_completions.d/berth.fish",
+                "usr/local/share/man/man1/berth-daemon.1",
+                "etc/systemd/system/berth.service", "etc/systemd/system/berth.socket"]:
+        assert (dest / rel).is_file(), rel
+    assert os.access(dest / "usr/local/bin/berth", os.X_OK)
+    assert "_berth()" in (dest / "usr/share/bash-completion/completions/berth").read_text()
+    assert not list(dest.glob("berth.*.tmp"))
