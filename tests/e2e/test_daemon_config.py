@@ -82,6 +82,7 @@ def test_each_key_changes_what_the_daemon_does(tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         unmount_all_under(root)  # the thin pool stays mounted after a stop
+        d.cleanup()  # the BerthDaemon's own folder (its log)
 
 
 @pytest.mark.parametrize("config, flags, words", [
