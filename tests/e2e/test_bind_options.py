@@ -183,3 +183,19 @@ def test_nulls_types_platform_and_cpusets_match_dockerd(engines):
     code, body = create(engines[0], {"Image": engines[0].image}, "?platform=no/such/thing/here")
     assert code == 400 and "cannot parse platform specifier" in body["message"], body
     assert json.dumps(body)  # a JSON answer
+
+
+def test_nested_binds_in_any_order(berth, tmp_path):
+    """`-v app:/x -v data:/x/y` in either order (and deeper): parents are
+    mounted first, as Docker sorts them; the propagation step then finds
+    every destination a mount point (it failed before the sort)."""
+    d = berth
+    d.image = import_busybox(d, "nested:v1")
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+    a, b, c = (str(tmp_path / s) for s in "abc")
+    for binds in (["-v", f"{a}:/x", "-v", f"{b}:/x/y"], ["-v", f"{b}:/x/y", "-v", f"{a}:/x"],
+                  ["-v", f"{c}:/x/y/z", "-v", f"{a}:/x", "-v", f"{b}:/x/y"]):
+        rc, text = shell(d, None, *binds, "grep -o ' /x[^ ]*' /proc/self/mountinfo | sort")
+        assert rc == 0, text
+        assert text.split()[:2] == ["/x", "/x/y"], text

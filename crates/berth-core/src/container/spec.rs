@@ -333,7 +333,11 @@ fn mounts(binds: &[BindMount], opts: &ContainerOptions) -> Vec<Value> {
         .filter(|(dst, ..)| !binds.iter().any(|b| b.destination == *dst))
         .filter_map(|(dst, src, kind, options)| default_mount(dst, src, kind, options, opts))
         .collect();
-    out.extend(binds.iter().map(bind_mount));
+    // Parents before what is mounted inside them, as Docker sorts them
+    // (by the number of path components; stable for equal depths).
+    let mut ordered: Vec<&BindMount> = binds.iter().collect();
+    ordered.sort_by_key(|b| std::path::Path::new(&b.destination).components().count());
+    out.extend(ordered.into_iter().map(bind_mount));
     out
 }
 
