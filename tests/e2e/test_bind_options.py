@@ -180,6 +180,9 @@ def test_nulls_types_platform_and_cpusets_match_dockerd(engines):
             (d, body)
         code, body = create(d, {**base, "HostConfig": {"CpusetCpus": "0-"}})
         assert code == 400, (d, body)
+    code, body = engines[0].api("POST", "/containers/create", "null",
+                                {"Content-Type": "application/json"})
+    assert code == 400 and body["message"] == "config cannot be empty in order to create a container"
     code, body = create(engines[0], {"Image": engines[0].image}, "?platform=no/such/thing/here")
     assert code == 400 and "cannot parse platform specifier" in body["message"], body
     assert json.dumps(body)  # a JSON answer

@@ -97,6 +97,22 @@ def test_each_key_changes_what_the_daemon_does(tmp_path):
     ({"trim-interval": "often"}, [], '"trim-interval" must be a whole number'),
 ])
 def test_bad_files_are_refused_and_nothing_starts(tmp_path, config, flags, words):
+    refused(tmp_path, config, flags, words)
+
+
+def test_an_unknown_log_level_is_refused(tmp_path):
+    # tracing would read a bare unknown word as a target name and log nothing.
+    p = subprocess.run([BERTH_BIN, "daemon", "--validate", "--log-level", "nonsense"],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and 'invalid log level "nonsense"' in p.stderr, p.stderr
+    ok = subprocess.run([BERTH_BIN, "daemon", "--validate", "--log-level", "berth_core=debug,info"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+
+
+def refused(tmp_path, config, flags, words):
+    """Starting with the file fails with `words` and makes nothing; so does
+    --validate."""
     path = tmp_path / "daemon.json"
     path.write_text(json.dumps(config))
     root = tmp_path / "root"
@@ -141,6 +157,13 @@ def test_sighup_reloads_the_log_level(tmp_path):
             time.sleep(0.05)
         d.docker("volume", "create", "after")
         assert "volume created volume=after" not in open(d.log).read()
+        # A setting that takes a restart is named, not silently ignored.
+        path.write_text(json.dumps({"log-level": "warn", "trim-interval": 5}))
+        os.kill(d.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "takes a restart of the daemon setting=trim-interval" not in open(d.log).read():
+            assert time.monotonic() < deadline, log_tail(d.log)
+            time.sleep(0.05)
         # A file that became invalid keeps the running level, and says so.
         path.write_text('{"nope": 1}')
         os.kill(d.pid, signal.SIGHUP)

@@ -108,6 +108,11 @@ def test_fd_host_without_systemd_says_what_is_missing(tmp_path):
                        text=True, timeout=60)
     assert p.returncode == 1
     assert "needs a socket from systemd" in p.stderr, p.stderr
+    assert not (tmp_path / "root").exists()  # refused before the root is touched
+    wrong = subprocess.run([BERTH_BIN, "daemon", "--host", "fd://", "--root", str(tmp_path / "root"),
+                            "--pidfile", str(tmp_path / "pid")], capture_output=True, text=True,
+                           env={**env, "LISTEN_PID": "1", "LISTEN_FDS": "20"}, timeout=60)
+    assert wrong.returncode == 1 and "LISTEN_PID is 1, not this process" in wrong.stderr, wrong.stderr
 
 
 def test_validate_checks_without_starting(tmp_path):

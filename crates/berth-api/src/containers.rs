@@ -52,6 +52,11 @@ pub async fn create(
             "invalid JSON: got EOF while reading request body",
         ));
     }
+    if body.trim_ascii() == b"null" {
+        return Err(ApiError::bad_request(
+            "config cannot be empty in order to create a container",
+        ));
+    }
     let mut body: CreateBody = read_json(&headers, &body)?;
     body.config.extra.remove("HostConfig");
     if let Some(networking) = body.config.extra.remove("NetworkingConfig") {

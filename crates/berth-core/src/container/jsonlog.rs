@@ -44,12 +44,28 @@ pub fn format_rfc3339_nano(t: chrono::DateTime<chrono::Utc>) -> String {
     format!("{base}.{}Z", frac.trim_end_matches('0'))
 }
 
+/// Whether `entry` comes after the entry of time `last` (entry times only
+/// grow, see [`LogWriter`]; anything else was returned already).
+fn is_after(last: Option<&str>, entry: &LogEntry) -> bool {
+    match (last.and_then(parse_time), parse_time(&entry.time)) {
+        (Some(last), Some(t)) => t > last,
+        _ => true,
+    }
+}
+
+fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(text).ok()
+}
+
 /// Appends entries to a json-file log, rotating it as asked.
 pub struct LogWriter {
     path: std::path::PathBuf,
     file: File,
     size: u64,
     rotation: Rotation,
+    /// The last entry's time: entries get strictly increasing times, so a
+    /// reader can tell the entries after a given one by time alone.
+    last: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl LogWriter {
@@ -67,16 +83,22 @@ impl LogWriter {
             file,
             size,
             rotation,
+            last: None,
         })
     }
 
     /// Writes one entry (one line of output, newline included if it had
     /// one), rotating first when it would take the log past `max-size`.
     pub fn write(&mut self, stream: Stream, text: &[u8]) -> std::io::Result<()> {
+        let mut now = chrono::Utc::now();
+        if let Some(last) = self.last.filter(|last| now <= *last) {
+            now = last + chrono::Duration::nanoseconds(1);
+        }
+        self.last = Some(now);
         let entry = LogEntry {
             log: String::from_utf8_lossy(text).into_owned(),
             stream,
-            time: now_rfc3339_nano(),
+            time: format_rfc3339_nano(now),
         };
         let mut line = serde_json::to_vec(&entry)?;
         line.push(b'\n');
@@ -110,20 +132,36 @@ pub fn read_all(path: &Path) -> std::io::Result<Vec<LogEntry>> {
 /// [`read_all`], and a reader positioned right after the last entry read
 /// from the live log, so following it loses and repeats nothing.
 pub fn read_all_then_follow(path: &Path) -> std::io::Result<(Vec<LogEntry>, LogReader)> {
-    let mut out = Vec::new();
-    let files = super::logrotate::log_files(path);
-    for file in files.iter().filter(|f| f.as_path() != path) {
-        let bytes = super::logrotate::read_log_file(file)?;
-        let text = String::from_utf8_lossy(&bytes);
-        out.extend(
-            text.split_inclusive('\n')
-                .filter(|line| line.ends_with('\n'))
-                .filter_map(|line| serde_json::from_str::<LogEntry>(line).ok()),
-        );
+    // The live log is opened first and the rotated files after it: a
+    // rotation in between shows as a changed set, and the set is read again.
+    for _ in 0..20 {
+        let mut live = LogReader::open(path, false);
+        live.open_file()?;
+        let Some(rotated) = super::logrotate::open_rotated(path)? else {
+            continue;
+        };
+        if live.rotated_away() {
+            continue;
+        }
+        let mut out = Vec::new();
+        for (file, gz) in rotated {
+            out.extend(parse_lines(&super::logrotate::read_opened(file, gz)?));
+        }
+        out.extend(live.read_new()?);
+        return Ok((out, live));
     }
-    let mut live = LogReader::open(path, false);
-    out.extend(live.read_new()?);
-    Ok((out, live))
+    Err(std::io::Error::other(
+        "the log kept rotating while it was read",
+    ))
+}
+
+/// The complete entries of a log file's bytes.
+fn parse_lines(bytes: &[u8]) -> Vec<LogEntry> {
+    String::from_utf8_lossy(bytes)
+        .split_inclusive('\n')
+        .filter(|line| line.ends_with('\n'))
+        .filter_map(|line| serde_json::from_str::<LogEntry>(line).ok())
+        .collect()
 }
 
 /// Reads a json-file log incrementally from a byte offset, following it
@@ -132,6 +170,10 @@ pub struct LogReader {
     reader: Option<BufReader<File>>,
     path: std::path::PathBuf,
     offset: u64,
+    /// Time of the last entry returned (or of opening, from the end): a
+    /// follower that falls behind by more than one rotation goes on from
+    /// the first entry after it, in whichever file that now is.
+    last_time: Option<String>,
 }
 
 impl LogReader {
@@ -148,7 +190,30 @@ impl LogReader {
             reader: None,
             path: path.to_path_buf(),
             offset,
+            last_time: from_end.then(now_rfc3339_nano),
         }
+    }
+
+    /// After a rotation: every entry newer than the last one returned, from
+    /// all the log's files; then this reader follows the live log on from
+    /// its end.
+    fn catch_up_after_rotation(&mut self) -> std::io::Result<Vec<LogEntry>> {
+        let cutoff = self.last_time.as_deref().and_then(parse_time);
+        let (all, live) = read_all_then_follow(&self.path)?;
+        let newer: Vec<LogEntry> = all
+            .into_iter()
+            .filter(|e| match (cutoff, parse_time(&e.time)) {
+                (Some(cut), Some(t)) => t > cut,
+                _ => true,
+            })
+            .collect();
+        let last_time = newer
+            .last()
+            .map(|e| e.time.clone())
+            .or(self.last_time.take());
+        *self = live;
+        self.last_time = last_time;
+        Ok(newer)
     }
 
     /// Whether the live log is no longer the file being read (it was
@@ -165,19 +230,28 @@ impl LogReader {
         open.ino() != live.ino() || open.dev() != live.dev() || live.len() < self.offset
     }
 
+    /// Opens the live log (a missing one stays closed, read as empty).
+    fn open_file(&mut self) -> std::io::Result<()> {
+        if self.reader.is_some() {
+            return Ok(());
+        }
+        match File::open(&self.path) {
+            Ok(mut f) => {
+                f.seek(SeekFrom::Start(self.offset))?;
+                self.reader = Some(BufReader::new(f));
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every complete entry written since the last call.
     pub fn read_new(&mut self) -> std::io::Result<Vec<LogEntry>> {
-        if self.reader.is_none() {
-            match File::open(&self.path) {
-                Ok(mut f) => {
-                    f.seek(SeekFrom::Start(self.offset))?;
-                    self.reader = Some(BufReader::new(f));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => return Err(e),
-            }
-        }
-        let reader = self.reader.as_mut().expect("opened above");
+        self.open_file()?;
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         let mut line = String::new();
         loop {
@@ -185,10 +259,12 @@ impl LogReader {
             let n = reader.read_line(&mut line)?;
             if n == 0 {
                 if self.rotated_away() {
-                    // Read to its end: go on with the new live log.
-                    self.reader = None;
-                    self.offset = 0;
-                    out.extend(self.read_new()?);
+                    // Read to its end: go on from the first entry after the
+                    // last one returned, in the rotated files or the live
+                    // log (on an error, the next call tries again).
+                    if let Ok(newer) = self.catch_up_after_rotation() {
+                        out.extend(newer);
+                    }
                 }
                 break;
             }
@@ -199,7 +275,10 @@ impl LogReader {
             }
             self.offset += n as u64;
             if let Ok(entry) = serde_json::from_str::<LogEntry>(&line) {
-                out.push(entry);
+                if is_after(self.last_time.as_deref(), &entry) {
+                    self.last_time = Some(entry.time.clone());
+                    out.push(entry);
+                }
             }
         }
         Ok(out)

@@ -34,21 +34,8 @@ pub fn parse_log_opts(opts: &BTreeMap<String, String>) -> Result<Rotation, Strin
     let mut rotation = Rotation::default();
     for (key, value) in opts {
         match key.as_str() {
-            "max-size" => {
-                rotation.max_size =
-                    parse_human_size(value).ok_or_else(|| format!("invalid size: '{value}'"))?
-            }
-            "max-file" => {
-                rotation.max_file = value
-                    .parse::<i64>()
-                    .map_err(|_| format!("strconv.Atoi: parsing {value:?}: invalid syntax"))
-                    .and_then(|n| {
-                        u32::try_from(n)
-                            .ok()
-                            .filter(|n| *n >= 1)
-                            .ok_or_else(|| "max-file cannot be less than 1".to_string())
-                    })?
-            }
+            "max-size" => rotation.max_size = parse_max_size(value)?,
+            "max-file" => rotation.max_file = parse_max_file(value)?,
             "compress" => {
                 rotation.compress = parse_go_bool(value).ok_or_else(|| {
                     format!("strconv.ParseBool: parsing {value:?}: invalid syntax")
@@ -66,7 +53,30 @@ pub fn parse_log_opts(opts: &BTreeMap<String, String>) -> Result<Rotation, Strin
             }
         }
     }
+    if rotation.compress && (rotation.max_file < 2 || rotation.max_size == 0) {
+        return Err(
+            "compress cannot be true when max-file is less than 2 or max-size is not set".into(),
+        );
+    }
     Ok(rotation)
+}
+
+fn parse_max_size(value: &str) -> Result<u64, String> {
+    match parse_human_size(value) {
+        Some(0) => Err("max-size must be a positive number".into()),
+        Some(size) => Ok(size),
+        None => Err(format!("invalid size: '{value}'")),
+    }
+}
+
+fn parse_max_file(value: &str) -> Result<u32, String> {
+    let n: i64 = value
+        .parse()
+        .map_err(|_| format!("strconv.Atoi: parsing {value:?}: invalid syntax"))?;
+    if n < 1 {
+        return Err("max-file cannot be less than 1".into());
+    }
+    u32::try_from(n).map_err(|_| format!("max-file {n} is too large"))
 }
 
 /// Go's `strconv.ParseBool`.
@@ -87,7 +97,9 @@ pub fn parse_human_size(text: &str) -> Option<u64> {
         .unwrap_or(lower.len());
     let (number, unit) = lower.split_at(split);
     let number: f64 = number.parse().ok()?;
-    let factor: f64 = match unit.trim().trim_end_matches('b') {
+    // go-units: an optional `i` and `b` after the prefix (`1KiB` = 1000).
+    let prefix = unit.trim().trim_end_matches('b').trim_end_matches('i');
+    let factor: f64 = match prefix {
         "" => 1.0,
         "k" => 1e3,
         "m" => 1e6,
@@ -110,28 +122,22 @@ fn numbered(log: &Path, n: u32, gz: bool) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The rotated file number `n`, whichever form exists.
-fn existing(log: &Path, n: u32) -> Option<PathBuf> {
-    [numbered(log, n, false), numbered(log, n, true)]
-        .into_iter()
-        .find(|p| p.exists())
-}
-
 /// Rotates `log` (closed by the caller): the files move up one number, the
 /// one past `max_file - 1` is deleted, the log becomes `.1` (gzipped with
-/// `compress`); with `max_file` 1 the log is emptied.
+/// `compress`); with `max_file` 1 the log is emptied. Only the files that
+/// exist are touched, so a huge `max-file` costs nothing.
 pub fn rotate(log: &Path, rotation: &Rotation) -> std::io::Result<()> {
     if rotation.max_file <= 1 {
         return std::fs::File::create(log).map(|_| ());
     }
     let last = rotation.max_file - 1;
-    if let Some(oldest) = existing(log, last) {
-        std::fs::remove_file(oldest)?;
-    }
-    for n in (1..last).rev() {
-        if let Some(from) = existing(log, n) {
-            let gz = from.extension().is_some_and(|e| e == "gz");
-            std::fs::rename(&from, numbered(log, n + 1, gz))?;
+    let mut rotated = rotated_files(log);
+    rotated.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+    for (n, file) in rotated {
+        if n >= last {
+            std::fs::remove_file(&file)?;
+        } else {
+            std::fs::rename(&file, numbered(log, n + 1, is_gz(&file)))?;
         }
     }
     let first = numbered(log, 1, false);
@@ -153,7 +159,12 @@ fn gzip_in_place(file: &Path) -> std::io::Result<()> {
     };
     let (partial, target) = (named(".gz.tmp"), named(".gz"));
     let mut input = std::fs::File::open(file)?;
-    let output = std::fs::File::create(&partial)?;
+    let output = {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true).mode(0o640);
+        options.open(&partial)?
+    };
     let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::default());
     std::io::copy(&mut input, &mut encoder)?;
     encoder.finish()?.sync_all()?;
@@ -162,11 +173,21 @@ fn gzip_in_place(file: &Path) -> std::io::Result<()> {
 }
 
 /// The log's files, oldest first: rotated ones by descending number,
-/// then the live log.
+/// then the live one.
 pub fn log_files(log: &Path) -> Vec<PathBuf> {
+    let mut rotated = rotated_files(log);
+    rotated.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    files.push(log.to_path_buf());
+    files
+}
+
+/// The rotated files of `log` with their numbers, one per number: while
+/// one is being compressed both forms exist, and the plain one is whole.
+fn rotated_files(log: &Path) -> Vec<(u32, PathBuf)> {
     let mut rotated: Vec<(u32, PathBuf)> = Vec::new();
     let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
-        return vec![log.to_path_buf()];
+        return rotated;
     };
     let prefix = format!("{}.", name.to_string_lossy());
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -178,20 +199,16 @@ pub fn log_files(log: &Path) -> Vec<PathBuf> {
             Some(number) => (number, true),
             None => (rest, false),
         };
-        if let Ok(n) = number.parse::<u32>() {
-            // Both forms exist while one is being compressed: the plain one
-            // is whole, take it.
-            let plain_known = rotated.iter().any(|(m, p)| *m == n && !is_gz(p));
-            if !(gz && plain_known) {
-                rotated.retain(|(m, p)| !(*m == n && is_gz(p) && !gz));
-                rotated.push((n, entry.path()));
-            }
+        let Ok(n) = number.parse::<u32>() else {
+            continue;
+        };
+        if gz && rotated.iter().any(|(m, p)| *m == n && !is_gz(p)) {
+            continue;
         }
+        rotated.retain(|(m, _)| *m != n);
+        rotated.push((n, entry.path()));
     }
-    rotated.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
-    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
-    files.push(log.to_path_buf());
-    files
+    rotated
 }
 
 fn is_gz(path: &Path) -> bool {
@@ -201,16 +218,45 @@ fn is_gz(path: &Path) -> bool {
 /// A log file's bytes, gunzipped when it is a `.gz` (a missing file
 /// reads as empty: it may have been rotated away meanwhile).
 pub fn read_log_file(file: &Path) -> std::io::Result<Vec<u8>> {
+    match std::fs::File::open(file) {
+        Ok(opened) => read_opened(opened, is_gz(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The rotated files of `log`, oldest first, opened at once; `None` when
+/// a rotation moved them while they were being opened (the caller tries
+/// again): what is read from the handles is then one consistent set.
+pub fn open_rotated(log: &Path) -> std::io::Result<Option<Vec<(std::fs::File, bool)>>> {
+    use std::os::unix::fs::MetadataExt;
+    let names: Vec<PathBuf> = log_files(log).into_iter().filter(|f| f != log).collect();
+    let mut opened = Vec::new();
+    for name in &names {
+        match std::fs::File::open(name) {
+            Ok(file) => opened.push((file, is_gz(name))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    let again: Vec<PathBuf> = log_files(log).into_iter().filter(|f| f != log).collect();
+    let same_files = again == names
+        && names.iter().zip(&opened).all(|(name, (file, _))| {
+            match (std::fs::metadata(name), file.metadata()) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino(),
+                _ => false,
+            }
+        });
+    Ok(same_files.then_some(opened))
+}
+
+/// The bytes of an opened log file, gunzipped when `gz`.
+pub fn read_opened(file: std::fs::File, gz: bool) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    let opened = match std::fs::File::open(file) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(bytes),
-        Err(e) => return Err(e),
-    };
-    if is_gz(file) {
-        flate2::read::GzDecoder::new(opened).read_to_end(&mut bytes)?;
+    if gz {
+        flate2::read::GzDecoder::new(file).read_to_end(&mut bytes)?;
     } else {
-        std::io::BufReader::new(opened).read_to_end(&mut bytes)?;
+        std::io::BufReader::new(file).read_to_end(&mut bytes)?;
     }
     Ok(bytes)
 }
@@ -247,6 +293,11 @@ mod tests {
         assert_eq!(parse_human_size("1x"), None);
         let bad = |k: &str, v: &str| parse_log_opts(&opts(&[(k, v)])).unwrap_err();
         assert_eq!(bad("max-file", "0"), "max-file cannot be less than 1");
+        assert_eq!(bad("max-size", "0"), "max-size must be a positive number");
+        assert_eq!(parse_human_size("1KiB"), Some(1000));
+        assert!(parse_log_opts(&opts(&[("max-file", "4294967295"), ("max-size", "1k")])).is_ok());
+        let compress = parse_log_opts(&opts(&[("compress", "true"), ("max-size", "1k")]));
+        assert!(compress.unwrap_err().starts_with("compress cannot be true"));
         assert_eq!(bad("max-size", "lots"), "invalid size: 'lots'");
         assert_eq!(
             bad("nope", "1"),

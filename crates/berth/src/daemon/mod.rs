@@ -142,6 +142,10 @@ pub fn run(mut args: DaemonArgs, matches: Option<&clap::ArgMatches>) -> i32 {
             }
         };
     }
+    if let Err(e) = log_filter(&args.log_level) {
+        eprintln!("berth daemon: {e:#}");
+        return 1;
+    }
     let log_level = init_logging(&args);
     if let Some(path) = &config_file {
         tracing::info!(file = %path.display(), "configuration read");
@@ -178,8 +182,7 @@ fn validate(args: &DaemonArgs) -> Result<()> {
     if !args.root.is_absolute() {
         anyhow::bail!("--root must be an absolute path: {}", args.root.display());
     }
-    tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
+    log_filter(&args.log_level)?;
     if !matches!(args.log_format.as_str(), "text" | "json") {
         anyhow::bail!("invalid --log-format {:?}: text or json", args.log_format);
     }
@@ -193,6 +196,23 @@ fn validate(args: &DaemonArgs) -> Result<()> {
     Ok(())
 }
 
+/// The tracing filter for a log level: dockerd's names (`debug`, `info`,
+/// `warn`, `error`, `fatal`), `trace`, or a tracing directive list
+/// (`berth_core=debug,info`); anything else is refused (a bare unknown word
+/// would be read as a target name and silence every log).
+fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter> {
+    let directive = match level {
+        "fatal" | "panic" => "error",
+        "trace" | "debug" | "info" | "warn" | "error" => level,
+        l if l.contains('=') => l,
+        _ => anyhow::bail!(
+            "invalid log level {level:?}: use debug, info, warn, error or fatal (or a tracing filter such as berth_core=debug)"
+        ),
+    };
+    tracing_subscriber::EnvFilter::try_new(directive)
+        .with_context(|| format!("invalid log level {level:?}"))
+}
+
 /// The log filter, reloadable (SIGHUP).
 type LogLevel =
     tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
@@ -201,8 +221,9 @@ type LogLevel =
 /// level at run time.
 fn init_logging(args: &DaemonArgs) -> LogLevel {
     use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // `run` checked the level before (validate): info only if it could not.
+    let filter =
+        log_filter(&args.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let layer = tracing_subscriber::fmt::layer()
@@ -251,20 +272,25 @@ impl Reload {
         } else {
             args.log_level.clone()
         };
-        match tracing_subscriber::EnvFilter::try_new(&level) {
+        for changed in restart_settings_changed(running, &args) {
+            tracing::warn!(setting = %changed, "changed in the configuration: takes a restart of the daemon");
+        }
+        match log_filter(&level) {
             Ok(filter) => {
                 // Said before the new level applies, so it is always seen.
                 tracing::info!(log_level = %level, "configuration reloaded");
                 let _ = self.log_level.reload(filter);
             }
             Err(e) => {
-                tracing::error!(log_level = %level, error = %e, "invalid log level; kept the old one")
+                tracing::error!(log_level = %level, error = %format!("{e:#}"), "invalid log level; kept the old one")
             }
         }
     }
 }
 
 async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
+    let host = socket::parse_host(&args.host)?;
+    let passed = socket::take_passed(&host)?;
     let layout = RootLayout::create(&args.root)?;
     let _lock = RootLock::acquire(&layout)?;
     let _pid = pidfile::PidFile::create(&args.pidfile)?;
@@ -275,7 +301,7 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
         move || open_services(&layout, runtime, thin)
     })
     .await??;
-    let (listener, socket_file) = socket::listen(&socket::parse_host(&args.host)?)?;
+    let (listener, socket_file) = socket::listen(&host, passed)?;
     tracing::info!(socket = %args.host, root = %layout.root().display(), pid = std::process::id(), "berth daemon ready");
     spawn_periodic_trim(state.volumes.clone(), args.trim_interval);
     let app = berth_api::app(state);
@@ -398,6 +424,44 @@ fn open_volumes(
         "volume reconciliation done"
     );
     Ok(service)
+}
+
+/// The settings a reload found changed that only a restart applies.
+fn restart_settings_changed(running: &DaemonArgs, new: &DaemonArgs) -> Vec<&'static str> {
+    let pairs = [
+        ("data-root", running.root != new.root),
+        ("hosts", running.host != new.host),
+        ("pidfile", running.pidfile != new.pidfile),
+        ("log-format", running.log_format != new.log_format),
+        ("runtime", running.runtime != new.runtime),
+        (
+            "thin-pool-size",
+            running.thin_pool_size != new.thin_pool_size,
+        ),
+        (
+            "thin-pool-file",
+            running.thin_pool_file != new.thin_pool_file,
+        ),
+        (
+            "thin-pool-device",
+            running.thin_pool_device != new.thin_pool_device,
+        ),
+        ("thin-pool-dir", running.thin_pool_dir != new.thin_pool_dir),
+        (
+            "thin-high-water",
+            running.thin_high_water != new.thin_high_water,
+        ),
+        (
+            "thin-default-size",
+            running.thin_default_size != new.thin_default_size,
+        ),
+        ("trim-interval", running.trim_interval != new.trim_interval),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// Reloads the configuration at every SIGHUP.

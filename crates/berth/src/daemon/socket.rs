@@ -44,12 +44,26 @@ pub fn parse_host(host: &str) -> Result<Listen> {
     )?)))
 }
 
-/// The listener for `listen`, and the socket file to remove at shutdown
-/// (none for a socket systemd owns).
-pub fn listen(listen: &Listen) -> Result<(UnixListener, Option<PathBuf>)> {
+/// The socket systemd passed, taken before anything else happens (a
+/// daemon that cannot serve must not touch its root); `None` for a path,
+/// which is bound only once the root is reconciled ([`listen`]).
+pub fn take_passed(listen: &Listen) -> Result<Option<UnixListener>> {
     match listen {
-        Listen::Path(path) => Ok((bind(path)?, Some(path.clone()))),
-        Listen::Systemd(fd) => Ok((from_systemd(*fd)?, None)),
+        Listen::Path(_) => Ok(None),
+        Listen::Systemd(fd) => from_systemd(*fd).map(Some),
+    }
+}
+
+/// The listener (`passed` if systemd gave one), and the socket file to
+/// remove at shutdown (none for a socket systemd owns).
+pub fn listen(
+    listen: &Listen,
+    passed: Option<UnixListener>,
+) -> Result<(UnixListener, Option<PathBuf>)> {
+    match (listen, passed) {
+        (_, Some(listener)) => Ok((listener, None)),
+        (Listen::Path(path), None) => Ok((bind(path)?, Some(path.clone()))),
+        (Listen::Systemd(fd), None) => Ok((from_systemd(*fd)?, None)),
     }
 }
 
@@ -73,6 +87,10 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
+/// Most descriptors berth takes from systemd (`LISTEN_FDS` beyond it is
+/// refused: it can only be a mistake).
+const MAX_PASSED: RawFd = 64;
+
 /// The descriptors systemd passed to this process: `LISTEN_PID` must be
 /// ours (else they were meant for another process). The variables are
 /// removed, so shims and containers do not inherit them.
@@ -82,15 +100,22 @@ fn passed_fds() -> Result<Vec<RawFd>> {
     std::env::remove_var("LISTEN_PID");
     std::env::remove_var("LISTEN_FDS");
     std::env::remove_var("LISTEN_FDNAMES");
-    let for_us = pid.and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let me = std::process::id();
+    match pid.as_deref().map(str::parse::<u32>) {
+        None => bail!("--host fd:// needs a socket from systemd (LISTEN_PID and LISTEN_FDS are not set): start berth.socket, or listen on unix:///path"),
+        Some(Ok(p)) if p == me => {}
+        Some(_) => bail!("--host fd://: LISTEN_PID is {}, not this process ({me}): the sockets were meant for another process", pid.unwrap_or_default()),
+    }
     let count: RawFd = count.and_then(|c| c.parse().ok()).unwrap_or(0);
-    if !for_us || count < 1 {
-        bail!("--host fd:// needs a socket from systemd (LISTEN_FDS and LISTEN_PID are not set for this process): start berth.socket, or listen on unix:///path");
+    if !(1..=MAX_PASSED).contains(&count) {
+        bail!("--host fd://: LISTEN_FDS must be from 1 to {MAX_PASSED}, not {count}");
     }
     Ok((LISTEN_FDS_START..LISTEN_FDS_START + count).collect())
 }
 
 /// The listening unix stream socket systemd passed (the first, or `fd`).
+/// Other passed descriptors are left alone (systemd passes only what the
+/// unit lists; closing numbers blindly could close the daemon's own).
 fn from_systemd(fd: Option<RawFd>) -> Result<UnixListener> {
     let passed = passed_fds()?;
     let fd = fd.unwrap_or(LISTEN_FDS_START);
@@ -98,10 +123,6 @@ fn from_systemd(fd: Option<RawFd>) -> Result<UnixListener> {
         bail!("fd://{fd}: systemd passed descriptors {passed:?}");
     }
     check_listening_unix(fd)?;
-    for other in passed.iter().filter(|f| **f != fd) {
-        // SAFETY: descriptors systemd passed and nothing else uses.
-        unsafe { libc::close(*other) };
-    }
     // SAFETY: fd is an open listening socket passed to this process, owned
     // from here on by the listener.
     let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
