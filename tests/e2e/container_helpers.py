@@ -127,6 +127,24 @@ def container_processes(root: str | None = None) -> dict[str, list[int]]:
     return found
 
 
+def berth_cgroup_ids() -> set[str]:
+    """Container ids that have a ``berth/<id>`` cgroup folder in any
+    hierarchy."""
+    base = "/sys/fs/cgroup"
+    parents = [os.path.join(base, "berth")]
+    try:
+        parents += [os.path.join(base, h, "berth") for h in os.listdir(base)]
+    except OSError:
+        pass
+    ids: set[str] = set()
+    for parent in parents:
+        try:
+            ids |= {e for e in os.listdir(parent) if os.path.isdir(os.path.join(parent, e))}
+        except OSError:
+            continue
+    return ids
+
+
 def cgroup_dirs(cid: str) -> list[str]:
     """The cgroup folders of container ``cid`` (``berth/<id>`` under each
     v1 hierarchy, the v2 one, or a pure v2 mount)."""

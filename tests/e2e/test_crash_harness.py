@@ -97,7 +97,7 @@ import pytest
 
 from busybox_image import import_busybox, remove_all_containers
 from conftest import error_message, mounts_under, unix_http
-from container_helpers import (berth_shims, cgroup_dirs, cmdline, container_processes,
+from container_helpers import (berth_cgroup_ids, berth_shims, cgroup_dirs, cmdline, container_processes,
                                foreign_holders, loop_backing_files, process_alive, scrub_root)
 
 ROUNDS = int(os.environ.get("BERTH_HARNESS_ROUNDS", "40"))
@@ -895,7 +895,9 @@ def host_problems(d, ctrs: dict[str, dict], vols: dict[str, dict]) -> list[str]:
             problems.append(f"loop device /dev/{dev} still backed by {backing}{hint}")
     for cid in sorted(listdir(os.path.join(root, "containers")) - set(ctrs)):
         problems.append(f"folder ROOT/containers/{cid} of a container that does not exist")
-    for cid in sorted(seen - running):
+    # The cgroups that exist, intersected with the ids seen (which grow with
+    # every round: looking each id up made long runs slower and slower).
+    for cid in sorted((berth_cgroup_ids() & seen) - running):
         for path in cgroup_dirs(cid):
             problems.append(f"cgroup {path} left for container {label(cid)}")
     for cid in sorted(listdir(os.path.join(root, "runtime")) - set(ctrs)):
