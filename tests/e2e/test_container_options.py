@@ -135,7 +135,7 @@ def test_resource_limits_reach_the_cgroup(daemon, image, uniq):
 
 @pytest.mark.parametrize("flags, message", [
     (["--log-driver", "bogus"], 'error looking up logging plugin bogus: plugin "bogus" not found'),
-    (["--log-opt", "max-size=1m"], "log rotation is not implemented yet"),
+    (["--log-opt", "tag=x"], "log attributes are not implemented yet"),
     (["-p", "8080:80"], "publishing ports needs bridge networking"),
     (["--restart", "always"], "restart policies are not implemented yet"),
     (["--link", "other:db"], "links need bridge networking"),

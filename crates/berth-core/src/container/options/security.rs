@@ -305,7 +305,9 @@ mod tests {
             "error looking up logging plugin foo: plugin \"foo\" not found"
         );
         let rotation = Some(BTreeMap::from([("max-size".to_string(), "1m".to_string())]));
-        assert!(check_log_config(Some((&"json-file".to_string(), &rotation))).is_err());
+        assert!(check_log_config(Some((&"json-file".to_string(), &rotation))).is_ok());
+        let tag = Some(BTreeMap::from([("tag".to_string(), "x".to_string())]));
+        assert!(check_log_config(Some((&"json-file".to_string(), &tag))).is_err());
         let bogus = Some(BTreeMap::from([("nope".to_string(), "1".to_string())]));
         let err = check_log_config(Some((&"".to_string(), &bogus))).unwrap_err();
         assert_eq!(
