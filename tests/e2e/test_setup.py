@@ -7,7 +7,8 @@ the test's namespace ends; the daemon inside sees no process of the host),
 an overlay of this machine's root is the new root (its upper and work
 folders on a tmpfs; the host is never changed), with its own /proc, /dev,
 /sys, an empty /run, /tmp and /var/lib/berth (so a daemon of the host's,
-with its state, is never seen). In it, the packages a fresh machine of this
+with its state, is never seen); the checkout and the Rust toolchain are
+bound in when they live on another filesystem than /. In it, the packages a fresh machine of this
 kind lacks are purged (`dpkg --purge libseccomp-dev xfsprogs`: before
 `scripts/setup` existed, the README's command failed at the link step with
 "unable to find library -lseccomp"), and `crates/berth/src/main.rs` is
@@ -49,6 +50,13 @@ mount --rbind /sys "$new/sys"
 mount -t tmpfs run "$new/run"
 mount -t tmpfs tmp "$new/tmp"
 mkdir -p "$new/var/lib/berth" && mount -t tmpfs state "$new/var/lib/berth"
+# The checkout and the Rust toolchain, when they live on other mounts than
+# / (the overlay shows / only), are bound in as they are.
+for dir in "$REPO" "$HOME/.cargo" "$HOME/.rustup"; do
+  if [ -d "$dir" ] && [ "$(stat -c %d "$dir")" != "$(stat -c %d /)" ]; then
+    mkdir -p "$new$dir" && mount --rbind "$dir" "$new$dir"
+  fi
+done
 if [ -L /etc/resolv.conf ]; then   # e.g. into /run/systemd/resolve, now empty
   target=$(readlink -f /etc/resolv.conf)
   mkdir -p "$new$(dirname "$target")" && cp /etc/resolv.conf "$new$target"
