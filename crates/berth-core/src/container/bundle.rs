@@ -17,8 +17,8 @@ impl ContainerService {
         record: &ContainerRecord,
         paths: &ContainerPaths,
         binds: Vec<BindMount>,
+        options: &ContainerOptions,
     ) -> Result<(), ContainerError> {
-        let options = ContainerOptions::parse(&record.config, &record.host_config)?;
         let rootfs = paths.rootfs();
         let mut user = super::user::resolve(&rootfs, &record.config.user)?;
         user.additional_gids
@@ -37,9 +37,9 @@ impl ContainerService {
             hostname: record.config.hostname.clone(),
             host_network: record.host_config.network_mode == "host",
             binds,
-            pid_namespace: self.pid_namespace(&options)?,
-            devices: resolve_devices(&options)?,
-            options: &options,
+            pid_namespace: self.pid_namespace(options)?,
+            devices: resolve_devices(options)?,
+            options,
         })?;
         let bytes = serde_json::to_vec_pretty(&spec)
             .map_err(|e| ContainerError::io("serialising config.json", e.into()))?;

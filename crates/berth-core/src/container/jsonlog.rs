@@ -198,14 +198,10 @@ impl LogReader {
     /// all the log's files; then this reader follows the live log on from
     /// its end.
     fn catch_up_after_rotation(&mut self) -> std::io::Result<Vec<LogEntry>> {
-        let cutoff = self.last_time.as_deref().and_then(parse_time);
         let (all, live) = read_all_then_follow(&self.path)?;
         let newer: Vec<LogEntry> = all
             .into_iter()
-            .filter(|e| match (cutoff, parse_time(&e.time)) {
-                (Some(cut), Some(t)) => t > cut,
-                _ => true,
-            })
+            .filter(|e| is_after(self.last_time.as_deref(), e))
             .collect();
         let last_time = newer
             .last()

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::cgroup::ContainerCgroup;
 use super::model::{MountPoint, Recursion};
+use super::options::ContainerOptions;
 use super::shim::{self, ExitStatus, ShimArgs};
 use super::shim_protocol::Pid;
 use super::spec::BindMount;
@@ -120,10 +121,12 @@ impl ContainerService {
     /// starts the container through a new shim.
     fn launch(self: &Arc<Self>, record: &ContainerRecord) -> Result<(), ContainerError> {
         let paths = self.paths(&record.id);
-        let binds = self.prepare_rootfs(record, &paths)?;
-        self.write_bundle(record, &paths, binds)?;
+        let options = super::options::ContainerOptions::parse(&record.config, &record.host_config)?;
+        let binds = self.prepare_rootfs(record, &paths, &options)?;
+        self.write_bundle(record, &paths, binds, &options)?;
         let _ = std::fs::remove_file(paths.exit_file());
-        let created = shim::spawn(&self.settings.shim_exe, &self.shim_args(record, &paths))?;
+        let args = self.shim_args(record, &paths, &options);
+        let created = shim::spawn(&self.settings.shim_exe, &args)?;
         let (init_pid, shim_pid) = (created.init_pid, created.shim_pid);
         // Recorded before `start`, so a daemon dying from here on leaves a
         // state start-up recognises (and ends the shim of).
@@ -145,18 +148,23 @@ impl ContainerService {
         &self,
         record: &ContainerRecord,
         paths: &ContainerPaths,
+        options: &ContainerOptions,
     ) -> Result<Vec<BindMount>, ContainerError> {
         paths.create()?;
         let image = self.images.resolve(&record.image_id)?;
         paths.mount_rootfs(&self.images.layer_paths(&image))?;
-        let options = super::options::ContainerOptions::parse(&record.config, &record.host_config)?;
-        paths.write_etc_files(&record.config.hostname, &options)?;
+        paths.write_etc_files(&record.config.hostname, options)?;
         self.mount_volumes(record)
     }
 
     /// The shim's arguments; runtime `""`/`berth` means the daemon's
     /// default runtime.
-    fn shim_args(&self, record: &ContainerRecord, paths: &ContainerPaths) -> ShimArgs {
+    fn shim_args(
+        &self,
+        record: &ContainerRecord,
+        paths: &ContainerPaths,
+        options: &ContainerOptions,
+    ) -> ShimArgs {
         let runtime = match record.host_config.runtime.as_str() {
             path if path.starts_with('/') => Some(path.to_string()),
             _ => self.settings.default_runtime.clone(),
@@ -169,7 +177,7 @@ impl ContainerService {
             log: paths.log(),
             runtime,
             stdin: record.config.open_stdin,
-            rotation: log_rotation(record),
+            rotation: options.log_rotation,
         }
     }
 
@@ -526,20 +534,6 @@ fn recursion_the_kernel_allows(m: &MountPoint) -> Result<Recursion, ContainerErr
     }
     recursion.readonly_non_recursive = true;
     Ok(recursion)
-}
-
-/// The container's json-file rotation from its `LogConfig` (checked at
-/// create; a stored value that no longer parses means no rotation).
-fn log_rotation(record: &ContainerRecord) -> super::logrotate::Rotation {
-    let config = &record
-        .host_config
-        .extra
-        .get("LogConfig")
-        .and_then(|l| l.get("Config"));
-    let opts: std::collections::BTreeMap<String, String> = config
-        .and_then(|c| serde_json::from_value(c.clone()).ok())
-        .unwrap_or_default();
-    super::logrotate::parse_log_opts(&opts).unwrap_or_default()
 }
 
 fn etc_bind(source: std::path::PathBuf, destination: &str, readonly: bool) -> BindMount {

@@ -215,16 +215,6 @@ fn is_gz(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "gz")
 }
 
-/// A log file's bytes, gunzipped when it is a `.gz` (a missing file
-/// reads as empty: it may have been rotated away meanwhile).
-pub fn read_log_file(file: &Path) -> std::io::Result<Vec<u8>> {
-    match std::fs::File::open(file) {
-        Ok(opened) => read_opened(opened, is_gz(file)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
-}
-
 /// The rotated files of `log`, oldest first, opened at once; `None` when
 /// a rotation moved them while they were being opened (the caller tries
 /// again): what is read from the handles is then one consistent set.
@@ -324,7 +314,10 @@ mod tests {
         assert_eq!(files.len(), 3, "{files:?}");
         let text: Vec<String> = files
             .iter()
-            .map(|f| String::from_utf8(read_log_file(f).unwrap()).unwrap())
+            .map(|f| {
+                let bytes = read_opened(std::fs::File::open(f).unwrap(), is_gz(f)).unwrap();
+                String::from_utf8(bytes).unwrap()
+            })
             .collect();
         assert_eq!(text, ["round 3\n", "round 4\n", "live\n"]);
         // While .1 is being compressed both forms exist: read once.

@@ -104,8 +104,8 @@ impl ContainerService {
                 // Also removes cgroup folders a start cut by the crash made.
                 if shims.contains_key(&record.id) {
                     shim::end_shim(&record.id, &dir);
-                } else if let Err(e) = ContainerCgroup::of(&record.id).kill_all(&record.id) {
-                    tracing::error!(container = %record.id, error = %e, "container processes left running");
+                } else {
+                    shim::end_cgroup(&record.id);
                 }
                 self.unmount_all(record);
                 if record.state.status == Status::Exited && record.host_config.auto_remove {

@@ -239,6 +239,12 @@ pub fn end_shim(id: &str, state_dir: &Path) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    end_cgroup(id);
+}
+
+/// Ends every process in the container's cgroup and removes its folders;
+/// processes that outlive every SIGKILL are logged.
+pub fn end_cgroup(id: &str) {
     if let Err(e) = ContainerCgroup::of(id).kill_all(id) {
         tracing::error!(container = %id, error = %e, "container processes left running");
     }

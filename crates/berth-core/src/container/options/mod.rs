@@ -102,6 +102,8 @@ pub struct ContainerOptions {
     pub readonly_paths: Option<Vec<String>>,
     pub annotations: BTreeMap<String, String>,
     pub domainname: String,
+    /// json-file rotation from `LogConfig.Config`.
+    pub log_rotation: super::logrotate::Rotation,
 }
 
 impl ContainerOptions {
@@ -110,20 +112,25 @@ impl ContainerOptions {
     pub fn parse(config: &ContainerConfig, host: &HostConfig) -> Result<Self, OptionsError> {
         refuse_unsupported(config, host)?;
         // Records stored before `null` was read as unset may hold nulls.
-        let stored = host.extra.iter().filter(|(_, v)| !v.is_null());
-        let stored: Map<String, Value> = stored.map(|(k, v)| (k.clone(), v.clone())).collect();
-        let fields: HostFields = serde_json::from_value(Value::Object(stored))
+        let stored: Map<String, Value> = host
+            .extra
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let fields: HostFields = serde_json::from_value(Value::Object(stored.clone()))
             .map_err(|e| OptionsError::Invalid(format!("invalid host configuration: {e}")))?;
         refuse_init_and_isolation(&fields)?;
         let host_network = host.network_mode == "host";
-        security::check_log_config(fields.log_config.as_ref().map(|l| (&l.kind, &l.config)))?;
+        let log_rotation =
+            security::check_log_config(fields.log_config.as_ref().map(|l| (&l.kind, &l.config)))?;
         if fields.tmpfs.as_ref().is_some_and(|t| !t.is_empty()) {
             return Err(unsupported(
                 "HostConfig.Tmpfs (--tmpfs)",
                 "use --mount type=tmpfs",
             ));
         }
-        let resources = Resources::parse(&host.extra)?;
+        let resources = Resources::parse(&stored)?;
         resources.validate(host_network)?;
         caps::validate(
             fields.cap_add.as_deref().unwrap_or_default(),
@@ -170,6 +177,7 @@ impl ContainerOptions {
             readonly_paths: fields.readonly_paths,
             annotations: fields.annotations.unwrap_or_default(),
             domainname: config.domainname.clone(),
+            log_rotation,
         })
     }
 

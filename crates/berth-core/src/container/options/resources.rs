@@ -80,11 +80,10 @@ const SYSCTLS: [&str; 8] = [
 ];
 
 impl Resources {
-    /// Reads the fields from a HostConfig's JSON.
+    /// Reads the fields from a HostConfig's JSON (`null` members already
+    /// dropped by the caller).
     pub fn parse(host: &Map<String, Value>) -> Result<Self, OptionsError> {
-        let set = host.iter().filter(|(_, v)| !v.is_null());
-        let set: Map<String, Value> = set.map(|(k, v)| (k.clone(), v.clone())).collect();
-        serde_json::from_value(Value::Object(set))
+        serde_json::from_value(Value::Object(host.clone()))
             .map_err(|e| OptionsError::Invalid(format!("invalid resource settings: {e}")))
     }
 

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::{unsupported, OptionsError};
+use crate::container::logrotate::{parse_log_opts, Rotation};
 
 /// What `--security-opt` asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -199,15 +200,15 @@ const DOCKER_LOG_DRIVERS: [&str; 9] = [
     "awslogs", "fluentd", "gcplogs", "gelf", "journald", "local", "splunk", "syslog", "none",
 ];
 
-/// `--log-driver`/`--log-opt`: json-file without options (rotation is not
-/// with its rotation options `max-size`, `max-file`, `compress`); Docker's
+/// `--log-driver`/`--log-opt`: json-file, whose rotation options
+/// (`max-size`, `max-file`, `compress`) are checked and returned; Docker's
 /// other drivers are refused by name, unknown ones with Docker's plugin
 /// wording.
 pub fn check_log_config(
     config: Option<(&String, &Option<BTreeMap<String, String>>)>,
-) -> Result<(), OptionsError> {
+) -> Result<Rotation, OptionsError> {
     let Some((kind, opts)) = config else {
-        return Ok(());
+        return Ok(Rotation::default());
     };
     match kind.as_str() {
         "" | "json-file" => {}
@@ -223,10 +224,8 @@ pub fn check_log_config(
             )))
         }
     }
-    // json-file: rotation options are checked here, at create.
-    super::super::logrotate::parse_log_opts(&opts.clone().unwrap_or_default())
-        .map_err(OptionsError::Invalid)?;
-    Ok(())
+    // json-file: its rotation, checked.
+    parse_log_opts(&opts.clone().unwrap_or_default()).map_err(OptionsError::Invalid)
 }
 
 #[cfg(test)]
