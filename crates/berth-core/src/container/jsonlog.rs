@@ -148,6 +148,11 @@ pub fn read_all_then_follow(path: &Path) -> std::io::Result<(Vec<LogEntry>, LogR
             out.extend(parse_lines(&super::logrotate::read_opened(file, gz)?));
         }
         out.extend(live.read_new()?);
+        // The live log may have had nothing new: the reader must still go
+        // on after the last rotated entry, or a later catch-up repeats them.
+        if let Some(last) = out.last() {
+            live.last_time = Some(last.time.clone());
+        }
         return Ok((out, live));
     }
     Err(std::io::Error::other(
@@ -244,7 +249,13 @@ impl LogReader {
 
     /// Every complete entry written since the last call.
     pub fn read_new(&mut self) -> std::io::Result<Vec<LogEntry>> {
+        let had_file = self.reader.is_some();
         self.open_file()?;
+        if !had_file && self.reader.is_some() && self.last_time.is_some() {
+            // The live log appeared since the last call (it was missing
+            // mid-rotation, or not made yet): it may have rotated meanwhile.
+            return self.catch_up_after_rotation();
+        }
         let Some(reader) = self.reader.as_mut() else {
             return Ok(Vec::new());
         };
@@ -306,6 +317,41 @@ mod tests {
             raw.starts_with(r#"{"log":"hi\n","stream":"stdout","time":""#),
             "{raw}"
         );
+    }
+
+    #[test]
+    fn following_from_a_just_rotated_log_loses_and_repeats_nothing() {
+        use super::super::logrotate::{rotate, Rotation};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let rotation = Rotation {
+            max_size: 200,
+            max_file: 50,
+            compress: false,
+        };
+        let number = |e: &LogEntry| e.log.trim().parse::<usize>().unwrap();
+        let mut writer = LogWriter::open(&path).unwrap();
+        for n in 0..5 {
+            writer
+                .write(Stream::Stdout, format!("{n}\n").as_bytes())
+                .unwrap();
+        }
+        // Rotated, the new live log not yet made: the history is all
+        // rotated, and the follower has no live file yet.
+        rotate(&path, &rotation).unwrap();
+        let (history, mut reader) = read_all_then_follow(&path).unwrap();
+        let mut seen: Vec<usize> = history.iter().map(number).collect();
+        let mut writer = LogWriter::open_rotating(&path, rotation).unwrap();
+        for n in 5..45 {
+            writer
+                .write(Stream::Stdout, format!("{n}\n").as_bytes())
+                .unwrap();
+        }
+        assert!(super::super::logrotate::log_files(&path).len() > 3);
+        for _ in 0..3 {
+            seen.extend(reader.read_new().unwrap().iter().map(number));
+        }
+        assert_eq!(seen, (0..45).collect::<Vec<_>>());
     }
 
     #[test]
