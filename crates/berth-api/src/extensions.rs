@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::request::{blocking, json, read_json, Query};
-use crate::types::VolumeJson;
+use crate::types::{PoolJson, VolumeJson};
 use crate::ApiState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +123,7 @@ pub async fn clone(
 pub async fn pools(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let svc = state.volumes.clone();
     let pools = blocking(move || Ok::<_, ApiError>(svc.pools())).await?;
+    let pools: Vec<PoolJson> = pools.into_iter().map(PoolJson::from).collect();
     Ok(json(StatusCode::OK, &pools))
 }
 

@@ -15,6 +15,8 @@ pub mod error;
 mod events;
 mod extensions;
 mod images;
+pub mod metrics;
+mod metrics_state;
 pub mod request;
 mod state;
 mod streams;
@@ -99,9 +101,17 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
                 .post(images::by_name)
                 .delete(images::by_name),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_route,
+        ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::not_found)
         .layer(axum::middleware::map_response(error::json_rejections))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_unmatched,
+        ))
         .with_state(state);
     version::Versioned::new(routes)
 }

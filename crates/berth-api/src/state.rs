@@ -32,4 +32,6 @@ pub struct ApiState {
     pub containers: Arc<ContainerService>,
     pub events: Arc<berth_core::events::EventBus>,
     pub facts: Arc<DaemonFacts>,
+    /// The API's request counters (`--metrics-addr`).
+    pub metrics: Arc<crate::metrics::ApiMetrics>,
 }

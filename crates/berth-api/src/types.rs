@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_core::driver::PoolStats;
 use berth_core::volume::{PruneReport, Volume, VolumeUsage};
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +101,37 @@ impl From<PruneReport> for VolumePruneJson {
         VolumePruneJson {
             volumes_deleted: r.deleted,
             space_reclaimed: r.space_reclaimed,
+        }
+    }
+}
+
+/// One pool of `GET /berth/v1/pools` (berth's own answer).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PoolJson {
+    pub driver: String,
+    pub root: String,
+    pub size: u64,
+    pub allocated: u64,
+    pub virtual_size: u64,
+    pub overcommit: f64,
+    pub volumes: usize,
+    pub backing_file_allocated: Option<u64>,
+    pub high_water: f64,
+}
+
+impl From<PoolStats> for PoolJson {
+    fn from(p: PoolStats) -> Self {
+        PoolJson {
+            driver: p.driver,
+            root: p.root.to_string_lossy().into_owned(),
+            size: p.size,
+            allocated: p.allocated,
+            virtual_size: p.virtual_size,
+            overcommit: p.overcommit,
+            volumes: p.volumes,
+            backing_file_allocated: p.backing_file_allocated,
+            high_water: p.high_water,
         }
     }
 }

@@ -130,9 +130,15 @@ pub trait VolumeDriver: Send + Sync {
         None
     }
 
+    /// Bytes the volume can hold, if the driver sets a limit (thin: its
+    /// size); cheap.
+    fn capacity(&self, _name: &str) -> Option<u64> {
+        None
+    }
+
     /// The driver's storage pool, if it has one: size, allocation and the
-    /// sum of its volumes' virtual sizes.
-    fn pool_stats(&self) -> Option<serde_json::Value> {
+    /// sum of its volumes' virtual sizes. Cheap (no walk of the data).
+    fn pool_stats(&self) -> Option<PoolStats> {
         None
     }
 
@@ -150,6 +156,34 @@ pub trait VolumeDriver: Send + Sync {
     /// has none (snapshot, clone and resize then say so).
     fn extended(&self) -> Option<&dyn ExtendedDriver> {
         None
+    }
+}
+
+/// A driver's storage pool as it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolStats {
+    pub driver: String,
+    /// The folder the pool's volumes live in.
+    pub root: PathBuf,
+    /// Bytes the pool can hold.
+    pub size: u64,
+    /// Bytes of the pool in use (volumes, snapshots, metadata).
+    pub allocated: u64,
+    /// The sum of the pool's volumes' sizes (what they may grow to).
+    pub virtual_size: u64,
+    /// `virtual_size / size`, two decimals.
+    pub overcommit: f64,
+    pub volumes: usize,
+    /// Bytes the pool's backing file takes on the host, if it has one.
+    pub backing_file_allocated: Option<u64>,
+    /// Fraction of `size` allocated past which creates warn.
+    pub high_water: f64,
+}
+
+impl PoolStats {
+    /// Bytes still free in the pool.
+    pub fn free(&self) -> u64 {
+        self.size.saturating_sub(self.allocated)
     }
 }
 

@@ -234,8 +234,10 @@ impl Store {
     pub fn use_counts(&self) -> Result<HashMap<String, i64>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT volume, COUNT(*) FROM (SELECT volume FROM volume_refs
-             UNION ALL SELECT volume FROM volume_mounts) GROUP BY volume",
+            // A running container both holds and mounts its volumes under
+            // its id: counted once (Docker counts containers).
+            "SELECT volume, COUNT(*) FROM (SELECT volume, holder FROM volume_refs
+             UNION SELECT volume, mount_id FROM volume_mounts) GROUP BY volume",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)

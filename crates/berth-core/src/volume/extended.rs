@@ -2,7 +2,7 @@
 //! runs under the volume's name lock; drivers that cannot do one say so.
 
 use super::{names, Volume, VolumeError, VolumeService};
-use crate::driver::{DriverError, ExtendedDriver, SnapshotInfo};
+use crate::driver::{DriverError, ExtendedDriver, PoolStats, SnapshotInfo};
 use crate::store::{VolumeRecord, VolumeState};
 use crate::sys::units::parse_size;
 
@@ -244,7 +244,7 @@ impl VolumeService {
     }
 
     /// Every driver's pool report (drivers without a pool are left out).
-    pub fn pools(&self) -> Vec<serde_json::Value> {
+    pub fn pools(&self) -> Vec<PoolStats> {
         self.drivers.all().filter_map(|d| d.pool_stats()).collect()
     }
 

@@ -39,4 +39,6 @@ pub struct VolumeUsage {
     pub size: i64,
     /// Number of holders (containers) and active mounts.
     pub ref_count: i64,
+    /// Bytes the volume can hold, when its driver sets a limit.
+    pub capacity: Option<u64>,
 }

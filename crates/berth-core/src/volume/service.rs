@@ -29,7 +29,12 @@ pub struct VolumeService {
     /// Findings of start-up reconciliation, shown as list warnings.
     pub(super) warnings: parking_lot::Mutex<Vec<String>>,
     pub(super) events: Arc<EventBus>,
+    /// Folder sizes last measured, and when (see `usage_measured_within`).
+    measured: parking_lot::Mutex<std::collections::HashMap<PathBuf, (std::time::Instant, i64)>>,
 }
+
+/// How long a folder's measure is kept at least.
+const MEASURE_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl VolumeService {
     /// A service over `store` and `drivers`. Call [`VolumeService::reconcile`]
@@ -42,6 +47,7 @@ impl VolumeService {
             prune_running: AtomicBool::new(false),
             warnings: parking_lot::Mutex::new(Vec::new()),
             events: Arc::default(),
+            measured: Default::default(),
         }
     }
 
@@ -411,6 +417,16 @@ impl VolumeService {
     /// with driver options are left out, as Docker does: their data is a
     /// mounted device, not the volume folder.
     pub fn usage(&self) -> Result<Vec<VolumeUsage>, VolumeError> {
+        self.usage_measured_within(std::time::Duration::ZERO)
+    }
+
+    /// [`VolumeService::usage`], where a folder measured less than `max_age`
+    /// ago is not walked again (metrics scraped every few seconds must not
+    /// walk every file of every local volume each time).
+    pub fn usage_measured_within(
+        &self,
+        max_age: std::time::Duration,
+    ) -> Result<Vec<VolumeUsage>, VolumeError> {
         let counts = self
             .store
             .use_counts()
@@ -420,21 +436,36 @@ impl VolumeService {
         for volume in volumes.filter(|v| v.driver != DEFAULT_DRIVER || v.options.is_empty()) {
             // Drivers that know their usage (thin: allocated blocks, O(1))
             // answer; otherwise the folder is measured.
-            let known = self
-                .drivers
-                .get(&volume.driver)
-                .ok()
-                .and_then(|d| d.usage(&volume.name));
-            let size =
-                known.unwrap_or_else(|| dir_size(&volume.mountpoint).map_or(-1, |b| b as i64));
+            let driver = self.drivers.get(&volume.driver).ok();
+            let known = driver.as_ref().and_then(|d| d.usage(&volume.name));
+            let capacity = driver.as_ref().and_then(|d| d.capacity(&volume.name));
+            let size = known.unwrap_or_else(|| self.folder_size(&volume.mountpoint, max_age));
             let ref_count = counts.get(&volume.name).copied().unwrap_or(0);
             out.push(VolumeUsage {
                 volume,
                 size,
                 ref_count,
+                capacity,
             });
         }
         Ok(out)
+    }
+
+    /// The bytes under `folder` (-1 if it cannot be read), from the last
+    /// measure if it is younger than `max_age`.
+    fn folder_size(&self, folder: &std::path::Path, max_age: std::time::Duration) -> i64 {
+        let now = std::time::Instant::now();
+        let mut measured = self.measured.lock();
+        if let Some((at, size)) = measured.get(folder) {
+            if now.duration_since(*at) < max_age {
+                return *size;
+            }
+        }
+        let size = dir_size(folder).map_or(-1, |b| b as i64);
+        // Folders of removed volumes are forgotten at the next full pass.
+        measured.retain(|_, (at, _)| now.duration_since(*at) < max_age.max(MEASURE_KEPT));
+        measured.insert(folder.to_path_buf(), (now, size));
+        size
     }
 
     pub(super) fn record(

@@ -20,7 +20,7 @@ use super::DaemonArgs;
 pub const DEFAULT_PATH: &str = "/etc/berth/daemon.json";
 
 /// Keys that set a daemon flag: (key, clap id of the flag).
-const KEYS: [(&str, &str); 13] = [
+const KEYS: [(&str, &str); 14] = [
     ("data-root", "root"),
     ("hosts", "host"),
     ("pidfile", "pidfile"),
@@ -34,6 +34,7 @@ const KEYS: [(&str, &str); 13] = [
     ("thin-default-size", "thin_default_size"),
     ("trim-interval", "trim_interval"),
     ("runtime", "runtime"),
+    ("metrics-addr", "metrics_addr"),
 ];
 
 /// Keys of dockerd's file that berth knows and refuses, with the reason.
@@ -248,6 +249,12 @@ fn set_one(args: &mut DaemonArgs, name: &str, value: &Value) -> Result<()> {
         "thin-default-size" => args.thin_default_size = Some(text()?),
         "trim-interval" => args.trim_interval = number()?,
         "runtime" => args.runtime = Some(text()?),
+        "metrics-addr" => {
+            let addr = text()?;
+            args.metrics_addr = Some(addr.parse().with_context(|| {
+                format!("\"metrics-addr\" must be HOST:PORT such as 127.0.0.1:9323, not {addr:?}")
+            })?)
+        }
         _ => unreachable!("KEYS and set_one list the same keys"),
     }
     Ok(())

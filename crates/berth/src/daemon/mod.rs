@@ -75,6 +75,9 @@ pub struct DaemonArgs {
     /// Seconds between automatic trims of pools and mounted volumes (0: never).
     #[arg(long, default_value_t = 3600)]
     trim_interval: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9323).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Check the configuration, print "configuration OK" or what is wrong,
     /// and exit without starting.
     #[arg(long)]
@@ -301,6 +304,16 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
         move || open_services(&layout, runtime, thin)
     })
     .await??;
+    // Side listeners first: one that cannot listen stops the start before
+    // the API socket exists.
+    if let Some(addr) = args.metrics_addr {
+        spawn_http(
+            "metrics",
+            addr,
+            berth_api::metrics::metrics_app(state.clone()),
+        )
+        .await?;
+    }
     let (listener, socket_file) = socket::listen(&host, passed)?;
     tracing::info!(socket = %args.host, root = %layout.root().display(), pid = std::process::id(), "berth daemon ready");
     spawn_periodic_trim(state.volumes.clone(), args.trim_interval);
@@ -318,6 +331,22 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     }
     tracing::info!("berth daemon stopped");
     result
+}
+
+/// Serves `app` over TCP at `addr` until the process ends (a side
+/// listener: metrics, the web view).
+async fn spawn_http(what: &str, addr: std::net::SocketAddr, app: axum::Router) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening for {what} on {addr}"))?;
+    tracing::info!(%addr, "serving {what}");
+    let what = what.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "{what} listener failed");
+        }
+    });
+    Ok(())
 }
 
 /// Returns freed space to the host every `seconds` (fstrim of pools and
@@ -398,6 +427,7 @@ fn open_services(
         containers,
         events,
         facts,
+        metrics: Default::default(),
     })
 }
 
@@ -456,6 +486,7 @@ fn restart_settings_changed(running: &DaemonArgs, new: &DaemonArgs) -> Vec<&'sta
             running.thin_default_size != new.thin_default_size,
         ),
         ("trim-interval", running.trim_interval != new.trim_interval),
+        ("metrics-addr", running.metrics_addr != new.metrics_addr),
     ];
     pairs
         .into_iter()

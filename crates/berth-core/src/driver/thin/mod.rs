@@ -15,7 +15,7 @@ use std::process::Command;
 use serde_json::json;
 
 use super::mount_ids::MountIds;
-use super::{DriverError, DriverOptions, DriverVolume, VolumeDriver};
+use super::{DriverError, DriverOptions, DriverVolume, PoolStats, VolumeDriver};
 use crate::sys::{loopdev, mount, units};
 use options::ThinOptions;
 use pool::{allocated, Pool};
@@ -458,6 +458,10 @@ impl VolumeDriver for ThinDriver {
         Some(allocated(&self.image(name)) as i64)
     }
 
+    fn capacity(&self, name: &str) -> Option<u64> {
+        std::fs::metadata(self.image(name)).ok().map(|m| m.len())
+    }
+
     fn extended(&self) -> Option<&dyn super::ExtendedDriver> {
         Some(self)
     }
@@ -466,30 +470,30 @@ impl VolumeDriver for ThinDriver {
         self.recover();
     }
 
-    fn pool_stats(&self) -> Option<serde_json::Value> {
+    fn pool_stats(&self) -> Option<PoolStats> {
         let stats = self.pool.stats();
         let volumes = self.list().unwrap_or_default();
-        let virtual_sum: u64 = volumes
+        let virtual_size: u64 = volumes
             .iter()
             .filter_map(|v| std::fs::metadata(self.image(&v.name)).ok())
             .map(|m| m.len())
             .sum();
         let ratio = if stats.size > 0 {
-            virtual_sum as f64 / stats.size as f64
+            virtual_size as f64 / stats.size as f64
         } else {
             0.0
         };
-        Some(json!({
-            "Driver": "thin",
-            "Root": self.pool.root(),
-            "Size": stats.size,
-            "Allocated": stats.allocated,
-            "VirtualSize": virtual_sum,
-            "Overcommit": (ratio * 100.0).round() / 100.0,
-            "Volumes": volumes.len(),
-            "BackingFileAllocated": self.pool.backing_allocated(),
-            "HighWater": self.pool.settings.high_water,
-        }))
+        Some(PoolStats {
+            driver: "thin".into(),
+            root: self.pool.root(),
+            size: stats.size,
+            allocated: stats.allocated,
+            virtual_size,
+            overcommit: (ratio * 100.0).round() / 100.0,
+            volumes: volumes.len(),
+            backing_file_allocated: self.pool.backing_allocated(),
+            high_water: self.pool.settings.high_water,
+        })
     }
 
     fn trim(&self) -> Result<u64, DriverError> {
