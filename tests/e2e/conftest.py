@@ -345,6 +345,13 @@ class BerthDaemon(ApiClient):
 
     # -- clients -------------------------------------------------------
 
+    def served_addr(self, what: str) -> str:
+        """HOST:PORT of a side listener (``metrics``, ``the web view``)
+        started with port 0, as the daemon's log names it."""
+        found = re.findall(rf"serving {re.escape(what)} addr=(\S+)", open(self.log).read())
+        assert found, f"the daemon serves no {what}\n{log_tail(self.log)}"
+        return found[-1]
+
     def docker(self, *args, api_version=None, check=True, input=None, env=None, timeout=120):
         argv = [DOCKER_BIN, "-H", self.host, *map(str, args)]
         return run_cmd(argv, _docker_env(api_version, self.docker_config, env), check, input, timeout)

@@ -24,12 +24,6 @@ MIB = 1 << 20
 pytestmark = pytest.mark.skipif(shutil.which("mkfs.xfs") is None, reason="xfsprogs (mkfs.xfs) missing")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def scrape(addr: str) -> dict:
     """{(sample name, frozenset(labels)): value} of one scrape."""
     with urllib.request.urlopen(f"http://{addr}/metrics", timeout=30) as r:
@@ -48,9 +42,8 @@ def value(samples, name, **labels):
 
 @pytest.fixture
 def metrics_daemon(berth_factory):
-    addr = f"127.0.0.1:{free_port()}"
-    d = berth_factory(extra_args=["--thin-pool-size", "2G", "--metrics-addr", addr]).start()
-    d.metrics_addr = addr
+    d = berth_factory(extra_args=["--thin-pool-size", "2G", "--metrics-addr", "127.0.0.1:0"]).start()
+    d.metrics_addr = d.served_addr("metrics")
     d.image = import_busybox(d, "metrics-test:v1")
     yield d
     remove_all_containers(d)

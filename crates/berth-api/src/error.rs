@@ -21,6 +21,14 @@ impl ApiError {
         }
     }
 
+    /// A 403 with `message`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: message.into(),
+        }
+    }
+
     /// A 500 with `message`.
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError {

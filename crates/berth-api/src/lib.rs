@@ -26,6 +26,7 @@ mod types;
 pub mod version;
 mod volume_archive;
 mod volumes;
+pub mod web;
 
 use axum::routing::{get, post};
 use axum::Router;

@@ -20,7 +20,7 @@ use super::DaemonArgs;
 pub const DEFAULT_PATH: &str = "/etc/berth/daemon.json";
 
 /// Keys that set a daemon flag: (key, clap id of the flag).
-const KEYS: [(&str, &str); 14] = [
+const KEYS: [(&str, &str); 17] = [
     ("data-root", "root"),
     ("hosts", "host"),
     ("pidfile", "pidfile"),
@@ -35,6 +35,9 @@ const KEYS: [(&str, &str); 14] = [
     ("trim-interval", "trim_interval"),
     ("runtime", "runtime"),
     ("metrics-addr", "metrics_addr"),
+    ("web-addr", "web_addr"),
+    ("web-admin", "web_admin"),
+    ("web-sample-interval", "web_sample_interval"),
 ];
 
 /// Keys of dockerd's file that berth knows and refuses, with the reason.
@@ -220,6 +223,12 @@ fn set_values(args: &mut DaemonArgs, map: &Map<String, Value>) -> Result<()> {
     Ok(())
 }
 
+/// A `HOST:PORT` key's value.
+fn socket_addr(name: &str, text: &str) -> Result<std::net::SocketAddr> {
+    text.parse()
+        .with_context(|| format!("{name:?} must be HOST:PORT such as 127.0.0.1:9323, not {text:?}"))
+}
+
 fn set_one(args: &mut DaemonArgs, name: &str, value: &Value) -> Result<()> {
     let text = || -> Result<String> {
         value
@@ -249,11 +258,18 @@ fn set_one(args: &mut DaemonArgs, name: &str, value: &Value) -> Result<()> {
         "thin-default-size" => args.thin_default_size = Some(text()?),
         "trim-interval" => args.trim_interval = number()?,
         "runtime" => args.runtime = Some(text()?),
-        "metrics-addr" => {
-            let addr = text()?;
-            args.metrics_addr = Some(addr.parse().with_context(|| {
-                format!("\"metrics-addr\" must be HOST:PORT such as 127.0.0.1:9323, not {addr:?}")
-            })?)
+        "metrics-addr" => args.metrics_addr = Some(socket_addr(name, &text()?)?),
+        "web-addr" => args.web_addr = Some(socket_addr(name, &text()?)?),
+        "web-admin" => {
+            args.web_admin = value
+                .as_bool()
+                .with_context(|| format!("{name:?} must be true or false, not {value}"))?
+        }
+        "web-sample-interval" => {
+            args.web_sample_interval = number()?;
+            if args.web_sample_interval == 0 {
+                bail!("\"web-sample-interval\" must be at least 1 second");
+            }
         }
         _ => unreachable!("KEYS and set_one list the same keys"),
     }

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use berth_api::web::samples::{self, Samples};
+use berth_api::web::WebState;
 use berth_api::ApiState;
 use berth_core::container::{ContainerService, RuntimeSettings};
 use berth_core::driver::local::LocalDriver;
@@ -78,6 +80,16 @@ pub struct DaemonArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9323).
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve the web view of volumes at http://ADDR/ (read-only unless
+    /// --web-admin).
+    #[arg(long, value_name = "ADDR")]
+    web_addr: Option<std::net::SocketAddr>,
+    /// Let the web view take snapshots and clone volumes.
+    #[arg(long)]
+    web_admin: bool,
+    /// Seconds between the web view's samples of pool and volume usage.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    web_sample_interval: u64,
     /// Check the configuration, print "configuration OK" or what is wrong,
     /// and exit without starting.
     #[arg(long)]
@@ -196,6 +208,16 @@ fn validate(args: &DaemonArgs) -> Result<()> {
         }
     }
     args.thin_settings(&RootLayout::unchecked(&args.root))?;
+    check_web(args)
+}
+
+/// `--web-admin` means something only with `--web-addr`.
+fn check_web(args: &DaemonArgs) -> Result<()> {
+    if args.web_admin && args.web_addr.is_none() {
+        anyhow::bail!(
+            "--web-admin (web-admin) needs --web-addr (web-addr): there is no web view to act from"
+        );
+    }
     Ok(())
 }
 
@@ -292,6 +314,7 @@ impl Reload {
 }
 
 async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
+    check_web(&args)?;
     let host = socket::parse_host(&args.host)?;
     let passed = socket::take_passed(&host)?;
     let layout = RootLayout::create(&args.root)?;
@@ -307,11 +330,20 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     // Side listeners first: one that cannot listen stops the start before
     // the API socket exists.
     if let Some(addr) = args.metrics_addr {
-        spawn_http(
-            "metrics",
-            addr,
-            berth_api::metrics::metrics_app(state.clone()),
-        )
+        let app = berth_api::metrics::metrics_app(state.clone());
+        spawn_http("metrics", addr, |_| app).await?;
+    }
+    if let Some(addr) = args.web_addr {
+        let samples = Arc::<Samples>::default();
+        let interval = Duration::from_secs(args.web_sample_interval);
+        samples::spawn_sampler(state.clone(), samples.clone(), interval);
+        let (api, admin) = (state.clone(), args.web_admin);
+        if admin && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "the web view can act (--web-admin) and listens beyond this host");
+        }
+        spawn_http("the web view", addr, move |bound| {
+            berth_api::web::web_app(WebState::new(api, samples, admin, bound.port()))
+        })
         .await?;
     }
     let (listener, socket_file) = socket::listen(&host, passed)?;
@@ -333,13 +365,19 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     result
 }
 
-/// Serves `app` over TCP at `addr` until the process ends (a side
-/// listener: metrics, the web view).
-async fn spawn_http(what: &str, addr: std::net::SocketAddr, app: axum::Router) -> Result<()> {
+/// Serves the app `make_app` builds for the bound address over TCP at
+/// `addr` until the process ends (a side listener: metrics, the web view).
+async fn spawn_http(
+    what: &str,
+    addr: std::net::SocketAddr,
+    make_app: impl FnOnce(std::net::SocketAddr) -> axum::Router,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening for {what} on {addr}"))?;
-    tracing::info!(%addr, "serving {what}");
+    let bound = listener.local_addr()?;
+    tracing::info!(addr = %bound, "serving {what}");
+    let app = make_app(bound);
     let what = what.to_string();
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -487,6 +525,12 @@ fn restart_settings_changed(running: &DaemonArgs, new: &DaemonArgs) -> Vec<&'sta
         ),
         ("trim-interval", running.trim_interval != new.trim_interval),
         ("metrics-addr", running.metrics_addr != new.metrics_addr),
+        ("web-addr", running.web_addr != new.web_addr),
+        ("web-admin", running.web_admin != new.web_admin),
+        (
+            "web-sample-interval",
+            running.web_sample_interval != new.web_sample_interval,
+        ),
     ];
     pairs
         .into_iter()
