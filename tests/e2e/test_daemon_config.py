@@ -85,6 +85,60 @@ def test_each_key_changes_what_the_daemon_does(tmp_path):
         d.cleanup()  # the BerthDaemon's own folder (its log)
 
 
+def test_log_opts_and_default_ulimits_apply_to_containers(berth_factory, tmp_path):
+    """`log-opts` merge into each json-file container's LogConfig at create
+    (its own keys win, `inspect` shows the merged set, rotation follows);
+    `default-ulimits` fill in at start the limits a container leaves unset."""
+    from busybox_image import import_busybox, remove_all_containers
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({
+        "log-opts": {"max-size": "2k", "max-file": "2"},
+        "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1234, "Hard": 2345},
+                            "nproc": {"Name": "nproc", "Soft": 777, "Hard": 777}},
+    }))
+    d = berth_factory(extra_args=["--config-file", str(path)]).start()
+    try:
+        image = import_busybox(d, "cfg-test:v1")
+        loud = "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done"
+        d.docker("run", "--name", "plain", image, "sh", "-c", loud)
+        d.docker("run", "--name", "own", "--log-opt", "max-size=5k", image, "sh", "-c", loud)
+        log_config = lambda name: json.loads(
+            d.docker("inspect", "-f", "{{json .HostConfig.LogConfig}}", name).stdout)
+        assert log_config("plain") == {"Type": "json-file", "Config": {"max-file": "2", "max-size": "2k"}}
+        assert log_config("own") == {"Type": "json-file", "Config": {"max-file": "2", "max-size": "5k"}}
+        for name, limit in [("plain", 2000), ("own", 5000)]:
+            cid = d.docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
+            folder = os.path.join(d.root, "containers", cid)
+            logs = [f for f in os.listdir(folder) if f.startswith(cid + "-json.log")]
+            assert 1 <= len(logs) <= 2, logs                               # max-file 2
+            assert all(os.path.getsize(os.path.join(folder, f)) <= limit for f in logs), name
+        assert d.docker("logs", "--tail", "1", "plain").stdout == "line 2999\n"
+        limits = "echo $(ulimit -Sn) $(ulimit -Hn) $(ulimit -u)"
+        assert d.docker("run", "--rm", image, "sh", "-c", limits).stdout.split() == ["1234", "2345", "777"]
+        own = d.docker("run", "--rm", "--ulimit", "nofile=100:200", image, "sh", "-c", limits)
+        assert own.stdout.split() == ["100", "200", "777"]
+        # Defaults are the daemon's, not recorded in the container.
+        assert d.docker("inspect", "-f", "{{json .HostConfig.Ulimits}}", "plain").stdout.strip() in ("null", "[]")
+    finally:
+        remove_all_containers(d)
+
+
+@pytest.mark.parametrize("config, flags, words", [
+    ({"log-opts": {"max-size": "lots"}}, [], "invalid size: 'lots'"),
+    ({"log-opts": {"colour": "blue"}}, [], "unknown log opt 'colour' for json-file log driver"),
+    ({"log-opts": {"max-size": 10}}, [], '"log-opts": "max-size" must be a string'),
+    ({"default-ulimits": {"nofile": {"Name": "nofile", "Soft": 10, "Hard": 5}}}, [],
+     "ulimit soft limit must be less than or equal to hard limit: 10 > 5"),
+    ({"default-ulimits": {"bogus": {"Name": "bogus", "Soft": 1, "Hard": 1}}}, [], "invalid ulimit type: bogus"),
+    ({"default-ulimits": {"nofile": 5}}, [], '"default-ulimits" must map names'),
+    ({"log-opts": {"max-size": "1m"}}, ["--log-opt", "max-file=2"],
+     "the following directives are specified both as a flag and in the configuration file: "
+     "log-opts: (from flag: max-file=2"),
+])
+def test_bad_container_defaults_are_refused(tmp_path, config, flags, words):
+    refused(tmp_path, config, flags, words)
+
+
 @pytest.mark.parametrize("config, flags, words", [
     ({"zeta": 1, "alpha": True}, [],
      "the following directives don't match any configuration option: alpha, zeta"),

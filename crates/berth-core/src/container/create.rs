@@ -44,7 +44,10 @@ impl ContainerService {
         let mut config = merge(req.config, &image_config);
         let (path, args) = command(&config)?;
         let mut warnings = Vec::new();
-        let host_config = check_runtime(check_network(req.host_config, &mut warnings)?)?;
+        let mut host_config = check_runtime(check_network(req.host_config, &mut warnings)?)?;
+        self.settings
+            .defaults
+            .merge_log_config(&mut host_config.extra);
         let options = ContainerOptions::parse(&config, &host_config)?;
         if options.uts_host && !config.hostname.is_empty() {
             return Err(ContainerError::InvalidConfig(

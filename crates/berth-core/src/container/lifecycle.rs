@@ -121,7 +121,11 @@ impl ContainerService {
     /// starts the container through a new shim.
     fn launch(self: &Arc<Self>, record: &ContainerRecord) -> Result<(), ContainerError> {
         let paths = self.paths(&record.id);
-        let options = super::options::ContainerOptions::parse(&record.config, &record.host_config)?;
+        let mut options =
+            super::options::ContainerOptions::parse(&record.config, &record.host_config)?;
+        // As dockerd: the daemon's default ulimits as they are at this start.
+        let own = options.resources.ulimits.take();
+        options.resources.ulimits = self.settings.defaults.merge_ulimits(own);
         let binds = self.prepare_rootfs(record, &paths, &options)?;
         self.write_bundle(record, &paths, binds, &options)?;
         let _ = std::fs::remove_file(paths.exit_file());

@@ -25,6 +25,8 @@ pub struct RuntimeSettings {
     pub shim_exe: PathBuf,
     /// Default external OCI runtime (`None`: embedded libcontainer).
     pub default_runtime: Option<String>,
+    /// The daemon's log options and ulimits for every container.
+    pub defaults: super::options::ContainerDefaults,
 }
 
 /// Container operations.

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use berth_core::container::options::ContainerDefaults;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 use serde_json::{Map, Value};
@@ -20,7 +21,7 @@ use super::DaemonArgs;
 pub const DEFAULT_PATH: &str = "/etc/berth/daemon.json";
 
 /// Keys that set a daemon flag: (key, clap id of the flag).
-const KEYS: [(&str, &str); 17] = [
+const KEYS: [(&str, &str); 19] = [
     ("data-root", "root"),
     ("hosts", "host"),
     ("pidfile", "pidfile"),
@@ -38,10 +39,12 @@ const KEYS: [(&str, &str); 17] = [
     ("web-addr", "web_addr"),
     ("web-admin", "web_admin"),
     ("web-sample-interval", "web_sample_interval"),
+    ("log-opts", "log_opt"),
+    ("default-ulimits", "default_ulimit"),
 ];
 
 /// Keys of dockerd's file that berth knows and refuses, with the reason.
-const REFUSED: [(&str, &str); 12] = [
+const REFUSED: [(&str, &str); 10] = [
     ("tls", "berth serves its API on a unix socket only"),
     ("tlsverify", "berth serves its API on a unix socket only"),
     ("tlscacert", "berth serves its API on a unix socket only"),
@@ -52,14 +55,6 @@ const REFUSED: [(&str, &str); 12] = [
         "berth cannot pull from registries yet",
     ),
     ("registry-mirrors", "berth cannot pull from registries yet"),
-    (
-        "default-ulimits",
-        "not implemented yet; give --ulimit per container",
-    ),
-    (
-        "log-opts",
-        "daemon-wide log options are not implemented yet; give --log-opt per container",
-    ),
     (
         "default-runtime",
         "use \"runtime\" with the path of an OCI runtime binary",
@@ -223,6 +218,37 @@ fn set_values(args: &mut DaemonArgs, map: &Map<String, Value>) -> Result<()> {
     Ok(())
 }
 
+/// `"log-opts": {"max-size": "10m"}` as `--log-opt key=value` flags.
+fn log_opts(value: &Value) -> Result<Vec<String>> {
+    let map = value
+        .as_object()
+        .context("\"log-opts\" must be an object of strings, such as {\"max-size\": \"10m\"}")?;
+    map.iter()
+        .map(|(key, v)| {
+            let v = v
+                .as_str()
+                .with_context(|| format!("\"log-opts\": {key:?} must be a string, not {v}"))?;
+            Ok(format!("{key}={v}"))
+        })
+        .collect()
+}
+
+/// dockerd's `"default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1024,
+/// "Hard": 2048}}` as `--default-ulimit nofile=1024:2048` flags.
+fn default_ulimits(value: &Value) -> Result<Vec<String>> {
+    let shape = "\"default-ulimits\" must map names to {\"Name\": …, \"Soft\": …, \"Hard\": …}";
+    let map = value.as_object().context(shape)?;
+    map.iter()
+        .map(|(key, limit)| {
+            let name = limit["Name"].as_str().unwrap_or(key);
+            let (Some(soft), Some(hard)) = (limit["Soft"].as_i64(), limit["Hard"].as_i64()) else {
+                bail!("{shape}; {key:?} is {limit}");
+            };
+            Ok(format!("{name}={soft}:{hard}"))
+        })
+        .collect()
+}
+
 /// A `HOST:PORT` key's value.
 fn socket_addr(name: &str, text: &str) -> Result<std::net::SocketAddr> {
     text.parse()
@@ -264,6 +290,14 @@ fn set_one(args: &mut DaemonArgs, name: &str, value: &Value) -> Result<()> {
             args.web_admin = value
                 .as_bool()
                 .with_context(|| format!("{name:?} must be true or false, not {value}"))?
+        }
+        "log-opts" => {
+            args.log_opt = log_opts(value)?;
+            ContainerDefaults::parse(&args.log_opt, &[]).map_err(anyhow::Error::msg)?;
+        }
+        "default-ulimits" => {
+            args.default_ulimit = default_ulimits(value)?;
+            ContainerDefaults::parse(&[], &args.default_ulimit).map_err(anyhow::Error::msg)?;
         }
         "web-sample-interval" => {
             args.web_sample_interval = number()?;

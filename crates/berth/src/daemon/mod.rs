@@ -19,6 +19,7 @@ use anyhow::{Context, Result};
 use berth_api::web::samples::{self, Samples};
 use berth_api::web::WebState;
 use berth_api::ApiState;
+use berth_core::container::options::ContainerDefaults;
 use berth_core::container::{ContainerService, RuntimeSettings};
 use berth_core::driver::local::LocalDriver;
 use berth_core::driver::thin::pool::{PoolSettings, PoolSource};
@@ -77,6 +78,14 @@ pub struct DaemonArgs {
     /// Seconds between automatic trims of pools and mounted volumes (0: never).
     #[arg(long, default_value_t = 3600)]
     trim_interval: u64,
+    /// Default log option for containers' json-file logs (key=value,
+    /// repeatable), e.g. max-size=10m.
+    #[arg(long, value_name = "KEY=VALUE")]
+    log_opt: Vec<String>,
+    /// Default ulimit for containers (name=soft[:hard], repeatable), e.g.
+    /// nofile=1024:2048.
+    #[arg(long, value_name = "ULIMIT")]
+    default_ulimit: Vec<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9323).
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
@@ -101,6 +110,13 @@ pub struct DaemonArgs {
 }
 
 impl DaemonArgs {
+    /// The log options and ulimits every container gets, checked.
+    fn container_defaults(&self) -> Result<ContainerDefaults> {
+        ContainerDefaults::parse(&self.log_opt, &self.default_ulimit).map_err(|e| {
+            anyhow::anyhow!("invalid container defaults (log-opts, default-ulimits): {e}")
+        })
+    }
+
     /// What holds the thin pool (clap refuses more than one flag).
     fn thin_pool_source(&self, layout: &RootLayout) -> PoolSource {
         match (
@@ -208,6 +224,7 @@ fn validate(args: &DaemonArgs) -> Result<()> {
         }
     }
     args.thin_settings(&RootLayout::unchecked(&args.root))?;
+    args.container_defaults()?;
     check_web(args)
 }
 
@@ -315,6 +332,7 @@ impl Reload {
 
 async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     check_web(&args)?;
+    let defaults = args.container_defaults()?;
     let host = socket::parse_host(&args.host)?;
     let passed = socket::take_passed(&host)?;
     let layout = RootLayout::create(&args.root)?;
@@ -324,7 +342,7 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     let thin = args.thin_settings(&layout)?;
     let state = tokio::task::spawn_blocking({
         let layout = layout.clone();
-        move || open_services(&layout, runtime, thin)
+        move || open_services(&layout, (runtime, defaults), thin)
     })
     .await??;
     // Side listeners first: one that cannot listen stops the start before
@@ -428,7 +446,7 @@ async fn wait_for_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
 /// found again (live restore). Runs before the socket exists.
 fn open_services(
     layout: &RootLayout,
-    runtime: Option<String>,
+    (runtime, defaults): (Option<String>, ContainerDefaults),
     thin: PoolSettings,
 ) -> Result<ApiState> {
     let store = Arc::new(Store::open(&layout.db_path()).context("opening metadata store")?);
@@ -443,6 +461,7 @@ fn open_services(
         runtime_root: layout.runtime_dir(),
         shim_exe: std::env::current_exe().context("locating the berth binary")?,
         default_runtime: runtime,
+        defaults,
     };
     let containers = Arc::new(
         ContainerService::new(store, images.clone(), volumes.clone(), settings)?
@@ -526,6 +545,11 @@ fn restart_settings_changed(running: &DaemonArgs, new: &DaemonArgs) -> Vec<&'sta
         ("trim-interval", running.trim_interval != new.trim_interval),
         ("metrics-addr", running.metrics_addr != new.metrics_addr),
         ("web-addr", running.web_addr != new.web_addr),
+        ("log-opts", running.log_opt != new.log_opt),
+        (
+            "default-ulimits",
+            running.default_ulimit != new.default_ulimit,
+        ),
         ("web-admin", running.web_admin != new.web_admin),
         (
             "web-sample-interval",

@@ -10,6 +10,7 @@
 //! driver, runtime).
 
 pub mod caps;
+pub mod defaults;
 pub mod devices;
 pub mod resources;
 pub mod security;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::model::{ContainerConfig, HostConfig};
+pub use defaults::ContainerDefaults;
 pub use devices::DeviceMapping;
 pub use resources::Resources;
 pub use security::{IpcMode, NamespaceMode, SecurityOptions};

@@ -259,7 +259,7 @@ fn insert_if(out: &mut Map<String, Value>, key: &str, section: Map<String, Value
     }
 }
 
-fn check_ulimit(u: &Ulimit) -> Result<(), OptionsError> {
+pub(super) fn check_ulimit(u: &Ulimit) -> Result<(), OptionsError> {
     if !ULIMITS.contains(&u.name.as_str()) {
         return Err(OptionsError::Invalid(format!(
             "invalid ulimit type: {}",
