@@ -131,6 +131,8 @@ def test_log_opts_and_default_ulimits_apply_to_containers(berth_factory, tmp_pat
      "ulimit soft limit must be less than or equal to hard limit: 10 > 5"),
     ({"default-ulimits": {"bogus": {"Name": "bogus", "Soft": 1, "Hard": 1}}}, [], "invalid ulimit type: bogus"),
     ({"default-ulimits": {"nofile": 5}}, [], '"default-ulimits" must map names'),
+    ({"default-ulimits": {"nofile": {"Name": "nofile", "Soft": -1, "Hard": -1}}}, [],
+     "ulimit nofile cannot be unlimited"),
     ({"log-opts": {"max-size": "1m"}}, ["--log-opt", "max-file=2"],
      "the following directives are specified both as a flag and in the configuration file: "
      "log-opts: (from flag: max-file=2"),
@@ -197,13 +199,13 @@ def test_malformed_and_missing_files(tmp_path):
 
 def test_sighup_reloads_the_log_level(tmp_path):
     path = tmp_path / "daemon.json"
-    path.write_text(json.dumps({"log-level": "info"}))
+    path.write_text(json.dumps({"log-level": "info", "trim-interval": 7}))
     d = BerthDaemon(extra_args=["--config-file", str(path)])
     d.start()
     try:
         d.docker("volume", "create", "before")
         assert "volume created volume=before" in open(d.log).read()
-        path.write_text(json.dumps({"log-level": "warn"}))
+        path.write_text(json.dumps({"log-level": "warn", "trim-interval": 7}))
         os.kill(d.pid, signal.SIGHUP)
         deadline = time.monotonic() + 10
         while "configuration reloaded" not in open(d.log).read():
@@ -212,10 +214,17 @@ def test_sighup_reloads_the_log_level(tmp_path):
         d.docker("volume", "create", "after")
         assert "volume created volume=after" not in open(d.log).read()
         # A setting that takes a restart is named, not silently ignored.
-        path.write_text(json.dumps({"log-level": "warn", "trim-interval": 5}))
+        path.write_text(json.dumps({"log-level": "warn", "trim-interval": 5}))  # running: 7
         os.kill(d.pid, signal.SIGHUP)
         deadline = time.monotonic() + 10
         while "takes a restart of the daemon setting=trim-interval" not in open(d.log).read():
+            assert time.monotonic() < deadline, log_tail(d.log)
+            time.sleep(0.05)
+        # So is one taken out of the file (back to its default, 3600).
+        path.write_text(json.dumps({"log-level": "warn"}))
+        os.kill(d.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while open(d.log).read().count("takes a restart of the daemon setting=trim-interval") < 2:
             assert time.monotonic() < deadline, log_tail(d.log)
             time.sleep(0.05)
         # A file that became invalid keeps the running level, and says so.

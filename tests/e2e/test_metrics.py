@@ -6,6 +6,7 @@ series of operations, the values are those `volume inspect`, `system df`,
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -220,3 +221,66 @@ def test_bad_metrics_addresses_are_refused(berth_factory, tmp_path):
         log = open(busy.log).read()
         assert f"listening for metrics on 127.0.0.1:{port}" in log, log
         assert not busy.running()
+        assert not os.path.exists(busy.root), "a start refused for its port made the root"
+    same = d.berth_cli("daemon", "--metrics-addr", "127.0.0.1:9323", "--web-addr", "127.0.0.1:9323",
+                       "--validate", check=False, host=False)
+    assert same.returncode == 1 and "cannot share port 9323" in same.stderr, same.stderr
+
+
+def test_methods_are_a_closed_set_of_labels(metrics_daemon):
+    d = metrics_daemon
+    for method in ["METH1", "METH2", "X" * 4000]:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(d.sock)
+            s.sendall(f"{method} /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            s.recv(4096)
+    m = scrape(d.metrics_addr)
+    methods = {dict(labels)["method"] for name, labels in m if name == "berth_api_requests_total"}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"}, methods
+    assert "other" in methods
+
+
+def test_a_client_gone_before_the_answer_leaves_no_request_in_flight(metrics_daemon):
+    d = metrics_daemon
+    # sleep as the first process ignores SIGTERM: the stop waits its 5 s.
+    d.docker("run", "-d", "--name", "slow", d.image, "sleep", "600")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(d.sock)
+        s.sendall(b"POST /containers/slow/stop?t=5 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        time.sleep(1)
+    flight = ("berth_api_requests_in_flight",
+              frozenset(dict(method="POST", route="/containers/{id}/stop").items()))
+    deadline = time.monotonic() + 15
+    while scrape(d.metrics_addr).get(flight) != 0:
+        assert time.monotonic() < deadline, "the abandoned stop stayed in flight"
+        time.sleep(0.2)
+
+
+def test_idle_connections_cannot_starve_the_daemon(metrics_daemon):
+    d = metrics_daemon
+    host, port = d.metrics_addr.rsplit(":", 1)
+    pid = d.pid
+    before = len(os.listdir(f"/proc/{pid}/fd"))
+    idle = []
+    try:
+        # More than the cap; fewer than the cap plus the listen backlog (128),
+        # past which the kernel drops a client's SYNs, not berth.
+        for _ in range(150):
+            c = socket.create_connection((host, int(port)), timeout=5)
+            c.sendall(b"GET /metrics HTTP/1.1\r\n")  # and never the rest
+            idle.append(c)
+        time.sleep(0.5)
+        held = len(os.listdir(f"/proc/{pid}/fd")) - before
+        assert held <= 64 + 8, held  # the cap, not one descriptor per client
+        assert d.docker("volume", "create", "still-served").returncode == 0
+        # The head timeout frees the slots: a scrape gets through.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                scrape(d.metrics_addr)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the metrics listener never recovered"
+    finally:
+        for c in idle:
+            c.close()

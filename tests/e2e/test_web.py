@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import stat
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -68,9 +71,12 @@ def web(d, method, path, body=None, headers=None, host=None):
 
 
 def token(d):
+    """The admin token, from the root-only file the daemon wrote."""
+    path = os.path.join(d.root, "web-admin.token")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     status, _, session = web(d, "GET", "/web/v1/session")
-    assert status == 200
-    return session["Token"]
+    assert status == 200 and session == {"Admin": True, "TokenFile": path}, session
+    return open(path).read().strip()
 
 
 def snapshots(d, vol):
@@ -154,7 +160,8 @@ def test_read_only_by_default(readonly_daemon):
     d = readonly_daemon
     d.docker("volume", "create", "-d", "thin", "-o", "size=64M", "ro")
     status, _, session = web(d, "GET", "/web/v1/session")
-    assert status == 200 and session == {"Admin": False, "Token": None}
+    assert status == 200 and session == {"Admin": False, "TokenFile": None}
+    assert not os.path.exists(os.path.join(d.root, "web-admin.token"))
     for path, body in [("/web/v1/volumes/ro/snapshots", {}), ("/web/v1/volumes/ro/clone", {"Target": "ro2"})]:
         status, _, answer = web(d, "POST", path, body, headers={"X-Berth-Token": "guess"})
         assert status == 403 and "read-only" in answer["message"], answer
@@ -198,12 +205,34 @@ def test_actions_follow_the_apis_rules_and_refuse_other_sites(admin_daemon):
     status, _, answer = web(d, "POST", "/web/v1/volumes/src/snapshots", {"Name": "nightly"}, headers=good)
     assert status == 201 and answer == {"Name": "nightly"}
     assert snapshots(d, "src") == ["nightly"]
+    # Snapshots named by the time, taken in the same instant: all made.
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(
+            lambda _: web(d, "POST", "/web/v1/volumes/src/snapshots", {"Name": None}, headers=good), range(8)))
+    assert [a[0] for a in answers] == [201] * 8, answers
+    assert len({a[2]["Name"] for a in answers}) == 8
+    assert len(snapshots(d, "src")) == 9
     status, _, answer = web(d, "POST", "/web/v1/volumes/src/clone", {"Target": "src-copy"}, headers=good)
     assert status == 201 and answer["Name"] == "src-copy" and answer["Driver"] == "thin"
     assert volume_names(d) == sorted(before + ["src-copy"])
-    # A page of another site cannot read the session (no CORS), so no token.
-    status, headers, _ = web(d, "GET", "/web/v1/session", headers={"Origin": "http://evil.example"})
+    # No CORS: a page of another site reads nothing of the view.
+    status, headers, _ = web(d, "GET", "/web/v1/overview", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in {k.lower() for k in headers}
+    # Another user on the host may look, but not act: the token is root's.
+    nobody = subprocess.run(
+        ["su", "nobody", "-s", "/bin/sh", "-c",
+         f"cat {d.root}/web-admin.token; python3 -c \"import urllib.request as u; "
+         f"print(u.urlopen('http://{d.web}/web/v1/session').read().decode())\""],
+        capture_output=True, text=True, timeout=60)
+    assert "Permission denied" in nobody.stderr and '"Admin":true' in nobody.stdout, nobody
+    assert token(d) not in nobody.stdout
+    # A new start, a new token: the old one acts no more.
+    old = token(d)
+    d.restart()
+    d.web = d.served_addr("the web view")
+    status, _, _ = web(d, "POST", "/web/v1/volumes/src/snapshots", {}, headers={"X-Berth-Token": old})
+    assert status == 403 and token(d) != old
 
 
 def test_bad_web_settings_are_refused(berth_factory, tmp_path):

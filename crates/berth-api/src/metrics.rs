@@ -80,11 +80,12 @@ pub async fn track_route(
     next: Next,
 ) -> Response {
     let labels = RouteLabels {
-        method: request.method().to_string(),
+        method: method_label(request.method()),
         route: route.as_str().to_string(),
     };
-    let gauge = state.metrics.in_flight.get_or_create(&labels).clone();
-    gauge.inc();
+    // The guard exists before the handler runs: a client that goes away
+    // first drops this future, and the guard with it.
+    let in_flight = InFlight::enter(state.metrics.in_flight.get_or_create(&labels).clone());
     let started = Instant::now();
     let mut response = next.run(request).await;
     state
@@ -95,7 +96,27 @@ pub async fn track_route(
     state.metrics.count(labels, response.status());
     response.extensions_mut().insert(Routed);
     let (parts, body) = response.into_parts();
-    Response::from_parts(parts, streams_guarded(body, InFlight(gauge)))
+    Response::from_parts(parts, streams_guarded(body, in_flight))
+}
+
+/// A request method as a label: the standard ones by name, anything else
+/// `other` (a client must not create series at will).
+fn method_label(method: &axum::http::Method) -> String {
+    use axum::http::Method;
+    let known = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+    ];
+    if known.contains(method) {
+        method.as_str().to_string()
+    } else {
+        "other".to_string()
+    }
 }
 
 /// Middleware around the whole API: counts what no route matched.
@@ -104,7 +125,7 @@ pub async fn count_unmatched(
     request: Request,
     next: Next,
 ) -> Response {
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let response = next.run(request).await;
     if response.extensions().get::<Routed>().is_none() {
         let route = UNMATCHED.to_string();
@@ -126,8 +147,15 @@ impl ApiMetrics {
     }
 }
 
-/// Takes a request out of the in-flight gauge when dropped.
+/// A request in the in-flight gauge until dropped.
 struct InFlight(Gauge);
+
+impl InFlight {
+    fn enter(gauge: Gauge) -> Self {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -172,7 +200,7 @@ pub(crate) fn register_api(metrics: &ApiMetrics, registry: &mut Registry) {
     );
     registry.register(
         "berth_api_requests_in_flight",
-        "API requests (and their streamed bodies) in progress, by method and route",
+        "API requests (and their streamed bodies) in progress, by method and route; attach sessions leave the count when the connection is taken over",
         metrics.in_flight.clone(),
     );
 }
@@ -183,4 +211,19 @@ pub fn metrics_app(state: ApiState) -> axum::Router {
         .route("/metrics", axum::routing::get(scrape))
         .fallback(crate::error::not_found)
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        let odd = Method::from_bytes(b"METH1").unwrap();
+        assert_eq!(method_label(&odd), "other");
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "other");
+    }
 }

@@ -5,11 +5,14 @@
 //! the pages load nothing but this server's own files.
 //!
 //! Read-only unless the daemon runs with `--web-admin`; then a page can
-//! snapshot and clone volumes through the same service calls (and so the
-//! same rules) as the API. Every request must name this server in `Host`
-//! (an IP literal or `localhost`: no DNS rebinding), and every action must
-//! carry the daemon's per-start token in `X-Berth-Token` — a header no
-//! cross-site form can send — so another site in the browser cannot act.
+//! snapshot and clone volumes through the API's own handlers (and so its
+//! rules). An action needs the admin token, which the daemon writes at each
+//! start to a file only root can read (`ROOT/web-admin.token`) and the
+//! operator types into the page once: anyone who can reach the address may
+//! look (as with metrics), only who can read the file may act — the same
+//! people who may use the API socket. The token travels in `X-Berth-Token`,
+//! a header no cross-site form can send. Every request must also name this
+//! server in `Host` (an IP literal or `localhost`: no DNS rebinding).
 
 mod data;
 pub mod samples;
@@ -34,9 +37,10 @@ use samples::Samples;
 pub struct WebState {
     api: ApiState,
     samples: Arc<Samples>,
-    admin: bool,
-    /// Actions must carry it; the page gets it from `/web/v1/session`.
-    token: Arc<str>,
+    /// With `--web-admin`: the token actions must carry.
+    admin_token: Option<Arc<str>>,
+    /// Where the operator finds the token (shown on the page).
+    token_file: Option<String>,
     /// The port this listener serves (the `Host` header must name it).
     port: u16,
 }
@@ -50,20 +54,37 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     frame-ancestors 'none'";
 
 impl WebState {
-    pub fn new(api: ApiState, samples: Arc<Samples>, admin: bool, port: u16) -> Self {
-        let token: String = {
-            use rand::Rng;
-            let bytes: [u8; 24] = rand::thread_rng().gen();
-            bytes.iter().map(|b| format!("{b:02x}")).collect()
+    /// `admin`: the token actions need and the file it was written to;
+    /// `None` for a read-only view.
+    pub fn new(
+        api: ApiState,
+        samples: Arc<Samples>,
+        admin: Option<(String, String)>,
+        port: u16,
+    ) -> Self {
+        let (admin_token, token_file) = match admin {
+            Some((token, file)) => (Some(token.into()), Some(file)),
+            None => (None, None),
         };
         WebState {
             api,
             samples,
-            admin,
-            token: token.into(),
+            admin_token,
+            token_file,
             port,
         }
     }
+
+    fn admin(&self) -> bool {
+        self.admin_token.is_some()
+    }
+}
+
+/// A new admin token: 24 random bytes as hex.
+pub fn new_admin_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 24] = rand::thread_rng().gen();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The web listener's routes.
@@ -122,10 +143,14 @@ async fn guard(State(state): State<WebState>, request: Request, next: Next) -> R
 /// `localhost`, with this port. A DNS name could be re-pointed at this
 /// address by another site (DNS rebinding), so none is accepted.
 pub fn host_is_this_server(host: &str, port: u16) -> bool {
-    let Some((name, given_port)) = host.rsplit_once(':') else {
-        return false;
+    // `Host: 127.0.0.1` names port 80; a bracketed IPv6 host has colons.
+    let (name, given_port) = match host.rsplit_once(':') {
+        Some((name, p)) if !p.ends_with(']') => (name, p),
+        _ => (host, "80"),
     };
-    if given_port.parse::<u16>().ok() != Some(port) {
+    if !given_port.bytes().all(|b| b.is_ascii_digit())
+        || given_port.parse::<u16>().ok() != Some(port)
+    {
         return false;
     }
     let name = name
@@ -157,17 +182,16 @@ async fn style() -> Response {
     asset("text/css; charset=utf-8", include_str!("assets/style.css"))
 }
 
-/// `GET /web/v1/session`: whether actions are allowed, and their token.
+/// `GET /web/v1/session`: whether actions exist, and where their token is.
 async fn session(State(state): State<WebState>) -> Response {
-    let token = state.admin.then(|| state.token.to_string());
     json(
         StatusCode::OK,
-        &serde_json::json!({"Admin": state.admin, "Token": token}),
+        &serde_json::json!({"Admin": state.admin(), "TokenFile": state.token_file}),
     )
 }
 
 async fn overview(State(state): State<WebState>) -> Result<Response, ApiError> {
-    let page = blocking(move || data::overview(&state.api, &state.samples, state.admin)).await?;
+    let page = blocking(move || data::overview(&state.api, &state.samples, state.admin())).await?;
     Ok(json(StatusCode::OK, &page))
 }
 
@@ -176,25 +200,32 @@ async fn volume_page(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let page =
-        blocking(move || data::volume_page(&state.api, &state.samples, state.admin, &name)).await?;
+        blocking(move || data::volume_page(&state.api, &state.samples, state.admin(), &name))
+            .await?;
     Ok(json(StatusCode::OK, &page))
 }
 
 /// An action is allowed: the daemon runs with `--web-admin` and the
 /// request carries the token.
 fn check_action(state: &WebState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if !state.admin {
+    let Some(token) = &state.admin_token else {
         return Err(ApiError::forbidden(
             "the web view is read-only: start the daemon with --web-admin to act from it",
         ));
-    }
-    let given = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
-    if given != Some(&*state.token) {
-        return Err(ApiError::forbidden(
-            "missing or wrong X-Berth-Token: actions come from the web view's own page",
-        ));
+    };
+    let given = headers.get(TOKEN_HEADER).map(|v| v.as_bytes());
+    if !given.is_some_and(|given| same_bytes(given, token.as_bytes())) {
+        return Err(ApiError::forbidden(format!(
+            "missing or wrong X-Berth-Token: the admin token is in {}",
+            state.token_file.as_deref().unwrap_or_default()
+        )));
     }
     Ok(())
+}
+
+/// Compares in time that does not depend on where they differ.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `POST /web/v1/volumes/{name}/snapshots`: the API's snapshot, when
@@ -238,5 +269,9 @@ mod tests {
         assert!(!host_is_this_server("localhost.evil.example:8080", 8080));
         assert!(!host_is_this_server("", 8080));
         assert!(!host_is_this_server("[::1:8080", 8080));
+        assert!(!host_is_this_server("localhost:+8080", 8080));
+        assert!(host_is_this_server("127.0.0.1", 80));
+        assert!(host_is_this_server("[::1]", 80));
+        assert!(!host_is_this_server("127.0.0.1", 8080));
     }
 }

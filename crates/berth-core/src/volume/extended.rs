@@ -37,19 +37,25 @@ impl VolumeService {
     /// Snapshots `name` (as `snap`, or a name from the time). Returns the
     /// snapshot's name.
     pub fn snapshot_create(&self, name: &str, snap: Option<&str>) -> Result<String, VolumeError> {
-        let snap = match snap {
-            Some(s) => {
-                names::validate_name(s)?;
-                s.to_string()
-            }
-            None => chrono::Utc::now()
-                .format("snap-%Y%m%dT%H%M%S%.3fZ")
-                .to_string(),
-        };
+        if let Some(s) = snap {
+            names::validate_name(s)?;
+        }
         let _guard = self.locks.lock(name);
         let record = self.ready("snapshot", name)?;
         let driver = self.driver_of("snapshot", &record)?;
-        self.extended_of("snapshots", &driver, name)?
+        let extended = self.extended_of("snapshots", &driver, name)?;
+        let snap = match snap {
+            Some(s) => s.to_string(),
+            // Chosen under the volume's lock, so two snapshots taken in
+            // the same millisecond get different names.
+            None => {
+                let taken = extended
+                    .snapshot_list(name)
+                    .map_err(|e| VolumeError::driver("snapshot", name, e))?;
+                time_name(&taken)
+            }
+        };
+        extended
             .snapshot_create(name, &snap)
             .map_err(|e| VolumeError::driver("snapshot", name, e))?;
         self.publish("snapshot", name, &[("snapshot", &snap)]);
@@ -361,4 +367,16 @@ fn copy_local(
     crate::sys::sync_filesystem(&target)
         .map_err(|e| DriverError::io("syncing the cloned volume", e))?;
     Ok(())
+}
+
+/// `snap-<time to the millisecond>`, with `-2`, `-3`, … when taken.
+fn time_name(taken: &[SnapshotInfo]) -> String {
+    let base = chrono::Utc::now()
+        .format("snap-%Y%m%dT%H%M%S%.3fZ")
+        .to_string();
+    let free = |candidate: &String| !taken.iter().any(|s| &s.name == candidate);
+    std::iter::once(base.clone())
+        .chain((2..).map(|n| format!("{base}-{n}")))
+        .find(free)
+        .unwrap_or(base)
 }

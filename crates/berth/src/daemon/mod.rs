@@ -8,6 +8,7 @@
 mod config;
 mod facts;
 mod pidfile;
+mod side;
 mod socket;
 
 use std::future::IntoFuture;
@@ -31,6 +32,7 @@ use berth_core::store::Store;
 use berth_core::sys::units::parse_size;
 use berth_core::volume::VolumeService;
 use clap::Args;
+use side::SideListener;
 
 /// How long in-flight requests get after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -154,6 +156,7 @@ impl DaemonArgs {
 /// Runs the daemon to completion; returns the process exit code.
 /// `matches` (the daemon command's) tells which flags were given.
 pub fn run(mut args: DaemonArgs, matches: Option<&clap::ArgMatches>) -> i32 {
+    let cli_args = args.clone();
     let config_file = match config::apply(&mut args, matches) {
         Ok(path) => path,
         Err(e) => {
@@ -183,7 +186,7 @@ pub fn run(mut args: DaemonArgs, matches: Option<&clap::ArgMatches>) -> i32 {
     }
     let reload = Reload {
         log_level,
-        config_file,
+        cli_args,
         matches: matches.cloned(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -234,6 +237,14 @@ fn check_web(args: &DaemonArgs) -> Result<()> {
         anyhow::bail!(
             "--web-admin (web-admin) needs --web-addr (web-addr): there is no web view to act from"
         );
+    }
+    if let (Some(metrics), Some(web)) = (args.metrics_addr, args.web_addr) {
+        if metrics.port() != 0 && metrics.port() == web.port() {
+            anyhow::bail!(
+                "--metrics-addr and --web-addr cannot share port {}",
+                web.port()
+            );
+        }
     }
     Ok(())
 }
@@ -288,7 +299,8 @@ fn init_logging(args: &DaemonArgs) -> LogLevel {
 /// What SIGHUP needs: the log filter, the file, the flags given.
 struct Reload {
     log_level: LogLevel,
-    config_file: Option<PathBuf>,
+    /// The flags as given, before the file was applied.
+    cli_args: DaemonArgs,
     matches: Option<clap::ArgMatches>,
 }
 
@@ -297,23 +309,14 @@ impl Reload {
     /// change at run time: the log level. Other changed settings are named
     /// in the log: they take a restart.
     fn reload(&self, running: &DaemonArgs) {
-        let mut args = running.clone();
-        args.config_file = self.config_file.clone();
-        args.log_level = "info".into();
+        // From the command line again: a key taken out of the file goes
+        // back to its flag or default (and is reported if that changes it).
+        let mut args = self.cli_args.clone();
         if let Err(e) = config::apply(&mut args, self.matches.as_ref()) {
             tracing::error!("configuration not reloaded: {e:#}");
             return;
         }
-        let level = if self
-            .matches
-            .as_ref()
-            .and_then(|m| m.value_source("log_level"))
-            == Some(clap::parser::ValueSource::CommandLine)
-        {
-            running.log_level.clone()
-        } else {
-            args.log_level.clone()
-        };
+        let level = args.log_level.clone();
         for changed in restart_settings_changed(running, &args) {
             tracing::warn!(setting = %changed, "changed in the configuration: takes a restart of the daemon");
         }
@@ -335,6 +338,12 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     let defaults = args.container_defaults()?;
     let host = socket::parse_host(&args.host)?;
     let passed = socket::take_passed(&host)?;
+    // Bound before the root is touched: a port in use stops the start with
+    // nothing made.
+    let side = (
+        bind_side("metrics", args.metrics_addr).await?,
+        bind_side("the web view", args.web_addr).await?,
+    );
     let layout = RootLayout::create(&args.root)?;
     let _lock = RootLock::acquire(&layout)?;
     let _pid = pidfile::PidFile::create(&args.pidfile)?;
@@ -345,25 +354,7 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
         move || open_services(&layout, (runtime, defaults), thin)
     })
     .await??;
-    // Side listeners first: one that cannot listen stops the start before
-    // the API socket exists.
-    if let Some(addr) = args.metrics_addr {
-        let app = berth_api::metrics::metrics_app(state.clone());
-        spawn_http("metrics", addr, |_| app).await?;
-    }
-    if let Some(addr) = args.web_addr {
-        let samples = Arc::<Samples>::default();
-        let interval = Duration::from_secs(args.web_sample_interval);
-        samples::spawn_sampler(state.clone(), samples.clone(), interval);
-        let (api, admin) = (state.clone(), args.web_admin);
-        if admin && !addr.ip().is_loopback() {
-            tracing::warn!(%addr, "the web view can act (--web-admin) and listens beyond this host");
-        }
-        spawn_http("the web view", addr, move |bound| {
-            berth_api::web::web_app(WebState::new(api, samples, admin, bound.port()))
-        })
-        .await?;
-    }
+    start_side_listeners(&args, &layout, &state, side)?;
     let (listener, socket_file) = socket::listen(&host, passed)?;
     tracing::info!(socket = %args.host, root = %layout.root().display(), pid = std::process::id(), "berth daemon ready");
     spawn_periodic_trim(state.volumes.clone(), args.trim_interval);
@@ -383,25 +374,68 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     result
 }
 
-/// Serves the app `make_app` builds for the bound address over TCP at
-/// `addr` until the process ends (a side listener: metrics, the web view).
-async fn spawn_http(
-    what: &str,
-    addr: std::net::SocketAddr,
-    make_app: impl FnOnce(std::net::SocketAddr) -> axum::Router,
+async fn bind_side(
+    what: &'static str,
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<SideListener>> {
+    match addr {
+        Some(addr) => Ok(Some(SideListener::bind(what, addr).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Serves metrics and the web view on the listeners bound for them; with
+/// `--web-admin`, writes the admin token the web view's actions need.
+fn start_side_listeners(
+    args: &DaemonArgs,
+    layout: &RootLayout,
+    state: &ApiState,
+    (metrics, web): (Option<SideListener>, Option<SideListener>),
 ) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening for {what} on {addr}"))?;
-    let bound = listener.local_addr()?;
-    tracing::info!(addr = %bound, "serving {what}");
-    let app = make_app(bound);
-    let what = what.to_string();
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "{what} listener failed");
-        }
-    });
+    if let Some(listener) = metrics {
+        listener.serve(berth_api::metrics::metrics_app(state.clone()))?;
+    }
+    let token_file = layout.root().join("web-admin.token");
+    let Some(listener) = web else {
+        let _ = std::fs::remove_file(&token_file);
+        return Ok(());
+    };
+    let samples = Arc::<Samples>::default();
+    let interval = Duration::from_secs(args.web_sample_interval);
+    samples::spawn_sampler(state.clone(), samples.clone(), interval);
+    let admin = if args.web_admin {
+        let token = berth_api::web::new_admin_token();
+        write_private(&token_file, &token)?;
+        tracing::info!(file = %token_file.display(), "web view actions need the token in this file");
+        Some((token, token_file.display().to_string()))
+    } else {
+        let _ = std::fs::remove_file(&token_file);
+        None
+    };
+    let addr = listener.local_addr()?;
+    if admin.is_some() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the web view can act (--web-admin) and listens beyond this host");
+    }
+    let web = WebState::new(state.clone(), samples, admin, addr.port());
+    listener.serve(berth_api::web::web_app(web))
+}
+
+/// Writes `text` to `path`, readable by the daemon's user only, replacing
+/// it whole (a temporary file renamed over it).
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let partial = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&partial);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .with_context(|| format!("writing {}", partial.display()))?;
+    file.write_all(format!("{text}\n").as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

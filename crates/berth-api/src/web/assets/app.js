@@ -4,7 +4,8 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-let session = { Admin: false, Token: null };
+let session = { Admin: false, TokenFile: null };
+const TOKEN_KEY = "berth-admin-token";
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -54,7 +55,7 @@ async function getJson(path) {
 async function act(path, body) {
   const response = await fetch(path, {
     method: "POST",
-    headers: { "Content-Type": "application/json", "X-Berth-Token": session.Token || "" },
+    headers: { "Content-Type": "application/json", "X-Berth-Token": sessionStorage.getItem(TOKEN_KEY) || "" },
     body: JSON.stringify(body),
   });
   const answer = await response.json().catch(() => ({}));
@@ -158,14 +159,24 @@ async function showList(main) {
 function actions(name, main) {
   if (!session.Admin) return el("p", { class: "muted" }, "Read-only view (the daemon runs without --web-admin).");
   const message = el("span", { class: "muted", id: "action-result" });
-  const report = (promise, done) => promise.then((answer) => { message.className = "muted"; message.textContent = done(answer); return showVolume(main, name, message.textContent); })
-    .catch((e) => { message.className = "error"; message.textContent = e.message; });
+  // The admin token is in a file only root can read; kept for this tab only.
+  const token = el("input", { type: "password", id: "admin-token", autocomplete: "off", placeholder: "admin token" });
+  token.value = sessionStorage.getItem(TOKEN_KEY) || "";
+  const send = (path, body, done) => {
+    sessionStorage.setItem(TOKEN_KEY, token.value.trim());
+    return act(path, body)
+      .then((answer) => { message.className = "muted"; message.textContent = done(answer); return showVolume(main, name, message.textContent); })
+      .catch((e) => { message.className = "error"; message.textContent = e.message; });
+  };
+  const base = `/web/v1/volumes/${encodeURIComponent(name)}`;
   const snapName = el("input", { placeholder: "snapshot name (optional)", id: "snapshot-name" });
   const cloneName = el("input", { placeholder: "new volume name", id: "clone-name" });
   return el("div", {},
-    el("form", { class: "actions", onsubmit: (e) => { e.preventDefault(); report(act(`/web/v1/volumes/${encodeURIComponent(name)}/snapshots`, { Name: snapName.value || null }), (a) => `snapshot ${a.Name} taken`); } },
+    el("p", { class: "muted" }, `Actions need the admin token in ${session.TokenFile} (readable by root only).`),
+    el("form", { class: "actions", onsubmit: (e) => e.preventDefault() }, token),
+    el("form", { class: "actions", onsubmit: (e) => { e.preventDefault(); send(`${base}/snapshots`, { Name: snapName.value || null }, (a) => `snapshot ${a.Name} taken`); } },
       snapName, el("button", { type: "submit" }, "Take snapshot")),
-    el("form", { class: "actions", onsubmit: (e) => { e.preventDefault(); report(act(`/web/v1/volumes/${encodeURIComponent(name)}/clone`, { Target: cloneName.value }), (a) => `cloned into ${a.Name}`); } },
+    el("form", { class: "actions", onsubmit: (e) => { e.preventDefault(); send(`${base}/clone`, { Target: cloneName.value }, (a) => `cloned into ${a.Name}`); } },
       cloneName, el("button", { type: "submit" }, "Clone")),
     message);
 }

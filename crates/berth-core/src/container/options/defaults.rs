@@ -137,6 +137,8 @@ mod tests {
         assert!(bad(&[], &["bogus=1"]).contains("invalid ulimit type: bogus"));
         assert!(bad(&[], &["nofile=10:5"]).contains("soft limit"));
         assert!(bad(&[], &["nofile=x"]).contains("invalid ulimit value"));
+        assert!(bad(&[], &["nofile=-1"]).contains("cannot be unlimited"));
+        assert!(bad(&[], &["nofile=1:2000000000"]).contains("fs.nr_open"));
     }
 
     #[test]

@@ -272,6 +272,27 @@ pub(super) fn check_ulimit(u: &Ulimit) -> Result<(), OptionsError> {
             u.soft, u.hard
         )));
     }
+    if u.name == "nofile" {
+        check_nofile(u.soft.max(u.hard), u.soft < 0 || u.hard < 0)?;
+    }
+    Ok(())
+}
+
+/// Open files cannot be unlimited nor above the kernel's `fs.nr_open`:
+/// the container's start would fail with a bare EPERM.
+fn check_nofile(highest: i64, unlimited: bool) -> Result<(), OptionsError> {
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|t| t.trim().parse::<i64>().ok());
+    let Some(nr_open) = nr_open else {
+        return Ok(());
+    };
+    if unlimited || highest > nr_open {
+        return Err(OptionsError::Invalid(format!(
+            "ulimit nofile cannot be {}: the kernel allows at most {nr_open} open files (fs.nr_open)",
+            if unlimited { "unlimited".to_string() } else { highest.to_string() }
+        )));
+    }
     Ok(())
 }
 
