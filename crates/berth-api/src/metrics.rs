@@ -163,14 +163,38 @@ impl Drop for InFlight {
     }
 }
 
-/// `body`, holding `guard` until the body is dropped (sent or abandoned).
+/// `body`, holding `guard` until the body is dropped (sent or abandoned);
+/// its size stays known, so answers keep their `Content-Length`.
 fn streams_guarded(body: axum::body::Body, guard: InFlight) -> axum::body::Body {
-    use futures_util::StreamExt;
-    let stream = body.into_data_stream().map(move |chunk| {
-        let _held = &guard;
-        chunk
-    });
-    axum::body::Body::from_stream(stream)
+    axum::body::Body::new(Guarded {
+        inner: body,
+        _guard: guard,
+    })
+}
+
+struct Guarded {
+    inner: axum::body::Body,
+    _guard: InFlight,
+}
+
+impl http_body::Body for Guarded {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// `GET /metrics` of the metrics listener.
