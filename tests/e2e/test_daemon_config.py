@@ -54,6 +54,8 @@ def test_each_key_changes_what_the_daemon_does(tmp_path):
         "thin-pool-size": "3G", "thin-pool-file": pool, "thin-default-size": "96M",
         "thin-high-water": 1, "trim-interval": 1,
         "live-restore": True, "log-driver": "json-file",
+        "metrics-addr": "127.0.0.1:0", "web-addr": "127.0.0.1:0", "web-admin": True,
+        "web-sample-interval": 1,
     }
     d = config_daemon(work, config)
     proc = start_with_file_only(d)
@@ -78,6 +80,9 @@ def test_each_key_changes_what_the_daemon_does(tmp_path):
         assert any("periodic trim" in line["fields"].get("message", "") for line in lines), \
             "trim-interval: no periodic trim"
         assert "past its high-water mark of 1%" in status.get("Warning", ""), status
+        text = open(d.log).read()
+        assert '"serving metrics"' in text and '"serving the web view"' in text  # metrics-addr, web-addr
+        assert os.stat(os.path.join(root, "web-admin.token")).st_mode & 0o777 == 0o600  # web-admin
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

@@ -43,6 +43,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
         ErrorKind::NotModified => StatusCode::NOT_MODIFIED,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -71,6 +72,7 @@ macro_rules! from_core_error {
 }
 
 from_core_error!(
+    berth_core::network::NetworkError,
     berth_core::volume::VolumeError,
     berth_core::container::ContainerError,
     berth_core::image::ImageError

@@ -17,6 +17,7 @@ mod extensions;
 mod images;
 pub mod metrics;
 mod metrics_state;
+mod networks;
 pub mod request;
 mod state;
 mod streams;
@@ -94,7 +95,13 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route("/images/load", post(images::load))
         .route("/images/json", get(images::list))
         .route("/images/prune", post(images::prune))
-        .route("/networks/prune", post(system::prune_networks))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
         .route("/build/prune", post(system::prune_build_cache))
         .route(
             "/images/{*rest}",

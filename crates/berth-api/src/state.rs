@@ -31,6 +31,7 @@ pub struct ApiState {
     pub images: Arc<ImageService>,
     pub containers: Arc<ContainerService>,
     pub events: Arc<berth_core::events::EventBus>,
+    pub networks: Arc<berth_core::network::NetworkService>,
     pub facts: Arc<DaemonFacts>,
     /// The API's request counters (`--metrics-addr`).
     pub metrics: Arc<crate::metrics::ApiMetrics>,

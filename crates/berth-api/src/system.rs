@@ -202,12 +202,6 @@ fn container_summaries(usage: &[ContainerUsage]) -> Vec<Value> {
         .collect()
 }
 
-/// `POST /networks/prune`: berth has no user-defined networks (containers
-/// get a private network namespace), so there is never one to delete.
-pub async fn prune_networks() -> Response {
-    crate::request::json(StatusCode::OK, &json!({"NetworksDeleted": null}))
-}
-
 /// `POST /build/prune`: berth has no builder, so no build cache.
 pub async fn prune_build_cache() -> Response {
     crate::request::json(

@@ -7,6 +7,7 @@
 use crate::container::ContainerError;
 use crate::driver::DriverError;
 use crate::image::ImageError;
+use crate::network::NetworkError;
 use crate::store::StoreError;
 use crate::volume::VolumeError;
 
@@ -17,6 +18,8 @@ pub enum ErrorKind {
     NotFound,
     /// The request conflicts with current state (HTTP 409).
     Conflict,
+    /// Not allowed on this object, whatever its state (HTTP 403).
+    Forbidden,
     /// The caller sent something invalid (HTTP 400).
     InvalidArgument,
     /// Nothing to do: already in the asked state (HTTP 304).
@@ -37,6 +40,8 @@ pub enum Error {
     #[error(transparent)]
     Container(#[from] ContainerError),
     #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{context}: {source}")]
     Io {
@@ -54,6 +59,7 @@ impl Error {
             Error::Driver(e) => e.kind(),
             Error::Image(e) => e.kind(),
             Error::Container(e) => e.kind(),
+            Error::Network(e) => e.kind(),
             Error::Store(_) | Error::Io { .. } => ErrorKind::Internal,
         }
     }

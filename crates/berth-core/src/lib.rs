@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod image;
 pub mod locks;
+pub mod network;
 pub mod root;
 pub mod store;
 pub mod sys;

@@ -12,7 +12,6 @@ use crate::image::config::RunConfig;
 use crate::image::platform::Platform;
 use crate::image::{ImageConfig, ImageError};
 use crate::store::ImageRecord;
-use crate::volume::names::random_id;
 use crate::volume::CreateRequest;
 
 /// A create request.
@@ -451,15 +450,8 @@ fn host_point(point: MountPoint, b: &BindSpec, path: &str) -> Result<MountPoint,
     })
 }
 
-/// Docker's ID: 32 random bytes in hex, re-rolled while the short form is
-/// all digits (it would read as a number).
 fn new_id() -> String {
-    loop {
-        let id = random_id();
-        if !id[..12].bytes().all(|b| b.is_ascii_digit()) {
-            return id;
-        }
-    }
+    crate::volume::names::new_object_id()
 }
 
 /// Docker's merge of a create request with the image config.

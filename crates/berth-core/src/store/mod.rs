@@ -8,6 +8,7 @@
 
 mod containers;
 mod images;
+mod networks;
 mod renames;
 mod schema;
 mod volumes;

@@ -98,6 +98,14 @@ const MIGRATIONS: &[&str] = &[
         target TEXT NOT NULL UNIQUE
     ) STRICT;
     "#,
+    // 6: networks (the record as JSON; the name unique).
+    r#"
+    CREATE TABLE networks (
+        id     TEXT PRIMARY KEY NOT NULL,
+        name   TEXT NOT NULL UNIQUE,
+        record TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -153,13 +153,18 @@ pub struct NameFilter(Vec<(String, Option<Regex>)>);
 impl NameFilter {
     /// Compiles the `name` values.
     pub fn new(filters: &Filters) -> Result<Self, VolumeError> {
-        let patterns = filters.get("name").map(Vec::as_slice).unwrap_or_default();
-        Ok(NameFilter(
+        Ok(Self::for_key(filters, "name"))
+    }
+
+    /// Compiles the values of `key` (networks filter `id` the same way).
+    pub fn for_key(filters: &Filters, key: &str) -> Self {
+        let patterns = filters.get(key).map(Vec::as_slice).unwrap_or_default();
+        NameFilter(
             patterns
                 .iter()
                 .map(|p| (p.clone(), Regex::new(p).ok()))
                 .collect(),
-        ))
+        )
     }
 
     /// Whether `name` passes.

@@ -46,6 +46,18 @@ pub fn random_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Docker's ID of a container or network: 32 random bytes in hex,
+/// re-rolled while the short form is all digits (it would read as a
+/// number).
+pub fn new_object_id() -> String {
+    loop {
+        let id = random_id();
+        if !id[..12].bytes().all(|b| b.is_ascii_digit()) {
+            return id;
+        }
+    }
+}
+
 /// A fresh anonymous volume name and `labels` with the anonymous label added.
 pub fn anonymous_name_and_labels(
     mut labels: BTreeMap<String, String>,

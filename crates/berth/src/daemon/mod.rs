@@ -27,6 +27,7 @@ use berth_core::driver::thin::pool::{PoolSettings, PoolSource};
 use berth_core::driver::thin::ThinDriver;
 use berth_core::driver::DriverRegistry;
 use berth_core::image::ImageService;
+use berth_core::network::NetworkService;
 use berth_core::root::{RootLayout, RootLock};
 use berth_core::store::Store;
 use berth_core::sys::units::parse_size;
@@ -484,6 +485,7 @@ fn open_services(
     thin: PoolSettings,
 ) -> Result<ApiState> {
     let store = Arc::new(Store::open(&layout.db_path()).context("opening metadata store")?);
+    let store_for_networks = store.clone();
     let events = Arc::new(berth_core::events::EventBus::default());
     let images = Arc::new(ImageService::new(store.clone(), &layout.images_dir())?);
     for problem in images.reconcile().context("image store reconciliation")? {
@@ -512,11 +514,17 @@ fn open_services(
         "containers recovered"
     );
     let facts = Arc::new(facts::gather(layout)?);
+    let networks = Arc::new(NetworkService::new(store_for_networks));
+    let made = networks
+        .ensure_predefined()
+        .context("the predefined networks")?;
+    tracing::info!(made, "networks ready");
     Ok(ApiState {
         volumes,
         images,
         containers,
         events,
+        networks,
         facts,
         metrics: Default::default(),
     })

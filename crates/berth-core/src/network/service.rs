@@ -1,0 +1,360 @@
+//! Network operations: the predefined networks, create (checks in moby's
+//! order, then the subnet), list with Docker's filters, look-up by ID,
+//! name or ID prefix, remove and prune. One SQLite row per network; the
+//! allocation of a default subnet and the insert happen under one lock, so
+//! two creates never take the same subnet.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::cidr::Cidr;
+use super::error::NetworkError;
+use super::ipam::{self, IpamConfig, Subnet};
+use super::model::{CreateNetwork, Ipam, NetworkDriver, NetworkRecord, PREDEFINED};
+use crate::store::Store;
+use crate::volume::filters::{self, Filters, NameFilter};
+
+/// The bridge of the default `bridge` network (not `docker0`: a dockerd on
+/// the same host keeps its own).
+pub const DEFAULT_BRIDGE: &str = "berth0";
+
+/// List filter keys (Docker's).
+const LIST_KEYS: &[&str] = &["dangling", "driver", "id", "label", "name", "scope", "type"];
+
+/// Network operations.
+pub struct NetworkService {
+    store: Arc<Store>,
+    /// Held from choosing a subnet to storing the network.
+    allocation: parking_lot::Mutex<()>,
+    /// The host's IPv4 routes (a default subnet must not shadow them).
+    host_routes: fn() -> Vec<Cidr>,
+}
+
+fn proc_routes() -> Vec<Cidr> {
+    ipam::parse_routes(&std::fs::read_to_string("/proc/net/route").unwrap_or_default())
+}
+
+impl NetworkService {
+    pub fn new(store: Arc<Store>) -> Self {
+        NetworkService {
+            store,
+            allocation: parking_lot::Mutex::new(()),
+            host_routes: proc_routes,
+        }
+    }
+
+    /// Creates `bridge`, `host` and `none` where missing (once per root;
+    /// their IDs stay). Returns how many were made.
+    pub fn ensure_predefined(&self) -> Result<usize, NetworkError> {
+        let _held = self.allocation.lock();
+        let existing: Vec<String> = self.all()?.into_iter().map(|n| n.name).collect();
+        let mut made = 0;
+        for (name, driver) in [
+            ("none", NetworkDriver::Null),
+            ("host", NetworkDriver::Host),
+            ("bridge", NetworkDriver::Bridge),
+        ] {
+            if existing.iter().any(|n| n == name) {
+                continue;
+            }
+            let record = self.predefined(name, driver)?;
+            if self.store.insert_network(&record)? {
+                made += 1;
+            }
+        }
+        Ok(made)
+    }
+
+    fn predefined(&self, name: &str, driver: NetworkDriver) -> Result<NetworkRecord, NetworkError> {
+        let mut record = blank(name, driver);
+        if driver == NetworkDriver::Bridge {
+            let subnet = self.default_subnet()?;
+            record.ipam.config = Some(vec![IpamConfig {
+                subnet: subnet.block.clone(),
+                gateway: subnet.gateway.clone(),
+                ..Default::default()
+            }]);
+            record.subnets = vec![subnet];
+            record.options = default_bridge_options();
+        }
+        Ok(record)
+    }
+
+    /// Every network, oldest first.
+    pub fn all(&self) -> Result<Vec<NetworkRecord>, NetworkError> {
+        Ok(self.store.list_networks()?)
+    }
+
+    /// `POST /networks/create`.
+    pub fn create(&self, req: CreateNetwork) -> Result<NetworkRecord, NetworkError> {
+        let driver = check_request(&req)?;
+        let _held = self.allocation.lock();
+        if self.all()?.iter().any(|n| n.name == req.name) {
+            return Err(NetworkError::NameTaken(req.name));
+        }
+        let mut record = blank(&req.name, driver);
+        record.enable_ipv6 = req.enable_ipv6;
+        record.internal = req.internal;
+        record.attachable = req.attachable;
+        record.options = req.options.clone();
+        record.labels = req.labels.clone();
+        record.ipam.options = req.ipam_options.clone();
+        self.place(&mut record, &req.ipam_config)?;
+        if !self.store.insert_network(&record)? {
+            return Err(NetworkError::NameTaken(req.name));
+        }
+        tracing::info!(network = %record.name, id = %record.id, "network created");
+        Ok(record)
+    }
+
+    /// The subnets of a new network: the user's (refused when they overlap
+    /// another network's) or a free default pool.
+    fn place(&self, record: &mut NetworkRecord, asked: &[IpamConfig]) -> Result<(), NetworkError> {
+        let wanted: Vec<&IpamConfig> = asked
+            .iter()
+            .filter(|c| record.enable_ipv6 || Cidr::parse(&c.subnet).is_some_and(|s| s.is_ipv4()))
+            .collect();
+        if wanted
+            .iter()
+            .any(|c| Cidr::parse(&c.subnet).is_some_and(|s| s.is_ipv4()))
+        {
+            let taken = self.taken_blocks()?;
+            let subnets =
+                ipam::subnets_from(&wanted.iter().map(|c| (*c).clone()).collect::<Vec<_>>());
+            if subnets
+                .iter()
+                .filter_map(Subnet::cidr)
+                .any(|s| taken.iter().any(|t| t.overlaps(&s)))
+            {
+                return Err(NetworkError::Forbidden(
+                    "Pool overlaps with other one on this address space".into(),
+                ));
+            }
+            record.ipam.config = Some(asked.to_vec());
+            record.subnets = subnets;
+        } else {
+            let subnet = self.default_subnet()?;
+            let mut shown = vec![IpamConfig {
+                subnet: subnet.block.clone(),
+                gateway: subnet.gateway.clone(),
+                ..Default::default()
+            }];
+            shown.extend(asked.iter().cloned());
+            record.ipam.config = Some(shown);
+            record.subnets = vec![subnet];
+            record.subnets.extend(ipam::subnets_from(asked));
+        }
+        Ok(())
+    }
+
+    /// The blocks other networks use.
+    fn taken_blocks(&self) -> Result<Vec<Cidr>, NetworkError> {
+        Ok(self
+            .all()?
+            .iter()
+            .flat_map(|n| n.subnets.iter().filter_map(Subnet::cidr))
+            .collect())
+    }
+
+    fn default_subnet(&self) -> Result<Subnet, NetworkError> {
+        let mut taken = self.taken_blocks()?;
+        taken.extend((self.host_routes)());
+        ipam::pick_default(&taken).ok_or_else(|| {
+            NetworkError::Invalid("all predefined address pools have been fully subnetted".into())
+        })
+    }
+
+    /// The network named by full ID, name, or unique ID prefix.
+    pub fn get(&self, name_or_id: &str) -> Result<NetworkRecord, NetworkError> {
+        let all = self.all()?;
+        if let Some(n) = all
+            .iter()
+            .find(|n| n.id == name_or_id || n.name == name_or_id)
+        {
+            return Ok(n.clone());
+        }
+        let matching: Vec<&NetworkRecord> = all
+            .iter()
+            .filter(|n| !name_or_id.is_empty() && n.id.starts_with(name_or_id))
+            .collect();
+        match matching.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(NetworkError::NotFound(name_or_id.into())),
+            many => Err(NetworkError::Ambiguous {
+                name: name_or_id.into(),
+                count: many.len(),
+            }),
+        }
+    }
+
+    /// `GET /networks?filters=` (containers attach in a later step: until
+    /// then every user network is unused).
+    pub fn list(&self, filters: &Filters) -> Result<Vec<NetworkRecord>, NetworkError> {
+        let f = ListFilter::new(filters)?;
+        Ok(self.all()?.into_iter().filter(|n| f.matches(n)).collect())
+    }
+
+    /// Deletes a user network; predefined ones are refused.
+    pub fn remove(&self, name_or_id: &str) -> Result<NetworkRecord, NetworkError> {
+        let record = self.get(name_or_id)?;
+        if record.is_predefined() {
+            return Err(NetworkError::Forbidden(format!(
+                "{} is a pre-defined network and cannot be removed",
+                record.name
+            )));
+        }
+        self.store.delete_network(&record.id)?;
+        tracing::info!(network = %record.name, id = %record.id, "network removed");
+        Ok(record)
+    }
+
+    /// Removes the unused user networks that pass `label`, `label!` and
+    /// `until`; returns their names.
+    pub fn prune(&self, filters: &Filters) -> Result<Vec<String>, NetworkError> {
+        if let Some(bad) = filters
+            .keys()
+            .find(|k| !["label", "label!", "until"].contains(&k.as_str()))
+        {
+            return Err(NetworkError::InvalidFilter(format!(
+                "invalid filter '{bad}'"
+            )));
+        }
+        let now = chrono::Utc::now().timestamp();
+        let until = filters::until_cutoff(filters, now)
+            .map_err(|e| NetworkError::InvalidFilter(e.to_string()))?;
+        let mut removed = Vec::new();
+        for n in self.all()? {
+            let created =
+                chrono::DateTime::parse_from_rfc3339(&n.created).map_or(0, |t| t.timestamp());
+            let keep = n.is_predefined()
+                || until.is_some_and(|cutoff| created > cutoff)
+                || !filters::labels_match(filters, "label", &n.labels)
+                || filters::labels_excluded(filters, &n.labels);
+            if !keep && self.store.delete_network(&n.id)? {
+                removed.push(n.name);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The checks of a create request before anything is looked up, in moby's
+/// order; the driver it asks for.
+fn check_request(req: &CreateNetwork) -> Result<NetworkDriver, NetworkError> {
+    if PREDEFINED.contains(&req.name.as_str()) {
+        return Err(NetworkError::Forbidden(format!(
+            "operation is not permitted on predefined {} network ",
+            req.name
+        )));
+    }
+    let driver = match req.driver.as_str() {
+        "" | "bridge" => NetworkDriver::Bridge,
+        "host" | "null" => {
+            return Err(NetworkError::Forbidden(format!(
+                "only one instance of \"{}\" network is allowed",
+                req.driver
+            )))
+        }
+        "overlay" => return Err(NetworkError::Forbidden(SWARM.into())),
+        other => return Err(NetworkError::UnknownDriver(other.into())),
+    };
+    if req.scope == "swarm" || req.scope == "global" || req.ingress {
+        return Err(NetworkError::Forbidden(
+            "cannot create a swarm scoped network when swarm is not active".into(),
+        ));
+    }
+    if req.config_only {
+        return Err(NetworkError::Invalid(
+            "config-only networks are not supported by berth".into(),
+        ));
+    }
+    if !req.ipam_driver.is_empty() && req.ipam_driver != "default" {
+        return Err(NetworkError::UnknownDriver(req.ipam_driver.clone()));
+    }
+    ipam::validate(&req.ipam_config, req.enable_ipv6).map_err(NetworkError::Invalid)?;
+    if req.name.trim().is_empty() {
+        return Err(NetworkError::Invalid(format!("invalid name: {}", req.name)));
+    }
+    Ok(driver)
+}
+
+const SWARM: &str = "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.";
+
+fn blank(name: &str, driver: NetworkDriver) -> NetworkRecord {
+    NetworkRecord {
+        id: crate::volume::names::new_object_id(),
+        name: name.to_string(),
+        created: crate::container::jsonlog::now_rfc3339_nano(),
+        driver,
+        enable_ipv6: false,
+        internal: false,
+        attachable: false,
+        ipam: Ipam {
+            driver: "default".into(),
+            options: None,
+            config: None,
+        },
+        subnets: Vec::new(),
+        options: BTreeMap::new(),
+        labels: BTreeMap::new(),
+    }
+}
+
+/// The default bridge's options, as Docker shows `docker0`'s.
+fn default_bridge_options() -> BTreeMap<String, String> {
+    [
+        ("com.docker.network.bridge.default_bridge", "true"),
+        ("com.docker.network.bridge.enable_icc", "true"),
+        ("com.docker.network.bridge.enable_ip_masquerade", "true"),
+        ("com.docker.network.bridge.host_binding_ipv4", "0.0.0.0"),
+        ("com.docker.network.bridge.name", DEFAULT_BRIDGE),
+        ("com.docker.network.driver.mtu", "1500"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Docker's network list filters, compiled once.
+struct ListFilter<'a> {
+    filters: &'a Filters,
+    names: NameFilter,
+    ids: NameFilter,
+    dangling: Option<bool>,
+}
+
+impl<'a> ListFilter<'a> {
+    fn new(filters: &'a Filters) -> Result<Self, NetworkError> {
+        let invalid = |e: crate::volume::VolumeError| NetworkError::InvalidFilter(e.to_string());
+        filters::check_keys(filters, LIST_KEYS).map_err(invalid)?;
+        for t in filters.get("type").into_iter().flatten() {
+            if t != "custom" && t != "builtin" {
+                return Err(NetworkError::InvalidFilter(format!(
+                    "invalid filter: 'type'='{t}'"
+                )));
+            }
+        }
+        Ok(ListFilter {
+            filters,
+            names: NameFilter::for_key(filters, "name"),
+            ids: NameFilter::for_key(filters, "id"),
+            dangling: filters::dangling_value(filters).map_err(invalid)?,
+        })
+    }
+
+    fn matches(&self, n: &NetworkRecord) -> bool {
+        let kind = if n.is_predefined() {
+            "builtin"
+        } else {
+            "custom"
+        };
+        self.names.matches(&n.name)
+            && self.ids.matches(&n.id)
+            && filters::labels_match(self.filters, "label", &n.labels)
+            && filters::exact_match(self.filters, "driver", n.driver.as_str())
+            && filters::exact_match(self.filters, "scope", "local")
+            && filters::exact_match(self.filters, "type", kind)
+            // No container is attached yet: every user network is unused.
+            && self.dangling.is_none_or(|d| d != n.is_predefined())
+    }
+}
