@@ -8,6 +8,7 @@ address of the host; they are removed by the test."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 import uuid
 
@@ -241,3 +242,19 @@ def test_docker_py_network_calls(berth):
     finally:
         net.remove()
     assert name not in [n.name for n in client.networks.list()]
+
+
+def test_network_events_match_dockerd(berth, dockerd):
+    name = unique("ev")
+    seen = {}
+    for d in (berth, dockerd):
+        start = int(time.time()) - 1
+        d.docker("network", "create", "--subnet", "10.213.13.0/24", name)
+        d.docker("network", "rm", name)
+        out = d.docker("events", "--since", str(start), "--until", str(int(time.time()) + 1),
+                       "--filter", "type=network", "--filter", f"network={name}",
+                       "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.type}}",
+                       timeout=30).stdout
+        seen[d] = [line for line in out.split("\n") if line]
+    assert seen[berth] == [f"network create {name} bridge", f"network destroy {name} bridge"]
+    assert seen[berth] == seen[dockerd]

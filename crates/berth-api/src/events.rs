@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::request::Query;
 use crate::ApiState;
 
-const FILTER_KEYS: [&str; 5] = ["type", "event", "container", "volume", "image"];
+const FILTER_KEYS: [&str; 6] = ["type", "event", "container", "volume", "image", "network"];
 
 /// Docker's `events.Message` for one event.
 fn message(e: &Event) -> Value {
@@ -50,6 +50,8 @@ fn matches(filters: &Filters, e: &Event) -> bool {
                 || e.kind == "volume" && attr("container").starts_with(v)
         })
         && any("volume", &|v| e.kind == "volume" && e.actor == v)
+        // Docker matches a network by ID or name.
+        && any("network", &|v| e.kind == "network" && (e.actor == v || attr("name") == v))
         && any("image", &|v| {
             e.kind == "container" && attr("image") == v || e.kind == "image" && e.actor == v
         })

@@ -12,7 +12,7 @@ const HISTORY: usize = 1024;
 /// One event, in the terms of Docker's `events.Message`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    /// `volume`, `container` or `image`.
+    /// `volume`, `container`, `image` or `network`.
     pub kind: &'static str,
     /// `create`, `destroy`, `mount`, `die`, …
     pub action: String,

@@ -11,6 +11,7 @@ use super::cidr::Cidr;
 use super::error::NetworkError;
 use super::ipam::{self, IpamConfig, Subnet};
 use super::model::{CreateNetwork, Ipam, NetworkDriver, NetworkRecord, PREDEFINED};
+use crate::events::{Event, EventBus};
 use crate::store::Store;
 use crate::volume::filters::{self, Filters, NameFilter};
 
@@ -24,6 +25,7 @@ const LIST_KEYS: &[&str] = &["dangling", "driver", "id", "label", "name", "scope
 /// Network operations.
 pub struct NetworkService {
     store: Arc<Store>,
+    events: Arc<EventBus>,
     /// Held from choosing a subnet to storing the network.
     allocation: parking_lot::Mutex<()>,
     /// The host's IPv4 routes (a default subnet must not shadow them).
@@ -38,9 +40,23 @@ impl NetworkService {
     pub fn new(store: Arc<Store>) -> Self {
         NetworkService {
             store,
+            events: Arc::default(),
             allocation: parking_lot::Mutex::new(()),
             host_routes: proc_routes,
         }
+    }
+
+    /// Publishes this service's events on `bus` (shared with the others).
+    pub fn with_events(mut self, bus: Arc<EventBus>) -> Self {
+        self.events = bus;
+        self
+    }
+
+    /// Docker's `network` event: the network's ID, its name and driver.
+    fn publish(&self, action: &str, n: &NetworkRecord) {
+        let attributes = [("name", n.name.as_str()), ("type", n.driver.as_str())];
+        self.events
+            .publish(Event::now("network", action, &n.id, &attributes));
     }
 
     /// Creates `bridge`, `host` and `none` where missing (once per root;
@@ -104,6 +120,7 @@ impl NetworkService {
             return Err(NetworkError::NameTaken(req.name));
         }
         tracing::info!(network = %record.name, id = %record.id, "network created");
+        self.publish("create", &record);
         Ok(record)
     }
 
@@ -205,6 +222,7 @@ impl NetworkService {
         }
         self.store.delete_network(&record.id)?;
         tracing::info!(network = %record.name, id = %record.id, "network removed");
+        self.publish("destroy", &record);
         Ok(record)
     }
 
@@ -231,6 +249,7 @@ impl NetworkService {
                 || !filters::labels_match(filters, "label", &n.labels)
                 || filters::labels_excluded(filters, &n.labels);
             if !keep && self.store.delete_network(&n.id)? {
+                self.publish("destroy", &n);
                 removed.push(n.name);
             }
         }

@@ -514,7 +514,7 @@ fn open_services(
         "containers recovered"
     );
     let facts = Arc::new(facts::gather(layout)?);
-    let networks = Arc::new(NetworkService::new(store_for_networks));
+    let networks = Arc::new(NetworkService::new(store_for_networks).with_events(events.clone()));
     let made = networks
         .ensure_predefined()
         .context("the predefined networks")?;
