@@ -232,18 +232,14 @@ fn register_pools(registry: &mut Registry, pools: &[PoolStats]) {
 
 fn register_containers(registry: &mut Registry, state: &ApiState) -> Result<(), ApiError> {
     use ContainerState::*;
-    let mut counts: BTreeMap<u8, (ContainerState, i64)> =
-        [created, running, exited, removing, dead]
-            .into_iter()
-            .map(|s| (s as u8, (s, 0)))
-            .collect();
+    let mut counts = [created, running, exited, removing, dead].map(|s| (s, 0i64));
     for container in state.containers.list(true, &Filters::new())? {
         let s = ContainerState::from(container.state.status);
-        counts.entry(s as u8).or_insert((s, 0)).1 += 1;
+        if let Some(entry) = counts.iter_mut().find(|(state, _)| *state == s) {
+            entry.1 += 1;
+        }
     }
-    let values = counts
-        .into_values()
-        .map(|(state, n)| (StateLabels { state }, n));
+    let values = counts.map(|(state, n)| (StateLabels { state }, n));
     gauges(registry, "berth_containers", "Containers, by state", values);
     Ok(())
 }

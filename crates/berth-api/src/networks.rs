@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_core::network::ipam::IpamConfig;
 use berth_core::network::{CreateNetwork, NetworkRecord};
+use berth_core::volume::filters::parse_go_bool;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -169,14 +170,6 @@ pub async fn inspect(
         return Err(berth_core::network::NetworkError::NotFound(id).into());
     }
     Ok(json(StatusCode::OK, &NetworkJson::from(network)))
-}
-
-fn parse_go_bool(text: &str) -> Option<bool> {
-    match text {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// `POST /networks/create`

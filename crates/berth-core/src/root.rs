@@ -129,6 +129,25 @@ const PRIVATE_DIR_MODE: u32 = 0o700;
 /// Files holding secrets.
 pub const SECRET_FILE_MODE: u32 = 0o600;
 
+/// Writes `bytes` to `path` through a temporary file (`PATH.tmp`, mode
+/// 0600, never through a symlink) renamed over it: readers see the old
+/// file or the whole new one, and only the daemon's user can read it.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(SECRET_FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Gives `path` to the daemon's user and group with `mode` (without
 /// following a symlink: a link planted in the root is refused).
 pub fn make_private(path: &Path, mode: u32) -> Result<()> {

@@ -80,11 +80,9 @@ impl WebState {
     }
 }
 
-/// A new admin token: 24 random bytes as hex.
+/// A new admin token: 32 random bytes as hex.
 pub fn new_admin_token() -> String {
-    use rand::Rng;
-    let bytes: [u8; 24] = rand::thread_rng().gen();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    berth_core::volume::names::random_id()
 }
 
 /// The web listener's routes.

@@ -43,7 +43,9 @@ impl ContainerService {
         })?;
         let bytes = serde_json::to_vec_pretty(&spec)
             .map_err(|e| ContainerError::io("serialising config.json", e.into()))?;
-        write_private(&paths.bundle().join("config.json"), &bytes)
+        // The spec holds the container's environment (secrets), and the
+        // runtime must never read a half-written one.
+        crate::root::write_private(&paths.bundle().join("config.json"), &bytes)
             .map_err(|e| ContainerError::io("writing config.json", e))
     }
 
@@ -88,22 +90,4 @@ fn working_dir(rootfs: &Path, dir: &str) -> Result<String, ContainerError> {
         ContainerError::InvalidConfig(format!("cannot create working directory {dir}: {e}"))
     })?;
     Ok(dir.to_string())
-}
-
-/// Writes `bytes` to `path` through a 0600 temporary file renamed over it:
-/// the spec holds the container's environment (secrets) and the runtime
-/// must never read a half-written one.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("json.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(crate::root::SECRET_FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    std::fs::rename(&tmp, path)
 }

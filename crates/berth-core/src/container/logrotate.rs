@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::volume::filters::parse_go_bool;
+
 /// The rotation of one container's log; `max_size` 0 means none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rotation {
@@ -77,15 +79,6 @@ fn parse_max_file(value: &str) -> Result<u32, String> {
         return Err("max-file cannot be less than 1".into());
     }
     u32::try_from(n).map_err(|_| format!("max-file {n} is too large"))
-}
-
-/// Go's `strconv.ParseBool`.
-fn parse_go_bool(text: &str) -> Option<bool> {
-    match text {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// Docker's `units.FromHumanSize`: decimal units (`1k` = 1000, `10m`,

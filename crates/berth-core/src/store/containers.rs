@@ -155,7 +155,7 @@ fn decode(raw: RawRow) -> Result<ContainerRecord, StoreError> {
 }
 
 /// Whether `e` is a UNIQUE constraint failure on `column` (`table.col`).
-fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
+pub(super) fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
     match e {
         rusqlite::Error::SqliteFailure(f, Some(message)) => {
             f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE && message.ends_with(column)
@@ -164,7 +164,7 @@ fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
     }
 }
 
-fn corrupt(id: &str, e: serde_json::Error) -> StoreError {
+pub(super) fn corrupt(id: &str, e: serde_json::Error) -> StoreError {
     StoreError::CorruptRow {
         name: id.to_string(),
         detail: e.to_string(),

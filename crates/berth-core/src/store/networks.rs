@@ -3,6 +3,7 @@
 
 use rusqlite::params;
 
+use super::containers::{corrupt, is_unique_violation};
 use super::{Store, StoreError};
 use crate::network::NetworkRecord;
 
@@ -17,7 +18,7 @@ impl Store {
         );
         match inserted {
             Ok(_) => Ok(true),
-            Err(e) if is_unique_name(&e) => Ok(false),
+            Err(e) if is_unique_violation(&e, "networks.name") => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
@@ -40,18 +41,6 @@ impl Store {
             .conn()
             .execute("DELETE FROM networks WHERE id = ?1", params![id])?
             > 0)
-    }
-}
-
-fn is_unique_name(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, Some(m))
-        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE && m.ends_with("networks.name"))
-}
-
-fn corrupt(name: &str, e: serde_json::Error) -> StoreError {
-    StoreError::CorruptRow {
-        name: name.to_string(),
-        detail: e.to_string(),
     }
 }
 

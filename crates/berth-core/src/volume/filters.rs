@@ -60,12 +60,19 @@ pub fn all_value(filters: &Filters) -> Result<bool, VolumeError> {
         Some(v) => v,
     };
     let value = values.first().map(String::as_str).unwrap_or_default();
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(VolumeError::InvalidFilter(format!(
+    parse_go_bool(value).ok_or_else(|| {
+        VolumeError::InvalidFilter(format!(
             "invalid filter 'all': strconv.ParseBool: parsing {value:?}: invalid syntax"
-        ))),
+        ))
+    })
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
     }
 }
 

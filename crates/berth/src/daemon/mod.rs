@@ -406,7 +406,8 @@ fn start_side_listeners(
     samples::spawn_sampler(state.clone(), samples.clone(), interval);
     let admin = if args.web_admin {
         let token = berth_api::web::new_admin_token();
-        write_private(&token_file, &token)?;
+        berth_core::root::write_private(&token_file, format!("{token}\n").as_bytes())
+            .with_context(|| format!("writing {}", token_file.display()))?;
         tracing::info!(file = %token_file.display(), "web view actions need the token in this file");
         Some((token, token_file.display().to_string()))
     } else {
@@ -419,25 +420,6 @@ fn start_side_listeners(
     }
     let web = WebState::new(state.clone(), samples, admin, addr.port());
     listener.serve(berth_api::web::web_app(web))
-}
-
-/// Writes `text` to `path`, readable by the daemon's user only, replacing
-/// it whole (a temporary file renamed over it).
-fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let partial = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&partial);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&partial)
-        .with_context(|| format!("writing {}", partial.display()))?;
-    file.write_all(format!("{text}\n").as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 /// Returns freed space to the host every `seconds` (fstrim of pools and
