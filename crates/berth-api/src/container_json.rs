@@ -1,13 +1,14 @@
 //! Docker's container JSON: list items (`container.Summary`) and inspect
 //! (`InspectResponse`), from berth's container records.
 
-use berth_core::container::{ContainerRecord, ContainerUsage, MountPoint, Status};
-use serde_json::{json, Value};
+use berth_core::container::{ContainerRecord, ContainerUsage, MountPoint, NetworkView, Status};
+use berth_core::network::{Endpoint, EndpointConfig};
+use serde_json::{json, Map, Value};
 
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 /// `GET /containers/json` item.
-pub fn summary(c: &ContainerRecord) -> Value {
+pub fn summary(c: &ContainerRecord, view: &NetworkView) -> Value {
     json!({
         "Id": c.id,
         "Names": [format!("/{}", c.name)],
@@ -15,20 +16,129 @@ pub fn summary(c: &ContainerRecord) -> Value {
         "ImageID": c.image_id,
         "Command": command_line(c),
         "Created": unix_seconds(&c.created),
-        "Ports": [],
+        "Ports": summary_ports(c, view),
         "Labels": c.config.labels.clone().unwrap_or_default(),
         "State": c.state.status.as_str(),
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": c.host_config.network_mode},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": networks_json(c, view)},
         "Mounts": c.mounts.iter().map(mount_json).collect::<Vec<_>>(),
     })
 }
 
+/// `NetworkSettings` of inspect: Docker's legacy top-level fields come
+/// from the `bridge` network's endpoint only.
+fn network_settings(c: &ContainerRecord, view: &NetworkView) -> Value {
+    let bridge = view.endpoint("bridge");
+    let field = |f: fn(&Endpoint) -> Value, zero: Value| bridge.map_or(zero, f);
+    json!({
+        "Bridge": "",
+        "SandboxID": if view.sandbox_key.is_empty() { "" } else { c.id.as_str() },
+        "SandboxKey": view.sandbox_key,
+        "Ports": ports_json(c, view),
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "SecondaryIPAddresses": null,
+        "SecondaryIPv6Addresses": null,
+        "EndpointID": field(|e| json!(e.endpoint_id), json!("")),
+        "Gateway": field(|e| json!(e.gateway), json!("")),
+        "GlobalIPv6Address": field(|e| json!(e.ipv6.clone().unwrap_or_default()), json!("")),
+        "GlobalIPv6PrefixLen": field(|e| json!(e.ipv6_prefix), json!(0)),
+        "IPAddress": field(|e| json!(e.ipv4.clone().unwrap_or_default()), json!("")),
+        "IPPrefixLen": field(|e| json!(e.ipv4_prefix), json!(0)),
+        "IPv6Gateway": field(|e| json!(e.ipv6_gateway), json!("")),
+        "MacAddress": field(|e| json!(e.mac), json!("")),
+        "Networks": networks_json(c, view),
+    })
+}
+
+/// `NetworkSettings.Networks`: per configured network, its settings and,
+/// while set up, the endpoint's addresses.
+fn networks_json(c: &ContainerRecord, view: &NetworkView) -> Map<String, Value> {
+    c.networks
+        .iter()
+        .map(|(name, config)| {
+            let id = view.network_ids.get(name).cloned().unwrap_or_default();
+            (
+                name.clone(),
+                endpoint_json(config, view.endpoint(name), &id),
+            )
+        })
+        .collect()
+}
+
+/// Docker's `EndpointSettings` (v26 field order).
+fn endpoint_json(config: &EndpointConfig, e: Option<&Endpoint>, network_id: &str) -> Value {
+    let live = |f: fn(&Endpoint) -> Value, zero: Value| e.map_or(zero, f);
+    let mac = e.map_or(config.mac_address.clone(), |e| e.mac.clone());
+    json!({
+        "IPAMConfig": config.ipam_config,
+        "Links": config.links,
+        "Aliases": config.aliases,
+        "MacAddress": mac,
+        "NetworkID": network_id,
+        "EndpointID": live(|e| json!(e.endpoint_id), json!("")),
+        "Gateway": live(|e| json!(e.gateway), json!("")),
+        "IPAddress": live(|e| json!(e.ipv4.clone().unwrap_or_default()), json!("")),
+        "IPPrefixLen": live(|e| json!(e.ipv4_prefix), json!(0)),
+        "IPv6Gateway": live(|e| json!(e.ipv6_gateway), json!("")),
+        "GlobalIPv6Address": live(|e| json!(e.ipv6.clone().unwrap_or_default()), json!("")),
+        "GlobalIPv6PrefixLen": live(|e| json!(e.ipv6_prefix), json!(0)),
+        "DriverOpts": config.driver_opts,
+        "DNSNames": e.filter(|e| !e.dns_names.is_empty()).map(|e| e.dns_names.clone()),
+    })
+}
+
+/// `NetworkSettings.Ports` while running: every exposed port, with its
+/// host bindings or null; `{}` otherwise.
+fn ports_json(c: &ContainerRecord, view: &NetworkView) -> Map<String, Value> {
+    let mut ports = Map::new();
+    if view.endpoints.is_empty() {
+        return ports;
+    }
+    for key in c.config.exposed_ports.iter().flat_map(|p| p.keys()) {
+        let key = if key.contains('/') {
+            key.clone()
+        } else {
+            format!("{key}/tcp")
+        };
+        ports.insert(key, Value::Null);
+    }
+    for p in view.endpoints.iter().flat_map(|e| &e.ports) {
+        let key = format!("{}/{}", p.container_port, p.protocol.as_str());
+        let binding = json!({"HostIp": p.shown_ip(), "HostPort": p.host_port.to_string()});
+        match ports.entry(key).or_insert(Value::Null) {
+            Value::Array(list) => list.push(binding),
+            slot => *slot = json!([binding]),
+        }
+    }
+    ports
+}
+
+/// `Ports` of a list item: each published binding, and each exposed port
+/// without one.
+fn summary_ports(c: &ContainerRecord, view: &NetworkView) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (key, bindings) in ports_json(c, view) {
+        let (port, proto) = key.split_once('/').unwrap_or((&key, "tcp"));
+        let private: u16 = port.parse().unwrap_or(0);
+        match bindings.as_array() {
+            Some(list) => out.extend(list.iter().map(|b| {
+                json!({"IP": b["HostIp"], "PrivatePort": private,
+                       "PublicPort": b["HostPort"].as_str().and_then(|p| p.parse::<u16>().ok()),
+                       "Type": proto})
+            })),
+            None => out.push(json!({"PrivatePort": private, "Type": proto})),
+        }
+    }
+    out
+}
+
 /// A list item with `SizeRw` (left out when 0, as Docker's `omitempty`
 /// does) and `SizeRootFs` (`size=1`, and `system df`).
-pub fn summary_with_size(u: &ContainerUsage) -> Value {
-    let mut item = summary(&u.record);
+pub fn summary_with_size(u: &ContainerUsage, view: &NetworkView) -> Value {
+    let mut item = summary(&u.record, view);
     if u.size_rw != 0 {
         item["SizeRw"] = json!(u.size_rw);
     }
@@ -37,7 +147,11 @@ pub fn summary_with_size(u: &ContainerUsage) -> Value {
 }
 
 /// `GET /containers/{id}/json`.
-pub fn inspect(c: &ContainerRecord, paths: &berth_core::container::ContainerPaths) -> Value {
+pub fn inspect(
+    c: &ContainerRecord,
+    paths: &berth_core::container::ContainerPaths,
+    view: &NetworkView,
+) -> Value {
     let s = &c.state;
     let host_config = host_config_json(c);
     json!({
@@ -75,7 +189,7 @@ pub fn inspect(c: &ContainerRecord, paths: &berth_core::container::ContainerPath
         "GraphDriver": {"Data": {"MergedDir": paths.rootfs(), "UpperDir": paths.upper(), "WorkDir": paths.work()}, "Name": "overlayfs"},
         "Mounts": c.mounts.iter().map(mount_json).collect::<Vec<_>>(),
         "Config": c.config,
-        "NetworkSettings": {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "Networks": {}},
+        "NetworkSettings": network_settings(c, view),
     })
 }
 

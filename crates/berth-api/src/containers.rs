@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use berth_core::container::jsonlog::{LogEntry, LogReader};
-use berth_core::container::options::check_networking_config;
+use berth_core::container::options::parse_networking_config;
 use berth_core::container::{
     ContainerConfig, ContainerPaths, ContainerRecord, ContainerService, CreateContainer,
     HostConfig, Lifecycle, Status, WaitCondition,
@@ -59,9 +59,11 @@ pub async fn create(
     }
     let mut body: CreateBody = read_json(&headers, &body)?;
     body.config.extra.remove("HostConfig");
-    if let Some(networking) = body.config.extra.remove("NetworkingConfig") {
-        check_networking_config(&networking).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    }
+    let endpoints = match body.config.extra.remove("NetworkingConfig") {
+        Some(networking) => parse_networking_config(&networking)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None => Default::default(),
+    };
     if body.config.tty {
         return Err(ApiError::bad_request(
             "berth does not support a TTY yet (-t): run without -t",
@@ -82,6 +84,7 @@ pub async fn create(
         config: body.config,
         host_config,
         readonly_top_only: version < ApiVersion::new(1, 44),
+        endpoints,
     };
     let svc = state.containers.clone();
     let (record, warnings) = blocking(move || svc.create(req).map_err(ApiError::from)).await?;
@@ -125,16 +128,21 @@ pub async fn list(
     let with_size = query.bool("size");
     let svc = state.containers.clone();
     let items = blocking(move || {
-        let records = svc.list(all, &filters).map_err(ApiError::from)?;
-        let records = records.into_iter().take(limit.unwrap_or(usize::MAX));
+        let mut records = svc.list(all, &filters).map_err(ApiError::from)?;
+        records.truncate(limit.unwrap_or(usize::MAX));
+        let views = svc.network_views(&records).map_err(ApiError::from)?;
+        let view = |id: &str| views.get(id).cloned().unwrap_or_default();
         Ok::<Vec<Value>, ApiError>(if with_size {
             // Sizes walk each writable layer: only when asked for.
-            let usage = records.map(|r| svc.usage_of(r));
+            let usage = records.into_iter().map(|r| svc.usage_of(r));
             usage
-                .map(|u| container_json::summary_with_size(&u))
+                .map(|u| container_json::summary_with_size(&u, &view(&u.record.id)))
                 .collect()
         } else {
-            records.map(|r| container_json::summary(&r)).collect()
+            records
+                .iter()
+                .map(|r| container_json::summary(r, &view(&r.id)))
+                .collect()
         })
     })
     .await?;
@@ -161,15 +169,17 @@ pub async fn inspect(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let svc = state.containers.clone();
-    let (record, paths) = blocking(move || {
+    let (record, paths, view) = blocking(move || {
         let r = svc.resolve(&id).map_err(ApiError::from)?;
         let p = svc.paths(&r.id);
-        Ok::<_, ApiError>((r, p))
+        let mut views = svc.network_views(std::slice::from_ref(&r))?;
+        let view = views.remove(&r.id).unwrap_or_default();
+        Ok::<_, ApiError>((r, p, view))
     })
     .await?;
     Ok(json_response(
         StatusCode::OK,
-        &container_json::inspect(&record, &paths),
+        &container_json::inspect(&record, &paths, &view),
     ))
 }
 

@@ -165,11 +165,25 @@ pub async fn inspect(
     let scope = query.get("scope").unwrap_or_default().to_string();
     let svc = state.networks.clone();
     let lookup = id.clone();
-    let network = blocking(move || svc.get(&lookup)).await?;
+    let (network, attached) = blocking(move || {
+        let network = svc.get(&lookup)?;
+        let attached = svc.attached(&network.id)?;
+        Ok::<_, berth_core::network::NetworkError>((network, attached))
+    })
+    .await?;
     if !scope.is_empty() && scope != "local" {
         return Err(berth_core::network::NetworkError::NotFound(id).into());
     }
-    Ok(json(StatusCode::OK, &NetworkJson::from(network)))
+    let mut shown = NetworkJson::from(network);
+    shown.containers = attached
+        .into_iter()
+        .map(|(e, name)| {
+            let endpoint = json!({"Name": name, "EndpointID": e.endpoint_id, "MacAddress": e.mac,
+                                  "IPv4Address": e.ipv4_cidr(), "IPv6Address": e.ipv6_cidr()});
+            (e.container_id, endpoint)
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &shown))
 }
 
 /// `POST /networks/create`

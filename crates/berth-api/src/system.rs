@@ -194,11 +194,12 @@ fn image_summaries(usage: &[ImageUsage], version: ApiVersion) -> Vec<Value> {
 }
 
 /// The containers part of `/system/df`: summaries with `SizeRw` and
-/// `SizeRootFs`.
+/// `SizeRootFs` (ports and addresses left out: `system df` shows none).
 fn container_summaries(usage: &[ContainerUsage]) -> Vec<Value> {
+    let no_network = Default::default();
     usage
         .iter()
-        .map(crate::container_json::summary_with_size)
+        .map(|u| crate::container_json::summary_with_size(u, &no_network))
         .collect()
 }
 

@@ -90,6 +90,16 @@ impl RootLayout {
         self.root.join("runtime")
     }
 
+    /// Containers' network namespaces, one bind-mounted file each.
+    pub fn netns_dir(&self) -> PathBuf {
+        self.root.join("netns")
+    }
+
+    /// netavark's state: aardvark-dns files, its lock.
+    pub fn netavark_dir(&self) -> PathBuf {
+        self.root.join("netavark")
+    }
+
     /// The thin driver's folder (pool file, pool mount, volume mounts).
     pub fn thin_dir(&self) -> PathBuf {
         self.root.join("thin")

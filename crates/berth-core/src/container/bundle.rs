@@ -8,7 +8,9 @@ use std::path::Path;
 use super::create::process_env;
 use super::options::{devices, ContainerOptions, NamespaceMode};
 use super::spec::{self, BindMount, SpecInput};
-use super::{ContainerError, ContainerPaths, ContainerRecord, ContainerService, Status};
+use super::{
+    ContainerError, ContainerPaths, ContainerRecord, ContainerService, SpecNetwork, Status,
+};
 
 impl ContainerService {
     /// Resolves everything the spec needs and writes `config.json`.
@@ -18,6 +20,7 @@ impl ContainerService {
         paths: &ContainerPaths,
         binds: Vec<BindMount>,
         options: &ContainerOptions,
+        network: SpecNetwork,
     ) -> Result<(), ContainerError> {
         let rootfs = paths.rootfs();
         let mut user = super::user::resolve(&rootfs, &record.config.user)?;
@@ -35,7 +38,7 @@ impl ContainerService {
             gid: user.gid,
             additional_gids: user.additional_gids,
             hostname: record.config.hostname.clone(),
-            host_network: record.host_config.network_mode == "host",
+            network,
             binds,
             pid_namespace: self.pid_namespace(options)?,
             devices: resolve_devices(options)?,

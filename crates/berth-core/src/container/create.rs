@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::model::{ContainerConfig, ContainerState, HostConfig, MountPoint};
 use super::mounts::{parse_api_mount, parse_bind, BindSource, BindSpec};
+use super::network::NetworkMode;
 use super::options::ContainerOptions;
 use super::{names, ContainerError, ContainerRecord, ContainerService};
 use crate::image::config::RunConfig;
@@ -25,6 +26,8 @@ pub struct CreateContainer {
     pub readonly_top_only: bool,
     /// `?platform=`: the image must be of this platform.
     pub platform: Option<Platform>,
+    /// `NetworkingConfig.EndpointsConfig`: per network, its settings.
+    pub endpoints: crate::network::EndpointsConfig,
 }
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -42,8 +45,15 @@ impl ContainerService {
         check_platform(&req.config.image, req.platform.as_ref(), &image_config)?;
         let mut config = merge(req.config, &image_config);
         let (path, args) = command(&config)?;
-        let mut warnings = Vec::new();
-        let mut host_config = check_runtime(check_network(req.host_config, &mut warnings)?)?;
+        let warnings = Vec::new();
+        let mut host_config = check_runtime(req.host_config)?;
+        let mode = NetworkMode::parse(&host_config.network_mode);
+        if mode == NetworkMode::Bridge {
+            // As moby 26: "" and "default" are stored as "bridge".
+            host_config.network_mode = "bridge".into();
+        }
+        check_ports(&config, &host_config)?;
+        let networks = self.configure_networks(&mode, req.endpoints)?;
         self.settings
             .defaults
             .merge_log_config(&mut host_config.extra);
@@ -74,6 +84,7 @@ impl ContainerService {
             args,
             mounts,
             state: ContainerState::default(),
+            networks,
         };
         self.record_or_release(&mut record, requested_name.is_some())?;
         tracing::info!(container = %id, name = %record.name, image = %image.id, "container created");
@@ -368,6 +379,7 @@ fn placeholder(id: &str) -> ContainerRecord {
         args: Vec::new(),
         mounts: Vec::new(),
         state: ContainerState::default(),
+        networks: Default::default(),
     }
 }
 
@@ -523,25 +535,17 @@ fn command(config: &ContainerConfig) -> Result<(String, Vec<String>), ContainerE
     Ok((path, full))
 }
 
-/// Network modes berth supports; `default`/`bridge` get a private network
-/// namespace with loopback only, said in a warning.
-fn check_network(
-    mut host: HostConfig,
-    warnings: &mut Vec<String>,
-) -> Result<HostConfig, ContainerError> {
-    match host.network_mode.as_str() {
-        "" | "default" | "bridge" => {
-            host.network_mode = "bridge".into();
-            warnings.push("berth has no bridge networking yet: the container gets a private network namespace with loopback only".into());
-        }
-        "none" | "host" => {}
-        other => {
-            return Err(ContainerError::InvalidConfig(format!(
-                "network mode {other:?} is not supported by berth (none, host, bridge)"
-            )))
-        }
-    }
-    Ok(host)
+/// Published ports are checked at create (Docker's 400s for a bad port
+/// or address); host ports are chosen at start.
+fn check_ports(config: &ContainerConfig, host: &HostConfig) -> Result<(), ContainerError> {
+    let publish_all = host.extra.get("PublishAllPorts") == Some(&serde_json::Value::Bool(true));
+    crate::network::ports::requests(
+        host.extra.get("PortBindings"),
+        publish_all,
+        config.exposed_ports.as_ref(),
+    )
+    .map(drop)
+    .map_err(ContainerError::InvalidConfig)
 }
 
 /// Runtime names: Docker's default names (`runc`, shown by inspect) and

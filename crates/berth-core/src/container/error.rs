@@ -51,6 +51,8 @@ pub enum ContainerError {
     Volume(#[from] VolumeError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
 }
 
 impl ContainerError {
@@ -70,6 +72,7 @@ impl ContainerError {
             Start(_) | Io { .. } | Store(_) => ErrorKind::Internal,
             Image(e) => e.kind(),
             Volume(e) => e.kind(),
+            Network(e) => e.kind(),
         }
     }
 

@@ -126,8 +126,9 @@ impl ContainerService {
         // As dockerd: the daemon's default ulimits as they are at this start.
         let own = options.resources.ulimits.take();
         options.resources.ulimits = self.settings.defaults.merge_ulimits(own);
-        let binds = self.prepare_rootfs(record, &paths, &options)?;
-        self.write_bundle(record, &paths, binds, &options)?;
+        let (network, facts) = self.attach_networks(record)?;
+        let binds = self.prepare_rootfs(record, &paths, &options, &facts)?;
+        self.write_bundle(record, &paths, binds, &options, network)?;
         let _ = std::fs::remove_file(paths.exit_file());
         let args = self.shim_args(record, &paths, &options);
         let created = shim::spawn(&self.settings.shim_exe, &args)?;
@@ -153,11 +154,12 @@ impl ContainerService {
         record: &ContainerRecord,
         paths: &ContainerPaths,
         options: &ContainerOptions,
+        facts: &super::NetworkFacts,
     ) -> Result<Vec<BindMount>, ContainerError> {
         paths.create()?;
         let image = self.images.resolve(&record.image_id)?;
         paths.mount_rootfs(&self.images.layer_paths(&image))?;
-        paths.write_etc_files(&record.config.hostname, options)?;
+        paths.write_etc_files(&record.config.hostname, options, facts)?;
         self.mount_volumes(record)
     }
 
@@ -277,6 +279,8 @@ impl ContainerService {
         tracing::warn!(container = %record.id, error = %error, "start failed");
     }
 
+    /// Releases what a run holds: volume mounts, the root filesystem and
+    /// the networks.
     pub(super) fn unmount_all(&self, record: &ContainerRecord) {
         if let Err(e) = self.paths(&record.id).unmount_subpaths() {
             tracing::warn!(container = %record.id, error = %e, "could not unmount volume sub-paths");
@@ -289,6 +293,7 @@ impl ContainerService {
         if let Err(e) = self.paths(&record.id).unmount_rootfs() {
             tracing::warn!(container = %record.id, error = %e, "could not unmount root filesystem");
         }
+        self.detach_networks(&record.id);
     }
 
     /// Watches a shim from a thread; handles the exit when it ends.

@@ -2,7 +2,8 @@
 //! wait, remove, and find again after a daemon restart.
 //!
 //! Split by operation: [`create`] (merge with the image, names, mounts),
-//! [`lifecycle`] (start, exit, stop, kill, wait), [`remove`] (remove,
+//! [`lifecycle`] (start, exit, stop, kill, wait), [`network`] (network
+//! modes, endpoints set up at start and undone at exit), [`remove`] (remove,
 //! prune), [`recover`] (start-up: live restore and repair after a crash);
 //! [`spec`] writes the OCI spec, [`paths`] owns the container's folder and
 //! root filesystem, [`shim`] talks to the shim over [`shim_protocol`],
@@ -20,6 +21,7 @@ pub mod logrotate;
 mod model;
 pub mod mounts;
 pub mod names;
+mod network;
 pub mod options;
 mod paths;
 mod recover;
@@ -35,6 +37,7 @@ pub use create::CreateContainer;
 pub use error::ContainerError;
 pub use lifecycle::{parse_signal, wait_for, Lifecycle, WaitCondition};
 pub use model::{ContainerConfig, ContainerRecord, ContainerState, HostConfig, MountPoint, Status};
+pub use network::{bridge_name, NetworkFacts, NetworkMode, NetworkView, SpecNetwork};
 pub use paths::ContainerPaths;
 pub use recover::RecoveryReport;
 pub use remove::PruneReport;

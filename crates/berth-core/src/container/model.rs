@@ -181,6 +181,8 @@ pub struct ContainerRecord {
     pub args: Vec<String>,
     pub mounts: Vec<MountPoint>,
     pub state: ContainerState,
+    /// The networks it is configured for (`bridge`/user network modes).
+    pub networks: crate::network::EndpointsConfig,
 }
 
 impl ContainerRecord {

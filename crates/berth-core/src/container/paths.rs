@@ -133,24 +133,43 @@ impl ContainerPaths {
     }
 
     /// Writes the files bind-mounted over the container's `/etc`:
-    /// hostname, hosts (with `--add-host` entries) and resolv.conf (the
-    /// host's, with `--dns`, `--dns-search`, `--dns-option` applied).
+    /// hostname, hosts (with `--add-host` entries and the container's own
+    /// addresses) and resolv.conf (the host's, with `--dns`,
+    /// `--dns-search`, `--dns-option` applied; on user networks the
+    /// network's DNS server, aardvark-dns on the gateway, which forwards
+    /// other names to `--dns` or the host's servers).
     pub fn write_etc_files(
         &self,
         hostname: &str,
         options: &ContainerOptions,
+        facts: &super::NetworkFacts,
     ) -> Result<(), ContainerError> {
         let write = |path: PathBuf, text: String| {
             std::fs::write(&path, text)
                 .map_err(|e| ContainerError::io(format!("writing {}", path.display()), e))
         };
         write(self.hostname_file(), format!("{hostname}\n"))?;
+        let own: Vec<&str> = facts
+            .endpoints
+            .iter()
+            .flat_map(|e| [e.ipv4.as_deref(), e.ipv6.as_deref()])
+            .flatten()
+            .collect();
         write(
             self.hosts_file(),
-            hosts_file(hostname, &options.extra_hosts),
+            hosts_file(hostname, &options.extra_hosts, &own),
         )?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        write(self.resolv_file(), resolv_conf(&host_resolv, options))
+        let mut dns = options.clone();
+        if !facts.dns_servers.is_empty() {
+            dns.dns = facts.dns_servers.clone();
+        }
+        let host_resolv = if facts.endpoints.is_empty() {
+            host_resolv
+        } else {
+            without_local_nameservers(&host_resolv)
+        };
+        write(self.resolv_file(), resolv_conf(&host_resolv, &dns))
     }
 
     /// Removes everything of the container (root filesystem and sub-path
@@ -222,14 +241,50 @@ impl ContainerPaths {
 }
 
 /// Docker's /etc/hosts: localhost, IPv6 names, `--add-host` entries, then
-/// the container's own name.
-fn hosts_file(hostname: &str, extra: &[(String, String)]) -> String {
-    let mut text =
-        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+/// the container's own name at each of its addresses (127.0.1.1 without
+/// a network).
+fn hosts_file(hostname: &str, extra: &[(String, String)], own: &[&str]) -> String {
+    let mut text = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
     for (host, ip) in extra {
         text.push_str(&format!("{ip}\t{host}\n"));
     }
-    text.push_str(&format!("127.0.1.1\t{hostname}\n"));
+    if own.is_empty() {
+        text.push_str(&format!("127.0.1.1\t{hostname}\n"));
+    }
+    for ip in own {
+        text.push_str(&format!("{ip}\t{hostname}\n"));
+    }
+    text
+}
+
+/// The host's resolv.conf for a container with its own network: servers
+/// on the host's loopback cannot be reached from it; with none left,
+/// Docker's defaults (Google's public servers).
+fn without_local_nameservers(host: &str) -> String {
+    let is_local = |line: &str| {
+        let mut words = line.split_whitespace();
+        words.next() == Some("nameserver")
+            && words
+                .next()
+                .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|ip| ip.is_loopback())
+    };
+    let mut lines: Vec<String> = host
+        .lines()
+        .filter(|l| !is_local(l))
+        .map(str::to_string)
+        .collect();
+    if !lines
+        .iter()
+        .any(|l| l.trim_start().starts_with("nameserver"))
+    {
+        lines.push("nameserver 8.8.8.8".into());
+        lines.push("nameserver 8.8.4.4".into());
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
     text
 }
 
@@ -285,7 +340,23 @@ mod tests {
 
     #[test]
     fn hosts_file_lists_extra_hosts_before_the_own_name() {
-        let text = hosts_file("web", &[("db".into(), "10.1.2.3".into())]);
+        let text = hosts_file("web", &[("db".into(), "10.1.2.3".into())], &[]);
         assert!(text.ends_with("10.1.2.3\tdb\n127.0.1.1\tweb\n"), "{text}");
+        let text = hosts_file("web", &[], &["172.17.0.2"]);
+        assert!(
+            text.ends_with("ff02::2\tip6-allrouters\n172.17.0.2\tweb\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn loopback_nameservers_are_left_out_for_a_private_network() {
+        let host = "nameserver 127.0.0.53\nsearch corp\n";
+        assert_eq!(
+            without_local_nameservers(host),
+            "search corp\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
+        let host = "nameserver 10.0.0.1\nnameserver ::1\n";
+        assert_eq!(without_local_nameservers(host), "nameserver 10.0.0.1\n");
     }
 }

@@ -11,6 +11,8 @@
 //! | `created`/`exited`/`dead` | any shim or process of it ended (an orphan of a cut start), mounts released, `--rm` applied to exited ones |
 //! | container folder without a row | shim and cgroup ended, folder removed |
 //! | volume reference or mount id of no container | dropped (the volume is unmounted at its last id) |
+//! | endpoints of a container not running | netavark teardown, namespace removed, leases freed (with its mounts, above) |
+//! | network namespace file of no running container | torn down and removed |
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -55,7 +57,30 @@ impl ContainerService {
             .collect();
         self.remove_orphan_folders(&known, &mut report);
         self.drop_stale_holders(&known, &mut report)?;
+        self.remove_orphan_namespaces(&mut report)?;
         Ok(report)
+    }
+
+    /// Namespace files of no running container (a start cut after the
+    /// namespace was made, before its endpoints were recorded, or a
+    /// container gone meanwhile): torn down and removed.
+    fn remove_orphan_namespaces(&self, report: &mut RecoveryReport) -> Result<(), ContainerError> {
+        let Ok(entries) = std::fs::read_dir(&self.settings.netns_dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let running = self
+                .store
+                .get_container(&id)?
+                .is_some_and(|c| c.state.status == Status::Running);
+            if !running {
+                tracing::warn!(container = %id, "removing the network namespace of no running container");
+                self.detach_networks(&id);
+                report.orphans += 1;
+            }
+        }
+        Ok(())
     }
 
     fn recover_one(

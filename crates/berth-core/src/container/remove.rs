@@ -134,6 +134,7 @@ impl ContainerService {
         self.paths(&record.id).remove_all()?;
         let _ = std::fs::remove_dir_all(self.settings.runtime_root.join(&record.id));
         self.release_mounts(record, remove_volumes);
+        self.detach_networks(&record.id);
         self.store.delete_container(&record.id)?;
         if let Some(tx) = self.lifecycles.lock().remove(&record.id) {
             tx.send_modify(|l| l.removed = true);

@@ -11,6 +11,7 @@ use super::{ContainerError, ContainerPaths, ContainerRecord};
 use crate::events::{Event, EventBus};
 use crate::image::ImageService;
 use crate::locks::NameLocks;
+use crate::network::NetworkService;
 use crate::store::Store;
 use crate::volume::{Filters, VolumeService};
 
@@ -27,6 +28,10 @@ pub struct RuntimeSettings {
     pub default_runtime: Option<String>,
     /// The daemon's log options and ulimits for every container.
     pub defaults: super::options::ContainerDefaults,
+    /// Containers' network namespace files (`<root>/netns`).
+    pub netns_dir: PathBuf,
+    /// The netavark that sets networks up.
+    pub netavark: crate::network::netavark::Netavark,
 }
 
 /// Container operations.
@@ -41,6 +46,9 @@ pub struct ContainerService {
     /// flag): a start is refused, a second remove is a 409.
     pub(super) removing: parking_lot::Mutex<HashSet<String>>,
     pub(super) events: Arc<EventBus>,
+    pub(super) networks: Arc<NetworkService>,
+    /// Held while addresses and host ports are chosen and recorded.
+    pub(super) attach_lock: parking_lot::Mutex<()>,
 }
 
 impl ContainerService {
@@ -55,6 +63,8 @@ impl ContainerService {
                 .map_err(|e| ContainerError::io(format!("creating {}", dir.display()), e))?;
         }
         Ok(ContainerService {
+            networks: Arc::new(NetworkService::new(store.clone())),
+            attach_lock: parking_lot::Mutex::new(()),
             store,
             images,
             volumes,
@@ -64,6 +74,12 @@ impl ContainerService {
             removing: parking_lot::Mutex::new(HashSet::new()),
             events: Arc::default(),
         })
+    }
+
+    /// Uses `networks` (the daemon's one service) for network look-ups.
+    pub fn with_networks(mut self, networks: Arc<NetworkService>) -> Self {
+        self.networks = networks;
+        self
     }
 
     /// Publishes this service's events on `bus` (shared with the others).

@@ -169,7 +169,7 @@ pub struct SpecInput<'a> {
     pub gid: u32,
     pub additional_gids: Vec<u32>,
     pub hostname: String,
-    pub host_network: bool,
+    pub network: super::SpecNetwork,
     pub binds: Vec<BindMount>,
     /// The checked `HostConfig`/`Config` options.
     pub options: &'a ContainerOptions,
@@ -268,8 +268,10 @@ fn namespaces(input: &SpecInput<'_>) -> Vec<Value> {
     if !opts.uts_host {
         out.push(json!({"type": "uts"}));
     }
-    if !input.host_network {
-        out.push(json!({"type": "network"}));
+    match &input.network {
+        super::SpecNetwork::Host => {}
+        super::SpecNetwork::New => out.push(json!({"type": "network"})),
+        super::SpecNetwork::Join(path) => out.push(json!({"type": "network", "path": path})),
     }
     if opts.cgroupns_private {
         out.push(json!({"type": "cgroup"}));
@@ -479,7 +481,7 @@ mod tests {
             gid: 0,
             additional_gids: vec![],
             hostname: "abc".into(),
-            host_network: false,
+            network: crate::container::SpecNetwork::New,
             binds: vec![BindMount::private("/h".into(), "/c", true)],
             options: &ContainerOptions::default(),
             pid_namespace: None,

@@ -207,6 +207,52 @@ pub fn pick_default(taken: &[Cidr]) -> Option<Subnet> {
     })
 }
 
+/// Addresses of `subnet` no container may have: its network address, the
+/// IPv4 broadcast address, the gateway and the reserved (auxiliary) ones.
+fn never_leased(subnet: &Subnet, block: &Cidr, ip: IpAddr) -> bool {
+    let broadcast = block.is_ipv4() && block.nth(block.size() - 1) == Some(ip);
+    block.nth(0) == Some(ip)
+        || broadcast
+        || subnet.gateway.parse::<IpAddr>().ok() == Some(ip)
+        || subnet
+            .reserved
+            .iter()
+            .any(|r| r.parse::<IpAddr>().ok() == Some(ip))
+}
+
+/// The lowest address of the subnet's range that is neither special nor
+/// in `taken` (Docker's default IPAM hands out the lowest free one).
+pub fn next_free(subnet: &Subnet, taken: &[IpAddr]) -> Option<IpAddr> {
+    let block = subnet.cidr()?;
+    let range = Cidr::parse(&subnet.range).unwrap_or(block);
+    // Large IPv6 ranges: the first million addresses are plenty to search.
+    let size = range.size().min(1 << 20);
+    (0..size)
+        .filter_map(|n| range.nth(n))
+        .find(|ip| !never_leased(subnet, &block, *ip) && !taken.contains(ip))
+}
+
+/// Why a static address cannot be given on `subnets` (Docker's words), or
+/// `None` when it can (taken addresses are the caller's check).
+pub fn static_address_problem(subnets: &[Subnet], ip: IpAddr) -> Option<String> {
+    let Some(subnet) = subnets
+        .iter()
+        .find(|s| s.cidr().is_some_and(|b| b.contains(ip)))
+    else {
+        return Some(format!(
+            "no configured subnet or ip-range contain the IP address {ip}"
+        ));
+    };
+    let block = subnet.cidr()?;
+    never_leased(subnet, &block, ip).then(|| "Address already in use".to_string())
+}
+
+/// Docker's MAC address for an IPv4 address: `02:42` and its four bytes.
+pub fn mac_for(ip: std::net::Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
 /// The IPv4 routes of `/proc/net/route` text, the default route left out
 /// (a pool must not shadow a network the host already reaches).
 pub fn parse_routes(text: &str) -> Vec<Cidr> {
@@ -296,6 +342,41 @@ mod tests {
         ];
         assert_eq!(pick_default(&all), None);
         assert_eq!(default_pools().len(), 31);
+    }
+
+    #[test]
+    fn leases_take_the_lowest_free_address() {
+        let subnet =
+            subnets_from(&[config("172.28.0.0/16", "172.28.5.0/24", "172.28.5.254")]).remove(0);
+        let first = next_free(&subnet, &[]).unwrap();
+        assert_eq!(
+            first.to_string(),
+            "172.28.5.0",
+            "a range's first address is usable"
+        );
+        let second = next_free(&subnet, &[first]).unwrap();
+        assert_eq!(second.to_string(), "172.28.5.1");
+        let small = subnets_from(&[config("10.9.0.0/30", "", "")]).remove(0);
+        assert_eq!(small.gateway, "10.9.0.1");
+        let only = next_free(&small, &[]).unwrap();
+        assert_eq!(only.to_string(), "10.9.0.2");
+        assert_eq!(
+            next_free(&small, &[only]),
+            None,
+            "network, gateway, broadcast never"
+        );
+        assert_eq!(mac_for("172.17.0.2".parse().unwrap()), "02:42:ac:11:00:02");
+        let subnets = [small];
+        assert!(static_address_problem(&subnets, "10.9.0.2".parse().unwrap()).is_none());
+        assert_eq!(
+            static_address_problem(&subnets, "10.9.0.1".parse().unwrap()).unwrap(),
+            "Address already in use"
+        );
+        assert!(
+            static_address_problem(&subnets, "10.8.0.1".parse().unwrap())
+                .unwrap()
+                .starts_with("no configured subnet")
+        );
     }
 
     #[test]

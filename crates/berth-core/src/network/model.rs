@@ -55,6 +55,9 @@ pub struct NetworkRecord {
     pub ipam: Ipam,
     /// The subnets addresses come from (empty for `host` and `none`).
     pub subnets: Vec<Subnet>,
+    /// The subnets are the user's (static addresses are allowed only then).
+    #[serde(default)]
+    pub user_subnets: bool,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
 }

@@ -11,6 +11,7 @@ use super::cidr::Cidr;
 use super::error::NetworkError;
 use super::ipam::{self, IpamConfig, Subnet};
 use super::model::{CreateNetwork, Ipam, NetworkDriver, NetworkRecord, PREDEFINED};
+use super::Endpoint;
 use crate::events::{Event, EventBus};
 use crate::store::Store;
 use crate::volume::filters::{self, Filters, NameFilter};
@@ -149,6 +150,7 @@ impl NetworkService {
             }
             record.ipam.config = Some(asked.to_vec());
             record.subnets = subnets;
+            record.user_subnets = true;
         } else {
             let subnet = self.default_subnet()?;
             let mut shown = vec![IpamConfig {
@@ -204,11 +206,53 @@ impl NetworkService {
         }
     }
 
-    /// `GET /networks?filters=` (containers attach in a later step: until
-    /// then every user network is unused).
+    /// `GET /networks?filters=`.
     pub fn list(&self, filters: &Filters) -> Result<Vec<NetworkRecord>, NetworkError> {
-        let f = ListFilter::new(filters)?;
+        let f = ListFilter::new(filters, self.in_use()?)?;
         Ok(self.all()?.into_iter().filter(|n| f.matches(n)).collect())
+    }
+
+    /// IDs of the networks some container is set up on.
+    fn in_use(&self) -> Result<std::collections::HashSet<String>, NetworkError> {
+        Ok(self
+            .store
+            .list_endpoints()?
+            .into_iter()
+            .map(|e| e.network_id)
+            .collect())
+    }
+
+    /// The containers set up on a network: each endpoint with the
+    /// container's current name.
+    pub fn attached(&self, network_id: &str) -> Result<Vec<(Endpoint, String)>, NetworkError> {
+        let mut out = Vec::new();
+        for e in self.store.endpoints_of_network(network_id)? {
+            let name = match self.store.get_container(&e.container_id)? {
+                Some(c) => c.name,
+                None => e.netavark.container_name.clone(),
+            };
+            out.push((e, name));
+        }
+        Ok(out)
+    }
+
+    /// Docker's refusal to remove a network containers are on, naming
+    /// them (as moby 28 does).
+    fn refuse_in_use(&self, record: &NetworkRecord) -> Result<(), NetworkError> {
+        let attached = self.attached(&record.id)?;
+        if attached.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = attached
+            .iter()
+            .map(|(e, name)| format!("name:{name:?} id:{:?}", &e.container_id[..12]))
+            .collect();
+        Err(NetworkError::Forbidden(format!(
+            "error while removing network: network {} id {} has active endpoints ({})",
+            record.name,
+            record.id,
+            names.join(", ")
+        )))
     }
 
     /// Deletes a user network; predefined ones are refused.
@@ -220,7 +264,12 @@ impl NetworkService {
                 record.name
             )));
         }
-        self.store.delete_network(&record.id)?;
+        self.refuse_in_use(&record)?;
+        if let Err(e) = self.store.delete_network(&record.id) {
+            // An endpoint made since the check: the database refused.
+            self.refuse_in_use(&record)?;
+            return Err(e.into());
+        }
         tracing::info!(network = %record.name, id = %record.id, "network removed");
         self.publish("destroy", &record);
         Ok(record)
@@ -241,14 +290,17 @@ impl NetworkService {
         let until = filters::until_cutoff(filters, now)
             .map_err(|e| NetworkError::InvalidFilter(e.to_string()))?;
         let mut removed = Vec::new();
+        let in_use = self.in_use()?;
         for n in self.all()? {
             let created =
                 chrono::DateTime::parse_from_rfc3339(&n.created).map_or(0, |t| t.timestamp());
             let keep = n.is_predefined()
+                || in_use.contains(&n.id)
                 || until.is_some_and(|cutoff| created > cutoff)
                 || !filters::labels_match(filters, "label", &n.labels)
                 || filters::labels_excluded(filters, &n.labels);
-            if !keep && self.store.delete_network(&n.id)? {
+            // An endpoint made meanwhile makes the database refuse.
+            if !keep && self.store.delete_network(&n.id).unwrap_or(false) {
                 self.publish("destroy", &n);
                 removed.push(n.name);
             }
@@ -314,6 +366,7 @@ fn blank(name: &str, driver: NetworkDriver) -> NetworkRecord {
             config: None,
         },
         subnets: Vec::new(),
+        user_subnets: false,
         options: BTreeMap::new(),
         labels: BTreeMap::new(),
     }
@@ -340,10 +393,15 @@ struct ListFilter<'a> {
     names: NameFilter,
     ids: NameFilter,
     dangling: Option<bool>,
+    /// Networks with endpoints (not dangling).
+    in_use: std::collections::HashSet<String>,
 }
 
 impl<'a> ListFilter<'a> {
-    fn new(filters: &'a Filters) -> Result<Self, NetworkError> {
+    fn new(
+        filters: &'a Filters,
+        in_use: std::collections::HashSet<String>,
+    ) -> Result<Self, NetworkError> {
         let invalid = |e: crate::volume::VolumeError| NetworkError::InvalidFilter(e.to_string());
         filters::check_keys(filters, LIST_KEYS).map_err(invalid)?;
         for t in filters.get("type").into_iter().flatten() {
@@ -358,6 +416,7 @@ impl<'a> ListFilter<'a> {
             names: NameFilter::for_key(filters, "name"),
             ids: NameFilter::for_key(filters, "id"),
             dangling: filters::dangling_value(filters).map_err(invalid)?,
+            in_use,
         })
     }
 
@@ -373,7 +432,10 @@ impl<'a> ListFilter<'a> {
             && filters::exact_match(self.filters, "driver", n.driver.as_str())
             && filters::exact_match(self.filters, "scope", "local")
             && filters::exact_match(self.filters, "type", kind)
-            // No container is attached yet: every user network is unused.
-            && self.dangling.is_none_or(|d| d != n.is_predefined())
+            // Dangling: a user network no container is on (moby master's
+            // fixed semantics; v25–v27 never saw the containers).
+            && self.dangling.is_none_or(|d| {
+                d == (!n.is_predefined() && !self.in_use.contains(&n.id))
+            })
     }
 }

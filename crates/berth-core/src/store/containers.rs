@@ -7,7 +7,8 @@ use rusqlite::{params, OptionalExtension, Row};
 use super::{Store, StoreError};
 use crate::container::{ContainerRecord, ContainerState};
 
-const COLUMNS: &str = "id, name, image_id, created, config, host_config, path, args, mounts, state";
+const COLUMNS: &str =
+    "id, name, image_id, created, config, host_config, path, args, mounts, state, networks";
 
 impl Store {
     /// Inserts a new container. Returns false, changing nothing, when the
@@ -16,7 +17,7 @@ impl Store {
     pub fn insert_container(&self, c: &ContainerRecord) -> Result<bool, StoreError> {
         let json = |v: serde_json::Result<String>| v.map_err(|e| corrupt(&c.id, e));
         let inserted = self.conn().execute(
-            &format!("INSERT INTO containers ({COLUMNS}, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+            &format!("INSERT INTO containers ({COLUMNS}, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
             params![
                 c.id,
                 c.name,
@@ -28,6 +29,7 @@ impl Store {
                 json(serde_json::to_string(&c.args))?,
                 json(serde_json::to_string(&c.mounts))?,
                 json(serde_json::to_string(&c.state))?,
+                json(serde_json::to_string(&c.networks))?,
                 c.state.status.as_str(),
             ],
         );
@@ -48,6 +50,20 @@ impl Store {
         Ok(self.conn().execute(
             "UPDATE containers SET state = ?2, status = ?3 WHERE id = ?1",
             params![id, json, state.status.as_str()],
+        )? > 0)
+    }
+
+    /// Replaces the networks a container is configured for. Returns
+    /// whether the row exists.
+    pub fn set_container_networks(
+        &self,
+        id: &str,
+        networks: &crate::network::EndpointsConfig,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(networks).map_err(|e| corrupt(id, e))?;
+        Ok(self.conn().execute(
+            "UPDATE containers SET networks = ?2 WHERE id = ?1",
+            params![id, json],
         )? > 0)
     }
 
@@ -120,7 +136,7 @@ impl Store {
     }
 }
 
-type RawRow = [String; 10];
+type RawRow = [String; 11];
 
 fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
     Ok([
@@ -134,11 +150,13 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         r.get(7)?,
         r.get(8)?,
         r.get(9)?,
+        r.get(10)?,
     ])
 }
 
 fn decode(raw: RawRow) -> Result<ContainerRecord, StoreError> {
-    let [id, name, image_id, created, config, host_config, path, args, mounts, state] = raw;
+    let [id, name, image_id, created, config, host_config, path, args, mounts, state, networks] =
+        raw;
     let bad = |e: serde_json::Error| corrupt(&id, e);
     Ok(ContainerRecord {
         config: serde_json::from_str(&config).map_err(bad)?,
@@ -146,6 +164,7 @@ fn decode(raw: RawRow) -> Result<ContainerRecord, StoreError> {
         args: serde_json::from_str(&args).map_err(bad)?,
         mounts: serde_json::from_str(&mounts).map_err(bad)?,
         state: serde_json::from_str(&state).map_err(bad)?,
+        networks: serde_json::from_str(&networks).map_err(bad)?,
         id,
         name,
         image_id,
@@ -158,7 +177,11 @@ fn decode(raw: RawRow) -> Result<ContainerRecord, StoreError> {
 pub(super) fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
     match e {
         rusqlite::Error::SqliteFailure(f, Some(message)) => {
-            f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE && message.ends_with(column)
+            let unique = [
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE,
+                rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY,
+            ];
+            unique.contains(&f.extended_code) && message.ends_with(column)
         }
         _ => false,
     }

@@ -7,6 +7,7 @@
 //! across driver I/O.
 
 mod containers;
+mod endpoints;
 mod images;
 mod networks;
 mod renames;
@@ -18,6 +19,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub use endpoints::EndpointInsert;
 pub use images::ImageRecord;
 pub use volumes::{VolumeRecord, VolumeState};
 

@@ -106,6 +106,26 @@ const MIGRATIONS: &[&str] = &[
         record TEXT NOT NULL
     ) STRICT;
     "#,
+    // 7: the networks a container is configured for (Docker's
+    // `EndpointsConfig`, JSON), and endpoints: a row per network a
+    // container is set up on, holding its address leases (unique per
+    // network) and what netavark was told, so teardown and start-up repair
+    // can undo exactly that. Neither key cascades: the database refuses to
+    // delete a container or a network that still has an endpoint.
+    r#"
+    ALTER TABLE containers ADD COLUMN networks TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE endpoints (
+        container_id TEXT NOT NULL REFERENCES containers(id),
+        network_id   TEXT NOT NULL REFERENCES networks(id),
+        endpoint_id  TEXT NOT NULL UNIQUE,
+        ipv4         TEXT,
+        ipv6         TEXT,
+        record       TEXT NOT NULL,
+        PRIMARY KEY (container_id, network_id),
+        UNIQUE (network_id, ipv4),
+        UNIQUE (network_id, ipv6)
+    ) STRICT;
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -27,6 +27,7 @@ use berth_core::driver::thin::pool::{PoolSettings, PoolSource};
 use berth_core::driver::thin::ThinDriver;
 use berth_core::driver::DriverRegistry;
 use berth_core::image::ImageService;
+use berth_core::network::netavark::{self, Netavark};
 use berth_core::network::NetworkService;
 use berth_core::root::{RootLayout, RootLock};
 use berth_core::store::Store;
@@ -474,16 +475,28 @@ fn open_services(
         tracing::error!("reconcile: {problem}");
     }
     let volumes = Arc::new(open_volumes(layout, store.clone(), thin)?.with_events(events.clone()));
+    let networks = Arc::new(NetworkService::new(store_for_networks).with_events(events.clone()));
+    let made = networks
+        .ensure_predefined()
+        .context("the predefined networks")?;
+    tracing::info!(made, "networks ready");
     let settings = RuntimeSettings {
         containers_dir: layout.containers_dir(),
         runtime_root: layout.runtime_dir(),
         shim_exe: std::env::current_exe().context("locating the berth binary")?,
         default_runtime: runtime,
         defaults,
+        netns_dir: layout.netns_dir(),
+        netavark: Netavark {
+            binary: netavark::DEFAULT_NETAVARK.into(),
+            aardvark: netavark::DEFAULT_AARDVARK.into(),
+            config_dir: layout.netavark_dir(),
+        },
     };
     let containers = Arc::new(
         ContainerService::new(store, images.clone(), volumes.clone(), settings)?
-            .with_events(events.clone()),
+            .with_events(events.clone())
+            .with_networks(networks.clone()),
     );
     let report = containers.restore()?;
     tracing::info!(
@@ -496,11 +509,6 @@ fn open_services(
         "containers recovered"
     );
     let facts = Arc::new(facts::gather(layout)?);
-    let networks = Arc::new(NetworkService::new(store_for_networks).with_events(events.clone()));
-    let made = networks
-        .ensure_predefined()
-        .context("the predefined networks")?;
-    tracing::info!(made, "networks ready");
     Ok(ApiState {
         volumes,
         images,

@@ -229,24 +229,45 @@ fn parse_extra_hosts(entries: &[String]) -> Result<Vec<(String, String)>, Option
         .collect()
 }
 
-/// `NetworkingConfig` of a create: endpoint names alone (what the docker
-/// CLI sends for `--network`) are fine; per-endpoint settings (aliases,
-/// addresses, links, MAC, driver options) need networks berth does not
-/// have yet, so they are refused, not dropped.
-pub fn check_networking_config(networking: &Value) -> Result<(), OptionsError> {
-    let endpoints = networking.get("EndpointsConfig").and_then(Value::as_object);
-    for (network, settings) in endpoints.into_iter().flatten() {
-        let Some(settings) = settings.as_object() else {
-            continue;
-        };
-        if let Some((field, _)) = settings.iter().find(|(k, v)| is_set(Some(v), k)) {
+/// `NetworkingConfig` of a create: per network, the endpoint settings
+/// (aliases, static addresses, MAC, driver options). Legacy links and
+/// link-local addresses are refused, not dropped: berth cannot honour
+/// them yet.
+pub fn parse_networking_config(
+    networking: &Value,
+) -> Result<crate::network::EndpointsConfig, OptionsError> {
+    let endpoints = networking
+        .get("EndpointsConfig")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let parsed: BTreeMap<String, Option<crate::network::EndpointConfig>> = match endpoints {
+        Value::Null => BTreeMap::new(),
+        v => serde_json::from_value(v).map_err(|e| {
+            OptionsError::Invalid(format!("invalid NetworkingConfig.EndpointsConfig: {e}"))
+        })?,
+    };
+    let mut out = crate::network::EndpointsConfig::new();
+    for (network, settings) in parsed {
+        let settings = settings.unwrap_or_default();
+        if settings.links.as_ref().is_some_and(|l| !l.is_empty()) {
             return Err(unsupported(
-                &format!("NetworkingConfig.EndpointsConfig.{network}.{field}"),
-                "berth has no user-defined networks yet",
+                &format!("NetworkingConfig.EndpointsConfig.{network}.Links"),
+                "legacy links are not implemented; containers on a user network find each other by name",
             ));
         }
+        let link_local = settings
+            .ipam_config
+            .as_ref()
+            .and_then(|c| c.link_local_ips.as_ref());
+        if link_local.is_some_and(|l| !l.is_empty()) {
+            return Err(unsupported(
+                &format!("NetworkingConfig.EndpointsConfig.{network}.IPAMConfig.LinkLocalIPs"),
+                "netavark gives no link-local addresses",
+            ));
+        }
+        out.insert(network, settings);
     }
-    Ok(())
+    Ok(out)
 }
 
 fn unsupported(what: &str, why: &str) -> OptionsError {
@@ -255,18 +276,10 @@ fn unsupported(what: &str, why: &str) -> OptionsError {
 
 /// Fields berth cannot honour yet: refused when set to anything but
 /// their zero value.
-const REFUSED_HOST_FIELDS: [(&str, &str); 21] = [
-    (
-        "PortBindings",
-        "publishing ports needs bridge networking, which berth does not have yet",
-    ),
-    (
-        "PublishAllPorts",
-        "publishing ports needs bridge networking, which berth does not have yet",
-    ),
+const REFUSED_HOST_FIELDS: [(&str, &str); 19] = [
     (
         "Links",
-        "links need bridge networking, which berth does not have yet",
+        "legacy links are not implemented; containers on a user network find each other by name",
     ),
     ("RestartPolicy", "restart policies are not implemented yet"),
     (
@@ -433,10 +446,6 @@ mod tests {
     fn fields_berth_cannot_honour_are_refused_by_name() {
         for (extra, word) in [
             (
-                json!({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}),
-                "PortBindings",
-            ),
-            (
                 json!({"RestartPolicy": {"Name": "always"}}),
                 "RestartPolicy",
             ),
@@ -467,18 +476,19 @@ mod tests {
     }
 
     #[test]
-    fn endpoint_settings_are_refused_but_names_are_fine() {
-        assert!(check_networking_config(&json!({"EndpointsConfig": {"none": {}}})).is_ok());
-        assert!(check_networking_config(
-            &json!({"EndpointsConfig": {"bridge": {"Aliases": null, "IPAMConfig": null}}})
-        )
-        .is_ok());
-        let err =
-            check_networking_config(&json!({"EndpointsConfig": {"net": {"Aliases": ["db"]}}}))
-                .unwrap_err();
+    fn endpoint_settings_parse_and_links_are_refused() {
+        let parsed = parse_networking_config(&json!({"EndpointsConfig": {
+            "none": null,
+            "net": {"Aliases": ["db"], "IPAMConfig": {"IPv4Address": "10.1.0.5"}}}}))
+        .unwrap();
+        assert_eq!(parsed["none"], Default::default());
+        assert_eq!(parsed["net"].aliases, Some(vec!["db".to_string()]));
+        assert_eq!(parsed["net"].static_ipv4(), Some("10.1.0.5"));
+        let err = parse_networking_config(&json!({"EndpointsConfig": {"n": {"Links": ["a:b"]}}}))
+            .unwrap_err();
+        assert!(err.to_string().contains("EndpointsConfig.n.Links"), "{err}");
         assert!(
-            err.to_string().contains("EndpointsConfig.net.Aliases"),
-            "{err}"
+            parse_networking_config(&json!({"EndpointsConfig": {"n": {"Aliases": 3}}})).is_err()
         );
     }
 

@@ -1,0 +1,660 @@
+//! A container's networks. At create: the network mode and the networks
+//! it is configured for, checked in Docker's words. At start: endpoints —
+//! addresses leased in the store (lowest free, or the static one asked
+//! for), host ports chosen — then a network namespace file and netavark
+//! told to set them all up. At exit, failed start, removal and start-up
+//! repair: [`ContainerService::detach_networks`] undoes it in an order a
+//! crash can resume from (netavark teardown, the namespace, then the rows
+//! that hold the leases).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use super::{ContainerError, ContainerRecord, ContainerService, Status};
+use crate::network::netavark::PortMapping;
+use crate::network::netavark::{NetavarkNetwork, NetavarkRequest, NetavarkSubnet, PerNetwork};
+use crate::network::ports::{self, PublishedPort};
+use crate::network::{
+    ipam, Endpoint, EndpointConfig, EndpointsConfig, NetworkDriver, NetworkError, NetworkRecord,
+};
+use crate::store::EndpointInsert;
+
+/// `HostConfig.NetworkMode`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// The default `bridge` network (`""`, `default`, `bridge`).
+    Bridge,
+    Host,
+    None,
+    /// `container:NAME`: another container's namespace.
+    Container(String),
+    /// A user network by name or ID.
+    Network(String),
+}
+
+impl NetworkMode {
+    pub fn parse(mode: &str) -> NetworkMode {
+        match mode {
+            "" | "default" | "bridge" => NetworkMode::Bridge,
+            "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            other => match other.strip_prefix("container:") {
+                Some(name) => NetworkMode::Container(name.to_string()),
+                None => NetworkMode::Network(other.to_string()),
+            },
+        }
+    }
+}
+
+/// How the runtime gives the container its network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpecNetwork {
+    /// The host's.
+    Host,
+    /// A new one with loopback only (`none`).
+    New,
+    /// This one (the container's namespace file, or another container's).
+    Join(PathBuf),
+}
+
+/// What a started container's /etc files need of its networks.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkFacts {
+    pub endpoints: Vec<Endpoint>,
+    /// DNS servers of its user networks (aardvark-dns on the gateways).
+    pub dns_servers: Vec<String>,
+}
+
+/// What inspect and list show of a container's networks.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkView {
+    /// Its endpoints while set up.
+    pub endpoints: Vec<Endpoint>,
+    /// The IDs of the networks it is configured for, by name.
+    pub network_ids: std::collections::BTreeMap<String, String>,
+    /// Its namespace file while it has one (`SandboxKey`).
+    pub sandbox_key: String,
+}
+
+impl NetworkView {
+    /// The endpoint on the network called `name`.
+    pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
+        let id = self.network_ids.get(name)?;
+        self.endpoints.iter().find(|e| &e.network_id == id)
+    }
+}
+
+impl ContainerService {
+    /// The network views of `records`, read with one query of each table.
+    pub fn network_views(
+        &self,
+        records: &[ContainerRecord],
+    ) -> Result<std::collections::HashMap<String, NetworkView>, ContainerError> {
+        let ids: std::collections::BTreeMap<String, String> = self
+            .networks
+            .all()?
+            .into_iter()
+            .map(|n| (n.name, n.id))
+            .collect();
+        let mut endpoints: std::collections::HashMap<String, Vec<Endpoint>> = Default::default();
+        for e in self.store.list_endpoints()? {
+            endpoints.entry(e.container_id.clone()).or_default().push(e);
+        }
+        Ok(records
+            .iter()
+            .map(|r| {
+                let own = endpoints.remove(&r.id).unwrap_or_default();
+                let netns = self.netns_path(&r.id);
+                let view = NetworkView {
+                    sandbox_key: if own.is_empty() {
+                        String::new()
+                    } else {
+                        netns.display().to_string()
+                    },
+                    endpoints: own,
+                    network_ids: r
+                        .networks
+                        .keys()
+                        .filter_map(|n| Some((n.clone(), ids.get(n)?.clone())))
+                        .collect(),
+                };
+                (r.id.clone(), view)
+            })
+            .collect())
+    }
+
+    /// The networks a new container is configured for: its mode's network
+    /// first, then the other `EndpointsConfig` entries, each checked.
+    pub(super) fn configure_networks(
+        &self,
+        mode: &NetworkMode,
+        mut given: EndpointsConfig,
+    ) -> Result<EndpointsConfig, ContainerError> {
+        let primary = match mode {
+            NetworkMode::Container(_) => return Ok(EndpointsConfig::new()),
+            NetworkMode::Host => "host".to_string(),
+            NetworkMode::None => "none".to_string(),
+            NetworkMode::Bridge => "bridge".to_string(),
+            NetworkMode::Network(name) => name.clone(),
+        };
+        let primary_config = given
+            .remove(&primary)
+            .or_else(|| given.remove("default"))
+            .unwrap_or_default();
+        let mut out = EndpointsConfig::new();
+        for (name, config) in std::iter::once((primary, primary_config)).chain(given) {
+            let network = self.networks.get(&name)?;
+            check_endpoint(&network, &config)?;
+            out.insert(network.name.clone(), config);
+        }
+        Ok(out)
+    }
+
+    /// The namespace file of a container's networks.
+    pub(super) fn netns_path(&self, id: &str) -> PathBuf {
+        self.settings.netns_dir.join(id)
+    }
+
+    /// Sets up the container's networks for a start. On failure nothing
+    /// of them is left.
+    pub(super) fn attach_networks(
+        &self,
+        record: &ContainerRecord,
+    ) -> Result<(SpecNetwork, NetworkFacts), ContainerError> {
+        match NetworkMode::parse(&record.host_config.network_mode) {
+            NetworkMode::Host => Ok((SpecNetwork::Host, NetworkFacts::default())),
+            NetworkMode::None => Ok((SpecNetwork::New, NetworkFacts::default())),
+            NetworkMode::Container(other) => self.joined_network(&other),
+            NetworkMode::Bridge | NetworkMode::Network(_) => {
+                let endpoints = self.lease_endpoints(record)?;
+                match self.set_up(record, &endpoints) {
+                    Ok(path) => Ok((SpecNetwork::Join(path), facts(endpoints))),
+                    Err(e) => {
+                        self.detach_networks(&record.id);
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// `--network container:X`: X's namespace, X running (Docker's words).
+    fn joined_network(&self, other: &str) -> Result<(SpecNetwork, NetworkFacts), ContainerError> {
+        let donor = self.resolve(other)?;
+        match (donor.state.status, donor.state.pid) {
+            (Status::Running, Some(pid)) => {
+                let endpoints = self.store.endpoints_of_container(&donor.id)?;
+                Ok((
+                    SpecNetwork::Join(format!("/proc/{pid}/ns/net").into()),
+                    facts(endpoints),
+                ))
+            }
+            _ => Err(ContainerError::Start(format!(
+                "cannot join network namespace of a non running container: {}",
+                donor.id
+            ))),
+        }
+    }
+
+    /// Leases addresses and host ports and records the endpoints, all
+    /// under one lock (the database also refuses a lease taken twice).
+    fn lease_endpoints(&self, record: &ContainerRecord) -> Result<Vec<Endpoint>, ContainerError> {
+        let _held = self.attach_lock.lock();
+        let mut endpoints = Vec::new();
+        for (index, (name, config)) in self.ordered_networks(record).into_iter().enumerate() {
+            let network = self.networks.get(&name)?;
+            if network.driver != NetworkDriver::Bridge {
+                continue;
+            }
+            endpoints.push(self.new_endpoint(record, &network, &config, index)?);
+        }
+        if let Some(first) = endpoints.first_mut() {
+            first.ports = self.choose_ports(record, &first.endpoint_id)?;
+            first.netavark.port_mappings = first.ports.iter().map(port_mapping).collect();
+        }
+        match self.store.insert_endpoints(&endpoints)? {
+            EndpointInsert::Inserted => Ok(endpoints),
+            EndpointInsert::AddressTaken => {
+                Err(NetworkError::Forbidden("Address already in use".into()).into())
+            }
+            EndpointInsert::AlreadyAttached => Err(ContainerError::Start(format!(
+                "container {} already has endpoints (a start or stop is in progress)",
+                record.id
+            ))),
+        }
+    }
+
+    /// The configured networks, the mode's own first.
+    fn ordered_networks(&self, record: &ContainerRecord) -> Vec<(String, EndpointConfig)> {
+        let primary = match NetworkMode::parse(&record.host_config.network_mode) {
+            NetworkMode::Network(name) => self.networks.get(&name).map(|n| n.name).ok(),
+            _ => Some("bridge".to_string()),
+        };
+        let mut out: Vec<(String, EndpointConfig)> = record
+            .networks
+            .iter()
+            .map(|(n, c)| (n.clone(), c.clone()))
+            .collect();
+        out.sort_by_key(|(n, _)| Some(n) != primary.as_ref());
+        out
+    }
+
+    /// One endpoint on `network`: its address, MAC, DNS names and what
+    /// netavark is to be told.
+    fn new_endpoint(
+        &self,
+        record: &ContainerRecord,
+        network: &NetworkRecord,
+        config: &EndpointConfig,
+        index: usize,
+    ) -> Result<Endpoint, ContainerError> {
+        let leased: Vec<IpAddr> = self
+            .store
+            .endpoints_of_network(&network.id)?
+            .iter()
+            .flat_map(|e| [e.ipv4.as_deref(), e.ipv6.as_deref()])
+            .flatten()
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        let mut endpoint = Endpoint {
+            container_id: record.id.clone(),
+            network_id: network.id.clone(),
+            network_name: network.name.clone(),
+            endpoint_id: crate::volume::names::new_object_id(),
+            interface: format!("eth{index}"),
+            ..Default::default()
+        };
+        for subnet in usable_subnets(network) {
+            let Some(block) = subnet.cidr() else { continue };
+            let wanted = if block.is_ipv4() {
+                config.static_ipv4()
+            } else {
+                config.static_ipv6()
+            };
+            let ip = lease(network, subnet, wanted, &leased)?;
+            if block.is_ipv4() {
+                endpoint.ipv4 = Some(ip.to_string());
+                endpoint.ipv4_prefix = block.prefix;
+                endpoint.gateway = subnet.gateway.clone();
+            } else {
+                endpoint.ipv6 = Some(ip.to_string());
+                endpoint.ipv6_prefix = block.prefix;
+                endpoint.ipv6_gateway = subnet.gateway.clone();
+            }
+        }
+        endpoint.mac = match (config.mac_address.as_str(), &endpoint.ipv4) {
+            ("", Some(ip)) => ipam::mac_for(ip.parse().map_err(|_| bad_lease(ip))?),
+            (given, _) => given.to_string(),
+        };
+        if !network.is_predefined() {
+            endpoint.dns_names = dns_names(record, config);
+        }
+        endpoint.netavark = self.netavark_request(record, network, &endpoint);
+        Ok(endpoint)
+    }
+
+    /// netavark's request for one endpoint (ports are added later).
+    fn netavark_request(
+        &self,
+        record: &ContainerRecord,
+        network: &NetworkRecord,
+        endpoint: &Endpoint,
+    ) -> NetavarkRequest {
+        let key = network.id.clone();
+        let static_ips = [&endpoint.ipv4, &endpoint.ipv6];
+        let per_network = PerNetwork {
+            interface_name: endpoint.interface.clone(),
+            static_ips: usable_subnets(network)
+                .filter_map(|s| s.cidr())
+                .filter_map(|b| static_ips[usize::from(!b.is_ipv4())].clone())
+                .collect(),
+            aliases: endpoint
+                .dns_names
+                .iter()
+                .filter(|n| **n != record.name)
+                .cloned()
+                .collect(),
+            static_mac: (!endpoint.mac.is_empty()).then(|| endpoint.mac.clone()),
+        };
+        let mut request = NetavarkRequest {
+            container_id: record.id.clone(),
+            container_name: record.name.clone(),
+            ..Default::default()
+        };
+        if !network.is_predefined() {
+            let options =
+                super::options::ContainerOptions::parse(&record.config, &record.host_config);
+            request.dns_servers = options.map(|o| o.dns).unwrap_or_default();
+        }
+        request.networks.insert(key.clone(), per_network);
+        request.network_info.insert(key, netavark_network(network));
+        request
+    }
+
+    /// Host ports for the container's published ports; a port another
+    /// container or a host process holds is Docker's error.
+    fn choose_ports(
+        &self,
+        record: &ContainerRecord,
+        endpoint_id: &str,
+    ) -> Result<Vec<PublishedPort>, ContainerError> {
+        let publish_all =
+            record.host_config.extra.get("PublishAllPorts") == Some(&serde_json::Value::Bool(true));
+        let requests = ports::requests(
+            record.host_config.extra.get("PortBindings"),
+            publish_all,
+            record.config.exposed_ports.as_ref(),
+        )
+        .map_err(ContainerError::InvalidConfig)?;
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let taken: Vec<PublishedPort> = self
+            .store
+            .list_endpoints()?
+            .into_iter()
+            .flat_map(|e| e.ports)
+            .collect();
+        ports::allocate(&requests, &taken, ports::ephemeral_range(), &ports::probe_host).map_err(
+            |e| {
+                ContainerError::Start(format!(
+                    "driver failed programming external connectivity on endpoint {} ({endpoint_id}): {e}",
+                    record.name
+                ))
+            },
+        )
+    }
+
+    /// Makes the namespace file and has netavark set every endpoint up.
+    fn set_up(
+        &self,
+        record: &ContainerRecord,
+        endpoints: &[Endpoint],
+    ) -> Result<PathBuf, ContainerError> {
+        let netns = self.netns_path(&record.id);
+        let io = |what: &str, e| ContainerError::io(format!("{what} {}", netns.display()), e);
+        for dir in [&self.settings.netns_dir, &self.settings.netavark.config_dir] {
+            std::fs::create_dir_all(dir).map_err(|e| io("creating", e))?;
+        }
+        crate::network::netns::create(&netns).map_err(|e| io("creating the namespace", e))?;
+        if !endpoints.is_empty() {
+            let request = combined(record, endpoints);
+            self.settings
+                .netavark
+                .setup(&netns, &request)
+                .map_err(|e| ContainerError::Start(e.to_string()))?;
+        }
+        Ok(netns)
+    }
+
+    /// Undoes a container's networks: netavark teardown (with a fresh
+    /// namespace if its own is gone, so the rules still go), the
+    /// namespace file, then the endpoint rows and their leases.
+    /// Idempotent; problems are logged, never returned.
+    pub(super) fn detach_networks(&self, id: &str) {
+        let endpoints = match self.store.endpoints_of_container(id) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(container = %id, error = %e, "cannot read endpoints");
+                return;
+            }
+        };
+        let netns = self.netns_path(id);
+        if !endpoints.is_empty() {
+            if !crate::network::netns::is_netns(&netns) {
+                let _ = crate::network::netns::create(&netns);
+            }
+            let name = endpoints[0].netavark.container_name.clone();
+            let request = combined_named(id, &name, &endpoints);
+            if let Err(e) = self.settings.netavark.teardown(&netns, &request) {
+                tracing::warn!(container = %id, error = %e, "network teardown reported problems");
+            }
+        }
+        if let Err(e) = crate::network::netns::remove(&netns) {
+            tracing::warn!(container = %id, error = %e, "network namespace not removed");
+        }
+        for endpoint in endpoints {
+            if let Err(e) = self.store.delete_endpoint(&endpoint.endpoint_id) {
+                tracing::error!(container = %id, error = %e, "endpoint row not removed");
+            }
+        }
+    }
+}
+
+/// The endpoints of a start as the /etc files need them.
+fn facts(endpoints: Vec<Endpoint>) -> NetworkFacts {
+    let dns_servers = endpoints
+        .iter()
+        .filter(|e| !e.dns_names.is_empty())
+        .map(|e| e.gateway.clone())
+        .filter(|g| !g.is_empty())
+        .collect();
+    NetworkFacts {
+        endpoints,
+        dns_servers,
+    }
+}
+
+/// The subnets addresses are leased from (IPv6 ones only when enabled).
+fn usable_subnets(network: &NetworkRecord) -> impl Iterator<Item = &ipam::Subnet> {
+    network
+        .subnets
+        .iter()
+        .filter(|s| network.enable_ipv6 || s.cidr().is_some_and(|b| b.is_ipv4()))
+}
+
+/// The static address asked for, or the lowest free one.
+fn lease(
+    network: &NetworkRecord,
+    subnet: &ipam::Subnet,
+    wanted: Option<&str>,
+    leased: &[IpAddr],
+) -> Result<IpAddr, ContainerError> {
+    match wanted {
+        Some(text) => {
+            let ip: IpAddr = text.parse().map_err(|_| bad_lease(text))?;
+            let problem = ipam::static_address_problem(std::slice::from_ref(subnet), ip);
+            if problem.is_some() || leased.contains(&ip) {
+                return Err(NetworkError::Forbidden("Address already in use".into()).into());
+            }
+            Ok(ip)
+        }
+        None => ipam::next_free(subnet, leased).ok_or_else(|| {
+            NetworkError::Forbidden(format!(
+                "no available IPv4 addresses on this network's address pools: {} ({})",
+                network.name, network.id
+            ))
+            .into()
+        }),
+    }
+}
+
+fn bad_lease(ip: &str) -> ContainerError {
+    ContainerError::InvalidConfig(format!("invalid IP address: {ip}"))
+}
+
+/// Docker's DNS names of a container on a user network: its name, its
+/// aliases, its short ID and its hostname, each once.
+fn dns_names(record: &ContainerRecord, config: &EndpointConfig) -> Vec<String> {
+    let mut names = vec![record.name.clone()];
+    names.extend(config.aliases.iter().flatten().cloned());
+    names.push(record.short_id().to_string());
+    names.push(record.config.hostname.clone());
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
+    names
+}
+
+/// netavark's view of a network: its bridge, subnets, NAT and DNS.
+fn netavark_network(network: &NetworkRecord) -> NetavarkNetwork {
+    let mut options = std::collections::BTreeMap::new();
+    if let Some(mtu) = network.options.get("com.docker.network.driver.mtu") {
+        options.insert("mtu".to_string(), mtu.clone());
+    }
+    NetavarkNetwork {
+        name: network.id.clone(),
+        id: network.id.clone(),
+        driver: "bridge".into(),
+        network_interface: bridge_name(network),
+        subnets: usable_subnets(network)
+            .map(|s| NetavarkSubnet {
+                subnet: s.block.clone(),
+                gateway: s.gateway.clone(),
+            })
+            .collect(),
+        ipv6_enabled: network.enable_ipv6,
+        internal: network.internal,
+        // As Docker: names resolve on user networks, not on `bridge`.
+        dns_enabled: !network.is_predefined(),
+        options,
+    }
+}
+
+/// The Linux bridge of a network: the one its options name, else
+/// Docker's `br-` and the first 12 characters of its ID.
+pub fn bridge_name(network: &NetworkRecord) -> String {
+    match network.options.get("com.docker.network.bridge.name") {
+        Some(name) if !name.is_empty() => name.clone(),
+        _ => format!("br-{}", &network.id[..12]),
+    }
+}
+
+fn port_mapping(p: &PublishedPort) -> PortMapping {
+    PortMapping {
+        container_port: p.container_port,
+        host_ip: p.host_ip.clone(),
+        host_port: p.host_port,
+        protocol: p.protocol.as_str().to_string(),
+        range: 1,
+    }
+}
+
+/// One netavark request for all of a container's endpoints.
+fn combined(record: &ContainerRecord, endpoints: &[Endpoint]) -> NetavarkRequest {
+    combined_named(&record.id, &record.name, endpoints)
+}
+
+fn combined_named(id: &str, name: &str, endpoints: &[Endpoint]) -> NetavarkRequest {
+    let mut request = NetavarkRequest {
+        container_id: id.to_string(),
+        container_name: name.to_string(),
+        ..Default::default()
+    };
+    for e in endpoints {
+        request.networks.extend(e.netavark.networks.clone());
+        request.network_info.extend(e.netavark.network_info.clone());
+        request
+            .port_mappings
+            .extend(e.netavark.port_mappings.clone());
+        for server in &e.netavark.dns_servers {
+            if !request.dns_servers.contains(server) {
+                request.dns_servers.push(server.clone());
+            }
+        }
+    }
+    request
+}
+
+/// Docker's checks of one endpoint's settings against its network.
+fn check_endpoint(network: &NetworkRecord, config: &EndpointConfig) -> Result<(), ContainerError> {
+    if !config.mac_address.is_empty() && !is_mac(&config.mac_address) {
+        return Err(ContainerError::InvalidConfig(format!(
+            "invalid MAC address {}",
+            config.mac_address
+        )));
+    }
+    let problems = endpoint_problems(network, config);
+    match problems.as_slice() {
+        [] => Ok(()),
+        [one] => Err(ContainerError::InvalidConfig(format!(
+            "invalid endpoint settings:\n{one}"
+        ))),
+        many => Err(ContainerError::InvalidConfig(format!(
+            "invalid endpoint settings:\n{}",
+            many.iter()
+                .map(|p| format!("* {p}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))),
+    }
+}
+
+fn endpoint_problems(network: &NetworkRecord, config: &EndpointConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    let statics: Vec<(&str, &str)> = [
+        ("IPv4", config.static_ipv4()),
+        ("IPv6", config.static_ipv6()),
+    ]
+    .into_iter()
+    .filter_map(|(family, ip)| ip.map(|ip| (family, ip)))
+    .collect();
+    for (family, ip) in &statics {
+        let parsed = ip.parse::<IpAddr>();
+        if parsed
+            .as_ref()
+            .map_or(true, |p| p.is_ipv4() != (*family == "IPv4"))
+        {
+            problems.push(format!("invalid {family} address: {ip}"));
+        }
+    }
+    let custom = !network.is_predefined();
+    if !statics.is_empty() && !custom {
+        problems
+            .push("user specified IP address is supported on user defined networks only".into());
+    }
+    if config.aliases.as_ref().is_some_and(|a| !a.is_empty()) && !custom {
+        problems.push(
+            "network-scoped alias is supported only for containers in user defined networks".into(),
+        );
+    }
+    if !statics.is_empty() && custom && !network.user_subnets {
+        problems.push("user specified IP address is supported only when connecting to networks with user configured subnets".into());
+    } else if custom && network.user_subnets {
+        for (_, ip) in &statics {
+            let Ok(ip) = ip.parse::<IpAddr>() else {
+                continue;
+            };
+            if let Some(p) = ipam::static_address_problem(&network.subnets, ip)
+                .filter(|p| p.starts_with("no configured subnet"))
+            {
+                problems.push(p);
+            }
+        }
+    }
+    problems
+}
+
+fn is_mac(text: &str) -> bool {
+    let parts: Vec<&str> = text.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_modes_parse() {
+        assert_eq!(NetworkMode::parse(""), NetworkMode::Bridge);
+        assert_eq!(NetworkMode::parse("default"), NetworkMode::Bridge);
+        assert_eq!(NetworkMode::parse("host"), NetworkMode::Host);
+        assert_eq!(
+            NetworkMode::parse("container:db"),
+            NetworkMode::Container("db".into())
+        );
+        assert_eq!(
+            NetworkMode::parse("app_net"),
+            NetworkMode::Network("app_net".into())
+        );
+    }
+
+    #[test]
+    fn macs_are_six_hex_pairs() {
+        assert!(is_mac("02:42:ac:11:00:02"));
+        assert!(!is_mac("02:42:ac:11:00"));
+        assert!(!is_mac("zz:42:ac:11:00:02"));
+    }
+}
