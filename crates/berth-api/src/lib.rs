@@ -98,6 +98,9 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
         .route("/networks/prune", post(networks::prune))
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
+        .route("/swarm/leave", post(networks::swarm_leave))
         .route(
             "/networks/{id}",
             get(networks::inspect).delete(networks::remove),

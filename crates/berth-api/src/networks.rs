@@ -223,3 +223,52 @@ pub async fn prune(
     let deleted = (!removed.is_empty()).then_some(removed);
     Ok(json(StatusCode::OK, &json!({"NetworksDeleted": deleted})))
 }
+
+/// The body of `POST /networks/{id}/connect` and `/disconnect`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AttachBody {
+    container: String,
+    endpoint_config: Option<serde_json::Value>,
+    #[allow(dead_code)]
+    force: bool,
+}
+
+/// `POST /networks/{id}/connect`: 200 with an empty body.
+pub async fn connect(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: AttachBody = read_json(&headers, &body)?;
+    let wrapped = json!({"EndpointsConfig": {"endpoint": body.endpoint_config}});
+    let mut parsed = berth_core::container::options::parse_networking_config(&wrapped)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let config = parsed.remove("endpoint").unwrap_or_default();
+    let svc = state.containers.clone();
+    blocking(move || svc.connect(&id, &body.container, config)).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `POST /networks/{id}/disconnect`: 200 with an empty body.
+pub async fn disconnect(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: AttachBody = read_json(&headers, &body)?;
+    let svc = state.containers.clone();
+    blocking(move || svc.disconnect(&id, &body.container)).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `POST /swarm/leave`: berth is never part of a swarm. docker-py's test
+/// teardown calls it and ignores 503 (Docker's answer off a swarm).
+pub async fn swarm_leave() -> Result<Response, ApiError> {
+    Err(ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: "This node is not part of a swarm".into(),
+    })
+}

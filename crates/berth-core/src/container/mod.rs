@@ -12,6 +12,7 @@
 
 mod bundle;
 pub mod cgroup;
+mod connect;
 mod copyup;
 mod create;
 mod error;

@@ -206,7 +206,8 @@ impl ContainerService {
             if network.driver != NetworkDriver::Bridge {
                 continue;
             }
-            endpoints.push(self.new_endpoint(record, &network, &config, index)?);
+            let interface = format!("eth{}", index);
+            endpoints.push(self.new_endpoint(record, &network, &config, interface)?);
         }
         if let Some(first) = endpoints.first_mut() {
             first.ports = self.choose_ports(record, &first.endpoint_id)?;
@@ -241,12 +242,12 @@ impl ContainerService {
 
     /// One endpoint on `network`: its address, MAC, DNS names and what
     /// netavark is to be told.
-    fn new_endpoint(
+    pub(super) fn new_endpoint(
         &self,
         record: &ContainerRecord,
         network: &NetworkRecord,
         config: &EndpointConfig,
-        index: usize,
+        interface: String,
     ) -> Result<Endpoint, ContainerError> {
         let leased: Vec<IpAddr> = self
             .store
@@ -261,7 +262,7 @@ impl ContainerService {
             network_id: network.id.clone(),
             network_name: network.name.clone(),
             endpoint_id: crate::volume::names::new_object_id(),
-            interface: format!("eth{index}"),
+            interface,
             ..Default::default()
         };
         for subnet in usable_subnets(network) {
@@ -556,7 +557,10 @@ fn combined_named(id: &str, name: &str, endpoints: &[Endpoint]) -> NetavarkReque
 }
 
 /// Docker's checks of one endpoint's settings against its network.
-fn check_endpoint(network: &NetworkRecord, config: &EndpointConfig) -> Result<(), ContainerError> {
+pub(super) fn check_endpoint(
+    network: &NetworkRecord,
+    config: &EndpointConfig,
+) -> Result<(), ContainerError> {
     if !config.mac_address.is_empty() && !is_mac(&config.mac_address) {
         return Err(ContainerError::InvalidConfig(format!(
             "invalid MAC address {}",

@@ -1,0 +1,168 @@
+//! `docker network connect` and `disconnect`: a stopped container's
+//! configured networks change (they are set up at its next start); a
+//! running one's endpoint is also leased and set up, or torn down, at
+//! once — under the container's lock, so a start, stop or exit never
+//! interleaves.
+
+use super::network::{check_endpoint, NetworkMode};
+use super::{ContainerError, ContainerRecord, ContainerService, Status};
+use crate::events::Event;
+use crate::network::{EndpointConfig, NetworkDriver, NetworkError, NetworkRecord};
+use crate::store::EndpointInsert;
+
+impl ContainerService {
+    /// Connects a container to a network (Docker's checks and words).
+    pub fn connect(
+        &self,
+        network: &str,
+        container: &str,
+        config: EndpointConfig,
+    ) -> Result<(), ContainerError> {
+        let network = self.networks.get(network)?;
+        let id = self.resolve(container)?.id;
+        let _guard = self.locks.lock(&id);
+        let record = self.resolve(&id)?;
+        check_joinable(&record, &network)?;
+        check_endpoint(&network, &config)?;
+        if record.state.status == Status::Running {
+            if self.endpoint_on(&record, &network)?.is_some() {
+                return Err(NetworkError::Forbidden(format!(
+                    "endpoint with name {} already exists in network {}",
+                    record.name, network.name
+                ))
+                .into());
+            }
+            self.attach_one(&record, &network, &config)?;
+        } else if record.networks.contains_key(&network.name) {
+            // Docker: connecting a stopped container twice changes nothing.
+            return Ok(());
+        }
+        let mut networks = record.networks.clone();
+        networks.insert(network.name.clone(), config);
+        self.store.set_container_networks(&record.id, &networks)?;
+        self.publish_network("connect", &network, &record.id);
+        Ok(())
+    }
+
+    /// Disconnects a container from a network.
+    pub fn disconnect(&self, network: &str, container: &str) -> Result<(), ContainerError> {
+        let network = self.networks.get(network)?;
+        let id = self.resolve(container)?.id;
+        let _guard = self.locks.lock(&id);
+        let record = self.resolve(&id)?;
+        if NetworkMode::parse(&record.host_config.network_mode) == NetworkMode::Host {
+            return Err(ContainerError::InvalidConfig(
+                "container cannot be disconnected from host network or connected to host network"
+                    .into(),
+            ));
+        }
+        if record.state.status == Status::Running {
+            let Some(endpoint) = self.endpoint_on(&record, &network)? else {
+                return Err(ContainerError::Start(format!(
+                    "container {} is not connected to network {}",
+                    record.id, network.name
+                )));
+            };
+            self.detach_one(&record, &endpoint);
+        } else if !record.networks.contains_key(&network.name) {
+            return Err(ContainerError::Start(format!(
+                "container {} is not connected to the network {}",
+                record.id, network.name
+            )));
+        }
+        let mut networks = record.networks.clone();
+        networks.remove(&network.name);
+        self.store.set_container_networks(&record.id, &networks)?;
+        self.publish_network("disconnect", &network, &record.id);
+        Ok(())
+    }
+
+    fn endpoint_on(
+        &self,
+        record: &ContainerRecord,
+        network: &NetworkRecord,
+    ) -> Result<Option<crate::network::Endpoint>, ContainerError> {
+        Ok(self
+            .store
+            .endpoints_of_container(&record.id)?
+            .into_iter()
+            .find(|e| e.network_id == network.id))
+    }
+
+    /// Leases and sets up one more endpoint in a running container's
+    /// namespace, on its next free interface (`ethN`).
+    fn attach_one(
+        &self,
+        record: &ContainerRecord,
+        network: &NetworkRecord,
+        config: &EndpointConfig,
+    ) -> Result<(), ContainerError> {
+        let endpoint = {
+            let _held = self.attach_lock.lock();
+            let used: Vec<String> = self
+                .store
+                .endpoints_of_container(&record.id)?
+                .into_iter()
+                .map(|e| e.interface)
+                .collect();
+            let interface = (0..)
+                .map(|n| format!("eth{n}"))
+                .find(|name| !used.contains(name))
+                .expect("an unused interface name");
+            let endpoint = self.new_endpoint(record, network, config, interface)?;
+            match self
+                .store
+                .insert_endpoints(std::slice::from_ref(&endpoint))?
+            {
+                EndpointInsert::Inserted => endpoint,
+                _ => return Err(NetworkError::Forbidden("Address already in use".into()).into()),
+            }
+        };
+        let netns = self.netns_path(&record.id);
+        if let Err(e) = self.settings.netavark.setup(&netns, &endpoint.netavark) {
+            let _ = self.store.delete_endpoint(&endpoint.endpoint_id);
+            return Err(ContainerError::Start(e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Tears one endpoint of a running container down and frees its lease.
+    fn detach_one(&self, record: &ContainerRecord, endpoint: &crate::network::Endpoint) {
+        let netns = self.netns_path(&record.id);
+        if let Err(e) = self.settings.netavark.teardown(&netns, &endpoint.netavark) {
+            tracing::warn!(container = %record.id, error = %e, "network teardown reported problems");
+        }
+        if let Err(e) = self.store.delete_endpoint(&endpoint.endpoint_id) {
+            tracing::error!(container = %record.id, error = %e, "endpoint row not removed");
+        }
+    }
+
+    /// Docker's `network connect|disconnect` event.
+    fn publish_network(&self, action: &str, network: &NetworkRecord, container: &str) {
+        let attributes = [
+            ("container", container),
+            ("name", network.name.as_str()),
+            ("type", network.driver.as_str()),
+        ];
+        self.events
+            .publish(Event::now("network", action, &network.id, &attributes));
+    }
+}
+
+/// Which containers may join which networks (Docker's 400s).
+fn check_joinable(record: &ContainerRecord, network: &NetworkRecord) -> Result<(), ContainerError> {
+    let mode = NetworkMode::parse(&record.host_config.network_mode);
+    let refuse = |m: &str| Err(ContainerError::InvalidConfig(m.into()));
+    match (&mode, network.driver) {
+        (NetworkMode::Container(_) | NetworkMode::Host, _) => refuse(
+            "container sharing network namespace with another container or host cannot be connected to any other network",
+        ),
+        (_, NetworkDriver::Host) => {
+            refuse("container cannot be disconnected from host network or connected to host network")
+        }
+        (NetworkMode::None, _) | (_, NetworkDriver::Null) => refuse(
+            "container cannot be connected to multiple networks with one of the networks in private (none) mode",
+        ),
+        _ => Ok(()),
+    }
+}
