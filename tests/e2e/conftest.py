@@ -244,6 +244,26 @@ class ApiClient:
         return status, parsed
 
 
+_BRIDGES_GIVEN: set[int] = set()
+
+
+def _routed_blocks() -> str:
+    return subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
+
+
+def private_bridge() -> tuple[str, str]:
+    """A bridge name and a /24 of 10.215.0.0/16 no route and no other
+    daemon of this run has."""
+    routes = _routed_blocks()
+    for _ in range(512):
+        n = int.from_bytes(os.urandom(1), "big")
+        if n in _BRIDGES_GIVEN or f"10.215.{n}.0/24" in routes:
+            continue
+        _BRIDGES_GIVEN.add(n)
+        return f"bt{os.getpid() % 10000}x{n}", f"10.215.{n}.1/24"
+    raise AssertionError("no free 10.215.x.0/24 for a test daemon's bridge")
+
+
 class BerthDaemon(ApiClient):
     """One `berth daemon` on a private socket and root.
 
@@ -271,7 +291,17 @@ class BerthDaemon(ApiClient):
         # No /etc/berth/daemon.json of the machine's: a test says what it wants.
         config = [] if "--config-file" in self.extra_args else ["--config-file", "/dev/null"]
         return [self.bin, "daemon", "--host", self.host, "--root", self.root,
-                "--pidfile", self.pidfile, *config, *self.extra_args]
+                "--pidfile", self.pidfile, *config, *self.default_bridge_args(), *self.extra_args]
+
+    def default_bridge_args(self) -> list[str]:
+        """A default bridge of this daemon's own (`--bridge`, `--bip`), so
+        daemons alive at once never share `berth0` and its addresses. A
+        test that sets either itself, or uses a config file, gets none."""
+        if any(a in self.extra_args for a in ("--bridge", "--bip", "--config-file")):
+            return []
+        if not hasattr(self, "_bridge"):
+            self._bridge = private_bridge()
+        return ["--bridge", self._bridge[0], "--bip", self._bridge[1]]
 
     def spawn(self) -> subprocess.Popen:
         """Starts the process without waiting for it to be ready."""

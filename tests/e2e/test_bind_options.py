@@ -61,8 +61,7 @@ def engines(berth, dockerd):
 
 def shell(d, api, *flags_and_script):
     """`docker run --rm FLAGS image sh -c SCRIPT`: (exit code, stdout when
-    it succeeded, else stdout + stderr; berth warns on stderr that it has
-    no bridge network yet)."""
+    it succeeded, else stdout + stderr)."""
     *flags, script = flags_and_script
     p = d.docker("run", "--rm", *flags, d.image, "sh", "-c", script, api_version=api, check=False)
     return p.returncode, (p.stdout if p.returncode == 0 else p.stdout + p.stderr)

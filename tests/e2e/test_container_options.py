@@ -136,9 +136,9 @@ def test_resource_limits_reach_the_cgroup(daemon, image, uniq):
 @pytest.mark.parametrize("flags, message", [
     (["--log-driver", "bogus"], 'error looking up logging plugin bogus: plugin "bogus" not found'),
     (["--log-opt", "tag=x"], "log attributes are not implemented yet"),
-    (["-p", "8080:80"], "publishing ports needs bridge networking"),
+    (["-p", "80/xyz"], "invalid proto: xyz"),
     (["--restart", "always"], "restart policies are not implemented yet"),
-    (["--link", "other:db"], "links need bridge networking"),
+    (["--link", "other:db"], "legacy links are not implemented"),
     (["--runtime", "nope"], "unknown or invalid runtime name: nope"),
     (["--ulimit", "bogus=1:1"], "invalid ulimit type: bogus"),
     (["--health-cmd", "true"], "health checks"),

@@ -52,7 +52,10 @@ def on_both(berth, dockerd):
             d.docker("network", "rm", name, check=False)
 
 
-def test_predefined_networks(berth):
+def test_predefined_networks(berth_factory):
+    # The default bridge as a daemon without --bip has it (no container
+    # runs here, so sharing berth0 with another daemon of the run is fine).
+    berth = berth_factory(extra_args=["--bridge", "berth0"]).start()
     listed = berth.docker("network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}").stdout.split("\n")
     assert {"bridge bridge local", "host host local", "none null local"} <= set(listed), listed
     bridge = inspect(berth, "bridge")
@@ -68,6 +71,16 @@ def test_predefined_networks(berth):
     ids = {n: inspect(berth, n)["Id"] for n in ["bridge", "host", "none"]}
     berth.restart()
     assert {n: inspect(berth, n)["Id"] for n in ids} == ids
+
+
+def test_bridge_and_bip_set_the_default_bridge(berth_factory):
+    berth = berth_factory(extra_args=["--bridge", "btbiptest", "--bip", "10.215.250.1/24"]).start()
+    bridge = inspect(berth, "bridge")
+    assert bridge["Options"]["com.docker.network.bridge.name"] == "btbiptest"
+    assert bridge["IPAM"]["Config"] == [{"Subnet": "10.215.250.0/24", "Gateway": "10.215.250.1"}]
+    bad = berth_factory(extra_args=["--bip", "10.215.250.0/24"])
+    with pytest.raises(AssertionError, match="exited"):
+        bad.start()
 
 
 def test_inspect_matches_dockerd(berth, dockerd, on_both):

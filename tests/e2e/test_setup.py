@@ -36,7 +36,7 @@ import pytest
 from conftest import DOCKER_BIN
 
 REPO = Path(__file__).resolve().parents[2]
-FRESH_LACKS = ["libseccomp-dev", "xfsprogs"]
+FRESH_LACKS = ["libseccomp-dev", "xfsprogs", "netavark", "aardvark-dns"]
 
 SCRIPT = r"""
 set -euo pipefail
@@ -122,7 +122,9 @@ def test_readme_first_command_on_a_fresh_machine():
     assert f"fresh machine: purged {' '.join(FRESH_LACKS)}" in out, out
     # scripts/setup found them missing and installed them …
     assert re.search(r"setup: installing .*libseccomp-dev", out), out
-    assert "xfsprogs" in out.split("setup: installing", 1)[1].splitlines()[0], out
+    installed = out.split("setup: installing", 1)[1].splitlines()[0]
+    for package in ("xfsprogs", "netavark", "aardvark-dns"):
+        assert package in installed, out
     # … the build linked, the daemon started with its defaults and answered.
     assert "docker version answered" in out, out
     version = re.search(r'^version = "(.+)"$', (REPO / "Cargo.toml").read_text(), re.M)

@@ -82,6 +82,58 @@ impl NetworkService {
         Ok(made)
     }
 
+    /// Applies the daemon's `--bridge` (the Linux bridge's name) and
+    /// `--bip` (its address and prefix, as dockerd's) to the `bridge`
+    /// network. Returns whether it changed. Kept as it is (with a warning)
+    /// while containers are on it; refused when the subnet overlaps another
+    /// network.
+    pub fn configure_default_bridge(
+        &self,
+        bridge: Option<&str>,
+        bip: Option<&str>,
+    ) -> Result<bool, NetworkError> {
+        let _held = self.allocation.lock();
+        let mut record = self.get("bridge")?;
+        let before = record.clone();
+        if let Some(name) = bridge {
+            check_bridge_name(name)?;
+            record
+                .options
+                .insert("com.docker.network.bridge.name".into(), name.into());
+        }
+        if let Some(bip) = bip {
+            let subnet = parse_bip(bip)?;
+            let others = self.all()?.into_iter().filter(|n| n.id != record.id);
+            let block = subnet.cidr().expect("a parsed block");
+            if others
+                .flat_map(|n| n.subnets)
+                .filter_map(|s| s.cidr())
+                .any(|b| b.overlaps(&block))
+            {
+                return Err(NetworkError::Invalid(format!(
+                    "bip {bip} overlaps another network's subnet"
+                )));
+            }
+            record.ipam.config = Some(vec![IpamConfig {
+                subnet: subnet.block.clone(),
+                gateway: subnet.gateway.clone(),
+                ..Default::default()
+            }]);
+            record.subnets = vec![subnet];
+        }
+        if record == before {
+            return Ok(false);
+        }
+        if !self.store.endpoints_of_network(&record.id)?.is_empty() {
+            // Containers kept running across the restart use the old
+            // bridge: it stays until they are stopped.
+            tracing::warn!("the default bridge network has running containers: its bridge and bip change once they are stopped and the daemon restarted");
+            return Ok(false);
+        }
+        self.store.replace_network(&record)?;
+        Ok(true)
+    }
+
     fn predefined(&self, name: &str, driver: NetworkDriver) -> Result<NetworkRecord, NetworkError> {
         let mut record = blank(name, driver);
         if driver == NetworkDriver::Bridge {
@@ -370,6 +422,47 @@ fn blank(name: &str, driver: NetworkDriver) -> NetworkRecord {
         options: BTreeMap::new(),
         labels: BTreeMap::new(),
     }
+}
+
+/// A Linux interface name: 1–15 characters, no `/`, space or `:`.
+fn check_bridge_name(name: &str) -> Result<(), NetworkError> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(NetworkError::Invalid(format!(
+            "invalid bridge name {name:?}: 1 to 15 letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+/// dockerd's `--bip`: the bridge's own address with the prefix, e.g.
+/// `10.214.0.1/24` (subnet 10.214.0.0/24, gateway 10.214.0.1).
+pub fn parse_bip(text: &str) -> Result<Subnet, NetworkError> {
+    let bad = || {
+        NetworkError::Invalid(format!(
+            "invalid bip {text:?}: want an IPv4 address with a prefix, e.g. 10.214.0.1/24"
+        ))
+    };
+    let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
+    let ip: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+    let block = Cidr::parse(&format!("{ip}/{prefix}"))
+        .ok_or_else(bad)?
+        .network();
+    if prefix > 30 || block.nth(0) == Some(ip.into()) {
+        return Err(bad());
+    }
+    Ok(Subnet {
+        block: block.to_string(),
+        range: block.to_string(),
+        gateway: ip.to_string(),
+        reserved: Vec::new(),
+    })
 }
 
 /// The default bridge's options, as Docker shows `docker0`'s.

@@ -23,6 +23,16 @@ impl Store {
         }
     }
 
+    /// Replaces a network's record (the daemon's default bridge settings).
+    /// Returns whether the row exists.
+    pub fn replace_network(&self, n: &NetworkRecord) -> Result<bool, StoreError> {
+        let record = serde_json::to_string(n).map_err(|e| corrupt(&n.name, e))?;
+        Ok(self.conn().execute(
+            "UPDATE networks SET record = ?2 WHERE id = ?1",
+            params![n.id, record],
+        )? > 0)
+    }
+
     /// Every network, in creation order.
     pub fn list_networks(&self) -> Result<Vec<NetworkRecord>, StoreError> {
         let conn = self.conn();
@@ -67,6 +77,23 @@ mod tests {
         };
         let svc = NetworkService::new(Arc::new(Store::open(&path).unwrap()));
         assert_eq!(svc.ensure_predefined().unwrap(), 0);
+        assert!(svc
+            .configure_default_bridge(Some("bt0"), Some("10.214.3.1/24"))
+            .unwrap());
+        assert!(!svc
+            .configure_default_bridge(Some("bt0"), Some("10.214.3.1/24"))
+            .unwrap());
+        let bridge = svc.get("bridge").unwrap();
+        assert_eq!(bridge.subnets[0].block, "10.214.3.0/24");
+        assert_eq!(bridge.subnets[0].gateway, "10.214.3.1");
+        assert_eq!(bridge.options["com.docker.network.bridge.name"], "bt0");
+        assert!(svc.configure_default_bridge(Some("a/b"), None).is_err());
+        assert!(svc
+            .configure_default_bridge(None, Some("10.214.3.0/24"))
+            .is_err());
+        assert!(svc
+            .configure_default_bridge(None, Some("10.214.3.1"))
+            .is_err());
         assert_eq!(svc.get("app").unwrap().id, id);
         assert_eq!(svc.all().unwrap().len(), 4);
     }

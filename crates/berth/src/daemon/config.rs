@@ -21,7 +21,7 @@ use super::DaemonArgs;
 pub const DEFAULT_PATH: &str = "/etc/berth/daemon.json";
 
 /// Keys that set a daemon flag: (key, clap id of the flag).
-const KEYS: [(&str, &str); 19] = [
+const KEYS: [(&str, &str); 21] = [
     ("data-root", "root"),
     ("hosts", "host"),
     ("pidfile", "pidfile"),
@@ -41,10 +41,12 @@ const KEYS: [(&str, &str); 19] = [
     ("web-sample-interval", "web_sample_interval"),
     ("log-opts", "log_opt"),
     ("default-ulimits", "default_ulimit"),
+    ("bridge", "bridge"),
+    ("bip", "bip"),
 ];
 
 /// Keys of dockerd's file that berth knows and refuses, with the reason.
-const REFUSED: [(&str, &str); 10] = [
+const REFUSED: [(&str, &str); 9] = [
     ("tls", "berth serves its API on a unix socket only"),
     ("tlsverify", "berth serves its API on a unix socket only"),
     ("tlscacert", "berth serves its API on a unix socket only"),
@@ -63,7 +65,6 @@ const REFUSED: [(&str, &str); 10] = [
         "runtimes",
         "use \"runtime\" with the path of an OCI runtime binary",
     ),
-    ("bridge", "berth has no bridge networking yet"),
 ];
 
 /// Keys whose value must be what berth always does.
@@ -284,6 +285,8 @@ fn set_one(args: &mut DaemonArgs, name: &str, value: &Value) -> Result<()> {
         "thin-default-size" => args.thin_default_size = Some(text()?),
         "trim-interval" => args.trim_interval = number()?,
         "runtime" => args.runtime = Some(text()?),
+        "bridge" => args.bridge = Some(text()?),
+        "bip" => args.bip = Some(text()?),
         "metrics-addr" => args.metrics_addr = Some(socket_addr(name, &text()?)?),
         "web-addr" => args.web_addr = Some(socket_addr(name, &text()?)?),
         "web-admin" => {

@@ -90,6 +90,13 @@ pub struct DaemonArgs {
     /// nofile=1024:2048.
     #[arg(long, value_name = "ULIMIT")]
     default_ulimit: Vec<String>,
+    /// The Linux bridge of the default `bridge` network (default: berth0).
+    #[arg(long, value_name = "NAME")]
+    bridge: Option<String>,
+    /// The default bridge's address and prefix, as dockerd's --bip
+    /// (e.g. 10.214.0.1/24; default: a free 172.17–31/16 at first start).
+    #[arg(long, value_name = "CIDR")]
+    bip: Option<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9323).
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
@@ -349,11 +356,16 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     let layout = RootLayout::create(&args.root)?;
     let _lock = RootLock::acquire(&layout)?;
     let _pid = pidfile::PidFile::create(&args.pidfile)?;
-    let runtime = args.runtime.clone();
-    let thin = args.thin_settings(&layout)?;
+    let engine = EngineSettings {
+        runtime: args.runtime.clone(),
+        defaults,
+        thin: args.thin_settings(&layout)?,
+        bridge: args.bridge.clone(),
+        bip: args.bip.clone(),
+    };
     let state = tokio::task::spawn_blocking({
         let layout = layout.clone();
-        move || open_services(&layout, (runtime, defaults), thin)
+        move || open_services(&layout, engine)
     })
     .await??;
     start_side_listeners(&args, &layout, &state, side)?;
@@ -460,13 +472,25 @@ async fn wait_for_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// What the services are opened with (flags and daemon.json).
+struct EngineSettings {
+    runtime: Option<String>,
+    defaults: ContainerDefaults,
+    thin: PoolSettings,
+    bridge: Option<String>,
+    bip: Option<String>,
+}
+
 /// Store, services, start-up reconciliation of each, then containers
 /// found again (live restore). Runs before the socket exists.
-fn open_services(
-    layout: &RootLayout,
-    (runtime, defaults): (Option<String>, ContainerDefaults),
-    thin: PoolSettings,
-) -> Result<ApiState> {
+fn open_services(layout: &RootLayout, engine: EngineSettings) -> Result<ApiState> {
+    let EngineSettings {
+        runtime,
+        defaults,
+        thin,
+        bridge,
+        bip,
+    } = engine;
     let store = Arc::new(Store::open(&layout.db_path()).context("opening metadata store")?);
     let store_for_networks = store.clone();
     let events = Arc::new(berth_core::events::EventBus::default());
@@ -479,7 +503,10 @@ fn open_services(
     let made = networks
         .ensure_predefined()
         .context("the predefined networks")?;
-    tracing::info!(made, "networks ready");
+    let changed = networks
+        .configure_default_bridge(bridge.as_deref(), bip.as_deref())
+        .context("the default bridge network (--bridge, --bip)")?;
+    tracing::info!(made, default_bridge_changed = changed, "networks ready");
     let settings = RuntimeSettings {
         containers_dir: layout.containers_dir(),
         runtime_root: layout.runtime_dir(),
@@ -553,6 +580,8 @@ fn restart_settings_changed(running: &DaemonArgs, new: &DaemonArgs) -> Vec<&'sta
         ("pidfile", running.pidfile != new.pidfile),
         ("log-format", running.log_format != new.log_format),
         ("runtime", running.runtime != new.runtime),
+        ("bridge", running.bridge != new.bridge),
+        ("bip", running.bip != new.bip),
         (
             "thin-pool-size",
             running.thin_pool_size != new.thin_pool_size,
