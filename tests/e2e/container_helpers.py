@@ -66,6 +66,15 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
+def nat_rules_of(ids) -> list[tuple[str, str]]:
+    """The nat-table rules netavark made for any of ``ids`` (its port
+    forwarding rules name the container id in a comment)."""
+    if not ids:
+        return []
+    out = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+    return [(cid, line) for line in out.splitlines() for cid in ids if f"id: {cid}" in line]
+
+
 def berth_shims(root: str) -> dict[int, str]:
     """{pid: container id} of the `berth shim` processes whose state folder
     lies under ``root`` (a daemon's unique root)."""

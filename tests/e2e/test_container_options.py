@@ -204,12 +204,21 @@ def test_oversized_body_is_a_json_413(daemon):
     assert "length limit exceeded" in json.loads(payload)["message"]
 
 
-def test_endpoint_settings_are_refused_not_dropped(daemon, image):
+def test_endpoint_settings_are_checked_or_refused_not_dropped(daemon, image):
     status, body = daemon.api("POST", "/containers/create", {
         "Image": image, "Cmd": ["true"],
         "NetworkingConfig": {"EndpointsConfig": {"backend": {"Aliases": ["db"]}}}})
+    assert (status, body["message"]) == (404, "network backend not found")
+    status, body = daemon.api("POST", "/containers/create", {
+        "Image": image, "Cmd": ["true"],
+        "NetworkingConfig": {"EndpointsConfig": {"bridge": {"Aliases": ["db"]}}}})
     assert status == 400, body
-    assert "EndpointsConfig.backend.Aliases" in body["message"]
+    assert body["message"] == ("invalid endpoint settings:\nnetwork-scoped alias is supported "
+                               "only for containers in user defined networks")
+    status, body = daemon.api("POST", "/containers/create", {
+        "Image": image, "Cmd": ["true"],
+        "NetworkingConfig": {"EndpointsConfig": {"bridge": {"Links": ["a:b"]}}}})
+    assert status == 400 and "EndpointsConfig.bridge.Links" in body["message"], body
     status, body = daemon.api("POST", "/containers/create", {
         "Image": image, "Cmd": ["true"], "HostConfig": {"NetworkMode": "none"},
         "NetworkingConfig": {"EndpointsConfig": {"none": {}}}})

@@ -98,7 +98,8 @@ import pytest
 from busybox_image import import_busybox, remove_all_containers
 from conftest import error_message, mounts_under, unix_http
 from container_helpers import (berth_cgroup_ids, berth_shims, cgroup_dirs, cmdline, container_processes,
-                               foreign_holders, loop_backing_files, process_alive, scrub_root)
+                               foreign_holders, loop_backing_files, nat_rules_of, process_alive,
+                               scrub_root)
 
 ROUNDS = int(os.environ.get("BERTH_HARNESS_ROUNDS", "40"))
 THREADS = int(os.environ.get("BERTH_HARNESS_THREADS", "6"))
@@ -876,8 +877,13 @@ def host_problems(d, ctrs: dict[str, dict], vols: dict[str, dict]) -> list[str]:
             continue
         if len(rel) >= 3 and rel[0] == "containers" and rel[1] in running:
             continue
-        owner = label(rel[1]) if rel[0] == "containers" and len(rel) > 1 else "-"
+        # A running container's network namespace file.
+        if len(rel) == 2 and rel[0] == "netns" and rel[1] in running:
+            continue
+        owner = label(rel[1]) if rel[0] in ("containers", "netns") and len(rel) > 1 else "-"
         problems.append(f"mount left: {mp} (container {owner})")
+    for cid, line in nat_rules_of(seen - running):
+        problems.append(f"iptables rule left for container {label(cid)}: {line}")
     pool_img = os.path.join(root, "thin", "pool.img")
     used_imgs = {os.path.join(root, "thin", "pool", "volumes", f"{n}.img") for n in thin_used}
     for dev, backing in sorted(loop_backing_files().items()):

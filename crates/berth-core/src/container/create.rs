@@ -53,7 +53,8 @@ impl ContainerService {
             host_config.network_mode = "bridge".into();
         }
         check_ports(&config, &host_config)?;
-        let networks = self.configure_networks(&mode, req.endpoints)?;
+        let legacy_mac = config.extra.get("MacAddress").and_then(|m| m.as_str());
+        let networks = self.configure_networks(&mode, req.endpoints, legacy_mac)?;
         self.settings
             .defaults
             .merge_log_config(&mut host_config.extra);

@@ -63,6 +63,8 @@ pub struct NetworkFacts {
     pub endpoints: Vec<Endpoint>,
     /// DNS servers of its user networks (aardvark-dns on the gateways).
     pub dns_servers: Vec<String>,
+    /// The default bridge's gateway (`--add-host X:host-gateway`).
+    pub host_gateway: String,
 }
 
 /// What inspect and list show of a container's networks.
@@ -125,10 +127,13 @@ impl ContainerService {
 
     /// The networks a new container is configured for: its mode's network
     /// first, then the other `EndpointsConfig` entries, each checked.
+    /// `legacy_mac` is `Config.MacAddress` (before API 1.44 the only
+    /// place for `--mac-address`): the mode's network takes it.
     pub(super) fn configure_networks(
         &self,
         mode: &NetworkMode,
         mut given: EndpointsConfig,
+        legacy_mac: Option<&str>,
     ) -> Result<EndpointsConfig, ContainerError> {
         let primary = match mode {
             NetworkMode::Container(_) => return Ok(EndpointsConfig::new()),
@@ -137,10 +142,13 @@ impl ContainerService {
             NetworkMode::Bridge => "bridge".to_string(),
             NetworkMode::Network(name) => name.clone(),
         };
-        let primary_config = given
+        let mut primary_config = given
             .remove(&primary)
             .or_else(|| given.remove("default"))
             .unwrap_or_default();
+        if primary_config.mac_address.is_empty() {
+            primary_config.mac_address = legacy_mac.unwrap_or_default().to_string();
+        }
         let mut out = EndpointsConfig::new();
         for (name, config) in std::iter::once((primary, primary_config)).chain(given) {
             let network = self.networks.get(&name)?;
@@ -158,6 +166,20 @@ impl ContainerService {
     /// Sets up the container's networks for a start. On failure nothing
     /// of them is left.
     pub(super) fn attach_networks(
+        &self,
+        record: &ContainerRecord,
+    ) -> Result<(SpecNetwork, NetworkFacts), ContainerError> {
+        let (spec, mut facts) = self.attach_by_mode(record)?;
+        facts.host_gateway = self
+            .networks
+            .get("bridge")
+            .ok()
+            .and_then(|b| b.subnets.first().map(|s| s.gateway.clone()))
+            .unwrap_or_default();
+        Ok((spec, facts))
+    }
+
+    fn attach_by_mode(
         &self,
         record: &ContainerRecord,
     ) -> Result<(SpecNetwork, NetworkFacts), ContainerError> {
@@ -433,6 +455,7 @@ fn facts(endpoints: Vec<Endpoint>) -> NetworkFacts {
     NetworkFacts {
         endpoints,
         dns_servers,
+        host_gateway: String::new(),
     }
 }
 

@@ -155,10 +155,15 @@ impl ContainerPaths {
             .flat_map(|e| [e.ipv4.as_deref(), e.ipv6.as_deref()])
             .flatten()
             .collect();
-        write(
-            self.hosts_file(),
-            hosts_file(hostname, &options.extra_hosts, &own),
-        )?;
+        let extra: Vec<(String, String)> = options
+            .extra_hosts
+            .iter()
+            .map(|(host, ip)| match ip.as_str() {
+                super::options::HOST_GATEWAY => (host.clone(), facts.host_gateway.clone()),
+                _ => (host.clone(), ip.clone()),
+            })
+            .collect();
+        write(self.hosts_file(), hosts_file(hostname, &extra, &own))?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let mut dns = options.clone();
         if !facts.dns_servers.is_empty() {

@@ -17,6 +17,11 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_NETAVARK: &str = "/usr/lib/podman/netavark";
 pub const DEFAULT_AARDVARK: &str = "/usr/lib/podman/aardvark-dns";
 
+/// Held around every netavark run, by every berth daemon of the host:
+/// netavark makes shared iptables chains without a lock of its own, so two
+/// runs at once fail with "Chain already exists".
+pub const HOST_LOCK: &str = "/run/lock/berth-netavark.lock";
+
 /// What netavark is told for one container (setup and teardown alike).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetavarkRequest {
@@ -157,6 +162,7 @@ impl Netavark {
             source,
         };
         let input = serde_json::to_vec(req).expect("the request serialises");
+        let _held = host_lock().map_err(spawn_error)?;
         let mut child = Command::new(&self.binary)
             .arg("--config")
             .arg(&self.config_dir)
@@ -180,6 +186,31 @@ impl Netavark {
             verb,
             message: failure_message(&out.stdout, &out.stderr),
         })
+    }
+}
+
+/// The host-wide netavark lock ([`HOST_LOCK`]; `/tmp` where there is no
+/// `/run/lock`), released when the file is dropped.
+fn host_lock() -> std::io::Result<std::fs::File> {
+    let path = if Path::new("/run/lock").is_dir() {
+        PathBuf::from(HOST_LOCK)
+    } else {
+        PathBuf::from("/tmp/berth-netavark.lock")
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    loop {
+        let held = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
+        if held == 0 {
+            return Ok(file);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 

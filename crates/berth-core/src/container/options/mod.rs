@@ -200,8 +200,11 @@ pub fn check_working_dir(dir: &str) -> Result<(), OptionsError> {
     Ok(())
 }
 
-/// `--add-host name:ip` (the first `:` splits, so IPv6 addresses work);
-/// `host-gateway` needs a bridge network, which berth does not have yet.
+/// `--add-host NAME:host-gateway`: the host's address on the default
+/// bridge (its gateway), filled in when the /etc files are written.
+pub const HOST_GATEWAY: &str = "host-gateway";
+
+/// `--add-host name:ip` (the first `:` splits, so IPv6 addresses work).
 fn parse_extra_hosts(entries: &[String]) -> Result<Vec<(String, String)>, OptionsError> {
     entries
         .iter()
@@ -212,11 +215,8 @@ fn parse_extra_hosts(entries: &[String]) -> Result<Vec<(String, String)>, Option
                 .ok_or_else(|| {
                     OptionsError::Invalid(format!("bad format for add-host: {entry:?}"))
                 })?;
-            if ip == "host-gateway" {
-                return Err(unsupported(
-                    "--add-host …:host-gateway",
-                    "berth has no bridge network yet",
-                ));
+            if ip == HOST_GATEWAY {
+                return Ok((host.to_string(), ip.to_string()));
             }
             let ip = ip.trim_start_matches('[').trim_end_matches(']');
             if ip.parse::<std::net::IpAddr>().is_err() {
@@ -386,12 +386,6 @@ fn refuse_config_fields(extra: &Map<String, Value>) -> Result<(), OptionsError> 
         if is_set(Some(test), "Test") && !disabled {
             return Err(unsupported("health checks", "they are not implemented yet"));
         }
-    }
-    if is_set(extra.get("MacAddress"), "MacAddress") {
-        return Err(unsupported(
-            "--mac-address",
-            "berth has no bridge network yet",
-        ));
     }
     Ok(())
 }
