@@ -97,8 +97,10 @@ impl ContainerService {
         network: &NetworkRecord,
         config: &EndpointConfig,
     ) -> Result<(), ContainerError> {
+        let runtime = self.networks.runtime()?;
         let endpoint = {
             let _held = self.attach_lock.lock();
+            let network = &self.networks.ensure_anchor(network)?;
             let used: Vec<String> = self
                 .store
                 .endpoints_of_container(&record.id)?
@@ -119,7 +121,7 @@ impl ContainerService {
             }
         };
         let netns = self.netns_path(&record.id);
-        if let Err(e) = self.settings.netavark.setup(&netns, &endpoint.netavark) {
+        if let Err(e) = runtime.netavark.setup(&netns, &endpoint.netavark) {
             let _ = self.store.delete_endpoint(&endpoint.endpoint_id);
             return Err(ContainerError::Start(e.to_string()));
         }
@@ -129,7 +131,10 @@ impl ContainerService {
     /// Tears one endpoint of a running container down and frees its lease.
     fn detach_one(&self, record: &ContainerRecord, endpoint: &crate::network::Endpoint) {
         let netns = self.netns_path(&record.id);
-        if let Err(e) = self.settings.netavark.teardown(&netns, &endpoint.netavark) {
+        let Ok(runtime) = self.networks.runtime() else {
+            return;
+        };
+        if let Err(e) = runtime.netavark.teardown(&netns, &endpoint.netavark) {
             tracing::warn!(container = %record.id, error = %e, "network teardown reported problems");
         }
         if let Err(e) = self.store.delete_endpoint(&endpoint.endpoint_id) {

@@ -486,6 +486,9 @@ fn merge(mut config: ContainerConfig, image: &ImageConfig) -> ContainerConfig {
     let mut volumes = ic.volumes.clone().unwrap_or_default();
     volumes.extend(config.volumes.take().unwrap_or_default());
     config.volumes = (!volumes.is_empty()).then_some(volumes);
+    let mut exposed = ic.exposed_ports.clone().unwrap_or_default();
+    exposed.extend(config.exposed_ports.take().unwrap_or_default());
+    config.exposed_ports = (!exposed.is_empty()).then_some(exposed);
     inherit_command(&mut config, ic);
     config
 }

@@ -38,7 +38,7 @@ pub use create::CreateContainer;
 pub use error::ContainerError;
 pub use lifecycle::{parse_signal, wait_for, Lifecycle, WaitCondition};
 pub use model::{ContainerConfig, ContainerRecord, ContainerState, HostConfig, MountPoint, Status};
-pub use network::{bridge_name, NetworkFacts, NetworkMode, NetworkView, SpecNetwork};
+pub use network::{NetworkFacts, NetworkMode, NetworkView, SpecNetwork};
 pub use paths::ContainerPaths;
 pub use recover::RecoveryReport;
 pub use remove::PruneReport;

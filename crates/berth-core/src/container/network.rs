@@ -11,8 +11,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::{ContainerError, ContainerRecord, ContainerService, Status};
+use crate::network::bridge::{netavark_network, usable_subnets};
 use crate::network::netavark::PortMapping;
-use crate::network::netavark::{NetavarkNetwork, NetavarkRequest, NetavarkSubnet, PerNetwork};
+use crate::network::netavark::{NetavarkRequest, PerNetwork};
 use crate::network::ports::{self, PublishedPort};
 use crate::network::{
     ipam, Endpoint, EndpointConfig, EndpointsConfig, NetworkDriver, NetworkError, NetworkRecord,
@@ -151,16 +152,29 @@ impl ContainerService {
         }
         let mut out = EndpointsConfig::new();
         for (name, config) in std::iter::once((primary, primary_config)).chain(given) {
-            let network = self.networks.get(&name)?;
-            check_endpoint(&network, &config)?;
-            out.insert(network.name.clone(), config);
+            match self.networks.get(&name) {
+                Ok(network) => {
+                    check_endpoint(&network, &config)?;
+                    out.insert(network.name.clone(), config);
+                }
+                // As dockerd: the container is made; its start fails with
+                // "network X not found" (a 404 at create would make the
+                // docker CLI try to pull the image).
+                Err(NetworkError::NotFound(_)) => {
+                    out.insert(name, config);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(out)
     }
 
     /// The namespace file of a container's networks.
     pub(super) fn netns_path(&self, id: &str) -> PathBuf {
-        self.settings.netns_dir.join(id)
+        self.networks
+            .runtime()
+            .map(|r| r.netns_dir.join(id))
+            .unwrap_or_default()
     }
 
     /// Sets up the container's networks for a start. On failure nothing
@@ -228,6 +242,7 @@ impl ContainerService {
             if network.driver != NetworkDriver::Bridge {
                 continue;
             }
+            let network = self.networks.ensure_anchor(&network)?;
             let interface = format!("eth{}", index);
             endpoints.push(self.new_endpoint(record, &network, &config, interface)?);
         }
@@ -271,12 +286,14 @@ impl ContainerService {
         config: &EndpointConfig,
         interface: String,
     ) -> Result<Endpoint, ContainerError> {
+        let anchor = network.anchor.iter().flat_map(|a| &a.addresses);
         let leased: Vec<IpAddr> = self
             .store
             .endpoints_of_network(&network.id)?
             .iter()
             .flat_map(|e| [e.ipv4.as_deref(), e.ipv6.as_deref()])
             .flatten()
+            .chain(anchor.map(String::as_str))
             .filter_map(|ip| ip.parse().ok())
             .collect();
         let mut endpoint = Endpoint {
@@ -396,13 +413,14 @@ impl ContainerService {
     ) -> Result<PathBuf, ContainerError> {
         let netns = self.netns_path(&record.id);
         let io = |what: &str, e| ContainerError::io(format!("{what} {}", netns.display()), e);
-        for dir in [&self.settings.netns_dir, &self.settings.netavark.config_dir] {
+        let runtime = self.networks.runtime()?;
+        for dir in [&runtime.netns_dir, &runtime.netavark.config_dir] {
             std::fs::create_dir_all(dir).map_err(|e| io("creating", e))?;
         }
         crate::network::netns::create(&netns).map_err(|e| io("creating the namespace", e))?;
         if !endpoints.is_empty() {
             let request = combined(record, endpoints);
-            self.settings
+            runtime
                 .netavark
                 .setup(&netns, &request)
                 .map_err(|e| ContainerError::Start(e.to_string()))?;
@@ -423,13 +441,16 @@ impl ContainerService {
             }
         };
         let netns = self.netns_path(id);
+        let Ok(runtime) = self.networks.runtime() else {
+            return;
+        };
         if !endpoints.is_empty() {
             if !crate::network::netns::is_netns(&netns) {
                 let _ = crate::network::netns::create(&netns);
             }
             let name = endpoints[0].netavark.container_name.clone();
             let request = combined_named(id, &name, &endpoints);
-            if let Err(e) = self.settings.netavark.teardown(&netns, &request) {
+            if let Err(e) = runtime.netavark.teardown(&netns, &request) {
                 tracing::warn!(container = %id, error = %e, "network teardown reported problems");
             }
         }
@@ -457,14 +478,6 @@ fn facts(endpoints: Vec<Endpoint>) -> NetworkFacts {
         dns_servers,
         host_gateway: String::new(),
     }
-}
-
-/// The subnets addresses are leased from (IPv6 ones only when enabled).
-fn usable_subnets(network: &NetworkRecord) -> impl Iterator<Item = &ipam::Subnet> {
-    network
-        .subnets
-        .iter()
-        .filter(|s| network.enable_ipv6 || s.cidr().is_some_and(|b| b.is_ipv4()))
 }
 
 /// The static address asked for, or the lowest free one.
@@ -507,40 +520,6 @@ fn dns_names(record: &ContainerRecord, config: &EndpointConfig) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
     names
-}
-
-/// netavark's view of a network: its bridge, subnets, NAT and DNS.
-fn netavark_network(network: &NetworkRecord) -> NetavarkNetwork {
-    let mut options = std::collections::BTreeMap::new();
-    if let Some(mtu) = network.options.get("com.docker.network.driver.mtu") {
-        options.insert("mtu".to_string(), mtu.clone());
-    }
-    NetavarkNetwork {
-        name: network.id.clone(),
-        id: network.id.clone(),
-        driver: "bridge".into(),
-        network_interface: bridge_name(network),
-        subnets: usable_subnets(network)
-            .map(|s| NetavarkSubnet {
-                subnet: s.block.clone(),
-                gateway: s.gateway.clone(),
-            })
-            .collect(),
-        ipv6_enabled: network.enable_ipv6,
-        internal: network.internal,
-        // As Docker: names resolve on user networks, not on `bridge`.
-        dns_enabled: !network.is_predefined(),
-        options,
-    }
-}
-
-/// The Linux bridge of a network: the one its options name, else
-/// Docker's `br-` and the first 12 characters of its ID.
-pub fn bridge_name(network: &NetworkRecord) -> String {
-    match network.options.get("com.docker.network.bridge.name") {
-        Some(name) if !name.is_empty() => name.clone(),
-        _ => format!("br-{}", &network.id[..12]),
-    }
 }
 
 fn port_mapping(p: &PublishedPort) -> PortMapping {

@@ -65,11 +65,17 @@ impl ContainerService {
     /// namespace was made, before its endpoints were recorded, or a
     /// container gone meanwhile): torn down and removed.
     fn remove_orphan_namespaces(&self, report: &mut RecoveryReport) -> Result<(), ContainerError> {
-        let Ok(entries) = std::fs::read_dir(&self.settings.netns_dir) else {
+        let Ok(runtime) = self.networks.runtime() else {
+            return Ok(());
+        };
+        let Ok(entries) = std::fs::read_dir(&runtime.netns_dir) else {
             return Ok(());
         };
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().into_owned();
+            if id.starts_with(crate::network::ANCHOR_PREFIX) {
+                continue;
+            }
             let running = self
                 .store
                 .get_container(&id)?

@@ -28,10 +28,6 @@ pub struct RuntimeSettings {
     pub default_runtime: Option<String>,
     /// The daemon's log options and ulimits for every container.
     pub defaults: super::options::ContainerDefaults,
-    /// Containers' network namespace files (`<root>/netns`).
-    pub netns_dir: PathBuf,
-    /// The netavark that sets networks up.
-    pub netavark: crate::network::netavark::Netavark,
 }
 
 /// Container operations.

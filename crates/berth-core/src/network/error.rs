@@ -20,6 +20,9 @@ pub enum NetworkError {
     UnknownDriver(String),
     #[error("{0}")]
     InvalidFilter(String),
+    /// netavark or the namespace of a network failed.
+    #[error("{0}")]
+    Setup(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -33,7 +36,7 @@ impl NetworkError {
             NetworkError::Ambiguous { .. }
             | NetworkError::Invalid(_)
             | NetworkError::InvalidFilter(_) => ErrorKind::InvalidArgument,
-            NetworkError::Store(_) => ErrorKind::Internal,
+            NetworkError::Store(_) | NetworkError::Setup(_) => ErrorKind::Internal,
         }
     }
 }

@@ -232,6 +232,17 @@ pub fn next_free(subnet: &Subnet, taken: &[IpAddr]) -> Option<IpAddr> {
         .find(|ip| !never_leased(subnet, &block, *ip) && !taken.contains(ip))
 }
 
+/// The highest address of the subnet's range that is neither special nor
+/// in `taken` (a network's anchor takes it, out of the containers' way).
+pub fn last_free(subnet: &Subnet, taken: &[IpAddr]) -> Option<IpAddr> {
+    let block = subnet.cidr()?;
+    let range = Cidr::parse(&subnet.range).unwrap_or(block);
+    let size = range.size();
+    (0..size.min(1 << 20))
+        .filter_map(|n| range.nth(size - 1 - n))
+        .find(|ip| !never_leased(subnet, &block, *ip) && !taken.contains(ip))
+}
+
 /// Why a static address cannot be given on `subnets` (Docker's words), or
 /// `None` when it can (taken addresses are the caller's check).
 pub fn static_address_problem(subnets: &[Subnet], ip: IpAddr) -> Option<String> {
@@ -365,6 +376,8 @@ mod tests {
             None,
             "network, gateway, broadcast never"
         );
+        assert_eq!(last_free(&small, &[]), Some(only));
+        assert_eq!(last_free(&subnet, &[]).unwrap().to_string(), "172.28.5.255");
         assert_eq!(mac_for("172.17.0.2".parse().unwrap()), "02:42:ac:11:00:02");
         let subnets = [small];
         assert!(static_address_problem(&subnets, "10.9.0.2".parse().unwrap()).is_none());

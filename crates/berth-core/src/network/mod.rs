@@ -5,6 +5,8 @@
 //! netavark binary that sets them up (`netavark`). Rows live in the store
 //! (`store/networks.rs`, `store/endpoints.rs`).
 
+mod anchor;
+pub mod bridge;
 pub mod cidr;
 mod endpoint;
 mod error;
@@ -15,6 +17,7 @@ pub mod netns;
 pub mod ports;
 mod service;
 
+pub use anchor::{Anchor, NetworkRuntime, ANCHOR_PREFIX};
 pub use endpoint::{Endpoint, EndpointConfig, EndpointIpamConfig, EndpointsConfig};
 pub use error::NetworkError;
 pub use model::{CreateNetwork, Ipam, NetworkDriver, NetworkRecord, PREDEFINED};

@@ -58,6 +58,9 @@ pub struct NetworkRecord {
     /// The subnets are the user's (static addresses are allowed only then).
     #[serde(default)]
     pub user_subnets: bool,
+    /// Set up while the network's bridge is (bridge networks in use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<super::anchor::Anchor>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
 }

@@ -91,7 +91,7 @@ fn parse_host_ports(text: &str) -> Result<(u16, u16), String> {
     if text.is_empty() {
         return Ok((0, 0));
     }
-    let bad = || format!("invalid hostPort: {text}");
+    let bad = || format!("invalid port specification: {text:?}");
     let (a, b) = text.split_once('-').unwrap_or((text, text));
     let first = a.parse::<u16>().map_err(|_| bad())?;
     let last = b.parse::<u16>().map_err(|_| bad())?;

@@ -11,7 +11,7 @@ use super::cidr::Cidr;
 use super::error::NetworkError;
 use super::ipam::{self, IpamConfig, Subnet};
 use super::model::{CreateNetwork, Ipam, NetworkDriver, NetworkRecord, PREDEFINED};
-use super::Endpoint;
+use super::{Endpoint, NetworkRuntime};
 use crate::events::{Event, EventBus};
 use crate::store::Store;
 use crate::volume::filters::{self, Filters, NameFilter};
@@ -25,12 +25,14 @@ const LIST_KEYS: &[&str] = &["dangling", "driver", "id", "label", "name", "scope
 
 /// Network operations.
 pub struct NetworkService {
-    store: Arc<Store>,
+    pub(super) store: Arc<Store>,
     events: Arc<EventBus>,
     /// Held from choosing a subnet to storing the network.
     allocation: parking_lot::Mutex<()>,
     /// The host's IPv4 routes (a default subnet must not shadow them).
     host_routes: fn() -> Vec<Cidr>,
+    /// netavark and the namespace files (the daemon's; none in unit tests).
+    runtime: Option<NetworkRuntime>,
 }
 
 fn proc_routes() -> Vec<Cidr> {
@@ -44,7 +46,21 @@ impl NetworkService {
             events: Arc::default(),
             allocation: parking_lot::Mutex::new(()),
             host_routes: proc_routes,
+            runtime: None,
         }
+    }
+
+    /// Sets networks up with `runtime` (the daemon's netavark).
+    pub fn with_runtime(mut self, runtime: NetworkRuntime) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// netavark and the namespace files.
+    pub fn runtime(&self) -> Result<&NetworkRuntime, NetworkError> {
+        self.runtime.as_ref().ok_or_else(|| {
+            NetworkError::Setup("networks cannot be set up here (no netavark)".into())
+        })
     }
 
     /// Publishes this service's events on `bus` (shared with the others).
@@ -317,6 +333,7 @@ impl NetworkService {
             )));
         }
         self.refuse_in_use(&record)?;
+        self.remove_anchor(&record);
         if let Err(e) = self.store.delete_network(&record.id) {
             // An endpoint made since the check: the database refused.
             self.refuse_in_use(&record)?;
@@ -351,6 +368,9 @@ impl NetworkService {
                 || until.is_some_and(|cutoff| created > cutoff)
                 || !filters::labels_match(filters, "label", &n.labels)
                 || filters::labels_excluded(filters, &n.labels);
+            if !keep {
+                self.remove_anchor(&n);
+            }
             // An endpoint made meanwhile makes the database refuse.
             if !keep && self.store.delete_network(&n.id).unwrap_or(false) {
                 self.publish("destroy", &n);
@@ -419,9 +439,15 @@ fn blank(name: &str, driver: NetworkDriver) -> NetworkRecord {
         },
         subnets: Vec::new(),
         user_subnets: false,
+        anchor: None,
         options: BTreeMap::new(),
         labels: BTreeMap::new(),
     }
+}
+
+#[cfg(test)]
+pub(crate) fn blank_for_tests(name: &str) -> NetworkRecord {
+    blank(name, NetworkDriver::Bridge)
 }
 
 /// A Linux interface name: 1–15 characters, no `/`, space or `:`.

@@ -28,7 +28,7 @@ use berth_core::driver::thin::ThinDriver;
 use berth_core::driver::DriverRegistry;
 use berth_core::image::ImageService;
 use berth_core::network::netavark::{self, Netavark};
-use berth_core::network::NetworkService;
+use berth_core::network::{NetworkRuntime, NetworkService};
 use berth_core::root::{RootLayout, RootLock};
 use berth_core::store::Store;
 use berth_core::sys::units::parse_size;
@@ -499,7 +499,19 @@ fn open_services(layout: &RootLayout, engine: EngineSettings) -> Result<ApiState
         tracing::error!("reconcile: {problem}");
     }
     let volumes = Arc::new(open_volumes(layout, store.clone(), thin)?.with_events(events.clone()));
-    let networks = Arc::new(NetworkService::new(store_for_networks).with_events(events.clone()));
+    let network_runtime = NetworkRuntime {
+        netavark: Netavark {
+            binary: netavark::DEFAULT_NETAVARK.into(),
+            aardvark: netavark::DEFAULT_AARDVARK.into(),
+            config_dir: layout.netavark_dir(),
+        },
+        netns_dir: layout.netns_dir(),
+    };
+    let networks = Arc::new(
+        NetworkService::new(store_for_networks)
+            .with_events(events.clone())
+            .with_runtime(network_runtime),
+    );
     let made = networks
         .ensure_predefined()
         .context("the predefined networks")?;
@@ -513,12 +525,6 @@ fn open_services(layout: &RootLayout, engine: EngineSettings) -> Result<ApiState
         shim_exe: std::env::current_exe().context("locating the berth binary")?,
         default_runtime: runtime,
         defaults,
-        netns_dir: layout.netns_dir(),
-        netavark: Netavark {
-            binary: netavark::DEFAULT_NETAVARK.into(),
-            aardvark: netavark::DEFAULT_AARDVARK.into(),
-            config_dir: layout.netavark_dir(),
-        },
     };
     let containers = Arc::new(
         ContainerService::new(store, images.clone(), volumes.clone(), settings)?

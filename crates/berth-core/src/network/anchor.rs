@@ -1,0 +1,158 @@
+//! A bridge network's anchor: one endpoint the network itself owns, in a
+//! namespace file of its own, set up at the first container start and
+//! torn down when the network is removed. netavark makes the bridge and
+//! the network's NAT rules with a network's first endpoint and removes
+//! them with its last; with the anchor they live as long as the network
+//! (as Docker's bridges do), so a container's own setup and teardown only
+//! make its veth and rules (measured: about 50 and 25 ms instead of 100
+//! and 330 ms), and containers leaving at once never race on the bridge.
+//! The anchor takes the highest free address of each subnet.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::bridge::{netavark_network, port_forward_chain, usable_subnets};
+use super::netavark::{Netavark, NetavarkRequest, PerNetwork};
+use super::{ipam, netns, NetworkDriver, NetworkError, NetworkRecord, NetworkService};
+
+/// Where networks are set up: netavark and the namespace files.
+#[derive(Debug, Clone)]
+pub struct NetworkRuntime {
+    pub netavark: Netavark,
+    /// Containers' namespace files (`<root>/netns/<id>`) and anchors'
+    /// (`<root>/netns/network-<id>`).
+    pub netns_dir: PathBuf,
+}
+
+/// The anchor of a network, kept in its record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Anchor {
+    pub addresses: Vec<String>,
+    pub request: NetavarkRequest,
+}
+
+/// The prefix of anchors' namespace files.
+pub const ANCHOR_PREFIX: &str = "network-";
+
+impl NetworkRuntime {
+    pub fn anchor_netns(&self, network_id: &str) -> PathBuf {
+        self.netns_dir.join(format!("{ANCHOR_PREFIX}{network_id}"))
+    }
+}
+
+impl NetworkService {
+    /// Sets the network's anchor up unless it is (its namespace file
+    /// there): idempotent; a record whose anchor lost its namespace (a
+    /// reboot, a crash part way) is torn down and set up again. Returns the
+    /// network as stored. Callers hold the container attach lock.
+    pub fn ensure_anchor(&self, network: &NetworkRecord) -> Result<NetworkRecord, NetworkError> {
+        if network.driver != NetworkDriver::Bridge {
+            return Ok(network.clone());
+        }
+        let runtime = self.runtime()?;
+        let path = runtime.anchor_netns(&network.id);
+        let mut record = self.get(&network.id)?;
+        if record.anchor.is_some() && netns::is_netns(&path) {
+            return Ok(record);
+        }
+        if let Some(stale) = record.anchor.take() {
+            let _ = netns::create(&path);
+            let _ = runtime.netavark.teardown(&path, &stale.request);
+        }
+        let anchor = self.new_anchor(&record)?;
+        // Recorded first: a crash from here on leaves a record start-up
+        // (or the next start) sets up again, and its address reserved.
+        record.anchor = Some(anchor.clone());
+        self.store.replace_network(&record)?;
+        let io = |e: std::io::Error| NetworkError::Setup(format!("{}: {e}", path.display()));
+        std::fs::create_dir_all(&runtime.netns_dir).map_err(io)?;
+        std::fs::create_dir_all(&runtime.netavark.config_dir).map_err(io)?;
+        netns::create(&path).map_err(io)?;
+        if let Err(e) = runtime.netavark.setup(&path, &anchor.request) {
+            let _ = netns::remove(&path);
+            record.anchor = None;
+            self.store.replace_network(&record)?;
+            return Err(NetworkError::Setup(e.to_string()));
+        }
+        Ok(record)
+    }
+
+    /// The anchor's addresses (the highest free of each subnet) and what
+    /// netavark is told for it.
+    fn new_anchor(&self, record: &NetworkRecord) -> Result<Anchor, NetworkError> {
+        let leased: Vec<IpAddr> = self
+            .store
+            .endpoints_of_network(&record.id)?
+            .iter()
+            .flat_map(|e| [e.ipv4.as_deref(), e.ipv6.as_deref()])
+            .flatten()
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        let addresses: Vec<String> = usable_subnets(record)
+            .map(|s| {
+                ipam::last_free(s, &leased)
+                    .map(|ip| ip.to_string())
+                    .ok_or_else(|| {
+                        NetworkError::Forbidden(format!(
+                            "no available addresses on this network's address pools: {} ({})",
+                            record.name, record.id
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let mut request = NetavarkRequest {
+            container_id: record.id.clone(),
+            container_name: format!("berth-network-{}", &record.id[..12]),
+            ..Default::default()
+        };
+        let mut info = netavark_network(record);
+        // The anchor is no name on the network.
+        info.dns_enabled = false;
+        request.networks.insert(
+            record.id.clone(),
+            PerNetwork {
+                interface_name: "eth0".into(),
+                static_ips: addresses.clone(),
+                ..Default::default()
+            },
+        );
+        request.network_info.insert(record.id.clone(), info);
+        Ok(Anchor { addresses, request })
+    }
+
+    /// Tears the anchor down with the network (its bridge and NAT rules
+    /// go with it). Idempotent; problems are logged.
+    pub(super) fn remove_anchor(&self, record: &NetworkRecord) {
+        let (Some(anchor), Ok(runtime)) = (&record.anchor, self.runtime()) else {
+            return;
+        };
+        let path = runtime.anchor_netns(&record.id);
+        if !netns::is_netns(&path) {
+            let _ = netns::create(&path);
+        }
+        if let Err(e) = runtime.netavark.teardown(&path, &anchor.request) {
+            tracing::warn!(network = %record.name, error = %e, "network teardown reported problems");
+        }
+        if let Err(e) = netns::remove(&path) {
+            tracing::warn!(network = %record.name, error = %e, "anchor namespace not removed");
+        }
+        drop_empty_chain(&port_forward_chain(record));
+    }
+}
+
+/// Deletes an empty nat chain netavark left (`iptables -X` refuses a
+/// chain that still has rules or is still referenced).
+fn drop_empty_chain(chain: &str) {
+    let binary = if std::path::Path::new("/usr/sbin/iptables").exists() {
+        "/usr/sbin/iptables"
+    } else {
+        "iptables"
+    };
+    let _ = std::process::Command::new(binary)
+        .args(["-t", "nat", "-X", chain])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
