@@ -114,8 +114,14 @@ def peer_index(sandbox_key) -> int:
 
 
 def netns_files(daemon) -> list[str]:
+    """Namespace files under the root but the anchors of networks that
+    still exist (each bridge network in use keeps one until it is
+    removed, as Docker keeps its bridges); an anchor of a removed network
+    counts."""
     folder = os.path.join(daemon.root, "netns")
-    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    networks = set(daemon.docker("network", "ls", "-q", "--no-trunc").stdout.split())
+    return [n for n in names if n.removeprefix("network-") not in networks]
 
 
 def host_ipv4() -> str | None:
@@ -478,7 +484,6 @@ def test_network_rm_is_refused_while_a_container_runs_on_it(daemon, image, scope
     (["-p", "abc:80"], "invalid hostPort: abc"),
     (["--ip", "172.17.0.50"], "user specified IP address is supported on user defined networks only"),
     (["--network-alias", "foo"], "network-scoped aliases are only supported for user-defined networks"),
-    (["--network", "nosuchnet"], "network nosuchnet not found"),
 ])
 def test_bad_network_options_are_refused_and_leave_no_container(daemon, image, scope, args, words):
     before = container_ids(daemon)
@@ -493,7 +498,6 @@ def test_bad_network_options_are_refused_and_leave_no_container(daemon, image, s
      "network-scoped alias is supported only for containers in user defined networks"),
     ({"NetworkingConfig": {"EndpointsConfig": {"bridge": {"IPAMConfig": {"IPv4Address": "172.17.0.50"}}}}}, 400,
      "user specified IP address is supported on user defined networks only"),
-    ({"HostConfig": {"NetworkMode": "nosuchnet"}}, 404, "network nosuchnet not found"),
 ])
 def test_bad_network_settings_through_the_api(daemon, image, scope, body, status, words):
     """What the CLI checks itself never reaches the daemon: the raw API."""
@@ -502,6 +506,23 @@ def test_bad_network_settings_through_the_api(daemon, image, scope, body, status
                               {"Image": image, "Cmd": ["true"], **body})
     assert code == status and words in answer["message"], (code, answer)
     assert container_ids(daemon) == before
+
+
+def test_a_missing_network_fails_the_start_as_dockerd_does(daemon, image, scope):
+    """dockerd makes the container and fails its start with a 404 (a 404 at
+    create would make the docker CLI try to pull the image); the container
+    stays Created, and nothing of a network is left."""
+    name = scope()
+    p = daemon.docker("run", "-d", "--name", name, "--network", "nosuchnet", image, "true",
+                      check=False)
+    assert p.returncode != 0 and "network nosuchnet not found" in p.stderr, p.stderr
+    assert "Unable to find image" not in p.stderr, p.stderr
+    c = inspect(daemon, name)
+    assert c["State"]["Status"] == "created", c["State"]
+    assert c["HostConfig"]["NetworkMode"] == "nosuchnet"
+    assert not os.path.exists(os.path.join(daemon.root, "netns", c["Id"]))
+    code, answer = daemon.api("POST", f"/containers/{c['Id']}/start")
+    assert (code, answer["message"]) == (404, "network nosuchnet not found"), (code, answer)
 
 
 # --- docker-compose 1.29 ----------------------------------------------------------
@@ -551,7 +572,10 @@ def test_compose_project_reaches_db_by_name_and_down_leaves_nothing(daemon, imag
                             f"label=com.docker.compose.project={project}").stdout.split()
         assert len(ids) == 2, ids
         peers = [peer_index(inspect(daemon, i)["NetworkSettings"]["SandboxKey"]) for i in ids]
-        chains = chain_hash(network(daemon, f"{project}_default")["Id"])
+        net_id = network(daemon, f"{project}_default")["Id"]
+        chains = chain_hash(net_id)
+        bridge = f"br-{net_id[:12]}"
+        assert sh("ip", "-o", "link", "show", bridge, check=False).strip(), bridge
         compose("down", "-v", "-t", "1")
         assert not [n for n in daemon.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
                     if n.startswith(project)]
@@ -562,6 +586,9 @@ def test_compose_project_reaches_db_by_name_and_down_leaves_nothing(daemon, imag
         assert netns_files(daemon) == []
         assert not container_ids(daemon) & set(ids)
         assert rules_naming(chains) == []  # the network's NETAVARK-<hash> chains
+        # The network's bridge went with it (and its anchor's namespace).
+        assert not sh("ip", "-o", "link", "show", bridge, check=False).strip(), bridge
+        assert not os.path.exists(os.path.join(daemon.root, "netns", f"network-{net_id}"))
     finally:
         compose("down", "-v", "-t", "1", check=False)
         if chains and rules_naming(chains) == [f"-N NETAVARK-DN-{chains}"]:  # left empty: drop it

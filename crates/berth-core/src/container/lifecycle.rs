@@ -126,12 +126,17 @@ impl ContainerService {
         // As dockerd: the daemon's default ulimits as they are at this start.
         let own = options.resources.ulimits.take();
         options.resources.ulimits = self.settings.defaults.merge_ulimits(own);
-        let (network, facts) = self.attach_networks(record)?;
-        let binds = self.prepare_rootfs(record, &paths, &options, &facts)?;
-        self.write_bundle(record, &paths, binds, &options, network)?;
-        let _ = std::fs::remove_file(paths.exit_file());
-        let args = self.shim_args(record, &paths, &options);
-        let created = shim::spawn(&self.settings.shim_exe, &args)?;
+        let (network, facts, pending) = self.attach_networks(record)?;
+        // netavark sets the network up while the root filesystem is
+        // mounted and the runtime creates the container in the namespace.
+        let created = self.create_in_shim(record, &paths, &options, network, &facts);
+        if let Err(e) = pending.wait() {
+            if created.is_ok() {
+                shim::end_shim(&record.id, paths.dir());
+            }
+            return Err(e);
+        }
+        let created = created?;
         let (init_pid, shim_pid) = (created.init_pid, created.shim_pid);
         // Recorded before `start`, so a daemon dying from here on leaves a
         // state start-up recognises (and ends the shim of).
@@ -145,6 +150,23 @@ impl ContainerService {
         tracing::info!(container = %record.id, pid = %init_pid, shim = %shim_pid, "container started");
         self.publish("start", record, &[]);
         Ok(())
+    }
+
+    /// The bundle written and the container created by a new shim
+    /// (waiting for `start`).
+    fn create_in_shim(
+        &self,
+        record: &ContainerRecord,
+        paths: &ContainerPaths,
+        options: &ContainerOptions,
+        network: super::SpecNetwork,
+        facts: &super::NetworkFacts,
+    ) -> Result<shim::CreatedShim, ContainerError> {
+        let binds = self.prepare_rootfs(record, paths, options, facts)?;
+        self.write_bundle(record, paths, binds, options, network)?;
+        let _ = std::fs::remove_file(paths.exit_file());
+        let args = self.shim_args(record, paths, options);
+        Ok(shim::spawn(&self.settings.shim_exe, &args)?)
     }
 
     /// Mounts the overlay root filesystem, writes the `/etc` files and

@@ -58,6 +58,24 @@ pub enum SpecNetwork {
     Join(PathBuf),
 }
 
+/// netavark setting a start's endpoints up, on a thread of its own.
+#[derive(Debug, Default)]
+pub struct PendingSetup {
+    running: Option<std::thread::JoinHandle<Result<(), ContainerError>>>,
+}
+
+impl PendingSetup {
+    /// Waits for the setup; its failure is the start's.
+    pub fn wait(self) -> Result<(), ContainerError> {
+        match self.running {
+            None => Ok(()),
+            Some(handle) => handle
+                .join()
+                .unwrap_or_else(|_| Err(ContainerError::Start("network setup panicked".into()))),
+        }
+    }
+}
+
 /// What a started container's /etc files need of its networks.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkFacts {
@@ -177,34 +195,40 @@ impl ContainerService {
             .unwrap_or_default()
     }
 
-    /// Sets up the container's networks for a start. On failure nothing
-    /// of them is left.
+    /// Sets up the container's networks for a start: the leases and the
+    /// namespace at once, netavark's work on a thread the caller waits
+    /// for ([`PendingSetup::wait`]). On failure the caller's failed-start
+    /// handling undoes it ([`Self::detach_networks`]).
     pub(super) fn attach_networks(
         &self,
         record: &ContainerRecord,
-    ) -> Result<(SpecNetwork, NetworkFacts), ContainerError> {
-        let (spec, mut facts) = self.attach_by_mode(record)?;
+    ) -> Result<(SpecNetwork, NetworkFacts, PendingSetup), ContainerError> {
+        let (spec, mut facts, pending) = self.attach_by_mode(record)?;
         facts.host_gateway = self
             .networks
             .get("bridge")
             .ok()
             .and_then(|b| b.subnets.first().map(|s| s.gateway.clone()))
             .unwrap_or_default();
-        Ok((spec, facts))
+        Ok((spec, facts, pending))
     }
 
     fn attach_by_mode(
         &self,
         record: &ContainerRecord,
-    ) -> Result<(SpecNetwork, NetworkFacts), ContainerError> {
+    ) -> Result<(SpecNetwork, NetworkFacts, PendingSetup), ContainerError> {
+        let none = PendingSetup::default;
         match NetworkMode::parse(&record.host_config.network_mode) {
-            NetworkMode::Host => Ok((SpecNetwork::Host, NetworkFacts::default())),
-            NetworkMode::None => Ok((SpecNetwork::New, NetworkFacts::default())),
-            NetworkMode::Container(other) => self.joined_network(&other),
+            NetworkMode::Host => Ok((SpecNetwork::Host, NetworkFacts::default(), none())),
+            NetworkMode::None => Ok((SpecNetwork::New, NetworkFacts::default(), none())),
+            NetworkMode::Container(other) => {
+                let (spec, facts) = self.joined_network(&other)?;
+                Ok((spec, facts, none()))
+            }
             NetworkMode::Bridge | NetworkMode::Network(_) => {
                 let endpoints = self.lease_endpoints(record)?;
                 match self.set_up(record, &endpoints) {
-                    Ok(path) => Ok((SpecNetwork::Join(path), facts(endpoints))),
+                    Ok((path, pending)) => Ok((SpecNetwork::Join(path), facts(endpoints), pending)),
                     Err(e) => {
                         self.detach_networks(&record.id);
                         Err(e)
@@ -405,12 +429,13 @@ impl ContainerService {
         )
     }
 
-    /// Makes the namespace file and has netavark set every endpoint up.
+    /// Makes the namespace file and has netavark set every endpoint up
+    /// (on a thread).
     fn set_up(
         &self,
         record: &ContainerRecord,
         endpoints: &[Endpoint],
-    ) -> Result<PathBuf, ContainerError> {
+    ) -> Result<(PathBuf, PendingSetup), ContainerError> {
         let netns = self.netns_path(&record.id);
         let io = |what: &str, e| ContainerError::io(format!("{what} {}", netns.display()), e);
         let runtime = self.networks.runtime()?;
@@ -418,14 +443,27 @@ impl ContainerService {
             std::fs::create_dir_all(dir).map_err(|e| io("creating", e))?;
         }
         crate::network::netns::create(&netns).map_err(|e| io("creating the namespace", e))?;
-        if !endpoints.is_empty() {
-            let request = combined(record, endpoints);
-            runtime
-                .netavark
-                .setup(&netns, &request)
-                .map_err(|e| ContainerError::Start(e.to_string()))?;
+        if endpoints.is_empty() {
+            return Ok((netns, PendingSetup::default()));
         }
-        Ok(netns)
+        let request = combined(record, endpoints);
+        let netavark = runtime.netavark.clone();
+        let path = netns.clone();
+        let running = std::thread::Builder::new()
+            .name("netavark".into())
+            .spawn(move || {
+                netavark
+                    .setup(&path, &request)
+                    .map(drop)
+                    .map_err(|e| ContainerError::Start(e.to_string()))
+            })
+            .map_err(|e| ContainerError::io("starting the network setup", e))?;
+        Ok((
+            netns,
+            PendingSetup {
+                running: Some(running),
+            },
+        ))
     }
 
     /// Undoes a container's networks: netavark teardown (with a fresh

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Networks: berth against a private dockerd with bridge networking, in one run.
+
+    python3 bench/network_bench.py [--runs 20] [--mib 512] [--out FILE]
+
+It builds nothing (`cargo build --release` first; BERTH_BIN, DOCKER_BIN,
+DOCKERD_BIN as for run_bench.py). In one run it starts a fresh berth
+(default bridge `--bridge bnbench0 --bip 10.216.1.1/24`) and a fresh
+private dockerd with its bridge and iptables on (`--bridge` default
+docker0, `--bip 10.216.2.1/24`), imports the busybox image into both, and
+times:
+
+  1. `docker run --rm benchimg:1 true` on the default bridge network
+     (3 warm-up runs per engine, then --runs timed, engines alternating;
+     median, p90, min), and, for the floor, the same with --network none;
+  2. TCP throughput container → container over a user bridge network:
+     busybox `nc -l -p 5001 > /dev/null` in one container, `dd
+     if=/dev/zero bs=64k count=N | nc SERVER 5001` in another (the
+     sender's wall time for --mib MiB, median of 3), and the same pair of
+     busybox programs on the host over 127.0.0.1 for reference.
+
+Both daemons are stopped by PID and their folders cleaned as run_bench.py
+does; dockerd's bridge is deleted after it stops. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run_bench as rb  # noqa: E402
+
+BERTH_BRIDGE, BERTH_BIP = "bnbench0", "10.216.1.1/24"
+DOCKER_BRIDGE_BIP = "10.216.2.1/24"
+PORT = 5001
+
+
+class BridgedDockerd(rb.Dockerd):
+    """The private dockerd with its default bridge, NAT and iptables on."""
+
+    def argv(self):
+        return [self.bin, "--data-root", self.root, "--exec-root", self.exec_root,
+                "--host", self.host, "--pidfile", self.pidfile, "--bip", DOCKER_BRIDGE_BIP]
+
+
+class BridgedBerth(rb.Berth):
+    def argv(self):
+        return super().argv() + ["--bridge", BERTH_BRIDGE, "--bip", BERTH_BIP]
+
+
+def throughput_once(e: rb.Engine, net: str, mib: int) -> float:
+    """Seconds for the sender to push ``mib`` MiB to a receiver on ``net``."""
+    server = f"nbsrv{os.getpid()}"
+    e.docker("run", "-d", "--name", server, "--network", net, rb.IMAGE,
+             "sh", "-c", f"nc -l -p {PORT} > /dev/null")
+    try:
+        time.sleep(0.3)  # the listener is up (busybox nc has no readiness signal)
+        script = (f"t0=$(date +%s%N); dd if=/dev/zero bs=64k count={mib * 16} 2>/dev/null "
+                  f"| nc {server} {PORT}; t1=$(date +%s%N); echo $((t1 - t0))")
+        out = e.docker("run", "--rm", "--network", net, rb.IMAGE, "sh", "-c", script).stdout
+        return int(out.strip().splitlines()[-1]) / 1e9
+    finally:
+        e.docker("rm", "-f", server, check=False)
+
+
+def host_loopback_once(mib: int) -> float:
+    listener = subprocess.Popen(["busybox", "nc", "-l", "-p", str(PORT)],
+                                stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        dd = subprocess.Popen(["dd", "if=/dev/zero", "bs=64k", f"count={mib * 16}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        subprocess.run(["busybox", "nc", "127.0.0.1", str(PORT)], stdin=dd.stdout, check=True)
+        dd.wait()
+        return time.monotonic() - t0
+    finally:
+        listener.wait(timeout=30)
+
+
+def bench_throughput(engines: list[rb.Engine], mib: int, reps: int) -> str:
+    """The throughput table (MB/s; 1 MB = 10^6 bytes)."""
+    samples: dict[str, list[float]] = {}
+    for e in engines:
+        e.docker("network", "create", "--subnet",
+                 "10.216.3.0/24" if e.name == "berth" else "10.216.4.0/24", "nbench")
+        try:
+            throughput_once(e, "nbench", mib)  # warm-up
+            samples[e.name] = [throughput_once(e, "nbench", mib) for _ in range(reps)]
+        finally:
+            e.docker("network", "rm", "nbench", check=False)
+    host = [host_loopback_once(mib) for _ in range(reps)]
+    mbps = {name: mib * 1.048576 / statistics.median(xs) for name, xs in samples.items()}
+    host_mbps = mib * 1.048576 / statistics.median(host)
+    for name, xs in samples.items():
+        rb.log(f"throughput [{name}] s: " + " ".join(f"{x:.2f}" for x in xs))
+    rb.log("throughput [host loopback] s: " + " ".join(f"{x:.2f}" for x in host))
+    cell = lambda name: f"{mbps[name]:.0f} MB/s" if name in mbps else "n/a"  # noqa: E731
+    return "\n".join([
+        "| TCP, busybox `dd | nc`, {mib} MiB, median of {reps} | berth | dockerd | host loopback | berth/loopback |".format(mib=mib, reps=reps),
+        "|---|---:|---:|---:|---:|",
+        f"| container → container over a user bridge network | {cell('berth')} | {cell('dockerd')} "
+        f"| {host_mbps:.0f} MB/s | {mbps.get('berth', 0) / host_mbps:.2f}× |",
+    ])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--mib", type=int, default=512)
+    ap.add_argument("--tcp-reps", type=int, default=3)
+    ap.add_argument("--out")
+    ap.add_argument("--berth-bin", default=os.environ.get("BERTH_BIN"))
+    ap.add_argument("--docker-bin", default=os.environ.get("DOCKER_BIN") or shutil.which("docker"))
+    ap.add_argument("--dockerd-bin", default=os.environ.get("DOCKERD_BIN") or shutil.which("dockerd"))
+    args = ap.parse_args()
+    berth_bin = args.berth_bin or rb.default_berth_bin()
+    work = tempfile.mkdtemp(prefix="nb-", dir="/tmp")
+    engines: list[rb.Engine] = []
+    res = rb.Results()
+    tcp = ""
+    try:
+        bin_copy = os.path.join(work, "berth")
+        shutil.copy2(berth_bin, bin_copy)
+        engines.append(BridgedBerth(bin_copy, args.docker_bin))
+        if args.dockerd_bin:
+            engines.append(BridgedDockerd(args.dockerd_bin, args.docker_bin))
+        for e in engines:
+            e.start(timeout=90)
+        img = rb.build_image_dir(work)
+        for e in engines:
+            rb.import_image(e, img)
+        rb.bench_run(res, engines, "`docker run --rm benchimg:1 true` (default bridge network)",
+                     ["run", "--rm", rb.IMAGE, "true"], args.runs)
+        rb.bench_run(res, engines, "`docker run --rm --network none benchimg:1 true` (floor)",
+                     ["run", "--rm", "--network", "none", rb.IMAGE, "true"], args.runs,
+                     stats=("median",))
+        tcp = bench_throughput(engines, args.mib, args.tcp_reps)
+    finally:
+        for e in reversed(engines):
+            try:
+                rb.stop_proc(e.proc, timeout=30)
+            finally:
+                e.stop_and_clean()
+        subprocess.run(["ip", "link", "del", "docker0"], capture_output=True)
+        rb.kill_leftovers(work)
+        rb.remove_tree(work)
+    text = res.table() + "\n\n" + tcp + "\n"
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
