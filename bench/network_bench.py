@@ -14,19 +14,26 @@ times:
      (3 warm-up runs per engine, then --runs timed, engines alternating;
      median, p90, min), and, for the floor, the same with --network none;
   2. TCP throughput container → container over a user bridge network:
-     busybox `nc -l -p 5001 > /dev/null` in one container, `dd
-     if=/dev/zero bs=64k count=N | nc SERVER 5001` in another (the
-     sender's wall time for --mib MiB, median of 3), and the same pair of
-     busybox programs on the host over 127.0.0.1 for reference.
+     busybox `httpd` in one container serves a 32 MiB file from its
+     /dev/shm, busybox `wget -O /dev/null` in another fetches it
+     --mib/32 times in one shell loop (busybox `time`, 10 ms resolution;
+     median of --tcp-reps), and the same two programs on the host over
+     127.0.0.1 for reference. (busybox `nc` sends only its first buffer
+     from a pipe, so it cannot be the load.)
 
 Both daemons are stopped by PID and their folders cleaned as run_bench.py
-does; dockerd's bridge is deleted after it stops. Stdlib only.
+does. dockerd leaves its bridge and iptables chains behind when it stops:
+the bridge is deleted, and the filter and nat tables are put back as
+`iptables-save` found them before the run (berth takes its own down at
+its clean stop). Run it on a machine where nothing else changes iptables
+meanwhile. Stdlib only.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -55,34 +62,49 @@ class BridgedBerth(rb.Berth):
         return super().argv() + ["--bridge", BERTH_BRIDGE, "--bip", BERTH_BIP]
 
 
+SERVE = ("dd if=/dev/zero of=/dev/shm/blob bs=1M count=32 2>/dev/null && "
+         f"exec httpd -f -p {PORT} -h /dev/shm")
+
+
+def fetch_loop(host: str, mib: int) -> str:
+    return (f"time sh -c 'i=0; while [ $i -lt {mib // 32} ]; do "
+            f"wget -q -O /dev/null http://{host}:{PORT}/blob || exit 1; i=$((i+1)); done'")
+
+
+def busybox_seconds(stderr: str) -> float:
+    """busybox `time`: `real\t0m 1.23s`."""
+    m = re.search(r"real\s+(\d+)m\s*([\d.]+)s", stderr)
+    if not m:
+        raise RuntimeError(f"no time in: {stderr!r}")
+    return int(m.group(1)) * 60 + float(m.group(2))
+
+
 def throughput_once(e: rb.Engine, net: str, mib: int) -> float:
-    """Seconds for the sender to push ``mib`` MiB to a receiver on ``net``."""
+    """Seconds to fetch ``mib`` MiB from a server container on ``net``."""
     server = f"nbsrv{os.getpid()}"
-    e.docker("run", "-d", "--name", server, "--network", net, rb.IMAGE,
-             "sh", "-c", f"nc -l -p {PORT} > /dev/null")
+    e.docker("run", "-d", "--name", server, "--network", net, rb.IMAGE, "sh", "-c", SERVE)
     try:
-        time.sleep(0.3)  # the listener is up (busybox nc has no readiness signal)
-        script = (f"t0=$(date +%s%N); dd if=/dev/zero bs=64k count={mib * 16} 2>/dev/null "
-                  f"| nc {server} {PORT}; t1=$(date +%s%N); echo $((t1 - t0))")
-        out = e.docker("run", "--rm", "--network", net, rb.IMAGE, "sh", "-c", script).stdout
-        return int(out.strip().splitlines()[-1]) / 1e9
+        time.sleep(0.5)  # the file is written and httpd listens
+        p = e.docker("run", "--rm", "--network", net, rb.IMAGE, "sh", "-c", fetch_loop(server, mib))
+        return busybox_seconds(p.stderr)
     finally:
         e.docker("rm", "-f", server, check=False)
 
 
 def host_loopback_once(mib: int) -> float:
-    listener = subprocess.Popen(["busybox", "nc", "-l", "-p", str(PORT)],
-                                stdout=subprocess.DEVNULL)
+    shm = tempfile.mkdtemp(prefix="nbshm-", dir="/dev/shm")
+    subprocess.run(["dd", "if=/dev/zero", f"of={shm}/blob", "bs=1M", "count=32"],
+                   check=True, capture_output=True)
+    server = subprocess.Popen(["busybox", "httpd", "-f", "-p", f"127.0.0.1:{PORT}", "-h", shm])
     try:
         time.sleep(0.3)
-        t0 = time.monotonic()
-        dd = subprocess.Popen(["dd", "if=/dev/zero", "bs=64k", f"count={mib * 16}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        subprocess.run(["busybox", "nc", "127.0.0.1", str(PORT)], stdin=dd.stdout, check=True)
-        dd.wait()
-        return time.monotonic() - t0
+        p = subprocess.run(["busybox", "sh", "-c", fetch_loop("127.0.0.1", mib)],
+                           capture_output=True, text=True, check=True)
+        return busybox_seconds(p.stderr)
     finally:
-        listener.wait(timeout=30)
+        server.kill()
+        server.wait()
+        shutil.rmtree(shm, ignore_errors=True)
 
 
 def bench_throughput(engines: list[rb.Engine], mib: int, reps: int) -> str:
@@ -104,7 +126,7 @@ def bench_throughput(engines: list[rb.Engine], mib: int, reps: int) -> str:
     rb.log("throughput [host loopback] s: " + " ".join(f"{x:.2f}" for x in host))
     cell = lambda name: f"{mbps[name]:.0f} MB/s" if name in mbps else "n/a"  # noqa: E731
     return "\n".join([
-        "| TCP, busybox `dd | nc`, {mib} MiB, median of {reps} | berth | dockerd | host loopback | berth/loopback |".format(mib=mib, reps=reps),
+        "| TCP, busybox `wget` of busybox `httpd`, {mib} MiB, median of {reps} | berth | dockerd | host loopback | berth/loopback |".format(mib=mib, reps=reps),
         "|---|---:|---:|---:|---:|",
         f"| container → container over a user bridge network | {cell('berth')} | {cell('dockerd')} "
         f"| {host_mbps:.0f} MB/s | {mbps.get('berth', 0) / host_mbps:.2f}× |",
@@ -122,6 +144,8 @@ def main() -> int:
     ap.add_argument("--dockerd-bin", default=os.environ.get("DOCKERD_BIN") or shutil.which("dockerd"))
     args = ap.parse_args()
     berth_bin = args.berth_bin or rb.default_berth_bin()
+    saved_rules = subprocess.run(["iptables-save"], capture_output=True, text=True,
+                                 check=True).stdout
     work = tempfile.mkdtemp(prefix="nb-", dir="/tmp")
     engines: list[rb.Engine] = []
     res = rb.Results()
@@ -150,6 +174,7 @@ def main() -> int:
             finally:
                 e.stop_and_clean()
         subprocess.run(["ip", "link", "del", "docker0"], capture_output=True)
+        subprocess.run(["iptables-restore"], input=saved_rules, text=True, check=False)
         rb.kill_leftovers(work)
         rb.remove_tree(work)
     text = res.table() + "\n\n" + tcp + "\n"

@@ -366,12 +366,29 @@ class BerthDaemon(ApiClient):
 
     def cleanup(self):
         try:
+            self.release_networks()
             self.stop()
         finally:
             # remove_tree unmounts everything under the folder first. A
             # borrowed root (owns_root False) lies outside it and is left to
             # its owner.
             remove_tree(self.dir)
+
+    def release_networks(self):
+        """Containers removed, so that the daemon's clean stop takes its
+        networks' bridges and NAT rules down (netavark's are host-wide: a
+        test must not leave them). A daemon that is not running but set
+        networks up is started again for that."""
+        netns = os.path.join(self.root, "netns")
+        if not self.owns_root or not os.path.isdir(netns) or not os.listdir(netns):
+            return
+        from busybox_image import remove_all_containers
+        try:
+            if not self.running():
+                self.start()
+            remove_all_containers(self)
+        except Exception as e:  # cleanup goes on: the stop and the removal
+            print(f"\n--- could not release the networks of {self.root}: {e!r}")
 
     # -- clients -------------------------------------------------------
 

@@ -53,6 +53,7 @@ impl NetworkService {
         }
         let runtime = self.runtime()?;
         let path = runtime.anchor_netns(&network.id);
+        let _held = self.allocation.lock();
         let mut record = self.get(&network.id)?;
         if record.anchor.is_some() && netns::is_netns(&path) {
             return Ok(record);
@@ -120,6 +121,32 @@ impl NetworkService {
         );
         request.network_info.insert(record.id.clone(), info);
         Ok(Anchor { addresses, request })
+    }
+
+    /// Takes down the anchors of networks no container is set up on (at a
+    /// clean daemon stop); they come back at the next container start.
+    /// Returns how many were.
+    pub fn release_idle_anchors(&self) -> usize {
+        let _held = self.allocation.lock();
+        let Ok(all) = self.all() else {
+            return 0;
+        };
+        let mut released = 0;
+        for mut record in all.into_iter().filter(|n| n.anchor.is_some()) {
+            let idle = self
+                .store
+                .endpoints_of_network(&record.id)
+                .is_ok_and(|e| e.is_empty());
+            if !idle {
+                continue;
+            }
+            self.remove_anchor(&record);
+            record.anchor = None;
+            if self.store.replace_network(&record).is_ok() {
+                released += 1;
+            }
+        }
+        released
     }
 
     /// Tears the anchor down with the network (its bridge and NAT rules

@@ -28,7 +28,7 @@ pub struct NetworkService {
     pub(super) store: Arc<Store>,
     events: Arc<EventBus>,
     /// Held from choosing a subnet to storing the network.
-    allocation: parking_lot::Mutex<()>,
+    pub(super) allocation: parking_lot::Mutex<()>,
     /// The host's IPv4 routes (a default subnet must not shadow them).
     host_routes: fn() -> Vec<Cidr>,
     /// netavark and the namespace files (the daemon's; none in unit tests).
@@ -332,6 +332,7 @@ impl NetworkService {
                 record.name
             )));
         }
+        let _held = self.allocation.lock();
         self.refuse_in_use(&record)?;
         self.remove_anchor(&record);
         if let Err(e) = self.store.delete_network(&record.id) {
@@ -359,6 +360,7 @@ impl NetworkService {
         let until = filters::until_cutoff(filters, now)
             .map_err(|e| NetworkError::InvalidFilter(e.to_string()))?;
         let mut removed = Vec::new();
+        let _held = self.allocation.lock();
         let in_use = self.in_use()?;
         for n in self.all()? {
             let created =

@@ -372,6 +372,7 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     let (listener, socket_file) = socket::listen(&host, passed)?;
     tracing::info!(socket = %args.host, root = %layout.root().display(), pid = std::process::id(), "berth daemon ready");
     spawn_periodic_trim(state.volumes.clone(), args.trim_interval);
+    let networks = state.networks.clone();
     let app = berth_api::app(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, axum::ServiceExt::into_make_service(app))
@@ -381,6 +382,10 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     stop_signal().await;
     let _ = stop_tx.send(true);
     let result = finish_within_grace(server).await;
+    // Bridges and NAT rules of networks no container is on go with a
+    // clean stop (those with running containers stay: live restore).
+    let released = tokio::task::spawn_blocking(move || networks.release_idle_anchors()).await;
+    tracing::info!(networks = ?released.ok(), "idle networks taken down");
     if let Some(path) = socket_file {
         socket::remove(&path);
     }
