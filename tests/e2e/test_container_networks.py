@@ -593,3 +593,33 @@ def test_compose_project_reaches_db_by_name_and_down_leaves_nothing(daemon, imag
         compose("down", "-v", "-t", "1", check=False)
         if chains and rules_naming(chains) == [f"-N NETAVARK-DN-{chains}"]:  # left empty: drop it
             sh("iptables", "-t", "nat", "-X", f"NETAVARK-DN-{chains}", check=False)
+
+
+def test_a_clean_stop_takes_idle_networks_down_and_a_start_brings_them_back(berth_factory):
+    """Bridges and NAT rules live while containers are on a network (and
+    across a restart for those still running); a clean stop with none
+    leaves no bridge and no rule of the daemon's networks."""
+    d = berth_factory().start()
+    ref = import_busybox(d)
+    name = f"idle-{uuid.uuid4().hex[:8]}"
+    d.docker("network", "create", "--subnet", "10.213.201.0/24", name)
+    default = network(d)
+    bridges = [default["Options"]["com.docker.network.bridge.name"],
+               f"br-{network(d, name)['Id'][:12]}"]
+    subnets = [default["IPAM"]["Config"][0]["Subnet"], "10.213.201.0/24"]
+
+    def traces():
+        rules = sh("iptables", "-S") + sh("iptables", "-t", "nat", "-S")
+        links = sh("ip", "-o", "link", "show")
+        return ([b for b in bridges if f" {b}:" in links]
+                + [r for r in rules.splitlines() if any(s in r for s in subnets)])
+
+    d.docker("run", "--rm", "--network", name, ref, "true")
+    d.docker("run", "--rm", "-p", "80", ref, "true")
+    assert len(traces()) >= 2, traces()  # both bridges (and their rules) are up
+    d.stop()
+    assert traces() == []
+    assert os.listdir(os.path.join(d.root, "netns")) == []
+    d.start()
+    out = d.docker("run", "--rm", "--network", name, ref, "ip", "-4", "-o", "addr", "show", "eth0").stdout
+    assert "10.213.201.2/24" in out, out
