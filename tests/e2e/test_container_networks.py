@@ -623,3 +623,19 @@ def test_a_clean_stop_takes_idle_networks_down_and_a_start_brings_them_back(bert
     d.start()
     out = d.docker("run", "--rm", "--network", name, ref, "ip", "-4", "-o", "addr", "show", "eth0").stdout
     assert "10.213.201.2/24" in out, out
+
+
+def test_a_full_subnet_refuses_the_next_container_and_frees_its_address(daemon, image, scope):
+    """A /30 holds one container (no address to spare for the network's
+    anchor); the next start is Docker's error; the address comes back."""
+    net = scope.network("--subnet", "10.213.202.0/30")
+    first = scope()
+    out = daemon.docker("run", "--name", first, "--network", net, image,
+                        "ip", "-4", "-o", "addr", "show", "eth0").stdout
+    assert "10.213.202.2/30" in out, out
+    running = scope()
+    daemon.docker("run", "-d", "--name", running, "--network", net, image, "sleep", "300")
+    p = daemon.docker("run", "--rm", "--network", net, image, "true", check=False)
+    assert p.returncode != 0 and "no available IPv4 addresses on this network's address pools" in p.stderr, p.stderr
+    daemon.docker("rm", "-f", running)
+    daemon.docker("run", "--rm", "--network", net, image, "true")

@@ -62,7 +62,11 @@ impl NetworkService {
             let _ = netns::create(&path);
             let _ = runtime.netavark.teardown(&path, &stale.request);
         }
-        let anchor = self.new_anchor(&record)?;
+        let Some(anchor) = self.new_anchor(&record)? else {
+            // A subnet too small to spare an address: its containers make
+            // and take down the bridge themselves (the slow path).
+            return Ok(record);
+        };
         // Recorded first: a crash from here on leaves a record start-up
         // (or the next start) sets up again, and its address reserved.
         record.anchor = Some(anchor.clone());
@@ -81,8 +85,9 @@ impl NetworkService {
     }
 
     /// The anchor's addresses (the highest free of each subnet) and what
-    /// netavark is told for it.
-    fn new_anchor(&self, record: &NetworkRecord) -> Result<Anchor, NetworkError> {
+    /// netavark is told for it; `None` when a subnet could then hold no
+    /// container.
+    fn new_anchor(&self, record: &NetworkRecord) -> Result<Option<Anchor>, NetworkError> {
         let leased: Vec<IpAddr> = self
             .store
             .endpoints_of_network(&record.id)?
@@ -91,18 +96,17 @@ impl NetworkService {
             .flatten()
             .filter_map(|ip| ip.parse().ok())
             .collect();
-        let addresses: Vec<String> = usable_subnets(record)
-            .map(|s| {
-                ipam::last_free(s, &leased)
-                    .map(|ip| ip.to_string())
-                    .ok_or_else(|| {
-                        NetworkError::Forbidden(format!(
-                            "no available addresses on this network's address pools: {} ({})",
-                            record.name, record.id
-                        ))
-                    })
-            })
-            .collect::<Result<_, _>>()?;
+        let mut addresses = Vec::new();
+        for subnet in usable_subnets(record) {
+            let Some(ip) = ipam::last_free(subnet, &leased) else {
+                return Ok(None);
+            };
+            let with_anchor: Vec<IpAddr> = leased.iter().copied().chain([ip]).collect();
+            if ipam::next_free(subnet, &with_anchor).is_none() {
+                return Ok(None);
+            }
+            addresses.push(ip.to_string());
+        }
         let mut request = NetavarkRequest {
             container_id: record.id.clone(),
             container_name: format!("berth-network-{}", &record.id[..12]),
@@ -120,7 +124,7 @@ impl NetworkService {
             },
         );
         request.network_info.insert(record.id.clone(), info);
-        Ok(Anchor { addresses, request })
+        Ok(Some(Anchor { addresses, request }))
     }
 
     /// Takes down the anchors of networks no container is set up on (at a
