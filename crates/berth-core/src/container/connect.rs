@@ -4,7 +4,7 @@
 //! once — under the container's lock, so a start, stop or exit never
 //! interleaves.
 
-use super::network::{check_endpoint, NetworkMode};
+use super::netconfig::{check_endpoint, NetworkMode};
 use super::{ContainerError, ContainerRecord, ContainerService, Status};
 use crate::events::Event;
 use crate::network::{EndpointConfig, NetworkDriver, NetworkError, NetworkRecord};

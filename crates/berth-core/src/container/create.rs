@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::model::{ContainerConfig, ContainerState, HostConfig, MountPoint};
 use super::mounts::{parse_api_mount, parse_bind, BindSource, BindSpec};
-use super::network::NetworkMode;
+use super::netconfig::NetworkMode;
 use super::options::ContainerOptions;
 use super::{names, ContainerError, ContainerRecord, ContainerService};
 use crate::image::config::RunConfig;

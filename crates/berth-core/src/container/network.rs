@@ -1,5 +1,5 @@
-//! A container's networks. At create: the network mode and the networks
-//! it is configured for, checked in Docker's words. At start: endpoints —
+//! A container's networks at start and exit (the configuration made at
+//! create is `netconfig`'s). At start: endpoints —
 //! addresses leased in the store (lowest free, or the static one asked
 //! for), host ports chosen — then a network namespace file and netavark
 //! told to set them all up. At exit, failed start, removal and start-up
@@ -10,42 +10,14 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use super::netconfig::NetworkMode;
 use super::{ContainerError, ContainerRecord, ContainerService, Status};
 use crate::network::bridge::{netavark_network, usable_subnets};
 use crate::network::netavark::PortMapping;
 use crate::network::netavark::{NetavarkRequest, PerNetwork};
 use crate::network::ports::{self, PublishedPort};
-use crate::network::{
-    ipam, Endpoint, EndpointConfig, EndpointsConfig, NetworkDriver, NetworkError, NetworkRecord,
-};
+use crate::network::{ipam, Endpoint, EndpointConfig, NetworkDriver, NetworkError, NetworkRecord};
 use crate::store::EndpointInsert;
-
-/// `HostConfig.NetworkMode`, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NetworkMode {
-    /// The default `bridge` network (`""`, `default`, `bridge`).
-    Bridge,
-    Host,
-    None,
-    /// `container:NAME`: another container's namespace.
-    Container(String),
-    /// A user network by name or ID.
-    Network(String),
-}
-
-impl NetworkMode {
-    pub fn parse(mode: &str) -> NetworkMode {
-        match mode {
-            "" | "default" | "bridge" => NetworkMode::Bridge,
-            "host" => NetworkMode::Host,
-            "none" => NetworkMode::None,
-            other => match other.strip_prefix("container:") {
-                Some(name) => NetworkMode::Container(name.to_string()),
-                None => NetworkMode::Network(other.to_string()),
-            },
-        }
-    }
-}
 
 /// How the runtime gives the container its network namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,107 +58,7 @@ pub struct NetworkFacts {
     pub host_gateway: String,
 }
 
-/// What inspect and list show of a container's networks.
-#[derive(Debug, Clone, Default)]
-pub struct NetworkView {
-    /// Its endpoints while set up.
-    pub endpoints: Vec<Endpoint>,
-    /// The IDs of the networks it is configured for, by name.
-    pub network_ids: std::collections::BTreeMap<String, String>,
-    /// Its namespace file while it has one (`SandboxKey`).
-    pub sandbox_key: String,
-}
-
-impl NetworkView {
-    /// The endpoint on the network called `name`.
-    pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
-        let id = self.network_ids.get(name)?;
-        self.endpoints.iter().find(|e| &e.network_id == id)
-    }
-}
-
 impl ContainerService {
-    /// The network views of `records`, read with one query of each table.
-    pub fn network_views(
-        &self,
-        records: &[ContainerRecord],
-    ) -> Result<std::collections::HashMap<String, NetworkView>, ContainerError> {
-        let ids: std::collections::BTreeMap<String, String> = self
-            .networks
-            .all()?
-            .into_iter()
-            .map(|n| (n.name, n.id))
-            .collect();
-        let mut endpoints: std::collections::HashMap<String, Vec<Endpoint>> = Default::default();
-        for e in self.store.list_endpoints()? {
-            endpoints.entry(e.container_id.clone()).or_default().push(e);
-        }
-        Ok(records
-            .iter()
-            .map(|r| {
-                let own = endpoints.remove(&r.id).unwrap_or_default();
-                let netns = self.netns_path(&r.id);
-                let view = NetworkView {
-                    sandbox_key: if own.is_empty() {
-                        String::new()
-                    } else {
-                        netns.display().to_string()
-                    },
-                    endpoints: own,
-                    network_ids: r
-                        .networks
-                        .keys()
-                        .filter_map(|n| Some((n.clone(), ids.get(n)?.clone())))
-                        .collect(),
-                };
-                (r.id.clone(), view)
-            })
-            .collect())
-    }
-
-    /// The networks a new container is configured for: its mode's network
-    /// first, then the other `EndpointsConfig` entries, each checked.
-    /// `legacy_mac` is `Config.MacAddress` (before API 1.44 the only
-    /// place for `--mac-address`): the mode's network takes it.
-    pub(super) fn configure_networks(
-        &self,
-        mode: &NetworkMode,
-        mut given: EndpointsConfig,
-        legacy_mac: Option<&str>,
-    ) -> Result<EndpointsConfig, ContainerError> {
-        let primary = match mode {
-            NetworkMode::Container(_) => return Ok(EndpointsConfig::new()),
-            NetworkMode::Host => "host".to_string(),
-            NetworkMode::None => "none".to_string(),
-            NetworkMode::Bridge => "bridge".to_string(),
-            NetworkMode::Network(name) => name.clone(),
-        };
-        let mut primary_config = given
-            .remove(&primary)
-            .or_else(|| given.remove("default"))
-            .unwrap_or_default();
-        if primary_config.mac_address.is_empty() {
-            primary_config.mac_address = legacy_mac.unwrap_or_default().to_string();
-        }
-        let mut out = EndpointsConfig::new();
-        for (name, config) in std::iter::once((primary, primary_config)).chain(given) {
-            match self.networks.get(&name) {
-                Ok(network) => {
-                    check_endpoint(&network, &config)?;
-                    out.insert(network.name.clone(), config);
-                }
-                // As dockerd: the container is made; its start fails with
-                // "network X not found" (a 404 at create would make the
-                // docker CLI try to pull the image).
-                Err(NetworkError::NotFound(_)) => {
-                    out.insert(name, config);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(out)
-    }
-
     /// The namespace file of a container's networks.
     pub(super) fn netns_path(&self, id: &str) -> PathBuf {
         self.networks
@@ -594,111 +466,4 @@ fn combined_named(id: &str, name: &str, endpoints: &[Endpoint]) -> NetavarkReque
         }
     }
     request
-}
-
-/// Docker's checks of one endpoint's settings against its network.
-pub(super) fn check_endpoint(
-    network: &NetworkRecord,
-    config: &EndpointConfig,
-) -> Result<(), ContainerError> {
-    if !config.mac_address.is_empty() && !is_mac(&config.mac_address) {
-        return Err(ContainerError::InvalidConfig(format!(
-            "invalid MAC address {}",
-            config.mac_address
-        )));
-    }
-    let problems = endpoint_problems(network, config);
-    match problems.as_slice() {
-        [] => Ok(()),
-        [one] => Err(ContainerError::InvalidConfig(format!(
-            "invalid endpoint settings:\n{one}"
-        ))),
-        many => Err(ContainerError::InvalidConfig(format!(
-            "invalid endpoint settings:\n{}",
-            many.iter()
-                .map(|p| format!("* {p}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        ))),
-    }
-}
-
-fn endpoint_problems(network: &NetworkRecord, config: &EndpointConfig) -> Vec<String> {
-    let mut problems = Vec::new();
-    let statics: Vec<(&str, &str)> = [
-        ("IPv4", config.static_ipv4()),
-        ("IPv6", config.static_ipv6()),
-    ]
-    .into_iter()
-    .filter_map(|(family, ip)| ip.map(|ip| (family, ip)))
-    .collect();
-    for (family, ip) in &statics {
-        let parsed = ip.parse::<IpAddr>();
-        if parsed
-            .as_ref()
-            .map_or(true, |p| p.is_ipv4() != (*family == "IPv4"))
-        {
-            problems.push(format!("invalid {family} address: {ip}"));
-        }
-    }
-    let custom = !network.is_predefined();
-    if !statics.is_empty() && !custom {
-        problems
-            .push("user specified IP address is supported on user defined networks only".into());
-    }
-    if config.aliases.as_ref().is_some_and(|a| !a.is_empty()) && !custom {
-        problems.push(
-            "network-scoped alias is supported only for containers in user defined networks".into(),
-        );
-    }
-    if !statics.is_empty() && custom && !network.user_subnets {
-        problems.push("user specified IP address is supported only when connecting to networks with user configured subnets".into());
-    } else if custom && network.user_subnets {
-        for (_, ip) in &statics {
-            let Ok(ip) = ip.parse::<IpAddr>() else {
-                continue;
-            };
-            if let Some(p) = ipam::static_address_problem(&network.subnets, ip)
-                .filter(|p| p.starts_with("no configured subnet"))
-            {
-                problems.push(p);
-            }
-        }
-    }
-    problems
-}
-
-fn is_mac(text: &str) -> bool {
-    let parts: Vec<&str> = text.split(':').collect();
-    parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn network_modes_parse() {
-        assert_eq!(NetworkMode::parse(""), NetworkMode::Bridge);
-        assert_eq!(NetworkMode::parse("default"), NetworkMode::Bridge);
-        assert_eq!(NetworkMode::parse("host"), NetworkMode::Host);
-        assert_eq!(
-            NetworkMode::parse("container:db"),
-            NetworkMode::Container("db".into())
-        );
-        assert_eq!(
-            NetworkMode::parse("app_net"),
-            NetworkMode::Network("app_net".into())
-        );
-    }
-
-    #[test]
-    fn macs_are_six_hex_pairs() {
-        assert!(is_mac("02:42:ac:11:00:02"));
-        assert!(!is_mac("02:42:ac:11:00"));
-        assert!(!is_mac("zz:42:ac:11:00:02"));
-    }
 }

@@ -446,7 +446,6 @@ mod tests {
             (json!({"Links": ["db:db"]}), "Links"),
             (json!({"Init": true}), "--init"),
             (json!({"Tmpfs": {"/t": ""}}), "Tmpfs"),
-            (json!({"ExtraHosts": ["gw:host-gateway"]}), "host-gateway"),
             (
                 json!({"LogConfig": {"Type": "syslog"}}),
                 "syslog log driver",
