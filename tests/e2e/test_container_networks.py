@@ -639,3 +639,92 @@ def test_a_full_subnet_refuses_the_next_container_and_frees_its_address(daemon, 
     assert p.returncode != 0 and "no available IPv4 addresses on this network's address pools" in p.stderr, p.stderr
     daemon.docker("rm", "-f", running)
     daemon.docker("run", "--rm", "--network", net, image, "true")
+
+
+# --- what an outside tester found ---------------------------------------------
+
+
+@pytest.mark.parametrize("alias", ["zz\nfeedbeef 10.213.203.77  d12", "has space", "a,b", "x" * 256])
+def test_aliases_that_are_no_dns_names_are_refused(daemon, image, scope, alias):
+    """aardvark-dns keeps one container a line, fields split by spaces and
+    names by commas: such an alias would forge or break its records."""
+    net = scope.network()
+    code, body = daemon.api("POST", f"/containers/create?name={scope()}", {
+        "Image": image, "Cmd": ["true"], "HostConfig": {"NetworkMode": net},
+        "NetworkingConfig": {"EndpointsConfig": {net: {"Aliases": [alias]}}}})
+    assert code == 400 and "invalid network alias" in body["message"], (code, body)
+    name = scope()
+    daemon.docker("run", "-d", "--name", name, "--network", net, image, "sleep", "300")
+    code, body = daemon.api("POST", f"/networks/{net}/connect",
+                            {"Container": name, "EndpointConfig": {"Aliases": [alias]}})
+    assert code == 400 and "invalid network alias" in body["message"], (code, body)
+
+
+def test_a_hostname_that_is_no_dns_name_breaks_no_dns(daemon, image, scope):
+    net = scope.network()
+    db = scope()
+    daemon.docker("run", "-d", "--name", db, "--network", net, image, "sleep", "300")
+    odd = scope()
+    code, body = daemon.api("POST", f"/containers/create?name={odd}", {
+        "Image": image, "Cmd": ["sleep", "300"], "Hostname": "h x\nfeed 10.213.9.9 " + db,
+        "HostConfig": {"NetworkMode": net}})
+    assert code == 201, body
+    daemon.docker("start", odd)
+    out = daemon.docker("run", "--rm", "--network", net, image, "nslookup", db).stdout
+    ip = inspect(daemon, db)["NetworkSettings"]["Networks"][net]["IPAddress"]
+    assert f"Address: {ip}" in out and "10.213.9.9" not in out, out
+
+
+@pytest.mark.parametrize("bindings", [{"80/tcp": "19507"}, {"80/tcp": ["19507"]},
+                                      {"80/tcp": [{"HostPort": 19508}]},
+                                      {"80/tcp": [{"HostIp": "::1", "HostPort": "19509"}]}])
+def test_port_bindings_of_another_shape_are_refused_not_made_random(daemon, image, scope, bindings):
+    before = container_ids(daemon)
+    code, body = daemon.api("POST", f"/containers/create?name={scope()}", {
+        "Image": image, "Cmd": ["true"], "HostConfig": {"PortBindings": bindings}})
+    assert code == 400, (code, body)
+    assert container_ids(daemon) == before
+
+
+def test_joining_its_own_network_namespace_is_refused(daemon, image, scope):
+    name = scope()
+    p = daemon.docker("run", "--name", name, "--network", f"container:{name}", image, "true",
+                      check=False)
+    assert p.returncode != 0 and "cannot join own network" in p.stderr, p.stderr
+
+
+def test_connects_cut_by_kill9_are_settled_at_restart(berth_factory):
+    """kill -9 while 12 connects run at once: after the restart, what the
+    network lists, what each container lists and what its namespace holds
+    agree; every container can then be disconnected or connected again."""
+    d = berth_factory().start()
+    ref = import_busybox(d)
+    net = f"cut-{uuid.uuid4().hex[:6]}"
+    d.docker("network", "create", "--subnet", "10.213.204.0/24", net)
+    names = [f"{net}-c{i}" for i in range(12)]
+    for n in names:
+        d.docker("run", "-d", "--name", n, ref, "sleep", "600")
+    env = _docker_env(config_dir=d.docker_config)
+    procs = [subprocess.Popen([shutil.which("docker") or "docker", "-H", d.host, "network", "connect",
+                               "--alias", f"al-{n}", net, n], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for n in names]
+    time.sleep(0.4)
+    d.kill9()
+    for p in procs:
+        p.wait(timeout=60)
+    d.start()
+    listed = set(json.loads(d.docker("network", "inspect", net).stdout)[0]["Containers"])
+    for n in names:
+        c = inspect(d, n)
+        on = net in c["NetworkSettings"]["Networks"]
+        assert (c["Id"] in listed) == on, (n, on, listed)
+        addrs = sh("nsenter", f"--net={c['NetworkSettings']['SandboxKey']}", "ip", "-4", "-o", "addr")
+        if on:
+            ip = c["NetworkSettings"]["Networks"][net]["IPAddress"]
+            assert ip and f" {ip}/24 " in addrs, (n, ip, addrs)
+            d.docker("network", "disconnect", net, n)
+        else:
+            assert "10.213.204." not in addrs, (n, addrs)
+            d.docker("network", "connect", net, n)
+            d.docker("network", "disconnect", net, n)
+    d.docker("network", "rm", net)

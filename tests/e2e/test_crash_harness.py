@@ -829,6 +829,16 @@ def mentions(ctr: dict) -> set[str]:
     return {m["Name"] for m in ctr.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")}
 
 
+def network_anchors(d) -> set[str]:
+    """Namespace files of the daemon's networks' anchors (a bridge network
+    in use keeps one until it is removed or the daemon stops cleanly;
+    ARCHITECTURE.md "Networks"): mounts that are no leak."""
+    root = os.path.realpath(d.root)
+    status, body = api(d, "GET", "/networks")
+    ids = [n["Id"] for n in body] if status == 200 and isinstance(body, list) else []
+    return {os.path.join(root, "netns", f"network-{i}") for i in ids}
+
+
 def listdir(path) -> set[str]:
     try:
         return set(os.listdir(path))
@@ -869,7 +879,7 @@ def host_problems(d, ctrs: dict[str, dict], vols: dict[str, dict]) -> list[str]:
         pid = ctrs[cid]["State"]["Pid"]
         if not process_alive(pid):
             problems.append(f"container {label(cid)} is reported running but its process {pid} is gone")
-    allowed_mounts = {os.path.join(root, "thin", "pool")}
+    allowed_mounts = {os.path.join(root, "thin", "pool")} | network_anchors(d)
     allowed_mounts |= {os.path.join(root, "thin", "mnt", n) for n in thin_used}
     for mp in mounts_under(root):
         rel = os.path.relpath(mp, root).split("/")
@@ -1112,7 +1122,9 @@ def references_and_teardown(d, ctrs: dict, vols: dict, where: str, stats: Counte
     disk = disk_problems(d, vols3)
     out += [f"{where}, all volumes removed: {p}" for p in disk]
     root = os.path.realpath(d.root)
-    left = [m for m in mounts_under(root) if m != os.path.join(root, "thin", "pool")]
+    anchors = network_anchors(d)
+    left = [m for m in mounts_under(root)
+            if m != os.path.join(root, "thin", "pool") and m not in anchors]
     if left:
         out.append(f"{where}: mounts left with nothing in use: {left}")
     loops = [f"/dev/{dev} {b}" for dev, b in loop_backing_files().items()

@@ -88,6 +88,7 @@ if [ -s /run/berth.pid ]; then kill "$(cat /run/berth.pid)"; else kill "$first" 
 wait "$first" || true
 echo "--- the README's first command printed (last lines) ---"
 tail -n 40 /tmp/first.log
+grep -m1 "setup: installing" /tmp/first.log || true
 INSIDE
 """
 

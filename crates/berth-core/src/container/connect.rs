@@ -2,7 +2,11 @@
 //! configured networks change (they are set up at its next start); a
 //! running one's endpoint is also leased and set up, or torn down, at
 //! once — under the container's lock, so a start, stop or exit never
-//! interleaves.
+//! interleaves. For a running container the endpoint row is marked not
+//! ready while the change is under way (connect: row → setup → the
+//! container's networks → ready; disconnect: not ready → teardown → row
+//! deleted → the container's networks), so start-up finds a change a
+//! crash cut and settles it ([`ContainerService::settle_cut_changes`]).
 
 use super::netconfig::{check_endpoint, NetworkMode};
 use super::{ContainerError, ContainerRecord, ContainerService, Status};
@@ -32,14 +36,20 @@ impl ContainerService {
                 ))
                 .into());
             }
-            self.attach_one(&record, &network, &config)?;
+            let mut endpoint = self.attach_one(&record, &network, &config)?;
+            self.record_networks(&record, |n| {
+                n.insert(network.name.clone(), config);
+            })?;
+            endpoint.ready = true;
+            self.store.update_endpoint(&endpoint)?;
         } else if record.networks.contains_key(&network.name) {
             // Docker: connecting a stopped container twice changes nothing.
             return Ok(());
+        } else {
+            self.record_networks(&record, |n| {
+                n.insert(network.name.clone(), config);
+            })?;
         }
-        let mut networks = record.networks.clone();
-        networks.insert(network.name.clone(), config);
-        self.store.set_container_networks(&record.id, &networks)?;
         self.publish_network("connect", &network, &record.id);
         Ok(())
     }
@@ -63,6 +73,10 @@ impl ContainerService {
                     record.id, network.name
                 )));
             };
+            self.store.update_endpoint(&crate::network::Endpoint {
+                ready: false,
+                ..endpoint.clone()
+            })?;
             self.detach_one(&record, &endpoint);
         } else if !record.networks.contains_key(&network.name) {
             return Err(ContainerError::Start(format!(
@@ -70,11 +84,58 @@ impl ContainerService {
                 record.id, network.name
             )));
         }
-        let mut networks = record.networks.clone();
-        networks.remove(&network.name);
-        self.store.set_container_networks(&record.id, &networks)?;
+        self.record_networks(&record, |n| {
+            n.remove(&network.name);
+        })?;
         self.publish_network("disconnect", &network, &record.id);
         Ok(())
+    }
+
+    /// Changes the networks a container is configured for.
+    fn record_networks(
+        &self,
+        record: &ContainerRecord,
+        change: impl FnOnce(&mut crate::network::EndpointsConfig),
+    ) -> Result<(), ContainerError> {
+        let mut networks = record.networks.clone();
+        change(&mut networks);
+        self.store.set_container_networks(&record.id, &networks)?;
+        Ok(())
+    }
+
+    /// Start-up, for a container found running: endpoints a cut connect
+    /// or disconnect left not ready are torn down and dropped from its
+    /// networks, and bridge networks it lists without an endpoint (a
+    /// disconnect cut after its row went) are dropped too. Returns how
+    /// many changes were settled.
+    pub(super) fn settle_cut_changes(&self, record: &ContainerRecord) -> usize {
+        let Ok(endpoints) = self.store.endpoints_of_container(&record.id) else {
+            return 0;
+        };
+        let mut dropped = Vec::new();
+        for e in endpoints.iter().filter(|e| !e.ready) {
+            tracing::warn!(container = %record.id, network = %e.network_name, "settling a cut connect or disconnect");
+            self.detach_one(record, e);
+            dropped.push(e.network_name.clone());
+        }
+        let set_up: Vec<&str> = endpoints
+            .iter()
+            .filter(|e| e.ready)
+            .map(|e| e.network_name.as_str())
+            .collect();
+        for name in record.networks.keys() {
+            let bridge = self
+                .networks
+                .get(name)
+                .is_ok_and(|n| n.driver == NetworkDriver::Bridge);
+            if bridge && !set_up.contains(&name.as_str()) && !dropped.contains(name) {
+                dropped.push(name.clone());
+            }
+        }
+        if !dropped.is_empty() {
+            let _ = self.record_networks(record, |n| n.retain(|k, _| !dropped.contains(k)));
+        }
+        dropped.len()
     }
 
     fn endpoint_on(
@@ -90,14 +151,18 @@ impl ContainerService {
     }
 
     /// Leases and sets up one more endpoint in a running container's
-    /// namespace, on its next free interface (`ethN`).
+    /// namespace, on its next free interface (`ethN`); returns it (not
+    /// ready yet).
     fn attach_one(
         &self,
         record: &ContainerRecord,
         network: &NetworkRecord,
         config: &EndpointConfig,
-    ) -> Result<(), ContainerError> {
+    ) -> Result<crate::network::Endpoint, ContainerError> {
         let runtime = self.networks.runtime()?;
+        self.networks
+            .teardowns()
+            .wait_idle(crate::network::TEARDOWN_WAIT);
         let endpoint = {
             let _held = self.attach_lock.lock();
             let network = &self.networks.ensure_anchor(network)?;
@@ -111,7 +176,8 @@ impl ContainerService {
                 .map(|n| format!("eth{n}"))
                 .find(|name| !used.contains(name))
                 .expect("an unused interface name");
-            let endpoint = self.new_endpoint(record, network, config, interface)?;
+            let mut endpoint = self.new_endpoint(record, network, config, interface)?;
+            endpoint.ready = false;
             match self
                 .store
                 .insert_endpoints(std::slice::from_ref(&endpoint))?
@@ -122,10 +188,11 @@ impl ContainerService {
         };
         let netns = self.netns_path(&record.id);
         if let Err(e) = runtime.netavark.setup(&netns, &endpoint.netavark) {
+            let _ = runtime.netavark.teardown(&netns, &endpoint.netavark);
             let _ = self.store.delete_endpoint(&endpoint.endpoint_id);
             return Err(ContainerError::Start(e.to_string()));
         }
-        Ok(())
+        Ok(endpoint)
     }
 
     /// Tears one endpoint of a running container down and frees its lease.

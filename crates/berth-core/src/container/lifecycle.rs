@@ -304,6 +304,12 @@ impl ContainerService {
     /// Releases what a run holds: volume mounts, the root filesystem and
     /// the networks.
     pub(super) fn unmount_all(&self, record: &ContainerRecord) {
+        self.unmount_files(record);
+        self.detach_networks(&record.id);
+    }
+
+    /// Unmounts the volumes, their sub-paths and the root filesystem.
+    fn unmount_files(&self, record: &ContainerRecord) {
         if let Err(e) = self.paths(&record.id).unmount_subpaths() {
             tracing::warn!(container = %record.id, error = %e, "could not unmount volume sub-paths");
         }
@@ -315,7 +321,6 @@ impl ContainerService {
         if let Err(e) = self.paths(&record.id).unmount_rootfs() {
             tracing::warn!(container = %record.id, error = %e, "could not unmount root filesystem");
         }
-        self.detach_networks(&record.id);
     }
 
     /// Watches a shim from a thread; handles the exit when it ends.
@@ -364,13 +369,24 @@ impl ContainerService {
         if let Err(e) = self.store.set_container_state(id, &state) {
             tracing::error!(container = %id, error = %e, "could not record exit");
         }
+        let released = ended.is_ok();
+        // Counted before the exit is told, so whoever reacts to it finds
+        // the teardown under way and waits for what it holds.
+        let teardown = self.networks.teardowns().begin();
         match ended {
-            Ok(()) => self.unmount_all(&record),
+            Ok(()) => self.unmount_files(&record),
             // Its volumes stay mounted and in use while a process is left.
             Err(e) => tracing::error!(container = %id, error = %e, "mounts kept"),
         }
         let code = state.exit_code;
+        // Waiters (kill, stop, wait) hear of the exit before the network
+        // teardown, which can take long (netavark removes a rule at a
+        // time); the container's lock is held until it is done.
         self.notify_exit(id, code);
+        if released {
+            self.detach_networks(id);
+        }
+        drop(teardown);
         tracing::info!(container = %id, exit_code = code, "container exited");
         self.publish("die", &record, &[("exitCode", &code.to_string())]);
         record.host_config.auto_remove

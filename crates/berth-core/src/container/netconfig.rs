@@ -124,6 +124,13 @@ fn endpoint_problems(network: &NetworkRecord, config: &EndpointConfig) -> Vec<St
             problems.push(format!("invalid {family} address: {ip}"));
         }
     }
+    for alias in config.aliases.iter().flatten() {
+        if !is_dns_safe(alias) {
+            problems.push(format!(
+                "invalid network alias {alias:?}: a DNS name has no spaces, commas or control characters and at most 255 bytes"
+            ));
+        }
+    }
     let custom = !network.is_predefined();
     if !statics.is_empty() && !custom {
         problems
@@ -134,21 +141,49 @@ fn endpoint_problems(network: &NetworkRecord, config: &EndpointConfig) -> Vec<St
             "network-scoped alias is supported only for containers in user defined networks".into(),
         );
     }
-    if !statics.is_empty() && custom && !network.user_subnets {
-        problems.push("user specified IP address is supported only when connecting to networks with user configured subnets".into());
-    } else if custom && network.user_subnets {
-        for (_, ip) in &statics {
-            let Ok(ip) = ip.parse::<IpAddr>() else {
-                continue;
-            };
-            if let Some(p) = ipam::static_address_problem(&network.subnets, ip)
-                .filter(|p| p.starts_with("no configured subnet"))
-            {
-                problems.push(p);
-            }
+    if !custom {
+        return problems;
+    }
+    for (family, ip) in &statics {
+        if !user_configured(network, family) {
+            problems.push("user specified IP address is supported only when connecting to networks with user configured subnets".into());
+            continue;
+        }
+        let Ok(ip) = ip.parse::<IpAddr>() else {
+            continue;
+        };
+        if let Some(p) = ipam::static_address_problem(&network.subnets, ip)
+            .filter(|p| p.starts_with("no configured subnet"))
+        {
+            problems.push(p);
         }
     }
     problems
+}
+
+/// Whether the user gave the network a subnet of `family` (`IPv4`,
+/// `IPv6`): IPv4 ones are flagged at create (a default pool is not the
+/// user's); every IPv6 subnet is the user's (berth has no default IPv6
+/// pools).
+fn user_configured(network: &NetworkRecord, family: &str) -> bool {
+    match family {
+        "IPv4" => network.user_subnets,
+        _ => network
+            .subnets
+            .iter()
+            .any(|s| s.cidr().is_some_and(|b| !b.is_ipv4())),
+    }
+}
+
+/// Whether `name` can be a name aardvark-dns answers: its files hold one
+/// container a line, fields split by spaces and names by commas, so
+/// those (and control characters) would break or forge entries.
+pub(super) fn is_dns_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',')
 }
 
 fn is_mac(text: &str) -> bool {
@@ -176,6 +211,21 @@ mod tests {
             NetworkMode::parse("app_net"),
             NetworkMode::Network("app_net".into())
         );
+    }
+
+    #[test]
+    fn dns_names_never_carry_separators() {
+        assert!(is_dns_safe("db") && is_dns_safe("web-1.app_x") && is_dns_safe("ünï"));
+        for bad in [
+            "",
+            "a b",
+            "a\nb 10.0.0.1 x",
+            "a,b",
+            "a\tb",
+            &"x".repeat(256),
+        ] {
+            assert!(!is_dns_safe(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl ContainerService {
             NetworkMode::Host => Ok((SpecNetwork::Host, NetworkFacts::default(), none())),
             NetworkMode::None => Ok((SpecNetwork::New, NetworkFacts::default(), none())),
             NetworkMode::Container(other) => {
-                let (spec, facts) = self.joined_network(&other)?;
+                let (spec, facts) = self.joined_network(&record.id, &other)?;
                 Ok((spec, facts, none()))
             }
             NetworkMode::Bridge | NetworkMode::Network(_) => {
@@ -111,8 +111,17 @@ impl ContainerService {
     }
 
     /// `--network container:X`: X's namespace, X running (Docker's words).
-    fn joined_network(&self, other: &str) -> Result<(SpecNetwork, NetworkFacts), ContainerError> {
+    fn joined_network(
+        &self,
+        own: &str,
+        other: &str,
+    ) -> Result<(SpecNetwork, NetworkFacts), ContainerError> {
         let donor = self.resolve(other)?;
+        if donor.id == own {
+            return Err(ContainerError::InvalidConfig(
+                "cannot join own network".into(),
+            ));
+        }
         match (donor.state.status, donor.state.pid) {
             (Status::Running, Some(pid)) => {
                 let endpoints = self.store.endpoints_of_container(&donor.id)?;
@@ -131,6 +140,10 @@ impl ContainerService {
     /// Leases addresses and host ports and records the endpoints, all
     /// under one lock (the database also refuses a lease taken twice).
     fn lease_endpoints(&self, record: &ContainerRecord) -> Result<Vec<Endpoint>, ContainerError> {
+        // Addresses and ports a container that just exited still holds.
+        self.networks
+            .teardowns()
+            .wait_idle(crate::network::TEARDOWN_WAIT);
         let _held = self.attach_lock.lock();
         let mut endpoints = Vec::new();
         for (index, (name, config)) in self.ordered_networks(record).into_iter().enumerate() {
@@ -198,6 +211,7 @@ impl ContainerService {
             network_name: network.name.clone(),
             endpoint_id: crate::volume::names::new_object_id(),
             interface,
+            ready: true,
             ..Default::default()
         };
         for subnet in usable_subnets(network) {
@@ -260,7 +274,13 @@ impl ContainerService {
         if !network.is_predefined() {
             let options =
                 super::options::ContainerOptions::parse(&record.config, &record.host_config);
-            request.dns_servers = options.map(|o| o.dns).unwrap_or_default();
+            // Only addresses reach aardvark's files (checked at create too).
+            request.dns_servers = options
+                .map(|o| o.dns)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| s.parse::<IpAddr>().is_ok())
+                .collect();
         }
         request.networks.insert(key.clone(), per_network);
         request.network_info.insert(key, netavark_network(network));
@@ -428,7 +448,8 @@ fn dns_names(record: &ContainerRecord, config: &EndpointConfig) -> Vec<String> {
     names.push(record.short_id().to_string());
     names.push(record.config.hostname.clone());
     let mut seen = std::collections::HashSet::new();
-    names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
+    // A hostname that is no DNS name (spaces, commas) is just not one.
+    names.retain(|n| super::netconfig::is_dns_safe(n) && seen.insert(n.clone()));
     names
 }
 

@@ -4,7 +4,7 @@
 //!
 //! | found | action |
 //! |---|---|
-//! | `running`, its shim alive | watched again, volume mounts re-taken |
+//! | `running`, its shim alive | watched again, volume mounts re-taken; a connect or disconnect a crash cut is settled (`connect.rs`) |
 //! | `running`, shim gone | exit recorded from `exit.json` (255 if none), cgroup emptied, mounts released, `--rm` applied |
 //! | `starting` (daemon died mid-start) | shim and cgroup ended, mounts released, back to `created`/`exited` with an error, `--rm` applied |
 //! | `removing` (daemon died mid-remove) | removal finished |
@@ -104,6 +104,7 @@ impl ContainerService {
         match record.state.status {
             Status::Running if shim::is_shim_of(record.state.shim_pid, &record.id, &dir) => {
                 self.readopt(record);
+                report.settled += self.settle_cut_changes(record);
                 report.restored += 1;
             }
             Status::Running => {

@@ -76,6 +76,15 @@ pub struct Endpoint {
     pub ports: Vec<PublishedPort>,
     /// What netavark was told for this network alone.
     pub netavark: NetavarkRequest,
+    /// False while a connect or disconnect of a running container works on
+    /// it: found so at start-up, the change was cut and is rolled back
+    /// (connect) or finished (disconnect).
+    #[serde(default = "ready_by_default")]
+    pub ready: bool,
+}
+
+fn ready_by_default() -> bool {
+    true
 }
 
 impl Endpoint {

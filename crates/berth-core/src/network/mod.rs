@@ -16,9 +16,10 @@ pub mod netavark;
 pub mod netns;
 pub mod ports;
 mod service;
+pub mod teardowns;
 
 pub use anchor::{Anchor, NetworkRuntime, ANCHOR_PREFIX};
 pub use endpoint::{Endpoint, EndpointConfig, EndpointIpamConfig, EndpointsConfig};
 pub use error::NetworkError;
 pub use model::{CreateNetwork, Ipam, NetworkDriver, NetworkRecord, PREDEFINED};
-pub use service::{NetworkService, DEFAULT_BRIDGE};
+pub use service::{NetworkService, DEFAULT_BRIDGE, TEARDOWN_WAIT};

@@ -109,10 +109,18 @@ pub fn requests(
     exposed: Option<&BTreeMap<String, Value>>,
 ) -> Result<Vec<PortRequest>, String> {
     let mut out = Vec::new();
-    let bindings = port_bindings.and_then(Value::as_object);
+    let bindings = match port_bindings {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(map),
+        Some(other) => return Err(bad_shape("PortBindings", other)),
+    };
     for (key, list) in bindings.into_iter().flatten() {
         let (container_port, protocol) = parse_port_key(key)?;
-        let entries = list.as_array().map(Vec::as_slice).unwrap_or_default();
+        let entries = match list {
+            Value::Null => &[][..],
+            Value::Array(entries) => entries.as_slice(),
+            other => return Err(bad_shape(&format!("PortBindings[{key:?}]"), other)),
+        };
         for entry in entries {
             out.push(binding_request(container_port, protocol, entry)?);
         }
@@ -135,12 +143,39 @@ pub fn requests(
     Ok(out)
 }
 
-fn binding_request(port: u16, protocol: Protocol, entry: &Value) -> Result<PortRequest, String> {
-    let host_ip = entry["HostIp"].as_str().unwrap_or_default();
-    if !host_ip.is_empty() && host_ip.parse::<IpAddr>().is_err() {
-        return Err(format!("invalid IP address: {host_ip}"));
+/// Docker decodes `PortBindings` into typed structs: another JSON shape is
+/// a 400, never a binding quietly dropped or made random.
+fn bad_shape(what: &str, value: &Value) -> String {
+    format!(
+        "invalid {what}: {value} (want {{\"80/tcp\": [{{\"HostIp\": \"\", \"HostPort\": \"8080\"}}]}})"
+    )
+}
+
+/// A string field of a binding (absent or null: empty).
+fn text_field<'a>(entry: &'a Value, field: &str) -> Result<&'a str, String> {
+    match &entry[field] {
+        Value::Null => Ok(""),
+        Value::String(s) => Ok(s),
+        other => Err(bad_shape(&format!("PortBindings {field}"), other)),
     }
-    let (first, last) = parse_host_ports(entry["HostPort"].as_str().unwrap_or_default())?;
+}
+
+fn binding_request(port: u16, protocol: Protocol, entry: &Value) -> Result<PortRequest, String> {
+    if !entry.is_object() {
+        return Err(bad_shape("PortBindings entry", entry));
+    }
+    let host_ip = text_field(entry, "HostIp")?;
+    match host_ip.parse::<IpAddr>() {
+        _ if host_ip.is_empty() || host_ip == "::" => {}
+        Ok(IpAddr::V6(_)) => {
+            return Err(format!(
+                "berth publishes ports on IPv4 addresses only, not on {host_ip}"
+            ))
+        }
+        Ok(IpAddr::V4(_)) => {}
+        Err(_) => return Err(format!("invalid IP address: {host_ip}")),
+    }
+    let (first, last) = parse_host_ports(text_field(entry, "HostPort")?)?;
     Ok(PortRequest {
         container_port: port,
         protocol,
@@ -339,6 +374,22 @@ mod tests {
         assert!(requests(Some(&json!({"80": [{"HostPort": "x"}]})), false, None).is_err());
         assert!(requests(Some(&json!({"80": [{"HostIp": "nope"}]})), false, None).is_err());
         assert!(requests(Some(&json!({"80": [{"HostPort": "9-8"}]})), false, None).is_err());
+        for bad in [
+            json!({"80/tcp": "19507"}),
+            json!({"80/tcp": ["19507"]}),
+            json!({"80/tcp": [{"HostPort": 19508}]}),
+            json!([1]),
+            json!({"80/tcp": [{"HostIp": "::1", "HostPort": "1"}]}),
+        ] {
+            assert!(requests(Some(&bad), false, None).is_err(), "{bad}");
+        }
+        let all = requests(
+            Some(&json!({"80": [{"HostIp": "::", "HostPort": "1"}], "81": null})),
+            false,
+            None,
+        )
+        .unwrap();
+        assert_eq!((all.len(), all[0].host_ip.as_str()), (1, ""));
     }
 
     fn published(ip: &str, port: u16) -> PublishedPort {

@@ -33,7 +33,12 @@ pub struct NetworkService {
     host_routes: fn() -> Vec<Cidr>,
     /// netavark and the namespace files (the daemon's; none in unit tests).
     runtime: Option<NetworkRuntime>,
+    /// Containers' network teardowns under way.
+    teardowns: Arc<super::teardowns::Teardowns>,
 }
+
+/// How long a remove or a start waits for teardowns in flight.
+pub const TEARDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn proc_routes() -> Vec<Cidr> {
     ipam::parse_routes(&std::fs::read_to_string("/proc/net/route").unwrap_or_default())
@@ -47,7 +52,13 @@ impl NetworkService {
             allocation: parking_lot::Mutex::new(()),
             host_routes: proc_routes,
             runtime: None,
+            teardowns: Arc::default(),
         }
+    }
+
+    /// Containers' network teardowns under way.
+    pub fn teardowns(&self) -> &Arc<super::teardowns::Teardowns> {
+        &self.teardowns
     }
 
     /// Sets networks up with `runtime` (the daemon's netavark).
@@ -332,6 +343,8 @@ impl NetworkService {
                 record.name
             )));
         }
+        // A container that just exited may still be leaving it.
+        self.teardowns.wait_idle(TEARDOWN_WAIT);
         let _held = self.allocation.lock();
         self.refuse_in_use(&record)?;
         self.remove_anchor(&record);
@@ -360,6 +373,7 @@ impl NetworkService {
         let until = filters::until_cutoff(filters, now)
             .map_err(|e| NetworkError::InvalidFilter(e.to_string()))?;
         let mut removed = Vec::new();
+        self.teardowns.wait_idle(TEARDOWN_WAIT);
         let _held = self.allocation.lock();
         let in_use = self.in_use()?;
         for n in self.all()? {

@@ -171,7 +171,7 @@ impl ContainerOptions {
             group_add: fields.group_add.unwrap_or_default(),
             readonly_rootfs: fields.readonly_rootfs,
             resources,
-            dns: fields.dns.unwrap_or_default(),
+            dns: parse_dns(fields.dns.unwrap_or_default())?,
             dns_options: fields.dns_options.unwrap_or_default(),
             dns_search: fields.dns_search.unwrap_or_default(),
             extra_hosts: parse_extra_hosts(fields.extra_hosts.as_deref().unwrap_or_default())?,
@@ -198,6 +198,20 @@ pub fn check_working_dir(dir: &str) -> Result<(), OptionsError> {
         )));
     }
     Ok(())
+}
+
+/// `--dns`: addresses only (Docker's CLI checks so; they reach
+/// resolv.conf and aardvark-dns's files, one a line).
+fn parse_dns(servers: Vec<String>) -> Result<Vec<String>, OptionsError> {
+    match servers
+        .iter()
+        .find(|s| s.parse::<std::net::IpAddr>().is_err())
+    {
+        Some(bad) => Err(OptionsError::Invalid(format!(
+            "{bad:?} is not an IP address (--dns)"
+        ))),
+        None => Ok(servers),
+    }
 }
 
 /// `--add-host NAME:host-gateway`: the host's address on the default
