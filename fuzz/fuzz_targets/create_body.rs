@@ -1,7 +1,9 @@
 //! A container create body: `Config` and `HostConfig` decoded as the API
-//! does, then every option check. Never a panic.
+//! does, then every option check, the networking config and the published
+//! ports. Never a panic.
 #![no_main]
-use berth_core::container::options::{check_networking_config, ContainerOptions};
+use berth_core::container::options::{parse_networking_config, ContainerOptions};
+use berth_core::network::ports;
 use berth_core::container::{ContainerConfig, HostConfig};
 use libfuzzer_sys::fuzz_target;
 
@@ -10,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Some(networking) = value.get("NetworkingConfig") {
-        let _ = check_networking_config(networking);
+        let _ = parse_networking_config(networking);
     }
     let Ok(config) = serde_json::from_value::<ContainerConfig>(value.clone()) else {
         return;
@@ -20,6 +22,14 @@ fuzz_target!(|data: &[u8]| {
         .cloned()
         .and_then(|h| serde_json::from_value::<HostConfig>(h).ok())
         .unwrap_or_default();
+    let publish_all = host.extra.get("PublishAllPorts") == Some(&serde_json::Value::Bool(true));
+    if let Ok(requests) = ports::requests(
+        host.extra.get("PortBindings"),
+        publish_all,
+        config.exposed_ports.as_ref(),
+    ) {
+        let _ = ports::allocate(&requests, &[], (40000, 40010), &|_| Ok(()));
+    }
     if let Ok(options) = ContainerOptions::parse(&config, &host) {
         let _ = options.capabilities();
         let _ = options.resources.spec_resources();
