@@ -107,7 +107,6 @@ pub(super) fn check_endpoint(
 }
 
 fn endpoint_problems(network: &NetworkRecord, config: &EndpointConfig) -> Vec<String> {
-    let mut problems = Vec::new();
     let statics: Vec<(&str, &str)> = [
         ("IPv4", config.static_ipv4()),
         ("IPv6", config.static_ipv6()),
@@ -115,50 +114,54 @@ fn endpoint_problems(network: &NetworkRecord, config: &EndpointConfig) -> Vec<St
     .into_iter()
     .filter_map(|(family, ip)| ip.map(|ip| (family, ip)))
     .collect();
-    for (family, ip) in &statics {
-        let parsed = ip.parse::<IpAddr>();
-        if parsed
-            .as_ref()
-            .map_or(true, |p| p.is_ipv4() != (*family == "IPv4"))
-        {
-            problems.push(format!("invalid {family} address: {ip}"));
+    let mut problems = malformed(&statics, config);
+    if network.is_predefined() {
+        if !statics.is_empty() {
+            problems.push(
+                "user specified IP address is supported on user defined networks only".into(),
+            );
         }
-    }
-    for alias in config.aliases.iter().flatten() {
-        if !is_dns_safe(alias) {
-            problems.push(format!(
-                "invalid network alias {alias:?}: a DNS name has no spaces, commas or control characters and at most 255 bytes"
-            ));
+        if config.aliases.as_ref().is_some_and(|a| !a.is_empty()) {
+            problems.push(
+                "network-scoped alias is supported only for containers in user defined networks"
+                    .into(),
+            );
         }
-    }
-    let custom = !network.is_predefined();
-    if !statics.is_empty() && !custom {
-        problems
-            .push("user specified IP address is supported on user defined networks only".into());
-    }
-    if config.aliases.as_ref().is_some_and(|a| !a.is_empty()) && !custom {
-        problems.push(
-            "network-scoped alias is supported only for containers in user defined networks".into(),
-        );
-    }
-    if !custom {
         return problems;
     }
-    for (family, ip) in &statics {
-        if !user_configured(network, family) {
-            problems.push("user specified IP address is supported only when connecting to networks with user configured subnets".into());
-            continue;
-        }
-        let Ok(ip) = ip.parse::<IpAddr>() else {
-            continue;
-        };
-        if let Some(p) = ipam::static_address_problem(&network.subnets, ip)
-            .filter(|p| p.starts_with("no configured subnet"))
-        {
-            problems.push(p);
-        }
-    }
+    problems.extend(
+        statics
+            .iter()
+            .filter_map(|(family, ip)| static_problem(network, family, ip)),
+    );
     problems
+}
+
+/// Addresses of the wrong family or form, and aliases that are no DNS
+/// names.
+fn malformed(statics: &[(&str, &str)], config: &EndpointConfig) -> Vec<String> {
+    let mut problems: Vec<String> = statics
+        .iter()
+        .filter(|(family, ip)| {
+            ip.parse::<IpAddr>()
+                .map_or(true, |p| p.is_ipv4() != (*family == "IPv4"))
+        })
+        .map(|(family, ip)| format!("invalid {family} address: {ip}"))
+        .collect();
+    problems.extend(config.aliases.iter().flatten().filter(|a| !is_dns_safe(a)).map(|alias| {
+        format!("invalid network alias {alias:?}: a DNS name has no spaces, commas or control characters and at most 255 bytes")
+    }));
+    problems
+}
+
+/// Why a static address cannot be asked for on a user network.
+fn static_problem(network: &NetworkRecord, family: &str, ip: &str) -> Option<String> {
+    if !user_configured(network, family) {
+        return Some("user specified IP address is supported only when connecting to networks with user configured subnets".into());
+    }
+    let ip = ip.parse::<IpAddr>().ok()?;
+    ipam::static_address_problem(&network.subnets, ip)
+        .filter(|p| p.starts_with("no configured subnet"))
 }
 
 /// Whether the user gave the network a subnet of `family` (`IPv4`,

@@ -504,26 +504,9 @@ fn open_services(layout: &RootLayout, engine: EngineSettings) -> Result<ApiState
         tracing::error!("reconcile: {problem}");
     }
     let volumes = Arc::new(open_volumes(layout, store.clone(), thin)?.with_events(events.clone()));
-    let network_runtime = NetworkRuntime {
-        netavark: Netavark {
-            binary: netavark::DEFAULT_NETAVARK.into(),
-            aardvark: netavark::DEFAULT_AARDVARK.into(),
-            config_dir: layout.netavark_dir(),
-        },
-        netns_dir: layout.netns_dir(),
-    };
     let networks = Arc::new(
-        NetworkService::new(store_for_networks)
-            .with_events(events.clone())
-            .with_runtime(network_runtime),
+        open_networks(layout, store_for_networks, &bridge, &bip)?.with_events(events.clone()),
     );
-    let made = networks
-        .ensure_predefined()
-        .context("the predefined networks")?;
-    let changed = networks
-        .configure_default_bridge(bridge.as_deref(), bip.as_deref())
-        .context("the default bridge network (--bridge, --bip)")?;
-    tracing::info!(made, default_bridge_changed = changed, "networks ready");
     let settings = RuntimeSettings {
         containers_dir: layout.containers_dir(),
         runtime_root: layout.runtime_dir(),
@@ -556,6 +539,33 @@ fn open_services(layout: &RootLayout, engine: EngineSettings) -> Result<ApiState
         facts,
         metrics: Default::default(),
     })
+}
+
+/// The network service on netavark, with the predefined networks and the
+/// default bridge as `--bridge`/`--bip` say.
+fn open_networks(
+    layout: &RootLayout,
+    store: Arc<Store>,
+    bridge: &Option<String>,
+    bip: &Option<String>,
+) -> Result<NetworkService> {
+    let runtime = NetworkRuntime {
+        netavark: Netavark {
+            binary: netavark::DEFAULT_NETAVARK.into(),
+            aardvark: netavark::DEFAULT_AARDVARK.into(),
+            config_dir: layout.netavark_dir(),
+        },
+        netns_dir: layout.netns_dir(),
+    };
+    let networks = NetworkService::new(store).with_runtime(runtime);
+    let made = networks
+        .ensure_predefined()
+        .context("the predefined networks")?;
+    let changed = networks
+        .configure_default_bridge(bridge.as_deref(), bip.as_deref())
+        .context("the default bridge network (--bridge, --bip)")?;
+    tracing::info!(made, default_bridge_changed = changed, "networks ready");
+    Ok(networks)
 }
 
 /// The volume service with its drivers, reconciled.
