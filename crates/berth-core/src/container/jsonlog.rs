@@ -147,6 +147,13 @@ pub fn read_all_then_follow(path: &Path) -> std::io::Result<(Vec<LogEntry>, LogR
         for (file, gz) in rotated {
             out.extend(parse_lines(&super::logrotate::read_opened(file, gz)?));
         }
+        // Before the live log is read: if it rotates while it is read, its
+        // catch-up must go on after the rotated entries already in `out`,
+        // not from the first entry of every file (seen: 11 entries sent
+        // twice by `logs -f` through 1 KiB rotations).
+        if let Some(last) = out.last() {
+            live.last_time = Some(last.time.clone());
+        }
         out.extend(live.read_new()?);
         // The live log may have had nothing new: the reader must still go
         // on after the last rotated entry, or a later catch-up repeats them.
