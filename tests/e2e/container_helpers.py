@@ -12,6 +12,18 @@ import subprocess
 import time
 
 
+def wait_until(pred, timeout=15.0, what="condition"):
+    """Polls ``pred`` until it returns something true (returned), at most
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def ps_status(daemon, name, all=True) -> str | None:
     """The STATUS column of `docker ps [-a]` for container `name`, or None."""
     args = ["ps", "--format", "{{.Names}}\t{{.Status}}"]

@@ -29,6 +29,7 @@ import uuid
 import pytest
 
 from busybox_image import import_busybox
+from container_helpers import wait_until
 from conftest import _docker_env, log_tail, run_cmd
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -62,16 +63,6 @@ def inspect(daemon, name) -> dict:
 
 def network(daemon, name="bridge") -> dict:
     return json.loads(daemon.docker("network", "inspect", name).stdout)[0]
-
-
-def wait_until(pred, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def fetch(url, timeout=2.0) -> str | None:

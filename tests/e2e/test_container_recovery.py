@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 
-from container_helpers import berth_shims, process_alive, wait_for_log
+from container_helpers import berth_shims, process_alive, wait_for_log, wait_until
 
 
 def cgroup_pids(cid: str) -> list[int]:
@@ -45,16 +45,6 @@ def inspect(daemon, name) -> dict:
     status, body = daemon.api("GET", f"/containers/{name}/json")
     assert status == 200, body
     return body
-
-
-def wait_until(pred, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def file_size(daemon, volume, rel) -> int:
