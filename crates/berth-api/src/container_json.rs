@@ -18,7 +18,7 @@ pub fn summary(c: &ContainerRecord, view: &NetworkView) -> Value {
         "Created": unix_seconds(&c.created),
         "Ports": summary_ports(c, view),
         "Labels": c.config.labels.clone().unwrap_or_default(),
-        "State": c.state.status.as_str(),
+        "State": c.state.docker_status(),
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": c.host_config.network_mode},
         "NetworkSettings": {"Networks": networks_json(c, view)},
@@ -160,9 +160,9 @@ pub fn inspect(
         "Path": c.path,
         "Args": c.args,
         "State": {
-            "Status": s.status.as_str(),
+            "Status": s.docker_status(),
             "Running": s.status == Status::Running,
-            "Paused": false,
+            "Paused": s.status == Status::Running && s.paused,
             "Restarting": false,
             "OOMKilled": s.oom_killed,
             "Dead": s.status == Status::Dead,
@@ -274,6 +274,9 @@ fn since(rfc3339: Option<&str>) -> String {
 fn status_text(c: &ContainerRecord) -> String {
     let s = &c.state;
     match s.status {
+        Status::Running if s.paused => {
+            format!("Up {} (Paused)", since(s.started_at.as_deref()))
+        }
         Status::Running => format!("Up {}", since(s.started_at.as_deref())),
         Status::Removing => "Removal In Progress".into(),
         Status::Dead => "Dead".into(),

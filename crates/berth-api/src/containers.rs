@@ -235,6 +235,26 @@ pub async fn kill(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `POST /containers/{id}/pause`
+pub async fn pause(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let svc = state.containers.clone();
+    blocking(move || svc.pause(&id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /containers/{id}/unpause`
+pub async fn unpause(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let svc = state.containers.clone();
+    blocking(move || svc.unpause(&id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// `DELETE /containers/{id}?force=&v=`
 pub async fn remove(
     State(state): State<ApiState>,

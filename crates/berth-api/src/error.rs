@@ -75,6 +75,7 @@ from_core_error!(
     berth_core::network::NetworkError,
     berth_core::volume::VolumeError,
     berth_core::container::ContainerError,
+    berth_core::container::exec::ExecError,
     berth_core::image::ImageError
 );
 

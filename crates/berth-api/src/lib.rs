@@ -13,6 +13,8 @@ mod container_json;
 mod containers;
 pub mod error;
 mod events;
+mod exec;
+mod exec_io;
 mod extensions;
 mod images;
 pub mod metrics;
@@ -61,6 +63,12 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route("/containers/{id}/wait", post(containers::wait))
         .route("/containers/{id}/attach", post(containers::attach))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/containers/{id}/pause", post(containers::pause))
+        .route("/containers/{id}/unpause", post(containers::unpause))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/resize", post(exec::resize))
+        .route("/exec/{id}/json", get(exec::inspect))
         .route(
             "/containers/{id}",
             axum::routing::delete(containers::remove),

@@ -68,6 +68,9 @@ enum Command {
     /// Per-container supervisor started by the daemon.
     #[command(hide = true)]
     Shim(shim::ShimArgs),
+    /// Runs one exec's process in a running container (the daemon's helper).
+    #[command(hide = true)]
+    ExecShim(shim::exec::ExecShimArgs),
 }
 
 fn main() {
@@ -78,6 +81,7 @@ fn main() {
         // Which daemon flags were given decides how the config file merges.
         Command::Daemon(args) => daemon::run(args, matches.subcommand_matches("daemon")),
         Command::Shim(args) => shim::run(args),
+        Command::ExecShim(args) => shim::exec::run(args),
         Command::Completion(args) => cli::docs::completion(Cli::command(), &args),
         Command::Man(args) => cli::docs::man(Cli::command(), &args),
         command => run_client(cli.host, command),
@@ -127,7 +131,11 @@ async fn dispatch(api: &client::ApiClient, command: Command) -> anyhow::Result<i
         Command::Import(a) => cli::image::import(api, a).await,
         Command::Load(a) => cli::image::load(api, a).await,
         Command::Inspect(a) => cli::image::inspect(api, a).await,
-        Command::Daemon(_) | Command::Shim(_) | Command::Completion(_) | Command::Man(_) => {
+        Command::Daemon(_)
+        | Command::Shim(_)
+        | Command::ExecShim(_)
+        | Command::Completion(_)
+        | Command::Man(_) => {
             unreachable!("handled before")
         }
     }

@@ -111,6 +111,35 @@ impl ContainerCgroup {
         }
     }
 
+    /// Freezes (or thaws) the container's processes; an error if no
+    /// hierarchy has a freezer for it.
+    pub fn freeze(&self, frozen: bool) -> std::io::Result<()> {
+        let dirs = self.dirs();
+        let controls: Vec<PathBuf> = dirs
+            .iter()
+            .filter_map(|d| freezer_file(d, frozen).0)
+            .collect();
+        if controls.is_empty() {
+            return Err(std::io::Error::other("the cgroup has no freezer"));
+        }
+        // Parents first when freezing: children inherit it at once.
+        let order: Vec<PathBuf> = if frozen {
+            dirs.iter().rev().cloned().collect()
+        } else {
+            dirs
+        };
+        for dir in &order {
+            let (file, value) = freezer_file(dir, frozen);
+            if let Some(file) = file {
+                std::fs::write(&file, value)?;
+                if frozen {
+                    wait_frozen(&file);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Removes the (empty) cgroup folders, deepest first; busy ones stay.
     fn remove_dirs(&self) {
         for dir in self.dirs() {

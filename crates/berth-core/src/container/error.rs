@@ -29,6 +29,12 @@ pub enum ContainerError {
     AlreadyRunning,
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("container {0} is not running")]
+    NotRunningConflict(String),
+    #[error("container {0} is already paused")]
+    AlreadyPaused(String),
+    #[error("Container {0} is not paused")]
+    NotPaused(String),
     #[error("cannot kill container: {name}: container {id} is not running")]
     KillNotRunning { name: String, id: String },
     #[error("container is marked for removal and cannot be started")]
@@ -67,9 +73,11 @@ impl ContainerError {
             | RemoveRunning(_)
             | RemovalInProgress(_)
             | KillNotRunning { .. }
+            | NotRunningConflict(_)
+            | AlreadyPaused(_)
             | MarkedForRemoval => ErrorKind::Conflict,
             AlreadyRunning | NotRunning(_) => ErrorKind::NotModified,
-            Start(_) | Io { .. } | Store(_) => ErrorKind::Internal,
+            Start(_) | Io { .. } | Store(_) | NotPaused(_) => ErrorKind::Internal,
             Image(e) => e.kind(),
             Volume(e) => e.kind(),
             Network(e) => e.kind(),
@@ -99,7 +107,7 @@ impl From<ShimError> for ContainerError {
         match e {
             ShimError::Failed {
                 message,
-                cause: FailureCause::ProgramNotFound,
+                cause: FailureCause::ProgramNotFound | FailureCause::NotExecutable,
             } => ContainerError::StartNotFound(message),
             other => ContainerError::Start(other.to_string()),
         }

@@ -379,6 +379,7 @@ impl ContainerService {
             Err(e) => tracing::error!(container = %id, error = %e, "mounts kept"),
         }
         let code = state.exit_code;
+        self.forget_execs(id);
         // Waiters (kill, stop, wait) hear of the exit before the network
         // teardown, which can take long (netavark removes a rule at a
         // time); the container's lock is held until it is done.
@@ -416,6 +417,7 @@ impl ContainerService {
         }
         let signal = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
         send(&record, signal)?;
+        self.resume_if_ending(&record, signal);
         self.publish("kill", &record, &[("signal", &(signal as i32).to_string())]);
         if signal == Signal::SIGKILL {
             watch.wait(Some(KILL_WAIT));
@@ -446,15 +448,33 @@ impl ContainerService {
             .or(record.config.stop_signal.as_deref())
             .unwrap_or("SIGTERM");
         if timeout != 0 {
-            send(&record, parse_signal(stop_signal)?)?;
+            let signal = parse_signal(stop_signal)?;
+            send(&record, signal)?;
+            self.resume_if_ending(&record, signal);
             let grace = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
             if watch.wait(grace) {
                 return Ok(());
             }
         }
         send(&record, Signal::SIGKILL)?;
+        self.resume_if_ending(&record, Signal::SIGKILL);
         watch.wait(Some(Duration::from_secs(30)));
         Ok(())
+    }
+
+    /// A paused container sent SIGKILL or its stop signal is thawed so
+    /// the signal is delivered (moby's `killWithSignal`).
+    fn resume_if_ending(&self, record: &ContainerRecord, signal: Signal) {
+        let Ok(now) = self.resolve(&record.id) else {
+            return;
+        };
+        let stop_signal = record.config.stop_signal.as_deref().unwrap_or("SIGTERM");
+        let ending = signal == Signal::SIGKILL || parse_signal(stop_signal).ok() == Some(signal);
+        if now.state.paused && ending {
+            if let Err(e) = self.thaw(&now) {
+                tracing::warn!(container = %record.id, error = %e, "cannot unpause container");
+            }
+        }
     }
 
     /// A watch on the container's exits from now on (take it before
@@ -522,6 +542,7 @@ fn with_pids(state: &ContainerState, status: Status, pid: Pid, shim_pid: Pid) ->
 fn exited_state(running: &ContainerState, exit: Option<&ExitStatus>) -> ContainerState {
     let mut state = running.clone();
     state.status = Status::Exited;
+    state.paused = false;
     state.pid = None;
     state.shim_pid = None;
     match exit {

@@ -112,9 +112,23 @@ pub struct ContainerState {
     pub exit_code: i64,
     pub error: String,
     pub oom_killed: bool,
+    /// Frozen by `pause` (while running).
+    #[serde(default)]
+    pub paused: bool,
     /// RFC 3339 with nanoseconds, or `None` for Docker's zero time.
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+}
+
+impl ContainerState {
+    /// Docker's `State.Status`: a paused running container is "paused".
+    pub fn docker_status(&self) -> &'static str {
+        if self.status == Status::Running && self.paused {
+            "paused"
+        } else {
+            self.status.as_str()
+        }
+    }
 }
 
 /// A mount the container gets, resolved at create.

@@ -45,6 +45,8 @@ pub struct ContainerService {
     pub(super) networks: Arc<NetworkService>,
     /// Held while addresses and host ports are chosen and recorded.
     pub(super) attach_lock: parking_lot::Mutex<()>,
+    /// Execs until their container stops (kept in memory, as moby does).
+    pub(super) execs: super::exec::ExecTable,
 }
 
 impl ContainerService {
@@ -61,6 +63,7 @@ impl ContainerService {
         Ok(ContainerService {
             networks: Arc::new(NetworkService::new(store.clone())),
             attach_lock: parking_lot::Mutex::new(()),
+            execs: Default::default(),
             store,
             images,
             volumes,
@@ -149,7 +152,7 @@ impl ContainerService {
             .list_containers()?
             .into_iter()
             .filter(|c| all || c.state.status == super::Status::Running)
-            .filter(|c| any("status", &|v| v == c.state.status.as_str()))
+            .filter(|c| any("status", &|v| v == c.state.docker_status()))
             .filter(|c| any("id", &|v| c.id.starts_with(v)))
             .filter(|c| names.matches(&c.name))
             .filter(|c| any("ancestor", &|v| v == c.config.image || v == c.image_id))

@@ -10,6 +10,7 @@
 //! the daemon kills the shim and the container's cgroup).
 
 use std::io::{BufRead, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -55,12 +56,32 @@ pub enum ShimReply {
     },
 }
 
+/// Exec helper (`berth exec-shim`) → daemon, one message per packet on a
+/// `SOCK_SEQPACKET` pair (the helper's fd 3): `started` (with a TTY the
+/// terminal's master travels with it as `SCM_RIGHTS`) or `failed`, then
+/// `exited` once the process has ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum ExecReply {
+    /// The process runs in the container; `pid` is its host PID.
+    Started { pid: Pid },
+    /// It could not be started; nothing is left behind.
+    Failed {
+        message: String,
+        cause: FailureCause,
+    },
+    /// It ended: exit code, or 128 + signal number.
+    Exited { exit_code: i64 },
+}
+
 /// Why a start failed, for Docker's status codes and exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureCause {
     /// The program is missing or not executable (Docker: 400, exit 127).
     ProgramNotFound,
+    /// The program exists but cannot be run (exec: Docker's exit 126).
+    NotExecutable,
     /// Anything else (Docker: 500, exit 128).
     Other,
 }
@@ -109,6 +130,79 @@ pub fn receive<R: BufRead, M: for<'de> Deserialize<'de>>(
         })
 }
 
+/// Sends one message as one packet of a `SOCK_SEQPACKET` socket, with
+/// `fd` attached (`SCM_RIGHTS`) if given.
+pub fn send_packet<M: Serialize>(
+    socket: BorrowedFd<'_>,
+    message: &M,
+    fd: Option<BorrowedFd<'_>>,
+) -> std::io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let bytes = serde_json::to_vec(message).map_err(std::io::Error::other)?;
+    let iov = [std::io::IoSlice::new(&bytes)];
+    let fds: Vec<RawFd> = fd.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsgs: Vec<ControlMessage<'_>> = if fds.is_empty() {
+        Vec::new()
+    } else {
+        vec![ControlMessage::ScmRights(&fds)]
+    };
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &iov,
+        &cmsgs,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    Ok(())
+}
+
+/// Largest packet [`receive_packet`] reads.
+const MAX_PACKET: usize = 64 * 1024;
+
+/// Receives one packet: the message and the descriptor sent with it;
+/// `Ok(None)` when the other side has closed its end.
+pub fn receive_packet<M: for<'de> Deserialize<'de>>(
+    socket: BorrowedFd<'_>,
+) -> Result<Option<(M, Option<OwnedFd>)>, ShimError> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = vec![0u8; MAX_PACKET];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let (len, fd) = {
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = loop {
+            match recvmsg::<()>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other.map_err(std::io::Error::from)?,
+            }
+        };
+        let mut fd = None;
+        for cmsg in msg.cmsgs().map_err(std::io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                for raw in fds {
+                    // SAFETY: the kernel just installed this descriptor.
+                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                    fd.get_or_insert(owned);
+                }
+            }
+        }
+        (msg.bytes, fd)
+    };
+    if len == 0 {
+        return Ok(None);
+    }
+    serde_json::from_slice(&buf[..len])
+        .map(|m| Some((m, fd)))
+        .map_err(|e| ShimError::Unreadable {
+            line: String::from_utf8_lossy(&buf[..len.min(200)]).into_owned(),
+            detail: e.to_string(),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +227,33 @@ mod tests {
             cause: FailureCause::ProgramNotFound,
         };
         assert_eq!(round_trip(&failed), failed);
+    }
+
+    #[test]
+    fn packets_carry_a_message_and_a_descriptor() {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        use std::os::fd::AsFd;
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let started = ExecReply::Started {
+            pid: Pid::new(9).unwrap(),
+        };
+        send_packet(a.as_fd(), &started, Some(file.as_fd())).unwrap();
+        send_packet(a.as_fd(), &ExecReply::Exited { exit_code: 3 }, None).unwrap();
+        let (m, fd) = receive_packet::<ExecReply>(b.as_fd()).unwrap().unwrap();
+        assert_eq!(m, started);
+        assert!(fd.is_some());
+        let (m, fd) = receive_packet::<ExecReply>(b.as_fd()).unwrap().unwrap();
+        assert_eq!(m, ExecReply::Exited { exit_code: 3 });
+        assert!(fd.is_none());
+        drop(a);
+        assert!(receive_packet::<ExecReply>(b.as_fd()).unwrap().is_none());
     }
 
     #[test]

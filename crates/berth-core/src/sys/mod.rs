@@ -8,6 +8,7 @@ pub mod mount;
 pub mod process;
 pub mod reflink;
 pub mod remove_tree;
+pub mod terminal;
 pub mod units;
 pub mod usage;
 pub mod xattr;

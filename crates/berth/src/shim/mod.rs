@@ -9,6 +9,7 @@
 //! raw clone3 from the calling process, which is only safe without other
 //! threads. Handshake with the daemon: see `berth_core::container::shim`.
 
+pub mod exec;
 mod propagation;
 mod pump;
 mod runtime;
@@ -106,10 +107,19 @@ impl Failure {
             || message.contains("no such file or directory")
         {
             FailureCause::ProgramNotFound
+        } else if message.contains("permission denied") {
+            FailureCause::NotExecutable
         } else {
             FailureCause::Other
         };
         Failure { message, cause }
+    }
+
+    fn reply_exec(&self) -> protocol::ExecReply {
+        protocol::ExecReply::Failed {
+            message: self.message.clone(),
+            cause: self.cause,
+        }
     }
 
     fn reply(&self) -> ShimReply {

@@ -108,7 +108,7 @@ fn sanitize(binary: &str) -> String {
 
 /// libcontainer reports a missing program at create; Docker's wording
 /// (which the docker CLI maps to exit code 127) names it at start.
-fn docker_wording(message: &str) -> String {
+pub(super) fn docker_wording(message: &str) -> String {
     if let Some(rest) = message.split("executable '").nth(1) {
         if let Some(program) = rest.split('\'').next() {
             if message.contains("not found in $PATH") {

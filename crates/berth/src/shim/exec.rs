@@ -1,0 +1,283 @@
+//! `berth exec-shim` (hidden): runs one exec's process in a running
+//! container with libcontainer's tenant builder, reaps it, and reports to
+//! the daemon on fd 3 (`berth_core::container::exec`, typed
+//! [`ExecReply`] packets). Its stdin, stdout and stderr are the process's
+//! (pipes to the daemon, or /dev/null); with a TTY the terminal's master
+//! goes to the daemon with the `started` message.
+//!
+//! libcontainer 0.7's tenant builder rebuilds the spec's `linux` section
+//! without `seccomp`, so an exec would run unfiltered. The process is
+//! therefore started by [`SeccompExecutor`], which loads the container's
+//! filter right before `execve`. Loading a filter without
+//! no-new-privileges needs `CAP_SYS_ADMIN`, so when the container lacks
+//! it the process gets it (and `CAP_SETPCAP`, to drop from the bounding
+//! set) only until the filter is loaded: it is dropped from every set
+//! before the program runs, as runc loads the filter before dropping
+//! capabilities.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_core::container::shim_protocol::{self as protocol, ExecReply, Pid};
+use caps::{CapSet, Capability};
+use clap::Args;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use oci_spec::runtime::{
+    Capabilities as SpecCaps, Capability as SpecCap, LinuxSeccomp, Process, Spec,
+};
+
+use super::runtime::docker_wording;
+use super::Failure;
+
+/// Arguments the daemon passes.
+#[derive(Debug, Args)]
+pub struct ExecShimArgs {
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    runtime_root: PathBuf,
+    #[arg(long)]
+    bundle: PathBuf,
+    /// The exec's OCI process.
+    #[arg(long)]
+    process: PathBuf,
+    /// The container's folder (where a TTY's console socket is made).
+    #[arg(long)]
+    state_dir: PathBuf,
+    #[arg(long)]
+    tty: bool,
+}
+
+/// Runs the helper; returns its exit code.
+pub fn run(args: ExecShimArgs) -> i32 {
+    // SAFETY: the daemon put the control socket on fd 3 (launch.rs).
+    let control = unsafe { OwnedFd::from_raw_fd(3) };
+    let _ = nix::fcntl::fcntl(
+        control.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let (pid, master) = match start(&args) {
+        Ok(started) => started,
+        Err(failure) => {
+            let _ = protocol::send_packet(control.as_fd(), &failure.reply_exec(), None);
+            return 1;
+        }
+    };
+    let started = ExecReply::Started { pid };
+    let _ = protocol::send_packet(
+        control.as_fd(),
+        &started,
+        master.as_ref().map(|m| m.as_fd()),
+    );
+    drop(master);
+    let exit_code = wait_for(pid);
+    let _ = protocol::send_packet(control.as_fd(), &ExecReply::Exited { exit_code }, None);
+    0
+}
+
+/// Starts the process; its pid and, with a TTY, the terminal's master.
+fn start(args: &ExecShimArgs) -> Result<(Pid, Option<OwnedFd>), Failure> {
+    let spec = Spec::load(args.bundle.join("config.json"))
+        .map_err(|e| Failure::other(format!("reading the container's spec: {e}")))?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let lent = match &seccomp {
+        Some(_) => lend_capabilities(&args.process)?,
+        None => Vec::new(),
+    };
+    let console = args
+        .tty
+        .then(|| ConsoleSocket::bind(&args.state_dir))
+        .transpose()?;
+    let executor = SeccompExecutor { seccomp, lent };
+    let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
+        .with_root_path(&args.runtime_root)
+        .map_err(|e| Failure::other(e.to_string()))?
+        .with_executor(executor);
+    if let Some(console) = &console {
+        builder = builder.with_console_socket(Some(console.path.clone()));
+    }
+    let pid = builder
+        .as_tenant()
+        .with_process(Some(&args.process))
+        .with_detach(args.tty)
+        .build()
+        .map_err(|e| Failure::classify(docker_wording(&e.to_string())))?;
+    let pid = Pid::new(i64::from(pid.as_raw()))
+        .ok_or_else(|| Failure::other("the runtime reported no process"))?;
+    let master = console.map(|c| c.receive_master()).transpose()?;
+    Ok((pid, master))
+}
+
+/// Adds `CAP_SYS_ADMIN` and `CAP_SETPCAP` to the process's capabilities
+/// where they are missing (rewriting the process file); returns those
+/// lent, for the executor to take back once the filter is loaded. With
+/// no-new-privileges no capability is needed.
+fn lend_capabilities(process_file: &Path) -> Result<Vec<Capability>, Failure> {
+    let bytes = std::fs::read(process_file)
+        .map_err(|e| Failure::other(format!("reading {}: {e}", process_file.display())))?;
+    let mut process: Process = serde_json::from_slice(&bytes)
+        .map_err(|e| Failure::other(format!("the exec's process: {e}")))?;
+    let Some(mut caps) = process.capabilities().clone() else {
+        return Ok(Vec::new());
+    };
+    if process.no_new_privileges() == Some(true) {
+        return Ok(Vec::new());
+    }
+    let mut lent = Vec::new();
+    for (spec_cap, cap) in [
+        (SpecCap::SysAdmin, Capability::CAP_SYS_ADMIN),
+        (SpecCap::Setpcap, Capability::CAP_SETPCAP),
+    ] {
+        if caps
+            .effective()
+            .as_ref()
+            .is_some_and(|e| e.contains(&spec_cap))
+        {
+            continue;
+        }
+        let add = |set: &Option<SpecCaps>| {
+            let mut set = set.clone().unwrap_or_default();
+            set.insert(spec_cap);
+            Some(set)
+        };
+        caps.set_bounding(add(caps.bounding()));
+        caps.set_effective(add(caps.effective()));
+        caps.set_permitted(add(caps.permitted()));
+        lent.push(cap);
+    }
+    process.set_capabilities(Some(caps));
+    let json = serde_json::to_vec(&process).map_err(|e| Failure::other(e.to_string()))?;
+    std::fs::write(process_file, json)
+        .map_err(|e| Failure::other(format!("writing {}: {e}", process_file.display())))?;
+    Ok(lent)
+}
+
+/// Loads the container's seccomp filter, takes back the capabilities lent
+/// for it, then runs the program as libcontainer's default executor does.
+#[derive(Clone)]
+struct SeccompExecutor {
+    seccomp: Option<LinuxSeccomp>,
+    lent: Vec<Capability>,
+}
+
+impl Executor for SeccompExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        if let Some(seccomp) = &self.seccomp {
+            libcontainer::seccomp::initialize_seccomp(seccomp)
+                .map_err(|e| ExecutorError::Other(format!("loading seccomp: {e}")))?;
+        }
+        // SETPCAP (if lent) goes last: dropping from the bounding set needs it.
+        for cap in &self.lent {
+            caps::drop(None, CapSet::Bounding, *cap)
+                .map_err(|e| ExecutorError::Other(format!("dropping {cap}: {e}")))?;
+        }
+        for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] {
+            for cap in &self.lent {
+                caps::drop(None, set, *cap)
+                    .map_err(|e| ExecutorError::Other(format!("dropping {cap}: {e}")))?;
+            }
+        }
+        libcontainer::workload::default::get_executor().exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        libcontainer::workload::default::get_executor().validate(spec)
+    }
+}
+
+/// The socket libcontainer sends a TTY's master to, made in the
+/// container's folder under a short relative name (a socket path has at
+/// most 107 bytes; the folder's may be longer).
+struct ConsoleSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ConsoleSocket {
+    fn bind(state_dir: &Path) -> Result<Self, Failure> {
+        let name = format!("exec-{:08x}.sock", rand::random::<u32>());
+        std::env::set_current_dir(state_dir)
+            .map_err(|e| Failure::other(format!("entering {}: {e}", state_dir.display())))?;
+        let bound = UnixListener::bind(&name);
+        let _ = std::env::set_current_dir("/");
+        let listener = bound.map_err(|e| Failure::other(format!("console socket: {e}")))?;
+        Ok(ConsoleSocket {
+            listener,
+            path: state_dir.join(name),
+        })
+    }
+
+    /// The master the container's process sent.
+    fn receive_master(self) -> Result<OwnedFd, Failure> {
+        let result = self.accept_master();
+        let _ = std::fs::remove_file(&self.path);
+        result
+    }
+
+    fn accept_master(&self) -> Result<OwnedFd, Failure> {
+        self.listener
+            .set_nonblocking(true)
+            .map_err(|e| Failure::other(e.to_string()))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if std::time::Instant::now() > deadline {
+                        return Err(Failure::other("no terminal was sent"));
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => return Err(Failure::other(format!("console socket: {e}"))),
+            }
+        };
+        stream
+            .set_nonblocking(false)
+            .map_err(|e| Failure::other(e.to_string()))?;
+        receive_fd(stream.as_fd())
+    }
+}
+
+fn receive_fd(socket: std::os::fd::BorrowedFd<'_>) -> Result<OwnedFd, Failure> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| Failure::other(format!("receiving the terminal: {e}")))?;
+    for cmsg in msg.cmsgs().map_err(|e| Failure::other(e.to_string()))? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just installed this descriptor.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(Failure::other("no terminal was sent"))
+}
+
+/// Reaps children until `pid` has ended; its exit code (128 + signal).
+fn wait_for(pid: Pid) -> i64 {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid.raw() => return i64::from(code),
+            Ok(WaitStatus::Signaled(p, signal, _)) if p.as_raw() == pid.raw() => {
+                return 128 + signal as i64
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return 255,
+        }
+    }
+}
