@@ -458,16 +458,23 @@ def test_unknown_container_everywhere_404(daemon):
         assert error_message(headers, body) == "No such container: nosuchctr", (method, path)
 
 
-def test_tty_refused_400(daemon, image, uniq):
-    before = container_ids(daemon)
-    status, headers, body = create(daemon, {"Image": image, "Cmd": ["true"], "Tty": True},
-                                   name=uniq + "-tty")
+def test_terminal_requests_checked(daemon, image, uniq):
+    """A TTY container's resize and attach options: bad sizes and detach
+    keys are refused (moby's words) and change nothing; a stopped
+    container cannot be resized."""
+    name = uniq + "-tty"
+    daemon.docker("create", "-t", "--name", name, image, "true")
+    for query in ("h=x&w=10", "h=10", "h=-1&w=10", "h=10&w=99999"):
+        status, headers, body = daemon.http("POST", f"/containers/{name}/resize?{query}")
+        assert status == 400, (query, status, body)
+        assert "strconv.Atoi" in error_message(headers, body)
+    status, headers, body = daemon.http("POST", f"/containers/{name}/resize?h=10&w=10")
+    assert status == 409 and "is not running" in error_message(headers, body)
+    status, headers, body = daemon.http(
+        "POST", f"/containers/{name}/attach?stream=1&stdin=1&detachKeys=ctrl-1")
     assert status == 400
-    assert "TTY" in error_message(headers, body)
-    p = daemon.docker("run", "--name", uniq + "-tty2", "-t", image, "true", check=False)
-    assert p.returncode == 125
-    assert "TTY" in p.stderr
-    assert container_ids(daemon) == before
+    assert error_message(headers, body) == "Invalid detach keys (ctrl-1) provided"
+    assert json.loads(daemon.docker("inspect", name).stdout)[0]["State"]["Status"] == "created"
 
 
 @pytest.mark.parametrize("bad", ["a b", "a", "-x", "a/b", "é1", "x" * 3 + "!", ".hidden"])

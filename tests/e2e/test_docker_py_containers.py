@@ -168,10 +168,15 @@ def test_create_then_start_low_level(client, image, cname):
     api.remove_container(c["Id"])
 
 
-def test_tty_is_refused(client, image, cname):
-    with pytest.raises(docker.errors.APIError) as exc:
-        client.containers.run(image, "true", tty=True, detach=True, name=cname())
-    assert exc.value.status_code == 400
+def test_tty_output_is_raw(client, image, cname):
+    """With a TTY, logs and attach carry the terminal's bytes unframed
+    (CRLF line ends: the terminal's ONLCR), as dockerd sends them."""
+    c = client.containers.run(image, ["sh", "-c", "echo one; echo two >&2"], tty=True,
+                              detach=True, name=cname())
+    assert c.wait()["StatusCode"] == 0
+    assert c.logs() == b"one\r\ntwo\r\n"
+    assert client.api.inspect_container(c.id)["Config"]["Tty"] is True
+    c.remove()
 
 
 def test_images_list(client, image):

@@ -9,6 +9,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use berth_core::container::detach_keys::{parse_detach_keys, DEFAULT_DETACH_KEYS};
 use berth_core::container::jsonlog::{LogEntry, LogReader};
 use berth_core::container::options::parse_networking_config;
 use berth_core::container::{
@@ -29,6 +30,8 @@ use crate::ApiState;
 
 /// The `Content-Type` of Docker's multiplexed stdout/stderr frames.
 const MULTIPLEXED_STREAM: &str = "application/vnd.docker.multiplexed-stream";
+/// The `Content-Type` of a TTY's output, sent as it comes.
+const RAW_STREAM: &str = "application/vnd.docker.raw-stream";
 
 /// The create body: `Config` fields at the top level plus `HostConfig`.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -64,11 +67,6 @@ pub async fn create(
             .map_err(|e| ApiError::bad_request(e.to_string()))?,
         None => Default::default(),
     };
-    if body.config.tty {
-        return Err(ApiError::bad_request(
-            "berth does not support a TTY yet (-t): run without -t",
-        ));
-    }
     let host_config = body.host_config.unwrap_or_default();
     check_mount_options_for(version, &host_config)?;
     let query = Query::parse(q.as_deref());
@@ -245,6 +243,18 @@ pub async fn pause(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `POST /containers/{id}/resize?h=&w=`
+pub async fn resize(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let size = crate::exec::parse_window_size(&Query::parse(q.as_deref()))?;
+    let svc = state.containers.clone();
+    blocking(move || svc.resize(&id, size)).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
 /// `POST /containers/{id}/unpause`
 pub async fn unpause(
     State(state): State<ApiState>,
@@ -306,12 +316,18 @@ pub async fn attach(
     mut req: Request,
 ) -> Result<Response, ApiError> {
     let query = Query::parse(q.as_deref());
-    let filter = stream_filter(&query, false);
+    let detach_keys = match query.get("detachKeys").filter(|k| !k.is_empty()) {
+        Some(keys) => parse_detach_keys(keys).map_err(ApiError::bad_request)?,
+        None => DEFAULT_DETACH_KEYS.to_vec(),
+    };
     let (record, rx) = subscribe(&state.containers, id).await?;
+    let tty = record.config.tty;
+    let filter = stream_filter(&query, false, tty);
     let paths = state.containers.paths(&record.id);
     let exits = rx.borrow().exits;
     let stdin = if query.bool("stdin") && record.config.open_stdin {
-        Some(open_stdin(&paths, &rx, exits)?)
+        let keys = tty.then_some(detach_keys);
+        Some(open_stdin(&paths, &rx, exits, keys)?)
     } else {
         None
     };
@@ -326,16 +342,26 @@ pub async fn attach(
         stdin,
     };
     session.spawn(hyper::upgrade::on(&mut req));
-    Ok(upgrade_response())
+    Ok(upgrade_response(stream_type(tty)))
 }
 
 /// Which streams a request asked for (`stdout=`, `stderr=`), and whether
 /// each line carries its timestamp.
-fn stream_filter(query: &Query, timestamps: bool) -> StreamFilter {
+fn stream_filter(query: &Query, timestamps: bool, raw: bool) -> StreamFilter {
     StreamFilter {
         stdout: query.bool("stdout"),
         stderr: query.bool("stderr"),
         timestamps,
+        raw,
+    }
+}
+
+/// The `Content-Type` of a container's output: raw with a TTY.
+fn stream_type(tty: bool) -> &'static str {
+    if tty {
+        RAW_STREAM
+    } else {
+        MULTIPLEXED_STREAM
     }
 }
 
@@ -355,6 +381,7 @@ fn open_stdin(
     paths: &ContainerPaths,
     lifecycle: &watch::Receiver<Lifecycle>,
     exits_at_start: u64,
+    detach_keys: Option<Vec<u8>>,
 ) -> Result<streams::StdinPipe, ApiError> {
     let open = |p: PathBuf| {
         tokio::net::unix::pipe::OpenOptions::new()
@@ -369,6 +396,7 @@ fn open_stdin(
         fifo,
         lifecycle: lifecycle.clone(),
         exits_at_start,
+        detach_keys,
     })
 }
 
@@ -418,11 +446,11 @@ impl AttachSession {
 }
 
 /// The `101` that hands the connection over to the attach stream.
-fn upgrade_response() -> Response {
+fn upgrade_response(content_type: &'static str) -> Response {
     (
         StatusCode::SWITCHING_PROTOCOLS,
         [
-            (header::CONTENT_TYPE, MULTIPLEXED_STREAM),
+            (header::CONTENT_TYPE, content_type),
             (header::CONNECTION, "Upgrade"),
             (header::UPGRADE, "tcp"),
         ],
@@ -442,7 +470,7 @@ pub async fn logs(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let query = Query::parse(q.as_deref());
-    let filter = stream_filter(&query, query.bool("timestamps"));
+    let mut filter = stream_filter(&query, query.bool("timestamps"), false);
     if !filter.stdout && !filter.stderr {
         return Err(ApiError::bad_request(
             "Bad parameters: you must choose at least one stream",
@@ -450,6 +478,7 @@ pub async fn logs(
     }
     let window = LogWindow::parse(&query);
     let (record, rx) = subscribe(&state.containers, id).await?;
+    filter.raw = record.config.tty;
     let path = state.containers.paths(&record.id).log();
     let keep_following = query.bool("follow") && record.state.status == Status::Running;
     let (tx, frames) = mpsc::channel::<Bytes>(64);
@@ -460,7 +489,7 @@ pub async fn logs(
         exits_at_start: exits,
     };
     tokio::spawn(send_logs(path, window, output, keep_following, tx));
-    Ok(multiplexed_response(frames))
+    Ok(stream_response(frames, stream_type(record.config.tty)))
 }
 
 /// The part of a log a logs request asks for.
@@ -527,7 +556,7 @@ async fn read_history(path: PathBuf, window: LogWindow) -> (Vec<LogEntry>, LogRe
 
 /// A `200` whose body is the frames arriving on `frames`, until its sender
 /// is dropped.
-fn multiplexed_response(mut frames: mpsc::Receiver<Bytes>) -> Response {
+fn stream_response(mut frames: mpsc::Receiver<Bytes>, content_type: &'static str) -> Response {
     let body = futures_util::stream::poll_fn(move |cx| {
         frames
             .poll_recv(cx)
@@ -535,7 +564,7 @@ fn multiplexed_response(mut frames: mpsc::Receiver<Bytes>) -> Response {
     });
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, MULTIPLEXED_STREAM)],
+        [(header::CONTENT_TYPE, content_type)],
         Body::from_stream(body),
     )
         .into_response()

@@ -60,7 +60,7 @@ where
 {
     let (client_in, mut client_out) = tokio::io::split(io);
     let (tx, mut rx) = mpsc::channel::<Bytes>(64);
-    let (detach_tx, mut detached) = oneshot::channel::<()>();
+    let (detach_tx, detach_rx) = oneshot::channel::<()>();
     let input = match session.io {
         ExecIo::Pipes {
             stdin,
@@ -83,6 +83,8 @@ where
         ExecIo::Detached => None,
     };
     drop(tx);
+    let detached = crate::streams::detach_keys_typed(detach_rx);
+    tokio::pin!(detached);
     let ended = drained_after_exit(session.exit);
     tokio::pin!(ended);
     loop {
@@ -91,7 +93,7 @@ where
                 Some(frame) => if client_out.write_all(&frame).await.is_err() { break },
                 None => break,
             },
-            Ok(()) = &mut detached => break,
+            _ = &mut detached => break,
             _ = &mut ended => break,
         }
     }

@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
+use berth_core::container::detach_keys::{DetachScanner, Scanned};
 use berth_core::container::jsonlog::{LogEntry, LogReader, Stream};
 use berth_core::container::Lifecycle;
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 /// How often a followed log is checked for new lines.
@@ -33,6 +34,8 @@ pub struct StreamFilter {
     pub stdout: bool,
     pub stderr: bool,
     pub timestamps: bool,
+    /// A TTY container's output: raw bytes, no frames (as Docker sends it).
+    pub raw: bool,
 }
 
 impl StreamFilter {
@@ -50,6 +53,9 @@ impl StreamFilter {
         } else {
             entry.log.clone()
         };
+        if self.raw {
+            return Some(Bytes::from(text));
+        }
         Some(frame(entry.stream, text.as_bytes()))
     }
 }
@@ -104,39 +110,80 @@ pub struct StdinPipe {
     pub fifo: tokio::net::unix::pipe::Sender,
     pub lifecycle: watch::Receiver<Lifecycle>,
     pub exits_at_start: u64,
+    /// A TTY container's detach keys: typed, they end the attach.
+    pub detach_keys: Option<Vec<u8>>,
 }
 
 /// Serves an attach connection: output frames out; stdin (if given) into
 /// the container's FIFO. The client's half-close of its side ends only
-/// the stdin copy, not the output.
+/// the stdin copy, not the output; the detach keys end the attach.
 pub async fn serve_attach<IO>(io: IO, mut frames: mpsc::Receiver<Bytes>, stdin: Option<StdinPipe>)
 where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut read_half, mut write_half) = tokio::io::split(io);
-    let stdin_task = stdin.map(|mut pipe| {
-        tokio::spawn(async move {
-            let copied = tokio::io::copy(&mut read_half, &mut pipe.fifo).await;
-            tracing::debug!(?copied, "attach stdin closed by the client");
-            // A FIFO drops buffered data when no end is open, so hold it
-            // until the container has opened its end; then closing this,
-            // the last writer, gives the container EOF.
-            let started = pipe.exits_at_start;
-            let _ = pipe
-                .lifecycle
-                .wait_for(|l| l.running || l.exits > started)
-                .await;
-        })
-    });
-    while let Some(frame) = frames.recv().await {
-        if write_half.write_all(&frame).await.is_err() {
-            break;
+    let (read_half, mut write_half) = tokio::io::split(io);
+    let (detach_tx, detach_rx) = tokio::sync::oneshot::channel::<()>();
+    let stdin_task = stdin.map(|pipe| tokio::spawn(copy_stdin(read_half, pipe, detach_tx)));
+    let detached = detach_keys_typed(detach_rx);
+    tokio::pin!(detached);
+    loop {
+        tokio::select! {
+            frame = frames.recv() => match frame {
+                Some(frame) => if write_half.write_all(&frame).await.is_err() { break },
+                None => break,
+            },
+            _ = &mut detached => break,
         }
     }
     let _ = write_half.shutdown().await;
     if let Some(task) = stdin_task {
         task.abort();
     }
+}
+
+/// Resolves only when the detach keys were typed (a dropped sender, the
+/// end of stdin, never resolves it).
+pub async fn detach_keys_typed(rx: tokio::sync::oneshot::Receiver<()>) {
+    if rx.await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The client's bytes into the FIFO (through the detach-key scanner for a
+/// TTY container); at the client's end of input the FIFO is held until the
+/// container has opened its end (a FIFO drops buffered data when no end
+/// is open), and closing it then, the last writer, gives the container EOF.
+async fn copy_stdin<R: AsyncRead + Unpin>(
+    mut client: R,
+    mut pipe: StdinPipe,
+    detach: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut scanner = pipe.detach_keys.take().map(DetachScanner::new);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match client.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let (bytes, detaching) = match scanner.as_mut().map(|s| s.feed(&buf[..n])) {
+            None => (buf[..n].to_vec(), false),
+            Some(Scanned::Forward(bytes)) => (bytes, false),
+            Some(Scanned::Detach(bytes)) => (bytes, true),
+        };
+        if pipe.fifo.write_all(&bytes).await.is_err() {
+            break;
+        }
+        if detaching {
+            let _ = detach.send(());
+            return;
+        }
+    }
+    tracing::debug!("attach stdin closed by the client");
+    let started = pipe.exits_at_start;
+    let _ = pipe
+        .lifecycle
+        .wait_for(|l| l.running || l.exits > started)
+        .await;
 }
 
 /// All entries of a finished log, honouring `tail` (-1 = all), `since`

@@ -42,6 +42,7 @@ impl ContainerService {
             binds,
             pid_namespace: self.pid_namespace(options)?,
             devices: resolve_devices(options)?,
+            terminal: record.config.tty.then(|| console_size(&record.host_config)),
             options,
         })?;
         let bytes = serde_json::to_vec_pretty(&spec)
@@ -93,4 +94,19 @@ fn working_dir(rootfs: &Path, dir: &str) -> Result<String, ContainerError> {
         ContainerError::InvalidConfig(format!("cannot create working directory {dir}: {e}"))
     })?;
     Ok(dir.to_string())
+}
+
+/// `HostConfig.ConsoleSize` (`[height, width]`, API 1.42+; zero: unset).
+fn console_size(host: &super::HostConfig) -> crate::sys::terminal::WindowSize {
+    let size = host.extra.get("ConsoleSize").and_then(|v| v.as_array());
+    let at = |i: usize| {
+        size.and_then(|s| s.get(i))
+            .and_then(|v| v.as_u64())
+            .and_then(|v| u16::try_from(v).ok())
+            .unwrap_or(0)
+    };
+    crate::sys::terminal::WindowSize {
+        height: at(0),
+        width: at(1),
+    }
 }

@@ -205,6 +205,7 @@ impl ContainerService {
             log: paths.log(),
             runtime,
             stdin: record.config.open_stdin,
+            tty: record.config.tty,
             rotation: options.log_rotation,
         }
     }

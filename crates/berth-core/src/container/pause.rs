@@ -1,4 +1,4 @@
-//! `pause` and `unpause`: the container's cgroup frozen and thawed (v1
+//! `pause`, `unpause` and `resize`: the container's cgroup frozen and thawed (v1
 //! `freezer.state`, v2 `cgroup.freeze`), as runc does. The flag is kept
 //! in the container's state (a frozen cgroup outlives a daemon restart);
 //! an exit clears it. Errors in moby's words (`daemon/pause.go`,
@@ -52,6 +52,26 @@ impl ContainerService {
         state.paused = false;
         self.store.set_container_state(id, &state)?;
         Ok(())
+    }
+
+    /// `POST /containers/{id}/resize`: the terminal of a running TTY
+    /// container (a no-op without one, as the CLI only asks with `-t`).
+    pub fn resize(
+        &self,
+        name_or_id: &str,
+        size: crate::sys::terminal::WindowSize,
+    ) -> Result<(), ContainerError> {
+        let record = self.resolve(name_or_id)?;
+        if record.state.status != Status::Running {
+            return Err(ContainerError::NotRunningConflict(record.id));
+        }
+        if !record.config.tty {
+            return Ok(());
+        }
+        let dir = self.paths(&record.id).dir().to_path_buf();
+        super::shim::resize_terminal(&dir, size).map_err(|e| {
+            ContainerError::Start(format!("cannot resize container {}: {e}", record.id))
+        })
     }
 
     /// Whether container `id` is paused (as recorded).

@@ -69,6 +69,8 @@ pub struct ShimArgs {
     pub runtime: Option<String>,
     /// Give the container the stdin FIFO (`-i`).
     pub stdin: bool,
+    /// Give the container a terminal (`-t`).
+    pub tty: bool,
     /// json-file rotation (`--log-opt max-size/max-file/compress`).
     pub rotation: super::logrotate::Rotation,
 }
@@ -134,6 +136,9 @@ fn shim_command(exe: &Path, args: &ShimArgs) -> Command {
     }
     if args.stdin {
         cmd.arg("--stdin");
+    }
+    if args.tty {
+        cmd.arg("--tty");
     }
     if args.rotation.max_size > 0 {
         cmd.arg("--log-max-size")
@@ -316,6 +321,36 @@ fn parse_shim_cmdline(raw: &[u8]) -> Option<ShimCmdline> {
 }
 
 pub use crate::sys::process::wait_for_exit;
+
+/// The shim's control socket in the container's folder (TTY containers).
+pub const CONTROL_SOCKET: &str = "control.sock";
+
+/// Asks the shim of a TTY container to resize its terminal. The socket is
+/// reached through `/proc/self/fd/N/…` of the folder, since the folder's
+/// path may be longer than a socket address allows.
+pub fn resize_terminal(
+    state_dir: &Path,
+    size: crate::sys::terminal::WindowSize,
+) -> Result<(), ShimError> {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(state_dir)?;
+    let path = format!("/proc/self/fd/{}/{CONTROL_SOCKET}", dir.as_raw_fd());
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let command = ShimCommand::Resize {
+        height: size.height,
+        width: size.width,
+    };
+    protocol::send(&mut stream, &command)?;
+    match protocol::receive::<_, ShimReply>(&mut BufReader::new(&stream))? {
+        Some(ShimReply::Resized) => Ok(()),
+        Some(other) => Err(unexpected(other)),
+        None => Err(ShimError::Exited(
+            "the shim closed its control socket".into(),
+        )),
+    }
+}
 
 /// Whether `pid` is alive and is the shim (or a process forked from it,
 /// such as the container's init before it runs the program) of container

@@ -31,7 +31,9 @@ pub mod optional_pid {
     }
 }
 
-/// Daemon → shim.
+/// Daemon → shim: the handshake's `start`/`abort` on the shim's stdin;
+/// afterwards, for a TTY container, `resize` on its control socket
+/// (`control.sock` in the container's folder, one command per connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum ShimCommand {
@@ -39,6 +41,8 @@ pub enum ShimCommand {
     Start,
     /// The daemon gave up on this start: destroy the container and exit.
     Abort,
+    /// Set the size of the container's terminal.
+    Resize { height: u16, width: u16 },
 }
 
 /// Shim → daemon.
@@ -49,6 +53,8 @@ pub enum ShimReply {
     Created { init_pid: Pid, shim_pid: Pid },
     /// The container's program runs.
     Started,
+    /// The terminal has the size asked for.
+    Resized,
     /// Creating or starting failed; nothing is left behind.
     Failed {
         message: String,

@@ -177,6 +177,8 @@ pub struct SpecInput<'a> {
     pub pid_namespace: Option<String>,
     /// Device nodes resolved from `--device` (and the host's, privileged).
     pub devices: Vec<SpecDevice>,
+    /// `Tty`: the process gets a terminal (`HostConfig.ConsoleSize` sized).
+    pub terminal: Option<crate::sys::terminal::WindowSize>,
 }
 
 /// Builds the spec JSON and checks it parses as an OCI spec.
@@ -184,7 +186,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
     let opts = input.options;
     let caps = json!(opts.capabilities());
     let mut process = json!({
-        "terminal": false,
+        "terminal": input.terminal.is_some(),
         "user": {"uid": input.uid, "gid": input.gid, "additionalGids": input.additional_gids},
         "args": input.args,
         "env": input.env,
@@ -199,6 +201,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, ContainerError> {
     }
     if opts.resources.oom_score_adj != 0 {
         process["oomScoreAdj"] = json!(opts.resources.oom_score_adj);
+    }
+    if let Some(size) = input.terminal.filter(|s| s.height > 0 && s.width > 0) {
+        process["consoleSize"] = json!({"height": size.height, "width": size.width});
     }
     let mut spec = json!({
         "ociVersion": "1.1.0",
@@ -486,6 +491,7 @@ mod tests {
             options: &ContainerOptions::default(),
             pid_namespace: None,
             devices: vec![],
+            terminal: None,
         };
         let spec = build(&input).unwrap();
         assert_eq!(spec["linux"]["cgroupsPath"], "/berth/abc");

@@ -16,9 +16,7 @@
 //! capabilities.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use berth_core::container::shim_protocol::{self as protocol, ExecReply, Pid};
 use caps::{CapSet, Capability};
@@ -30,6 +28,7 @@ use oci_spec::runtime::{
     Capabilities as SpecCaps, Capability as SpecCap, LinuxSeccomp, Process, Spec,
 };
 
+use super::console::ConsoleSocket;
 use super::runtime::docker_wording;
 use super::Failure;
 
@@ -92,7 +91,7 @@ fn start(args: &ExecShimArgs) -> Result<(Pid, Option<OwnedFd>), Failure> {
     };
     let console = args
         .tty
-        .then(|| ConsoleSocket::bind(&args.state_dir))
+        .then(|| ConsoleSocket::bind(&args.state_dir, "exec"))
         .transpose()?;
     let executor = SeccompExecutor { seccomp, lent };
     let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
@@ -189,82 +188,6 @@ impl Executor for SeccompExecutor {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         libcontainer::workload::default::get_executor().validate(spec)
     }
-}
-
-/// The socket libcontainer sends a TTY's master to, made in the
-/// container's folder under a short relative name (a socket path has at
-/// most 107 bytes; the folder's may be longer).
-struct ConsoleSocket {
-    listener: UnixListener,
-    path: PathBuf,
-}
-
-impl ConsoleSocket {
-    fn bind(state_dir: &Path) -> Result<Self, Failure> {
-        let name = format!("exec-{:08x}.sock", rand::random::<u32>());
-        std::env::set_current_dir(state_dir)
-            .map_err(|e| Failure::other(format!("entering {}: {e}", state_dir.display())))?;
-        let bound = UnixListener::bind(&name);
-        let _ = std::env::set_current_dir("/");
-        let listener = bound.map_err(|e| Failure::other(format!("console socket: {e}")))?;
-        Ok(ConsoleSocket {
-            listener,
-            path: state_dir.join(name),
-        })
-    }
-
-    /// The master the container's process sent.
-    fn receive_master(self) -> Result<OwnedFd, Failure> {
-        let result = self.accept_master();
-        let _ = std::fs::remove_file(&self.path);
-        result
-    }
-
-    fn accept_master(&self) -> Result<OwnedFd, Failure> {
-        self.listener
-            .set_nonblocking(true)
-            .map_err(|e| Failure::other(e.to_string()))?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let stream = loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => break stream,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if std::time::Instant::now() > deadline {
-                        return Err(Failure::other("no terminal was sent"));
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) => return Err(Failure::other(format!("console socket: {e}"))),
-            }
-        };
-        stream
-            .set_nonblocking(false)
-            .map_err(|e| Failure::other(e.to_string()))?;
-        receive_fd(stream.as_fd())
-    }
-}
-
-fn receive_fd(socket: std::os::fd::BorrowedFd<'_>) -> Result<OwnedFd, Failure> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut buf = [0u8; 256];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| Failure::other(format!("receiving the terminal: {e}")))?;
-    for cmsg in msg.cmsgs().map_err(|e| Failure::other(e.to_string()))? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            if let Some(fd) = fds.first() {
-                // SAFETY: the kernel just installed this descriptor.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
-        }
-    }
-    Err(Failure::other("no terminal was sent"))
 }
 
 /// Reaps children until `pid` has ended; its exit code (128 + signal).

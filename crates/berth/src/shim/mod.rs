@@ -9,10 +9,12 @@
 //! raw clone3 from the calling process, which is only safe without other
 //! threads. Handshake with the daemon: see `berth_core::container::shim`.
 
+mod console;
 pub mod exec;
 mod propagation;
 mod pump;
 mod runtime;
+mod terminal;
 
 use std::fs::File;
 use std::io::BufReader;
@@ -56,6 +58,9 @@ pub struct ShimArgs {
     /// Gzip rotated log files.
     #[arg(long)]
     log_compress: bool,
+    /// Give the container a terminal (`-t`).
+    #[arg(long)]
+    tty: bool,
 }
 
 /// Runs the shim; returns the process exit code.
@@ -184,18 +189,15 @@ fn supervise(
     mut commands: BufReader<File>,
     replies: &mut File,
 ) -> Result<(), Failure> {
-    let pipe =
-        || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Failure::other(format!("pipe: {e}")));
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let stdin = open_stdin(args).map_err(Failure::other)?;
-    let mut container = runtime::create(args, stdin, out_w, err_w).map_err(Failure::classify)?;
+    let (stdio, output) = container_stdio(args)?;
+    let mut container = runtime::create(args, stdio).map_err(Failure::classify)?;
     let init_pid = Pid::new(i64::from(container.init_pid()))
         .ok_or_else(|| Failure::other("the runtime reported no init process"))?;
     let mut guard = DestroyUnlessStarted {
         container: &mut container,
         started: false,
     };
+    let output = output.ready(args)?;
     if args.runtime.is_none() {
         propagation::apply(&args.bundle, init_pid.raw()).map_err(Failure::other)?;
     }
@@ -207,7 +209,13 @@ fn supervise(
         max_file: args.log_max_file.max(1),
         compress: args.log_compress,
     };
-    let exit_code = pump::run(&args.log, rotation, out_r, err_r, init_pid.raw());
+    let exit_code = match output {
+        Output::Pipes { stdout, stderr } => {
+            pump::run(&args.log, rotation, stdout, stderr, init_pid.raw())
+        }
+        Output::Terminal(io) => terminal::run(&args.log, rotation, io, init_pid.raw()),
+        Output::Console(_) => unreachable!("ready() received the terminal"),
+    };
     let status = ExitStatus {
         exit_code,
         finished_at: now_rfc3339_nano(),
@@ -217,6 +225,79 @@ fn supervise(
     }
     container.destroy();
     Ok(())
+}
+
+/// Where the container's output goes: pipes to the log, or (`-t`) its
+/// terminal, first as the console socket the runtime sends it to.
+enum Output {
+    Pipes { stdout: OwnedFd, stderr: OwnedFd },
+    Console(console::ConsoleSocket),
+    Terminal(terminal::TerminalIo),
+}
+
+impl Output {
+    /// After create: the terminal received, its size set from the spec's
+    /// `consoleSize`, its stdin FIFO and control socket opened.
+    fn ready(self, args: &ShimArgs) -> Result<Self, Failure> {
+        let Output::Console(socket) = self else {
+            return Ok(self);
+        };
+        let master = socket.receive_master()?;
+        if let Some(size) = console_size(&args.bundle) {
+            let _ =
+                berth_core::sys::terminal::set_window_size(std::os::fd::AsFd::as_fd(&master), size);
+        }
+        let stdin = if args.stdin {
+            Some(open_fifo(args, OFlag::O_RDWR | OFlag::O_NONBLOCK)?)
+        } else {
+            None
+        };
+        let control = terminal::bind_control(&args.state_dir)
+            .map_err(|e| Failure::other(format!("control socket: {e}")))?;
+        Ok(Output::Terminal(terminal::TerminalIo {
+            master,
+            stdin,
+            control,
+        }))
+    }
+}
+
+/// The container's stdio as the runtime gets it, and the shim's side.
+fn container_stdio(args: &ShimArgs) -> Result<(runtime::Stdio, Output), Failure> {
+    if args.tty {
+        let socket = console::ConsoleSocket::bind(&args.state_dir, "console")?;
+        let path = socket.path.clone();
+        return Ok((runtime::Stdio::Console(path), Output::Console(socket)));
+    }
+    let pipe =
+        || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Failure::other(format!("pipe: {e}")));
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let stdin = open_stdin(args).map_err(Failure::other)?;
+    let stdio = runtime::Stdio::Pipes {
+        stdin,
+        stdout: out_w,
+        stderr: err_w,
+    };
+    Ok((
+        stdio,
+        Output::Pipes {
+            stdout: out_r,
+            stderr: err_r,
+        },
+    ))
+}
+
+/// `process.consoleSize` of the bundle's spec (libcontainer does not
+/// apply it).
+fn console_size(bundle: &std::path::Path) -> Option<berth_core::sys::terminal::WindowSize> {
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).ok()?).ok()?;
+    let size = &spec["process"]["consoleSize"];
+    Some(berth_core::sys::terminal::WindowSize {
+        height: u16::try_from(size["height"].as_u64()?).ok()?,
+        width: u16::try_from(size["width"].as_u64()?).ok()?,
+    })
 }
 
 /// `created` → `start` → `started`. Anything but `start` (end of file when
@@ -235,7 +316,7 @@ fn handshake(
         .map_err(|e| Failure::other(format!("answering the daemon: {e}")))?;
     match protocol::receive::<_, ShimCommand>(commands) {
         Ok(Some(ShimCommand::Start)) => {}
-        Ok(Some(ShimCommand::Abort)) | Ok(None) => {
+        Ok(Some(ShimCommand::Abort | ShimCommand::Resize { .. })) | Ok(None) => {
             return Err(Failure::other("start aborted by the daemon"))
         }
         Err(e) => return Err(Failure::other(e.to_string())),
@@ -249,29 +330,35 @@ fn handshake(
 
 /// The container's stdin: the FIFO in its folder (`-i`), else /dev/null.
 fn open_stdin(args: &ShimArgs) -> Result<OwnedFd, String> {
-    let open = |path: &std::path::Path, flags: OFlag| {
-        nix::fcntl::open(
-            path,
-            flags | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        // SAFETY: open just returned this descriptor.
-        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-        .map_err(|e| format!("opening {}: {e}", path.display()))
-    };
     if !args.stdin {
         return open(std::path::Path::new("/dev/null"), OFlag::O_RDONLY);
     }
-    // The daemon may have made the FIFO already (an attach before start).
-    let fifo = args.state_dir.join("stdin");
-    berth_core::container::ContainerPaths::ensure_fifo(&fifo)
-        .map_err(|e| format!("mkfifo: {e}"))?;
     // Non-blocking open (no writer yet), then back to blocking reads.
-    let fd = open(&fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
+    let fd = open_fifo(args, OFlag::O_RDONLY | OFlag::O_NONBLOCK).map_err(|f| f.message)?;
     nix::fcntl::fcntl(
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()),
     )
     .map_err(|e| format!("fcntl: {e}"))?;
     Ok(fd)
+}
+
+/// The stdin FIFO of the container's folder (the daemon may have made it
+/// already, for an attach before start).
+fn open_fifo(args: &ShimArgs, flags: OFlag) -> Result<OwnedFd, Failure> {
+    let fifo = args.state_dir.join("stdin");
+    berth_core::container::ContainerPaths::ensure_fifo(&fifo)
+        .map_err(|e| Failure::other(format!("mkfifo: {e}")))?;
+    open(&fifo, flags).map_err(Failure::other)
+}
+
+fn open(path: &std::path::Path, flags: OFlag) -> Result<OwnedFd, String> {
+    nix::fcntl::open(
+        path,
+        flags | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    // SAFETY: open just returned this descriptor.
+    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+    .map_err(|e| format!("opening {}: {e}", path.display()))
 }

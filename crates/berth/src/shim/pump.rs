@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 /// Longest partial line kept before it is logged anyway (Docker: 16 KiB).
 const MAX_LINE: usize = 16 * 1024;
 /// How long output is drained after the first process ended.
-const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+pub(super) const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 struct Output {
     fd: Option<OwnedFd>,
@@ -94,7 +94,7 @@ pub fn run(
 
 /// The json-file log writer; without one (reported) the output is still
 /// drained, so the container never blocks on a full pipe.
-fn open_log(log_path: &Path, rotation: Rotation) -> Option<LogWriter> {
+pub(super) fn open_log(log_path: &Path, rotation: Rotation) -> Option<LogWriter> {
     match LogWriter::open_rotating(log_path, rotation) {
         Ok(w) => Some(w),
         Err(e) => {
@@ -159,7 +159,7 @@ fn poll_outputs(outputs: &[Output; 2], open: &[usize]) -> Vec<usize> {
 }
 
 /// Reaps every exited child; returns the first process's code if it ended.
-fn reap(init_pid: i32) -> Option<i64> {
+pub(super) fn reap(init_pid: i32) -> Option<i64> {
     let mut found = None;
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {

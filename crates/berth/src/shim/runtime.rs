@@ -4,7 +4,7 @@
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
@@ -23,34 +23,44 @@ pub enum ShimContainer {
     },
 }
 
+/// The container's stdio: pipes (and its stdin), or a terminal the
+/// runtime makes and sends to the console socket at this path.
+pub enum Stdio {
+    Pipes {
+        stdin: OwnedFd,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    Console(PathBuf),
+}
+
 /// Creates the container (its first process waits for `start`), with the
 /// given stdio.
-pub fn create(
-    args: &ShimArgs,
-    stdin: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-) -> Result<ShimContainer, String> {
+pub fn create(args: &ShimArgs, stdio: Stdio) -> Result<ShimContainer, String> {
     match &args.runtime {
-        None => create_embedded(args, stdin, stdout, stderr),
-        Some(binary) => create_external(args, binary, stdin, stdout, stderr),
+        None => create_embedded(args, stdio),
+        Some(binary) => create_external(args, binary, stdio),
     }
 }
 
-fn create_embedded(
-    args: &ShimArgs,
-    stdin: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-) -> Result<ShimContainer, String> {
+fn create_embedded(args: &ShimArgs, stdio: Stdio) -> Result<ShimContainer, String> {
     std::fs::create_dir_all(&args.runtime_root)
         .map_err(|e| format!("creating runtime root: {e}"))?;
-    let container = ContainerBuilder::new(args.id.clone(), SyscallType::default())
+    let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.runtime_root)
-        .map_err(|e| e.to_string())?
-        .with_stdin(stdin)
-        .with_stdout(stdout)
-        .with_stderr(stderr)
+        .map_err(|e| e.to_string())?;
+    builder = match stdio {
+        Stdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => builder
+            .with_stdin(stdin)
+            .with_stdout(stdout)
+            .with_stderr(stderr),
+        Stdio::Console(path) => builder.with_console_socket(Some(path)),
+    };
+    let container = builder
         .validate_id()
         .map_err(|e| e.to_string())?
         .as_init(&args.bundle)
@@ -61,28 +71,36 @@ fn create_embedded(
     Ok(ShimContainer::Embedded(Box::new(container)))
 }
 
-fn create_external(
-    args: &ShimArgs,
-    binary: &str,
-    stdin: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-) -> Result<ShimContainer, String> {
+fn create_external(args: &ShimArgs, binary: &str, stdio: Stdio) -> Result<ShimContainer, String> {
     let root = args.runtime_root.join(sanitize(binary));
     std::fs::create_dir_all(&root).map_err(|e| format!("creating runtime root: {e}"))?;
     let pid_file = args.state_dir.join("init.pid");
-    let output = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .arg("--root")
         .arg(&root)
         .arg("create")
         .arg("--bundle")
         .arg(&args.bundle)
         .arg("--pid-file")
-        .arg(&pid_file)
+        .arg(&pid_file);
+    match stdio {
+        Stdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            command
+                .stdin(std::process::Stdio::from(stdin))
+                .stdout(std::process::Stdio::from(stdout))
+                .stderr(std::process::Stdio::from(stderr));
+        }
+        Stdio::Console(path) => {
+            command.arg("--console-socket").arg(path);
+        }
+    }
+    let output = command
         .arg(&args.id)
-        .stdin(Stdio::from(stdin))
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
         .status()
         .map_err(|e| format!("running {binary}: {e}"))?;
     if !output.success() {
