@@ -161,9 +161,9 @@ pub fn inspect(
         "Args": c.args,
         "State": {
             "Status": s.docker_status(),
-            "Running": s.status == Status::Running,
+            "Running": s.status == Status::Running || s.restarting,
             "Paused": s.status == Status::Running && s.paused,
-            "Restarting": false,
+            "Restarting": s.restarting,
             "OOMKilled": s.oom_killed,
             "Dead": s.status == Status::Dead,
             "Pid": s.pid.map_or(0, |p| p.raw()),
@@ -178,7 +178,7 @@ pub fn inspect(
         "HostsPath": paths.hosts_file(),
         "LogPath": if s.started_at.is_some() { paths.log().display().to_string() } else { String::new() },
         "Name": format!("/{}", c.name),
-        "RestartCount": 0,
+        "RestartCount": s.restart_count,
         "Driver": "overlayfs",
         "Platform": "linux",
         "MountLabel": "",
@@ -278,6 +278,11 @@ fn status_text(c: &ContainerRecord) -> String {
             format!("Up {} (Paused)", since(s.started_at.as_deref()))
         }
         Status::Running => format!("Up {}", since(s.started_at.as_deref())),
+        _ if s.restarting => format!(
+            "Restarting ({}) {} ago",
+            s.exit_code,
+            since(s.finished_at.as_deref())
+        ),
         Status::Removing => "Removal In Progress".into(),
         Status::Dead => "Dead".into(),
         _ if s.started_at.is_none() => "Created".into(),

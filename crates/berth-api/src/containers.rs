@@ -197,7 +197,18 @@ pub async fn stop(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let query = Query::parse(q.as_deref());
+    let (timeout, signal) = stop_options(&Query::parse(q.as_deref()))?;
+    let svc = state.containers.clone();
+    blocking(move || {
+        svc.stop(&id, timeout, signal.as_deref())
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `t=` and `signal=` of stop and restart.
+fn stop_options(query: &Query) -> Result<(Option<i64>, Option<String>), ApiError> {
     let timeout = query
         .get("t")
         .map(|t| {
@@ -209,12 +220,33 @@ pub async fn stop(
         .get("signal")
         .filter(|s| !s.is_empty())
         .map(str::to_string);
+    Ok((timeout, signal))
+}
+
+/// `POST /containers/{id}/restart?t=&signal=`
+pub async fn restart(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let (timeout, signal) = stop_options(&Query::parse(q.as_deref()))?;
     let svc = state.containers.clone();
-    blocking(move || {
-        svc.stop(&id, timeout, signal.as_deref())
-            .map_err(ApiError::from)
-    })
-    .await?;
+    blocking(move || svc.restart(&id, timeout, signal.as_deref())).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /containers/{id}/rename?name=`
+pub async fn rename(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let name = Query::parse(q.as_deref())
+        .get("name")
+        .unwrap_or_default()
+        .to_string();
+    let svc = state.containers.clone();
+    blocking(move || svc.rename(&id, &name)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

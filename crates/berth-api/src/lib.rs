@@ -65,6 +65,8 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/containers/{id}/pause", post(containers::pause))
+        .route("/containers/{id}/restart", post(containers::restart))
+        .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/unpause", post(containers::unpause))
         .route("/exec/{id}/start", post(exec::start))

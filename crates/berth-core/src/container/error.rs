@@ -23,6 +23,10 @@ pub enum ContainerError {
     InvalidConfig(String),
     #[error("cannot remove container \"{0}\": container is running: stop the container before removing or force remove")]
     RemoveRunning(String),
+    #[error("cannot remove container \"{0}\": container is restarting: stop the container before removing or force remove")]
+    RemoveRestarting(String),
+    #[error("cannot remove container \"{0}\": container is paused and must be unpaused first")]
+    RemovePaused(String),
     #[error("removal of container {0} is already in progress")]
     RemovalInProgress(String),
     #[error("container is already running")]
@@ -71,6 +75,8 @@ impl ContainerError {
             | StartNotFound(_) => ErrorKind::InvalidArgument,
             NameInUse { .. }
             | RemoveRunning(_)
+            | RemoveRestarting(_)
+            | RemovePaused(_)
             | RemovalInProgress(_)
             | KillNotRunning { .. }
             | NotRunningConflict(_)

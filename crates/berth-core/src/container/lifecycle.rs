@@ -22,6 +22,18 @@ use super::{
 };
 use crate::sys::mount;
 
+/// What follows an exit.
+enum AfterExit {
+    Nothing,
+    /// `--rm`.
+    Remove,
+    /// The restart policy restarts it after `delay`.
+    Restart {
+        delay: Duration,
+        generation: u64,
+    },
+}
+
 /// What waiters watch: counts of exits, the last exit code, removal.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Lifecycle {
@@ -92,11 +104,29 @@ impl ContainerService {
             .clone()
     }
 
-    /// Starts a created or exited container.
+    /// Starts a created or exited container (a manual start: a restart
+    /// waiting for its back-off is cancelled, the restart count and the
+    /// manual-stop mark cleared, as moby's `resetRestartManager`).
     pub fn start(self: &Arc<Self>, name_or_id: &str) -> Result<(), ContainerError> {
+        self.start_as(name_or_id, true)
+    }
+
+    /// Starts a container its restart policy restarts (the count kept).
+    pub(super) fn start_restarting(self: &Arc<Self>, id: &str) -> Result<(), ContainerError> {
+        self.start_as(id, false)
+    }
+
+    fn start_as(self: &Arc<Self>, name_or_id: &str, manual: bool) -> Result<(), ContainerError> {
         let record = self.resolve(name_or_id)?;
         let _guard = self.locks.lock(&record.id);
-        let record = self.resolve(&record.id)?;
+        let mut record = self.resolve(&record.id)?;
+        self.exit_on_next.lock().remove(&record.id);
+        if manual {
+            self.restarts.lock().remove(&record.id);
+            record.state.restart_count = 0;
+            record.state.manually_stopped = false;
+        }
+        record.state.restarting = false;
         match record.state.status {
             Status::Running => return Err(ContainerError::AlreadyRunning),
             Status::Removing => return Err(ContainerError::MarkedForRemoval),
@@ -269,6 +299,7 @@ impl ContainerService {
         shim_pid: Pid,
     ) -> Result<(), ContainerError> {
         let mut state = with_pids(&record.state, Status::Running, pid, shim_pid);
+        state.restarting = false;
         state.exit_code = 0;
         state.error.clear();
         state.started_at = Some(super::jsonlog::now_rfc3339_nano());
@@ -341,10 +372,16 @@ impl ContainerService {
     /// Records the end of a container's process and, for `--rm`, removes
     /// the container (after the container's lock is released).
     pub(super) fn handle_exit(self: &Arc<Self>, id: &str) {
-        if self.record_exit(id) {
-            if let Err(e) = self.remove(id, false, true) {
-                tracing::warn!(container = %id, error = %e, "auto-remove failed");
+        match self.record_exit(id) {
+            AfterExit::Remove => {
+                if let Err(e) = self.remove(id, false, true) {
+                    tracing::warn!(container = %id, error = %e, "auto-remove failed");
+                }
             }
+            AfterExit::Restart { delay, generation } => {
+                self.schedule_restart(id.to_string(), delay, generation)
+            }
+            AfterExit::Nothing => {}
         }
     }
 
@@ -353,13 +390,13 @@ impl ContainerService {
     /// ends whatever is left in its cgroup (a shim killed with -9 leaves
     /// the container's processes running), unmounts, wakes waiters.
     /// Returns whether it is to be auto-removed.
-    fn record_exit(&self, id: &str) -> bool {
+    fn record_exit(&self, id: &str) -> AfterExit {
         let _guard = self.locks.lock(id);
         let Ok(record) = self.resolve(id) else {
-            return false;
+            return AfterExit::Nothing;
         };
         if record.state.status != Status::Running {
-            return false;
+            return AfterExit::Nothing;
         }
         let exit = ExitStatus::read(&self.paths(id).exit_file());
         let mut state = exited_state(&record.state, exit.as_ref());
@@ -367,10 +404,21 @@ impl ContainerService {
         if let Err(e) = &ended {
             state.error = e.to_string();
         }
+        let manual_restart = self.manual_restarts.lock().contains(id);
+        let restart = if ended.is_ok() && !manual_restart {
+            self.plan_restart(&record, &mut state)
+        } else {
+            None
+        };
         if let Err(e) = self.store.set_container_state(id, &state) {
             tracing::error!(container = %id, error = %e, "could not record exit");
         }
         let released = ended.is_ok();
+        if released {
+            // A shim killed with -9 never deleted the runtime's state of
+            // the container; a start would find it "already exists".
+            self.forget_runtime_state(id);
+        }
         // Counted before the exit is told, so whoever reacts to it finds
         // the teardown under way and waits for what it holds.
         let teardown = self.networks.teardowns().begin();
@@ -391,7 +439,11 @@ impl ContainerService {
         drop(teardown);
         tracing::info!(container = %id, exit_code = code, "container exited");
         self.publish("die", &record, &[("exitCode", &code.to_string())]);
-        record.host_config.auto_remove
+        match restart {
+            Some((delay, generation)) => AfterExit::Restart { delay, generation },
+            None if record.host_config.auto_remove && !manual_restart => AfterExit::Remove,
+            None => AfterExit::Nothing,
+        }
     }
 
     /// Tells waiters and attached clients the process ended with `code`.
@@ -410,6 +462,10 @@ impl ContainerService {
         let record = self.resolve(name_or_id)?;
         let watch = self.exit_watch(&record.id);
         let record = self.resolve(&record.id)?;
+        if record.state.restarting && self.cancel_restart(&record.id) {
+            self.mark_manually_stopped(&record.id);
+            return Ok(());
+        }
         if record.state.status != Status::Running {
             return Err(ContainerError::KillNotRunning {
                 name: name_or_id.into(),
@@ -417,9 +473,8 @@ impl ContainerService {
             });
         }
         let signal = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
-        send(&record, signal)?;
-        self.resume_if_ending(&record, signal);
-        self.publish("kill", &record, &[("signal", &(signal as i32).to_string())]);
+        self.mark_manually_stopped(&record.id);
+        self.signal_container(&record, signal)?;
         if signal == Signal::SIGKILL {
             watch.wait(Some(KILL_WAIT));
         }
@@ -439,38 +494,95 @@ impl ContainerService {
         // between is seen by the wait below at once.
         let watch = self.exit_watch(&record.id);
         let record = self.resolve(&record.id)?;
+        if record.state.restarting && self.cancel_restart(&record.id) {
+            self.mark_manually_stopped(&record.id);
+            return Ok(());
+        }
         if record.state.status != Status::Running {
             return Err(ContainerError::NotRunning(record.id));
         }
+        self.mark_manually_stopped(&record.id);
         let timeout = timeout
             .or(record.config.stop_timeout)
             .unwrap_or(DEFAULT_STOP_TIMEOUT);
         let stop_signal = signal
             .or(record.config.stop_signal.as_deref())
             .unwrap_or("SIGTERM");
-        if timeout != 0 {
-            let signal = parse_signal(stop_signal)?;
-            send(&record, signal)?;
-            self.resume_if_ending(&record, signal);
-            let grace = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
-            if watch.wait(grace) {
-                return Ok(());
-            }
+        let grace = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
+        let stopped = timeout != 0 && {
+            self.signal_container(&record, parse_signal(stop_signal)?)?;
+            watch.wait(grace)
+        };
+        if !stopped {
+            self.signal_container(&record, Signal::SIGKILL)?;
+            watch.wait(Some(Duration::from_secs(30)));
         }
-        send(&record, Signal::SIGKILL)?;
-        self.resume_if_ending(&record, Signal::SIGKILL);
-        watch.wait(Some(Duration::from_secs(30)));
+        self.publish("stop", &record, &[]);
         Ok(())
     }
 
-    /// A paused container sent SIGKILL or its stop signal is thawed so
-    /// the signal is delivered (moby's `killWithSignal`).
-    fn resume_if_ending(&self, record: &ContainerRecord, signal: Signal) {
+    /// Sends `signal` (after marking the exit it may cause as wanted),
+    /// thaws a paused container it ends, and publishes `kill`.
+    fn signal_container(
+        &self,
+        record: &ContainerRecord,
+        signal: Signal,
+    ) -> Result<(), ContainerError> {
+        let ending = self.mark_ending(record, signal);
+        send(record, signal)?;
+        self.resume_if_ending(record, ending);
+        self.publish("kill", record, &[("signal", &(signal as i32).to_string())]);
+        Ok(())
+    }
+
+    /// Removes the runtime's state of container `id` (the embedded
+    /// runtime's `<runtime root>/<id>`, an external runtime's
+    /// `<runtime root>/<runtime>/<id>`). Only once its processes are gone.
+    pub(super) fn forget_runtime_state(&self, id: &str) {
+        let root = &self.settings.runtime_root;
+        let _ = std::fs::remove_dir_all(root.join(id));
+        if let Ok(entries) = std::fs::read_dir(root) {
+            for entry in entries.flatten() {
+                let state = entry.path().join(id);
+                if entry.file_type().is_ok_and(|t| t.is_dir()) && state.is_dir() {
+                    let _ = std::fs::remove_dir_all(state);
+                }
+            }
+        }
+    }
+
+    /// Records a manual stop (`docker stop`, `docker kill`): the exit it
+    /// causes is not restarted by `unless-stopped`.
+    fn mark_manually_stopped(&self, id: &str) {
+        let _guard = self.locks.lock(id);
+        if let Ok(record) = self.resolve(id) {
+            let mut state = record.state.clone();
+            state.manually_stopped = true;
+            if let Err(e) = self.store.set_container_state(id, &state) {
+                tracing::warn!(container = %id, error = %e, "cannot record the stop");
+            }
+        }
+    }
+
+    /// A container about to be sent SIGKILL or its stop signal ends on
+    /// purpose: its restart policy does not restart it (moby's
+    /// `ExitOnNext`). Marked before the signal, so the exit finds it.
+    /// Returns whether it is ending.
+    fn mark_ending(&self, record: &ContainerRecord, signal: Signal) -> bool {
+        let stop_signal = record.config.stop_signal.as_deref().unwrap_or("SIGTERM");
+        let ending = signal == Signal::SIGKILL || parse_signal(stop_signal).ok() == Some(signal);
+        if ending {
+            self.exit_on_next.lock().insert(record.id.clone());
+        }
+        ending
+    }
+
+    /// An ending container that is paused is thawed so the signal is
+    /// delivered (moby's `killWithSignal`).
+    fn resume_if_ending(&self, record: &ContainerRecord, ending: bool) {
         let Ok(now) = self.resolve(&record.id) else {
             return;
         };
-        let stop_signal = record.config.stop_signal.as_deref().unwrap_or("SIGTERM");
-        let ending = signal == Signal::SIGKILL || parse_signal(stop_signal).ok() == Some(signal);
         if now.state.paused && ending {
             if let Err(e) = self.thaw(&now) {
                 tracing::warn!(container = %record.id, error = %e, "cannot unpause container");

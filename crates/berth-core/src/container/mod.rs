@@ -32,6 +32,8 @@ mod paths;
 mod pause;
 mod recover;
 mod remove;
+mod rename;
+pub mod restart;
 mod service;
 pub mod shim;
 pub mod shim_protocol;

@@ -115,6 +115,15 @@ pub struct ContainerState {
     /// Frozen by `pause` (while running).
     #[serde(default)]
     pub paused: bool,
+    /// Exited, waiting for its restart policy's back-off.
+    #[serde(default)]
+    pub restarting: bool,
+    /// Restarts by the policy since the last manual start.
+    #[serde(default)]
+    pub restart_count: i64,
+    /// Stopped by `docker stop`/`kill` (moby's `HasBeenManuallyStopped`).
+    #[serde(default)]
+    pub manually_stopped: bool,
     /// RFC 3339 with nanoseconds, or `None` for Docker's zero time.
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -125,6 +134,8 @@ impl ContainerState {
     pub fn docker_status(&self) -> &'static str {
         if self.status == Status::Running && self.paused {
             "paused"
+        } else if self.restarting {
+            "restarting"
         } else {
             self.status.as_str()
         }

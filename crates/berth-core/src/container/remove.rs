@@ -65,6 +65,15 @@ impl ContainerService {
                 Err(ContainerError::NotFound(_)) if force => return Ok(()),
                 Err(e) => return Err(e),
             };
+            if record.state.paused && !force {
+                return Err(ContainerError::RemovePaused(name_or_id.to_string()));
+            }
+            if record.state.restarting {
+                if !force {
+                    return Err(ContainerError::RemoveRestarting(name_or_id.to_string()));
+                }
+                self.cancel_restart(&record.id);
+            }
             if matches!(record.state.status, Status::Running | Status::Starting) {
                 if !force {
                     return Err(ContainerError::RemoveRunning(name_or_id.to_string()));
@@ -132,7 +141,7 @@ impl ContainerService {
         remove_volumes: bool,
     ) -> Result<(), ContainerError> {
         self.paths(&record.id).remove_all()?;
-        let _ = std::fs::remove_dir_all(self.settings.runtime_root.join(&record.id));
+        self.forget_runtime_state(&record.id);
         self.release_mounts(record, remove_volumes);
         self.detach_networks(&record.id);
         self.store.delete_container(&record.id)?;

@@ -47,6 +47,15 @@ pub struct ContainerService {
     pub(super) attach_lock: parking_lot::Mutex<()>,
     /// Execs until their container stops (kept in memory, as moby does).
     pub(super) execs: super::exec::ExecTable,
+    /// Restarts waiting for their back-off.
+    pub(super) restarts: super::restart::RestartTable,
+    /// Containers a `docker restart` is stopping (their exit is neither
+    /// restarted by the policy nor auto-removed).
+    pub(super) manual_restarts: parking_lot::Mutex<HashSet<String>>,
+    /// Containers stopped or killed (SIGKILL or their stop signal) since
+    /// their start: their next exit is not restarted (moby's
+    /// `ExitOnNext`, which cancels the restart manager).
+    pub(super) exit_on_next: parking_lot::Mutex<HashSet<String>>,
 }
 
 impl ContainerService {
@@ -64,6 +73,9 @@ impl ContainerService {
             networks: Arc::new(NetworkService::new(store.clone())),
             attach_lock: parking_lot::Mutex::new(()),
             execs: Default::default(),
+            restarts: Default::default(),
+            manual_restarts: Default::default(),
+            exit_on_next: Default::default(),
             store,
             images,
             volumes,
@@ -151,7 +163,7 @@ impl ContainerService {
             .store
             .list_containers()?
             .into_iter()
-            .filter(|c| all || c.state.status == super::Status::Running)
+            .filter(|c| all || c.state.status == super::Status::Running || c.state.restarting)
             .filter(|c| any("status", &|v| v == c.state.docker_status()))
             .filter(|c| any("id", &|v| c.id.starts_with(v)))
             .filter(|c| names.matches(&c.name))

@@ -529,6 +529,18 @@ fn open_services(layout: &RootLayout, engine: EngineSettings) -> Result<ApiState
         stale_holders = report.stale_holders,
         "containers recovered"
     );
+    // Containers whose restart policy wants them running (their exit was
+    // recorded while the daemon was down), started in the background.
+    let restarting = containers.clone();
+    std::thread::spawn(move || {
+        let started = restarting.restart_after_startup();
+        if !started.is_empty() {
+            tracing::info!(
+                count = started.len(),
+                "containers restarted by their policy"
+            );
+        }
+    });
     let facts = Arc::new(facts::gather(layout)?);
     Ok(ApiState {
         volumes,

@@ -290,12 +290,11 @@ fn unsupported(what: &str, why: &str) -> OptionsError {
 
 /// Fields berth cannot honour yet: refused when set to anything but
 /// their zero value.
-const REFUSED_HOST_FIELDS: [(&str, &str); 19] = [
+const REFUSED_HOST_FIELDS: [(&str, &str); 18] = [
     (
         "Links",
         "legacy links are not implemented; containers on a user network find each other by name",
     ),
-    ("RestartPolicy", "restart policies are not implemented yet"),
     (
         "CgroupParent",
         "containers always run in the cgroup /berth/<id>",
@@ -354,6 +353,13 @@ const REFUSED_HOST_FIELDS: [(&str, &str); 19] = [
 /// Refuses every field of the tables that is set (non-zero, non-empty),
 /// and `Init`, `Isolation`, health checks and MAC addresses.
 fn refuse_unsupported(config: &ContainerConfig, host: &HostConfig) -> Result<(), OptionsError> {
+    let policy = super::restart::parse_restart_policy(host.extra.get("RestartPolicy"))
+        .map_err(OptionsError::Invalid)?;
+    if host.auto_remove && policy != super::restart::RestartPolicy::No {
+        return Err(OptionsError::Invalid(
+            "can't create 'AutoRemove' container with restart policy".into(),
+        ));
+    }
     for (field, why) in REFUSED_HOST_FIELDS {
         if is_set(host.extra.get(field), field) {
             return Err(unsupported(&format!("HostConfig.{field}"), why));
@@ -454,8 +460,8 @@ mod tests {
     fn fields_berth_cannot_honour_are_refused_by_name() {
         for (extra, word) in [
             (
-                json!({"RestartPolicy": {"Name": "always"}}),
-                "RestartPolicy",
+                json!({"RestartPolicy": {"Name": "never"}}),
+                "unknown policy 'never'",
             ),
             (json!({"Links": ["db:db"]}), "Links"),
             (json!({"Init": true}), "--init"),

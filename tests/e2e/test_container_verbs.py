@@ -1,0 +1,170 @@
+"""The container verbs of issue 11 — pause, unpause, rename, restart, kill
+with signals, wait conditions — driven by the docker CLI and docker-py
+against berth and a private dockerd (20.10) in the same run: states,
+status codes and messages compared; what the kernel says (the freezer's
+state, a signal's handler output) read where a flag could be stored but
+not applied.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from busybox_image import import_busybox
+from container_helpers import wait_until
+
+docker = pytest.importorskip("docker")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def dockerd_image(dockerd):
+    return import_busybox(dockerd, f"verbs-{uuid.uuid4().hex[:8]}:v1")
+
+
+@pytest.fixture
+def pair(daemon, image, dockerd, dockerd_image):
+    """The same `sleep` container on each engine: [(engine, name)]."""
+    made = []
+    for engine, img in ((daemon, image), (dockerd, dockerd_image)):
+        name = unique("vb")
+        engine.docker("run", "-d", "--net", "none", "--name", name, img, "sh", "-c",
+                      "trap 'echo got-usr1' USR1; while true; do sleep 0.1; done")
+        made.append((engine, name))
+    yield made
+    for engine, name in made:
+        engine.docker("rm", "-f", name, check=False)
+
+
+def inspect(engine, name) -> dict:
+    return json.loads(engine.docker("inspect", name).stdout)[0]
+
+
+def freezer_state(cid: str) -> str | None:
+    for path in (f"/sys/fs/cgroup/freezer/berth/{cid}/freezer.state",
+                 f"/sys/fs/cgroup/berth/{cid}/cgroup.freeze"):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            continue
+    return None
+
+
+def test_pause_and_unpause_like_dockerd(pair):
+    seen = []
+    for engine, name in pair:
+        engine.docker("pause", name)
+        paused = inspect(engine, name)["State"]
+        ps = engine.docker("ps", "--filter", f"name={name}", "--filter", "status=paused",
+                           "--format", "{{.Status}}").stdout.strip()
+        again = engine.api("POST", f"/containers/{name}/pause")
+        rm = engine.api("DELETE", f"/containers/{name}")
+        engine.docker("unpause", name)
+        running = inspect(engine, name)["State"]
+        not_paused = engine.api("POST", f"/containers/{name}/unpause")
+        seen.append((paused, ps, again, rm, running, not_paused))
+    ours, theirs = seen
+    for (p, ps, again, rm, running, not_paused) in (ours, theirs):
+        assert p["Status"] == "paused" and p["Paused"] and p["Running"]
+        assert ps.startswith("Up") and ps.endswith("(Paused)"), ps
+        assert running["Status"] == "running" and not running["Paused"]
+    assert ours[2][0] == theirs[2][0] == 409
+    assert ours[3][0] == theirs[3][0] == 409
+    assert ours[5][0] == theirs[5][0] == 500
+    assert ours[5][1]["message"].replace(inspect(*pair[0])["Id"], "ID") == \
+        theirs[5][1]["message"].replace(inspect(*pair[1])["Id"], "ID")
+
+
+def test_pause_freezes_the_cgroup(daemon, image):
+    name = unique("frz")
+    daemon.docker("run", "-d", "--net", "none", "--name", name, image, "sh", "-c",
+                  "i=0; while true; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; done")
+    try:
+        cid = inspect(daemon, name)["Id"]
+        daemon.docker("pause", name)
+        assert freezer_state(cid) in ("FROZEN", "1")
+        status, _ = daemon.api("POST", f"/containers/{name}/exec", {"Cmd": ["true"]})
+        assert status == 409, "no exec into a paused container"
+        daemon.docker("unpause", name)
+        assert freezer_state(cid) in ("THAWED", "0")
+        count = lambda: int(daemon.docker("exec", name, "cat", "/tmp/n").stdout)  # noqa: E731
+        first = count()
+        wait_until(lambda: count() > first, what="it runs again")
+        # A paused container is stopped by stop (thawed for the signal).
+        daemon.docker("pause", name)
+        daemon.docker("stop", "-t", "1", name)
+        assert inspect(daemon, name)["State"]["Status"] == "exited"
+    finally:
+        daemon.docker("rm", "-f", name, check=False)
+
+
+def test_rename_like_dockerd(pair, daemon, dockerd):
+    seen = []
+    for engine, name in pair:
+        new = name + "-new"
+        since = time.time() - 1
+        engine.docker("rename", name, new)
+        names = inspect(engine, new)["Name"]
+        missing = engine.api("GET", f"/containers/{name}/json")[0]
+        other = unique("other")
+        img = inspect(engine, new)["Config"]["Image"]
+        engine.docker("create", "--name", other, img, "true")
+        taken = engine.api("POST", f"/containers/{new}/rename?name={other}")
+        same = engine.api("POST", f"/containers/{new}/rename?name={new}")
+        bad = engine.api("POST", f"/containers/{new}/rename?name=a%20b")
+        empty = engine.api("POST", f"/containers/{new}/rename?name=")
+        out = engine.docker("events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
+                            "--filter", "event=rename", "--format", "{{json .Actor.Attributes}}").stdout
+        engine.docker("rename", new, name)  # back, for the fixture's clean-up
+        engine.docker("rm", "-f", other)
+        seen.append((names, missing, taken, same, bad, empty, json.loads(out.splitlines()[0])))
+    ours, theirs = seen
+    for side, (_, name) in zip((ours, theirs), pair):
+        assert side[0] == f"/{name}-new" and side[1] == 404
+        assert side[6]["oldName"] == f"/{name}" and side[6]["name"] == f"{name}-new"
+    for i in (2, 3, 4, 5):
+        assert ours[i][0] == theirs[i][0], (i, ours[i], theirs[i])
+    assert ours[3][1]["message"] == theirs[3][1]["message"]
+    assert ours[5][1]["message"] == theirs[5][1]["message"]
+
+
+def test_kill_with_signals_and_wait_conditions(pair):
+    for engine, name in pair:
+        engine.docker("kill", "-s", "USR1", name)
+        wait_until(lambda: "got-usr1" in engine.docker("logs", name).stdout, what="trap ran")
+        assert inspect(engine, name)["State"]["Running"]
+        bad = engine.docker("kill", "-s", "NOPE", name, check=False)
+        assert bad.returncode != 0 and "Invalid signal" in bad.stderr or "invalid signal" in bad.stderr
+        c = docker.APIClient(base_url=engine.host, version="1.41")
+        try:
+            img = inspect(engine, name)["Config"]["Image"]
+            made = c.create_container(img, ["sh", "-c", "exit 5"], host_config=c.create_host_config(network_mode="none"))
+            # next-exit waits through the start; not-running answers at once.
+            assert c.wait(made["Id"], condition="not-running", timeout=10)["StatusCode"] == 0
+            c.start(made["Id"])
+            assert c.wait(made["Id"], timeout=10)["StatusCode"] == 5
+            c.remove_container(made["Id"])
+        finally:
+            c.close()
+
+
+def test_restart_like_dockerd(pair):
+    for engine, name in pair:
+        before = inspect(engine, name)["State"]
+        since = time.time() - 1
+        engine.docker("restart", "-t", "1", name)
+        after = inspect(engine, name)["State"]
+        assert after["Running"] and after["Pid"] != before["Pid"]
+        assert after["StartedAt"] > before["StartedAt"]
+        out = engine.docker("events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
+                            "--filter", f"container={name}", "--format", "{{.Action}}").stdout.split()
+        # sh as pid 1 ignores SIGTERM: the stop's SIGKILL follows after 1 s.
+        assert out[-6:] == ["kill", "kill", "die", "stop", "start", "restart"], out
