@@ -2,6 +2,7 @@
 """Benchmark berth against a private dockerd, through the real docker CLI.
 
     python3 bench/run_bench.py [--runs 20] [--out FILE]
+    python3 bench/run_bench.py --only run,exec [--runs 10]
     python3 bench/run_bench.py --thin [--thin-only df] [--thin-volumes N]
     python3 bench/run_bench.py --backup-only [--backup-reps 3]
     python3 bench/run_bench.py --resources [--resources-scale 0.1]
@@ -18,7 +19,13 @@ It builds nothing: run `cargo build --release` first. In one run it
       0. `docker version` as a floor (CLI start-up plus its small requests)
       1. docker run --rm --network none benchimg:1 true
       2. docker run --rm --network none -v benchvol:/d benchimg:1 true
-         (3 warm-up runs each, then --runs timed runs, engines alternating)
+      2b. docker exec benchexec true, in a container each engine keeps
+         running for it (`docker run -d --network none --name benchexec
+         benchimg:1 sleep 3600`, started before the warm-ups and removed
+         with `docker rm -f` after the timed runs, both untimed)
+         (0-2b: 3 warm-up runs each, then --runs timed runs, engines
+         alternating; `--only PART,…` runs only those parts of 0-4:
+         version, run, run-volume, exec, volume-api, volume-cli)
       3. volume API calls over ONE keep-alive HTTP connection per socket:
          create x500, inspect x500, list with 500 volumes x20, remove x500
          (each engine in turn, phase by phase; per-op median)
@@ -605,6 +612,39 @@ def bench_run(res: Results, engines: list[Engine], label: str, args: list[str],
                 fn(b) if b else None, fn(d) if d else None)
     for name, xs in samples.items():
         log(f"{label} [{name}] ms: " + " ".join(f"{x:.0f}" for x in xs))
+
+
+EXEC_CONTAINER = "benchexec"
+
+
+def bench_exec(res: Results, engines: list[Engine], runs: int) -> None:
+    """`docker exec benchexec true` timed as `bench_run` times `docker run`,
+    in a container each engine keeps running meanwhile (started and
+    removed untimed; removed also when the timing fails)."""
+    try:
+        for e in engines:
+            e.docker("run", "-d", "--network", "none", "--name", EXEC_CONTAINER, IMAGE,
+                     "sleep", "3600")
+        bench_run(res, engines, f"`docker exec {EXEC_CONTAINER} true` (a running container)",
+                  ["exec", EXEC_CONTAINER, "true"], runs)
+    finally:
+        for e in engines:
+            p = e.docker("rm", "-f", EXEC_CONTAINER, check=False)
+            if p.returncode != 0 and "No such container" not in p.stderr:
+                log(f"WARNING: {e.name}: could not remove {EXEC_CONTAINER}: {p.stderr.strip()}")
+
+
+# Parts of the default section (0-4 of the docstring) that --only selects.
+MAIN_PARTS = ("version", "run", "run-volume", "exec", "volume-api", "volume-cli")
+
+
+def parse_only(value: str) -> set[str]:
+    parts = {p.strip() for p in value.split(",") if p.strip()}
+    bad = sorted(parts - set(MAIN_PARTS))
+    if bad or not parts:
+        raise argparse.ArgumentTypeError(
+            f"unknown part(s) {', '.join(bad) or '(none)'}: choose from {', '.join(MAIN_PARTS)}")
+    return parts
 
 
 def api_ops(conn: UnixHTTPConnection, name: str, phase: str, n: int, prefix: str,
@@ -2418,6 +2458,10 @@ def main() -> int:
     ap.add_argument("--list-reps", type=int, default=20, help="volume list calls (default 20)")
     ap.add_argument("--cli-volumes", type=int, default=1000, help="volumes for the CLI benchmark (default 1000)")
     ap.add_argument("--cli-reps", type=int, default=5, help="CLI calls per engine (default 5)")
+    ap.add_argument("--only", type=parse_only, metavar="PART[,PART…]",
+                    help="run ONLY these parts of the default section: "
+                         f"{', '.join(MAIN_PARTS)} (plus the thin, backup or resources "
+                         "section when its flag is given too)")
     ap.add_argument("--thin", action="store_true",
                     help="run ONLY the thin-volume section (plus the backup section with "
                          "--backup-only; without a section flag every section runs, "
@@ -2506,7 +2550,9 @@ def main() -> int:
     resources = ResReport()
     info: list[tuple[str, str]] = []
     # section flags: run just those sections
-    only = args.thin or args.backup_only or args.resources
+    only = bool(args.thin or args.backup_only or args.resources or args.only)
+    # parts of the default section: all of them without section flags
+    parts = args.only or (set() if only else set(MAIN_PARTS))
     try:
         # Run a private copy, so that a rebuild during the run cannot mix two
         # versions (the daemon starts shims from its own executable).
@@ -2539,20 +2585,28 @@ def main() -> int:
             resources.header = resources_header(berth_bin, args)
             bench_resources(resources, engines, args.resources_scale,
                             args.resources_conn == "per-request")
-        if not only:
+        if "version" in parts:
             # The floor: one docker CLI process and its small version request(s).
             bench_run(res, engines, "baseline: `docker version` (CLI start-up + small requests)",
                       ["version"], args.runs, stats=("median",))
+        if "run" in parts:
             run = ["run", "--rm", "--network", "none", IMAGE, "true"]
             bench_run(res, engines, "`docker run --rm --network none benchimg:1 true`", run,
                       args.runs)
+        if "run-volume" in parts:
             runv = ["run", "--rm", "--network", "none", "-v", "benchvol:/d", IMAGE, "true"]
-            bench_run(res, engines,
-                      "`docker run --rm --network none -v benchvol:/d benchimg:1 true`",
-                      runv, args.runs)
-            for e in engines:
-                remove_volumes(e, ["benchvol"])
+            try:
+                bench_run(res, engines,
+                          "`docker run --rm --network none -v benchvol:/d benchimg:1 true`",
+                          runv, args.runs)
+            finally:
+                for e in engines:
+                    remove_volumes(e, ["benchvol"])
+        if "exec" in parts:
+            bench_exec(res, engines, args.runs)
+        if "volume-api" in parts:
             bench_volume_api(res, engines, args.volumes, args.list_reps)
+        if "volume-cli" in parts:
             bench_cli_volumes(res, engines, args.cli_volumes, args.cli_reps)
         if not args.no_thin and (args.thin or not only):
             bench_thin(thin, berth, dockerd, work, args)

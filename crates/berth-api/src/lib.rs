@@ -8,6 +8,7 @@
 
 #![recursion_limit = "256"]
 
+mod archive;
 mod clone_progress;
 mod container_json;
 mod containers;
@@ -64,6 +65,10 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route("/containers/{id}/attach", post(containers::attach))
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/exec", post(exec::create))
+        .route(
+            "/containers/{id}/archive",
+            get(archive::get).head(archive::stat).put(archive::put),
+        )
         .route("/containers/{id}/pause", post(containers::pause))
         .route("/containers/{id}/restart", post(containers::restart))
         .route("/containers/{id}/rename", post(containers::rename))

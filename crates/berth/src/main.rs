@@ -71,6 +71,9 @@ enum Command {
     /// Runs one exec's process in a running container (the daemon's helper).
     #[command(hide = true)]
     ExecShim(shim::exec::ExecShimArgs),
+    /// Runs one `docker cp` operation inside a container's root (the daemon's helper).
+    #[command(hide = true)]
+    CopyShim(shim::copy::CopyShimArgs),
 }
 
 fn main() {
@@ -82,6 +85,7 @@ fn main() {
         Command::Daemon(args) => daemon::run(args, matches.subcommand_matches("daemon")),
         Command::Shim(args) => shim::run(args),
         Command::ExecShim(args) => shim::exec::run(args),
+        Command::CopyShim(args) => shim::copy::run(args),
         Command::Completion(args) => cli::docs::completion(Cli::command(), &args),
         Command::Man(args) => cli::docs::man(Cli::command(), &args),
         command => run_client(cli.host, command),
@@ -134,6 +138,7 @@ async fn dispatch(api: &client::ApiClient, command: Command) -> anyhow::Result<i
         Command::Daemon(_)
         | Command::Shim(_)
         | Command::ExecShim(_)
+        | Command::CopyShim(_)
         | Command::Completion(_)
         | Command::Man(_) => {
             unreachable!("handled before")

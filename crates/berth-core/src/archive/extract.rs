@@ -27,6 +27,19 @@ const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// (whiteouts are made from `.wh.` names instead).
 const RESERVED_XATTRS: &[&str] = &["trusted.berth.", "trusted.overlay."];
 
+/// How an extraction treats what it writes over.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnpackOptions {
+    /// `.wh.` entries become overlayfs whiteouts (image layers).
+    pub whiteouts: bool,
+    /// An entry may not replace a folder by a non-folder or the other way
+    /// round (`docker cp`'s `noOverwriteDirNonDir`).
+    pub keep_kinds: bool,
+    /// Every entry gets this owner instead of the archive's (`docker cp -a`
+    /// into a container with a `User`).
+    pub owner: Option<(u32, u32)>,
+}
+
 /// What an extraction found beyond the files it wrote.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Unpacked {
@@ -44,6 +57,20 @@ pub fn unpack<R: Read>(
     dest: &Path,
     whiteouts: bool,
 ) -> Result<Unpacked, ArchiveError> {
+    let opts = UnpackOptions {
+        whiteouts,
+        ..UnpackOptions::default()
+    };
+    unpack_with(archive, dest, &opts)
+}
+
+/// [`unpack`] with every option.
+pub fn unpack_with<R: Read>(
+    archive: &mut tar::Archive<R>,
+    dest: &Path,
+    opts: &UnpackOptions,
+) -> Result<Unpacked, ArchiveError> {
+    let whiteouts = opts.whiteouts;
     let mut dir_times = HashMap::new();
     let mut found = Unpacked::default();
     for entry in archive.entries().map_err(ArchiveError::tar)? {
@@ -56,7 +83,7 @@ pub fn unpack<R: Read>(
                     "the archive's root is not a folder".into(),
                 ));
             }
-            apply_metadata(&mut entry, &header, dest)?;
+            apply_metadata(&mut entry, &header, dest, opts.owner)?;
             dir_times.insert(dest.to_path_buf(), header.mtime().unwrap_or(0));
             found.had_root = true;
             continue;
@@ -71,7 +98,7 @@ pub fn unpack<R: Read>(
             write_whiteout(&target, &name)?;
             continue;
         }
-        write_entry(&mut entry, dest, &target)?;
+        write_entry(&mut entry, dest, &target, opts)?;
         if entry.header().entry_type() == EntryType::Directory {
             dir_times.insert(target, entry.header().mtime().unwrap_or(0));
         }
@@ -122,8 +149,21 @@ pub fn unpack_complete<R: Read>(
     dest: &Path,
     whiteouts: bool,
 ) -> Result<Unpacked, ArchiveError> {
+    let opts = UnpackOptions {
+        whiteouts,
+        ..UnpackOptions::default()
+    };
+    unpack_complete_with(input, dest, &opts)
+}
+
+/// [`unpack_complete`] with every option.
+pub fn unpack_complete_with<R: Read>(
+    input: R,
+    dest: &Path,
+    opts: &UnpackOptions,
+) -> Result<Unpacked, ArchiveError> {
     let mut archive = tar::Archive::new(EndWatch::new(super::guard::TarGuard::new(input)));
-    let found = unpack(&mut archive, dest, whiteouts)?;
+    let found = unpack_with(&mut archive, dest, opts)?;
     if archive.into_inner().ran_out {
         let why = "the archive is cut short (it has no end-of-archive block)";
         return Err(ArchiveError::Tar(std::io::Error::other(why)));
@@ -213,9 +253,13 @@ fn write_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     root: &Path,
     target: &Path,
+    opts: &UnpackOptions,
 ) -> Result<(), ArchiveError> {
     let header = entry.header().clone();
     let kind = header.entry_type();
+    if opts.keep_kinds {
+        check_same_kind(target, kind == EntryType::Directory)?;
+    }
     clear_target(target, kind == EntryType::Directory)?;
     match kind {
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
@@ -238,7 +282,27 @@ fn write_entry<R: Read>(
         EntryType::Char | EntryType::Block | EntryType::Fifo => make_node(&header, target)?,
         _ => return Ok(()),
     }
-    apply_metadata(entry, &header, target)
+    apply_metadata(entry, &header, target, opts.owner)
+}
+
+/// moby's `noOverwriteDirNonDir`: a folder stays a folder, a non-folder a
+/// non-folder.
+fn check_same_kind(target: &Path, new_is_dir: bool) -> Result<(), ArchiveError> {
+    let Ok(meta) = std::fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    let is_dir = meta.is_dir() && !meta.file_type().is_symlink();
+    match (is_dir, new_is_dir) {
+        (true, false) => Err(ArchiveError::Hostile(format!(
+            "cannot overwrite directory {:?} with non-directory",
+            target
+        ))),
+        (false, true) => Err(ArchiveError::Hostile(format!(
+            "cannot overwrite non-directory {:?} with directory",
+            target
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn write_file<R: Read>(entry: &mut tar::Entry<'_, R>, target: &Path) -> Result<(), ArchiveError> {
@@ -353,9 +417,12 @@ fn apply_metadata<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     header: &tar::Header,
     target: &Path,
+    owner: Option<(u32, u32)>,
 ) -> Result<(), ArchiveError> {
-    let uid = header.uid().unwrap_or(0) as u32;
-    let gid = header.gid().unwrap_or(0) as u32;
+    let (uid, gid) = owner.unwrap_or((
+        header.uid().unwrap_or(0) as u32,
+        header.gid().unwrap_or(0) as u32,
+    ));
     nix::unistd::fchownat(
         None,
         target,

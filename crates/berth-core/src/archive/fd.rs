@@ -58,14 +58,37 @@ pub(super) fn fd_metadata(fd: &OwnedFd) -> io::Result<Metadata> {
     file.metadata()
 }
 
+/// `/proc/self/fd` of the host's procfs, opened before a `chroot` (the
+/// copy helper's): inside a container's root, `/proc` is the container's
+/// and does not know this process.
+static PROC_FD_DIR: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+
+/// Pins `/proc/self/fd` for [`reopen_file`]; call before a `chroot`.
+pub fn pin_proc_fd_dir() -> io::Result<()> {
+    let dir = File::open("/proc/self/fd")?;
+    let _ = PROC_FD_DIR.set(OwnedFd::from(dir));
+    Ok(())
+}
+
 /// The regular file behind `node` (`O_PATH`) opened for reading: the same
 /// inode, reached through `/proc/self/fd`, never through its name again;
 /// non-blocking, so a lease or lock cannot hold the export.
 pub(super) fn reopen_file(node: &OwnedFd, meta: &Metadata) -> io::Result<File> {
-    let path = CString::new(format!("/proc/self/fd/{}", node.as_raw_fd()))?;
     let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC;
-    // SAFETY: a NUL-terminated path.
-    let file = File::from(retry(|| unsafe { libc::open(path.as_ptr(), flags) })?);
+    let file = match PROC_FD_DIR.get() {
+        Some(dir) => {
+            let name = CString::new(node.as_raw_fd().to_string())?;
+            // SAFETY: a valid descriptor and a NUL-terminated name.
+            File::from(retry(|| unsafe {
+                libc::openat(dir.as_raw_fd(), name.as_ptr(), flags)
+            })?)
+        }
+        None => {
+            let path = CString::new(format!("/proc/self/fd/{}", node.as_raw_fd()))?;
+            // SAFETY: a NUL-terminated path.
+            File::from(retry(|| unsafe { libc::open(path.as_ptr(), flags) })?)
+        }
+    };
     let again = file.metadata()?;
     if !again.is_file() || (again.dev(), again.ino()) != (meta.dev(), meta.ino()) {
         return Err(io::Error::other("reopened a different file"));

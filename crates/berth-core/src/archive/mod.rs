@@ -13,8 +13,9 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 
 pub use error::ArchiveError;
+pub use fd::pin_proc_fd_dir;
 pub use guard::TarGuard;
-pub use write::write_tree;
+pub use write::{write_named, write_tree};
 
 /// Wraps `input` in the decompressor its magic bytes call for (gzip,
 /// zstd, or none).

@@ -52,6 +52,24 @@ pub fn write_tree<W: Write>(root: &Path, out: W, skip: &dyn Fn(&OsStr) -> bool) 
     let mut writer = TreeWriter::new(out);
     let mut stack = vec![writer.root(root_fd)?];
     stack[0].names.retain(|name| !skip(name));
+    walk(writer, stack)
+}
+
+/// Writes the node `node` (an `O_PATH` descriptor of a file, folder,
+/// symlink…) as `name`, and for a folder everything under it as
+/// `name/…` (`docker cp`'s archive of a path: entries named after its
+/// last component). A symlink is written as a symlink, never followed.
+pub fn write_named<W: Write>(node: OwnedFd, name: &Path, out: W) -> io::Result<u64> {
+    let mut writer = TreeWriter::new(out);
+    let mut stack = Vec::new();
+    if let Some(folder) = writer.entry(node, name.to_path_buf())? {
+        stack.push(folder);
+    }
+    walk(writer, stack)
+}
+
+/// Walks the folders on `stack` depth first, writing every entry.
+fn walk<W: Write>(mut writer: TreeWriter<W>, mut stack: Vec<Frame>) -> io::Result<u64> {
     while let Some(frame) = stack.last_mut() {
         let Some(name) = frame.names.get(frame.next).cloned() else {
             stack.pop();

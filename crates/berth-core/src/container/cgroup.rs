@@ -111,6 +111,21 @@ impl ContainerCgroup {
         }
     }
 
+    /// How many processes the kernel's OOM killer ended in the container
+    /// (v1 `memory.oom_control`, v2 `memory.events`: `oom_kill N`).
+    pub fn oom_kills(&self) -> u64 {
+        let mut kills = 0;
+        for root in hierarchy_roots() {
+            let dir = root.join(PARENT).join(&self.id);
+            for file in ["memory.oom_control", "memory.events"] {
+                if let Ok(text) = std::fs::read_to_string(dir.join(file)) {
+                    kills = kills.max(parse_oom_kills(&text));
+                }
+            }
+        }
+        kills
+    }
+
     /// Freezes (or thaws) the container's processes; an error if no
     /// hierarchy has a freezer for it.
     pub fn freeze(&self, frozen: bool) -> std::io::Result<()> {
@@ -205,6 +220,14 @@ fn wait_frozen(file: &Path) {
     }
 }
 
+/// The `oom_kill N` line of a memory controller file.
+fn parse_oom_kills(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("oom_kill "))
+        .find_map(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The pids of a `cgroup.procs` file.
 fn parse_procs(text: &str) -> Vec<Pid> {
     text.lines()
@@ -216,6 +239,15 @@ fn parse_procs(text: &str) -> Vec<Pid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oom_kills_parse_from_both_versions() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        let v2 = "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(parse_oom_kills(v1), 2);
+        assert_eq!(parse_oom_kills(v2), 1);
+        assert_eq!(parse_oom_kills("oom_kill_disable 0\n"), 0);
+    }
 
     #[test]
     fn procs_parse_and_skip_junk() {

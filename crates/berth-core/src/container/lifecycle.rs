@@ -300,6 +300,7 @@ impl ContainerService {
     ) -> Result<(), ContainerError> {
         let mut state = with_pids(&record.state, Status::Running, pid, shim_pid);
         state.restarting = false;
+        state.oom_killed = false;
         state.exit_code = 0;
         state.error.clear();
         state.started_at = Some(super::jsonlog::now_rfc3339_nano());
@@ -400,6 +401,12 @@ impl ContainerService {
         }
         let exit = ExitStatus::read(&self.paths(id).exit_file());
         let mut state = exited_state(&record.state, exit.as_ref());
+        // Read before the cgroup goes: did the kernel's OOM killer act?
+        state.oom_killed =
+            exit.as_ref().is_some_and(|e| e.oom_killed) || ContainerCgroup::of(id).oom_kills() > 0;
+        if state.oom_killed {
+            self.publish("oom", &record, &[]);
+        }
         let ended = ContainerCgroup::of(id).kill_all(id);
         if let Err(e) = &ended {
             state.error = e.to_string();

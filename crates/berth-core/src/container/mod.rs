@@ -13,6 +13,7 @@
 mod bundle;
 pub mod cgroup;
 mod connect;
+pub mod copy;
 mod copyup;
 mod create;
 pub mod detach_keys;

@@ -99,20 +99,26 @@ impl ContainerPaths {
         if mount::is_mounted(&target) {
             return Ok(());
         }
+        let options = self.overlay_options(layers);
+        mount::retry_busy(|| mount::mount("overlay", &target, "overlay", &options)).map_err(|e| {
+            ContainerError::io(format!("mounting the root filesystem of {}", self.id), e)
+        })
+    }
+
+    /// The overlay mount options of the root filesystem: the image's layers
+    /// (top first) below the container's upper and work folders.
+    pub fn overlay_options(&self, layers: &[PathBuf]) -> String {
         let lower: Vec<String> = layers
             .iter()
             .rev()
             .map(|p| p.display().to_string())
             .collect();
-        let options = format!(
+        format!(
             "lowerdir={},upperdir={},workdir={}",
             lower.join(":"),
             self.upper().display(),
             self.work().display()
-        );
-        mount::retry_busy(|| mount::mount("overlay", &target, "overlay", &options)).map_err(|e| {
-            ContainerError::io(format!("mounting the root filesystem of {}", self.id), e)
-        })
+        )
     }
 
     /// Unmounts the root filesystem (not mounted is fine). Still busy after

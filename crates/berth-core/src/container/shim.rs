@@ -31,6 +31,10 @@ pub struct ExitStatus {
     pub exit_code: i64,
     /// RFC 3339 with nanoseconds.
     pub finished_at: String,
+    /// The kernel's OOM killer ended a process of the container (read by
+    /// the shim before the runtime removes the cgroup).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 impl ExitStatus {

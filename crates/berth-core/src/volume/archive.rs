@@ -65,6 +65,6 @@ impl VolumeService {
 }
 
 /// A fresh mount id for one run of operation `op`.
-pub(super) fn operation_mount_id(op: &str) -> String {
+pub fn operation_mount_id(op: &str) -> String {
     format!("{OPERATION_MOUNT_PREFIX}{op}-{}", &names::random_id()[..16])
 }

@@ -18,7 +18,7 @@ mod reconcile;
 mod rename;
 mod service;
 
-pub use archive::OPERATION_MOUNT_PREFIX;
+pub use archive::{operation_mount_id, OPERATION_MOUNT_PREFIX};
 pub use error::VolumeError;
 pub use extended::CloneProgress;
 pub use filters::Filters;

@@ -10,6 +10,7 @@
 //! threads. Handshake with the daemon: see `berth_core::container::shim`.
 
 mod console;
+pub mod copy;
 pub mod exec;
 mod propagation;
 mod pump;
@@ -219,6 +220,7 @@ fn supervise(
     let status = ExitStatus {
         exit_code,
         finished_at: now_rfc3339_nano(),
+        oom_killed: berth_core::container::cgroup::ContainerCgroup::of(&args.id).oom_kills() > 0,
     };
     if let Err(e) = status.write(&args.state_dir.join("exit.json")) {
         eprintln!("shim {}: cannot record exit status: {e}", args.id);
