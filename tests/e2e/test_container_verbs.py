@@ -168,3 +168,47 @@ def test_restart_like_dockerd(pair):
                             "--filter", f"container={name}", "--format", "{{.Action}}").stdout.split()
         # sh as pid 1 ignores SIGTERM: the stop's SIGKILL follows after 1 s.
         assert out[-6:] == ["kill", "kill", "die", "stop", "start", "restart"], out
+
+
+def test_top_like_dockerd(pair):
+    for engine, name in pair:
+        out = engine.docker("top", name).stdout.splitlines()
+        assert out[0].split()[:2] == ["UID", "PID"], out
+        pid = inspect(engine, name)["State"]["Pid"]
+        assert any(line.split()[1] == str(pid) for line in out[1:]), out
+        c = docker.APIClient(base_url=engine.host, version="1.41")
+        try:
+            top = c.top(name, ps_args="-o pid,comm")
+            assert top["Titles"] == ["PID", "COMMAND"]
+            assert [str(pid), "sh"] in top["Processes"], top
+        finally:
+            c.close()
+    engine, name = pair[0]
+    status, body = engine.api("GET", f"/containers/{name}/top?ps_args=-o%20comm")
+    assert status == 500 and "PID" in body["message"]
+
+
+def test_stats_like_dockerd(pair):
+    docs = []
+    for engine, name in pair:
+        c = docker.APIClient(base_url=engine.host, version="1.41")
+        try:
+            s = c.stats(name, stream=False)
+            stream = c.stats(name, stream=True, decode=True)
+            first, second = next(stream), next(stream)
+            stream.close() if hasattr(stream, "close") else None
+        finally:
+            c.close()
+        assert s["cpu_stats"]["cpu_usage"]["total_usage"] > 0
+        assert s["precpu_stats"]["cpu_usage"]["total_usage"] > 0, "a second sample for precpu"
+        assert s["memory_stats"]["usage"] > 0 and s["memory_stats"]["limit"] > 0
+        assert s["pids_stats"]["current"] >= 1
+        assert second["precpu_stats"]["cpu_usage"]["total_usage"] == first["cpu_stats"]["cpu_usage"]["total_usage"]
+        docs.append(s)
+        table = engine.docker("stats", "--no-stream", "--format",
+                              "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}", name).stdout
+        assert table.startswith(name) and "%" in table, table
+    ours, theirs = docs
+    assert set(ours) - {"networks"} == set(theirs) - {"networks"}
+    for key in ("cpu_stats", "memory_stats", "pids_stats", "blkio_stats"):
+        assert set(ours[key]) <= set(theirs[key]) | {"failcnt"}, (key, ours[key], theirs[key])

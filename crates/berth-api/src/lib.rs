@@ -23,6 +23,7 @@ mod metrics_state;
 mod networks;
 pub mod request;
 mod state;
+mod stats;
 mod streams;
 mod system;
 mod task_stream;
@@ -70,6 +71,8 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
             get(archive::get).head(archive::stat).put(archive::put),
         )
         .route("/containers/{id}/pause", post(containers::pause))
+        .route("/containers/{id}/stats", get(stats::stats))
+        .route("/containers/{id}/top", get(stats::top))
         .route("/containers/{id}/restart", post(containers::restart))
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/resize", post(containers::resize))

@@ -111,6 +111,15 @@ impl ContainerCgroup {
         }
     }
 
+    /// The control file `name` of the container's cgroup, from the first
+    /// hierarchy that has it (v1 controllers, or the v2 tree).
+    pub fn read_file(&self, name: &str) -> Option<String> {
+        hierarchy_roots()
+            .iter()
+            .map(|root| root.join(PARENT).join(&self.id).join(name))
+            .find_map(|path| std::fs::read_to_string(path).ok())
+    }
+
     /// How many processes the kernel's OOM killer ended in the container
     /// (v1 `memory.oom_control`, v2 `memory.events`: `oom_kill N`).
     pub fn oom_kills(&self) -> u64 {

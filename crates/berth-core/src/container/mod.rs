@@ -39,6 +39,8 @@ mod service;
 pub mod shim;
 pub mod shim_protocol;
 pub mod spec;
+pub mod stats;
+pub mod top;
 mod usage;
 mod user;
 
