@@ -212,3 +212,49 @@ def test_stats_like_dockerd(pair):
     assert set(ours) - {"networks"} == set(theirs) - {"networks"}
     for key in ("cpu_stats", "memory_stats", "pids_stats", "blkio_stats"):
         assert set(ours[key]) <= set(theirs[key]) | {"failcnt"}, (key, ours[key], theirs[key])
+
+
+def test_health_status_transitions_like_dockerd(pair):
+    """healthy → unhealthy (after Retries failures) → healthy, with the
+    events and `docker ps` showing it, on both engines."""
+    seen = []
+    for engine, name in pair:
+        img = inspect(engine, name)["Config"]["Image"]
+        hc = unique("hc")
+        since = time.time() - 1
+        engine.docker("run", "-d", "--net", "none", "--name", hc,
+                      "--health-cmd", "test -f /tmp/ok", "--health-interval", "300ms",
+                      "--health-retries", "2", "--health-timeout", "2s", img,
+                      "sh", "-c", "touch /tmp/ok; sleep 300")
+        try:
+            health = lambda: inspect(engine, hc)["State"]["Health"]  # noqa: E731
+            assert health()["Status"] in ("starting", "healthy")
+            wait_until(lambda: health()["Status"] == "healthy", what="healthy")
+            ps = engine.docker("ps", "--filter", f"name={hc}", "--filter", "health=healthy",
+                               "--format", "{{.Status}}").stdout.strip()
+            assert ps.endswith("(healthy)"), ps
+            engine.docker("exec", hc, "rm", "/tmp/ok")
+            wait_until(lambda: health()["Status"] == "unhealthy", what="unhealthy")
+            h = health()
+            assert h["FailingStreak"] >= 2 and h["Log"][-1]["ExitCode"] == 1
+            engine.docker("exec", hc, "touch", "/tmp/ok")
+            wait_until(lambda: health()["Status"] == "healthy", what="healthy again")
+            assert len(health()["Log"]) <= 5
+            out = engine.docker("events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
+                                "--filter", f"container={hc}", "--filter", "event=health_status",
+                                "--format", "{{.Action}}").stdout.split("\n")
+            seen.append([a for a in out if a])
+        finally:
+            engine.docker("rm", "-f", hc, check=False)
+    ours, theirs = seen
+    assert ours == theirs == ["health_status: healthy", "health_status: unhealthy",
+                              "health_status: healthy"], (ours, theirs)
+    engine, name = pair[0]
+    img = inspect(engine, name)["Config"]["Image"]
+    # The CLI checks its flags itself; the API gets moby's words.
+    status, body = engine.api("POST", "/containers/create", {
+        "Image": img, "Cmd": ["true"], "Healthcheck": {"Test": ["CMD", "true"], "Retries": -1}})
+    assert status == 400 and body["message"] == "Retries in Healthcheck cannot be negative"
+    status, body = engine.api("POST", "/containers/create", {
+        "Image": img, "Cmd": ["true"], "Healthcheck": {"Test": ["CMD", "true"], "Interval": 5}})
+    assert status == 400 and body["message"] == "Interval in Healthcheck cannot be less than 1ms"

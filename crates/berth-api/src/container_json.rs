@@ -154,7 +154,7 @@ pub fn inspect(
 ) -> Value {
     let s = &c.state;
     let host_config = host_config_json(c);
-    json!({
+    let mut doc = json!({
         "Id": c.id,
         "Created": c.created,
         "Path": c.path,
@@ -171,6 +171,7 @@ pub fn inspect(
             "Error": s.error,
             "StartedAt": s.started_at.clone().unwrap_or_else(|| ZERO_TIME.into()),
             "FinishedAt": s.finished_at.clone().unwrap_or_else(|| ZERO_TIME.into()),
+            "Health": s.health,
         },
         "Image": c.image_id,
         "ResolvConfPath": paths.resolv_file(),
@@ -190,7 +191,14 @@ pub fn inspect(
         "Mounts": c.mounts.iter().map(mount_json).collect::<Vec<_>>(),
         "Config": c.config,
         "NetworkSettings": network_settings(c, view),
-    })
+    });
+    // `State.Health` is omitted without a health check, as Docker does.
+    if s.health.is_none() {
+        if let Some(state) = doc["State"].as_object_mut() {
+            state.remove("Health");
+        }
+    }
+    doc
 }
 
 /// The full `HostConfig` Docker returns (clients such as docker-py read
@@ -277,7 +285,7 @@ fn status_text(c: &ContainerRecord) -> String {
         Status::Running if s.paused => {
             format!("Up {} (Paused)", since(s.started_at.as_deref()))
         }
-        Status::Running => format!("Up {}", since(s.started_at.as_deref())),
+        Status::Running => format!("Up {}{}", since(s.started_at.as_deref()), health_suffix(s)),
         _ if s.restarting => format!(
             "Restarting ({}) {} ago",
             s.exit_code,
@@ -291,6 +299,15 @@ fn status_text(c: &ContainerRecord) -> String {
             s.exit_code,
             since(s.finished_at.as_deref())
         ),
+    }
+}
+
+/// `docker ps`'s health in the status: " (healthy)", " (health: starting)".
+fn health_suffix(s: &berth_core::container::ContainerState) -> String {
+    match s.health.as_ref().map(|h| h.status.as_str()) {
+        Some("starting") => " (health: starting)".into(),
+        Some(status) if !status.is_empty() => format!(" ({status})"),
+        _ => String::new(),
     }
 }
 

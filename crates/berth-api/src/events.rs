@@ -38,13 +38,22 @@ fn message(e: &Event) -> Value {
     v
 }
 
+/// Actions that carry a detail after a colon (`health_status: healthy`,
+/// `exec_start: sh -c …`); filtering on the bare word matches them all,
+/// as moby's `matchEvent` does (its prefix match, #25798).
+const DETAILED_ACTIONS: [&str; 3] = ["health_status", "exec_create", "exec_start"];
+
+fn event_matches(wanted: &str, action: &str) -> bool {
+    wanted == action || DETAILED_ACTIONS.contains(&wanted) && action.starts_with(wanted)
+}
+
 fn matches(filters: &Filters, e: &Event) -> bool {
     let any = |key: &str, test: &dyn Fn(&str) -> bool| {
         filters.get(key).is_none_or(|vs| vs.iter().any(|v| test(v)))
     };
     let attr = |k: &str| e.attributes.get(k).map(String::as_str).unwrap_or_default();
     any("type", &|v| v == e.kind)
-        && any("event", &|v| v == e.action)
+        && any("event", &|v| event_matches(v, &e.action))
         && any("container", &|v| {
             e.kind == "container" && (e.actor.starts_with(v) || attr("name") == v)
                 || e.kind == "volume" && attr("container").starts_with(v)
@@ -213,6 +222,8 @@ mod tests {
         assert!(matches(&f(&[("container", "web")]), &ctr));
         assert!(matches(&f(&[("container", "abc")]), &vol));
         assert!(matches(&f(&[("image", "img:1"), ("event", "die")]), &ctr));
+        assert!(event_matches("health_status", "health_status: healthy"));
+        assert!(!event_matches("die", "died"));
         assert_eq!(message(&ctr)["status"], "die");
         assert_eq!(message(&vol)["Actor"]["Attributes"]["driver"], "local");
     }

@@ -490,6 +490,13 @@ fn merge(mut config: ContainerConfig, image: &ImageConfig) -> ContainerConfig {
     exposed.extend(config.exposed_ports.take().unwrap_or_default());
     config.exposed_ports = (!exposed.is_empty()).then_some(exposed);
     inherit_command(&mut config, ic);
+    let health = super::health::merge_healthcheck(
+        config.extra.get("Healthcheck"),
+        ic.extra.get("Healthcheck"),
+    );
+    if let Some(health) = health {
+        config.extra.insert("Healthcheck".into(), health);
+    }
     config
 }
 

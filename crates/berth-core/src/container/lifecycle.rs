@@ -140,6 +140,10 @@ impl ContainerService {
             self.record_failed_start(&record, e);
         }
         drop(_guard);
+        if result.is_ok() {
+            // After the lock: the monitor records health under it.
+            self.start_health_monitor(&record.id);
+        }
         if result.is_err() && record.host_config.auto_remove {
             // Docker removes an --rm container whose start failed.
             let _ = self.remove(&record.id, true, true);

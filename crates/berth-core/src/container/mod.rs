@@ -19,6 +19,7 @@ mod create;
 pub mod detach_keys;
 mod error;
 pub mod exec;
+pub mod health;
 pub mod jsonlog;
 mod lifecycle;
 pub mod logrotate;

@@ -124,6 +124,9 @@ pub struct ContainerState {
     /// Stopped by `docker stop`/`kill` (moby's `HasBeenManuallyStopped`).
     #[serde(default)]
     pub manually_stopped: bool,
+    /// `State.Health` of a container with a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::Health>,
     /// RFC 3339 with nanoseconds, or `None` for Docker's zero time.
     pub started_at: Option<String>,
     pub finished_at: Option<String>,

@@ -104,6 +104,7 @@ impl ContainerService {
         match record.state.status {
             Status::Running if shim::is_shim_of(record.state.shim_pid, &record.id, &dir) => {
                 self.readopt(record);
+                self.start_health_monitor(&record.id);
                 report.settled += self.settle_cut_changes(record);
                 report.restored += 1;
             }

@@ -145,7 +145,9 @@ impl ContainerService {
         all: bool,
         filters: &Filters,
     ) -> Result<Vec<ContainerRecord>, ContainerError> {
-        const KEYS: [&str; 6] = ["status", "label", "name", "id", "ancestor", "exited"];
+        const KEYS: [&str; 7] = [
+            "status", "label", "name", "id", "ancestor", "exited", "health",
+        ];
         if let Some(bad) = filters.keys().find(|k| !KEYS.contains(&k.as_str())) {
             return Err(ContainerError::InvalidConfig(format!(
                 "invalid filter '{bad}'"
@@ -166,6 +168,14 @@ impl ContainerService {
             .filter(|c| all || c.state.status == super::Status::Running || c.state.restarting)
             .filter(|c| any("status", &|v| v == c.state.docker_status()))
             .filter(|c| any("id", &|v| c.id.starts_with(v)))
+            .filter(|c| {
+                let health = c
+                    .state
+                    .health
+                    .as_ref()
+                    .map_or("none", |h| h.status.as_str());
+                any("health", &|v| v == health)
+            })
             .filter(|c| names.matches(&c.name))
             .filter(|c| any("ancestor", &|v| v == c.config.image || v == c.image_id))
             .filter(|c| {

@@ -397,16 +397,7 @@ fn refuse_init_and_isolation(fields: &HostFields) -> Result<(), OptionsError> {
 }
 
 fn refuse_config_fields(extra: &Map<String, Value>) -> Result<(), OptionsError> {
-    if let Some(test) = extra.get("Healthcheck").and_then(|h| h.get("Test")) {
-        let disabled = test
-            .as_array()
-            .and_then(|t| t.first())
-            .and_then(Value::as_str)
-            == Some("NONE");
-        if is_set(Some(test), "Test") && !disabled {
-            return Err(unsupported("health checks", "they are not implemented yet"));
-        }
-    }
+    super::health::parse_healthcheck(extra.get("Healthcheck")).map_err(OptionsError::Invalid)?;
     Ok(())
 }
 
@@ -479,7 +470,7 @@ mod tests {
             assert!(err.contains(word), "{extra}: {err}");
         }
         let config = ContainerConfig {
-            extra: json!({"Healthcheck": {"Test": ["CMD", "true"]}})
+            extra: json!({"Healthcheck": {"Test": ["CMD", "true"], "Retries": -1}})
                 .as_object()
                 .unwrap()
                 .clone(),
