@@ -9,6 +9,7 @@ not applied.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 
@@ -258,3 +259,36 @@ def test_health_status_transitions_like_dockerd(pair):
     status, body = engine.api("POST", "/containers/create", {
         "Image": img, "Cmd": ["true"], "Healthcheck": {"Test": ["CMD", "true"], "Interval": 5}})
     assert status == 400 and body["message"] == "Interval in Healthcheck cannot be less than 1ms"
+
+
+def cgroup_file(cid: str, controller: str, name: str) -> str:
+    with open(f"/sys/fs/cgroup/{controller}/berth/{cid}/{name}") as f:
+        return f.read().strip()
+
+
+def test_update_resources_and_restart_policy(daemon, image):
+    name = unique("upd")
+    daemon.docker("run", "-d", "--net", "none", "--name", name, "--memory", "64m", image,
+                  "sleep", "300")
+    try:
+        cid = inspect(daemon, name)["Id"]
+        daemon.docker("update", "--memory", "128m", "--memory-swap", "256m", "--cpus", "0.5",
+                      "--pids-limit", "30", "--restart", "on-failure:2", name)
+        hc = inspect(daemon, name)["HostConfig"]
+        assert hc["Memory"] == 128 << 20 and hc["NanoCpus"] == 500_000_000
+        assert hc["PidsLimit"] == 30
+        assert hc["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+        if os.path.isdir("/sys/fs/cgroup/memory/berth"):
+            assert cgroup_file(cid, "memory", "memory.limit_in_bytes") == str(128 << 20)
+            assert cgroup_file(cid, "pids", "pids.max") == "30"
+            assert cgroup_file(cid, "cpu", "cpu.cfs_quota_us") == "50000"
+        bad = daemon.api("POST", f"/containers/{name}/update", {"RestartPolicy": {"Name": "nope"}})
+        assert bad[0] == 400
+        assert inspect(daemon, name)["HostConfig"]["RestartPolicy"]["Name"] == "on-failure"
+        # Still applied after a restart.
+        daemon.docker("restart", "-t", "1", name)
+        cid = inspect(daemon, name)["Id"]
+        if os.path.isdir("/sys/fs/cgroup/memory/berth"):
+            assert cgroup_file(cid, "memory", "memory.limit_in_bytes") == str(128 << 20)
+    finally:
+        daemon.docker("rm", "-f", name, check=False)

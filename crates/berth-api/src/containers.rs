@@ -265,6 +265,19 @@ pub async fn kill(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `POST /containers/{id}/update`: resources and restart policy.
+pub async fn update(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let changes: serde_json::Map<String, Value> = read_json(&headers, &body)?;
+    let svc = state.containers.clone();
+    blocking(move || svc.update(&id, &changes).map_err(ApiError::from)).await?;
+    Ok(json_response(StatusCode::OK, &json!({"Warnings": []})))
+}
+
 /// `POST /containers/{id}/pause`
 pub async fn pause(
     State(state): State<ApiState>,

@@ -71,6 +71,7 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
             get(archive::get).head(archive::stat).put(archive::put),
         )
         .route("/containers/{id}/pause", post(containers::pause))
+        .route("/containers/{id}/update", post(containers::update))
         .route("/containers/{id}/stats", get(stats::stats))
         .route("/containers/{id}/top", get(stats::top))
         .route("/containers/{id}/restart", post(containers::restart))

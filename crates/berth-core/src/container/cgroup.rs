@@ -120,6 +120,29 @@ impl ContainerCgroup {
             .find_map(|path| std::fs::read_to_string(path).ok())
     }
 
+    /// Writes the control file `name` in the first hierarchy that has it.
+    pub fn write_file(&self, name: &str, value: &str) -> std::io::Result<()> {
+        let path = hierarchy_roots()
+            .iter()
+            .map(|root| root.join(PARENT).join(&self.id).join(name))
+            .find(|path| path.exists())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no cgroup file {name}"),
+                )
+            })?;
+        std::fs::write(&path, value)
+    }
+
+    /// Writes the v1 file `v1`, or the v2 file `v2` where there is no v1.
+    pub fn write_either(&self, v1: &str, v2: &str, value: &str) -> std::io::Result<()> {
+        match self.write_file(v1, value) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.write_file(v2, value),
+            other => other,
+        }
+    }
+
     /// How many processes the kernel's OOM killer ended in the container
     /// (v1 `memory.oom_control`, v2 `memory.events`: `oom_kill N`).
     pub fn oom_kills(&self) -> u64 {

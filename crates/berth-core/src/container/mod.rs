@@ -42,6 +42,7 @@ pub mod shim_protocol;
 pub mod spec;
 pub mod stats;
 pub mod top;
+mod update;
 mod usage;
 mod user;
 

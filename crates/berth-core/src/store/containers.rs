@@ -53,6 +53,20 @@ impl Store {
         )? > 0)
     }
 
+    /// Replaces a container's `HostConfig` (`docker update`). Returns
+    /// whether the row exists.
+    pub fn set_container_host_config(
+        &self,
+        id: &str,
+        host: &crate::container::HostConfig,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(host).map_err(|e| corrupt(id, e))?;
+        Ok(self.conn().execute(
+            "UPDATE containers SET host_config = ?2 WHERE id = ?1",
+            params![id, json],
+        )? > 0)
+    }
+
     /// Replaces the networks a container is configured for. Returns
     /// whether the row exists.
     pub fn set_container_networks(
