@@ -137,11 +137,12 @@ def test_resource_limits_reach_the_cgroup(daemon, image, uniq):
     (["--log-driver", "bogus"], 'error looking up logging plugin bogus: plugin "bogus" not found'),
     (["--log-opt", "tag=x"], "log attributes are not implemented yet"),
     (["-p", "80/xyz"], "invalid proto: xyz"),
-    (["--restart", "always"], "restart policies are not implemented yet"),
+    (["--restart", "sometimes"], "invalid restart policy: unknown policy 'sometimes'"),
     (["--link", "other:db"], "legacy links are not implemented"),
     (["--runtime", "nope"], "unknown or invalid runtime name: nope"),
     (["--ulimit", "bogus=1:1"], "invalid ulimit type: bogus"),
-    (["--health-cmd", "true"], "health checks"),
+    (["--health-cmd", "true", "--health-start-period", "1us"],
+     "StartPeriod in Healthcheck cannot be less than 1ms"),
     (["--init"], "--init"),
 ])
 def test_fields_that_cannot_be_honoured_are_refused(daemon, image, flags, message):

@@ -175,3 +175,59 @@ def test_a_folder_swapped_for_a_symlink_during_copies(daemon, running, host_dir)
             body = getattr(cut, "partial", b"")
         assert b"HOST SECRET" not in body
     assert os.listdir(target) == ["inside-host-folder"], "nothing written in the host folder"
+
+
+def test_read_only_roots_and_volumes_refuse_writes_but_not_reads(daemon, image, host_dir):
+    f = os.path.join(host_dir, "f")
+    with open(f, "w") as out:
+        out.write("x\n")
+    ro, rovol = unique("cpro"), unique("cprovol")
+    daemon.docker("create", "--net", "none", "--read-only", "--name", ro, image, "true")
+    daemon.docker("create", "--net", "none", "--name", rovol, "-v", f"{rovol}:/data:ro",
+                  "-v", f"{host_dir}:/b:ro", image, "true")
+    try:
+        r = daemon.docker("cp", f, f"{ro}:/", check=False)
+        assert r.returncode != 0 and "container rootfs is marked read-only" in r.stderr, r.stderr
+        r = daemon.docker("cp", f, f"{rovol}:/data/", check=False)
+        assert r.returncode != 0 and "mounted volume is marked read-only" in r.stderr, r.stderr
+        # Reads work, also through a read-only bind of a stopped container.
+        daemon.docker("cp", f"{rovol}:/b/f", os.path.join(host_dir, "back"))
+        assert open(os.path.join(host_dir, "back")).read() == "x\n"
+        daemon.docker("cp", f"{rovol}:/etc/passwd", os.path.join(host_dir, "passwd"))
+    finally:
+        daemon.docker("rm", "-f", "-v", ro, rovol, check=False)
+
+
+def test_padded_uploads_and_symlink_chains(daemon, running, host_dir):
+    """A tar followed by padding (the docker CLI pads to 10 KiB records) is
+    a success; a chain of links resolves to its end, as dockerd's stat."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("padded.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"pad"))
+    body = buf.getvalue() + b"\0" * 4_000_000
+    status, _, resp = daemon.http("PUT", f"/containers/{running}/archive?path=/tmp", body=body,
+                                  headers={"Content-Type": "application/x-tar"})
+    assert status == 200, resp
+    assert sh(daemon, running, "cat /tmp/padded.txt") == "pad"
+    sh(daemon, running, "echo real > /realfile; ln -s /realfile /abs; ln -s /abs /chain2; "
+                        "ln -s /chain2 /chain3")
+    import base64
+    status, headers, _ = daemon.http("HEAD", f"/containers/{running}/archive?path=/chain3")
+    stat = json.loads(base64.b64decode(headers["X-Docker-Container-Path-Stat"]))
+    assert stat["linkTarget"] == "/realfile", stat
+
+
+def test_hostile_size_fields_are_refused_not_a_crash(daemon, running):
+    header = bytearray(512)
+    header[:4] = b"evil"
+    header[124:136] = b"\x80" + b"\xff" * 11  # base-256 size of 2^88 - 1
+    header[156:157] = b"0"
+    header[148:156] = b"        "
+    header[148:155] = f"{sum(header):06o}\0".encode()
+    status, _, body = daemon.http("PUT", f"/containers/{running}/archive?path=/tmp",
+                                  body=bytes(header) + bytes(1024),
+                                  headers={"Content-Type": "application/x-tar"})
+    assert status >= 400 and b"panicked" not in body, body
+    assert sh(daemon, running, "echo alive") == "alive\n"

@@ -192,6 +192,19 @@ def test_errors_like_dockerd(engines):
         assert norm(a) == norm(b) or ("not running" in a and "not running" in b), (a, b)
 
 
+def test_exit_codes_are_recorded_before_the_stream_ends(daemon, running):
+    """The docker CLI inspects the exec once, right after its stream ends:
+    50 concurrent execs must all report their own exit code."""
+    import concurrent.futures
+    def one(i):
+        r = daemon.docker("exec", running, "sh", "-c", f"echo h{i}; exit {i % 7}", check=False)
+        return i, r.returncode, r.stdout
+    with concurrent.futures.ThreadPoolExecutor(max_workers=25) as pool:
+        results = list(pool.map(one, range(50)))
+    wrong = [(i, code) for i, code, out in results if code != i % 7 or out != f"h{i}\n"]
+    assert wrong == [], wrong
+
+
 def test_events_of_an_exec(daemon, running):
     since = time.time() - 1
     daemon.docker("exec", running, "sh", "-c", "exit 4", check=False)
@@ -239,8 +252,12 @@ def test_execs_end_with_their_container(daemon, image):
         assert os.path.exists(f"/proc/{pid}")
         daemon.docker("kill", name)
         wait_until(lambda: not os.path.exists(f"/proc/{pid}"), what="exec process gone")
+        # As dockerd: kept (ended, 137) until the container is removed.
+        wait_until(lambda: c.exec_inspect(ex["Id"])["ExitCode"] == 137, what="exec ended")
+        assert c.exec_inspect(ex["Id"])["Running"] is False
+        daemon.docker("rm", name)
         status, _ = daemon.api("GET", f"/exec/{ex['Id']}/json")
-        assert status == 404, "an exec is forgotten when its container stops"
+        assert status == 404, "an exec is forgotten when its container is removed"
         c.close()
     finally:
         daemon.docker("rm", "-f", name, check=False)

@@ -296,3 +296,28 @@ def test_pids_limit_as_dockerd(daemon, image, dockerd, dockerd_image, ctl_dir, n
     for key in ("pids_max", "started", "more", "running"):
         assert ours[key] == theirs[key], (key, ours, theirs)
     assert theirs["highest"] <= PIDS_LIMIT, theirs
+
+
+def test_cgroup_hierarchies_are_read_only_inside(daemon, image):
+    """A container cannot raise its own limits through /sys/fs/cgroup
+    (dockerd mounts the hierarchies ro; libcontainer left them rw)."""
+    script = ("for f in pids/pids.max memory/memory.limit_in_bytes cpu/cpu.shares; do "
+              "  p=/sys/fs/cgroup/$f; [ -e $p ] || continue; "
+              "  if echo 1 > $p 2>/dev/null; then echo WROTE $f; fi; done; "
+              "mkdir /sys/fs/cgroup/memory/sub 2>/dev/null && echo MADE sub; "
+              "grep ' /sys/fs/cgroup' /proc/self/mountinfo | awk '{print $6}' | cut -d, -f1 | sort -u")
+    out = daemon.docker("run", "--rm", "--net", "none", "--memory", "32m", "--pids-limit", "20",
+                        image, "sh", "-c", script).stdout
+    assert "WROTE" not in out and "MADE" not in out, out
+    assert out.split() == ["ro"], out
+    name = f"cgx-{uuid.uuid4().hex[:8]}"
+    daemon.docker("run", "-d", "--net", "none", "--name", name, image, "sleep", "60")
+    try:
+        r = daemon.docker("exec", name, "sh", "-c", "echo max > /sys/fs/cgroup/pids/pids.max",
+                          check=False)
+        assert r.returncode != 0, "an exec cannot write the cgroup either"
+        assert daemon.docker("run", "--rm", "--net", "none", "--privileged", image, "sh", "-c",
+                             "grep ' /sys/fs/cgroup ' /proc/self/mountinfo | awk '{print $6}'"
+                             ).stdout.startswith("rw"), "privileged keeps them writable"
+    finally:
+        daemon.docker("rm", "-f", name, check=False)

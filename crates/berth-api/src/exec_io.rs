@@ -83,19 +83,26 @@ where
         ExecIo::Detached => None,
     };
     drop(tx);
+    let mut exit = session.exit.clone();
     let detached = crate::streams::detach_keys_typed(detach_rx);
     tokio::pin!(detached);
     let ended = drained_after_exit(session.exit);
     tokio::pin!(ended);
+    let mut detaching = false;
     loop {
         tokio::select! {
             frame = rx.recv() => match frame {
                 Some(frame) => if client_out.write_all(&frame).await.is_err() { break },
                 None => break,
             },
-            _ = &mut detached => break,
+            _ = &mut detached => { detaching = true; break },
             _ = &mut ended => break,
         }
+    }
+    if !detaching {
+        // The client reads the exit code right after the stream ends (the
+        // docker CLI inspects once): it must be recorded by then.
+        let _ = exit.wait_for(Option::is_some).await;
     }
     let _ = client_out.shutdown().await;
     if let Some(task) = input {

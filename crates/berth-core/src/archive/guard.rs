@@ -156,7 +156,14 @@ impl Position {
             self.sparse_header(header)?;
         }
         self.pax = (kind == EntryType::XHeader && size > 0).then(Vec::new);
-        self.data_left = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+        self.data_left = size
+            .div_ceil(BLOCK as u64)
+            .checked_mul(BLOCK as u64)
+            .ok_or_else(|| {
+                refuse(format!(
+                    "an entry of {size} bytes is larger than a tar can hold"
+                ))
+            })?;
         Ok(())
     }
 
@@ -233,6 +240,23 @@ mod tests {
         let err = read_all(&data).unwrap_err();
         assert!(
             err.to_string().contains("larger than berth accepts"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_size_field_of_all_ones_is_refused_not_overflowed() {
+        let mut size = [0xffu8; 12];
+        size[0] = 0x80; // base-256: 2^88 - 1, beyond u64 or just below it
+        let h = header(b'0', &size);
+        let err = read_all(&h).unwrap_err();
+        assert!(!err.to_string().is_empty());
+        let mut near_max = [0u8; 12];
+        near_max[0] = 0x80;
+        near_max[4..].copy_from_slice(&(u64::MAX - 5).to_be_bytes());
+        let err = read_all(&header(b'0', &near_max)).unwrap_err();
+        assert!(
+            err.to_string().contains("larger than a tar can hold"),
             "{err}"
         );
     }

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{ContainerError, ContainerRecord, ContainerService, Status};
 
+/// Bytes after an archive's end read and dropped before answering.
+const TRAILING_LIMIT: u64 = 64 << 20;
+
 /// What `X-Docker-Container-Path-Stat` holds (moby's `PathStat`; `mode`
 /// is Go's `os.FileMode`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +54,8 @@ pub enum CopyError {
     #[error("extraction point is not a directory")]
     NotADirectory,
     #[error("{0}")]
+    ReadOnly(&'static str),
+    #[error("{0}")]
     Failed(String),
     #[error(transparent)]
     Container(#[from] ContainerError),
@@ -62,6 +67,7 @@ impl CopyError {
         match self {
             CopyError::NotFound { .. } => ErrorKind::NotFound,
             CopyError::NotADirectory => ErrorKind::InvalidArgument,
+            CopyError::ReadOnly(_) => ErrorKind::Forbidden,
             CopyError::Failed(_) => ErrorKind::Internal,
             CopyError::Container(e) => e.kind(),
         }
@@ -229,6 +235,7 @@ impl ContainerService {
         input: &mut dyn Read,
     ) -> Result<(), CopyError> {
         let record = self.resolve(name_or_id)?;
+        check_writable(&record, &clean_path(path))?;
         let mut extra = Vec::new();
         if keep_kinds {
             extra.push("--keep-kinds".to_string());
@@ -378,8 +385,42 @@ impl ContainerService {
         let waited = wait_helper(&mut child, path, &record.name);
         // The helper's own error says more than the broken pipe it caused.
         waited?;
-        copied.map_err(|e| CopyError::Failed(format!("reading the archive: {e}")))?;
-        Ok(())
+        match copied {
+            // It stopped reading at the end-of-archive blocks; what follows
+            // is padding (the docker CLI pads to 10 KiB records).
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                let rest = &mut input.take(TRAILING_LIMIT);
+                let _ = std::io::copy(rest, &mut std::io::sink());
+                Ok(())
+            }
+            Err(e) => Err(CopyError::Failed(format!("reading the archive: {e}"))),
+            Ok(_) => Ok(()),
+        }
+    }
+}
+
+/// moby's checks before an extraction: a read-only root filesystem or a
+/// read-only volume at the destination refuses it (by the path as given;
+/// a symlink into a writable mount is not followed for this).
+fn check_writable(record: &ContainerRecord, path: &str) -> Result<(), CopyError> {
+    let under = |dest: &str| {
+        let dest = dest.trim_end_matches('/');
+        path == dest || path.starts_with(&format!("{dest}/"))
+    };
+    let mount = record
+        .mounts
+        .iter()
+        .filter(|m| under(&m.destination))
+        .max_by_key(|m| m.destination.len());
+    match mount {
+        Some(m) if !m.rw => Err(CopyError::ReadOnly("mounted volume is marked read-only")),
+        Some(_) => Ok(()),
+        None if record.host_config.extra.get("ReadonlyRootfs")
+            == Some(&serde_json::Value::Bool(true)) =>
+        {
+            Err(CopyError::ReadOnly("container rootfs is marked read-only"))
+        }
+        None => Ok(()),
     }
 }
 

@@ -439,7 +439,6 @@ impl ContainerService {
             Err(e) => tracing::error!(container = %id, error = %e, "mounts kept"),
         }
         let code = state.exit_code;
-        self.forget_execs(id);
         // Waiters (kill, stop, wait) hear of the exit before the network
         // teardown, which can take long (netavark removes a rule at a
         // time); the container's lock is held until it is done.
@@ -580,8 +579,13 @@ impl ContainerService {
     /// `ExitOnNext`). Marked before the signal, so the exit finds it.
     /// Returns whether it is ending.
     fn mark_ending(&self, record: &ContainerRecord, signal: Signal) -> bool {
-        let stop_signal = record.config.stop_signal.as_deref().unwrap_or("SIGTERM");
-        let ending = signal == Signal::SIGKILL || parse_signal(stop_signal).ok() == Some(signal);
+        // moby: without a configured stop signal, any signal sent by
+        // kill or stop marks the next exit as wanted.
+        let ending = signal == Signal::SIGKILL
+            || match record.config.stop_signal.as_deref() {
+                None | Some("") => true,
+                Some(stop) => parse_signal(stop).ok() == Some(signal),
+            };
         if ending {
             self.exit_on_next.lock().insert(record.id.clone());
         }

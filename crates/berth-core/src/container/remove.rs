@@ -142,6 +142,7 @@ impl ContainerService {
     ) -> Result<(), ContainerError> {
         self.paths(&record.id).remove_all()?;
         self.forget_runtime_state(&record.id);
+        self.forget_execs(&record.id);
         self.release_mounts(record, remove_volumes);
         self.detach_networks(&record.id);
         self.store.delete_container(&record.id)?;

@@ -173,10 +173,15 @@ fn mount_bind(rootfs: &Path, bind: &CopyBind) -> Result<(), Failed> {
     )
     .map_err(|e| other(format!("binding {}: {e}", bind.destination)))?;
     if bind.readonly {
-        let ro = flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        // Through the bind's own root: the first descriptor is the folder
+        // beneath it, which is no mount point (EINVAL).
+        let root = berth_core::sys::inroot::open_beneath(rootfs, rel)
+            .map_err(|e| other(format!("{}: {e}", bind.destination)))?;
+        let root_path = format!("/proc/self/fd/{}", root.as_raw_fd());
+        let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
         mount(
             None::<&str>,
-            target.as_str(),
+            root_path.as_str(),
             None::<&str>,
             ro,
             None::<&str>,
@@ -208,8 +213,13 @@ fn lstat(path: &str) -> Result<std::fs::Metadata, Failed> {
     })
 }
 
-/// A symlink's target as an absolute path in the container.
+/// A symlink's target as an absolute path in the container: every link
+/// on the way followed (inside the chroot, so inside the container), as
+/// moby's `FollowSymlinkInScope`; one hop if the chain is dangling.
 fn link_target(path: &str) -> String {
+    if let Ok(resolved) = std::fs::canonicalize(path) {
+        return resolved.to_string_lossy().into_owned();
+    }
     let Ok(target) = std::fs::read_link(path) else {
         return String::new();
     };

@@ -1,10 +1,14 @@
-//! Bind propagation, applied by the shim. libcontainer 0.7 makes binds
-//! with `open_tree` + `move_mount` and never applies the propagation
-//! options of the spec (`rprivate`, `rslave`, `rshared`…), so a bind would
-//! take whatever its source has. After create (the container's mounts are
+//! Bind propagation and read-only cgroup hierarchies, applied by the shim.
+//! libcontainer 0.7 makes binds with `open_tree` + `move_mount` and never
+//! applies the propagation options of the spec (`rprivate`, `rslave`,
+//! `rshared`…), so a bind would take whatever its source has; and it
+//! mounts each cgroup v1 hierarchy under `/sys/fs/cgroup` read-write even
+//! when the spec's cgroup mount is `ro`, so a container could raise its
+//! own memory and pids limits. After create (the container's mounts are
 //! made and its root pivoted) and before start, a forked child of the shim
-//! enters the container's mount namespace and sets each bind's
-//! propagation itself, as runc does.
+//! enters the container's mount namespace, sets each bind's propagation
+//! and remounts every mount under a read-only `/sys/fs/cgroup` read-only,
+//! as runc does.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -54,13 +58,56 @@ pub fn parse_propagations(spec: &Value) -> Vec<Propagation> {
         .collect()
 }
 
-/// Applies the binds' propagation from the bundle's spec inside the mount
-/// namespace of `init_pid` (the created, not yet started, container).
+/// Whether the spec mounts `/sys/fs/cgroup` read-only.
+pub fn cgroups_readonly(spec: &Value) -> bool {
+    spec["mounts"].as_array().is_some_and(|mounts| {
+        mounts.iter().any(|m| {
+            m["destination"] == "/sys/fs/cgroup"
+                && m["options"]
+                    .as_array()
+                    .is_some_and(|o| o.iter().any(|v| v == "ro"))
+        })
+    })
+}
+
+/// Mount points under `/sys/fs/cgroup` (it included) in a mountinfo table
+/// read for the container's first process (paths as it sees them).
+pub fn cgroup_mounts(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|p| *p == "/sys/fs/cgroup" || p.starts_with("/sys/fs/cgroup/"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Applies the binds' propagation from the bundle's spec, and read-only
+/// cgroup hierarchies, inside the mount namespace of `init_pid` (the
+/// created, not yet started, container).
 pub fn apply(bundle: &Path, init_pid: i32) -> Result<(), String> {
     let text = std::fs::read_to_string(bundle.join("config.json"))
         .map_err(|e| format!("reading the spec: {e}"))?;
     let spec: Value = serde_json::from_str(&text).map_err(|e| format!("reading the spec: {e}"))?;
-    let wanted = parse_propagations(&spec);
+    let mut wanted = parse_propagations(&spec);
+    if cgroups_readonly(&spec) {
+        let table = std::fs::read_to_string(format!("/proc/{init_pid}/mountinfo"))
+            .map_err(|e| format!("reading the container's mounts: {e}"))?;
+        let ro = MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC;
+        // Children first would not matter: each mount is its own.
+        wanted.extend(
+            cgroup_mounts(&table)
+                .into_iter()
+                .map(|destination| Propagation {
+                    destination,
+                    flags: ro,
+                }),
+        );
+    }
     if wanted.is_empty() {
         return Ok(());
     }
@@ -133,6 +180,23 @@ fn in_namespace(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn read_only_cgroup_hierarchies_are_found() {
+        let spec = json!({"mounts": [
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "options": ["nosuid", "ro"]}]});
+        assert!(cgroups_readonly(&spec));
+        let rw = json!({"mounts": [{"destination": "/sys/fs/cgroup", "type": "cgroup", "options": ["rw"]}]});
+        assert!(!cgroups_readonly(&rw));
+        let table = "1 0 0:1 / / rw - overlay overlay rw\n\
+2 1 0:2 / /sys/fs/cgroup ro - tmpfs tmpfs ro\n\
+3 2 0:3 /berth/x /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+4 1 0:4 / /sys/fs/cgroupx rw - tmpfs t rw\n";
+        assert_eq!(
+            cgroup_mounts(table),
+            vec!["/sys/fs/cgroup", "/sys/fs/cgroup/memory"]
+        );
+    }
 
     #[test]
     fn binds_with_a_propagation_option_are_found() {
