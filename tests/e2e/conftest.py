@@ -591,6 +591,14 @@ def image(daemon, request):
     return import_busybox(daemon, f"{stem}-{uuid.uuid4().hex[:8]}:v1")
 
 
+@pytest.fixture(scope="module")
+def dockerd_image(dockerd, request):
+    """The busybox test image on the module's private dockerd."""
+    from busybox_image import import_busybox
+    stem = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
+    return import_busybox(dockerd, f"{stem}-{uuid.uuid4().hex[:8]}:v1")
+
+
 @pytest.fixture
 def client(daemon):
     """A docker-py client on the module's container-test daemon."""

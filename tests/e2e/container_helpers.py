@@ -10,6 +10,12 @@ import re
 import signal
 import subprocess
 import time
+import uuid
+
+
+def unique(prefix: str) -> str:
+    """A name no other test (or parallel run) uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def wait_until(pred, timeout=15.0, what="condition"):

@@ -143,7 +143,7 @@ def test_resource_limits_reach_the_cgroup(daemon, image, uniq):
     (["--ulimit", "bogus=1:1"], "invalid ulimit type: bogus"),
     (["--health-cmd", "true", "--health-start-period", "1us"],
      "StartPeriod in Healthcheck cannot be less than 1ms"),
-    (["--init"], "--init"),
+    (["--tmpfs", "/t:bogus"], 'invalid tmpfs option "bogus"'),
 ])
 def test_fields_that_cannot_be_honoured_are_refused(daemon, image, flags, message):
     before = daemon.docker("ps", "-aq").stdout.split()
@@ -267,3 +267,33 @@ def test_relative_working_dir_and_path_like_sysctls_are_refused(daemon, image):
         status, answer = daemon.api("POST", "/containers/create",
                                     {"Image": image, "Cmd": ["true"], **body})
         assert status == 400 and message in answer["message"], (body, answer)
+
+
+def test_init_runs_tini_as_pid_1_and_reaps_orphans(daemon, image, dockerd, dockerd_image):
+    """`--init`: the host's static tini is pid 1, the program its child;
+    an orphaned zombie is reaped. dockerd (docker-init is tini) agrees."""
+    script = ("cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+              "sh -c 'sleep 0.2 & exec true'; sleep 1; "
+              "cat /proc/[0-9]*/status | grep -c '^State:.*Z' || true")
+    outs = []
+    for engine, img in ((daemon, image), (dockerd, dockerd_image)):
+        out = engine.docker("run", "--rm", "--net", "none", "--init", img, "sh", "-c",
+                            script).stdout.splitlines()
+        outs.append(out)
+    for out in outs:
+        assert out[0].startswith("/sbin/docker-init -- sh -c"), out
+        assert out[-1].strip() == "0", f"zombies left: {out}"
+
+
+def test_tmpfs_flag_mounts_with_dockers_defaults(daemon, image, dockerd, dockerd_image):
+    script = "grep ' /run ' /proc/self/mountinfo | cut -d' ' -f6; grep ' /w ' /proc/self/mounts"
+    seen = []
+    for engine, img in ((daemon, image), (dockerd, dockerd_image)):
+        out = engine.docker("run", "--rm", "--net", "none", "--tmpfs", "/run:size=1m",
+                            "--tmpfs", "/w:exec,mode=1700", img, "sh", "-c", script).stdout
+        seen.append(out.splitlines())
+    for lines in seen:
+        flags = set(lines[0].split(","))
+        assert {"nosuid", "nodev", "noexec"} <= flags, lines
+        assert "noexec" not in lines[1] and "mode=1700" in lines[1], lines
+    assert sorted(seen[0][0].split(",")) == sorted(seen[1][0].split(","))

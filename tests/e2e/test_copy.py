@@ -14,13 +14,10 @@ import os
 import shutil
 import tarfile
 import tempfile
-import uuid
 
 import pytest
 
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+from container_helpers import unique
 
 
 @pytest.fixture
@@ -113,7 +110,7 @@ def test_attack_table_nothing_of_the_host_is_read_or_written(daemon, running, ho
     # 1. Symlinks in the container pointing at host paths, read through.
     sh(daemon, running, f"ln -s {secret} /tmp/to-secret; ln -s {host_dir} /tmp/to-dir; "
                         f"ln -s {target} /tmp/to-target")
-    for path in ("/tmp/to-secret/", f"/tmp/to-dir/host-secret", "/tmp/to-dir/."):
+    for path in ("/tmp/to-secret/", "/tmp/to-dir/host-secret", "/tmp/to-dir/."):
         status, _, body = daemon.http("GET", f"/containers/{running}/archive?path={path}")
         assert b"HOST SECRET" not in body, path
         assert status == 404, (path, status)

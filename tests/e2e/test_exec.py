@@ -10,23 +10,12 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 
 import pytest
 
-from busybox_image import import_busybox
-from container_helpers import wait_until
+from container_helpers import unique, wait_until
 
 docker = pytest.importorskip("docker")
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module")
-def dockerd_image(dockerd):
-    return import_busybox(dockerd, f"exec-{uuid.uuid4().hex[:8]}:v1")
 
 
 @pytest.fixture

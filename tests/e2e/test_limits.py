@@ -25,8 +25,7 @@ import uuid
 
 import pytest
 
-from busybox_image import import_busybox
-from container_helpers import wait_for_log
+from container_helpers import unique, wait_for_log
 
 MIB = 1 << 20
 CG = "/sys/fs/cgroup"
@@ -58,15 +57,6 @@ FORK_LOOP = (
     "if (sleep 120 &) 2>/dev/null; then more=$((more+1)); fi; done; "
     "echo hammered=$j more=$more; sleep 300"
 )
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module")
-def dockerd_image(dockerd):
-    return import_busybox(dockerd, f"limits-{uuid.uuid4().hex[:8]}:v1")
 
 
 @pytest.fixture

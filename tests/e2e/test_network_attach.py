@@ -13,22 +13,13 @@ covered by test_container_networks.py); subnets are 10.213.x.0/24.
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
 
-from busybox_image import import_busybox
+from container_helpers import unique
+
 
 docker = pytest.importorskip("docker")
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module")
-def dockerd_image(dockerd):
-    return import_busybox(dockerd, f"attach-{uuid.uuid4().hex[:8]}:v1")
 
 
 class Side:

@@ -14,12 +14,10 @@ import uuid
 
 import pytest
 
+from container_helpers import unique
+
 # What differs by nature between two engines' networks.
 VOLATILE = {"Id", "Created"}
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def inspect(d, name) -> dict:

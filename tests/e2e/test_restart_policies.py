@@ -13,11 +13,7 @@ import signal
 import time
 import uuid
 
-from container_helpers import berth_shims, process_alive, wait_until
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+from container_helpers import berth_shims, process_alive, unique, wait_until
 
 
 def state(daemon, name) -> dict:

@@ -28,6 +28,16 @@ impl ContainerService {
             .extend(super::user::additional_groups(&rootfs, &options.group_add)?);
         let mut args = vec![record.path.clone()];
         args.extend(record.args.iter().cloned());
+        let mut binds = binds;
+        if let Some(init) = &options.init {
+            // Docker's `--init`: tini as pid 1, the program after `--`.
+            args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
+            binds.push(BindMount::private(
+                init.display().to_string(),
+                INIT_PATH,
+                true,
+            ));
+        }
         let spec = spec::build(&SpecInput {
             id: &record.id,
             rootfs: &rootfs,
@@ -95,6 +105,9 @@ fn working_dir(rootfs: &Path, dir: &str) -> Result<String, ContainerError> {
     })?;
     Ok(dir.to_string())
 }
+
+/// Where `--init`'s init is bound in the container (Docker's path).
+const INIT_PATH: &str = "/sbin/docker-init";
 
 /// `HostConfig.ConsoleSize` (`[height, width]`, API 1.42+; zero: unset).
 fn console_size(host: &super::HostConfig) -> crate::sys::terminal::WindowSize {

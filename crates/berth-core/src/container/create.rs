@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::model::{ContainerConfig, ContainerState, HostConfig, MountPoint};
-use super::mounts::{parse_api_mount, parse_bind, BindSource, BindSpec};
+use super::mounts::{parse_api_mount, parse_bind, parse_tmpfs_entry, BindSource, BindSpec};
 use super::netconfig::NetworkMode;
 use super::options::ContainerOptions;
 use super::{names, ContainerError, ContainerRecord, ContainerService};
@@ -221,7 +221,20 @@ impl ContainerService {
     ) -> Result<(), ContainerError> {
         let binds = host.binds.iter().flatten().map(|b| parse_bind(b));
         let api_mounts = host.mounts.iter().flatten().map(parse_api_mount);
-        for spec in binds.chain(api_mounts) {
+        let tmpfs: Vec<(String, String)> = host
+            .extra
+            .get("Tmpfs")
+            .and_then(|t| t.as_object())
+            .map(|t| {
+                t.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tmpfs = tmpfs
+            .iter()
+            .map(|(dest, data)| parse_tmpfs_entry(dest, data));
+        for spec in binds.chain(api_mounts).chain(tmpfs) {
             let spec = spec?;
             if mounts.iter().any(|m| m.destination == spec.destination) {
                 return Err(ContainerError::InvalidConfig(format!(

@@ -304,6 +304,103 @@ fn volume_options(spec: &mut BindSpec, source: &str, opts: &Value) -> Result<(),
     Ok(())
 }
 
+/// One `HostConfig.Tmpfs` entry (`--tmpfs /run:rw,size=64m`): a tmpfs at
+/// `target` with Docker's defaults (`noexec,nosuid,nodev`) and the given
+/// options merged over them (moby's `MergeTmpfsOptions`).
+pub fn parse_tmpfs_entry(target: &str, data: &str) -> Result<BindSpec, ContainerError> {
+    check_target("tmpfs", target)?;
+    let mut options: Vec<String> = ["noexec", "nosuid", "nodev"].map(String::from).to_vec();
+    options.extend(
+        data.split(',')
+            .filter(|o| !o.is_empty())
+            .map(str::to_string),
+    );
+    let merged = merge_tmpfs_options(&options).map_err(ContainerError::InvalidConfig)?;
+    let readonly = merged.iter().any(|o| o == "ro");
+    Ok(BindSpec {
+        destination: clean(target),
+        source: BindSource::Tmpfs,
+        tmpfs_options: merged
+            .into_iter()
+            .filter(|o| o != "ro" && o != "rw")
+            .collect(),
+        readonly,
+        mode: if readonly { "ro".into() } else { String::new() },
+        ..Default::default()
+    })
+}
+
+/// Flag options of a mount, by what they set (a later one wins over an
+/// earlier one of the same key); propagation modes share one key.
+const MOUNT_FLAGS: &[(&str, &str)] = &[
+    ("ro", "rdonly"),
+    ("rw", "rdonly"),
+    ("nosuid", "nosuid"),
+    ("suid", "nosuid"),
+    ("nodev", "nodev"),
+    ("dev", "nodev"),
+    ("noexec", "noexec"),
+    ("exec", "noexec"),
+    ("sync", "sync"),
+    ("async", "sync"),
+    ("dirsync", "dirsync"),
+    ("mand", "mand"),
+    ("nomand", "mand"),
+    ("noatime", "noatime"),
+    ("atime", "noatime"),
+    ("nodiratime", "nodiratime"),
+    ("diratime", "nodiratime"),
+    ("relatime", "relatime"),
+    ("norelatime", "relatime"),
+    ("strictatime", "strictatime"),
+    ("nostrictatime", "strictatime"),
+    ("private", "propagation"),
+    ("rprivate", "propagation"),
+    ("shared", "propagation"),
+    ("rshared", "propagation"),
+    ("slave", "propagation"),
+    ("rslave", "propagation"),
+    ("unbindable", "propagation"),
+    ("runbindable", "propagation"),
+];
+
+/// The data options a tmpfs takes.
+const TMPFS_DATA: &[&str] = &[
+    "size",
+    "mode",
+    "uid",
+    "gid",
+    "nr_inodes",
+    "nr_blocks",
+    "mpol",
+];
+
+/// moby's `MergeTmpfsOptions`: later options win over earlier ones of the
+/// same kind; an unknown option is refused.
+pub fn merge_tmpfs_options(options: &[String]) -> Result<Vec<String>, String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for option in options.iter().rev() {
+        if option == "defaults" {
+            continue;
+        }
+        let key = match MOUNT_FLAGS.iter().find(|(name, _)| name == option) {
+            Some((_, key)) => key.to_string(),
+            None => {
+                let name = option.split('=').next().unwrap_or_default();
+                if !option.contains('=') || !TMPFS_DATA.contains(&name) {
+                    return Err(format!("invalid tmpfs option {name:?}"));
+                }
+                format!("data:{name}")
+            }
+        };
+        if seen.insert(key) {
+            out.insert(0, option.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// Docker's tmpfs defaults (`nosuid,nodev,noexec`) with size and mode.
 fn tmpfs_options(opts: &Value) -> Vec<String> {
     let mut out = vec![
@@ -340,6 +437,24 @@ pub fn clean(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tmpfs_options_merge_like_moby() {
+        let o =
+            |v: &[&str]| merge_tmpfs_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            o(&["noexec", "nosuid", "nodev", "exec", "size=1m", "size=2m"]).unwrap(),
+            vec!["nosuid", "nodev", "exec", "size=2m"]
+        );
+        assert_eq!(o(&["bogus"]).unwrap_err(), "invalid tmpfs option \"bogus\"");
+        let t = parse_tmpfs_entry("/run", "ro,size=64m").unwrap();
+        assert!(t.readonly);
+        assert_eq!(
+            t.tmpfs_options,
+            vec!["noexec", "nosuid", "nodev", "size=64m"]
+        );
+        assert!(parse_tmpfs_entry("run", "").is_err());
+    }
 
     #[test]
     fn bind_modes_set_recursion_and_propagation() {

@@ -209,7 +209,10 @@ fn read_reply(
 }
 
 /// Waits until `fd` is readable (or at end of file), at most `limit`.
-fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, limit: Duration) -> Result<(), ShimError> {
+pub(super) fn wait_readable(
+    fd: std::os::fd::BorrowedFd<'_>,
+    limit: Duration,
+) -> Result<(), ShimError> {
     let deadline = Instant::now() + limit;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -160,7 +160,12 @@ fn take_pipes(helper: &mut Child, l: &ExecLaunch) -> Option<ExecIo> {
 
 /// `started` (and the master sent with it) or the helper's failure.
 fn first_reply(control: std::os::fd::BorrowedFd<'_>) -> Result<(Pid, Option<OwnedFd>), ExecError> {
-    wait_readable(control, START_TIMEOUT)?;
+    crate::container::shim::wait_readable(control, START_TIMEOUT).map_err(|e| match e {
+        crate::container::shim_protocol::ShimError::Timeout(limit) => {
+            ExecError::launch(format!("the exec helper did not answer within {limit:?}"))
+        }
+        other => ExecError::launch(other.to_string()),
+    })?;
     match protocol::receive_packet::<ExecReply>(control) {
         Ok(Some((ExecReply::Started { pid }, master))) => Ok((pid, master)),
         Ok(Some((ExecReply::Failed { message, cause }, _))) => {
@@ -173,23 +178,6 @@ fn first_reply(control: std::os::fd::BorrowedFd<'_>) -> Result<(Pid, Option<Owne
             "the exec helper exited without answering",
         )),
         Err(e) => Err(ExecError::launch(e.to_string())),
-    }
-}
-
-fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, limit: Duration) -> Result<(), ExecError> {
-    let ms = u16::try_from(limit.as_millis()).unwrap_or(u16::MAX);
-    loop {
-        let mut pfd = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
-        match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms)) {
-            Ok(0) => {
-                return Err(ExecError::launch(format!(
-                    "the exec helper did not answer within {limit:?}"
-                )))
-            }
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(ExecError::launch(format!("poll: {e}"))),
-        }
     }
 }
 

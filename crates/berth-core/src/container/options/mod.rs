@@ -93,6 +93,8 @@ pub struct ContainerOptions {
     pub uts_host: bool,
     pub cgroupns_private: bool,
     pub group_add: Vec<String>,
+    /// `--init`: the host's static tini runs as pid 1 (`/sbin/docker-init`).
+    pub init: Option<std::path::PathBuf>,
     pub readonly_rootfs: bool,
     pub resources: Resources,
     pub dns: Vec<String>,
@@ -126,12 +128,6 @@ impl ContainerOptions {
         let host_network = host.network_mode == "host";
         let log_rotation =
             security::check_log_config(fields.log_config.as_ref().map(|l| (&l.kind, &l.config)))?;
-        if fields.tmpfs.as_ref().is_some_and(|t| !t.is_empty()) {
-            return Err(unsupported(
-                "HostConfig.Tmpfs (--tmpfs)",
-                "use --mount type=tmpfs",
-            ));
-        }
         let resources = Resources::parse(&stored)?;
         resources.validate(host_network)?;
         caps::validate(
@@ -157,7 +153,16 @@ impl ContainerOptions {
             &fields.userns_mode,
             &fields.cgroupns_mode,
         )?;
+        for (dest, data) in fields.tmpfs.iter().flatten() {
+            super::mounts::parse_tmpfs_entry(dest, data)
+                .map_err(|e| OptionsError::Invalid(e.to_string()))?;
+        }
+        let init = match fields.init {
+            Some(true) => Some(find_init()?),
+            _ => None,
+        };
         Ok(ContainerOptions {
+            init,
             privileged: fields.privileged,
             cap_add: fields.cap_add.unwrap_or_default(),
             cap_drop: fields.cap_drop.unwrap_or_default(),
@@ -383,10 +388,27 @@ fn refuse_unsupported(config: &ContainerConfig, host: &HostConfig) -> Result<(),
 }
 
 /// `--init` (not shipped yet) and `--isolation` (Linux knows one).
-fn refuse_init_and_isolation(fields: &HostFields) -> Result<(), OptionsError> {
-    if fields.init == Some(true) {
-        return Err(unsupported("--init", "berth ships no init process yet"));
+/// Where an init for `--init` can be found: a static tini (Docker's own
+/// `docker-init` is tini), from the host's PATH.
+const INIT_CANDIDATES: [&str; 2] = ["tini-static", "docker-init"];
+
+fn find_init() -> Result<std::path::PathBuf, OptionsError> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    for name in INIT_CANDIDATES {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
     }
+    Err(unsupported(
+        "--init",
+        "no static init found on the host (tini-static; scripts/setup installs the tini package)",
+    ))
+}
+
+fn refuse_init_and_isolation(fields: &HostFields) -> Result<(), OptionsError> {
     let isolation = fields.isolation.as_str();
     if !isolation.is_empty() && !isolation.eq_ignore_ascii_case("default") {
         return Err(OptionsError::Invalid(format!(
@@ -455,8 +477,6 @@ mod tests {
                 "unknown policy 'never'",
             ),
             (json!({"Links": ["db:db"]}), "Links"),
-            (json!({"Init": true}), "--init"),
-            (json!({"Tmpfs": {"/t": ""}}), "Tmpfs"),
             (
                 json!({"LogConfig": {"Type": "syslog"}}),
                 "syslog log driver",
