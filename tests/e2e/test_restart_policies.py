@@ -169,7 +169,8 @@ def simulated_reboot(d):
     wait_until(lambda: all(not cgroup_pids(c) for c in ids.values()), what="all processes gone")
     d.start()
     for key in ("always", "unless", "alwaysstopped"):
-        wait_until(lambda k=key: state(d, names[k])["Running"], timeout=30,
+        # Status, not Running: a restart in its back-off shows Running too.
+        wait_until(lambda k=key: state(d, names[k])["Status"] == "running", timeout=30,
                    what=f"{key} running again")
     for key in ("stopped", "never"):
         s = state(d, names[key])
