@@ -17,6 +17,8 @@ use crate::request::{blocking, with_upload, Query};
 use crate::ApiState;
 
 const STAT_HEADER: &str = "X-Docker-Container-Path-Stat";
+/// The same, as `HeaderName::from_static` wants it.
+const STAT_HEADER_LOWER: &str = "x-docker-container-path-stat";
 
 /// The `path=` of a request (moby: required).
 fn path_of(query: &Query) -> Result<String, ApiError> {
@@ -80,7 +82,7 @@ pub async fn get(
             let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
     });
-    let body = Body::from_stream(tokio_stream_of(rx));
+    let body = Body::from_stream(crate::streams::receiver_stream(rx));
     Ok((
         StatusCode::OK,
         [
@@ -88,20 +90,11 @@ pub async fn get(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/x-tar"),
             ),
-            (
-                header::HeaderName::from_static("x-docker-container-path-stat"),
-                header,
-            ),
+            (header::HeaderName::from_static(STAT_HEADER_LOWER), header),
         ],
         body,
     )
         .into_response())
-}
-
-fn tokio_stream_of(
-    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// `PUT /containers/{id}/archive?path=&noOverwriteDirNonDir=&copyUIDGID=`

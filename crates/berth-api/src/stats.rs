@@ -270,8 +270,7 @@ pub async fn stats(
             };
         }
     });
-    let mut rx = rx;
-    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let body = Body::from_stream(crate::streams::receiver_stream(rx));
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],

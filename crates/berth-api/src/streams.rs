@@ -28,6 +28,12 @@ pub fn frame(stream: Stream, payload: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// A channel's receiver as a body stream (chunks sent by a blocking task
+/// or a sampling loop).
+pub fn receiver_stream<T>(mut rx: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
 /// Which streams a client asked for, and how to print entries.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamFilter {

@@ -95,6 +95,12 @@ pub fn next_delay(previous: Option<Duration>, ran_for: Duration) -> Duration {
     }
 }
 
+/// Generations of planned restarts: never reused, so a back-off thread of
+/// a cancelled restart can never match a later one of the same container
+/// (a count taken from the table's current entries could repeat once the
+/// table emptied).
+static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// A restart waiting for its back-off; a newer generation (or none)
 /// cancels it.
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +131,7 @@ impl ContainerService {
         let ran_for = run_time(state);
         let mut table = self.restarts.lock();
         let previous = table.get(&record.id).map(|p| p.delay);
-        let generation = table.values().map(|p| p.generation).max().unwrap_or(0) + 1;
+        let generation = NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let delay = next_delay(previous, ran_for);
         table.insert(record.id.clone(), PendingRestart { delay, generation });
         state.restarting = true;
