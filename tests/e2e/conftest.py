@@ -495,8 +495,9 @@ def berth_module():
 
 
 class DockerDaemon(ApiClient):
-    def __init__(self, bin_path):
+    def __init__(self, bin_path, extra_args=()):
         self.bin = bin_path
+        self.extra_args = list(extra_args)
         self.dir = tempfile.mkdtemp(prefix="dk-", dir="/tmp")
         self.root = os.path.join(self.dir, "root")
         self.exec_root = os.path.join(self.dir, "exec")
@@ -512,7 +513,7 @@ class DockerDaemon(ApiClient):
         argv = [self.bin, "--data-root", self.root, "--exec-root", self.exec_root,
                 "--host", self.host, "--pidfile", self.pidfile,
                 "--iptables=false", "--ip-forward=false", "--ip-masq=false",
-                "--bridge=none"]
+                "--bridge=none", *self.extra_args]
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                          stdout=logf, stderr=logf)

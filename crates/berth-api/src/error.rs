@@ -46,6 +46,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
         ErrorKind::NotModified => StatusCode::NOT_MODIFIED,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -76,7 +77,8 @@ from_core_error!(
     berth_core::volume::VolumeError,
     berth_core::container::ContainerError,
     berth_core::container::exec::ExecError,
-    berth_core::image::ImageError
+    berth_core::image::ImageError,
+    berth_core::image::registry::RegistryError
 );
 
 impl IntoResponse for ApiError {

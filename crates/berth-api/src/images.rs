@@ -6,7 +6,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use berth_core::container::image_usage;
@@ -39,16 +39,21 @@ fn message_stream(messages: &[Value]) -> Response {
         .into_response()
 }
 
-/// `POST /images/create?fromSrc=-&repo=&tag=&changes=&message=`
+/// `POST /images/create?fromSrc=-&repo=&tag=&changes=&message=` (an
+/// import), or `?fromImage=` (a pull, [`crate::registry::pull`]).
 pub async fn create(
     State(state): State<ApiState>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let query = Query::parse(q.as_deref());
+    if query.get("fromImage").is_some_and(|i| !i.is_empty()) {
+        return crate::registry::pull(state, query, headers).await;
+    }
     if query.get("fromSrc") != Some("-") {
         return Err(ApiError::bad_request(
-            "berth cannot pull from registries; import a root filesystem with fromSrc=- or load an archive",
+            "berth takes fromImage=NAME (a pull) or fromSrc=- (an import of the request body)",
         ));
     }
     let reference = match query.get("repo").filter(|r| !r.is_empty()) {
@@ -127,7 +132,7 @@ pub fn summary(
     let labels = config_json(image)["config"]["Labels"].clone();
     let mut item = json!({
         "Containers": containers.unwrap_or(-1), "Created": image.created_at, "Id": image.id,
-        "Labels": labels, "ParentId": "", "RepoDigests": [], "RepoTags": image.tags,
+        "Labels": labels, "ParentId": "", "RepoDigests": image.digests, "RepoTags": image.tags,
         "SharedSize": shared_size.unwrap_or(-1), "Size": image.size,
     });
     if version < NO_VIRTUAL_SIZE_SINCE {
@@ -140,6 +145,7 @@ pub fn summary(
 /// `DELETE …`.
 pub async fn by_name(
     State(state): State<ApiState>,
+    Extension(version): Extension<ApiVersion>,
     method: Method,
     Path(rest): Path<String>,
     RawQuery(q): RawQuery,
@@ -147,7 +153,7 @@ pub async fn by_name(
     let query = Query::parse(q.as_deref());
     match method {
         Method::GET => match rest.strip_suffix("/json") {
-            Some(name) => inspect(state, name.to_string()).await,
+            Some(name) => inspect(state, name.to_string(), version).await,
             None => Err(ApiError::page_not_found()),
         },
         Method::POST => match rest.strip_suffix("/tag") {
@@ -159,22 +165,46 @@ pub async fn by_name(
     }
 }
 
-async fn inspect(state: ApiState, name: String) -> Result<Response, ApiError> {
+/// `Container` and `ContainerConfig` left image inspect at API 1.45.
+const NO_CONTAINER_CONFIG_SINCE: ApiVersion = ApiVersion::new(1, 45);
+
+async fn inspect(state: ApiState, name: String, version: ApiVersion) -> Result<Response, ApiError> {
     let svc = state.images.clone();
     let image = blocking(move || svc.resolve(&name).map_err(ApiError::from)).await?;
     let config = config_json(&image);
-    let body = json!({
-        "Id": image.id, "RepoTags": image.tags, "RepoDigests": [], "Parent": "",
-        "Comment": config["history"][0]["comment"].as_str().unwrap_or_default(),
+    let text = |key: &str| config[key].as_str().unwrap_or_default().to_string();
+    let mut body = json!({
+        "Id": image.id, "RepoTags": image.tags, "RepoDigests": image.digests, "Parent": "",
+        "Comment": last_comment(&config),
         "Created": config["created"].as_str().unwrap_or("0001-01-01T00:00:00Z"),
-        "DockerVersion": "", "Author": config["author"].as_str().unwrap_or_default(),
+        "Container": text("container"),
+        "ContainerConfig": container_config(&config["container_config"]),
+        "DockerVersion": text("docker_version"), "Author": text("author"),
         "Config": container_config(&config["config"]),
         "Architecture": config["architecture"], "Os": config["os"], "Size": image.size,
         "GraphDriver": {"Data": null, "Name": "overlayfs"},
         "RootFS": {"Type": "layers", "Layers": image.layers.iter().map(|(d, _)| d).collect::<Vec<_>>()},
         "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
     });
+    if version >= NO_CONTAINER_CONFIG_SINCE {
+        let fields = body.as_object_mut().expect("an object");
+        fields.remove("Container");
+        fields.remove("ContainerConfig");
+    }
     Ok(json(StatusCode::OK, &body))
+}
+
+/// The config's `comment` (dockerd's `Comment`), else that of its newest
+/// history entry, else "".
+fn last_comment(config: &Value) -> String {
+    if let Some(comment) = config["comment"].as_str() {
+        return comment.to_string();
+    }
+    let history = config["history"].as_array();
+    let last = history.and_then(|h| h.last());
+    last.and_then(|h| h["comment"].as_str())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The image's run config in the shape of Docker's `container.Config`.

@@ -21,6 +21,8 @@ mod images;
 pub mod metrics;
 mod metrics_state;
 mod networks;
+mod progress_json;
+mod registry;
 pub mod request;
 mod state;
 mod stats;
@@ -112,6 +114,7 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route("/berth/v1/volumes/{name}/rename", post(extensions::rename))
         .route("/berth/v1/volumes/{name}/labels", post(extensions::labels))
         .route("/images/create", post(images::create))
+        .route("/auth", post(registry::auth))
         .route("/images/load", post(images::load))
         .route("/images/json", get(images::list))
         .route("/images/prune", post(images::prune))

@@ -24,6 +24,8 @@ pub enum ErrorKind {
     InvalidArgument,
     /// Nothing to do: already in the asked state (HTTP 304).
     NotModified,
+    /// Credentials missing or refused by a registry (HTTP 401).
+    Unauthorized,
     /// Anything else: I/O, database, driver failure (HTTP 500).
     Internal,
 }

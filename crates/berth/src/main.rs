@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon.
-    Daemon(daemon::DaemonArgs),
+    Daemon(Box<daemon::DaemonArgs>),
     /// Manage volumes.
     #[command(subcommand)]
     Volume(cli::volume::VolumeCommand),
@@ -82,7 +82,7 @@ fn main() {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let code = match cli.command {
         // Which daemon flags were given decides how the config file merges.
-        Command::Daemon(args) => daemon::run(args, matches.subcommand_matches("daemon")),
+        Command::Daemon(args) => daemon::run(*args, matches.subcommand_matches("daemon")),
         Command::Shim(args) => shim::run(args),
         Command::ExecShim(args) => shim::exec::run(args),
         Command::CopyShim(args) => shim::copy::run(args),

@@ -149,6 +149,7 @@ mod tests {
             size: layers.iter().map(|(_, s)| s).sum(),
             layers: layers.iter().map(|(d, s)| (d.to_string(), *s)).collect(),
             tags: Vec::new(),
+            digests: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@ mod load;
 pub mod platform;
 mod prune;
 pub mod reference;
+pub mod registry;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,8 @@ pub struct ImageService {
     layers: LayerStore,
     /// Serialises tag moves and deletes (short metadata work only).
     meta_lock: parking_lot::Mutex<()>,
+    /// How registries are reached.
+    registry: registry::RegistryConfig,
 }
 
 impl ImageService {
@@ -57,7 +60,19 @@ impl ImageService {
             store,
             layers: LayerStore::new(images_dir)?,
             meta_lock: parking_lot::Mutex::new(()),
+            registry: registry::RegistryConfig::default(),
         })
+    }
+
+    /// Sets how registries are reached (the daemon's flags).
+    pub fn with_registry(mut self, config: registry::RegistryConfig) -> Self {
+        self.registry = config;
+        self
+    }
+
+    /// How registries are reached.
+    pub fn registry_config(&self) -> &registry::RegistryConfig {
+        &self.registry
     }
 
     /// Makes a one-layer image from a root filesystem tar.
@@ -91,6 +106,7 @@ impl ImageService {
             size: layer.size as i64,
             layers: vec![(layer.diff_id, layer.size as i64)],
             tags: Vec::new(),
+            digests: Vec::new(),
         };
         let tags: Vec<String> = req.reference.iter().map(ToString::to_string).collect();
         let _guard = self.meta_lock.lock();
@@ -128,6 +144,7 @@ impl ImageService {
             config: bytes,
             layers,
             tags: tags.clone(),
+            digests: Vec::new(),
         };
         let _guard = self.meta_lock.lock();
         self.store.insert_image(&record, &tags)?;
@@ -174,6 +191,15 @@ impl ImageService {
                 .get_image(&format!("sha256:{hex}"))?
                 .ok_or_else(not_found);
         }
+        if name.contains('@') {
+            let remote = registry::RemoteReference::parse(name, "").map_err(|_| not_found())?;
+            if let registry::Target::Digest(d) = &remote.target {
+                if let Some(id) = self.store.image_by_digest(&remote.repo_digest(d))? {
+                    return self.store.get_image(&id)?.ok_or_else(not_found);
+                }
+            }
+            return Err(not_found());
+        }
         if let Ok(reference) = Reference::parse(name) {
             if let Some(id) = self.store.image_by_tag(&reference.to_string())? {
                 return self.store.get_image(&id)?.ok_or_else(not_found);
@@ -211,6 +237,12 @@ impl ImageService {
     ) -> Result<Vec<RemoveAction>, ImageError> {
         let image = self.resolve(name)?;
         let _guard = self.meta_lock.lock();
+        if let Some(digest_ref) = digest_reference(name).filter(|d| image.digests.contains(d)) {
+            if image.tags.len() + image.digests.len() > 1 {
+                self.store.remove_image_digest(&digest_ref)?;
+                return Ok(vec![RemoveAction::Untagged(digest_ref)]);
+            }
+        }
         let by_tag = Reference::parse(name)
             .ok()
             .map(|r| r.to_string())
@@ -263,9 +295,8 @@ impl ImageService {
         &self,
         image: &ImageRecord,
     ) -> Result<(Vec<RemoveAction>, u64), ImageError> {
-        let mut actions: Vec<RemoveAction> = image
-            .tags
-            .iter()
+        let mut actions: Vec<RemoveAction> = (image.tags.iter())
+            .chain(&image.digests)
             .cloned()
             .map(RemoveAction::Untagged)
             .collect();
@@ -276,7 +307,10 @@ impl ImageService {
         let mut reclaimed = 0;
         for (position, (diff_id, size)) in image.layers.iter().enumerate().rev() {
             if orphans.contains(diff_id) {
-                self.layers.remove(diff_id)?;
+                // A pull that is about to record this layer again keeps it.
+                if self.layers.lease_count(diff_id) == 0 {
+                    self.layers.remove(diff_id)?;
+                }
                 reclaimed += *size as u64;
                 actions.push(RemoveAction::Deleted(chain[position].clone()));
             }
@@ -374,6 +408,15 @@ fn in_use_error(
     }
 }
 
+/// `repo@sha256:…` in its familiar form, if `name` is a digest reference.
+fn digest_reference(name: &str) -> Option<String> {
+    let remote = registry::RemoteReference::parse(name, "").ok()?;
+    match &remote.target {
+        registry::Target::Digest(d) => Some(remote.repo_digest(d)),
+        registry::Target::Tag(_) => None,
+    }
+}
+
 /// How Docker names a missing image: a reference in its familiar form
 /// (`busybox` → `busybox:latest`), anything else as given.
 fn display_name(name: &str) -> String {
@@ -400,7 +443,7 @@ fn conflict(id: &str, reason: &str) -> ImageError {
     }
 }
 
-fn created_secs(config: &ImageConfig) -> i64 {
+pub(crate) fn created_secs(config: &ImageConfig) -> i64 {
     config
         .created
         .as_deref()

@@ -17,6 +17,8 @@ pub struct ImageRecord {
     pub layers: Vec<(String, i64)>,
     /// `repo:tag` references pointing at it, sorted.
     pub tags: Vec<String>,
+    /// `repo@sha256:…` references (Docker's `RepoDigests`), sorted.
+    pub digests: Vec<String>,
 }
 
 impl Store {
@@ -47,8 +49,34 @@ impl Store {
                 params![tag, image.id],
             )?;
         }
+        for reference in &image.digests {
+            tx.execute(
+                "INSERT OR REPLACE INTO image_digests (reference, image_id) VALUES (?1, ?2)",
+                params![reference, image.id],
+            )?;
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The image a `repo@sha256:…` reference points at.
+    pub fn image_by_digest(&self, reference: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT image_id FROM image_digests WHERE reference = ?1",
+                params![reference],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Removes a digest reference. Returns whether it existed.
+    pub fn remove_image_digest(&self, reference: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "DELETE FROM image_digests WHERE reference = ?1",
+            params![reference],
+        )? > 0)
     }
 
     /// The image with exactly this ID.
@@ -89,6 +117,12 @@ impl Store {
         let tags = stmt
             .query_map(params![id], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT reference FROM image_digests WHERE image_id = ?1 ORDER BY reference",
+        )?;
+        let digests = stmt
+            .query_map(params![id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
         Ok(ImageRecord {
             id,
             config,
@@ -96,6 +130,7 @@ impl Store {
             size,
             layers,
             tags,
+            digests,
         })
     }
 
@@ -163,6 +198,18 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(orphans)
+    }
+
+    /// The recorded size of layer `diff_id`, if any image records it.
+    pub fn layer_size(&self, diff_id: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT size FROM layers WHERE diff_id = ?1",
+                params![diff_id],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// Diff IDs of every recorded layer.

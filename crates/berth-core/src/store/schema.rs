@@ -126,6 +126,14 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (network_id, ipv6)
     ) STRICT;
     "#,
+    // 8: the registry digests images were pulled or pushed by (Docker's
+    // `RepoDigests`: `repo@sha256:<manifest digest>`), moved like tags.
+    r#"
+    CREATE TABLE image_digests (
+        reference TEXT PRIMARY KEY NOT NULL,
+        image_id  TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+    ) STRICT;
+    "#,
 ];
 
 /// The newest schema version this build knows.

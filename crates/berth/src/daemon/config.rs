@@ -21,7 +21,7 @@ use super::DaemonArgs;
 pub const DEFAULT_PATH: &str = "/etc/berth/daemon.json";
 
 /// Keys that set a daemon flag: (key, clap id of the flag).
-const KEYS: [(&str, &str); 21] = [
+const KEYS: [(&str, &str); 25] = [
     ("data-root", "root"),
     ("hosts", "host"),
     ("pidfile", "pidfile"),
@@ -43,20 +43,19 @@ const KEYS: [(&str, &str); 21] = [
     ("default-ulimits", "default_ulimit"),
     ("bridge", "bridge"),
     ("bip", "bip"),
+    ("insecure-registries", "insecure_registry"),
+    ("registry-mirrors", "registry_mirror"),
+    ("max-concurrent-downloads", "max_concurrent_downloads"),
+    ("max-concurrent-uploads", "max_concurrent_uploads"),
 ];
 
 /// Keys of dockerd's file that berth knows and refuses, with the reason.
-const REFUSED: [(&str, &str); 9] = [
+const REFUSED: [(&str, &str); 7] = [
     ("tls", "berth serves its API on a unix socket only"),
     ("tlsverify", "berth serves its API on a unix socket only"),
     ("tlscacert", "berth serves its API on a unix socket only"),
     ("tlscert", "berth serves its API on a unix socket only"),
     ("tlskey", "berth serves its API on a unix socket only"),
-    (
-        "insecure-registries",
-        "berth cannot pull from registries yet",
-    ),
-    ("registry-mirrors", "berth cannot pull from registries yet"),
     (
         "default-runtime",
         "use \"runtime\" with the path of an OCI runtime binary",
@@ -250,6 +249,21 @@ fn default_ulimits(value: &Value) -> Result<Vec<String>> {
         .collect()
 }
 
+/// A list of strings (`"insecure-registries": ["host:5000"]`).
+fn strings(name: &str, value: &Value) -> Result<Vec<String>> {
+    let items = value
+        .as_array()
+        .with_context(|| format!("{name:?} must be a list of strings, not {value}"))?;
+    items
+        .iter()
+        .map(|item| {
+            item.as_str()
+                .map(str::to_string)
+                .with_context(|| format!("{name:?} must be a list of strings, not {value}"))
+        })
+        .collect()
+}
+
 /// A `HOST:PORT` key's value.
 fn socket_addr(name: &str, text: &str) -> Result<std::net::SocketAddr> {
     text.parse()
@@ -287,6 +301,10 @@ fn set_one(args: &mut DaemonArgs, name: &str, value: &Value) -> Result<()> {
         "runtime" => args.runtime = Some(text()?),
         "bridge" => args.bridge = Some(text()?),
         "bip" => args.bip = Some(text()?),
+        "insecure-registries" => args.insecure_registry = strings(name, value)?,
+        "registry-mirrors" => args.registry_mirror = strings(name, value)?,
+        "max-concurrent-downloads" => args.max_concurrent_downloads = number()? as usize,
+        "max-concurrent-uploads" => args.max_concurrent_uploads = number()? as usize,
         "metrics-addr" => args.metrics_addr = Some(socket_addr(name, &text()?)?),
         "web-addr" => args.web_addr = Some(socket_addr(name, &text()?)?),
         "web-admin" => {

@@ -26,6 +26,7 @@ use berth_core::driver::local::LocalDriver;
 use berth_core::driver::thin::pool::{PoolSettings, PoolSource};
 use berth_core::driver::thin::ThinDriver;
 use berth_core::driver::DriverRegistry;
+use berth_core::image::registry::RegistryConfig;
 use berth_core::image::ImageService;
 use berth_core::network::netavark::{self, Netavark};
 use berth_core::network::{NetworkRuntime, NetworkService};
@@ -97,6 +98,24 @@ pub struct DaemonArgs {
     /// (e.g. 10.214.0.1/24; default: a free 172.17–31/16 at first start).
     #[arg(long, value_name = "CIDR")]
     bip: Option<String>,
+    /// A registry spoken to without certificate checks, and over plain
+    /// http when it has no https (HOST:PORT or a CIDR; repeatable).
+    /// 127.0.0.0/8 always is, as in dockerd.
+    #[arg(long, value_name = "REGISTRY")]
+    insecure_registry: Vec<String>,
+    /// A mirror of Docker Hub tried before it (an http:// or https:// URL;
+    /// repeatable).
+    #[arg(long, value_name = "URL")]
+    registry_mirror: Vec<String>,
+    /// Docker's certs.d folder: DIR/HOST:PORT/*.crt are trusted CAs.
+    #[arg(long, value_name = "DIR", default_value = "/etc/docker/certs.d")]
+    registry_certs_dir: PathBuf,
+    /// Layers downloaded at once per pull.
+    #[arg(long, value_name = "N", default_value_t = berth_core::image::registry::DEFAULT_DOWNLOADS)]
+    max_concurrent_downloads: usize,
+    /// Layers uploaded at once per push.
+    #[arg(long, value_name = "N", default_value_t = berth_core::image::registry::DEFAULT_UPLOADS)]
+    max_concurrent_uploads: usize,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9323).
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
@@ -121,6 +140,19 @@ pub struct DaemonArgs {
 }
 
 impl DaemonArgs {
+    /// How registries are reached: dockerd's defaults plus the flags.
+    fn registry_config(&self) -> RegistryConfig {
+        let mut config = RegistryConfig::default();
+        config
+            .insecure
+            .extend(self.insecure_registry.iter().cloned());
+        config.mirrors = self.registry_mirror.clone();
+        config.certs_dir = self.registry_certs_dir.clone();
+        config.max_concurrent_downloads = self.max_concurrent_downloads.max(1);
+        config.max_concurrent_uploads = self.max_concurrent_uploads.max(1);
+        config
+    }
+
     /// The log options and ulimits every container gets, checked.
     fn container_defaults(&self) -> Result<ContainerDefaults> {
         ContainerDefaults::parse(&self.log_opt, &self.default_ulimit).map_err(|e| {
@@ -362,6 +394,7 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
         thin: args.thin_settings(&layout)?,
         bridge: args.bridge.clone(),
         bip: args.bip.clone(),
+        registry: args.registry_config(),
     };
     let state = tokio::task::spawn_blocking({
         let layout = layout.clone();
@@ -484,6 +517,7 @@ struct EngineSettings {
     thin: PoolSettings,
     bridge: Option<String>,
     bip: Option<String>,
+    registry: RegistryConfig,
 }
 
 /// Store, services, start-up reconciliation of each, then containers
@@ -495,11 +529,13 @@ fn open_services(layout: &RootLayout, engine: EngineSettings) -> Result<ApiState
         thin,
         bridge,
         bip,
+        registry,
     } = engine;
     let store = Arc::new(Store::open(&layout.db_path()).context("opening metadata store")?);
     let store_for_networks = store.clone();
     let events = Arc::new(berth_core::events::EventBus::default());
-    let images = Arc::new(ImageService::new(store.clone(), &layout.images_dir())?);
+    let images =
+        Arc::new(ImageService::new(store.clone(), &layout.images_dir())?.with_registry(registry));
     for problem in images.reconcile().context("image store reconciliation")? {
         tracing::error!("reconcile: {problem}");
     }

@@ -1,0 +1,123 @@
+//! One conversation with one repository: the endpoint, the distribution
+//! client (which runs the token flow and streams blobs), and the
+//! authorization header berth adds to the requests it makes itself
+//! (manifests, which it reads with a size cap the client does not have).
+
+use futures_util::StreamExt;
+use oci_client::RegistryOperation;
+
+use super::auth::Credentials;
+use super::name::RemoteReference;
+use super::transport::Endpoint;
+use super::{RegistryConfig, RegistryError};
+
+/// Longest wait for a manifest or config request.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// An open conversation with a repository.
+pub struct Session {
+    pub endpoint: Endpoint,
+    pub client: oci_client::Client,
+    http: reqwest::Client,
+    /// The repository (tag-less) for blob requests.
+    pub repo: oci_client::Reference,
+    /// `Authorization` value for berth's own requests.
+    authorization: Option<String>,
+}
+
+impl Session {
+    /// Resolves the endpoint and authenticates for `op` (the token flow
+    /// runs here, so a refused login shows before any download).
+    pub async fn open(
+        config: &RegistryConfig,
+        reference: &RemoteReference,
+        credentials: &Credentials,
+        op: RegistryOperation,
+    ) -> Result<Session, RegistryError> {
+        let endpoint = Endpoint::resolve(config, &reference.domain).await?;
+        let client = endpoint.oci_client(&[]);
+        let http = endpoint.http_client(REQUEST_TIMEOUT)?;
+        let repo = oci_client::Reference::with_tag(
+            reference.domain.clone(),
+            reference.path.clone(),
+            "latest".into(),
+        );
+        let token = client
+            .auth(&repo, &credentials.to_oci(), op)
+            .await
+            .map_err(|e| RegistryError::from_oci(e, &endpoint.base_url()))?;
+        let authorization = match (token, credentials) {
+            (Some(token), _) => Some(format!("Bearer {token}")),
+            (None, Credentials::Basic { username, password }) => Some(basic(username, password)),
+            (None, _) => None,
+        };
+        Ok(Session {
+            endpoint,
+            client,
+            http,
+            repo,
+            authorization,
+        })
+    }
+
+    /// `scheme://host/v2/`.
+    pub fn base_url(&self) -> String {
+        self.endpoint.base_url()
+    }
+
+    /// The repository path (`library/busybox`).
+    pub fn path(&self) -> &str {
+        self.repo.repository()
+    }
+
+    /// A GET with berth's authorization; non-success statuses become
+    /// errors in the registry's words.
+    pub async fn get(&self, url: &str, accept: &str) -> Result<reqwest::Response, RegistryError> {
+        let mut request = self.http.get(url).header(reqwest::header::ACCEPT, accept);
+        if let Some(value) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| RegistryError::unreachable(url, &e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        Err(RegistryError::from_status(status.as_u16(), &body))
+    }
+}
+
+fn basic(username: &str, password: &str) -> String {
+    use base64::Engine;
+    let pair = format!("{username}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// Reads a response body, refusing one longer than `max` bytes (by its
+/// header or by what arrives).
+pub async fn read_capped(
+    response: reqwest::Response,
+    max: u64,
+    what: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    let too_big = || RegistryError::Protocol(format!("{what} is larger than {max} bytes"));
+    if response.content_length().is_some_and(|n| n > max) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| RegistryError::Protocol(format!("reading {what}: {e}")))?;
+        if body.len() as u64 + chunk.len() as u64 > max {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
