@@ -413,6 +413,92 @@ class PushedImage:
 
 
 # ---------------------------------------------------------------------------
+# Pulls through the API, and what a pull leaves in berth's image store
+# ---------------------------------------------------------------------------
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``(fromImage, tag)`` as the docker CLI sends them for ``ref``:
+    ``host:5000/repo:1`` → (``host:5000/repo``, ``1``); a digest goes in
+    ``tag`` (``sha256:…``)."""
+    if "@" in ref:
+        name, digest = ref.split("@", 1)
+        return name, digest
+    slash = ref.rfind("/") + 1
+    if ":" in ref[slash:]:
+        name, tag = ref.rsplit(":", 1)
+        return name, tag
+    return ref, "latest"
+
+
+def progress_messages(body: bytes) -> list[dict]:
+    """The JSON messages of a progress stream (one a line, CRLF or LF)."""
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def pull_api(daemon, ref: str, auth: dict | None = None, timeout: float = 300.0):
+    """``POST /images/create?fromImage=&tag=`` on ``daemon`` (a BerthDaemon
+    or DockerDaemon): ``(HTTP status, messages)``; an error answered
+    before the stream starts gives ``[{"message": …}]``."""
+    from urllib.parse import urlencode
+    name, tag = split_ref(ref)
+    headers = {}
+    if auth:
+        headers["X-Registry-Auth"] = base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()
+    status, _, body = daemon.http("POST", "/images/create?" + urlencode({"fromImage": name, "tag": tag}),
+                                  headers=headers, timeout=timeout)
+    if status != 200:
+        try:
+            return status, [json.loads(body)]
+        except ValueError:
+            return status, [{"message": body.decode(errors="replace")}]
+    return status, progress_messages(body)
+
+
+def stream_error(messages: list[dict]) -> str | None:
+    """The error a progress stream ended with (``error`` or ``message``)."""
+    for m in messages:
+        if m.get("error") or m.get("errorDetail") or ("message" in m and "status" not in m):
+            return m.get("error") or (m.get("errorDetail") or {}).get("message") or m.get("message")
+    return None
+
+
+def layer_statuses(messages: list[dict], layer_ids) -> dict[str, list[str]]:
+    """For each layer (12-hex short digest): its statuses in order, a
+    status repeated in a row (Downloading, Extracting bars) once."""
+    out: dict[str, list[str]] = {i: [] for i in layer_ids}
+    for m in messages:
+        seq = out.get(m.get("id"))
+        if seq is not None and (not seq or seq[-1] != m.get("status")):
+            seq.append(m.get("status"))
+    return out
+
+
+def short_id(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+def image_store_files(daemon) -> dict[str, list[str]]:
+    """What berth's image store holds on disk: the layer folders
+    (``<root>/images/layers``), the kept blobs (``blobs/<diff>/<digest>.<ext>``)
+    and everything in the scratch folder of downloads (``images/tmp``)."""
+    images = os.path.join(daemon.root, "images")
+
+    def walk(top, files_only=False):
+        found = []
+        for dirpath, dirnames, filenames in os.walk(top):
+            rel = os.path.relpath(dirpath, top)
+            names = filenames if files_only else filenames + dirnames
+            found += [os.path.normpath(os.path.join(rel, n)) for n in names]
+        return sorted(found)
+
+    layers_dir = os.path.join(images, "layers")
+    return {"layers": sorted(os.listdir(layers_dir)) if os.path.isdir(layers_dir) else [],
+            "blobs": walk(os.path.join(images, "blobs")),
+            "tmp": walk(os.path.join(images, "tmp"))}
+
+
+# ---------------------------------------------------------------------------
 # A throttling TCP relay
 # ---------------------------------------------------------------------------
 

@@ -149,6 +149,7 @@ pub async fn by_name(
     method: Method,
     Path(rest): Path<String>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = Query::parse(q.as_deref());
     match method {
@@ -156,10 +157,15 @@ pub async fn by_name(
             Some(name) => inspect(state, name.to_string(), version).await,
             None => Err(ApiError::page_not_found()),
         },
-        Method::POST => match rest.strip_suffix("/tag") {
-            Some(name) => tag(state, name.to_string(), query).await,
-            None => Err(ApiError::page_not_found()),
-        },
+        Method::POST => {
+            if let Some(name) = rest.strip_suffix("/push") {
+                return crate::registry::push(state, name.to_string(), query, headers).await;
+            }
+            match rest.strip_suffix("/tag") {
+                Some(name) => tag(state, name.to_string(), query).await,
+                None => Err(ApiError::page_not_found()),
+            }
+        }
         Method::DELETE => remove(state, rest, query.bool("force")).await,
         _ => Err(ApiError::page_not_found()),
     }

@@ -116,6 +116,7 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route("/images/create", post(images::create))
         .route("/auth", post(registry::auth))
         .route("/images/load", post(images::load))
+        .route("/distribution/{*rest}", get(registry::distribution))
         .route("/images/json", get(images::list))
         .route("/images/prune", post(images::prune))
         .route("/networks", get(networks::list))

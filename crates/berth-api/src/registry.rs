@@ -11,7 +11,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use berth_core::image::platform::Platform;
+use berth_core::image::registry::inspect::distribution_info;
 use berth_core::image::registry::pull::{PullRequest, Pulled};
+use berth_core::image::registry::push::PushRequest;
 use berth_core::image::registry::{AuthConfig, ProgressEvent, RegistryError, RemoteReference};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -64,6 +66,77 @@ pub async fn pull(state: ApiState, query: Query, headers: HeaderMap) -> Result<R
         },
     )
     .await
+}
+
+/// `POST /images/{name}/push?tag=`: no tag (and none in the name) pushes
+/// every local tag of the repository, as the API documents.
+pub async fn push(
+    state: ApiState,
+    name: String,
+    query: Query,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tag = query.get("tag").unwrap_or_default();
+    if name.contains('@') {
+        return Err(ApiError::bad_request(format!(
+            "cannot push a digest reference: {name}"
+        )));
+    }
+    let reference = RemoteReference::parse(&name, tag)?;
+    let req = PushRequest {
+        reference,
+        all_tags: tag.is_empty() && !names_a_tag(&name),
+        credentials: registry_auth(&headers).credentials(),
+    };
+    let svc = state.images.clone();
+    stream_progress(
+        move |progress| async move { svc.push(req, &progress).await },
+        |_| Vec::new(),
+    )
+    .await
+}
+
+/// Whether an image name carries its own `:tag` (a colon after its last
+/// slash; one before it is a registry port).
+fn names_a_tag(name: &str) -> bool {
+    name.rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'))
+}
+
+/// `GET /distribution/{name}/json`: the descriptor and platforms of what
+/// the registry holds under `name`.
+pub async fn distribution(
+    State(state): State<ApiState>,
+    axum::extract::Path(rest): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let name = rest
+        .strip_suffix("/json")
+        .ok_or_else(ApiError::page_not_found)?;
+    let reference = RemoteReference::parse(name, "")?;
+    let credentials = registry_auth(&headers).credentials();
+    let registry = state.images.registry_config().clone();
+    let info = distribution_info(&registry, &reference, &credentials).await?;
+    let platforms: Vec<Value> = info
+        .platforms
+        .iter()
+        .map(|p| {
+            let mut item = json!({"architecture": p.architecture, "os": p.os});
+            if !p.variant.is_empty() {
+                item["variant"] = json!(p.variant);
+            }
+            item
+        })
+        .collect();
+    let d = &info.descriptor;
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "Descriptor": {"mediaType": d.media_type, "digest": d.digest, "size": d.size},
+            "Platforms": platforms,
+        }),
+    ))
 }
 
 /// Runs `work` with a progress sender and answers with its events, then
@@ -130,4 +203,17 @@ pub async fn auth(State(state): State<ApiState>, body: Bytes) -> Result<Response
         StatusCode::OK,
         &json!({"IdentityToken": token.unwrap_or_default(), "Status": "Login Succeeded"}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_a_tag;
+
+    #[test]
+    fn a_tag_is_a_colon_after_the_last_slash() {
+        assert!(names_a_tag("app:1"));
+        assert!(names_a_tag("127.0.0.1:5000/app:1"));
+        assert!(!names_a_tag("127.0.0.1:5000/app"));
+        assert!(!names_a_tag("team/app"));
+    }
 }

@@ -71,6 +71,15 @@ impl Store {
             .optional()?)
     }
 
+    /// Points `repo@sha256:…` at an image (a push's manifest digest).
+    /// Returns whether anything changed.
+    pub fn add_image_digest(&self, reference: &str, image_id: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "INSERT OR REPLACE INTO image_digests (reference, image_id) VALUES (?1, ?2)",
+            params![reference, image_id],
+        )? > 0)
+    }
+
     /// Removes a digest reference. Returns whether it existed.
     pub fn remove_image_digest(&self, reference: &str) -> Result<bool, StoreError> {
         Ok(self.conn().execute(

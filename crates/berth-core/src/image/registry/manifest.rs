@@ -15,6 +15,10 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// What a pull accepts, in order of preference.
 pub const ACCEPTED: [&str; 4] = [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
 /// dockerd's cap on a manifest (`maxManifestBodySize`, 4 MiB).
@@ -158,9 +162,9 @@ pub fn choose<'a>(doc: &'a ManifestDoc, want: &Platform) -> Result<&'a Descripto
 /// not layers berth can unpack (foreign layers, encrypted layers).
 pub fn layer_compression(media_type: &str) -> Option<Compression> {
     match media_type {
-        DOCKER_LAYER | "application/vnd.oci.image.layer.v1.tar+gzip" => Some(Compression::Gzip),
-        "application/vnd.oci.image.layer.v1.tar+zstd" => Some(Compression::Zstd),
-        "application/vnd.oci.image.layer.v1.tar" => Some(Compression::None),
+        DOCKER_LAYER | OCI_LAYER_GZIP => Some(Compression::Gzip),
+        OCI_LAYER_ZSTD => Some(Compression::Zstd),
+        OCI_LAYER | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
         _ => None,
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod error;
+pub mod inspect;
 pub mod manifest;
 pub mod name;
 pub mod progress;

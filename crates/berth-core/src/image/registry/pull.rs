@@ -448,7 +448,10 @@ async fn choose_platform(
 }
 
 /// The image config blob, capped and checked against its digest.
-async fn fetch_config(session: &Session, desc: &Descriptor) -> Result<Vec<u8>, RegistryError> {
+pub(super) async fn fetch_config(
+    session: &Session,
+    desc: &Descriptor,
+) -> Result<Vec<u8>, RegistryError> {
     if desc.size < 0 || desc.size as u64 > manifest::MAX_CONFIG {
         return Err(RegistryError::Protocol(format!(
             "image config of {} bytes is over the {} allowed",

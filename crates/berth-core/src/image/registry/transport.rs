@@ -90,6 +90,9 @@ impl Endpoint {
             read_timeout: Some(READ_TIMEOUT),
             connect_timeout: Some(CONNECT_TIMEOUT),
             user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")),
+            // One PUT per blob, streamed from its file (dockerd also sends
+            // a blob in one request): no chunk round trips.
+            use_monolithic_push: true,
             ..Default::default()
         };
         oci_client::Client::new(config)
