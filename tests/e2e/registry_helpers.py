@@ -22,6 +22,11 @@ it uses: ``from registry_helpers import registry_factory  # noqa: F401``.
 
 ``ThrottledProxy`` relays TCP to a registry at a bounded rate, so that a
 test can stop the registry while a large pull is surely still running.
+
+``pull_api(daemon, ref)`` pulls through the raw API and returns the JSON
+progress messages (``stream_error``, ``layer_statuses`` read them);
+``image_store_files(berth)`` lists berth's layer folders, kept blobs and
+download scratch files, to show that a failed pull left nothing behind.
 """
 
 from __future__ import annotations

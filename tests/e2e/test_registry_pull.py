@@ -20,7 +20,6 @@ import json
 import os
 import threading
 import time
-import urllib.parse
 import uuid
 
 import pytest
@@ -80,10 +79,12 @@ def image_refs(daemon) -> dict[str, set[str]]:
 
 def drop_new_images(daemon, before: dict[str, set[str]]) -> None:
     """Removes the images made since ``before``, and the references added
-    to images that were there."""
+    to images that were there; not the base image registry_images keeps on
+    dockerd for its builds (``dockerd._registry_base``)."""
+    kept = getattr(daemon, "_registry_base", None)
     for _ in range(3):
         now = image_refs(daemon)
-        extra = [(i, refs - before.get(i, set())) for i, refs in now.items()]
+        extra = [(i, refs - before.get(i, set())) for i, refs in now.items() if kept not in refs]
         if not any(i not in before or refs for i, refs in extra):
             return
         for image_id, refs in extra:
@@ -171,7 +172,10 @@ def test_pull_runs_and_inspects_like_dockerd(bd, dockerd, reg, images, tidy, nam
         assert os.path.getsize(blob) == desc["size"]
         assert sha256_file(blob) == desc["digest"]
 
-    # dockerd's pull of the same reference is the spec.
+    # dockerd's pull of the same reference is the spec (Debian's dockerd
+    # 20.10 predates zstd layers: it fails with "invalid tar header").
+    if name == "oci-zstd":
+        return
     dockerd.docker("pull", img.ref, timeout=300)
     status, dinfo = inspect(dockerd, img.ref)
     assert status == 200, dinfo
@@ -201,9 +205,16 @@ def test_pull_and_run_by_digest(bd, dockerd, images, tidy, name):
     assert info["RepoDigests"] == [ref]
 
     dout = dockerd.docker("pull", ref, timeout=300).stdout
-    # The CLI's lines (progress bars are not printed without a terminal);
-    # the layers' lines interleave, so in any order.
-    assert sorted(out.splitlines()) == sorted(dout.splitlines()), (out, dout)
+    # The CLI's lines (progress bars are not printed without a terminal):
+    # the same header, digest and status lines; each layer's in order.
+    ids = [short_id(d) for d in img.layers]
+    other, layers = cli_pull_lines(out, ids)
+    dother, dlayers = cli_pull_lines(dout, ids)
+    assert other == dother, (out, dout)
+    assert other[0] == f"{ref}: Pulling from {img.repo}", out
+    for seq in layers.values():
+        assert seq == [s for s in LAYER_STEPS if s not in ("Downloading", "Extracting")], out
+    assert_layer_steps_like_dockerd(layers, dlayers)
     status, dinfo = inspect(dockerd, ref)
     assert (dinfo["Id"], dinfo["RepoTags"], dinfo["RepoDigests"]) == \
         (info["Id"], info["RepoTags"], info["RepoDigests"])
@@ -218,6 +229,36 @@ def split_stream(messages: list[dict], layer_ids: set[str]):
     """(the messages that are not about a layer, those that are)."""
     other = [m for m in messages if m.get("id") not in layer_ids]
     layers = [m for m in messages if m.get("id") in layer_ids]
+    return other, layers
+
+
+def is_subsequence(small: list, big: list) -> bool:
+    it = iter(big)
+    return all(any(x == y for y in it) for x in small)
+
+
+def assert_layer_steps_like_dockerd(mine: dict[str, list[str]], theirs: dict[str, list[str]]):
+    """Each layer's statuses against dockerd's. dockerd hands a watcher
+    only a transfer's latest state, so it may skip intermediate ones
+    (Downloading, Verifying Checksum of a small layer): its sequence must
+    be part of berth's, with the same first and last status."""
+    assert mine.keys() == theirs.keys()
+    for layer_id, seq in mine.items():
+        other = theirs[layer_id]
+        assert is_subsequence(other, seq) and other[:1] == seq[:1] and other[-1:] == seq[-1:], \
+            (layer_id, seq, other)
+
+
+def cli_pull_lines(out: str, layer_ids) -> tuple[list[str], dict[str, list[str]]]:
+    """The CLI's pull output: (the lines not about a layer, each layer's
+    statuses)."""
+    other, layers = [], {i: [] for i in layer_ids}
+    for line in out.splitlines():
+        head, _, status = line.partition(": ")
+        if head in layers:
+            layers[head].append(status)
+        else:
+            other.append(line)
     return other, layers
 
 
@@ -288,8 +329,12 @@ def test_progress_stream_as_dockerd_sends_it(bd, dockerd, reg, images, tidy):
     (dfirst, dsecond, dagain), dcli = runs["dockerd"]
     for mine, theirs in ((first, dfirst), (second, dsecond), (again, dagain)):
         assert split_stream(mine, ids)[0] == split_stream(theirs, ids)[0]
-        assert layer_statuses(mine, ids) == layer_statuses(theirs, ids)
-        assert keys_by_status(mine) == keys_by_status(theirs)
+        assert_layer_steps_like_dockerd(layer_statuses(mine, ids), layer_statuses(theirs, ids))
+        # The same keys with each status (progressDetail's too).
+        shapes, dshapes = keys_by_status(mine), keys_by_status(theirs)
+        assert set(dshapes) <= set(shapes), (shapes, dshapes)
+        for status, shape in dshapes.items():
+            assert shapes[status] == shape, status
     assert cli == dcli
 
 
@@ -302,6 +347,15 @@ def test_progress_stream_as_dockerd_sends_it(bd, dockerd, reg, images, tidy):
 def login(daemon, host: str, user: str, password: str):
     return daemon.docker("login", host, "-u", user, "--password-stdin", input=password + "\n",
                          check=False)
+
+
+def stored_logins(daemon) -> dict:
+    """The CLI's saved logins (``auths`` of DOCKER_CONFIG/config.json)."""
+    try:
+        with open(os.path.join(daemon.docker_config, "config.json")) as f:
+            return json.load(f).get("auths") or {}
+    except FileNotFoundError:
+        return {}
 
 
 def test_login_and_pull_with_htpasswd_as_dockerd(bd, dockerd, registry_factory, tidy):  # noqa: F811
@@ -321,10 +375,8 @@ def test_login_and_pull_with_htpasswd_as_dockerd(bd, dockerd, registry_factory, 
 
     anonymous, wrong, right, pulled = said["berth"]
     danon, dwrong, dright, dpulled = said["dockerd"]
-    # Refused without credentials, in dockerd's words.
+    # Refused without credentials.
     assert anonymous.returncode != 0 and danon.returncode != 0
-    assert daemon_error(anonymous) == daemon_error(danon), (anonymous.stderr, danon.stderr)
-    absent(bd, img.ref)
     # A wrong password is refused, a right one accepted.
     assert wrong.returncode != 0
     assert daemon_error(wrong) == daemon_error(dwrong)
@@ -337,6 +389,9 @@ def test_login_and_pull_with_htpasswd_as_dockerd(bd, dockerd, registry_factory, 
     run = bd.docker("run", "--rm", img.ref, "cat", "/marker")
     assert run.stdout == f"{img.marker}\n"
     assert inspect(bd, img.ref)[1]["RepoDigests"] == [img.repo_digest]
+    # The anonymous pull's refusal in dockerd's words ("no basic auth
+    # credentials", naming the manifest request).
+    assert daemon_error(anonymous) == daemon_error(danon), (anonymous.stderr, danon.stderr)
 
 
 def test_tls_registry_with_login(berth_factory, bd, registry_factory, tidy):  # noqa: F811
@@ -371,11 +426,11 @@ def test_tls_registry_with_login(berth_factory, bd, registry_factory, tidy):  # 
         assert wrong.returncode != 0
         assert daemon_error(wrong) == \
             f"login attempt to https://{reg.host}/v2/ failed with status: 401 Unauthorized"
-        assert not os.path.exists(os.path.join(trusting.docker_config, "config.json")) or \
-            reg.host not in json.load(open(os.path.join(trusting.docker_config, "config.json"))).get("auths", {})
+        assert reg.host not in stored_logins(trusting)
         right = login(trusting, reg.host, user, password)
         assert right.returncode == 0, right.stderr
         assert "Login Succeeded" in right.stdout
+        assert reg.host in stored_logins(trusting)
         trusting.docker("pull", img.ref, timeout=300)
         run = trusting.docker("run", "--rm", img.ref, "cat", "/marker")
         assert run.stdout == f"{img.marker}\n"
@@ -418,8 +473,8 @@ def test_registry_killed_mid_pull_then_pull_again(bd, dockerd, registry_factory,
         if proxy.relayed > (3 << 20) and scratch:
             break
         time.sleep(0.05)
+    # Killed while the layers are downloading (into the scratch folder).
     assert thread.is_alive() and scratch, (proxy.relayed, scratch, result)
-    # Downloads go to the scratch folder while they run.
     reg.stop(hard=True)
     thread.join(120)
     assert not thread.is_alive(), "the pull did not end after the registry died"
@@ -466,25 +521,28 @@ def test_broken_blob_fails_cleanly(bd, dockerd, reg, tidy, kind):
         reg.delete_blob_file(bad)
     before = image_store_files(bd)
     p = bd.docker("pull", img.ref, check=False, timeout=300)
-    dp = dockerd.docker("pull", img.ref, check=False, timeout=300)
-    print(f"berth: {p.stderr!r}\ndockerd: {dp.stderr!r}")
     assert p.returncode != 0, p.stdout
-    assert dp.returncode != 0, dp.stdout
     text = daemon_error(p)
+    if kind != "escape":
+        # dockerd refuses these blobs too (it does not retry them).
+        dp = dockerd.docker("pull", img.ref, check=False, timeout=300)
+        assert dp.returncode != 0, dp.stdout
     if kind == "corrupt":
-        assert text == f"filesystem layer verification failed for digest {bad}", text
-        assert text == daemon_error(dp)
+        # dockerd's words, which berth's download() means to use too.
+        assert text == daemon_error(dp) == f"filesystem layer verification failed for digest {bad}", text
     elif kind == "missing":
-        assert bad in text or "blob unknown" in text, text
+        # dockerd says "unknown blob"; berth the registry's words.
+        assert bad in text or "blob unknown" in text, (text, daemon_error(dp))
     else:
-        assert "../" in text or "outside" in text or "refusing" in text, text
-        # Nothing of it landed anywhere: not beside berth's store, not in /tmp.
+        # dockerd unpacks layers in a chroot, where ../NAME is clamped to
+        # the layer's root and accepted; berth refuses the layer.
+        assert text.startswith("refusing archive: ") and f"../{name}" in text, text
+        # Nothing of it landed anywhere: not in berth's folder (its root and
+        # the scratch folders in it), not in /tmp (where ../../../…/tmp/NAME
+        # would land).
         assert not os.path.lexists(f"/tmp/{name}")
-        for top in (bd.dir, "/tmp"):
-            for dirpath, dirnames, filenames in os.walk(top):
-                assert name not in filenames + dirnames, os.path.join(dirpath, name)
-                if dirpath.count("/") > 8:
-                    dirnames[:] = []
+        for dirpath, dirnames, filenames in os.walk(bd.dir):
+            assert name not in filenames + dirnames, os.path.join(dirpath, name)
     assert_nothing_left(bd, img.ref, before)
 
 
@@ -527,7 +585,7 @@ def rmi_lines(daemon, ref: str) -> list[str]:
 
 def refs_of(daemon, image_id: str):
     status, info = inspect(daemon, image_id)
-    return (info["RepoTags"], info["RepoDigests"]) if status == 200 else None
+    return (sorted(info["RepoTags"]), sorted(info["RepoDigests"])) if status == 200 else None
 
 
 def test_tag_and_rmi_of_pulled_images_as_dockerd(bd, dockerd, images, tidy):
@@ -562,7 +620,9 @@ def test_tag_and_rmi_of_pulled_images_as_dockerd(bd, dockerd, images, tidy):
         steps.append(refs_of(daemon, img.config_digest))
         seen[label] = steps
 
-    mine = seen["berth"]
+    mine, theirs = seen["berth"], seen["dockerd"]
+    assert mine == theirs, "\n".join(f"step {i}: berth {m!r}, dockerd {t!r}"
+                                     for i, (m, t) in enumerate(zip(mine, theirs)) if m != t)
     assert mine[0] == (sorted([img.ref, alias]), [digest_ref]), mine[0]
     assert mine[1] == [f"Untagged: {img.ref}", f"Untagged: {digest_ref}"], mine
     assert mine[2] == ([alias], []), mine
@@ -570,7 +630,6 @@ def test_tag_and_rmi_of_pulled_images_as_dockerd(bd, dockerd, images, tidy):
     assert mine[6] == ([img.ref], []), mine
     assert mine[8] == [f"Untagged: {digest_ref}"], mine
     assert mine[9] is None
-    assert mine == seen["dockerd"]
 
 
 # ---------------------------------------------------------------------------

@@ -153,10 +153,18 @@ pub async fn by_name(
 ) -> Result<Response, ApiError> {
     let query = Query::parse(q.as_deref());
     match method {
-        Method::GET => match rest.strip_suffix("/json") {
-            Some(name) => inspect(state, name.to_string(), version).await,
-            None => Err(ApiError::page_not_found()),
-        },
+        Method::GET => {
+            if let Some(name) = rest.strip_suffix("/history") {
+                return history(state, name.to_string()).await;
+            }
+            if let Some(name) = rest.strip_suffix("/get") {
+                return save(state, vec![name.to_string()]).await;
+            }
+            match rest.strip_suffix("/json") {
+                Some(name) => inspect(state, name.to_string(), version).await,
+                None => Err(ApiError::page_not_found()),
+            }
+        }
         Method::POST => {
             if let Some(name) = rest.strip_suffix("/push") {
                 return crate::registry::push(state, name.to_string(), query, headers).await;
@@ -169,6 +177,46 @@ pub async fn by_name(
         Method::DELETE => remove(state, rest, query.bool("force")).await,
         _ => Err(ApiError::page_not_found()),
     }
+}
+
+/// `GET /images/{name}/history`: newest first; `Tags` is `null` on rows
+/// without tags, as dockerd sends it.
+async fn history(state: ApiState, name: String) -> Result<Response, ApiError> {
+    let svc = state.images.clone();
+    let rows = blocking(move || svc.history(&name).map_err(ApiError::from)).await?;
+    let body: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "Id": r.id, "Created": r.created, "CreatedBy": r.created_by,
+                "Tags": (!r.tags.is_empty()).then_some(&r.tags),
+                "Size": r.size, "Comment": r.comment,
+            })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// `GET /images/get?names=…` (`docker save` of several images).
+pub async fn save_many(
+    State(state): State<ApiState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = Query::parse(q.as_deref());
+    let names: Vec<String> = query.all("names").into_iter().map(str::to_string).collect();
+    if names.is_empty() {
+        return Err(ApiError::bad_request("no image names given (names=…)"));
+    }
+    save(state, names).await
+}
+
+/// The `docker save` archive of `names`, resolved before it starts.
+async fn save(state: ApiState, names: Vec<String>) -> Result<Response, ApiError> {
+    let svc = state.images.clone();
+    let lookup = svc.clone();
+    let items = blocking(move || lookup.save_items(&names).map_err(ApiError::from)).await?;
+    let what = format!("save of {} image(s)", items.len());
+    crate::tar_stream::stream_tar(what, move |writer| svc.save(&items, writer)).await
 }
 
 /// `Container` and `ContainerConfig` left image inspect at API 1.45.

@@ -10,6 +10,7 @@
 
 mod archive;
 mod clone_progress;
+mod container_images;
 mod container_json;
 mod containers;
 pub mod error;
@@ -28,6 +29,7 @@ mod state;
 mod stats;
 mod streams;
 mod system;
+mod tar_stream;
 mod task_stream;
 mod types;
 pub mod version;
@@ -76,6 +78,9 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route("/containers/{id}/update", post(containers::update))
         .route("/containers/{id}/stats", get(stats::stats))
         .route("/containers/{id}/top", get(stats::top))
+        .route("/containers/{id}/changes", get(container_images::changes))
+        .route("/containers/{id}/export", get(container_images::export))
+        .route("/commit", post(container_images::commit))
         .route("/containers/{id}/restart", post(containers::restart))
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/resize", post(containers::resize))
@@ -116,6 +121,7 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route("/images/create", post(images::create))
         .route("/auth", post(registry::auth))
         .route("/images/load", post(images::load))
+        .route("/images/get", get(images::save_many))
         .route("/distribution/{*rest}", get(registry::distribution))
         .route("/images/json", get(images::list))
         .route("/images/prune", post(images::prune))

@@ -55,6 +55,32 @@ pub fn write_tree<W: Write>(root: &Path, out: W, skip: &dyn Fn(&OsStr) -> bool) 
     walk(writer, stack)
 }
 
+/// Writes an overlay upper folder as an image layer (what `docker
+/// commit` adds): entries relative to it without a `./` entry, overlay
+/// whiteouts (0/0 character devices) as `.wh.<name>` files, an opaque
+/// folder followed by its `.wh..wh..opq` marker, overlay's own
+/// `trusted.overlay.*` attributes left out, and every path `skip` accepts
+/// left out (with what is under it). A folder redirected or a file
+/// copied up as metadata only (`redirect_dir`, `metacopy`) holds data
+/// the folder does not: such a tree is refused.
+pub fn write_layer_diff<W: Write>(
+    upper: &Path,
+    out: W,
+    skip: fn(&Path) -> bool,
+) -> io::Result<u64> {
+    let root_fd = open_root_folder(upper)?;
+    let (_, names) = list_folder(&root_fd).map_err(|e| context(e, "listing", Path::new(".")))?;
+    let mut writer = TreeWriter::new(out);
+    writer.layer = Some(skip);
+    let stack = vec![Frame {
+        dir: root_fd,
+        rel: PathBuf::new(),
+        names,
+        next: 0,
+    }];
+    walk(writer, stack)
+}
+
 /// Writes the node `node` (an `O_PATH` descriptor of a file, folder,
 /// symlink…) as `name`, and for a folder everything under it as
 /// `name/…` (`docker cp`'s archive of a path: entries named after its
@@ -77,6 +103,9 @@ fn walk<W: Write>(mut writer: TreeWriter<W>, mut stack: Vec<Frame>) -> io::Resul
         };
         frame.next += 1;
         let rel = frame.rel.join(&name);
+        if writer.layer.is_some_and(|skip| skip(&rel)) {
+            continue;
+        }
         let Some(node) = open_node(frame.dir.as_fd(), &name, &rel)? else {
             continue;
         };
@@ -102,6 +131,9 @@ struct TreeWriter<W: Write> {
     builder: Builder<W>,
     links: HashMap<(u64, u64), PathBuf>,
     bytes: u64,
+    /// Set when writing an overlay upper folder as a layer
+    /// ([`write_layer_diff`]): the paths to leave out.
+    layer: Option<fn(&Path) -> bool>,
 }
 
 impl<W: Write> TreeWriter<W> {
@@ -110,6 +142,7 @@ impl<W: Write> TreeWriter<W> {
             builder: Builder::new(out),
             links: HashMap::new(),
             bytes: 0,
+            layer: None,
         }
     }
 
@@ -140,6 +173,11 @@ impl<W: Write> TreeWriter<W> {
         let meta = fd_metadata(&node).map_err(|e| context(e, "reading", &rel))?;
         if !archivable(&meta, &rel) {
             return Ok(None);
+        }
+        if self.layer.is_some() && is_whiteout(&meta) {
+            return self
+                .whiteout(&meta, &rel, &whiteout_name(&rel))
+                .map(|()| None);
         }
         if let Some(first) = self.first_link(&meta, &rel) {
             return self.hard_link(&meta, &rel, &first).map(|()| None);
@@ -177,11 +215,15 @@ impl<W: Write> TreeWriter<W> {
     /// A folder's entry (its xattrs first); returns it as the next frame
     /// to walk.
     fn folder(&mut self, node: OwnedFd, meta: &Metadata, rel: PathBuf) -> io::Result<Frame> {
-        let (attrs, names) = list_folder(&node).map_err(|e| context(e, "listing", &rel))?;
+        let (mut attrs, names) = list_folder(&node).map_err(|e| context(e, "listing", &rel))?;
+        let opaque = self.layer.is_some() && overlay_attrs(&mut attrs, &rel)?;
         self.xattrs(&attrs, &rel)?;
         let mut header = header_from(meta);
         header.set_size(0);
         self.builder.append_data(&mut header, &rel, io::empty())?;
+        if opaque {
+            self.whiteout(meta, &rel, &rel.join(".wh..wh..opq"))?;
+        }
         Ok(Frame {
             dir: node,
             rel,
@@ -194,7 +236,11 @@ impl<W: Write> TreeWriter<W> {
     /// `node` was opened on, as long as `meta` said it was.
     fn regular(&mut self, node: &OwnedFd, meta: &Metadata, rel: &Path) -> io::Result<()> {
         let file = reopen_file(node, meta).map_err(|e| context(e, "opening", rel))?;
-        let attrs = read_xattrs(file.as_fd()).map_err(|e| context(e, "reading xattrs of", rel))?;
+        let mut attrs =
+            read_xattrs(file.as_fd()).map_err(|e| context(e, "reading xattrs of", rel))?;
+        if self.layer.is_some() {
+            overlay_attrs(&mut attrs, rel)?;
+        }
         self.xattrs(&attrs, rel)?;
         self.file(&file, meta, meta.len(), rel)
     }
@@ -248,6 +294,20 @@ impl<W: Write> TreeWriter<W> {
         self.builder.append_data(&mut header, rel, io::empty())
     }
 
+    /// An empty regular file standing for a deletion (`name`: the
+    /// `.wh.` name), with the owner, mode and time of what marks it.
+    fn whiteout(&mut self, meta: &Metadata, rel: &Path, name: &Path) -> io::Result<()> {
+        let mut header = header_from(meta);
+        header.set_entry_type(EntryType::Regular);
+        header.set_mode(meta.mode() & 0o777);
+        header.set_device_major(0)?;
+        header.set_device_minor(0)?;
+        header.set_size(0);
+        self.builder
+            .append_data(&mut header, name, io::empty())
+            .map_err(|e| context(e, "writing the whiteout of", rel))
+    }
+
     /// A hard link entry to the first path of the same inode.
     fn hard_link(&mut self, meta: &Metadata, rel: &Path, first: &Path) -> io::Result<()> {
         let mut header = header_from(meta);
@@ -296,6 +356,39 @@ fn archivable(meta: &Metadata, rel: &Path) -> bool {
         tracing::warn!(path = %rel.display(), mode = meta.mode(), "entry of unknown kind left out of the archive");
     }
     known
+}
+
+/// Whether an entry is an overlay whiteout: a 0/0 character device.
+fn is_whiteout(meta: &Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+/// `dir/.wh.name` for `dir/name`.
+fn whiteout_name(rel: &Path) -> PathBuf {
+    let mut name = OsString::from(".wh.");
+    name.push(rel.file_name().unwrap_or_default());
+    rel.with_file_name(name)
+}
+
+/// Drops overlay's own attributes from `attrs`; returns whether they
+/// marked the folder opaque. Redirects and metadata-only copies are
+/// refused (their data is not in the upper folder).
+fn overlay_attrs(attrs: &mut Vec<(Vec<u8>, Vec<u8>)>, rel: &Path) -> io::Result<bool> {
+    let mut opaque = false;
+    for (name, value) in attrs.iter() {
+        match name.as_slice() {
+            b"trusted.overlay.opaque" => opaque = value.as_slice() == b"y",
+            b"trusted.overlay.redirect" | b"trusted.overlay.metacopy" => {
+                return Err(io::Error::other(format!(
+                    "{} is an overlay redirect or metadata-only copy: its data is in a lower layer",
+                    rel.display()
+                )));
+            }
+            _ => {}
+        }
+    }
+    attrs.retain(|(name, _)| !name.starts_with(b"trusted.overlay."));
+    Ok(opaque)
 }
 
 /// A GNU header with `meta`'s kind, numeric owner, permission bits and

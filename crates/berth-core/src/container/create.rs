@@ -481,7 +481,7 @@ fn new_id() -> String {
 }
 
 /// Docker's merge of a create request with the image config.
-fn merge(mut config: ContainerConfig, image: &ImageConfig) -> ContainerConfig {
+pub(super) fn merge(mut config: ContainerConfig, image: &ImageConfig) -> ContainerConfig {
     let ic = &image.config;
     if config.user.is_empty() {
         config.user = ic.user.clone().unwrap_or_default();

@@ -12,6 +12,8 @@
 
 mod bundle;
 pub mod cgroup;
+pub mod changes;
+pub mod commit;
 mod connect;
 pub mod copy;
 mod copyup;
@@ -19,6 +21,7 @@ mod create;
 pub mod detach_keys;
 mod error;
 pub mod exec;
+mod export;
 pub mod health;
 pub mod jsonlog;
 mod lifecycle;

@@ -87,11 +87,16 @@ pub struct History {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub empty_layer: Option<bool>,
+    /// Fields berth does not read, kept for a round trip.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// Go's GOARCH for this machine.

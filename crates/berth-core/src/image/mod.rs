@@ -4,14 +4,17 @@
 //! the sha256 of the stored config.
 
 pub mod changes;
+pub mod commit;
 pub mod config;
 mod error;
+pub mod history;
 pub mod layers;
 mod load;
 pub mod platform;
 mod prune;
 pub mod reference;
 pub mod registry;
+pub mod save;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

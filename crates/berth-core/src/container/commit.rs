@@ -1,0 +1,111 @@
+//! `docker commit`: a container's changes as a new image. The run config
+//! is the request's (or else the container's), with `--change` lines
+//! applied and, for a request's own config, the container's filling what
+//! it leaves empty (moby's `daemon/commit.go`, the same merge as a
+//! create's with the image). The layer is the overlay upper folder as a
+//! layer tar (whiteouts as `.wh.` entries, the engine's own mount points
+//! left out, see [`super::changes::is_init_path`]). A running container is
+//! frozen while its folder is read unless `pause=false`.
+
+use serde_json::Value;
+
+use super::cgroup::ContainerCgroup;
+use super::{ContainerConfig, ContainerError, ContainerRecord, ContainerService, Status};
+use crate::image::commit::CommitImage;
+use crate::image::config::{ImageConfig, RunConfig};
+use crate::image::Reference;
+use crate::store::ImageRecord;
+
+/// A commit request (`POST /commit`).
+#[derive(Debug, Clone, Default)]
+pub struct CommitRequest {
+    pub reference: Option<Reference>,
+    pub comment: Option<String>,
+    pub author: Option<String>,
+    pub pause: bool,
+    /// `--change` lines (Dockerfile instructions).
+    pub changes: Vec<String>,
+    /// The request body's config, when it sent one.
+    pub config: Option<ContainerConfig>,
+}
+
+impl ContainerService {
+    /// Commits a container; returns the new image.
+    pub fn commit(
+        &self,
+        name_or_id: &str,
+        req: CommitRequest,
+    ) -> Result<ImageRecord, ContainerError> {
+        let record = self.resolve(name_or_id)?;
+        let container_config = to_json(&record.config)?;
+        let run_config = commit_config(&record, &req)?;
+        let image = CommitImage {
+            parent_id: record.image_id.clone(),
+            config: run_config,
+            container_id: record.id.clone(),
+            container_config,
+            author: req.author.clone(),
+            comment: req.comment.clone(),
+            created_by: record.config.cmd.clone().unwrap_or_default().join(" "),
+            reference: req.reference.clone(),
+        };
+        let frozen = req.pause && self.freeze_for_commit(&record)?;
+        let upper = self.paths(&record.id).upper();
+        let result = self.images.commit(image, |file| {
+            crate::archive::write_layer_diff(&upper, file, super::changes::is_init_path)
+        });
+        if frozen {
+            if let Err(e) = ContainerCgroup::of(&record.id).freeze(false) {
+                tracing::error!(container = %record.id, error = %e, "could not thaw the container after its commit");
+            }
+        }
+        let image = result?;
+        self.publish("commit", &record, &[]);
+        Ok(image)
+    }
+
+    /// Freezes a running container that is not paused; returns whether
+    /// it did (and so must thaw it).
+    fn freeze_for_commit(&self, record: &ContainerRecord) -> Result<bool, ContainerError> {
+        let current = self.resolve(&record.id)?;
+        if current.state.status != Status::Running || current.state.paused {
+            return Ok(false);
+        }
+        ContainerCgroup::of(&record.id).freeze(true).map_err(|e| {
+            ContainerError::Start(format!("cannot pause container {}: {e}", record.id))
+        })?;
+        Ok(true)
+    }
+}
+
+/// The new image's run config: the request's config or the container's,
+/// the change lines applied, then the container's filling what a
+/// request's own config left empty.
+fn commit_config(
+    record: &ContainerRecord,
+    req: &CommitRequest,
+) -> Result<RunConfig, ContainerError> {
+    let container: RunConfig = from_json(to_json(&record.config)?)?;
+    let base: RunConfig = match &req.config {
+        Some(own) => from_json(to_json(own)?)?,
+        None => container.clone(),
+    };
+    let changed = crate::image::changes::apply(&base, &req.changes)?;
+    if req.config.is_none() {
+        return Ok(changed);
+    }
+    let own: ContainerConfig = from_json(to_json(&changed)?)?;
+    let image = ImageConfig {
+        config: container,
+        ..Default::default()
+    };
+    from_json(to_json(&super::create::merge(own, &image))?)
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<Value, ContainerError> {
+    serde_json::to_value(value).map_err(|e| ContainerError::InvalidConfig(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ContainerError> {
+    serde_json::from_value(value).map_err(|e| ContainerError::InvalidConfig(e.to_string()))
+}
