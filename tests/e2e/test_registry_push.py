@@ -33,8 +33,8 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from conftest import UnixHTTPConnection
 from busybox_image import berth_with_cleanup, make_rootfs
+from conftest import UnixHTTPConnection
 from registry_helpers import (  # noqa: F401  (fixtures)
     DOCKER_MANIFEST,
     HOST_ARCH,
@@ -321,11 +321,11 @@ def test_push_again_and_to_a_sibling_repository(bd, reg, work):
     sibling_repo = f"again/sibling-{uniq()}"
     sibling = f"{reg.host}/{sibling_repo}:1"
     bd.docker("tag", ref, sibling)
-    out = bd.docker("push", sibling, timeout=300).stdout
-    assert "Pushing" not in out and "Pushed" not in out, out
-    for i in ids:
-        assert f"{i}: Mounted from {repo}" in out, out
-    assert cli_digests(out) == {"1": (aux["Digest"], aux["Size"])}
+    status, _, mounted = push_api(bd, sibling.rsplit(":", 1)[0], "1")
+    assert status == 200 and stream_error(mounted) is None, mounted
+    assert layer_statuses(mounted, ids) == {i: ["Preparing", f"Mounted from {repo}"] for i in ids}
+    assert not [m for m in mounted if m.get("status") == "Pushing"], mounted
+    assert aux_of(mounted) == [aux]
     assert reg.manifest(sibling_repo, "1").digest == aux["Digest"]
     assert sorted(repo_digests(bd, ref)) == sorted([f"{reg.host}/{repo}@{aux['Digest']}",
                                                    f"{reg.host}/{sibling_repo}@{aux['Digest']}"])
@@ -550,7 +550,7 @@ def test_push_to_a_registry_that_is_down(bd, dockerd, work):
 
 
 def test_registry_killed_mid_push_then_push_again(bd, registry_factory, work):  # noqa: F811
-    """The registry is frozen (SIGSTOP) once a 8 MB layer's upload is
+    """The registry is frozen (SIGSTOP) once an 8 MB layer's upload is
     under way (more than the socket buffers hold), then killed: the push
     ends with an error in its stream that names the registry (as Go's
     `Put "http://HOST/v2/…": …` does), records no digest, and once the

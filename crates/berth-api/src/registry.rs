@@ -166,6 +166,10 @@ where
         while let Ok(event) = events.try_recv() {
             let _ = tx.send(Step::Event(event)).await;
         }
+        if let Err(e) = &result {
+            // Sent inside the stream, so the API layer's log never sees it.
+            tracing::warn!(error = %e, "registry operation failed");
+        }
         let _ = tx.send(Step::Done(result)).await;
     });
     let mut finish = Some(finish);

@@ -276,7 +276,9 @@ impl ImageService {
         match by_tag {
             Some(tag) if image.tags.len() > 1 => {
                 self.store.untag_image(tag)?;
-                Ok(Some(vec![RemoveAction::Untagged(tag.to_string())]))
+                let mut actions = vec![RemoveAction::Untagged(tag.to_string())];
+                actions.extend(self.untag_orphaned_digests(image, tag)?);
+                Ok(Some(actions))
             }
             None if image.tags.len() > 1 && !force => Err(conflict(
                 &image.id,
@@ -284,6 +286,30 @@ impl ImageService {
             )),
             _ => Ok(None),
         }
+    }
+
+    /// After `tag` left `image`: when no other tag of its repository
+    /// remains, that repository's digest references go too (moby's
+    /// `image_delete.go`: a `repo@digest` is kept only beside a tag of
+    /// the same repository or on its own).
+    fn untag_orphaned_digests(
+        &self,
+        image: &ImageRecord,
+        tag: &str,
+    ) -> Result<Vec<RemoveAction>, ImageError> {
+        let repo = Reference::parse(tag)?.repository;
+        let same_repo = |r: &str| Reference::parse(r).is_ok_and(|r| r.repository == repo);
+        if image.tags.iter().any(|t| t != tag && same_repo(t)) {
+            return Ok(Vec::new());
+        }
+        let mut actions = Vec::new();
+        for digest in &image.digests {
+            if digest.split_once('@').is_some_and(|(name, _)| name == repo) {
+                self.store.remove_image_digest(digest)?;
+                actions.push(RemoveAction::Untagged(digest.clone()));
+            }
+        }
+        Ok(actions)
     }
 
     /// Deletes the image and the layers no other image uses; reports its

@@ -55,7 +55,13 @@ impl RegistryError {
     /// A connection failure, as Go's HTTP client words it:
     /// `Get "URL": <cause>`.
     pub fn unreachable(url: &str, error: &reqwest::Error) -> Self {
-        RegistryError::Unreachable(format!("Get \"{url}\": {}", root_cause(error)))
+        Self::unreachable_with("Get", url, error)
+    }
+
+    /// [`RegistryError::unreachable`] for a request of another method
+    /// (`Head "URL": dial tcp HOST: connect: connection refused`).
+    pub fn unreachable_with(method: &str, url: &str, error: &reqwest::Error) -> Self {
+        RegistryError::Unreachable(format!("{method} \"{url}\": {}", root_cause(error, url)))
     }
 
     /// A registry's error answer: `code: message` of its first error
@@ -70,13 +76,30 @@ impl RegistryError {
         }
     }
 
-    /// Maps the distribution client's errors.
-    pub fn from_oci(error: oci_client::errors::OciDistributionError, url: &str) -> Self {
+    /// Maps the distribution client's errors for a `method` request of
+    /// `url`.
+    pub fn from_oci(
+        error: oci_client::errors::OciDistributionError,
+        method: &str,
+        url: &str,
+    ) -> Self {
         use oci_client::errors::OciDistributionError as E;
         match error {
             E::RequestError(e) if e.is_connect() || e.is_timeout() || e.status().is_none() => {
-                RegistryError::unreachable(url, &e)
+                RegistryError::unreachable_with(method, url, &e)
             }
+            E::RequestError(e) => match e.status().map(|s| s.as_u16()) {
+                Some(401) => {
+                    RegistryError::Unauthorized("unauthorized: authentication required".into())
+                }
+                Some(403) => RegistryError::Unauthorized(
+                    "denied: requested access to the resource is denied".into(),
+                ),
+                Some(404) => RegistryError::NotFound(format!("{method} \"{url}\": not found")),
+                _ => {
+                    RegistryError::Protocol(format!("{method} \"{url}\": {}", root_cause(&e, url)))
+                }
+            },
             E::AuthenticationFailure(text) => RegistryError::Unauthorized(
                 envelope_text(&text).unwrap_or_else(|| format!("unauthorized: {}", text.trim())),
             ),
@@ -103,17 +126,35 @@ impl RegistryError {
     }
 }
 
-/// The innermost cause of an HTTP client error (`connection refused`).
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+/// The innermost cause of an HTTP client error, a refused connection in
+/// Go's words (`dial tcp HOST:PORT: connect: connection refused`).
+fn root_cause(error: &(dyn std::error::Error + 'static), url: &str) -> String {
     let mut cause: &dyn std::error::Error = error;
     while let Some(next) = cause.source() {
         cause = next;
     }
     let text = cause.to_string();
-    match text.as_str() {
-        t if t.contains("Connection refused") => "connect: connection refused".into(),
-        _ => text,
+    if !text.contains("Connection refused") {
+        return text;
     }
+    match host_port(url) {
+        Some(host) => format!("dial tcp {host}: connect: connection refused"),
+        None => "connect: connection refused".into(),
+    }
+}
+
+/// `host:port` of a URL (the scheme's port when it names none).
+fn host_port(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split('/').next().filter(|h| !h.is_empty())?;
+    if host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Some(host.to_string());
+    }
+    let port = if scheme == "http" { 80 } else { 443 };
+    Some(format!("{host}:{port}"))
 }
 
 /// `code: message` of the first error of a distribution error body.
@@ -148,5 +189,19 @@ mod tests {
         assert_eq!(err.to_string(), "manifest unknown: manifest unknown");
         let err = RegistryError::from_status(401, "not json");
         assert!(matches!(err, RegistryError::Unauthorized(_)));
+    }
+
+    #[test]
+    fn hosts_get_their_ports() {
+        assert_eq!(
+            host_port("http://127.0.0.1:5000/v2/").as_deref(),
+            Some("127.0.0.1:5000")
+        );
+        assert_eq!(
+            host_port("https://example.com/v2/").as_deref(),
+            Some("example.com:443")
+        );
+        assert_eq!(host_port("http://h/v2/").as_deref(), Some("h:80"));
+        assert_eq!(host_port("blob sha256:x"), None);
     }
 }

@@ -205,6 +205,7 @@ impl ImageService {
                 desc: desc.clone(),
                 diff_id: diff_id.clone(),
                 file: scratch.path().join(format!("blob-{i}")),
+                url: session.blob_url(&desc.digest),
                 progress: progress.clone(),
             };
             let permits = downloads.clone();
@@ -259,6 +260,8 @@ struct LayerJob {
     desc: Descriptor,
     diff_id: String,
     file: PathBuf,
+    /// The blob's URL (for messages).
+    url: String,
     progress: Progress,
 }
 
@@ -275,7 +278,12 @@ impl LayerJob {
                 self.desc.media_type
             ))
         })?;
-        download(client, repo, &self.desc, &self.file, &self.progress).await?;
+        let target = BlobTarget {
+            desc: &self.desc,
+            url: &self.url,
+            file: &self.file,
+        };
+        download(client, repo, &target, &self.progress).await?;
         layer(
             &self.progress,
             &self.desc.digest,
@@ -310,31 +318,36 @@ impl LayerJob {
     }
 }
 
+/// A blob to download: what it is, where it comes from, where it goes.
+struct BlobTarget<'a> {
+    desc: &'a Descriptor,
+    url: &'a str,
+    file: &'a Path,
+}
+
 /// Streams a blob to `file`, refusing more bytes than its descriptor
 /// says, fewer, or other bytes than its digest names; the file is synced
 /// (it is kept as the layer's blob).
 async fn download(
     client: &oci_client::Client,
     repo: &oci_client::Reference,
-    desc: &Descriptor,
-    file: &Path,
+    target: &BlobTarget<'_>,
     progress: &Progress,
 ) -> Result<(), RegistryError> {
+    let (desc, file) = (target.desc, target.file);
     let total = u64::try_from(desc.size)
         .map_err(|_| RegistryError::Protocol(format!("negative size for {}", desc.digest)))?;
-    let url = format!("blob {}", desc.digest);
     let mut stream = client
         .pull_blob_stream(repo, desc.digest.as_str())
         .await
-        .map_err(|e| RegistryError::from_oci(e, &url))?;
+        .map_err(|e| RegistryError::from_oci(e, "Get", target.url))?;
     let io = |e: std::io::Error| RegistryError::Image(crate::image::ImageError::io(file, e));
     let mut out = tokio::fs::File::create(file).await.map_err(io)?;
     let mut hasher = Sha256::new();
     let mut got = 0u64;
     let mut last = Instant::now() - PROGRESS_EVERY;
     while let Some(chunk) = stream.stream.next().await {
-        let chunk = chunk
-            .map_err(|e| RegistryError::Unreachable(format!("downloading {}: {e}", desc.digest)))?;
+        let chunk = chunk.map_err(|e| stream_error(&e, &desc.digest))?;
         got += chunk.len() as u64;
         if got > total {
             return Err(RegistryError::Verification(format!(
@@ -365,14 +378,30 @@ async fn download(
     layer(progress, &desc.digest, LayerState::VerifyingChecksum);
     let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
     if actual != desc.digest {
-        return Err(RegistryError::Verification(format!(
-            "filesystem layer verification failed for digest {}",
-            desc.digest
-        )));
+        return Err(verification_failed(&desc.digest));
     }
     out.sync_all().await.map_err(io)?;
     layer(progress, &desc.digest, LayerState::DownloadComplete);
     Ok(())
+}
+
+/// A failure while a blob streams: the client's own digest check (it
+/// verifies what it streams) in dockerd's words, else a broken transfer.
+fn stream_error(error: &std::io::Error, digest: &str) -> RegistryError {
+    let mismatch = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<oci_client::errors::DigestError>())
+        .is_some_and(|e| matches!(e, oci_client::errors::DigestError::VerificationError { .. }));
+    if mismatch {
+        return verification_failed(digest);
+    }
+    RegistryError::Unreachable(format!("downloading {digest}: {error}"))
+}
+
+fn verification_failed(digest: &str) -> RegistryError {
+    RegistryError::Verification(format!(
+        "filesystem layer verification failed for digest {digest}"
+    ))
 }
 
 /// A session on one registry, and the image resolved there.

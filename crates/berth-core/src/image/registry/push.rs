@@ -156,7 +156,7 @@ impl ImageService {
             .client
             .push_manifest_raw(&target.to_oci(), body, content_type)
             .await
-            .map_err(|e| RegistryError::from_oci(e, &format!("manifest {}", target.familiar())))?;
+            .map_err(|e| RegistryError::from_oci(e, "Put", &session.manifest_url(tag)))?;
         self.store
             .add_image_digest(&reference.repo_digest(&digest), &image.id)?;
         message(
@@ -214,7 +214,8 @@ impl ImageService {
         let most = self.registry.max_concurrent_uploads.max(1);
         let slots = tokio::sync::Semaphore::new(most);
         let mut tasks = Vec::new();
-        for (i, upload) in uploads.iter().enumerate() {
+        // dockerd starts from the top layer: the bottom ones wait.
+        for (i, upload) in uploads.iter().rev().enumerate() {
             if i >= most {
                 layer(progress, &upload.diff_id, LayerState::Waiting);
             }
@@ -239,12 +240,12 @@ async fn upload_layer(
     progress: &Progress,
 ) -> Result<(), RegistryError> {
     let digest = &upload.blob.digest;
-    let what = format!("blob {digest}");
+    let url = session.blob_url(digest);
     let exists = session
         .client
         .blob_exists(&session.repo, digest)
         .await
-        .map_err(|e| RegistryError::from_oci(e, &what))?;
+        .map_err(|e| RegistryError::from_oci(e, "Head", &url))?;
     if exists {
         layer(progress, &upload.diff_id, LayerState::LayerAlreadyExists);
         return Ok(());
@@ -284,9 +285,14 @@ async fn upload_layer(
         .client
         .push_blob_stream(&session.repo, body, digest, Some(upload.blob.size))
         .await
-        .map_err(|e| RegistryError::from_oci(e, &what))?;
+        .map_err(|e| RegistryError::from_oci(e, "Put", &uploads_url(session)))?;
     layer(progress, &upload.diff_id, LayerState::Pushed);
     Ok(())
+}
+
+/// Where uploads of the repository start (what an upload error names).
+fn uploads_url(session: &Session) -> String {
+    format!("{}{}/blobs/uploads/", session.base_url(), session.path())
 }
 
 /// A blob file as an upload body, reporting "Pushing" as it is read.
@@ -339,18 +345,17 @@ fn mount_sources(image: &ImageRecord, target: &RemoteReference) -> Vec<String> {
 
 /// Sends the image config unless the repository has it.
 async fn push_config(session: &Session, image: &ImageRecord) -> Result<(), RegistryError> {
-    let what = format!("config {}", image.id);
     let exists = session
         .client
         .blob_exists(&session.repo, &image.id)
         .await
-        .map_err(|e| RegistryError::from_oci(e, &what))?;
+        .map_err(|e| RegistryError::from_oci(e, "Head", &session.blob_url(&image.id)))?;
     if !exists {
         session
             .client
             .push_blob(&session.repo, image.config.clone(), &image.id)
             .await
-            .map_err(|e| RegistryError::from_oci(e, &what))?;
+            .map_err(|e| RegistryError::from_oci(e, "Put", &uploads_url(session)))?;
     }
     Ok(())
 }

@@ -45,7 +45,12 @@ impl Session {
         let token = client
             .auth(&repo, &credentials.to_oci(), op)
             .await
-            .map_err(|e| RegistryError::from_oci(e, &endpoint.base_url()))?;
+            .map_err(|e| RegistryError::from_oci(e, "Get", &endpoint.base_url()))?;
+        if op == RegistryOperation::Push && token.is_none() {
+            if let Credentials::Anonymous = credentials {
+                refuse_basic_without_credentials(&http, &endpoint.base_url()).await?;
+            }
+        }
         let authorization = match (token, credentials) {
             (Some(token), _) => Some(format!("Bearer {token}")),
             (None, Credentials::Basic { username, password }) => Some(basic(username, password)),
@@ -63,6 +68,16 @@ impl Session {
     /// `scheme://host/v2/`.
     pub fn base_url(&self) -> String {
         self.endpoint.base_url()
+    }
+
+    /// The URL of a blob of this repository.
+    pub fn blob_url(&self, digest: &str) -> String {
+        format!("{}{}/blobs/{digest}", self.base_url(), self.path())
+    }
+
+    /// The URL of a manifest (by tag or digest) of this repository.
+    pub fn manifest_url(&self, reference: &str) -> String {
+        format!("{}{}/manifests/{reference}", self.base_url(), self.path())
     }
 
     /// The repository path (`library/busybox`).
@@ -85,9 +100,49 @@ impl Session {
             return Ok(response);
         }
         let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED
+            && self.authorization.is_none()
+            && asks_for_basic(&response)
+        {
+            // dockerd's words for a registry that wants a password it
+            // was not given (Go's client names the request it made).
+            return Err(RegistryError::Unauthorized(format!(
+                "Head \"{url}\": no basic auth credentials"
+            )));
+        }
         let body = response.text().await.unwrap_or_default();
         Err(RegistryError::from_status(status.as_u16(), &body))
     }
+}
+
+/// A push without credentials to a registry that asks for a password
+/// fails at once, in dockerd's words (a pull fails at its manifest, see
+/// [`Session::get`]).
+async fn refuse_basic_without_credentials(
+    http: &reqwest::Client,
+    base_url: &str,
+) -> Result<(), RegistryError> {
+    let response = http
+        .get(base_url)
+        .send()
+        .await
+        .map_err(|e| RegistryError::unreachable(base_url, &e))?;
+    if response.status() == reqwest::StatusCode::UNAUTHORIZED && asks_for_basic(&response) {
+        return Err(RegistryError::Unauthorized(
+            "no basic auth credentials".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a 401 challenges for basic credentials.
+fn asks_for_basic(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.trim_start().to_ascii_lowercase().starts_with("basic"))
 }
 
 fn basic(username: &str, password: &str) -> String {
