@@ -294,6 +294,39 @@ def test_push_round_trip_to_dockerd(bd, dockerd, reg, work, how):
         dockerd.docker("rmi", "-f", ref, check=False)
 
 
+def test_commit_push_round_trip_to_dockerd(bd, dockerd, reg, work):
+    """A container's changes (a file added, one deleted, one changed, an
+    image folder replaced) committed by berth, pushed, pulled and run by
+    a real dockerd: it sees every change, whiteouts included."""
+    u = uniq()
+    local, name = f"local-{u}:1", f"commit-src-{u}"
+    import_with_marker(bd, work, local, f"base-{u}")
+    bd.docker("run", "--name", name, "--network", "none", local, "sh", "-c",
+              f"echo added-{u} > /added && rm /marker && echo changed >> /etc/passwd"
+              f" && rm -rf /home && mkdir /home && touch /home/new")
+    ref = f"{reg.host}/commit/{u}:1"
+    try:
+        bd.docker("commit", "-m", "changes", "-c", 'CMD ["cat", "/added"]', name, ref)
+        image = inspect(bd, ref)
+        assert len(image["RootFS"]["Layers"]) == 2, image["RootFS"]
+        out = bd.docker("push", ref, timeout=300).stdout
+        [(_, (digest, _))] = cli_digests(out).items()
+        check_schema2(reg, f"commit/{u}", "1", image)
+        try:
+            dockerd.docker("pull", ref, timeout=300)
+            assert inspect(dockerd, ref)["Id"] == image["Id"]
+            assert dockerd.docker("run", "--rm", "--network", "none", ref).stdout == f"added-{u}\n"
+            seen = dockerd.docker("run", "--rm", "--network", "none", ref, "sh", "-c",
+                                  "test -e /marker && echo marker; tail -n1 /etc/passwd; ls -A /home")
+            assert seen.stdout.split() == ["changed", "new"], seen.stdout
+            assert repo_digests(bd, ref) == [f"{reg.host}/commit/{u}@{digest}"]
+        finally:
+            dockerd.docker("rmi", "-f", ref, check=False)
+    finally:
+        bd.docker("rm", "-f", name, check=False)
+        bd.docker("rmi", "-f", ref, local, check=False)
+
+
 # ---------------------------------------------------------------------------
 # 2. Pushing again, and to another repository of the same registry
 # ---------------------------------------------------------------------------
