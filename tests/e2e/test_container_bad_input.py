@@ -201,7 +201,7 @@ def test_import_bad_change_api(daemon):
         assert status == 400, (change, status, body)
     status, headers, body = post_import(daemon, tar, repo, changes=["ENV A=1", "RUN x"])
     assert status == 400
-    assert "RUN is not a valid change command" in error_message(headers, body)
+    assert "run is not a valid change command" in error_message(headers, body)
     assert image_ids(daemon) == before_ids
     assert daemon.http("GET", f"/images/{repo}/json")[0] == 404
 

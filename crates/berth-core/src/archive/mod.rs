@@ -15,7 +15,7 @@ use std::path::Path;
 pub use error::ArchiveError;
 pub use fd::pin_proc_fd_dir;
 pub use guard::TarGuard;
-pub use write::{write_layer_diff, write_named, write_tree};
+pub use write::{write_changes, write_contents, write_named, write_tree, DiffEntry};
 
 /// Wraps `input` in the decompressor its magic bytes call for (gzip,
 /// zstd, or none).

@@ -55,30 +55,67 @@ pub fn write_tree<W: Write>(root: &Path, out: W, skip: &dyn Fn(&OsStr) -> bool) 
     walk(writer, stack)
 }
 
-/// Writes an overlay upper folder as an image layer (what `docker
-/// commit` adds): entries relative to it without a `./` entry, overlay
-/// whiteouts (0/0 character devices) as `.wh.<name>` files, an opaque
-/// folder followed by its `.wh..wh..opq` marker, overlay's own
-/// `trusted.overlay.*` attributes left out, and every path `skip` accepts
-/// left out (with what is under it). A folder redirected or a file
-/// copied up as metadata only (`redirect_dir`, `metacopy`) holds data
-/// the folder does not: such a tree is refused.
-pub fn write_layer_diff<W: Write>(
-    upper: &Path,
-    out: W,
-    skip: fn(&Path) -> bool,
-) -> io::Result<u64> {
-    let root_fd = open_root_folder(upper)?;
-    let (_, names) = list_folder(&root_fd).map_err(|e| context(e, "listing", Path::new(".")))?;
+/// One entry of a layer diff ([`write_changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiffEntry {
+    /// A path (relative) written as the folder holds it; a folder alone,
+    /// without what is under it (those are entries of their own).
+    Present(PathBuf),
+    /// A path deleted: written as its `.wh.<name>` whiteout file.
+    Deleted(PathBuf),
+}
+
+/// Writes a layer tar of `entries` (parents before children) read from
+/// `root` (an overlay upper folder: every changed path is there). Each
+/// path is reached one component at a time without following symlinks;
+/// overlay's own `trusted.overlay.*` attributes are left out, and a
+/// redirected folder or a metadata-only copy (`redirect_dir`, `metacopy`:
+/// data the folder does not hold) is refused.
+pub fn write_changes<W: Write>(root: &Path, entries: &[DiffEntry], out: W) -> io::Result<u64> {
+    let root_fd = open_root_folder(root)?;
     let mut writer = TreeWriter::new(out);
-    writer.layer = Some(skip);
-    let stack = vec![Frame {
+    writer.layer = true;
+    for entry in entries {
+        match entry {
+            DiffEntry::Present(rel) => {
+                if let Some(node) = open_path(&root_fd, rel)? {
+                    writer.entry(node, rel.clone())?;
+                }
+            }
+            DiffEntry::Deleted(rel) => writer.deletion(rel)?,
+        }
+    }
+    writer.builder.into_inner()?.flush()?;
+    Ok(writer.bytes)
+}
+
+/// `rel` under the folder `root`, each component opened `O_PATH|O_NOFOLLOW`
+/// from the one before (a symlink on the way is never followed: the next
+/// lookup through it fails). `None` when it is gone.
+fn open_path(root: &OwnedFd, rel: &Path) -> io::Result<Option<OwnedFd>> {
+    let mut node: Option<OwnedFd> = None;
+    for name in rel.iter() {
+        let dir = node.as_ref().unwrap_or(root);
+        match open_node(dir.as_fd(), name, rel)? {
+            Some(next) => node = Some(next),
+            None => return Ok(None),
+        }
+    }
+    Ok(node)
+}
+
+/// Writes what `root` holds, without an entry for `root` itself (as
+/// `docker export` writes a root filesystem).
+pub fn write_contents<W: Write>(root: &Path, out: W) -> io::Result<u64> {
+    let root_fd = open_root_folder(root)?;
+    let (_, names) = list_folder(&root_fd).map_err(|e| context(e, "listing", root))?;
+    let frame = Frame {
         dir: root_fd,
         rel: PathBuf::new(),
         names,
         next: 0,
-    }];
-    walk(writer, stack)
+    };
+    walk(TreeWriter::new(out), vec![frame])
 }
 
 /// Writes the node `node` (an `O_PATH` descriptor of a file, folder,
@@ -103,9 +140,6 @@ fn walk<W: Write>(mut writer: TreeWriter<W>, mut stack: Vec<Frame>) -> io::Resul
         };
         frame.next += 1;
         let rel = frame.rel.join(&name);
-        if writer.layer.is_some_and(|skip| skip(&rel)) {
-            continue;
-        }
         let Some(node) = open_node(frame.dir.as_fd(), &name, &rel)? else {
             continue;
         };
@@ -131,9 +165,9 @@ struct TreeWriter<W: Write> {
     builder: Builder<W>,
     links: HashMap<(u64, u64), PathBuf>,
     bytes: u64,
-    /// Set when writing an overlay upper folder as a layer
-    /// ([`write_layer_diff`]): the paths to leave out.
-    layer: Option<fn(&Path) -> bool>,
+    /// Set when writing entries of an overlay upper folder as a layer
+    /// ([`write_changes`]): overlay's own attributes are left out.
+    layer: bool,
 }
 
 impl<W: Write> TreeWriter<W> {
@@ -142,7 +176,7 @@ impl<W: Write> TreeWriter<W> {
             builder: Builder::new(out),
             links: HashMap::new(),
             bytes: 0,
-            layer: None,
+            layer: false,
         }
     }
 
@@ -173,11 +207,6 @@ impl<W: Write> TreeWriter<W> {
         let meta = fd_metadata(&node).map_err(|e| context(e, "reading", &rel))?;
         if !archivable(&meta, &rel) {
             return Ok(None);
-        }
-        if self.layer.is_some() && is_whiteout(&meta) {
-            return self
-                .whiteout(&meta, &rel, &whiteout_name(&rel))
-                .map(|()| None);
         }
         if let Some(first) = self.first_link(&meta, &rel) {
             return self.hard_link(&meta, &rel, &first).map(|()| None);
@@ -216,14 +245,13 @@ impl<W: Write> TreeWriter<W> {
     /// to walk.
     fn folder(&mut self, node: OwnedFd, meta: &Metadata, rel: PathBuf) -> io::Result<Frame> {
         let (mut attrs, names) = list_folder(&node).map_err(|e| context(e, "listing", &rel))?;
-        let opaque = self.layer.is_some() && overlay_attrs(&mut attrs, &rel)?;
+        if self.layer {
+            overlay_attrs(&mut attrs, &rel)?;
+        }
         self.xattrs(&attrs, &rel)?;
         let mut header = header_from(meta);
         header.set_size(0);
         self.builder.append_data(&mut header, &rel, io::empty())?;
-        if opaque {
-            self.whiteout(meta, &rel, &rel.join(".wh..wh..opq"))?;
-        }
         Ok(Frame {
             dir: node,
             rel,
@@ -238,7 +266,7 @@ impl<W: Write> TreeWriter<W> {
         let file = reopen_file(node, meta).map_err(|e| context(e, "opening", rel))?;
         let mut attrs =
             read_xattrs(file.as_fd()).map_err(|e| context(e, "reading xattrs of", rel))?;
-        if self.layer.is_some() {
+        if self.layer {
             overlay_attrs(&mut attrs, rel)?;
         }
         self.xattrs(&attrs, rel)?;
@@ -294,18 +322,22 @@ impl<W: Write> TreeWriter<W> {
         self.builder.append_data(&mut header, rel, io::empty())
     }
 
-    /// An empty regular file standing for a deletion (`name`: the
-    /// `.wh.` name), with the owner, mode and time of what marks it.
-    fn whiteout(&mut self, meta: &Metadata, rel: &Path, name: &Path) -> io::Result<()> {
-        let mut header = header_from(meta);
+    /// The whiteout of a deleted path: an empty regular file
+    /// `dir/.wh.<name>`, owned by root, mode 0, as moby's
+    /// `ExportChanges` writes it.
+    fn deletion(&mut self, rel: &Path) -> io::Result<()> {
+        let mut name = OsString::from(".wh.");
+        name.push(rel.file_name().unwrap_or_default());
+        let mut header = Header::new_gnu();
         header.set_entry_type(EntryType::Regular);
-        header.set_mode(meta.mode() & 0o777);
-        header.set_device_major(0)?;
-        header.set_device_minor(0)?;
+        header.set_mode(0);
         header.set_size(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        header.set_mtime(now);
         self.builder
-            .append_data(&mut header, name, io::empty())
-            .map_err(|e| context(e, "writing the whiteout of", rel))
+            .append_data(&mut header, rel.with_file_name(name), io::empty())
     }
 
     /// A hard link entry to the first path of the same inode.
@@ -358,37 +390,20 @@ fn archivable(meta: &Metadata, rel: &Path) -> bool {
     known
 }
 
-/// Whether an entry is an overlay whiteout: a 0/0 character device.
-fn is_whiteout(meta: &Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
-}
-
-/// `dir/.wh.name` for `dir/name`.
-fn whiteout_name(rel: &Path) -> PathBuf {
-    let mut name = OsString::from(".wh.");
-    name.push(rel.file_name().unwrap_or_default());
-    rel.with_file_name(name)
-}
-
-/// Drops overlay's own attributes from `attrs`; returns whether they
-/// marked the folder opaque. Redirects and metadata-only copies are
-/// refused (their data is not in the upper folder).
-fn overlay_attrs(attrs: &mut Vec<(Vec<u8>, Vec<u8>)>, rel: &Path) -> io::Result<bool> {
-    let mut opaque = false;
-    for (name, value) in attrs.iter() {
-        match name.as_slice() {
-            b"trusted.overlay.opaque" => opaque = value.as_slice() == b"y",
-            b"trusted.overlay.redirect" | b"trusted.overlay.metacopy" => {
-                return Err(io::Error::other(format!(
-                    "{} is an overlay redirect or metadata-only copy: its data is in a lower layer",
-                    rel.display()
-                )));
-            }
-            _ => {}
-        }
+/// Drops overlay's own attributes from `attrs`. Redirects and
+/// metadata-only copies are refused (their data is not in the upper
+/// folder).
+fn overlay_attrs(attrs: &mut Vec<(Vec<u8>, Vec<u8>)>, rel: &Path) -> io::Result<()> {
+    let elsewhere =
+        |name: &[u8]| name == b"trusted.overlay.redirect" || name == b"trusted.overlay.metacopy";
+    if attrs.iter().any(|(name, _)| elsewhere(name)) {
+        return Err(io::Error::other(format!(
+            "{} is an overlay redirect or metadata-only copy: its data is in a lower layer",
+            rel.display()
+        )));
     }
     attrs.retain(|(name, _)| !name.starts_with(b"trusted.overlay."));
-    Ok(opaque)
+    Ok(())
 }
 
 /// A GNU header with `meta`'s kind, numeric owner, permission bits and

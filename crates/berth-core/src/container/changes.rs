@@ -1,18 +1,23 @@
-//! `docker diff`: what a container changed, read from its overlay upper
-//! folder against the image's layers, by moby's rules
-//! (`pkg/archive/changes.go` with the overlay whiteout check): a whiteout
-//! is a deletion, an opaque folder that hid an image folder a deletion
-//! too, an entry the image has a modification (a folder only when its
-//! mode, size or time differ), anything else an addition; the parent of
-//! an addition or deletion is listed as modified. Paths the engine itself
-//! makes in every container (Docker's init layer: `/etc/hosts`, `/dev`,
-//! …) are not the container's changes and are left out, as they are of
-//! a commit.
+//! `docker diff` and the layer of a `docker commit`: what a container
+//! changed, by the rules of moby's full comparison (`ChangesDirs`, which
+//! its overlay2 driver answers `docker diff` with): a path only the
+//! container has is added, one only the image has deleted, one both have
+//! modified when its type, mode, owner, device, capabilities or (not for
+//! folders) size or time differ, and every folder above a change is
+//! modified too. Only what the overlay upper folder holds can differ, so
+//! it is walked against a read-only view of the image: a whiteout there
+//! is a deletion, an opaque folder deletes what of the image's folder it
+//! does not hold again. Paths the engine itself makes in every container
+//! (Docker's init layer: `/etc/hosts`, `/dev`, …) are never a container's
+//! change. The list is sorted by path (moby's order is a map's: random).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::{ContainerError, ContainerService};
+use super::view::ReadOnlyView;
+use super::{ContainerError, ContainerRecord, ContainerService};
+use crate::archive::DiffEntry;
 
 /// Docker's change kinds (`0` modified, `1` added, `2` deleted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,141 +54,193 @@ pub fn is_init_path(rel: &Path) -> bool {
 }
 
 impl ContainerService {
-    /// The changes of a container (running or not), in walk order.
+    /// The changes of a container (running or not), sorted by path.
     pub fn changes(&self, name_or_id: &str) -> Result<Vec<Change>, ContainerError> {
         let record = self.resolve(name_or_id)?;
+        let found = self.diff(&record)?;
+        Ok(found
+            .into_iter()
+            .map(|(rel, kind)| Change {
+                path: format!("/{}", rel.display()),
+                kind,
+            })
+            .collect())
+    }
+
+    /// The changed paths (relative) of a container and their kinds.
+    pub(super) fn diff(
+        &self,
+        record: &ContainerRecord,
+    ) -> Result<BTreeMap<PathBuf, ChangeKind>, ContainerError> {
+        let io = |e| ContainerError::io(format!("reading the changes of {}", record.id), e);
         let image = self.images.resolve(&record.image_id)?;
         let mut lowers = self.images.layer_paths(&image);
         lowers.reverse();
-        let upper = self.paths(&record.id).upper();
+        let paths = self.paths(&record.id);
+        let view = ReadOnlyView::mount(paths.dir(), "diff", &lowers).map_err(io)?;
         let mut walk = ChangeWalk {
-            upper: &upper,
-            lowers: &lowers,
-            changes: Vec::new(),
-            changed_dirs: std::collections::HashSet::new(),
+            upper: paths.upper(),
+            image: view.root().to_path_buf(),
+            found: BTreeMap::new(),
         };
-        walk.folder(Path::new(""))
-            .map_err(|e| ContainerError::io(format!("reading the changes of {}", record.id), e))?;
-        Ok(walk.changes)
+        walk.folder(Path::new("")).map_err(io)?;
+        Ok(walk.found)
     }
 }
 
-/// One walk of an upper folder.
-struct ChangeWalk<'a> {
-    upper: &'a Path,
-    /// The image's layer folders, top first.
-    lowers: &'a [PathBuf],
-    changes: Vec<Change>,
-    /// Folders listed already, or seen in the upper folder (moby's
-    /// `changedDirs`: their children never add them again).
-    changed_dirs: std::collections::HashSet<PathBuf>,
+/// The entries of a commit's layer tar for a change list: present paths
+/// as they are (parents sort before children), deletions as whiteouts.
+pub fn diff_entries(found: &BTreeMap<PathBuf, ChangeKind>) -> Vec<DiffEntry> {
+    found
+        .iter()
+        .map(|(rel, kind)| match kind {
+            ChangeKind::Deleted => DiffEntry::Deleted(rel.clone()),
+            _ => DiffEntry::Present(rel.clone()),
+        })
+        .collect()
 }
 
-impl ChangeWalk<'_> {
-    /// Visits the entries of folder `rel` of the upper folder, sorted.
-    fn folder(&mut self, rel: &Path) -> std::io::Result<()> {
-        let mut names: Vec<_> = std::fs::read_dir(self.upper.join(rel))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()?;
-        names.sort();
-        for name in names {
-            let child = rel.join(&name);
-            if is_init_path(&child) {
-                continue;
-            }
-            let meta = std::fs::symlink_metadata(self.upper.join(&child))?;
-            self.entry(&child, &meta)?;
-            if meta.is_dir() {
-                self.folder(&child)?;
+/// One walk of an upper folder against the image.
+struct ChangeWalk {
+    upper: PathBuf,
+    /// The image's root (a read-only overlay of its layers).
+    image: PathBuf,
+    found: BTreeMap<PathBuf, ChangeKind>,
+}
+
+impl ChangeWalk {
+    /// Records the changes under folder `rel` (which both the container
+    /// and the image have); returns whether there were any.
+    fn folder(&mut self, rel: &Path) -> std::io::Result<bool> {
+        let names = sorted_names(&self.upper.join(rel))?;
+        let mut any = false;
+        for name in &names {
+            let child = rel.join(name);
+            if !is_init_path(&child) {
+                any |= self.entry(&child)?;
             }
         }
-        Ok(())
+        if is_opaque(&self.upper.join(rel))? {
+            any |= self.hidden_by_opaque(rel, &names)?;
+        }
+        Ok(any)
     }
 
-    /// Classifies one entry and records it (with its parent if needed).
-    fn entry(&mut self, rel: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
-        let kind = if is_whiteout(meta) || self.hides_image_folder(rel, meta)? {
-            Some(ChangeKind::Deleted)
-        } else {
-            match self.in_image(rel) {
-                None => Some(ChangeKind::Added),
-                Some(lower)
-                    if meta.is_dir() && lower.is_dir() && self.same_folder(rel, meta, &lower) =>
-                {
-                    None
-                }
-                Some(_) => Some(ChangeKind::Modified),
+    /// Records one entry of the upper folder; returns whether it or
+    /// anything under it changed.
+    fn entry(&mut self, rel: &Path) -> std::io::Result<bool> {
+        let new = std::fs::symlink_metadata(self.upper.join(rel))?;
+        let old = std::fs::symlink_metadata(self.image.join(rel)).ok();
+        if is_whiteout(&new) {
+            if old.is_some() {
+                self.found.insert(rel.to_path_buf(), ChangeKind::Deleted);
             }
+            return Ok(old.is_some());
+        }
+        let Some(old) = old else {
+            self.added(rel, &new)?;
+            return Ok(true);
         };
+        let modified = self.differs(rel, &old, &new)?;
+        if modified {
+            self.found.insert(rel.to_path_buf(), ChangeKind::Modified);
+        }
+        // moby looks inside only when the container's entry is a folder.
+        let inside = new.is_dir() && old.is_dir() && self.folder(rel)?;
+        let inside = inside || (new.is_dir() && !old.is_dir() && self.all_added(rel)?);
+        if inside && !modified {
+            // A folder holding a change is listed as modified.
+            self.found.insert(rel.to_path_buf(), ChangeKind::Modified);
+        }
+        Ok(modified || inside)
+    }
+
+    /// An entry the image does not have, and all under it.
+    fn added(&mut self, rel: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+        self.found.insert(rel.to_path_buf(), ChangeKind::Added);
         if meta.is_dir() {
-            self.changed_dirs.insert(rel.to_path_buf());
+            self.all_added(rel)?;
         }
-        let Some(kind) = kind else {
-            return Ok(());
-        };
-        if kind != ChangeKind::Modified {
-            if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-                if self.changed_dirs.insert(parent.to_path_buf()) {
-                    self.push(parent, ChangeKind::Modified);
-                }
-            }
-        }
-        self.push(rel, kind);
         Ok(())
     }
 
-    fn push(&mut self, rel: &Path, kind: ChangeKind) {
-        self.changes.push(Change {
-            path: format!("/{}", rel.display()),
-            kind,
-        });
-    }
-
-    /// The metadata of `rel` in the topmost image layer that has it.
-    fn in_image(&self, rel: &Path) -> Option<std::fs::Metadata> {
-        self.lowers
-            .iter()
-            .find_map(|layer| std::fs::symlink_metadata(layer.join(rel)).ok())
-    }
-
-    /// An opaque folder over a folder of the image: moby lists it as
-    /// deleted (what it holds follows as additions).
-    fn hides_image_folder(&self, rel: &Path, meta: &std::fs::Metadata) -> std::io::Result<bool> {
-        if !meta.is_dir() {
-            return Ok(false);
+    /// Everything under folder `rel` of the upper folder as added
+    /// (whiteouts aside); returns whether there was anything.
+    fn all_added(&mut self, rel: &Path) -> std::io::Result<bool> {
+        let mut any = false;
+        for name in sorted_names(&self.upper.join(rel))? {
+            let child = rel.join(&name);
+            let meta = std::fs::symlink_metadata(self.upper.join(&child))?;
+            if !is_whiteout(&meta) && !is_init_path(&child) {
+                self.added(&child, &meta)?;
+                any = true;
+            }
         }
-        let opaque = crate::sys::xattr::get(&self.upper.join(rel), b"trusted.overlay.opaque")?;
-        Ok(opaque.as_deref() == Some(b"y".as_slice()) && self.in_image(rel).is_some())
+        Ok(any)
     }
 
-    /// Whether a folder is unchanged: same mode, size and time as the
-    /// image's. A folder holding only the engine's own entries (`/etc`
-    /// with its mount points) counts as unchanged when its mode is.
-    fn same_folder(
+    /// The entries of the image's folder `rel` that an opaque upper
+    /// folder does not hold again: deleted.
+    fn hidden_by_opaque(
+        &mut self,
+        rel: &Path,
+        kept: &[std::ffi::OsString],
+    ) -> std::io::Result<bool> {
+        let Ok(image_names) = sorted_names(&self.image.join(rel)) else {
+            return Ok(false);
+        };
+        let kept: BTreeSet<&std::ffi::OsString> = kept.iter().collect();
+        let mut any = false;
+        for name in image_names.iter().filter(|n| !kept.contains(n)) {
+            let child = rel.join(name);
+            if !is_init_path(&child) {
+                self.found.insert(child, ChangeKind::Deleted);
+                any = true;
+            }
+        }
+        Ok(any)
+    }
+
+    /// moby's `statDifferent` plus its capability check.
+    fn differs(
         &self,
         rel: &Path,
-        upper: &std::fs::Metadata,
-        lower: &std::fs::Metadata,
-    ) -> bool {
-        let same_mode = upper.mode() == lower.mode();
-        if self.holds_init_paths(rel) {
-            return same_mode;
+        old: &std::fs::Metadata,
+        new: &std::fs::Metadata,
+    ) -> std::io::Result<bool> {
+        let stat = old.mode() != new.mode()
+            || old.uid() != new.uid()
+            || old.gid() != new.gid()
+            || old.rdev() != new.rdev()
+            || (!old.is_dir() && (old.size() != new.size() || !same_time(old, new)));
+        if stat {
+            return Ok(true);
         }
-        same_mode
-            && upper.size() == lower.size()
-            && upper.mtime() == lower.mtime()
-            && upper.mtime_nsec() == lower.mtime_nsec()
+        let capability =
+            |root: &Path| crate::sys::xattr::get(&root.join(rel), b"security.capability");
+        Ok(capability(&self.image)? != capability(&self.upper)?)
     }
+}
 
-    fn holds_init_paths(&self, rel: &Path) -> bool {
-        std::fs::read_dir(self.upper.join(rel))
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .any(|e| is_init_path(&rel.join(e.file_name())))
-            })
-            .unwrap_or(false)
-    }
+/// moby's `sameFsTime`: equal, or equal seconds when either has no
+/// nanoseconds (a filesystem or archive that keeps none).
+fn same_time(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    (a.mtime(), a.mtime_nsec()) == (b.mtime(), b.mtime_nsec())
+        || ((a.mtime_nsec() == 0 || b.mtime_nsec() == 0) && a.mtime() == b.mtime())
+}
+
+fn sorted_names(dir: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    Ok(names)
+}
+
+/// An opaque overlay folder: it hides the lower folders' contents.
+fn is_opaque(dir: &Path) -> std::io::Result<bool> {
+    let value = crate::sys::xattr::get(dir, b"trusted.overlay.opaque")?;
+    Ok(value.as_deref() == Some(b"y".as_slice()))
 }
 
 /// An overlay whiteout: a 0/0 character device.
@@ -193,8 +250,7 @@ fn is_whiteout(meta: &std::fs::Metadata) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_init_path;
-    use std::path::Path;
+    use super::*;
 
     #[test]
     fn init_paths_are_the_engines_own() {
@@ -203,5 +259,21 @@ mod tests {
         assert!(!is_init_path(Path::new("etc")));
         assert!(!is_init_path(Path::new("etc/hosts.allow")));
         assert!(!is_init_path(Path::new("tmp/etc/hosts")));
+    }
+
+    #[test]
+    fn deletions_become_whiteouts_in_path_order() {
+        let mut found = BTreeMap::new();
+        found.insert(PathBuf::from("etc/gone"), ChangeKind::Deleted);
+        found.insert(PathBuf::from("etc"), ChangeKind::Modified);
+        found.insert(PathBuf::from("new"), ChangeKind::Added);
+        assert_eq!(
+            diff_entries(&found),
+            vec![
+                DiffEntry::Present("etc".into()),
+                DiffEntry::Deleted("etc/gone".into()),
+                DiffEntry::Present("new".into()),
+            ]
+        );
     }
 }

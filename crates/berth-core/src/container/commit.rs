@@ -2,10 +2,11 @@
 //! is the request's (or else the container's), with `--change` lines
 //! applied and, for a request's own config, the container's filling what
 //! it leaves empty (moby's `daemon/commit.go`, the same merge as a
-//! create's with the image). The layer is the overlay upper folder as a
-//! layer tar (whiteouts as `.wh.` entries, the engine's own mount points
-//! left out, see [`super::changes::is_init_path`]). A running container is
-//! frozen while its folder is read unless `pause=false`.
+//! create's with the image). The layer holds what `docker diff` lists
+//! ([`super::changes`]): changed paths as they are, deletions as `.wh.`
+//! whiteouts, as moby's full comparison exports them; no change, no
+//! layer. A running container is frozen while its folder is read unless
+//! `pause=false`.
 
 use serde_json::Value;
 
@@ -51,8 +52,12 @@ impl ContainerService {
         };
         let frozen = req.pause && self.freeze_for_commit(&record)?;
         let upper = self.paths(&record.id).upper();
-        let result = self.images.commit(image, |file| {
-            crate::archive::write_layer_diff(&upper, file, super::changes::is_init_path)
+        let result = self.diff(&record).and_then(|found| {
+            let entries = super::changes::diff_entries(&found);
+            let layer = self.images.commit(image, |file| {
+                crate::archive::write_changes(&upper, &entries, file)
+            })?;
+            Ok(layer)
         });
         if frozen {
             if let Err(e) = ContainerCgroup::of(&record.id).freeze(false) {

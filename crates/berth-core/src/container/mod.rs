@@ -48,6 +48,7 @@ pub mod top;
 mod update;
 mod usage;
 mod user;
+mod view;
 
 pub use create::CreateContainer;
 pub use error::ContainerError;

@@ -19,6 +19,16 @@ pub fn apply(config: &RunConfig, lines: &[String]) -> Result<RunConfig, ImageErr
     Ok(out)
 }
 
+/// A line without the argument its instruction needs, in moby's words
+/// (`ENV requires at least one argument`).
+fn missing_argument(line: &str) -> ImageError {
+    let instr = line.split_whitespace().next().unwrap_or(line);
+    ImageError::InvalidChange(format!(
+        "{} requires at least one argument",
+        instr.to_ascii_uppercase()
+    ))
+}
+
 fn bad(line: &str, why: &str) -> ImageError {
     ImageError::InvalidChange(format!("{line}: {why}"))
 }
@@ -54,11 +64,13 @@ fn apply_one(config: &mut RunConfig, line: &str) -> Result<(), ImageError> {
                 ports.insert(port, Value::Object(Default::default()));
             }
         }
-        "WORKDIR" | "USER" | "STOPSIGNAL" => return Err(bad(line, "needs an argument")),
+        "WORKDIR" | "USER" | "STOPSIGNAL" => return Err(missing_argument(line)),
         other => {
+            // moby names the instruction in lower case.
             return Err(ImageError::InvalidChange(format!(
-                "{other} is not a valid change command"
-            )))
+                "{} is not a valid change command",
+                other.to_ascii_lowercase()
+            )));
         }
     }
     Ok(())
@@ -70,7 +82,7 @@ fn exec_or_shell(line: &str, rest: &str) -> Result<Vec<String>, ImageError> {
         return serde_json::from_str(rest).map_err(|e| bad(line, &format!("bad JSON array: {e}")));
     }
     if rest.is_empty() {
-        return Err(bad(line, "needs an argument"));
+        return Err(missing_argument(line));
     }
     Ok(vec!["/bin/sh".into(), "-c".into(), rest.into()])
 }
@@ -83,7 +95,7 @@ fn json_or_words(line: &str, rest: &str) -> Result<Vec<String>, ImageError> {
         rest.split_whitespace().map(str::to_string).collect()
     };
     if words.is_empty() {
-        return Err(bad(line, "needs an argument"));
+        return Err(missing_argument(line));
     }
     Ok(words)
 }
@@ -92,7 +104,7 @@ fn json_or_words(line: &str, rest: &str) -> Result<Vec<String>, ImageError> {
 fn key_values(line: &str, rest: &str) -> Result<Vec<(String, String)>, ImageError> {
     let words = split_quoted(rest).map_err(|why| bad(line, why))?;
     if words.is_empty() {
-        return Err(bad(line, "needs an argument"));
+        return Err(missing_argument(line));
     }
     if !words[0].contains('=') {
         let (key, value) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
@@ -200,5 +212,8 @@ mod tests {
         ] {
             assert!(run(&[bad]).is_err(), "{bad} must be refused");
         }
+        let text = |line: &str| run(&[line]).unwrap_err().to_string();
+        assert_eq!(text("FROM x"), "from is not a valid change command");
+        assert_eq!(text("env"), "ENV requires at least one argument");
     }
 }

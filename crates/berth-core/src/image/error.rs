@@ -18,7 +18,7 @@ pub enum ImageError {
     },
     #[error("invalid reference format: {0}")]
     InvalidReference(String),
-    #[error("invalid change: {0}")]
+    #[error("{0}")]
     InvalidChange(String),
     #[error("refusing archive: {0}")]
     HostileArchive(String),
