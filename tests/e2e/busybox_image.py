@@ -122,12 +122,12 @@ def kill_leftovers(daemon) -> None:
             pass
 
 
-def berth_with_cleanup():
-    """Generator for a module fixture: a started BerthDaemon whose containers
-    are force-removed before its cleanup."""
+def berth_with_cleanup(extra_args=()):
+    """Generator for a module fixture: a started BerthDaemon (with
+    ``extra_args``) whose containers are force-removed before its cleanup."""
     from conftest import BerthDaemon
 
-    d = BerthDaemon()
+    d = BerthDaemon(extra_args=extra_args)
     try:
         d.start()
         yield d

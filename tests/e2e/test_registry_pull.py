@@ -54,8 +54,11 @@ def uniq() -> str:
 
 @pytest.fixture(scope="module")
 def bd():
-    """The module's berth (its containers are removed at the end)."""
-    yield from berth_with_cleanup()
+    """The module's berth (its containers are removed at the end). Two
+    attempts per layer download: a broken transfer is retried once, after
+    dockerd's 5-second count-down, so a registry that stays dead fails a
+    pull within seconds."""
+    yield from berth_with_cleanup(["--max-download-attempts", "2"])
 
 
 @pytest.fixture(scope="module")
@@ -491,6 +494,42 @@ def test_registry_killed_mid_pull_then_pull_again(bd, dockerd, registry_factory,
     proxy.rate = 256 << 20
     out = bd.docker("pull", ref, timeout=300).stdout
     assert f"Status: Downloaded newer image for {ref}" in out
+    assert bd.docker("run", "--rm", ref, "cat", "/marker").stdout == "big\n"
+    status, info = inspect(bd, ref)
+    assert info["RootFS"]["Layers"] == big.diff_ids
+    assert image_store_files(bd)["tmp"] == []
+
+
+def test_broken_download_resumes_where_it_stopped(bd, dockerd, registry_factory, tidy):  # noqa: F811
+    """The registry dies mid-pull and is back within the retry count-down:
+    the pull goes on with the bytes it has (a Range request), as dockerd's
+    retries do, and succeeds."""
+    reg = registry_factory()
+    big = big_image(dockerd, reg, f"big/r{uniq()}", "1", layers=2, layer_mb=16)
+    sizes = sum(len(reg.blob(big.repo, d)) for d in big.layers)
+    proxy = registry_factory.proxy(reg.host, rate=1 << 20)
+    ref = f"{proxy.host}/{big.repo}:{big.tag}"
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(pull=pull_api(bd, ref, timeout=300)),
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proxy.relayed < (4 << 20):
+        time.sleep(0.05)
+    assert thread.is_alive(), result
+    reg.stop(hard=True)
+    reg.start()
+    proxy.target = (reg.bind, reg.port)
+    proxy.rate = 256 << 20
+    thread.join(120)
+    assert not thread.is_alive(), "the pull did not end"
+    status, messages = result["pull"]
+    assert status == 200 and not stream_error(messages), messages[-5:]
+    assert any(m.get("status") == "Retrying in 5 seconds" and "progressDetail" in m
+               for m in messages), [m.get("status") for m in messages]
+    assert messages[-1]["status"] == f"Status: Downloaded newer image for {ref}"
+    # Resumed, not started again: little more than the blobs crossed.
+    assert proxy.relayed < sizes + (1 << 20), (proxy.relayed, sizes)
     assert bd.docker("run", "--rm", ref, "cat", "/marker").stdout == "big\n"
     status, info = inspect(bd, ref)
     assert info["RootFS"]["Layers"] == big.diff_ids

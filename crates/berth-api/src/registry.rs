@@ -173,6 +173,7 @@ where
         let _ = tx.send(Step::Done(result)).await;
     });
     let mut finish = Some(finish);
+    let mut done = false;
     crate::task_stream::respond_with_events(
         rx,
         |first| match first {
@@ -181,10 +182,24 @@ where
         },
         "application/json",
         move |step| {
-            let lines = match step? {
-                Step::Event(event) => vec![progress_json::render(&event)],
-                Step::Done(Ok(value)) => finish.take().map(|f| f(value)).unwrap_or_default(),
-                Step::Done(Err(e)) => vec![progress_json::error(&e.to_string())],
+            let lines = match step {
+                // The work ended without a result (it panicked): the body
+                // is cut short, never ended as if all went well.
+                None if !done => {
+                    return Some(Err(std::io::Error::other(
+                        "the operation ended unexpectedly",
+                    )))
+                }
+                None => return None,
+                Some(Step::Event(event)) => vec![progress_json::render(&event)],
+                Some(Step::Done(Ok(value))) => {
+                    done = true;
+                    finish.take().map(|f| f(value)).unwrap_or_default()
+                }
+                Some(Step::Done(Err(e))) => {
+                    done = true;
+                    vec![progress_json::error(&e.to_string())]
+                }
             };
             let mut body = Vec::new();
             for line in lines {

@@ -11,7 +11,8 @@
 //! (Docker's init layer: `/etc/hosts`, `/dev`, …) are never a container's
 //! change. The list is sorted by path (moby's order is a map's: random).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -77,9 +78,10 @@ impl ContainerService {
         let mut lowers = self.images.layer_paths(&image);
         lowers.reverse();
         let paths = self.paths(&record.id);
-        let view = ReadOnlyView::mount(paths.dir(), "diff", &lowers).map_err(io)?;
+        let views = super::view::views_dir(&self.settings.containers_dir);
+        let view = ReadOnlyView::mount(&views, "diff", &lowers).map_err(io)?;
         let mut walk = ChangeWalk {
-            upper: paths.upper(),
+            open: HashMap::from([(PathBuf::new(), open_folder(&paths.upper()).map_err(io)?)]),
             image: view.root().to_path_buf(),
             found: BTreeMap::new(),
         };
@@ -100,9 +102,14 @@ pub fn diff_entries(found: &BTreeMap<PathBuf, ChangeKind>) -> Vec<DiffEntry> {
         .collect()
 }
 
-/// One walk of an upper folder against the image.
+/// One walk of an upper folder against the image. A running container
+/// may swap a folder of its upper folder for a symlink meanwhile, so the
+/// upper folder is read through descriptors only: each folder opened
+/// `O_NOFOLLOW` from the one above, entries named under
+/// `/proc/self/fd/N/` (which never follows their own final link).
 struct ChangeWalk {
-    upper: PathBuf,
+    /// The upper folder's folders being walked (the root is ``).
+    open: HashMap<PathBuf, std::fs::File>,
     /// The image's root (a read-only overlay of its layers).
     image: PathBuf,
     found: BTreeMap<PathBuf, ChangeKind>,
@@ -112,7 +119,8 @@ impl ChangeWalk {
     /// Records the changes under folder `rel` (which both the container
     /// and the image have); returns whether there were any.
     fn folder(&mut self, rel: &Path) -> std::io::Result<bool> {
-        let names = sorted_names(&self.upper.join(rel))?;
+        self.enter(rel)?;
+        let names = sorted_names(&self.folder_path(rel))?;
         let mut any = false;
         for name in &names {
             let child = rel.join(name);
@@ -120,16 +128,48 @@ impl ChangeWalk {
                 any |= self.entry(&child)?;
             }
         }
-        if is_opaque(&self.upper.join(rel))? {
+        if is_opaque(&self.folder_path(rel))? {
             any |= self.hidden_by_opaque(rel, &names)?;
         }
+        self.leave(rel);
         Ok(any)
+    }
+
+    /// Opens folder `rel` of the upper folder from its parent, without
+    /// following a symlink (the root is open from the start).
+    fn enter(&mut self, rel: &Path) -> std::io::Result<()> {
+        if !self.open.contains_key(rel) {
+            let folder = open_folder(&self.upper_path(rel))?;
+            self.open.insert(rel.to_path_buf(), folder);
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, rel: &Path) {
+        if !rel.as_os_str().is_empty() {
+            self.open.remove(rel);
+        }
+    }
+
+    /// `/proc/self/fd/N` of an open folder of the walk.
+    fn folder_path(&self, rel: &Path) -> PathBuf {
+        let fd = self.open.get(rel).map_or(-1, |f| f.as_raw_fd());
+        PathBuf::from(format!("/proc/self/fd/{fd}"))
+    }
+
+    /// Entry `rel` of the upper folder, named through its open parent.
+    fn upper_path(&self, rel: &Path) -> PathBuf {
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        match rel.file_name() {
+            Some(name) => self.folder_path(parent).join(name),
+            None => self.folder_path(rel),
+        }
     }
 
     /// Records one entry of the upper folder; returns whether it or
     /// anything under it changed.
     fn entry(&mut self, rel: &Path) -> std::io::Result<bool> {
-        let new = std::fs::symlink_metadata(self.upper.join(rel))?;
+        let new = std::fs::symlink_metadata(self.upper_path(rel))?;
         let old = std::fs::symlink_metadata(self.image.join(rel)).ok();
         if is_whiteout(&new) {
             if old.is_some() {
@@ -167,15 +207,17 @@ impl ChangeWalk {
     /// Everything under folder `rel` of the upper folder as added
     /// (whiteouts aside); returns whether there was anything.
     fn all_added(&mut self, rel: &Path) -> std::io::Result<bool> {
+        self.enter(rel)?;
         let mut any = false;
-        for name in sorted_names(&self.upper.join(rel))? {
+        for name in sorted_names(&self.folder_path(rel))? {
             let child = rel.join(&name);
-            let meta = std::fs::symlink_metadata(self.upper.join(&child))?;
+            let meta = std::fs::symlink_metadata(self.upper_path(&child))?;
             if !is_whiteout(&meta) && !is_init_path(&child) {
                 self.added(&child, &meta)?;
                 any = true;
             }
         }
+        self.leave(rel);
         Ok(any)
     }
 
@@ -216,9 +258,8 @@ impl ChangeWalk {
         if stat {
             return Ok(true);
         }
-        let capability =
-            |root: &Path| crate::sys::xattr::get(&root.join(rel), b"security.capability");
-        Ok(capability(&self.image)? != capability(&self.upper)?)
+        let capability = |path: &Path| crate::sys::xattr::get(path, b"security.capability");
+        Ok(capability(&self.image.join(rel))? != capability(&self.upper_path(rel))?)
     }
 }
 
@@ -227,6 +268,15 @@ impl ChangeWalk {
 fn same_time(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     (a.mtime(), a.mtime_nsec()) == (b.mtime(), b.mtime_nsec())
         || ((a.mtime_nsec() == 0 || b.mtime_nsec() == 0) && a.mtime() == b.mtime())
+}
+
+/// A folder opened for reading, refusing a symlink in its place.
+fn open_folder(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 fn sorted_names(dir: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {

@@ -37,7 +37,10 @@ impl ContainerService {
         name_or_id: &str,
         req: CommitRequest,
     ) -> Result<ImageRecord, ContainerError> {
-        let record = self.resolve(name_or_id)?;
+        let id = self.resolve(name_or_id)?.id;
+        // No start, stop, pause or remove while the folder is read.
+        let _guard = self.locks.lock(&id);
+        let record = self.usable_for_image_work(&id)?;
         let container_config = to_json(&record.config)?;
         let run_config = commit_config(&record, &req)?;
         let image = CommitImage {
@@ -50,7 +53,11 @@ impl ContainerService {
             created_by: record.config.cmd.clone().unwrap_or_default().join(" "),
             reference: req.reference.clone(),
         };
-        let frozen = req.pause && self.freeze_for_commit(&record)?;
+        let frozen = if req.pause {
+            self.freeze_for_commit(&record)?
+        } else {
+            None
+        };
         let upper = self.paths(&record.id).upper();
         let result = self.diff(&record).and_then(|found| {
             let entries = super::changes::diff_entries(&found);
@@ -59,27 +66,37 @@ impl ContainerService {
             })?;
             Ok(layer)
         });
-        if frozen {
-            if let Err(e) = ContainerCgroup::of(&record.id).freeze(false) {
-                tracing::error!(container = %record.id, error = %e, "could not thaw the container after its commit");
-            }
-        }
+        drop(frozen);
         let image = result?;
         self.publish("commit", &record, &[]);
         Ok(image)
     }
 
-    /// Freezes a running container that is not paused; returns whether
-    /// it did (and so must thaw it).
-    fn freeze_for_commit(&self, record: &ContainerRecord) -> Result<bool, ContainerError> {
-        let current = self.resolve(&record.id)?;
-        if current.state.status != Status::Running || current.state.paused {
-            return Ok(false);
+    /// Freezes a running container that is not paused, until the guard
+    /// it returns drops (also on a panic or an error).
+    fn freeze_for_commit(
+        &self,
+        record: &ContainerRecord,
+    ) -> Result<Option<Frozen>, ContainerError> {
+        if record.state.status != Status::Running || record.state.paused {
+            return Ok(None);
         }
+        let frozen = Frozen(record.id.clone());
         ContainerCgroup::of(&record.id).freeze(true).map_err(|e| {
             ContainerError::Start(format!("cannot pause container {}: {e}", record.id))
         })?;
-        Ok(true)
+        Ok(Some(frozen))
+    }
+}
+
+/// A container frozen for a commit; thawed on drop.
+struct Frozen(String);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if let Err(e) = ContainerCgroup::of(&self.0).freeze(false) {
+            tracing::error!(container = %self.0, error = %e, "could not thaw the container after its commit");
+        }
     }
 }
 

@@ -44,6 +44,10 @@ impl ContainerService {
     /// Runs every start-up step (see the module's table).
     pub fn restore(self: &Arc<Self>) -> Result<RecoveryReport, ContainerError> {
         let mut report = RecoveryReport::default();
+        let views = super::view::sweep(&super::view::views_dir(&self.settings.containers_dir));
+        if views > 0 {
+            tracing::info!(views, "read-only views left by a crash removed");
+        }
         let shims = shim::shims_under(&self.settings.containers_dir);
         let records = self.store.list_containers()?;
         for record in &records {

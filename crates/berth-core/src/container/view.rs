@@ -1,7 +1,8 @@
 //! A read-only view of folders stacked as overlay lower layers (top
-//! first), mounted for one operation beside a container's own folders
-//! and unmounted and removed when dropped: a stopped container's root
-//! for an export, an image's root for a diff.
+//! first), mounted for one operation under `<root>/views/` and unmounted
+//! and removed when dropped: a stopped container's root for an export, an
+//! image's root for a diff. Never inside a container's folder (a remove
+//! walks that folder), and swept at start-up ([`sweep`]) after a crash.
 
 use std::path::{Path, PathBuf};
 
@@ -14,10 +15,15 @@ pub(super) struct ReadOnlyView {
 }
 
 impl ReadOnlyView {
-    /// Mounts `lowers` at a fresh `<parent>/<purpose>-<random>` folder.
-    pub(super) fn mount(parent: &Path, purpose: &str, lowers: &[PathBuf]) -> std::io::Result<Self> {
+    /// Mounts `lowers` at a fresh `<views>/<purpose>-<random>` folder.
+    pub(super) fn mount(views: &Path, purpose: &str, lowers: &[PathBuf]) -> std::io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(views)?;
         let random = crate::volume::names::random_id();
-        let target = parent.join(format!("{purpose}-{}", &random[..12]));
+        let target = views.join(format!("{purpose}-{}", &random[..12]));
         std::fs::create_dir_all(&target)?;
         let view = ReadOnlyView { target };
         let lower: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
@@ -47,4 +53,26 @@ impl Drop for ReadOnlyView {
         let _ = std::fs::remove_dir(&self.target);
         let _ = std::fs::remove_dir(self.target.with_extension("empty"));
     }
+}
+
+/// `<root>/views`, beside `<root>/containers`.
+pub(super) fn views_dir(containers_dir: &Path) -> PathBuf {
+    containers_dir.with_file_name("views")
+}
+
+/// Start-up: views a crash left mounted are detached and their folders
+/// removed. Returns how many there were.
+pub(super) fn sweep(views: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(views) else {
+        return 0;
+    };
+    let mut n = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+        if std::fs::remove_dir(&path).is_ok() {
+            n += 1;
+        }
+    }
+    n
 }

@@ -53,7 +53,7 @@ impl ImageService {
         let mut file = std::fs::File::create(&path).map_err(|e| ImageError::io(&path, e))?;
         write_layer(&mut file).map_err(|e| ImageError::io(&path, e))?;
         let file = std::fs::File::open(&path).map_err(|e| ImageError::io(&path, e))?;
-        let stored = self.layers.add(file)?;
+        let (stored, lease) = self.layers.add(file)?;
         drop(scratch);
         let empty = stored.diff_id == EMPTY_TAR_DIGEST;
         let now = chrono::Utc::now();
@@ -78,11 +78,12 @@ impl ImageService {
         self.store.insert_image(&record, &tags)?;
         if empty
             && self.store.layer_size(&stored.diff_id)?.is_none()
-            && self.layers.lease_count(&stored.diff_id) == 0
+            && self.layers.lease_count(&stored.diff_id) <= 1
         {
             // The empty layer is not part of the image: drop its copy.
             self.layers.remove(&stored.diff_id)?;
         }
+        drop(lease);
         tracing::info!(image = %record.id, container = %req.container_id, tags = ?tags, "container committed");
         Ok(ImageRecord { tags, ..record })
     }

@@ -121,9 +121,10 @@ impl LayerStore {
         self.leases.lock().get(diff_id).copied().unwrap_or(0)
     }
 
-    /// The folder of layer `diff_id`.
+    /// The folder of layer `diff_id` (a name that is no diff ID maps to
+    /// a folder that never exists, never out of the store).
     pub fn path(&self, diff_id: &str) -> PathBuf {
-        self.layers_dir.join(diff_id.trim_start_matches("sha256:"))
+        self.layers_dir.join(id_hex(diff_id))
     }
 
     /// A fresh private folder for scratch work, removed by the caller (or
@@ -140,7 +141,7 @@ impl LayerStore {
     /// sends and `docker save` unpacks: the exact bytes its diff ID names,
     /// which cannot be rebuilt from the extracted files). A layer already
     /// stored is kept and the new copy dropped.
-    pub fn add(&self, input: impl Read) -> Result<StoredLayer, ImageError> {
+    pub fn add(&self, input: impl Read) -> Result<(StoredLayer, LayerLease), ImageError> {
         let scratch = self.scratch_dir()?;
         let blob_tmp = scratch.path().join("blob");
         let file = std::fs::File::create(&blob_tmp).map_err(|e| ImageError::io(&blob_tmp, e))?;
@@ -149,7 +150,7 @@ impl LayerStore {
             flate2::Compression::fast(),
         );
         let mut hashing = TeeHasher::new(crate::archive::decompress(input)?, Some(gzip));
-        let stored = self.extract(&scratch, &mut hashing)?;
+        let (stored, lease) = self.extract(&scratch, &mut hashing)?;
         let gzip = hashing.copy.take().expect("copy kept until here");
         gzip.finish()
             .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
@@ -157,7 +158,7 @@ impl LayerStore {
             .map_err(|e| ImageError::io(&blob_tmp, e))?;
         let blob_digest = file_digest(&blob_tmp)?;
         self.keep_blob(&stored.diff_id, &blob_tmp, &blob_digest, Compression::Gzip)?;
-        Ok(stored)
+        Ok((stored, lease))
     }
 
     /// Stores a layer from a blob downloaded from a registry (already
@@ -167,23 +168,25 @@ impl LayerStore {
         blob_file: &Path,
         blob_digest: &str,
         compression: Compression,
-    ) -> Result<StoredLayer, ImageError> {
+    ) -> Result<(StoredLayer, LayerLease), ImageError> {
         let scratch = self.scratch_dir()?;
         let file = std::fs::File::open(blob_file).map_err(|e| ImageError::io(blob_file, e))?;
         let mut hashing = TeeHasher::new(crate::archive::decompress(file)?, None);
-        let stored = self.extract(&scratch, &mut hashing)?;
+        let (stored, lease) = self.extract(&scratch, &mut hashing)?;
         self.keep_blob(&stored.diff_id, blob_file, blob_digest, compression)?;
-        Ok(stored)
+        Ok((stored, lease))
     }
 
     /// Extracts a decompressed tar stream into a staging folder of
     /// `scratch`, digests the whole stream, and moves the folder into
-    /// place (unless that layer is already there).
+    /// place (unless that layer is already there). The layer is leased
+    /// before it shows under its name, so a failed pull of the same layer
+    /// never deletes it before the caller records it.
     fn extract<R: Read>(
         &self,
         scratch: &tempfile::TempDir,
         hashing: &mut TeeHasher<R>,
-    ) -> Result<StoredLayer, ImageError> {
+    ) -> Result<(StoredLayer, LayerLease), ImageError> {
         let staging = scratch.path().join("layer");
         std::fs::create_dir(&staging).map_err(|e| ImageError::io(&staging, e))?;
         let guarded = crate::archive::TarGuard::new(&mut *hashing);
@@ -196,6 +199,7 @@ impl LayerStore {
         // not the tar's regular-file bytes.
         let size =
             crate::sys::usage::dir_size(&staging).map_err(|e| ImageError::io(&staging, e))?;
+        let lease = self.lease(std::slice::from_ref(&diff_id));
         let final_dir = self.path(&diff_id);
         if !final_dir.exists() {
             if let Err(e) = std::fs::rename(&staging, &final_dir) {
@@ -205,7 +209,7 @@ impl LayerStore {
                 }
             }
         }
-        Ok(StoredLayer { diff_id, size })
+        Ok((StoredLayer { diff_id, size }, lease))
     }
 
     /// Moves a blob file in beside its layer (replacing an identical one).
@@ -218,17 +222,13 @@ impl LayerStore {
     ) -> Result<(), ImageError> {
         let dir = self.blob_dir(diff_id);
         std::fs::create_dir_all(&dir).map_err(|e| ImageError::io(&dir, e))?;
-        let name = format!(
-            "{}.{}",
-            blob_digest.trim_start_matches("sha256:"),
-            compression.extension()
-        );
+        let name = format!("{}.{}", id_hex(blob_digest), compression.extension());
         std::fs::rename(file, dir.join(&name)).map_err(|e| ImageError::io(&dir.join(name), e))
     }
 
     /// The folder holding layer `diff_id`'s blobs.
     fn blob_dir(&self, diff_id: &str) -> PathBuf {
-        self.blobs_dir.join(diff_id.trim_start_matches("sha256:"))
+        self.blobs_dir.join(id_hex(diff_id))
     }
 
     /// The blobs kept for layer `diff_id` (gzip first), with their paths.
@@ -255,6 +255,11 @@ impl LayerStore {
 
     /// Deletes layer `diff_id`'s folder. Idempotent.
     pub fn remove(&self, diff_id: &str) -> Result<bool, ImageError> {
+        if id_hex(diff_id) == NOT_AN_ID {
+            return Err(ImageError::BadArchive(format!(
+                "{diff_id:?} is not a layer ID"
+            )));
+        }
         remove_dir(&self.blob_dir(diff_id))?;
         remove_dir(&self.path(diff_id))
     }
@@ -319,6 +324,21 @@ impl<R: Read> Read for TeeHasher<R> {
     }
 }
 
+/// The file name standing for a name that is no `sha256:<64 hex>` ID.
+const NOT_AN_ID: &str = "not-a-layer-id";
+
+/// The 64 hex digits of a `sha256:` ID (also given bare, as folder names
+/// are), or [`NOT_AN_ID`]: only these name files in the store.
+fn id_hex(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if ok {
+        hex
+    } else {
+        NOT_AN_ID
+    }
+}
+
 /// Deletes a folder and what it holds. Idempotent: whether it existed.
 fn remove_dir(dir: &Path) -> Result<bool, ImageError> {
     match std::fs::remove_dir_all(dir) {
@@ -339,4 +359,35 @@ pub fn file_digest(path: &Path) -> Result<String, ImageError> {
 /// `sha256:<hex>` of some bytes.
 pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sha256_ids_name_files() {
+        let hex = "a".repeat(64);
+        assert_eq!(id_hex(&format!("sha256:{hex}")), hex);
+        assert_eq!(id_hex(&hex), hex);
+        for bad in [
+            "/etc",
+            "sha256:../../../../home",
+            "sha256:",
+            &"A".repeat(64),
+            "..",
+            "",
+        ] {
+            assert_eq!(id_hex(bad), NOT_AN_ID, "{bad}");
+        }
+    }
+
+    #[test]
+    fn removing_a_non_id_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LayerStore::new(dir.path()).expect("store");
+        assert!(store.remove("/etc").is_err());
+        assert!(store.remove("sha256:../layers").is_err());
+        assert!(store.path("/etc").starts_with(dir.path()));
+    }
 }

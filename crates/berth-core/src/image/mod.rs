@@ -81,7 +81,7 @@ impl ImageService {
     /// Makes a one-layer image from a root filesystem tar.
     pub fn import(&self, req: ImportRequest, input: impl Read) -> Result<ImageRecord, ImageError> {
         let run_config = changes::apply(&Default::default(), &req.changes)?;
-        let layer = self.layers.add(input)?;
+        let (layer, _lease) = self.layers.add(input)?;
         let now = chrono::Utc::now();
         let created = now.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let config = ImageConfig {
@@ -134,7 +134,7 @@ impl ImageService {
     /// the config's diff IDs), its config byte for byte, its tags.
     fn load_one(&self, root: &Path, entry: &load::ArchiveImage) -> Result<ImageRecord, ImageError> {
         let (bytes, config) = read_archive_config(root, entry)?;
-        let layers = self.add_archive_layers(root, entry, &config)?;
+        let (layers, _leases) = self.add_archive_layers(root, entry, &config)?;
         let tags = entry
             .tags
             .iter()
@@ -157,16 +157,19 @@ impl ImageService {
 
     /// Adds an archive image's layer tars to the layer store, bottom first;
     /// a layer whose digest is not the one its config lists is refused.
-    /// Returns `(diff_id, size)` per layer.
+    /// Returns `(diff_id, size)` per layer, and their leases (held until
+    /// the image is recorded).
     fn add_archive_layers(
         &self,
         root: &Path,
         entry: &load::ArchiveImage,
         config: &ImageConfig,
-    ) -> Result<Vec<(String, i64)>, ImageError> {
+    ) -> Result<(LayerSizes, Vec<layers::LayerLease>), ImageError> {
         let mut layers = Vec::new();
+        let mut leases = Vec::new();
         for (path, want) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
-            let layer = self.layers.add(load::open_inside(root, path)?)?;
+            let (layer, lease) = self.layers.add(load::open_inside(root, path)?)?;
+            leases.push(lease);
             if &layer.diff_id != want {
                 return Err(ImageError::BadArchive(format!(
                     "layer {} has digest {}, config says {want}",
@@ -176,7 +179,7 @@ impl ImageService {
             }
             layers.push((layer.diff_id, layer.size as i64));
         }
-        Ok(layers)
+        Ok((layers, leases))
     }
 
     /// Finds an image by full ID (`sha256:…` or bare hex), `repo[:tag]`, or
@@ -471,6 +474,9 @@ fn conflict(id: &str, reason: &str) -> ImageError {
         reason: reason.to_string(),
     }
 }
+
+/// `(diff_id, size)` of each layer of an image, bottom first.
+type LayerSizes = Vec<(String, i64)>;
 
 pub(crate) fn created_secs(config: &ImageConfig) -> i64 {
     config

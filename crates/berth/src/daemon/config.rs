@@ -21,7 +21,7 @@ use super::DaemonArgs;
 pub const DEFAULT_PATH: &str = "/etc/berth/daemon.json";
 
 /// Keys that set a daemon flag: (key, clap id of the flag).
-const KEYS: [(&str, &str); 25] = [
+const KEYS: [(&str, &str); 26] = [
     ("data-root", "root"),
     ("hosts", "host"),
     ("pidfile", "pidfile"),
@@ -47,6 +47,7 @@ const KEYS: [(&str, &str); 25] = [
     ("registry-mirrors", "registry_mirror"),
     ("max-concurrent-downloads", "max_concurrent_downloads"),
     ("max-concurrent-uploads", "max_concurrent_uploads"),
+    ("max-download-attempts", "max_download_attempts"),
 ];
 
 /// Keys of dockerd's file that berth knows and refuses, with the reason.
@@ -305,6 +306,7 @@ fn set_one(args: &mut DaemonArgs, name: &str, value: &Value) -> Result<()> {
         "registry-mirrors" => args.registry_mirror = strings(name, value)?,
         "max-concurrent-downloads" => args.max_concurrent_downloads = number()? as usize,
         "max-concurrent-uploads" => args.max_concurrent_uploads = number()? as usize,
+        "max-download-attempts" => args.max_download_attempts = number()? as usize,
         "metrics-addr" => args.metrics_addr = Some(socket_addr(name, &text()?)?),
         "web-addr" => args.web_addr = Some(socket_addr(name, &text()?)?),
         "web-admin" => {

@@ -116,6 +116,9 @@ pub struct DaemonArgs {
     /// Layers uploaded at once per push.
     #[arg(long, value_name = "N", default_value_t = berth_core::image::registry::DEFAULT_UPLOADS)]
     max_concurrent_uploads: usize,
+    /// Attempts per layer download (a broken transfer is resumed).
+    #[arg(long, value_name = "N", default_value_t = berth_core::image::registry::DEFAULT_DOWNLOAD_ATTEMPTS)]
+    max_download_attempts: usize,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9323).
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
@@ -150,6 +153,7 @@ impl DaemonArgs {
         config.certs_dir = self.registry_certs_dir.clone();
         config.max_concurrent_downloads = self.max_concurrent_downloads.max(1);
         config.max_concurrent_uploads = self.max_concurrent_uploads.max(1);
+        config.max_download_attempts = self.max_download_attempts.max(1);
         config
     }
 

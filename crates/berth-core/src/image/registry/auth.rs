@@ -198,7 +198,7 @@ pub async fn check_login(
         let status = first.status().as_u16();
         return Err(RegistryError::from_status(
             status,
-            &first.text().await.unwrap_or_default(),
+            &super::session::small_body(first).await,
         ));
     }
     let challenge = first
@@ -249,14 +249,15 @@ pub async fn check_login(
                 response.status()
             )));
         }
-        let body = response.text().await.unwrap_or_default();
+        let body = super::session::small_body(response).await;
         let detail = match RegistryError::from_status(401, &body) {
             RegistryError::Unauthorized(text) if !text.starts_with("HTTP status") => text,
             _ => "unauthorized: incorrect username or password".to_string(),
         };
         return Err(refused(&detail));
     }
-    let token: serde_json::Value = response.json().await.unwrap_or_default();
+    let token: serde_json::Value =
+        serde_json::from_str(&super::session::small_body(response).await).unwrap_or_default();
     Ok(token
         .get("refresh_token")
         .and_then(|t| t.as_str())

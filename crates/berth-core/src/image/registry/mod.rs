@@ -27,6 +27,8 @@ pub use progress::{LayerState, Progress, ProgressEvent};
 pub const DEFAULT_DOWNLOADS: usize = 3;
 /// Docker's default `--max-concurrent-uploads`.
 pub const DEFAULT_UPLOADS: usize = 5;
+/// Docker's default `--max-download-attempts`.
+pub const DEFAULT_DOWNLOAD_ATTEMPTS: usize = 5;
 
 /// How berth reaches registries (dockerd's flags of the same names).
 #[derive(Debug, Clone)]
@@ -40,6 +42,9 @@ pub struct RegistryConfig {
     pub certs_dir: PathBuf,
     pub max_concurrent_downloads: usize,
     pub max_concurrent_uploads: usize,
+    /// Attempts per layer download; a broken transfer is resumed where
+    /// it stopped (dockerd's `--max-download-attempts`).
+    pub max_download_attempts: usize,
 }
 
 impl Default for RegistryConfig {
@@ -50,6 +55,7 @@ impl Default for RegistryConfig {
             certs_dir: PathBuf::from("/etc/docker/certs.d"),
             max_concurrent_downloads: DEFAULT_DOWNLOADS,
             max_concurrent_uploads: DEFAULT_UPLOADS,
+            max_download_attempts: DEFAULT_DOWNLOAD_ATTEMPTS,
         }
     }
 }

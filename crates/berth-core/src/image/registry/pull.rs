@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use oci_client::RegistryOperation;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::manifest::{self, Descriptor, Fetched, ManifestDoc};
 use super::progress::{layer, message, LayerState, Progress};
@@ -74,8 +74,12 @@ impl ImageService {
             Some(&shown),
             format!("Pulling from {}", path_shown(reference)),
         );
+        // Held until the image is recorded: no delete or failed pull
+        // removes a layer of this one in between.
+        let lease = self.layers.lease(&resolved.config.rootfs.diff_ids);
         let layers = self.fetch_layers(&session, &resolved, progress).await?;
         let image = self.record_pull(reference, &resolved, layers)?;
+        drop(lease);
         message(progress, None, format!("Digest: {}", resolved.top_digest));
         Ok(Pulled {
             newer: image.1,
@@ -103,7 +107,10 @@ impl ImageService {
                     domain: host.clone(),
                     ..reference.clone()
                 };
-                match open_source(&config, &mirror, &req.credentials, want).await {
+                // The user's credentials are for Docker Hub, not for a
+                // mirror (which may even be plain http).
+                let anonymous = Credentials::Anonymous;
+                match open_source(&config, &mirror, &anonymous, want).await {
                     Ok(found) => return Ok(found),
                     Err(e) => {
                         tracing::info!(mirror = %host, error = %e, "mirror failed; next source")
@@ -169,7 +176,6 @@ impl ImageService {
         progress: &Progress,
     ) -> Result<Vec<(String, i64)>, RegistryError> {
         let diff_ids = &resolved.config.rootfs.diff_ids;
-        let lease = self.layers.lease(diff_ids);
         let scratch = Arc::new(self.layers.scratch_dir()?);
         // An image already here is up to date: dockerd shows no layers.
         let id = manifest::sha256(&resolved.config_bytes);
@@ -223,7 +229,6 @@ impl ImageService {
             .map(|e| e.to_string());
         if let Some(text) = failure {
             self.forget_unrecorded(diff_ids);
-            drop(lease);
             let first = results.into_iter().find_map(Result::err);
             return Err(first.unwrap_or(RegistryError::Protocol(text)));
         }
@@ -231,7 +236,6 @@ impl ImageService {
         for (i, size) in results.into_iter().flatten() {
             sizes[i] = Some(size);
         }
-        drop(lease);
         Ok(diff_ids
             .iter()
             .zip(sizes)
@@ -245,7 +249,9 @@ impl ImageService {
         let _guard = self.meta_lock.lock();
         for diff_id in diff_ids {
             let recorded = self.store.layer_size(diff_id).ok().flatten().is_some();
-            if !recorded && self.layers.lease_count(diff_id) <= 1 {
+            // This pull's own lease counts once per time the image lists it.
+            let own = diff_ids.iter().filter(|d| *d == diff_id).count();
+            if !recorded && self.layers.lease_count(diff_id) <= own {
                 if let Err(e) = self.layers.remove(diff_id) {
                     tracing::warn!(layer = %diff_id, error = %e, "could not remove a layer of a failed pull");
                 }
@@ -283,7 +289,8 @@ impl LayerJob {
             url: &self.url,
             file: &self.file,
         };
-        download(client, repo, &target, &self.progress).await?;
+        let attempts = self.service.registry.max_download_attempts.max(1);
+        download(client, repo, &target, &self.progress, attempts).await?;
         layer(
             &self.progress,
             &self.desc.digest,
@@ -295,7 +302,10 @@ impl LayerJob {
         let service = self.service.clone();
         let (file, digest) = (self.file.clone(), self.desc.digest.clone());
         let stored = tokio::task::spawn_blocking(move || {
-            service.layers.add_blob(&file, &digest, compression)
+            service
+                .layers
+                .add_blob(&file, &digest, compression)
+                .map(|(stored, _)| stored)
         })
         .await
         .map_err(|e| RegistryError::Protocol(format!("unpacking stopped: {e}")))??;
@@ -325,64 +335,122 @@ struct BlobTarget<'a> {
     file: &'a Path,
 }
 
+/// A download's bytes so far, kept across attempts: the file, their
+/// running digest and their count.
+struct Partial {
+    out: tokio::fs::File,
+    hasher: Sha256,
+    got: u64,
+}
+
 /// Streams a blob to `file`, refusing more bytes than its descriptor
 /// says, fewer, or other bytes than its digest names; the file is synced
-/// (it is kept as the layer's blob).
+/// (it is kept as the layer's blob). A transfer that breaks is resumed
+/// where it stopped (a `Range` request; from the start when the registry
+/// answers with the whole blob), up to `attempts` tries in all, after
+/// dockerd's count-down ("Retrying in 5 seconds", 10, 15…).
 async fn download(
     client: &oci_client::Client,
     repo: &oci_client::Reference,
     target: &BlobTarget<'_>,
     progress: &Progress,
+    attempts: usize,
 ) -> Result<(), RegistryError> {
     let (desc, file) = (target.desc, target.file);
     let total = u64::try_from(desc.size)
         .map_err(|_| RegistryError::Protocol(format!("negative size for {}", desc.digest)))?;
-    let mut stream = client
-        .pull_blob_stream(repo, desc.digest.as_str())
-        .await
-        .map_err(|e| RegistryError::from_oci(e, "Get", target.url))?;
     let io = |e: std::io::Error| RegistryError::Image(crate::image::ImageError::io(file, e));
-    let mut out = tokio::fs::File::create(file).await.map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut got = 0u64;
-    let mut last = Instant::now() - PROGRESS_EVERY;
-    while let Some(chunk) = stream.stream.next().await {
-        let chunk = chunk.map_err(|e| stream_error(&e, &desc.digest))?;
-        got += chunk.len() as u64;
-        if got > total {
-            return Err(RegistryError::Verification(format!(
-                "blob {} is larger than the {total} bytes its manifest says",
-                desc.digest
-            )));
+    let mut part = Partial {
+        out: tokio::fs::File::create(file).await.map_err(io)?,
+        hasher: Sha256::new(),
+        got: 0,
+    };
+    let mut attempt = 1;
+    loop {
+        match fetch_into(client, repo, target, total, &mut part, progress).await {
+            Ok(()) => break,
+            Err(RegistryError::Unreachable(why)) if attempt < attempts => {
+                tracing::info!(blob = %desc.digest, attempt, error = %why, "download broke; retrying");
+                count_down(progress, &desc.digest, 5 * attempt as u64).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
         }
-        hasher.update(&chunk);
-        out.write_all(&chunk).await.map_err(io)?;
-        if last.elapsed() >= PROGRESS_EVERY {
-            last = Instant::now();
-            layer(
-                progress,
-                &desc.digest,
-                LayerState::Downloading {
-                    current: got,
-                    total,
-                },
-            );
-        }
-    }
-    if got != total {
-        return Err(RegistryError::Unreachable(format!(
-            "downloading {}: unexpected EOF after {got} of {total} bytes",
-            desc.digest
-        )));
     }
     layer(progress, &desc.digest, LayerState::VerifyingChecksum);
-    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+    let actual = format!("sha256:{}", hex::encode(part.hasher.finalize()));
     if actual != desc.digest {
         return Err(verification_failed(&desc.digest));
     }
-    out.sync_all().await.map_err(io)?;
+    part.out.sync_all().await.map_err(io)?;
     layer(progress, &desc.digest, LayerState::DownloadComplete);
     Ok(())
+}
+
+/// One attempt: the blob (or its rest) appended to `part`.
+async fn fetch_into(
+    client: &oci_client::Client,
+    repo: &oci_client::Reference,
+    target: &BlobTarget<'_>,
+    total: u64,
+    part: &mut Partial,
+    progress: &Progress,
+) -> Result<(), RegistryError> {
+    let digest = target.desc.digest.as_str();
+    let oci = |e| RegistryError::from_oci(e, "Get", target.url);
+    let io = |e: std::io::Error| RegistryError::Image(crate::image::ImageError::io(target.file, e));
+    let mut stream = if part.got == 0 {
+        client.pull_blob_stream(repo, digest).await.map_err(oci)?
+    } else {
+        match client
+            .pull_blob_stream_partial(repo, digest, part.got, None)
+            .await
+            .map_err(oci)?
+        {
+            oci_client::client::BlobResponse::Partial(rest) => rest,
+            oci_client::client::BlobResponse::Full(whole) => {
+                part.out.set_len(0).await.map_err(io)?;
+                part.out
+                    .seek(std::io::SeekFrom::Start(0))
+                    .await
+                    .map_err(io)?;
+                (part.hasher, part.got) = (Sha256::new(), 0);
+                whole
+            }
+        }
+    };
+    let mut last = Instant::now() - PROGRESS_EVERY;
+    while let Some(chunk) = stream.stream.next().await {
+        let chunk = chunk.map_err(|e| stream_error(&e, digest))?;
+        part.got += chunk.len() as u64;
+        if part.got > total {
+            return Err(RegistryError::Verification(format!(
+                "blob {digest} is larger than the {total} bytes its manifest says"
+            )));
+        }
+        part.hasher.update(&chunk);
+        part.out.write_all(&chunk).await.map_err(io)?;
+        if last.elapsed() >= PROGRESS_EVERY {
+            last = Instant::now();
+            let current = part.got;
+            layer(progress, digest, LayerState::Downloading { current, total });
+        }
+    }
+    if part.got != total {
+        return Err(RegistryError::Unreachable(format!(
+            "downloading {digest}: unexpected EOF after {} of {total} bytes",
+            part.got
+        )));
+    }
+    Ok(())
+}
+
+/// dockerd's count-down before a retry, one line a second.
+async fn count_down(progress: &Progress, digest: &str, seconds: u64) {
+    for left in (1..=seconds).rev() {
+        layer(progress, digest, LayerState::Retrying(left));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// A failure while a blob streams: the client's own digest check (it
@@ -439,6 +507,7 @@ async fn resolve(
     let config_bytes = fetch_config(session, &config_desc).await?;
     let config: ImageConfig = serde_json::from_slice(&config_bytes)
         .map_err(|e| RegistryError::Protocol(format!("invalid image config: {e}")))?;
+    check_digests(&config, &doc, &config_desc)?;
     if config.rootfs.diff_ids.len() != doc.layers.len() {
         return Err(RegistryError::Protocol(format!(
             "image config lists {} layers, manifest {}",
@@ -455,6 +524,27 @@ async fn resolve(
     })
 }
 
+/// Every digest a registry sent is `sha256:` and 64 lower-case hex
+/// digits before any of them names a file or a folder (a diff ID such as
+/// `/etc` or `sha256:../x` would otherwise point out of the layer store).
+fn check_digests(
+    config: &ImageConfig,
+    doc: &ManifestDoc,
+    config_desc: &Descriptor,
+) -> Result<(), RegistryError> {
+    let named = (config.rootfs.diff_ids.iter())
+        .chain(doc.layers.iter().map(|d| &d.digest))
+        .chain(std::iter::once(&config_desc.digest));
+    for digest in named {
+        if super::name::parse_digest(digest).is_none() {
+            return Err(RegistryError::Protocol(format!(
+                "invalid digest {digest:?} in the image's manifest or config"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The manifest itself, or the entry of an index for `want`.
 async fn choose_platform(
     session: &Session,
@@ -466,6 +556,12 @@ async fn choose_platform(
         return Ok((top.clone(), doc));
     }
     let entry = manifest::choose(&doc, want)?;
+    if super::name::parse_digest(&entry.digest).is_none() {
+        return Err(RegistryError::Protocol(format!(
+            "invalid digest {:?} in the image index",
+            entry.digest
+        )));
+    }
     let fetched = manifest::fetch(session, &entry.digest).await?;
     let inner = fetched.parse()?;
     if fetched.is_index(&inner) {

@@ -110,7 +110,7 @@ impl Session {
                 "Head \"{url}\": no basic auth credentials"
             )));
         }
-        let body = response.text().await.unwrap_or_default();
+        let body = small_body(response).await;
         Err(RegistryError::from_status(status.as_u16(), &body))
     }
 }
@@ -152,6 +152,19 @@ fn basic(username: &str, password: &str) -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(pair)
     )
+}
+
+/// The most of a small answer's body read (an error, of which berth
+/// shows the first; a token): a registry may send an endless one.
+const MAX_SMALL_BODY: u64 = 64 << 10;
+
+/// A small answer's body (an error, a token) as text, at most
+/// [`MAX_SMALL_BODY`] bytes of it (empty if longer or unreadable).
+pub async fn small_body(response: reqwest::Response) -> String {
+    read_capped(response, MAX_SMALL_BODY, "error body")
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 /// Reads a response body, refusing one longer than `max` bytes (by its

@@ -43,13 +43,25 @@ impl Endpoint {
     pub async fn resolve(config: &RegistryConfig, host: &str) -> Result<Endpoint, RegistryError> {
         install_crypto();
         let roots = read_roots(&config.certs_dir.join(host))?;
+        // Docker Hub's registry is not at docker.io (which redirects to
+        // the web site), as in dockerd.
+        let connect = if host == super::name::DOCKER_HUB {
+            "registry-1.docker.io"
+        } else {
+            host
+        };
         let mut endpoint = Endpoint {
-            host: host.to_string(),
+            host: connect.to_string(),
             scheme: "https",
             skip_verify: false,
             roots,
         };
-        if config.is_insecure(host) {
+        // The CIDR check may resolve the name: off the async workers.
+        let (entries, name) = (config.insecure.clone(), host.to_string());
+        let insecure = tokio::task::spawn_blocking(move || host_is_insecure(&entries, &name))
+            .await
+            .unwrap_or(false);
+        if insecure {
             endpoint.skip_verify = true;
             if !endpoint.answers_https().await {
                 endpoint.scheme = "http";
@@ -136,10 +148,11 @@ fn read_roots(dir: &Path) -> Result<Vec<Vec<u8>>, RegistryError> {
 }
 
 /// Whether `host[:port]` is covered by an insecure entry: the name itself
-/// (`host:port` or `host`), or a CIDR holding one of its addresses.
+/// exactly as written (`host:port`, or `host` for one without a port, as
+/// dockerd's index names match), or a CIDR holding one of its addresses.
 pub fn host_is_insecure(entries: &[String], host: &str) -> bool {
     let bare = strip_port(host);
-    if entries.iter().any(|e| e == host || e == bare) {
+    if entries.iter().any(|e| e == host) {
         return true;
     }
     let cidrs: Vec<(IpAddr, u8)> = entries.iter().filter_map(|e| parse_cidr(e)).collect();
