@@ -320,6 +320,27 @@ class Registry:
         except urllib.error.HTTPError as e:
             return e.code, e.headers, e.read()
 
+    def put_blob(self, repo: str, data: bytes) -> str:
+        """Uploads ``data`` as a blob of ``repo`` (monolithic); its digest."""
+        status, hdrs, body = self.request("POST", f"/v2/{repo}/blobs/uploads/", body=b"")
+        assert status == 202, (status, body[:300])
+        location = hdrs["Location"]
+        digest = sha256_digest(data)
+        sep = "&" if "?" in location else "?"
+        path = location.split(self.host, 1)[-1] if "://" in location else location
+        status, _, body = self.request("PUT", f"{path}{sep}digest={digest}", body=data,
+                                       headers={"Content-Type": "application/octet-stream"})
+        assert status == 201, (status, body[:300])
+        return digest
+
+    def put_manifest(self, repo: str, tag: str, manifest: dict, media_type: str) -> str:
+        """Puts a manifest (sent as given, with its own media type); its digest."""
+        data = json.dumps(manifest).encode()
+        status, _, body = self.request("PUT", f"/v2/{repo}/manifests/{tag}", body=data,
+                                       headers={"Content-Type": media_type})
+        assert status == 201, (status, body[:300])
+        return sha256_digest(data)
+
     def _ok(self, method, path, headers=None):
         status, hdrs, body = self.request(method, path, headers)
         if status != 200:

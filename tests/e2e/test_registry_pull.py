@@ -15,9 +15,12 @@ daemons.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -27,6 +30,7 @@ import pytest
 from busybox_image import berth_with_cleanup
 from registry_helpers import (  # noqa: F401  (fixtures)
     HOST_ARCH,
+    OCI_MANIFEST,
     free_port,
     image_store_files,
     layer_statuses,
@@ -534,6 +538,40 @@ def test_broken_download_resumes_where_it_stopped(bd, dockerd, registry_factory,
     status, info = inspect(bd, ref)
     assert info["RootFS"]["Layers"] == big.diff_ids
     assert image_store_files(bd)["tmp"] == []
+
+
+@pytest.mark.parametrize("bad", ["absolute", "climbing"])
+def test_hostile_diff_ids_never_name_host_paths(bd, reg, tidy, bad):
+    """A config whose diff IDs are paths, with a layer that then fails
+    its check: the pull is refused before any of them names a file, and
+    the folder named is untouched (a failed pull deletes the layers it
+    unpacked, by diff ID)."""
+    u = uniq()
+    victim = tempfile.mkdtemp(prefix=f"victim-{u}-", dir="/tmp")
+    with open(os.path.join(victim, "keep"), "w") as f:
+        f.write("keep")
+    try:
+        diff_id = victim if bad == "absolute" else "sha256:../../../../../.." + victim
+        repo = f"hostile/{bad}-{u}"
+        layer = gzip.compress(tar_files([(f"f-{u}", b"x")]))
+        layer_digest = reg.put_blob(repo, layer)
+        config = json.dumps({"architecture": HOST_ARCH, "os": "linux",
+                             "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+        config_digest = reg.put_blob(repo, config)
+        reg.put_manifest(repo, "1", {
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": layer_digest, "size": len(layer)}],
+        }, OCI_MANIFEST)
+        before = image_store_files(bd)
+        p = bd.docker("pull", f"{reg.host}/{repo}:1", check=False)
+        assert p.returncode != 0 and "invalid digest" in p.stderr, p.stderr
+        assert os.path.exists(os.path.join(victim, "keep"))
+        assert image_store_files(bd) == before
+    finally:
+        shutil.rmtree(victim, ignore_errors=True)
 
 
 def faulty_image(reg, kind: str):

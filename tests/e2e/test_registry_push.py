@@ -496,8 +496,9 @@ def test_push_progress_stream_as_dockerd(stream_pushes):
     # the bottom ones wait, in that order.
     for push in (2, 3):
         waiting = [[m["id"] for m in run[push] if m.get("status") == "Waiting"] for run in (mine, theirs)]
-        assert waiting[1] == ids[5:], waiting
-        assert waiting[0] == waiting[1], f"berth: {waiting[0]}, dockerd: {waiting[1]} (top first: {ids})"
+        # dockerd's goroutines may report them in another order under load.
+        assert sorted(waiting[1]) == sorted(ids[5:]), waiting
+        assert waiting[0] == ids[5:], f"berth: {waiting[0]}, dockerd: {waiting[1]} (top first: {ids})"
     # "Preparing" for every layer first, top first, as dockerd.
     assert mine[2][1:1 + len(ids)] == theirs[2][1:1 + len(ids)]
     # Which keys each status comes with.

@@ -128,7 +128,9 @@ impl ChangeWalk {
                 any |= self.entry(&child)?;
             }
         }
-        if is_opaque(&self.folder_path(rel))? {
+        // `…/fd/N/.`: the folder itself (an l*xattr call on `…/fd/N`
+        // would read the magic link's own attributes).
+        if is_opaque(&self.folder_path(rel).join("."))? {
             any |= self.hidden_by_opaque(rel, &names)?;
         }
         self.leave(rel);
