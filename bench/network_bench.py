@@ -139,9 +139,7 @@ def main() -> int:
     ap.add_argument("--mib", type=int, default=512)
     ap.add_argument("--tcp-reps", type=int, default=3)
     ap.add_argument("--out")
-    ap.add_argument("--berth-bin", default=os.environ.get("BERTH_BIN"))
-    ap.add_argument("--docker-bin", default=os.environ.get("DOCKER_BIN") or shutil.which("docker"))
-    ap.add_argument("--dockerd-bin", default=os.environ.get("DOCKERD_BIN") or shutil.which("dockerd"))
+    rb.add_binary_args(ap)
     args = ap.parse_args()
     berth_bin = args.berth_bin or rb.default_berth_bin()
     saved_rules = subprocess.run(["iptables-save"], capture_output=True, text=True,

@@ -183,9 +183,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--layer-mib", type=int, default=32)
     ap.add_argument("--out")
-    ap.add_argument("--berth-bin", default=os.environ.get("BERTH_BIN"))
-    ap.add_argument("--docker-bin", default=os.environ.get("DOCKER_BIN") or shutil.which("docker"))
-    ap.add_argument("--dockerd-bin", default=os.environ.get("DOCKERD_BIN") or shutil.which("dockerd"))
+    rb.add_binary_args(ap)
     args = ap.parse_args()
     if not shutil.which("docker-registry") or not args.dockerd_bin:
         print("needs docker-registry and dockerd (scripts/setup --test installs them)",

@@ -2394,6 +2394,16 @@ def loadavg() -> str:
         return "?"
 
 
+def add_binary_args(ap: argparse.ArgumentParser) -> None:
+    """--berth-bin, --docker-bin and --dockerd-bin (and their BERTH_BIN,
+    DOCKER_BIN, DOCKERD_BIN variables), for every bench script."""
+    ap.add_argument("--berth-bin", default=os.environ.get("BERTH_BIN"))
+    ap.add_argument("--docker-bin", default=os.environ.get("DOCKER_BIN")
+                    or ("/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker")
+                        else shutil.which("docker")))
+    ap.add_argument("--dockerd-bin", default=os.environ.get("DOCKERD_BIN") or shutil.which("dockerd"))
+
+
 def default_berth_bin() -> str:
     """target/release/berth if it is at least as new as target/debug/berth
     (or there is no debug build), otherwise target/debug/berth."""
@@ -2503,11 +2513,7 @@ def main() -> int:
                          "or one keep-alive connection per engine")
     ap.add_argument("--keep-logs", metavar="DIR",
                     help="copy both daemon logs into DIR before their folders are removed")
-    ap.add_argument("--berth-bin", default=os.environ.get("BERTH_BIN"))
-    ap.add_argument("--docker-bin", default=os.environ.get("DOCKER_BIN")
-                    or ("/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker")
-                        else shutil.which("docker")))
-    ap.add_argument("--dockerd-bin", default=os.environ.get("DOCKERD_BIN") or shutil.which("dockerd"))
+    add_binary_args(ap)
     args = ap.parse_args()
     if args.thin_only:
         args.thin = True

@@ -57,6 +57,25 @@ def make_rootfs(dest: str) -> str:
     return dest
 
 
+def write_files(root: str, files) -> None:
+    """Writes text files (``{relative path: text}`` or pairs) under
+    ``root``, making their folders."""
+    for rel, data in (files.items() if hasattr(files, "items") else files):
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(data)
+
+
+def temp_folder(prefix: str):
+    """Generator for a fixture: a fresh folder under /tmp, removed after."""
+    d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def rootfs_tar(dest_tar: str) -> str:
     """Writes the rootfs as an uncompressed tar file (entries relative to /)."""
     work = tempfile.mkdtemp(prefix="bbroot-", dir="/tmp")

@@ -12,16 +12,14 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import tarfile
-import tempfile
 import time
 import uuid
 from urllib.parse import quote
 
 import pytest
 
-from busybox_image import berth_with_cleanup, import_busybox
+from busybox_image import berth_with_cleanup, import_busybox, temp_folder
 from conftest import error_message
 
 
@@ -30,11 +28,7 @@ from conftest import error_message
 @pytest.fixture
 def outside():
     """A host folder outside berth's root that hostile archives aim at."""
-    d = tempfile.mkdtemp(prefix="berth-outside-", dir="/tmp")
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    yield from temp_folder("berth-outside-")
 
 
 def container_ids(daemon) -> set[str]:

@@ -49,7 +49,7 @@ import uuid
 
 import pytest
 
-from busybox_image import make_rootfs
+from busybox_image import make_rootfs, write_files
 from conftest import _failed, log_tail, mounts_under
 from container_helpers import wait_for_log, wait_until
 
@@ -214,11 +214,7 @@ def base(daemon, dockerd, module_made):
     same reference. Returns {"ref", "layer", "tar"}."""
     work = module_made.tmpdir()
     root = make_rootfs(os.path.join(work, "rootfs"))
-    for rel, data in BASE_FILES.items():
-        path = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(data)
+    write_files(root, BASE_FILES)
     tar = os.path.join(work, "base.tar")
     subprocess.run(["tar", "-C", root, "-cf", tar, "."], check=True)
     shutil.rmtree(root)

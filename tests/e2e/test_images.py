@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tarfile
-import tempfile
 import uuid
 
 import pytest
 
-from busybox_image import berth_with_cleanup, import_busybox, make_rootfs
+from busybox_image import berth_with_cleanup, import_busybox, make_rootfs, temp_folder, write_files
 
 # The same check script runs on dockerd and on berth; its output must match.
 CHECK_SCRIPT = r"""
@@ -68,11 +66,7 @@ def berth_d():
 
 @pytest.fixture(scope="module")
 def workdir():
-    d = tempfile.mkdtemp(prefix="berth-img-", dir="/tmp")
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    yield from temp_folder("berth-img-")
 
 
 def _rel(name: str) -> str:
@@ -102,13 +96,8 @@ def built(dockerd, workdir):
     # Base layer: busybox plus files that upper layers delete.
     root = os.path.join(workdir, "rootfs")
     make_rootfs(root)
-    for rel, data in [("etc/base-keep", "kept\n"), ("etc/base-gone", "gone\n"),
-                      ("opq/old1", "o1\n"), ("opq/old2", "o2\n"),
-                      ("base-dir-gone/x", "x\n")]:
-        path = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(data)
+    write_files(root, [("etc/base-keep", "kept\n"), ("etc/base-gone", "gone\n"),
+                       ("opq/old1", "o1\n"), ("opq/old2", "o2\n"), ("base-dir-gone/x", "x\n")])
     base_tar = os.path.join(workdir, "base.tar")
     subprocess.run(["tar", "-C", root, "-cf", base_tar, "."], check=True)
     dockerd.docker("import", base_tar, base)

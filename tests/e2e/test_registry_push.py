@@ -33,7 +33,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from busybox_image import berth_with_cleanup, make_rootfs
+from busybox_image import berth_with_cleanup, make_rootfs, temp_folder
 from conftest import UnixHTTPConnection
 from registry_helpers import (  # noqa: F401  (fixtures)
     DOCKER_MANIFEST,
@@ -217,11 +217,7 @@ def bd():
 
 @pytest.fixture(scope="module")
 def work():
-    d = tempfile.mkdtemp(prefix="pushtest-", dir="/tmp")
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    yield from temp_folder("pushtest-")
 
 
 @pytest.fixture(scope="module")
