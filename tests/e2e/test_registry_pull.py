@@ -574,6 +574,36 @@ def test_hostile_diff_ids_never_name_host_paths(bd, reg, tidy, bad):
         shutil.rmtree(victim, ignore_errors=True)
 
 
+def test_pull_all_tags_as_dockerd(bd, dockerd, reg, tidy):
+    """`docker pull --all-tags`: every tag of the repository, and the
+    Status line names the repository, as dockerd's."""
+    u = uniq()
+    repo = f"alltags/app-{u}"
+    for tag in ("1", "2", "v3"):
+        push_oci(reg, repo, tag, f"all-{tag}-{u}")
+    name = f"{reg.host}/{repo}"
+    outs = {}
+    for d in (bd, dockerd):
+        outs[d] = d.docker("pull", "--all-tags", name, timeout=300).stdout
+        tags = sorted(t for i in d.api("GET", "/images/json")[1] for t in (i["RepoTags"] or [])
+                      if t.startswith(name + ":"))
+        assert tags == [f"{name}:1", f"{name}:2", f"{name}:v3"], tags
+        assert f"Status: Downloaded newer image for {name}\n" in outs[d], outs[d]
+    assert bd.docker("run", "--rm", f"{name}:v3", "cat", "/marker").stdout == f"all-v3-{u}\n"
+
+
+def test_pull_of_another_platform_is_refused(bd, reg, images, tidy):
+    """`--platform` names a platform a single-platform image is not of:
+    refused (dockerd's words), nothing recorded."""
+    img = images["oci-gzip"]
+    other = "linux/arm64" if HOST_ARCH != "arm64" else "linux/amd64"
+    before = image_store_files(bd)
+    p = bd.docker("pull", "--platform", other, img.ref, check=False)
+    assert p.returncode != 0, p.stdout
+    assert "does not match the specified platform" in p.stderr, p.stderr
+    assert image_store_files(bd) == before
+
+
 def faulty_image(reg, kind: str):
     """An image of the populated registry's busybox base, /marker and a
     layer no other image has (the one a fault test breaks)."""

@@ -48,6 +48,11 @@ pub async fn pull(state: ApiState, query: Query, headers: HeaderMap) -> Result<R
         Some(spec) => Some(Platform::parse(spec).map_err(ApiError::bad_request)?),
         None => None,
     };
+    let from_image = query.get("fromImage").unwrap_or_default();
+    // An empty tag and a name without one: every tag (`pull --all-tags`).
+    let all_tags = query.get("tag").unwrap_or_default().is_empty()
+        && !names_a_tag(from_image)
+        && !from_image.contains('@');
     let req = PullRequest {
         reference: reference.clone(),
         platform,
@@ -55,14 +60,25 @@ pub async fn pull(state: ApiState, query: Query, headers: HeaderMap) -> Result<R
     };
     let svc = state.images.clone();
     stream_progress(
-        move |progress| async move { svc.pull(req, &progress).await },
-        move |pulled: Pulled| {
-            let verb = if pulled.newer {
+        move |progress| async move {
+            if all_tags {
+                svc.pull_all_tags(req, &progress).await
+            } else {
+                svc.pull(req, &progress).await.map(|p| vec![p])
+            }
+        },
+        move |pulled: Vec<Pulled>| {
+            let verb = if pulled.iter().any(|p| p.newer) {
                 "Downloaded newer image for"
             } else {
                 "Image is up to date for"
             };
-            vec![json!({"status": format!("Status: {verb} {}", reference.familiar())})]
+            let shown = if all_tags {
+                reference.familiar_name()
+            } else {
+                reference.familiar()
+            };
+            vec![json!({"status": format!("Status: {verb} {shown}")})]
         },
     )
     .await

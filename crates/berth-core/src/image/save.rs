@@ -44,7 +44,8 @@ impl ImageService {
             }
         }
         for item in &mut items {
-            item.tags.dedup();
+            let mut seen = std::collections::HashSet::new();
+            item.tags.retain(|t| seen.insert(t.clone()));
         }
         Ok(items)
     }

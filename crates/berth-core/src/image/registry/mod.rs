@@ -14,6 +14,7 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod session;
+mod tags;
 pub mod transport;
 
 use std::path::PathBuf;

@@ -64,6 +64,18 @@ impl ImageService {
         let reference = &req.reference;
         let want = req.platform.clone().unwrap_or_else(host_platform);
         let (session, resolved) = self.open_and_resolve(&req, &want).await?;
+        if let Some(wanted) = &req.platform {
+            // An index was matched already; a single manifest may be of
+            // another platform than the one asked for.
+            let actual = resolved.config.platform();
+            if !actual.as_ref().is_some_and(|a| wanted.matches(a)) {
+                return Err(RegistryError::Image(crate::image::ImageError::PlatformMismatch {
+                    reference: reference.familiar(),
+                    wanted: wanted.to_string(),
+                    actual: actual.map_or_else(|| "nil".to_string(), |a| a.to_string()),
+                }));
+            }
+        }
         // dockerd shows the tag, or the whole canonical reference.
         let shown = match &reference.target {
             Target::Tag(t) => t.clone(),
