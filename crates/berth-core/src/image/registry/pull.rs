@@ -69,11 +69,13 @@ impl ImageService {
             // another platform than the one asked for.
             let actual = resolved.config.platform();
             if !actual.as_ref().is_some_and(|a| wanted.matches(a)) {
-                return Err(RegistryError::Image(crate::image::ImageError::PlatformMismatch {
-                    reference: reference.familiar(),
-                    wanted: wanted.to_string(),
-                    actual: actual.map_or_else(|| "nil".to_string(), |a| a.to_string()),
-                }));
+                return Err(RegistryError::Image(
+                    crate::image::ImageError::PlatformMismatch {
+                        reference: reference.familiar(),
+                        wanted: wanted.to_string(),
+                        actual: actual.map_or_else(|| "nil".to_string(), |a| a.to_string()),
+                    },
+                ));
             }
         }
         // dockerd shows the tag, or the whole canonical reference.
