@@ -64,20 +64,7 @@ impl ImageService {
         let reference = &req.reference;
         let want = req.platform.clone().unwrap_or_else(host_platform);
         let (session, resolved) = self.open_and_resolve(&req, &want).await?;
-        if let Some(wanted) = &req.platform {
-            // An index was matched already; a single manifest may be of
-            // another platform than the one asked for.
-            let actual = resolved.config.platform();
-            if !actual.as_ref().is_some_and(|a| wanted.matches(a)) {
-                return Err(RegistryError::Image(
-                    crate::image::ImageError::PlatformMismatch {
-                        reference: reference.familiar(),
-                        wanted: wanted.to_string(),
-                        actual: actual.map_or_else(|| "nil".to_string(), |a| a.to_string()),
-                    },
-                ));
-            }
-        }
+        check_platform(&req, &resolved.config)?;
         // dockerd shows the tag, or the whole canonical reference.
         let shown = match &reference.target {
             Target::Tag(t) => t.clone(),
@@ -652,6 +639,25 @@ fn access_denied(error: RegistryError, reference: &RemoteReference) -> RegistryE
 /// registry (dockerd prints `library/busybox`, `team/app`).
 fn path_shown(reference: &RemoteReference) -> String {
     reference.path.clone()
+}
+
+/// An index was matched to the platform asked for already; a single
+/// manifest may be of another one (dockerd's 404 then).
+fn check_platform(req: &PullRequest, config: &ImageConfig) -> Result<(), RegistryError> {
+    let Some(wanted) = &req.platform else {
+        return Ok(());
+    };
+    let actual = config.platform();
+    if actual.as_ref().is_some_and(|a| wanted.matches(a)) {
+        return Ok(());
+    }
+    Err(RegistryError::Image(
+        crate::image::ImageError::PlatformMismatch {
+            reference: req.reference.familiar(),
+            wanted: wanted.to_string(),
+            actual: actual.map_or_else(|| "nil".to_string(), |a| a.to_string()),
+        },
+    ))
 }
 
 /// This host's platform.
