@@ -6,6 +6,7 @@
 //! store, and Docker's progress events.
 
 pub mod auth;
+mod download;
 mod error;
 pub mod inspect;
 pub mod manifest;
