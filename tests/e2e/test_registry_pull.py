@@ -604,6 +604,21 @@ def test_pull_of_another_platform_is_refused(bd, reg, images, tidy):
     assert image_store_files(bd) == before
 
 
+def test_docker_hub_names_come_from_a_mirror(berth_factory, reg):
+    """`--registry-mirror http://…`: a Docker Hub name (`name:tag`, i.e.
+    docker.io/library/name) is pulled from the mirror, recorded under the
+    Hub name, and runs. (The image exists on the mirror only.)"""
+    u = uniq()
+    img = push_oci(reg, f"library/mirrored-{u}", "1", f"mirror-{u}")
+    ref = f"mirrored-{u}:1"
+    with_mirror = berth_factory(extra_args=["--registry-mirror", f"http://{reg.host}"]).start()
+    out = with_mirror.docker("pull", ref, timeout=300).stdout
+    assert f"Status: Downloaded newer image for {ref}" in out, out
+    status, info = inspect(with_mirror, ref)
+    assert info["RepoDigests"] == [f"mirrored-{u}@{img.digest}"], info["RepoDigests"]
+    assert with_mirror.docker("run", "--rm", ref, "cat", "/marker").stdout == f"mirror-{u}\n"
+
+
 def faulty_image(reg, kind: str):
     """An image of the populated registry's busybox base, /marker and a
     layer no other image has (the one a fault test breaks)."""
