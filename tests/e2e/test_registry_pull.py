@@ -483,6 +483,9 @@ def test_registry_killed_mid_pull_then_pull_again(bd, dockerd, registry_factory,
     # Killed while the layers are downloading (into the scratch folder).
     assert thread.is_alive() and scratch, (proxy.relayed, scratch, result)
     reg.stop(hard=True)
+    # The daemon answers while the pull fails and counts down.
+    assert bd.docker("version", "--format", "{{.Server.Version}}").stdout.strip()
+    assert bd.docker("images", "-q").returncode == 0
     thread.join(120)
     assert not thread.is_alive(), "the pull did not end after the registry died"
     status, messages = result["pull"]
