@@ -6,8 +6,9 @@ use serde::Deserialize;
 
 use super::RegistryError;
 
-/// Docker's `registry.AuthConfig` (the fields berth reads).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Docker's `registry.AuthConfig` (the fields berth reads). Its `Debug`
+/// shows no secret.
+#[derive(Clone, Default, Deserialize)]
 pub struct AuthConfig {
     #[serde(default, alias = "Username")]
     pub username: String,
@@ -35,6 +36,15 @@ pub enum Credentials {
     },
     /// A bearer token given by the client (`registrytoken`).
     Token(String),
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("username", &self.username)
+            .field("serveraddress", &self.serveraddress)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Credentials {
