@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from container_helpers import unique, wait_until
+from container_helpers import freezer_state, unique, wait_until
 
 docker = pytest.importorskip("docker")
 
@@ -35,17 +35,6 @@ def pair(daemon, image, dockerd, dockerd_image):
 
 def inspect(engine, name) -> dict:
     return json.loads(engine.docker("inspect", name).stdout)[0]
-
-
-def freezer_state(cid: str) -> str | None:
-    for path in (f"/sys/fs/cgroup/freezer/berth/{cid}/freezer.state",
-                 f"/sys/fs/cgroup/berth/{cid}/cgroup.freeze"):
-        try:
-            with open(path) as f:
-                return f.read().strip()
-        except OSError:
-            continue
-    return None
 
 
 def test_pause_and_unpause_like_dockerd(pair):

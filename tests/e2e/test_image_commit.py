@@ -49,9 +49,9 @@ import uuid
 
 import pytest
 
-from busybox_image import make_rootfs, write_files
+from busybox_image import import_busybox, make_rootfs, write_files
 from conftest import _failed, log_tail, mounts_under
-from container_helpers import wait_for_log, wait_until
+from container_helpers import freeze_behind_berths_back, freezer_state, wait_for_log, wait_until
 
 # ---------------------------------------------------------------------------
 # The base image: one tar, imported into both daemons
@@ -959,3 +959,26 @@ def test_history_of_loaded_image_matches_dockerd(daemon, dockerd, base, made):
     outs = {side: d.docker("history", "--no-trunc", "--format", fmt, l2).stdout
             for side, d in sides(daemon, dockerd)}
     assert outs["berth"] == outs["dockerd"]
+
+
+def test_a_freeze_cut_by_a_crash_is_thawed_at_restart(berth_factory):
+    """A commit freezes a running container; a daemon killed meanwhile
+    must not leave it frozen: the restarted daemon thaws every container
+    it does not record as paused, and leaves a paused one paused."""
+    d = berth_factory().start()
+    image = import_busybox(d)
+    ids = {}
+    for name in ("cutfreeze", "paused"):
+        d.docker("run", "-d", "--name", name, image, "sleep", "3600")
+        ids[name] = d.docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
+    d.docker("pause", "paused")
+    freeze_behind_berths_back(ids["cutfreeze"])
+    assert freezer_state(ids["cutfreeze"]) in ("FROZEN", "1")
+    d.kill9()
+    d.start()
+    assert freezer_state(ids["cutfreeze"]) in ("THAWED", "0")
+    assert d.docker("exec", "cutfreeze", "echo", "alive", timeout=30).stdout == "alive\n"
+    assert freezer_state(ids["paused"]) in ("FROZEN", "1")
+    assert d.docker("inspect", "-f", "{{.State.Paused}}", "paused").stdout.strip() == "true"
+    d.docker("unpause", "paused")
+    d.docker("rm", "-f", "cutfreeze", "paused")

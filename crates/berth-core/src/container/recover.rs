@@ -105,6 +105,13 @@ impl ContainerService {
         if spec.exists() {
             let _ = crate::root::make_private(&spec, crate::root::SECRET_FILE_MODE);
         }
+        if !record.state.paused && !ContainerCgroup::of(&record.id).is_empty() {
+            // A commit cut by the crash may have left it frozen; a paused
+            // container stays so.
+            if let Err(e) = ContainerCgroup::of(&record.id).freeze(false) {
+                tracing::debug!(container = %record.id, error = %e, "no freezer to thaw");
+            }
+        }
         match record.state.status {
             Status::Running if shim::is_shim_of(record.state.shim_pid, &record.id, &dir) => {
                 self.readopt(record);
