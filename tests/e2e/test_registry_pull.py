@@ -622,6 +622,37 @@ def test_docker_hub_names_come_from_a_mirror(berth_factory, reg):
     assert with_mirror.docker("run", "--rm", ref, "cat", "/marker").stdout == f"mirror-{u}\n"
 
 
+def test_concurrent_pulls_share_each_download(bd, dockerd, registry_factory, tidy):  # noqa: F811
+    """Three pulls of one image at once download each layer once (the
+    others wait for it, as in dockerd), and all three succeed."""
+    reg = registry_factory()
+    big = big_image(dockerd, reg, f"big/s{uniq()}", "1", layers=2, layer_mb=8)
+    kept = image_store_blob_digests(bd)
+    fresh = [d for d in big.layers if d not in kept]
+    sizes = sum(len(reg.blob(big.repo, d)) for d in fresh)
+    proxy = registry_factory.proxy(reg.host, rate=4 << 20)
+    ref = f"{proxy.host}/{big.repo}:{big.tag}"
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(pull_api(bd, ref, timeout=300)),
+                                daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert len(results) == 3, results
+    for status, messages in results:
+        assert status == 200 and not stream_error(messages), messages[-3:]
+    assert proxy.relayed < sizes * 1.3 + (1 << 20), (proxy.relayed, sizes)
+    assert bd.docker("run", "--rm", ref, "cat", "/marker").stdout == "big\n"
+    assert image_store_files(bd)["tmp"] == []
+
+
+def image_store_blob_digests(daemon) -> set[str]:
+    """sha256:… of every blob berth keeps."""
+    return {"sha256:" + os.path.basename(f).split(".")[0]
+            for f in image_store_files(daemon)["blobs"] if "." in os.path.basename(f)}
+
+
 def faulty_image(reg, kind: str):
     """An image of the populated registry's busybox base, /marker and a
     layer no other image has (the one a fault test breaks)."""

@@ -54,6 +54,9 @@ pub struct ImageService {
     meta_lock: parking_lot::Mutex<()>,
     /// How registries are reached.
     registry: registry::RegistryConfig,
+    /// Layers a pull is downloading now, by diff ID: another pull of the
+    /// same layer waits for that one instead of downloading it again.
+    inflight: registry::InflightTable,
 }
 
 impl ImageService {
@@ -64,6 +67,7 @@ impl ImageService {
             layers: LayerStore::new(images_dir)?,
             meta_lock: parking_lot::Mutex::new(()),
             registry: registry::RegistryConfig::default(),
+            inflight: Default::default(),
         })
     }
 

@@ -8,6 +8,7 @@
 pub mod auth;
 mod download;
 mod error;
+mod inflight;
 pub mod inspect;
 pub mod manifest;
 pub mod name;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 
 pub use auth::{AuthConfig, Credentials};
 pub use error::RegistryError;
+pub use inflight::InflightTable;
 pub use name::{RemoteReference, Target};
 pub use progress::{LayerState, Progress, ProgressEvent};
 

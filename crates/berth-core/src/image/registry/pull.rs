@@ -12,6 +12,7 @@ use std::sync::Arc;
 use oci_client::RegistryOperation;
 
 use super::download::{download, BlobTarget};
+use super::inflight;
 use super::manifest::{self, Descriptor, Fetched, ManifestDoc};
 use super::progress::{layer, message, LayerState, Progress};
 use super::session::Session;
@@ -267,9 +268,60 @@ struct LayerJob {
 }
 
 impl LayerJob {
-    /// Downloads, verifies and unpacks; returns the layer's size.
+    /// The layer, downloaded here or by a concurrent pull of it (waited
+    /// for; done here if that one failed); returns the layer's size.
     async fn run(
         self,
+        client: &oci_client::Client,
+        repo: &oci_client::Reference,
+    ) -> Result<i64, RegistryError> {
+        loop {
+            match inflight::claim(&self.service.inflight, &self.diff_id) {
+                inflight::Claim::Mine(_guard) => {
+                    // Stored meanwhile by a pull that ended before this claim.
+                    if let Some(size) = self.stored_size().await? {
+                        layer(&self.progress, &self.desc.digest, LayerState::PullComplete);
+                        return Ok(size);
+                    }
+                    return self.fetch(client, repo).await;
+                }
+                inflight::Claim::Theirs(mut done) => {
+                    layer(&self.progress, &self.desc.digest, LayerState::Waiting);
+                    let _ = done.changed().await;
+                    if let Some(size) = self.stored_size().await? {
+                        layer(
+                            &self.progress,
+                            &self.desc.digest,
+                            LayerState::DownloadComplete,
+                        );
+                        layer(&self.progress, &self.desc.digest, LayerState::PullComplete);
+                        return Ok(size);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The size of the layer if another pull stored it (recorded, or
+    /// measured as the layer store measures it).
+    async fn stored_size(&self) -> Result<Option<i64>, RegistryError> {
+        let path = self.service.layers.path(&self.diff_id);
+        if !path.is_dir() {
+            return Ok(None);
+        }
+        if let Some(size) = self.service.store.layer_size(&self.diff_id)? {
+            return Ok(Some(size));
+        }
+        let measured = tokio::task::spawn_blocking(move || crate::sys::usage::dir_size(&path))
+            .await
+            .map_err(|e| RegistryError::Protocol(format!("measuring a layer stopped: {e}")))?
+            .map_err(|e| RegistryError::Protocol(format!("measuring a layer: {e}")))?;
+        Ok(Some(measured as i64))
+    }
+
+    /// Downloads, verifies and unpacks; returns the layer's size.
+    async fn fetch(
+        &self,
         client: &oci_client::Client,
         repo: &oci_client::Reference,
     ) -> Result<i64, RegistryError> {
