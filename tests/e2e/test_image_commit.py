@@ -982,3 +982,19 @@ def test_a_freeze_cut_by_a_crash_is_thawed_at_restart(berth_factory):
     assert d.docker("inspect", "-f", "{{.State.Paused}}", "paused").stdout.strip() == "true"
     d.docker("unpause", "paused")
     d.docker("rm", "-f", "cutfreeze", "paused")
+
+
+def test_images_filtered_by_reference_like_dockerd(daemon, dockerd, base, made):
+    """`docker images REPO` and a glob pattern list what dockerd lists:
+    only the matching references of the matching images."""
+    repo = uid("listref")
+    got = {}
+    for side, d in sides(daemon, dockerd):
+        for t in (f"{repo}:a", f"{repo}:b", f"{repo}x:c"):
+            d.docker("tag", base["ref"], made.image(d, t))
+        for pattern in (repo, f"{repo}*:[ac]", f"{repo}:b"):
+            out = d.docker("images", "--format", "{{.Repository}}:{{.Tag}}", pattern).stdout
+            got[(side, pattern)] = sorted(out.split())
+    assert got[("berth", repo)] == [f"{repo}:a", f"{repo}:b"]
+    for pattern in (repo, f"{repo}*:[ac]", f"{repo}:b"):
+        assert got[("berth", pattern)] == got[("dockerd", pattern)], pattern

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use berth_core::container::image_usage;
+use berth_core::image::list_filter::ListFilter;
 use berth_core::image::{ImportRequest, Reference, RemoveAction};
 use berth_core::store::ImageRecord;
 use serde_json::{json, Value};
@@ -105,9 +106,12 @@ pub async fn list(
     Extension(version): Extension<ApiVersion>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let shared = version >= SHARED_SIZE_SINCE && Query::parse(q.as_deref()).bool("shared-size");
+    let query = Query::parse(q.as_deref());
+    let shared = version >= SHARED_SIZE_SINCE && query.bool("shared-size");
+    let filter = parse_list_filter(&query.filters()?)?;
     let svc = state.images.clone();
     let images = blocking(move || svc.list().map_err(ApiError::from)).await?;
+    let images: Vec<ImageRecord> = images.iter().filter_map(|i| filter.apply(i)).collect();
     let items: Vec<Value> = if shared {
         let (_, usage) = image_usage(images, &[]);
         (usage.iter())
@@ -119,6 +123,34 @@ pub async fn list(
             .collect()
     };
     Ok(json(StatusCode::OK, &items))
+}
+
+/// The image list's filters berth applies (`reference`, `dangling`).
+fn parse_list_filter(
+    filters: &berth_core::volume::filters::Filters,
+) -> Result<ListFilter, ApiError> {
+    let mut filter = ListFilter::default();
+    for (key, values) in filters {
+        match key.as_str() {
+            "reference" => filter.references = values.clone(),
+            "dangling" => {
+                filter.dangling = match values.as_slice() {
+                    [v] if v == "true" || v == "1" => Some(true),
+                    [v] if v == "false" || v == "0" => Some(false),
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "invalid filter 'dangling={}'",
+                            values.join(",")
+                        )))
+                    }
+                }
+            }
+            // label, before, since, until: not applied yet (the list
+            // stays whole, as before they were read at all).
+            other => tracing::debug!(filter = other, "image list filter not applied"),
+        }
+    }
+    Ok(filter)
 }
 
 /// One `image.Summary`; `SharedSize` and `Containers` are -1 when not

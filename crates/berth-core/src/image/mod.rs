@@ -9,6 +9,7 @@ pub mod config;
 mod error;
 pub mod history;
 pub mod layers;
+pub mod list_filter;
 mod load;
 pub mod platform;
 mod prune;
