@@ -529,6 +529,67 @@ def image_store_files(daemon) -> dict[str, list[str]]:
 # ---------------------------------------------------------------------------
 
 
+class FlakyUploads:
+    """An HTTP relay to a plain-HTTP registry that answers the first
+    ``failures`` blob-upload PUTs with a 500 (what a distribution registry
+    answers to some concurrent pushes of one blob), and relays everything
+    else. ``host`` is its 127.0.0.1:port; ``failed`` counts the 500s."""
+
+    def __init__(self, target: str, failures: int = 1):
+        import http.server
+        import socketserver
+        self.target, self.failures, self.failed = target, failures, 0
+        relay = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _relay(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if (self.command == "PUT" and "/blobs/uploads/" in self.path
+                        and relay.failed < relay.failures):
+                    relay.failed += 1
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "content-length", "connection")}
+                req = urllib.request.Request(f"http://{relay.target}{self.path}", data=body,
+                                             headers=headers, method=self.command)
+                try:
+                    resp = urllib.request.urlopen(req, timeout=60)
+                    status, hdrs, data = resp.status, resp.headers, resp.read()
+                except urllib.error.HTTPError as e:
+                    status, hdrs, data = e.code, e.headers, e.read()
+                self.send_response(status)
+                for k, v in hdrs.items():
+                    if k.lower() in ("content-length", "connection", "transfer-encoding"):
+                        continue
+                    self.send_header(k, v.replace(relay.target, relay.host))
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _relay
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class ThrottledProxy:
     """Relays 127.0.0.1:<port> to ``target`` ("host:port"), the answers at
     most ``rate`` bytes a second per connection. When the target goes away

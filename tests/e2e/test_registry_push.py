@@ -37,6 +37,7 @@ from busybox_image import berth_with_cleanup, make_rootfs, temp_folder
 from conftest import UnixHTTPConnection
 from registry_helpers import (  # noqa: F401  (fixtures)
     DOCKER_MANIFEST,
+    FlakyUploads,
     HOST_ARCH,
     OCI_INDEX,
     OCI_MANIFEST,
@@ -321,6 +322,28 @@ def test_commit_push_round_trip_to_dockerd(bd, dockerd, reg, work):
     finally:
         bd.docker("rm", "-f", name, check=False)
         bd.docker("rmi", "-f", ref, local, check=False)
+
+
+def test_push_retries_an_upload_the_registry_failed(bd, reg, work):
+    """A 500 to a blob upload (a distribution registry's answer to some
+    concurrent pushes of one blob): the layer is sent again after
+    dockerd's count-down, and the push succeeds."""
+    flaky = FlakyUploads(reg.host, failures=1)
+    try:
+        u = uniq()
+        arc = Archive(work, f"local-{u}:1", f"m-{u}", extra=1)
+        arc.load(bd)
+        name = f"{flaky.host}/retry/{u}"
+        bd.docker("tag", arc.ref, f"{name}:1")
+        status, _, messages = push_api(bd, name, "1")
+        assert status == 200 and not stream_error(messages), messages[-3:]
+        assert flaky.failed == 1
+        assert any(m.get("status") == "Retrying in 5 seconds" for m in messages), messages
+        [aux] = aux_of(messages)
+        assert reg.manifest(f"retry/{u}", "1").digest == aux["Digest"]
+    finally:
+        flaky.close()
+        bd.docker("rmi", "-f", f"{flaky.host}/retry/{u}:1", f"local-{u}:1", check=False)
 
 
 # ---------------------------------------------------------------------------

@@ -57,7 +57,9 @@ pub(super) async fn download(
     loop {
         match fetch_into(client, repo, target, total, &mut part, progress).await {
             Ok(()) => break,
-            Err(RegistryError::Unreachable(why)) if attempt < attempts => {
+            Err(RegistryError::Unreachable(why) | RegistryError::Server(why))
+                if attempt < attempts =>
+            {
                 tracing::info!(blob = %desc.digest, attempt, error = %why, "download broke; retrying");
                 count_down(progress, &desc.digest, 5 * attempt as u64).await;
                 attempt += 1;

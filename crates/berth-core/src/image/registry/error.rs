@@ -30,6 +30,9 @@ pub enum RegistryError {
     /// The registry answered something berth cannot use.
     #[error("{0}")]
     Protocol(String),
+    /// The registry failed on its side (a 5xx): worth another try.
+    #[error("{0}")]
+    Server(String),
     #[error(transparent)]
     Image(#[from] ImageError),
 }
@@ -72,6 +75,7 @@ impl RegistryError {
             401 => RegistryError::Unauthorized(detail),
             403 => RegistryError::Unauthorized(detail),
             404 => RegistryError::NotFound(detail),
+            500..=599 => RegistryError::Server(detail),
             _ => RegistryError::Protocol(detail),
         }
     }
@@ -96,6 +100,9 @@ impl RegistryError {
                     "denied: requested access to the resource is denied".into(),
                 ),
                 Some(404) => RegistryError::NotFound(format!("{method} \"{url}\": not found")),
+                Some(500..=599) => {
+                    RegistryError::Server(format!("{method} \"{url}\": {}", root_cause(&e, url)))
+                }
                 _ => {
                     RegistryError::Protocol(format!("{method} \"{url}\": {}", root_cause(&e, url)))
                 }

@@ -232,8 +232,37 @@ impl ImageService {
     }
 }
 
-/// Sends one layer, unless the repository has it or can mount it.
+/// Tries of one layer's upload when the registry fails on its side
+/// (dockerd retries too; a distribution registry answers 500 to some
+/// concurrent pushes of one blob).
+const UPLOAD_ATTEMPTS: u64 = 3;
+
+/// [`upload_once`], again after dockerd's count-down ("Retrying in 5
+/// seconds", then 10) when the registry answered a 5xx.
 async fn upload_layer(
+    session: &Session,
+    upload: &LayerUpload,
+    mounts: &[String],
+    progress: &Progress,
+) -> Result<(), RegistryError> {
+    let mut attempt = 1;
+    loop {
+        match upload_once(session, upload, mounts, progress).await {
+            Err(RegistryError::Server(why)) if attempt < UPLOAD_ATTEMPTS => {
+                tracing::info!(layer = %upload.diff_id, attempt, error = %why, "upload failed; retrying");
+                for left in (1..=5 * attempt).rev() {
+                    layer(progress, &upload.diff_id, LayerState::Retrying(left));
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Sends one layer, unless the repository has it or can mount it.
+async fn upload_once(
     session: &Session,
     upload: &LayerUpload,
     mounts: &[String],
