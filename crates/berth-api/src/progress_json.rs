@@ -5,6 +5,8 @@
 use berth_core::image::registry::{LayerState, ProgressEvent};
 use serde_json::{json, Value};
 
+use crate::units::human_size;
+
 /// The message for one event.
 pub fn render(event: &ProgressEvent) -> Value {
     match event {
@@ -38,13 +40,17 @@ pub fn error(message: &str) -> Value {
 /// width is unknown (wider than 110 columns).
 pub fn bar(current: u64, total: u64) -> String {
     if total == 0 {
-        return format!("{:>8}", human_size(current));
+        return format!("{:>8}", human_size(current as f64));
     }
     let filled = ((current as f64 / total as f64 * 100.0) as usize / 2).min(50);
     let numbers = if current > total {
-        format!("{:>8}", human_size(current))
+        format!("{:>8}", human_size(current as f64))
     } else {
-        format!("{:>8}/{}", human_size(current), human_size(total))
+        format!(
+            "{:>8}/{}",
+            human_size(current as f64),
+            human_size(total as f64)
+        )
     };
     format!(
         "[{}>{}] {numbers}",
@@ -53,46 +59,9 @@ pub fn bar(current: u64, total: u64) -> String {
     )
 }
 
-/// go-units' `HumanSize`: decimal units, four significant digits.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit < UNITS.len() - 1 {
-        size /= 1000.0;
-        unit += 1;
-    }
-    format!("{}{}", four_digits(size), UNITS[unit])
-}
-
-/// `%.4g` for 0 ≤ x < 1000: four significant digits, trailing zeros cut.
-fn four_digits(x: f64) -> String {
-    let integer_digits = if x < 1.0 {
-        1
-    } else {
-        x.log10().floor() as i32 + 1
-    };
-    let decimals = (4 - integer_digits).max(0) as usize;
-    let text = format!("{x:.decimals$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_as_go_units() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(512), "512B");
-        assert_eq!(human_size(32768), "32.77kB");
-        assert_eq!(human_size(1_000_000), "1MB");
-        assert_eq!(human_size(2_811_478), "2.811MB");
-    }
 
     #[test]
     fn bars_fill_by_halves_of_percent() {

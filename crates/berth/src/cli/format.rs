@@ -4,6 +4,8 @@
 
 use serde_json::{Map, Value};
 
+pub use berth_api::units::{human_size, human_size_with_precision};
+
 /// Renders rows as docker's tabwriter: every column but the last padded to
 /// max(10, widest + 3).
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -89,24 +91,6 @@ fn go_map(m: &Map<String, Value>) -> String {
     format!("map[{}]", items.join(" "))
 }
 
-/// docker's `units.HumanSize`: decimal units, four significant digits.
-pub fn human_size(bytes: f64) -> String {
-    human_size_with_precision(bytes, 4)
-}
-
-/// docker's `units.HumanSizeWithPrecision`: decimal units, `precision`
-/// significant digits.
-pub fn human_size_with_precision(bytes: f64, precision: i32) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut size = bytes;
-    let mut unit = 0;
-    while size >= 1000.0 && unit < UNITS.len() - 1 {
-        size /= 1000.0;
-        unit += 1;
-    }
-    format!("{}{}", go_g(size, precision), UNITS[unit])
-}
-
 /// docker's `units.HumanDuration` (what "2 hours ago" is made of).
 pub fn human_duration(seconds: i64) -> String {
     let (minutes, hours) = (seconds / 60, seconds / 3600);
@@ -122,20 +106,6 @@ pub fn human_duration(seconds: i64) -> String {
         _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
         _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
         _ => format!("{} years", hours / 24 / 365),
-    }
-}
-
-/// Go's `%.<precision>g` for the magnitudes human sizes produce (< 1000).
-fn go_g(v: f64, precision: i32) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let digits = precision - 1 - v.abs().log10().floor() as i32;
-    let s = format!("{:.*}", digits.max(0) as usize, v);
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
     }
 }
 
@@ -160,17 +130,6 @@ mod tests {
             &[vec!["local".into(), "v1".into()]],
         );
         assert_eq!(out, "DRIVER    VOLUME NAME\nlocal     v1\n");
-    }
-
-    #[test]
-    fn human_sizes_match_go_units() {
-        assert_eq!(human_size(0.0), "0B");
-        assert_eq!(human_size(1_048_576.0), "1.049MB");
-        assert_eq!(human_size(4096.0), "4.096kB");
-        assert_eq!(human_size(1000.0), "1kB");
-        assert_eq!(human_size(512.0), "512B");
-        assert_eq!(human_size_with_precision(102_400.0, 3), "102kB");
-        assert_eq!(human_size_with_precision(1_984_290.0, 3), "1.98MB");
     }
 
     #[test]
