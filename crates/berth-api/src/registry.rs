@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use berth_core::image::platform::Platform;
 use berth_core::image::registry::inspect::distribution_info;
+use berth_core::image::registry::name::names_a_tag;
 use berth_core::image::registry::pull::{PullRequest, Pulled};
 use berth_core::image::registry::push::PushRequest;
 use berth_core::image::registry::{AuthConfig, ProgressEvent, RegistryError, RemoteReference};
@@ -110,14 +111,6 @@ pub async fn push(
         |_| Vec::new(),
     )
     .await
-}
-
-/// Whether an image name carries its own `:tag` (a colon after its last
-/// slash; one before it is a registry port).
-fn names_a_tag(name: &str) -> bool {
-    name.rsplit('/')
-        .next()
-        .is_some_and(|last| last.contains(':'))
 }
 
 /// `GET /distribution/{name}/json`: the descriptor and platforms of what
@@ -238,17 +231,4 @@ pub async fn auth(State(state): State<ApiState>, body: Bytes) -> Result<Response
         StatusCode::OK,
         &json!({"IdentityToken": token.unwrap_or_default(), "Status": "Login Succeeded"}),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::names_a_tag;
-
-    #[test]
-    fn a_tag_is_a_colon_after_the_last_slash() {
-        assert!(names_a_tag("app:1"));
-        assert!(names_a_tag("127.0.0.1:5000/app:1"));
-        assert!(!names_a_tag("127.0.0.1:5000/app"));
-        assert!(!names_a_tag("team/app"));
-    }
 }

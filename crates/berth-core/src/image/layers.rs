@@ -331,8 +331,7 @@ const NOT_AN_ID: &str = "not-a-layer-id";
 /// are), or [`NOT_AN_ID`]: only these name files in the store.
 fn id_hex(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if ok {
+    if super::registry::name::is_sha256_hex(hex) {
         hex
     } else {
         NOT_AN_ID

@@ -186,9 +186,8 @@ impl ImageService {
 /// Whether a name is a repository alone (no tag, digest or ID): `docker
 /// save busybox` saves every tag of it.
 fn is_name_only(name: &str) -> bool {
-    let last = name.rsplit('/').next().unwrap_or(name);
     let hexish = name.len() >= 12 && name.bytes().all(|b| b.is_ascii_hexdigit());
-    !last.contains(':') && !name.contains('@') && !hexish
+    !super::registry::name::names_a_tag(name) && !name.contains('@') && !hexish
 }
 
 /// containerd's and OCI's names for a tag in `index.json`.

@@ -135,8 +135,9 @@ async fn fetch_into(
     Ok(())
 }
 
-/// dockerd's count-down before a retry, one line a second.
-async fn count_down(progress: &Progress, digest: &str, seconds: u64) {
+/// dockerd's count-down before a retry, one line a second (`digest`: the
+/// id the layer's lines carry).
+pub(super) async fn count_down(progress: &Progress, digest: &str, seconds: u64) {
     for left in (1..=seconds).rev() {
         layer(progress, digest, LayerState::Retrying(left));
         tokio::time::sleep(Duration::from_secs(1)).await;

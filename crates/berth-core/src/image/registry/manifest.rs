@@ -2,7 +2,6 @@
 //! reads, fetched with a size cap and checked against their digest.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::session::Session;
 use super::RegistryError;
@@ -98,11 +97,6 @@ impl Fetched {
     }
 }
 
-/// `sha256:<hex>` of some bytes.
-pub fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
 /// Fetches `reference` (a tag or digest) of the session's repository.
 pub async fn fetch(session: &Session, reference: &str) -> Result<Fetched, RegistryError> {
     let url = format!(
@@ -122,7 +116,7 @@ pub async fn fetch(session: &Session, reference: &str) -> Result<Fetched, Regist
         .trim()
         .to_string();
     let bytes = super::session::read_capped(response, MAX_MANIFEST, "manifest").await?;
-    let digest = sha256(&bytes);
+    let digest = crate::image::layers::digest(&bytes);
     if reference.starts_with("sha256:") && digest != reference {
         return Err(RegistryError::Verification(format!(
             "manifest verification failed for digest {reference}"

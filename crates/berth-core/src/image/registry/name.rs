@@ -134,8 +134,20 @@ impl fmt::Display for RemoteReference {
 /// `sha256:<64 lowercase hex>`, or `None`.
 pub fn parse_digest(text: &str) -> Option<String> {
     let hex = text.strip_prefix("sha256:")?;
-    let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    ok.then(|| text.to_string())
+    is_sha256_hex(hex).then(|| text.to_string())
+}
+
+/// Whether `hex` is the 64 lower-case hex digits of a sha256.
+pub fn is_sha256_hex(hex: &str) -> bool {
+    hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Whether an image name carries its own `:tag` (a colon after its last
+/// slash; one before it is a registry port).
+pub fn names_a_tag(name: &str) -> bool {
+    name.rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'))
 }
 
 /// Splits `repo` into registry domain and path as the reference library
@@ -165,6 +177,14 @@ fn split_domain(repo: &str) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_is_a_colon_after_the_last_slash() {
+        assert!(names_a_tag("app:1"));
+        assert!(names_a_tag("127.0.0.1:5000/app:1"));
+        assert!(!names_a_tag("127.0.0.1:5000/app"));
+        assert!(!names_a_tag("team/app"));
+    }
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -126,7 +126,7 @@ impl ImageService {
         resolved: &Resolved,
         layers: Vec<(String, i64)>,
     ) -> Result<(ImageRecord, bool), RegistryError> {
-        let id = manifest::sha256(&resolved.config_bytes);
+        let id = crate::image::layers::digest(&resolved.config_bytes);
         let tags: Vec<String> = reference
             .local_tag()
             .iter()
@@ -174,7 +174,7 @@ impl ImageService {
         let diff_ids = &resolved.config.rootfs.diff_ids;
         let scratch = Arc::new(self.layers.scratch_dir()?);
         // An image already here is up to date: dockerd shows no layers.
-        let id = manifest::sha256(&resolved.config_bytes);
+        let id = crate::image::layers::digest(&resolved.config_bytes);
         if let Some(image) = self.store.get_image(&id)? {
             if self.layer_paths(&image).iter().all(|p| p.is_dir()) {
                 return Ok(image.layers);
@@ -495,7 +495,7 @@ pub(super) async fn fetch_config(
     );
     let response = session.get(&url, "*/*").await?;
     let bytes = super::session::read_capped(response, manifest::MAX_CONFIG, "image config").await?;
-    if manifest::sha256(&bytes) != desc.digest {
+    if crate::image::layers::digest(&bytes) != desc.digest {
         return Err(RegistryError::Verification(format!(
             "image config verification failed for digest {}",
             desc.digest

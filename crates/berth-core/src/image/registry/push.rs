@@ -146,7 +146,7 @@ impl ImageService {
             .await?;
         push_config(session, image).await?;
         let (body, media_type) = manifest_for(image, &uploads)?;
-        let digest = manifest::sha256(&body);
+        let digest = crate::image::layers::digest(&body);
         let size = body.len() as u64;
         let target = reference.with_target(Target::Tag(tag.to_string()));
         let content_type = media_type
@@ -250,10 +250,7 @@ async fn upload_layer(
         match upload_once(session, upload, mounts, progress).await {
             Err(RegistryError::Server(why)) if attempt < UPLOAD_ATTEMPTS => {
                 tracing::info!(layer = %upload.diff_id, attempt, error = %why, "upload failed; retrying");
-                for left in (1..=5 * attempt).rev() {
-                    layer(progress, &upload.diff_id, LayerState::Retrying(left));
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
+                super::download::count_down(progress, &upload.diff_id, 5 * attempt).await;
                 attempt += 1;
             }
             other => return other,
