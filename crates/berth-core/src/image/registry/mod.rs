@@ -65,11 +65,6 @@ impl Default for RegistryConfig {
 }
 
 impl RegistryConfig {
-    /// Whether `host` is spoken to without certificate checks.
-    pub fn is_insecure(&self, host: &str) -> bool {
-        transport::host_is_insecure(&self.insecure, host)
-    }
-
     /// The hosts of the mirror URLs, and those of them given as `http://`.
     pub fn mirror_hosts(&self) -> Vec<(String, bool)> {
         self.mirrors

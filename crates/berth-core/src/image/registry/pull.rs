@@ -44,6 +44,8 @@ pub struct Pulled {
 /// The manifest of the chosen platform and the image config it names.
 struct Resolved {
     top_digest: String,
+    /// The image ID: the digest of `config_bytes`.
+    image_id: String,
     doc: ManifestDoc,
     config_bytes: Vec<u8>,
     config: ImageConfig,
@@ -126,7 +128,7 @@ impl ImageService {
         resolved: &Resolved,
         layers: Vec<(String, i64)>,
     ) -> Result<(ImageRecord, bool), RegistryError> {
-        let id = crate::image::layers::digest(&resolved.config_bytes);
+        let id = resolved.image_id.clone();
         let tags: Vec<String> = reference
             .local_tag()
             .iter()
@@ -174,8 +176,7 @@ impl ImageService {
         let diff_ids = &resolved.config.rootfs.diff_ids;
         let scratch = Arc::new(self.layers.scratch_dir()?);
         // An image already here is up to date: dockerd shows no layers.
-        let id = crate::image::layers::digest(&resolved.config_bytes);
-        if let Some(image) = self.store.get_image(&id)? {
+        if let Some(image) = self.store.get_image(&resolved.image_id)? {
             if self.layer_paths(&image).iter().all(|p| p.is_dir()) {
                 return Ok(image.layers);
             }
@@ -402,7 +403,7 @@ async fn resolve(
     let top = manifest::fetch(session, &target)
         .await
         .map_err(|e| manifest_error(e, reference))?;
-    let (fetched, doc) = choose_platform(session, &top, want).await?;
+    let doc = choose_platform(session, &top, want).await?;
     let config_desc = doc
         .config
         .clone()
@@ -418,9 +419,9 @@ async fn resolve(
             doc.layers.len()
         )));
     }
-    let _ = fetched;
     Ok(Resolved {
         top_digest: top.digest,
+        image_id: crate::image::layers::digest(&config_bytes),
         doc,
         config_bytes,
         config,
@@ -453,10 +454,10 @@ async fn choose_platform(
     session: &Session,
     top: &Fetched,
     want: &Platform,
-) -> Result<(Fetched, ManifestDoc), RegistryError> {
+) -> Result<ManifestDoc, RegistryError> {
     let doc = top.parse()?;
     if !top.is_index(&doc) {
-        return Ok((top.clone(), doc));
+        return Ok(doc);
     }
     let entry = manifest::choose(&doc, want)?;
     if super::name::parse_digest(&entry.digest).is_none() {
@@ -472,7 +473,7 @@ async fn choose_platform(
             "nested indexes are not supported".into(),
         ));
     }
-    Ok((fetched, inner))
+    Ok(inner)
 }
 
 /// The image config blob, capped and checked against its digest.
