@@ -32,7 +32,6 @@ mod system;
 mod tar_stream;
 mod task_stream;
 mod types;
-pub mod units;
 pub mod version;
 mod volume_archive;
 mod volumes;

@@ -3,9 +3,8 @@
 //! (`JSONProgress.String()` at its default width).
 
 use berth_core::image::registry::{LayerState, ProgressEvent};
+use berth_core::sys::units::human_size;
 use serde_json::{json, Value};
-
-use crate::units::human_size;
 
 /// The message for one event.
 pub fn render(event: &ProgressEvent) -> Value {

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-pub use berth_api::units::{human_size, human_size_with_precision};
+pub use berth_core::sys::units::{human_size, human_size_with_precision};
 
 /// Renders rows as docker's tabwriter: every column but the last padded to
 /// max(10, widest + 3).
