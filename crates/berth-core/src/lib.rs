@@ -11,6 +11,7 @@ pub mod container;
 pub mod driver;
 pub mod error;
 pub mod events;
+pub mod failpoint;
 pub mod image;
 pub mod locks;
 pub mod network;

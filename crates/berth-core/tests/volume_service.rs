@@ -295,11 +295,15 @@ fn reconcile_repairs_interrupted_and_foreign_state() {
         let svc = service_at(dir.path());
         svc.reconcile().unwrap();
         svc.create(named("lost")).unwrap();
+        svc.mark_populated("lost").unwrap();
+        svc.create(named("fresh")).unwrap();
         svc.create(named("gone")).unwrap();
     }
-    // Simulate: lost's folder deleted by hand, a folder restored by hand,
-    // and rows left mid-create and mid-remove by a crash.
+    // Simulate: lost's folder (a volume a container used) deleted by hand,
+    // fresh's never made (a crash just after its row committed), a folder
+    // restored by hand, and rows left mid-create and mid-remove by a crash.
     std::fs::remove_dir_all(dir.path().join("volumes/lost")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("volumes/fresh")).unwrap();
     std::fs::create_dir_all(dir.path().join("volumes/restored/_data")).unwrap();
     std::fs::create_dir_all(dir.path().join("volumes/bad name/_data")).unwrap();
     let conn = simulate_crash_leftovers(dir.path());
@@ -307,11 +311,12 @@ fn reconcile_repairs_interrupted_and_foreign_state() {
     let svc = service_at(dir.path());
     let report = svc.reconcile().unwrap();
     assert_eq!(report.recreated, ["lost"]);
+    assert_eq!(report.made, ["fresh"]);
     assert_eq!(report.adopted, ["restored"]);
     assert_eq!(report.rolled_back, ["half"]);
     assert_eq!(report.finished_removals, ["gone"]);
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
-    assert_eq!(names(&svc, &Filters::new()), ["lost", "restored"]);
+    assert_eq!(names(&svc, &Filters::new()), ["fresh", "lost", "restored"]);
     assert!(!dir.path().join("volumes/gone").exists());
     assert!(!dir.path().join("volumes/half").exists());
     assert!(
@@ -328,6 +333,7 @@ fn simulate_crash_leftovers(root: &Path) -> Store {
     store
         .insert_volume(&berth_core::store::VolumeRecord {
             name: "half".into(),
+            uid: berth_core::store::VolumeRecord::new_uid(),
             driver: "local".into(),
             created_at: 0,
             state: berth_core::store::VolumeState::Creating,
@@ -344,27 +350,28 @@ fn simulate_crash_leftovers(root: &Path) -> Store {
 
 #[test]
 fn concurrent_prune_is_a_conflict() {
-    const N: usize = 400;
+    const N: usize = 2000;
     let fx = Arc::new(fixture());
     for _ in 0..N {
         fx.svc.create(CreateRequest::default()).unwrap();
     }
-    let other = fx.clone();
-    let first = std::thread::spawn(move || other.svc.prune(&Filters::new()));
-    // Wait until the first prune is visibly half-way, then prune again.
-    let second = loop {
-        let left = fx.svc.list(&Filters::new()).unwrap().len();
-        if left < N && left > N / 4 {
-            break Some(fx.svc.prune(&Filters::new()));
-        }
-        if first.is_finished() {
-            break None;
-        }
+    // Two prunes let go at once: one removes everything, the other, which
+    // starts while the first holds the flag, is refused.
+    let start = Arc::new(std::sync::Barrier::new(2));
+    let (other, other_start) = (fx.clone(), start.clone());
+    let first = std::thread::spawn(move || {
+        other_start.wait();
+        other.svc.prune(&Filters::new())
+    });
+    start.wait();
+    let second = fx.svc.prune(&Filters::new());
+    let first = first.join().unwrap();
+    let (won, lost) = match (first, second) {
+        (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+        other => panic!("want one prune and one conflict, got {other:?}"),
     };
-    let first = first.join().unwrap().unwrap();
-    let second = second.expect("first prune finished before a second could start");
-    assert_eq!(second.unwrap_err().kind(), ErrorKind::Conflict);
-    assert_eq!(first.deleted.len(), N);
+    assert_eq!(lost.kind(), ErrorKind::Conflict);
+    assert_eq!(won.deleted.len(), N);
     assert!(fx.svc.list(&Filters::new()).unwrap().is_empty());
 }
 
@@ -687,4 +694,71 @@ fn operation_mounts_publish_no_container_events() {
             ("unmount".into(), "ctr1".into())
         ]
     );
+}
+
+/// The uid the store holds for `name` (read with a second connection, as
+/// a crash test would read the file).
+fn uid_of(root: &Path, name: &str) -> String {
+    let conn = rusqlite::Connection::open(root.join("berth.db")).unwrap();
+    conn.query_row("SELECT uid FROM volumes WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
+#[test]
+fn start_up_undoes_an_uncommitted_remove_and_finishes_a_committed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let svc = service_at(dir.path());
+        svc.reconcile().unwrap();
+        svc.create(named("kept")).unwrap();
+        std::fs::write(dir.path().join("volumes/kept/_data/f"), b"data").unwrap();
+    }
+    // A crash after the storage went to the trash, before the delete
+    // committed; and the trash of a remove that did commit.
+    let trash = dir.path().join("volumes/.trash");
+    std::fs::create_dir_all(&trash).unwrap();
+    let uid = uid_of(dir.path(), "kept");
+    std::fs::rename(dir.path().join("volumes/kept"), trash.join(&uid)).unwrap();
+    std::fs::create_dir_all(trash.join("0123abcd/_data/deep")).unwrap();
+    std::fs::write(trash.join("0123abcd/_data/deep/f"), b"old").unwrap();
+    let svc = service_at(dir.path());
+    let report = svc.reconcile().unwrap();
+    assert_eq!(report.removes_undone, ["kept"]);
+    assert_eq!(report.trash_destroyed, 1);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let data = std::fs::read(dir.path().join("volumes/kept/_data/f")).unwrap();
+    assert_eq!(data, b"data");
+    assert_eq!(names(&svc, &Filters::new()), ["kept"]);
+    wait_until_gone(&trash.join("0123abcd"));
+}
+
+#[test]
+fn remove_goes_through_the_trash_and_a_new_volume_of_the_name_is_new() {
+    let f = fixture();
+    f.svc.create(named("vol")).unwrap();
+    std::fs::write(f.dir.path().join("volumes/vol/_data/f"), b"1").unwrap();
+    let first_uid = uid_of(f.dir.path(), "vol");
+    assert!(f.svc.remove("vol", false).unwrap());
+    assert!(!f.dir.path().join("volumes/vol").exists());
+    f.svc.create(named("vol")).unwrap();
+    assert_ne!(uid_of(f.dir.path(), "vol"), first_uid);
+    let listed = std::fs::read_dir(f.dir.path().join("volumes/vol/_data")).unwrap();
+    assert_eq!(listed.count(), 0, "the new volume starts empty");
+    wait_until_gone(&f.dir.path().join("volumes/.trash").join(first_uid));
+    // The store's in-memory rows and the database agree after a reopen.
+    let before = f.svc.list(&Filters::new()).unwrap();
+    let again = service_at(f.dir.path());
+    assert_eq!(again.list(&Filters::new()).unwrap(), before);
+}
+
+fn wait_until_gone(path: &Path) {
+    for _ in 0..500 {
+        if !path.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{} was never destroyed", path.display());
 }

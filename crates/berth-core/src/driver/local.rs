@@ -2,12 +2,22 @@
 //! `<root>/volumes/<name>/_data`; with `type`/`device`/`o` options a
 //! filesystem is mounted there at the first mount id and unmounted at the
 //! last, so a tmpfs volume is empty at each first use (Docker's behaviour).
+//!
+//! Durability: the volume's row is the durable record (see the service).
+//! A create makes its two folders without syncing them; the folders are
+//! synced at the volume's first mount, before anything can write into it,
+//! and start-up syncs the whole filesystem once, so a volume that ever held
+//! data has durable folders, and one that never did is made again from its
+//! row if a power cut took its folders. A remove renames the volume's
+//! folder into `.trash/<uid>` and the service destroys it after the delete
+//! has committed.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::local_opts::{self, LocalMount};
 use super::mount_ids::MountIds;
-use super::{DriverError, DriverOptions, DriverVolume, VolumeDriver};
+use super::{DriverError, DriverOptions, DriverVolume, Trash, VolumeDriver};
 use crate::sys::mount;
 use crate::sys::remove_tree::remove_tree_same_fs;
 
@@ -18,7 +28,13 @@ pub struct LocalDriver {
     /// Active mount ids per volume; the service's per-name lock orders
     /// calls for one volume.
     active: MountIds,
+    /// Volumes created by this process whose folders are not synced yet.
+    unsynced: parking_lot::Mutex<HashSet<String>>,
 }
+
+/// The folder under `volumes/` that removed volumes wait in, by uid, until
+/// they are destroyed. Its name is no valid volume name.
+pub const TRASH_DIR: &str = ".trash";
 
 impl LocalDriver {
     /// A driver keeping its volumes under `volumes_dir` (which must exist).
@@ -26,7 +42,24 @@ impl LocalDriver {
         LocalDriver {
             volumes_dir: volumes_dir.to_path_buf(),
             active: MountIds::default(),
+            unsynced: Default::default(),
         }
+    }
+
+    fn trash_dir(&self) -> PathBuf {
+        self.volumes_dir.join(TRASH_DIR)
+    }
+
+    /// Syncs the folders of a volume this process created, once: `_data`'s
+    /// entry lives in the volume folder, the volume folder's in `volumes/`.
+    fn make_durable(&self, name: &str) -> Result<(), DriverError> {
+        if !self.unsynced.lock().contains(name) {
+            return Ok(());
+        }
+        sync_dir(&self.volume_dir(name))?;
+        sync_dir(&self.volumes_dir)?;
+        self.unsynced.lock().remove(name);
+        Ok(())
     }
 
     fn volume_dir(&self, name: &str) -> PathBuf {
@@ -84,8 +117,9 @@ impl VolumeDriver for LocalDriver {
         if data.is_dir() {
             return Ok(false);
         }
-        create_dir_durable(&self.volume_dir(name), &self.volumes_dir)?;
-        create_dir_durable(&data, &self.volume_dir(name))?;
+        create_dir_if_missing(&self.volume_dir(name))?;
+        create_dir_if_missing(&data)?;
+        self.unsynced.lock().insert(name.to_string());
         Ok(true)
     }
 
@@ -96,12 +130,14 @@ impl VolumeDriver for LocalDriver {
                 .map_err(|e| DriverError::io(format!("unmounting {}", data.display()), e))?;
         }
         self.active.forget(name);
+        self.unsynced.lock().remove(name);
         let dir = self.volume_dir(name);
         remove_tree_same_fs(&dir)
             .map_err(|e| DriverError::io(format!("removing {}", dir.display()), e))
     }
 
     fn rename(&self, old: &str, new: &str) -> Result<(), DriverError> {
+        self.make_durable(old)?;
         super::rename_durable(&self.volume_dir(old), &self.volume_dir(new))
     }
 
@@ -114,6 +150,7 @@ impl VolumeDriver for LocalDriver {
         if !data.is_dir() {
             return Err(DriverError::NoSuchVolume);
         }
+        self.make_durable(name)?;
         if self.active.is_unheld(name) {
             if let Some(spec) = local_opts::parse(options)? {
                 self.mount_fs(&spec, &data)?;
@@ -148,6 +185,9 @@ impl VolumeDriver for LocalDriver {
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name == TRASH_DIR {
+                continue;
+            }
             if entry.path().is_dir() {
                 out.push(DriverVolume {
                     mountpoint: self.data_dir(&name),
@@ -158,19 +198,92 @@ impl VolumeDriver for LocalDriver {
         }
         Ok(out)
     }
+
+    fn mountpoint(&self, name: &str) -> Option<PathBuf> {
+        Some(self.data_dir(name))
+    }
+
+    fn storage_from_row(&self) -> bool {
+        true
+    }
+
+    fn trash(&self) -> Option<&dyn Trash> {
+        Some(self)
+    }
+
+    fn after_reconcile(&self) {
+        // Folders made before a crash but never synced (the daemon died
+        // before their first mount) become durable before anything uses
+        // them: one syncfs, not one fsync per volume.
+        if let Err(e) = crate::sys::sync_filesystem(&self.volumes_dir) {
+            tracing::warn!(error = %e, "could not sync the volumes' filesystem");
+        }
+    }
 }
 
-/// Creates `dir` (0755) and fsyncs `parent`, so an acknowledged volume's
-/// folder survives a power loss, not just a killed daemon.
-fn create_dir_durable(dir: &Path, parent: &Path) -> Result<(), DriverError> {
-    match std::fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(DriverError::io(format!("creating {}", dir.display()), e)),
+impl Trash for LocalDriver {
+    fn retire(&self, name: &str, uid: &str) -> Result<bool, DriverError> {
+        let dir = self.volume_dir(name);
+        if !dir.is_dir() {
+            return Ok(false);
+        }
+        let data = self.data_dir(name);
+        if mount::is_mounted(&data) {
+            mount::unmount_when_free(&data)
+                .map_err(|e| DriverError::io(format!("unmounting {}", data.display()), e))?;
+        }
+        create_dir_if_missing(&self.trash_dir())?;
+        let to = self.trash_dir().join(uid);
+        super::rename_noreplace(&dir, &to).map_err(|e| {
+            DriverError::io(format!("moving {} to {}", dir.display(), to.display()), e)
+        })?;
+        self.active.forget(name);
+        self.unsynced.lock().remove(name);
+        Ok(true)
     }
-    std::fs::File::open(parent)
+
+    fn restore(&self, uid: &str, name: &str) -> Result<(), DriverError> {
+        let (from, to) = (self.trash_dir().join(uid), self.volume_dir(name));
+        super::rename_noreplace(&from, &to).map_err(|e| {
+            DriverError::io(
+                format!("moving {} back to {}", from.display(), to.display()),
+                e,
+            )
+        })
+    }
+
+    fn retired(&self) -> Result<Vec<String>, DriverError> {
+        let trash = self.trash_dir();
+        match std::fs::read_dir(&trash) {
+            Ok(entries) => Ok(entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(DriverError::io(format!("listing {}", trash.display()), e)),
+        }
+    }
+
+    fn destroy(&self, uid: &str) -> Result<bool, DriverError> {
+        let dir = self.trash_dir().join(uid);
+        remove_tree_same_fs(&dir)
+            .map_err(|e| DriverError::io(format!("removing {}", dir.display()), e))
+    }
+}
+
+/// Creates `dir` (0755) unless it exists. Not synced: see the module doc.
+fn create_dir_if_missing(dir: &Path) -> Result<(), DriverError> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(DriverError::io(format!("creating {}", dir.display()), e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), DriverError> {
+    std::fs::File::open(dir)
         .and_then(|f| f.sync_all())
-        .map_err(|e| DriverError::io(format!("syncing {}", parent.display()), e))
+        .map_err(|e| DriverError::io(format!("syncing {}", dir.display()), e))
 }
 
 #[cfg(test)]

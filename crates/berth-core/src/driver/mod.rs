@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::DriverError;
+pub use local::TRASH_DIR;
 
 /// Options given to a driver at create, as `-o key=value` pairs.
 pub type DriverOptions = BTreeMap<String, String>;
@@ -157,6 +158,52 @@ pub trait VolumeDriver: Send + Sync {
     fn extended(&self) -> Option<&dyn ExtendedDriver> {
         None
     }
+
+    /// Where a volume the service knows to exist is reached, without
+    /// touching storage if the driver can tell (list answers thousands).
+    fn mountpoint(&self, name: &str) -> Option<PathBuf> {
+        self.path(name).ok().flatten()
+    }
+
+    /// Whether this driver's storage can be made from the row alone: its
+    /// `create` is cheap, leaves nothing a crash would have to undo, and
+    /// start-up may make it again for a ready row that lacks it. The
+    /// service then records the row ready before it makes the storage (one
+    /// durable commit per create); otherwise it records `creating` first
+    /// and `ready` after.
+    fn storage_from_row(&self) -> bool {
+        false
+    }
+
+    /// Moving storage aside, for removes that commit once; `None` if the
+    /// driver cannot (its removes record `removing` first).
+    fn trash(&self) -> Option<&dyn Trash> {
+        None
+    }
+}
+
+/// Storage a remove moves aside before the row is deleted, destroyed once
+/// the delete has committed. The service names it by the volume's uid, so
+/// start-up can tell a remove that committed (no row has that uid: destroy)
+/// from one that did not (the row is still there: put the storage back).
+/// Each step is a rename, not made durable by itself: the commit that
+/// follows it forces the filesystem's journal, which holds the rename.
+pub trait Trash: Send + Sync {
+    /// Moves `name`'s storage aside under `uid`, unmounting it first.
+    /// `Ok(false)` if `name` has no storage. Fails, moving nothing, if the
+    /// storage cannot be moved (then the caller removes it in place).
+    fn retire(&self, name: &str, uid: &str) -> Result<bool, DriverError>;
+
+    /// Puts the storage retired under `uid` back as `name` (its remove did
+    /// not commit). Fails, changing nothing, if `name` has storage.
+    fn restore(&self, uid: &str, name: &str) -> Result<(), DriverError>;
+
+    /// The uids of storage retired and not yet destroyed.
+    fn retired(&self) -> Result<Vec<String>, DriverError>;
+
+    /// Destroys what was retired under `uid`, however far an earlier,
+    /// interrupted destroy got. Idempotent: `Ok(false)` if nothing is left.
+    fn destroy(&self, uid: &str) -> Result<bool, DriverError>;
 }
 
 /// A driver's storage pool as it stands.
@@ -310,7 +357,7 @@ pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<(), DriverError> 
 }
 
 /// `rename(2)` that fails with `AlreadyExists` instead of replacing `to`.
-fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = |p: &Path| {
         std::ffi::CString::new(p.as_os_str().as_bytes())

@@ -4,7 +4,10 @@
 //!
 //! Every metadata change is one transaction. The connection sits behind a
 //! mutex that is held only for the duration of one statement group, never
-//! across driver I/O.
+//! across driver I/O. Volume creates and removes go through the group
+//! commit [`writer`], which shares one durable commit among every write
+//! queued at that moment; volume rows are also held in memory
+//! ([`volume_index`]) so inspect and list run no query.
 
 mod containers;
 mod endpoints;
@@ -12,11 +15,14 @@ mod images;
 mod networks;
 mod renames;
 mod schema;
+mod volume_index;
 mod volumes;
+mod writer;
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Arc;
 
+use parking_lot::{Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub use endpoints::EndpointInsert;
@@ -34,12 +40,18 @@ pub enum StoreError {
     Io(std::io::Error),
     #[error("metadata database: corrupt row for volume {name:?}: {detail}")]
     CorruptRow { name: String, detail: String },
+    /// A group commit failed (the message of the SQLite error, shared by
+    /// every write of the batch).
+    #[error("metadata database commit: {0}")]
+    Commit(String),
 }
 
 /// Handle to the metadata database.
 #[derive(Debug)]
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    writer: writer::Writer,
+    volumes: volume_index::VolumeIndex,
 }
 
 impl Store {
@@ -52,10 +64,12 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // The page cache SQLite keeps per connection: the working set is
+        // small (rows are also held in the volume index), the default 2 MiB
+        // only adds to the daemon's resident memory.
+        conn.pragma_update(None, "cache_size", -512)?;
         schema::migrate(&mut conn)?;
-        Ok(Store {
-            conn: Mutex::new(conn),
-        })
+        Self::over(conn)
     }
 
     /// Opens a private in-memory database (unit tests of pure logic).
@@ -63,8 +77,18 @@ impl Store {
         let mut conn = Connection::open_in_memory()?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         schema::migrate(&mut conn)?;
+        Self::over(conn)
+    }
+
+    /// The store over a migrated connection: its index loaded, its writer
+    /// started.
+    fn over(conn: Connection) -> Result<Self, StoreError> {
+        let records = volumes::load_volumes(&conn)?;
+        let conn = Arc::new(Mutex::new(conn));
         Ok(Store {
-            conn: Mutex::new(conn),
+            writer: writer::Writer::start(conn.clone())?,
+            volumes: volume_index::VolumeIndex::from_records(records),
+            conn,
         })
     }
 
@@ -77,8 +101,9 @@ impl Store {
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half transaction
-        // behind (rusqlite rolls back on drop), so poisoning is harmless.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        // behind (rusqlite rolls back on drop), so a lock without poisoning
+        // is right.
+        self.conn.lock()
     }
 }
 

@@ -39,6 +39,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        // The uid is unique: the new row takes it once the old one is gone.
+        let uid: String = tx.query_row(
+            "SELECT uid FROM volumes WHERE name = ?1",
+            params![volume],
+            |r| r.get(0),
+        )?;
         tx.execute(
             "INSERT INTO volumes (name, driver, created_at, state)
              SELECT ?2, driver, created_at, state FROM volumes WHERE name = ?1",
@@ -65,8 +71,13 @@ impl Store {
         )?;
         // The journal row and the old children go with the old row (cascade).
         tx.execute("DELETE FROM volumes WHERE name = ?1", params![volume])?;
+        tx.execute(
+            "UPDATE volumes SET uid = ?2 WHERE name = ?1",
+            params![target, uid],
+        )?;
         tx.commit()?;
-        Ok(())
+        self.reindex_volume(&conn, volume)?;
+        self.reindex_volume(&conn, target)
     }
 
     /// Renames cut short by a crash: `(volume, target)`.

@@ -134,6 +134,14 @@ const MIGRATIONS: &[&str] = &[
         image_id  TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
     ) STRICT;
     "#,
+    // 9: a volume's uid, unique for the life of one volume (a name can be
+    // reused, a uid never): a remove moves the storage aside under the
+    // uid before it commits, so start-up knows which row it belonged to.
+    r#"
+    ALTER TABLE volumes ADD COLUMN uid TEXT;
+    UPDATE volumes SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
+    CREATE UNIQUE INDEX volumes_uid ON volumes(uid);
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -2,6 +2,7 @@
 //! holders (container references) and active mount ids.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -39,6 +40,9 @@ impl VolumeState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeRecord {
     pub name: String,
+    /// Unique for the life of this one volume, never reused (names are):
+    /// storage a remove moved aside is named by it.
+    pub uid: String,
     pub driver: String,
     /// Seconds since the Unix epoch.
     pub created_at: i64,
@@ -47,24 +51,21 @@ pub struct VolumeRecord {
     pub options: BTreeMap<String, String>,
 }
 
+impl VolumeRecord {
+    /// A fresh uid: 128 random bits in hex.
+    pub fn new_uid() -> String {
+        hex::encode(rand::random::<[u8; 16]>())
+    }
+}
+
 impl Store {
     /// Inserts a new volume row with its labels and options in one
-    /// transaction. Fails (constraint error) if the name exists.
+    /// transaction, through the group commit. Fails (constraint error) if
+    /// the name exists.
     pub fn insert_volume(&self, record: &VolumeRecord) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO volumes (name, driver, created_at, state) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                record.name,
-                record.driver,
-                record.created_at,
-                record.state.as_str()
-            ],
-        )?;
-        insert_pairs(&tx, "volume_labels", &record.name, &record.labels)?;
-        insert_pairs(&tx, "volume_options", &record.name, &record.options)?;
-        tx.commit()?;
+        let row = record.clone();
+        self.writer.write(move |conn| insert_row(conn, &row))?;
+        self.volumes.put(record.clone());
         Ok(())
     }
 
@@ -80,13 +81,9 @@ impl Store {
             "DELETE FROM volume_labels WHERE volume = ?1",
             params![volume],
         )?;
-        for (key, value) in labels {
-            tx.execute(
-                "INSERT INTO volume_labels (volume, key, value) VALUES (?1, ?2, ?3)",
-                params![volume, key, value],
-            )?;
-        }
+        insert_pairs(&tx, "volume_labels", volume, labels)?;
         tx.commit()?;
+        self.volumes.update(volume, |r| r.labels = labels.clone());
         Ok(())
     }
 
@@ -96,17 +93,36 @@ impl Store {
             "UPDATE volumes SET state = ?2 WHERE name = ?1 AND state != ?2",
             params![name, state.as_str()],
         )?;
+        self.volumes.update(name, |r| r.state = state);
         Ok(n > 0)
     }
 
-    /// Deletes a volume row with its labels and options. Refs and mounts
-    /// must already be gone (the foreign keys refuse otherwise). Returns
-    /// whether a row was deleted.
+    /// Deletes a volume row with its labels and options, through the group
+    /// commit. Refs and mounts must already be gone (the foreign keys
+    /// refuse otherwise). Returns whether a row was deleted.
     pub fn delete_volume(&self, name: &str) -> Result<bool, StoreError> {
-        let n = self
-            .conn()
-            .execute("DELETE FROM volumes WHERE name = ?1", params![name])?;
+        let owned = name.to_string();
+        let n = self.writer.write(move |conn| {
+            Ok(conn.execute("DELETE FROM volumes WHERE name = ?1", params![owned])?)
+        })?;
+        self.volumes.remove(name);
         Ok(n > 0)
+    }
+
+    /// Deletes many volume rows in one transaction (prune): all or none.
+    /// Returns how many rows were deleted.
+    pub fn delete_volumes(&self, names: &[String]) -> Result<usize, StoreError> {
+        let owned = names.to_vec();
+        let n = self.writer.write(move |conn| {
+            let mut stmt = conn.prepare_cached("DELETE FROM volumes WHERE name = ?1")?;
+            let mut deleted = 0;
+            for name in &owned {
+                deleted += stmt.execute(params![name])?;
+            }
+            Ok(deleted)
+        })?;
+        self.volumes.remove_all(names);
+        Ok(n)
     }
 
     /// Like [`Store::delete_volume`], but first drops the volume's mount ids
@@ -117,52 +133,50 @@ impl Store {
         tx.execute("DELETE FROM volume_mounts WHERE volume = ?1", params![name])?;
         let n = tx.execute("DELETE FROM volumes WHERE name = ?1", params![name])?;
         tx.commit()?;
+        self.volumes.remove(name);
         Ok(n > 0)
     }
 
-    /// One volume, in whatever state it is.
+    /// One volume, in whatever state it is (from memory: no query).
     pub fn get_volume(&self, name: &str) -> Result<Option<VolumeRecord>, StoreError> {
-        let conn = self.conn();
-        let row = conn
-            .query_row(
-                "SELECT name, driver, created_at, state FROM volumes WHERE name = ?1",
-                params![name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?)),
-            )
-            .optional()?;
-        let Some((name, driver, created_at, state)) = row else {
-            return Ok(None);
-        };
-        let mut record = make_record(name, driver, created_at, &state)?;
-        record.labels = read_pairs(&conn, "volume_labels", Some(&record.name))?
-            .remove(&record.name)
-            .unwrap_or_default();
-        record.options = read_pairs(&conn, "volume_options", Some(&record.name))?
-            .remove(&record.name)
-            .unwrap_or_default();
-        Ok(Some(record))
+        Ok(self.volumes.get(name).map(|r| r.as_ref().clone()))
     }
 
-    /// Every volume row, in all states, ordered by name. Three queries in
-    /// all, whatever the count.
+    /// The volume whose uid is `uid`, in whatever state it is.
+    pub fn volume_by_uid(&self, uid: &str) -> Option<VolumeRecord> {
+        self.volumes.by_uid(uid).map(|r| r.as_ref().clone())
+    }
+
+    /// Every volume row, in all states, ordered by name (copies).
     pub fn list_volumes(&self) -> Result<Vec<VolumeRecord>, StoreError> {
-        let conn = self.conn();
-        let mut labels = read_pairs(&conn, "volume_labels", None)?;
-        let mut options = read_pairs(&conn, "volume_options", None)?;
-        let mut stmt =
-            conn.prepare("SELECT name, driver, created_at, state FROM volumes ORDER BY name")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (name, driver, created_at, state) = row?;
-            let mut record = make_record(name, driver, created_at, &state)?;
-            record.labels = labels.remove(&record.name).unwrap_or_default();
-            record.options = options.remove(&record.name).unwrap_or_default();
-            out.push(record);
+        Ok(self
+            .volumes
+            .all()
+            .into_iter()
+            .map(|r| r.as_ref().clone())
+            .collect())
+    }
+
+    /// Every volume row, ordered by name, shared with the index (no copy
+    /// of names, labels or options).
+    pub fn volumes(&self) -> Vec<Arc<VolumeRecord>> {
+        self.volumes.all()
+    }
+
+    /// How many volume rows there are.
+    pub fn volume_count(&self) -> usize {
+        self.volumes.len()
+    }
+
+    /// Re-reads `name`'s row into the index (after a write made by SQL the
+    /// index cannot mirror field by field, such as a rename). Takes the
+    /// connection the write used, still locked.
+    pub(super) fn reindex_volume(&self, conn: &Connection, name: &str) -> Result<(), StoreError> {
+        match read_volume(conn, name)? {
+            Some(record) => self.volumes.put(record),
+            None => self.volumes.remove(name),
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Records that `holder` uses volume `name`. Returns whether it was new.
@@ -211,6 +225,10 @@ impl Store {
             "INSERT OR REPLACE INTO volume_options (volume, key, value) VALUES (?1, ?2, ?3)",
             params![name, key, value],
         )?;
+        let (key, value) = (key.to_string(), value.to_string());
+        self.volumes.update(name, |r| {
+            r.options.insert(key, value);
+        });
         Ok(())
     }
 
@@ -282,18 +300,77 @@ impl Store {
     }
 }
 
-fn make_record(
-    name: String,
-    driver: String,
-    created_at: i64,
-    state: &str,
-) -> Result<VolumeRecord, StoreError> {
-    let state = VolumeState::parse(state).ok_or_else(|| StoreError::CorruptRow {
+/// Inserts one row with its labels and options (inside a transaction).
+fn insert_row(conn: &Connection, record: &VolumeRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO volumes (name, uid, driver, created_at, state) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        record.name,
+        record.uid,
+        record.driver,
+        record.created_at,
+        record.state.as_str()
+    ])?;
+    insert_pairs(conn, "volume_labels", &record.name, &record.labels)?;
+    insert_pairs(conn, "volume_options", &record.name, &record.options)?;
+    Ok(())
+}
+
+const ROW_COLUMNS: &str = "SELECT name, uid, driver, created_at, state FROM volumes";
+
+type RawRow = (String, Option<String>, String, i64, String);
+
+fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+/// One volume row with its labels and options, read from the database.
+fn read_volume(conn: &Connection, name: &str) -> Result<Option<VolumeRecord>, StoreError> {
+    let sql = format!("{ROW_COLUMNS} WHERE name = ?1");
+    let Some(row) = conn.query_row(&sql, params![name], raw_row).optional()? else {
+        return Ok(None);
+    };
+    let mut record = make_record(row)?;
+    record.labels = read_pairs(conn, "volume_labels", Some(name))?
+        .remove(name)
+        .unwrap_or_default();
+    record.options = read_pairs(conn, "volume_options", Some(name))?
+        .remove(name)
+        .unwrap_or_default();
+    Ok(Some(record))
+}
+
+/// Every volume row, in all states, ordered by name: three queries in all,
+/// whatever the count (the index is loaded from it at open).
+pub(super) fn load_volumes(conn: &Connection) -> Result<Vec<VolumeRecord>, StoreError> {
+    let mut labels = read_pairs(conn, "volume_labels", None)?;
+    let mut options = read_pairs(conn, "volume_options", None)?;
+    let mut stmt = conn.prepare(&format!("{ROW_COLUMNS} ORDER BY name"))?;
+    let mut out = Vec::new();
+    for row in stmt.query_map([], raw_row)? {
+        let mut record = make_record(row?)?;
+        record.labels = labels.remove(&record.name).unwrap_or_default();
+        record.options = options.remove(&record.name).unwrap_or_default();
+        out.push(record);
+    }
+    Ok(out)
+}
+
+fn make_record((name, uid, driver, created_at, state): RawRow) -> Result<VolumeRecord, StoreError> {
+    let Some(uid) = uid else {
+        return Err(StoreError::CorruptRow {
+            name,
+            detail: "no uid".into(),
+        });
+    };
+    let state = VolumeState::parse(&state).ok_or_else(|| StoreError::CorruptRow {
         name: name.clone(),
         detail: format!("unknown state {state:?}"),
     })?;
     Ok(VolumeRecord {
         name,
+        uid,
         driver,
         created_at,
         state,
@@ -335,7 +412,7 @@ fn insert_pairs(
     pairs: &BTreeMap<String, String>,
 ) -> Result<(), StoreError> {
     let sql = format!("INSERT INTO {table} (volume, key, value) VALUES (?1, ?2, ?3)");
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     for (k, v) in pairs {
         stmt.execute(params![name, k, v])?;
     }
@@ -349,6 +426,7 @@ mod tests {
     fn record(name: &str) -> VolumeRecord {
         VolumeRecord {
             name: name.into(),
+            uid: format!("uid-{name}"),
             driver: "local".into(),
             created_at: 1_700_000_000,
             state: VolumeState::Ready,

@@ -147,6 +147,7 @@ impl VolumeService {
         let driver = self.driver_of("clone", &record)?;
         let mut copy = VolumeRecord {
             name: dst.to_string(),
+            uid: VolumeRecord::new_uid(),
             state: VolumeState::Creating,
             created_at: chrono::Utc::now().timestamp(),
             ..record.clone()

@@ -4,7 +4,9 @@
 //! Split as moby's `daemon/volume/service`: [`names`] (what a name may be
 //! and what "anonymous" means), [`filters`] (list/prune filter semantics),
 //! [`service`] (create, get, list, remove, refs, mounts), [`prune`],
-//! [`reconcile`] (start-up repair); per-name locking is [`crate::locks`].
+//! [`reconcile`] (start-up repair), [`trash`] (removed storage destroyed in
+//! the background), [`usage`] (`system df` sizes, measured once while
+//! unmounted); per-name locking is [`crate::locks`].
 
 mod archive;
 mod error;
@@ -17,6 +19,8 @@ mod prune;
 mod reconcile;
 mod rename;
 mod service;
+mod trash;
+mod usage;
 
 pub use archive::{operation_mount_id, OPERATION_MOUNT_PREFIX};
 pub use error::VolumeError;

@@ -2,13 +2,15 @@
 //! `all=true`. The API decides the version gate (below API 1.42 it adds
 //! `all=true`, as moby's router does); this module applies the filters.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::filters::{self, Filters};
 use super::{names, VolumeError, VolumeService};
 use crate::driver::DEFAULT_DRIVER;
+use crate::failpoint;
 use crate::store::{VolumeRecord, VolumeState};
-use crate::sys::usage::dir_size;
 
 /// What a prune removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +35,11 @@ impl VolumeService {
     /// `label!`, `all`). Candidates: ready, `local` driver, no driver
     /// options, no holders or mounts. A prune while another runs is a
     /// conflict. A volume that fails to go is logged and skipped.
+    ///
+    /// In bulk: every candidate's lock is held (in name order, as every
+    /// multi-name operation takes them) from the check to the commit; their
+    /// storage is moved to the trash, then one transaction deletes all the
+    /// rows, and the storage is destroyed in the background.
     pub fn prune(&self, filters: &Filters) -> Result<PruneReport, VolumeError> {
         if self
             .prune_running
@@ -44,45 +51,98 @@ impl VolumeService {
         let _running = RunningFlag(&self.prune_running);
         filters::check_keys(filters, filters::PRUNE_KEYS)?;
         let all = filters::all_value(filters)?;
-        let records = self
-            .store
-            .list_volumes()
-            .map_err(|e| VolumeError::store("prune", "volumes", e))?;
-        let mut report = PruneReport::default();
-        for record in records.iter().filter(|r| is_candidate(r, filters, all)) {
-            if let Some(bytes) = self.prune_one(&record.name, filters, all) {
-                report.deleted.push(record.name.clone());
-                report.space_reclaimed += bytes;
-            }
-        }
+        let candidates: Vec<String> = (self.store.volumes().iter())
+            .filter(|r| is_candidate(r, filters, all))
+            .map(|r| r.name.clone())
+            .collect();
+        let _guards: Vec<_> = candidates.iter().map(|n| self.locks.lock(n)).collect();
+        let chosen = self.still_unused(&candidates, filters, all)?;
+        let report = self.remove_all(&chosen)?;
         let reclaimed = report.space_reclaimed.to_string();
         self.publish("prune", "", &[("reclaimed", &reclaimed)]);
         Ok(report)
     }
 
-    /// Removes one candidate under its lock, re-checking it first (it may
-    /// have changed since the listing). Returns the bytes freed if removed.
-    fn prune_one(&self, name: &str, filters: &Filters, all: bool) -> Option<u64> {
-        let _guard = self.locks.lock(name);
-        let record = self.record("prune", name).ok().flatten()?;
-        if !is_candidate(&record, filters, all) || !self.holders(name).ok()?.is_empty() {
-            return None;
-        }
-        let size = self
-            .driver_of("prune", &record)
-            .ok()?
-            .path(name)
-            .ok()
-            .flatten()
-            .and_then(|p| dir_size(&p).ok())
-            .unwrap_or(0);
-        match self.remove_locked(&record, false) {
-            Ok(_) => Some(size),
-            Err(e) => {
-                tracing::warn!(volume = %name, error = %e, "prune: could not remove volume");
-                None
+    /// The candidates that, under their locks, are still candidates with
+    /// no holder, no mount and no rename under way.
+    fn still_unused(
+        &self,
+        names: &[String],
+        filters: &Filters,
+        all: bool,
+    ) -> Result<Vec<Arc<VolumeRecord>>, VolumeError> {
+        let store_err = |e| VolumeError::store("prune", "volumes", e);
+        let used = self.store.use_counts().map_err(store_err)?;
+        let renaming: HashSet<String> = (self.store.pending_renames().map_err(store_err)?)
+            .into_iter()
+            .flat_map(|(old, new)| [old, new])
+            .collect();
+        let records = self.store.volumes();
+        let by_name: HashMap<&str, &Arc<VolumeRecord>> =
+            records.iter().map(|r| (r.name.as_str(), r)).collect();
+        Ok(names
+            .iter()
+            .filter_map(|n| by_name.get(n.as_str()).copied())
+            .filter(|r| is_candidate(r, filters, all))
+            .filter(|r| !used.contains_key(&r.name) && !renaming.contains(&r.name))
+            .cloned()
+            .collect())
+    }
+
+    /// Removes `chosen` (locks held): sizes, trash, one commit.
+    fn remove_all(&self, chosen: &[Arc<VolumeRecord>]) -> Result<PruneReport, VolumeError> {
+        let driver = self.drivers.get(DEFAULT_DRIVER).ok();
+        let Some(driver) = driver.filter(|d| d.trash().is_some()) else {
+            return Ok(self.remove_each(chosen));
+        };
+        let trash = driver.trash().expect("checked above");
+        let sizes = self.unmounted_sizes(chosen);
+        let mut retired = Vec::new();
+        for (record, size) in chosen.iter().zip(sizes) {
+            match trash.retire(&record.name, &record.uid) {
+                Ok(_) => retired.push((record, size)),
+                Err(e) => {
+                    tracing::warn!(volume = %record.name, error = %e, "prune: could not remove volume")
+                }
             }
         }
+        failpoint::hit("volume-prune-retired");
+        let names: Vec<String> = retired.iter().map(|(r, _)| r.name.clone()).collect();
+        if let Err(e) = self.store.delete_volumes(&names) {
+            for (record, _) in &retired {
+                if let Err(undo) = trash.restore(&record.uid, &record.name) {
+                    tracing::error!(volume = %record.name, error = %undo, "could not put a volume back after a failed prune");
+                }
+            }
+            return Err(VolumeError::store("prune", "volumes", e));
+        }
+        failpoint::hit("volume-prune-committed");
+        let mut report = PruneReport::default();
+        for (record, size) in retired {
+            self.trash.destroy_later(driver.clone(), record.uid.clone());
+            self.removed(record);
+            report.deleted.push(record.name.clone());
+            report.space_reclaimed += size;
+        }
+        Ok(report)
+    }
+
+    /// Prune for a driver without a trash: one remove at a time.
+    fn remove_each(&self, chosen: &[Arc<VolumeRecord>]) -> PruneReport {
+        let mut report = PruneReport::default();
+        let sizes = self.unmounted_sizes(chosen);
+        for (record, size) in chosen.iter().zip(sizes) {
+            match self.remove_locked(record, false) {
+                Ok(_) => {
+                    report.deleted.push(record.name.clone());
+                    report.space_reclaimed += size;
+                }
+                Err(e) => {
+                    tracing::warn!(volume = %record.name, error = %e, "prune: could not remove volume")
+                }
+            }
+        }
+        report
     }
 }
 

@@ -16,6 +16,15 @@ pub struct ReconcileReport {
     pub finished_removals: Vec<String>,
     /// Ready volumes whose storage was gone, recreated empty.
     pub recreated: Vec<String>,
+    /// Ready volumes that had never been used and whose storage a crash
+    /// cut before it was made (or a power cut before it was synced), made
+    /// now: nothing was lost.
+    pub made: Vec<String>,
+    /// Removes a crash cut before their commit: the storage put back.
+    pub removes_undone: Vec<String>,
+    /// Storage of committed removes found in a trash, handed to the trash
+    /// thread.
+    pub trash_destroyed: usize,
     /// Storage with no row, adopted as volumes.
     pub adopted: Vec<String>,
     /// Mount ids replayed into their drivers.
@@ -33,8 +42,10 @@ impl VolumeService {
     /// before serving requests.
     pub fn reconcile(&self) -> Result<ReconcileReport, VolumeError> {
         let mut report = ReconcileReport::default();
-        // First: a half-renamed volume has storage under either name.
+        // First: a half-renamed volume has storage under either name, a
+        // half-removed one in its driver's trash.
         self.resume_renames(&mut report);
+        self.settle_trash(&mut report);
         let records = self
             .store
             .list_volumes()
@@ -101,7 +112,12 @@ impl VolumeService {
         let driver_err = |e| VolumeError::driver("reconcile", name, e);
         if driver.path(name).map_err(driver_err)?.is_none() {
             driver.create(name, &record.options).map_err(driver_err)?;
-            report.recreated.push(name.to_string());
+            let used = (self.store.is_populated(name))
+                .map_err(|e| VolumeError::store("reconcile", name, e))?;
+            match used {
+                true => report.recreated.push(name.to_string()),
+                false => report.made.push(name.to_string()),
+            }
         }
         let mounts = self
             .store
@@ -171,6 +187,7 @@ impl VolumeService {
             .map_or(0, |d| d.as_secs() as i64);
         let record = VolumeRecord {
             name: name.to_string(),
+            uid: VolumeRecord::new_uid(),
             driver: driver.name().to_string(),
             created_at,
             state: VolumeState::Ready,
@@ -180,6 +197,55 @@ impl VolumeService {
         self.store
             .insert_volume(&record)
             .map_err(|e| VolumeError::store("reconcile", name, e))
+    }
+
+    /// Storage in a driver's trash: its row still there means the remove
+    /// never committed (put it back); no row means it did (destroy it).
+    fn settle_trash(&self, report: &mut ReconcileReport) {
+        for driver in self.drivers.all() {
+            let Some(trash) = driver.trash() else {
+                continue;
+            };
+            let uids = match trash.retired() {
+                Ok(uids) => uids,
+                Err(e) => return report.problems.push(format!("{}: {e}", driver.name())),
+            };
+            for uid in uids {
+                match self.store.volume_by_uid(&uid) {
+                    Some(record) => match self.put_back(driver.as_ref(), &record, &uid) {
+                        Ok(()) => report.removes_undone.push(record.name),
+                        Err(e) => report.problems.push(e.to_string()),
+                    },
+                    None => {
+                        self.trash.destroy_later(driver.clone(), uid);
+                        report.trash_destroyed += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts a volume's retired storage back under its name, unless the
+    /// name has storage already (then both are left for a human).
+    fn put_back(
+        &self,
+        driver: &dyn VolumeDriver,
+        record: &VolumeRecord,
+        uid: &str,
+    ) -> Result<(), VolumeError> {
+        let name = record.name.as_str();
+        let _guard = self.locks.lock(name);
+        let driver_err = |e| VolumeError::driver("reconcile", name, e);
+        if driver.path(name).map_err(driver_err)?.is_some() {
+            let both = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+            let context = format!("an interrupted remove left trash entry {uid}, but the volume has storage too; both left in place");
+            return Err(driver_err(crate::driver::DriverError::Io {
+                context,
+                source: both,
+            }));
+        }
+        let trash = driver.trash().expect("the caller found the trash");
+        trash.restore(uid, name).map_err(driver_err)
     }
 
     fn record_findings(&self, report: &ReconcileReport) {
@@ -200,6 +266,11 @@ impl VolumeService {
             ),
             (&report.renamed, "an interrupted rename was completed"),
             (&report.rename_undone, "an interrupted rename was undone"),
+            (
+                &report.made,
+                "its storage, cut by a crash before it was made, was made",
+            ),
+            (&report.removes_undone, "an interrupted remove was undone"),
         ];
         for (names, what) in groups {
             for name in names {

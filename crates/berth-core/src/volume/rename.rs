@@ -61,6 +61,8 @@ impl VolumeService {
             self.undo_unfinished_rename(driver.as_ref(), old, new);
             return Err(store_err(e));
         }
+        self.sizes.forget(old);
+        self.sizes.forget(new);
         tracing::info!(volume = %new, old = %old, "volume renamed");
         self.publish(
             "rename",

@@ -12,12 +12,14 @@ use std::sync::Arc;
 
 use super::filters::{self, Filters, NameFilter};
 use super::names;
-use super::{CreateRequest, Volume, VolumeError, VolumeUsage};
-use crate::driver::{DriverRegistry, VolumeDriver, DEFAULT_DRIVER};
+use super::trash::TrashWorker;
+use super::usage::SizeCache;
+use super::{CreateRequest, Volume, VolumeError};
+use crate::driver::{DriverRegistry, VolumeDriver};
 use crate::events::{Event, EventBus};
+use crate::failpoint;
 use crate::locks::NameLocks;
 use crate::store::{Store, VolumeRecord, VolumeState};
-use crate::sys::usage::dir_size;
 
 /// Volume operations over one store and one set of drivers.
 #[derive(Debug)]
@@ -29,12 +31,11 @@ pub struct VolumeService {
     /// Findings of start-up reconciliation, shown as list warnings.
     pub(super) warnings: parking_lot::Mutex<Vec<String>>,
     pub(super) events: Arc<EventBus>,
-    /// Folder sizes last measured, and when (see `usage_measured_within`).
-    measured: parking_lot::Mutex<std::collections::HashMap<PathBuf, (std::time::Instant, i64)>>,
+    /// Sizes of volumes measured while nothing had them mounted.
+    pub(super) sizes: SizeCache,
+    /// Destroys removed volumes' storage off the request path.
+    pub(super) trash: TrashWorker,
 }
-
-/// How long a folder's measure is kept at least.
-const MEASURE_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl VolumeService {
     /// A service over `store` and `drivers`. Call [`VolumeService::reconcile`]
@@ -47,7 +48,8 @@ impl VolumeService {
             prune_running: AtomicBool::new(false),
             warnings: parking_lot::Mutex::new(Vec::new()),
             events: Arc::default(),
-            measured: Default::default(),
+            sizes: SizeCache::default(),
+            trash: TrashWorker::start(),
         }
     }
 
@@ -135,6 +137,7 @@ impl VolumeService {
         }
         let record = VolumeRecord {
             name,
+            uid: VolumeRecord::new_uid(),
             driver: driver.name().to_string(),
             created_at: chrono::Utc::now().timestamp(),
             state: VolumeState::Creating,
@@ -144,7 +147,11 @@ impl VolumeService {
         self.create_storage(driver, record).map(|v| (v, true))
     }
 
-    /// Second half of create: storage, then the row becomes ready.
+    /// Second half of create: the row and the storage. A driver that can
+    /// make its storage from the row gets the row ready in one durable
+    /// commit, then its storage (a crash between the two leaves a ready
+    /// row that start-up gives its storage); any other records `creating`,
+    /// makes the storage, then records `ready`.
     fn create_storage(
         &self,
         driver: &dyn VolumeDriver,
@@ -152,7 +159,12 @@ impl VolumeService {
     ) -> Result<Volume, VolumeError> {
         let name = record.name.clone();
         let store_err = |e| VolumeError::store("create", &name, e);
+        let one_commit = driver.storage_from_row();
+        if one_commit {
+            record.state = VolumeState::Ready;
+        }
         self.store.insert_volume(&record).map_err(store_err)?;
+        failpoint::hit("volume-create-committed");
         if let Err(e) = driver.create(&name, &record.options) {
             // Nothing was acknowledged: undo the row, keep the driver error.
             if let Err(undo) = self.store.delete_volume(&name) {
@@ -160,11 +172,13 @@ impl VolumeService {
             }
             return Err(VolumeError::driver("create", &name, e));
         }
-        self.store
-            .set_volume_state(&name, VolumeState::Ready)
-            .map_err(store_err)?;
-        record.state = VolumeState::Ready;
-        tracing::info!(volume = %name, driver = %record.driver, "volume created");
+        if !one_commit {
+            self.store
+                .set_volume_state(&name, VolumeState::Ready)
+                .map_err(store_err)?;
+            record.state = VolumeState::Ready;
+        }
+        tracing::debug!(volume = %name, driver = %record.driver, "volume created");
         self.publish("create", &name, &[("driver", &record.driver)]);
         self.to_volume(driver, record, false)
     }
@@ -205,18 +219,21 @@ impl VolumeService {
     }
 
     /// Volumes matching `filters` (keys: dangling, driver, label, name),
-    /// ordered by name.
+    /// ordered by name. Served from the store's in-memory rows: at most
+    /// one query (the use counts, for `dangling`) and no disk access.
     pub fn list(&self, filters: &Filters) -> Result<Vec<Volume>, VolumeError> {
         filters::check_keys(filters, filters::LIST_KEYS)?;
         let dangling = filters::dangling_value(filters)?;
         let names = NameFilter::new(filters)?;
-        let store_err = |e| VolumeError::store("list", "volumes", e);
         let in_use = match dangling {
-            Some(_) => self.store.use_counts().map_err(store_err)?,
+            Some(_) => self
+                .store
+                .use_counts()
+                .map_err(|e| VolumeError::store("list", "volumes", e))?,
             None => Default::default(),
         };
         let mut out = Vec::new();
-        for record in self.store.list_volumes().map_err(store_err)? {
+        for record in self.store.volumes() {
             let keep = record.state == VolumeState::Ready
                 && names.matches(&record.name)
                 && filters::exact_match(filters, "driver", &record.driver)
@@ -224,7 +241,7 @@ impl VolumeService {
                 && dangling.is_none_or(|d| d != in_use.contains_key(&record.name));
             if keep {
                 let driver = self.driver_of("list", &record)?;
-                out.push(self.to_volume(driver.as_ref(), record, false)?);
+                out.push(listed_volume(driver.as_ref(), &record));
             }
         }
         Ok(out)
@@ -250,8 +267,8 @@ impl VolumeService {
         }
     }
 
-    /// Remove with the name lock held: check holders, mark, delete storage,
-    /// delete the row.
+    /// Remove with the name lock held: check holders, then move the storage
+    /// to the driver's trash and commit once, or remove it in place.
     pub(super) fn remove_locked(
         &self,
         record: &VolumeRecord,
@@ -269,11 +286,52 @@ impl VolumeService {
                 holders,
             });
         }
+        let driver = self.driver_of("remove", record)?;
+        if let Some(trash) = driver.trash() {
+            match trash.retire(name, &record.uid) {
+                Ok(_) => return self.commit_retired(record, driver.clone()),
+                // Not movable (a mount point of its own): removed in place.
+                Err(e) => tracing::debug!(volume = %name, error = %e, "removing in place"),
+            }
+        }
+        self.remove_in_place(record, driver.as_ref(), force)
+    }
+
+    /// A remove whose storage is in the trash: one durable commit deletes
+    /// the row, then the storage is destroyed in the background. If the
+    /// delete fails, the storage is put back and nothing changed.
+    fn commit_retired(
+        &self,
+        record: &VolumeRecord,
+        driver: Arc<dyn VolumeDriver>,
+    ) -> Result<bool, VolumeError> {
+        let name = record.name.as_str();
+        failpoint::hit("volume-remove-retired");
+        if let Err(e) = self.store.delete_volume(name) {
+            if let Some(Err(undo)) = driver.trash().map(|t| t.restore(&record.uid, name)) {
+                tracing::error!(volume = %name, error = %undo, "could not put a volume back after a failed remove");
+            }
+            return Err(VolumeError::store("remove", name, e));
+        }
+        failpoint::hit("volume-remove-committed");
+        self.trash.destroy_later(driver, record.uid.clone());
+        self.removed(record);
+        Ok(true)
+    }
+
+    /// Remove for drivers without a trash (and storage that cannot be
+    /// moved): mark `removing`, delete the storage, delete the row.
+    fn remove_in_place(
+        &self,
+        record: &VolumeRecord,
+        driver: &dyn VolumeDriver,
+        force: bool,
+    ) -> Result<bool, VolumeError> {
+        let name = record.name.as_str();
         let store_err = |e| VolumeError::store("remove", name, e);
         self.store
             .set_volume_state(name, VolumeState::Removing)
             .map_err(store_err)?;
-        let driver = self.driver_of("remove", record)?;
         if let Err(e) = driver.remove(name) {
             if !force {
                 self.store
@@ -287,9 +345,15 @@ impl VolumeService {
             return Err(VolumeError::driver("remove", name, e));
         }
         self.store.delete_volume(name).map_err(store_err)?;
-        tracing::info!(volume = %name, "volume removed");
-        self.publish("destroy", name, &[("driver", &record.driver)]);
+        self.removed(record);
         Ok(true)
+    }
+
+    /// What follows every remove that committed.
+    pub(super) fn removed(&self, record: &VolumeRecord) {
+        self.sizes.forget(&record.name);
+        tracing::debug!(volume = %record.name, "volume removed");
+        self.publish("destroy", &record.name, &[("driver", &record.driver)]);
     }
 
     /// Containers holding `name` and its active mount ids, sorted.
@@ -353,6 +417,8 @@ impl VolumeService {
             .ok_or_else(|| VolumeError::not_found("mount", name))?;
         self.refuse_if_renaming("mount", name)?;
         let driver = self.driver_of("mount", &record)?;
+        // Whatever it measured may change from now on.
+        self.sizes.forget(name);
         let path = driver
             .mount(name, &record.options, id)
             .map_err(|e| VolumeError::driver("mount", name, e))?;
@@ -384,6 +450,7 @@ impl VolumeService {
         driver
             .unmount(name, id)
             .map_err(|e| VolumeError::driver("unmount", name, e))?;
+        self.sizes.forget(name);
         let removed = self
             .store
             .remove_mount(name, id)
@@ -411,61 +478,6 @@ impl VolumeService {
         self.store
             .mark_populated(name)
             .map_err(|e| VolumeError::store("get", name, e))
-    }
-
-    /// Every volume with its size and use count (`system df`). Local volumes
-    /// with driver options are left out, as Docker does: their data is a
-    /// mounted device, not the volume folder.
-    pub fn usage(&self) -> Result<Vec<VolumeUsage>, VolumeError> {
-        self.usage_measured_within(std::time::Duration::ZERO)
-    }
-
-    /// [`VolumeService::usage`], where a folder measured less than `max_age`
-    /// ago is not walked again (metrics scraped every few seconds must not
-    /// walk every file of every local volume each time).
-    pub fn usage_measured_within(
-        &self,
-        max_age: std::time::Duration,
-    ) -> Result<Vec<VolumeUsage>, VolumeError> {
-        let counts = self
-            .store
-            .use_counts()
-            .map_err(|e| VolumeError::store("df", "volumes", e))?;
-        let mut out = Vec::new();
-        let volumes = self.list(&Filters::new())?.into_iter();
-        for volume in volumes.filter(|v| v.driver != DEFAULT_DRIVER || v.options.is_empty()) {
-            // Drivers that know their usage (thin: allocated blocks, O(1))
-            // answer; otherwise the folder is measured.
-            let driver = self.drivers.get(&volume.driver).ok();
-            let known = driver.as_ref().and_then(|d| d.usage(&volume.name));
-            let capacity = driver.as_ref().and_then(|d| d.capacity(&volume.name));
-            let size = known.unwrap_or_else(|| self.folder_size(&volume.mountpoint, max_age));
-            let ref_count = counts.get(&volume.name).copied().unwrap_or(0);
-            out.push(VolumeUsage {
-                volume,
-                size,
-                ref_count,
-                capacity,
-            });
-        }
-        Ok(out)
-    }
-
-    /// The bytes under `folder` (-1 if it cannot be read), from the last
-    /// measure if it is younger than `max_age`.
-    fn folder_size(&self, folder: &std::path::Path, max_age: std::time::Duration) -> i64 {
-        let now = std::time::Instant::now();
-        let mut measured = self.measured.lock();
-        if let Some((at, size)) = measured.get(folder) {
-            if now.duration_since(*at) < max_age {
-                return *size;
-            }
-        }
-        let size = dir_size(folder).map_or(-1, |b| b as i64);
-        // Folders of removed volumes are forgotten at the next full pass.
-        measured.retain(|_, (at, _)| now.duration_since(*at) < max_age.max(MEASURE_KEPT));
-        measured.insert(folder.to_path_buf(), (now, size));
-        size
     }
 
     pub(super) fn record(
@@ -524,6 +536,21 @@ impl VolumeService {
             options: record.options,
             status,
         })
+    }
+}
+
+/// A volume for a list: the mountpoint as the driver tells it without
+/// touching storage, no status (Docker's list shows none).
+fn listed_volume(driver: &dyn VolumeDriver, record: &VolumeRecord) -> Volume {
+    Volume {
+        mountpoint: driver.mountpoint(&record.name).unwrap_or_default(),
+        scope: driver.capabilities().scope,
+        name: record.name.clone(),
+        driver: record.driver.clone(),
+        created_at: record.created_at,
+        labels: record.labels.clone(),
+        options: record.options.clone(),
+        status: None,
     }
 }
 
