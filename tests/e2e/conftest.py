@@ -284,6 +284,9 @@ class BerthDaemon(ApiClient):
         self.docker_config = os.path.join(self.dir, "docker-config")
         os.makedirs(self.docker_config, exist_ok=True)
         self.proc: subprocess.Popen | None = None
+        # Environment added to the daemon's at the next spawn (e.g. a crash
+        # point, BERTH_CRASH_AT).
+        self.extra_env: dict[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------
 
@@ -311,8 +314,9 @@ class BerthDaemon(ApiClient):
         try:
             logf.write(f"\n=== {time.strftime('%H:%M:%S')} {' '.join(self.argv())}\n".encode())
             logf.flush()
+            env = {**os.environ, **self.extra_env} if self.extra_env else None
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
-                                         stdout=logf, stderr=logf)
+                                         stdout=logf, stderr=logf, env=env)
         finally:
             logf.close()
         return self.proc
@@ -421,11 +425,26 @@ class BerthDaemon(ApiClient):
         return os.path.join(self.root, "berth.db")
 
     def volume_dirs(self) -> set[str]:
-        """Folders under ROOT/volumes."""
+        """Folders under ROOT/volumes (not the trash, ROOT/volumes/.trash)."""
         try:
-            return {e.name for e in os.scandir(self.volumes_dir) if e.is_dir(follow_symlinks=False)}
+            return {e.name for e in os.scandir(self.volumes_dir)
+                    if e.is_dir(follow_symlinks=False) and e.name != ".trash"}
         except FileNotFoundError:
             return set()
+
+    def trash_entries(self) -> set[str]:
+        """Removed volumes' storage not yet destroyed (ROOT/volumes/.trash)."""
+        try:
+            return set(os.listdir(os.path.join(self.volumes_dir, ".trash")))
+        except FileNotFoundError:
+            return set()
+
+    def wait_trash_empty(self, timeout: float = 20.0) -> set[str]:
+        """Waits for the trash to empty; returns what is left at the end."""
+        deadline = time.monotonic() + timeout
+        while (left := self.trash_entries()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return left
 
     def list_volumes(self, filters=None) -> dict:
         """{name: volume JSON} from GET /volumes."""

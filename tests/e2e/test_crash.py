@@ -142,6 +142,8 @@ def verify(berth, model: Model, round_no: int):
         f"only on disk (orphans) {sorted(disk - set(actual))}")
     for n in actual:
         assert os.path.isdir(berth.mountpoint(n)), f"{where}: {n} has no _data folder"
+    left = berth.wait_trash_empty()
+    assert not left, f"{where}: removed volumes' storage never destroyed: {sorted(left)}"
 
     for name, labels in model.present.items():
         assert name in actual, f"{where}: acknowledged volume {name} is lost"

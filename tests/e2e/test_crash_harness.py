@@ -935,7 +935,10 @@ def disk_problems(d, vols: dict[str, dict]) -> list[str]:
     other = set(vols) - local - thin
     if other:
         problems.append(f"volumes of unexpected drivers: {sorted(other)}")
-    dirs = listdir(os.path.join(root, "volumes"))
+    dirs = listdir(os.path.join(root, "volumes")) - {".trash"}
+    left = d.wait_trash_empty()
+    if left:
+        problems.append(f"removed volumes' storage never destroyed: {sorted(left)}")
     for n in sorted(dirs - local):
         problems.append(f"folder ROOT/volumes/{n} without a local volume row" +
                         (" (a thin volume has that name)" if n in thin else ""))

@@ -142,7 +142,10 @@ impl VolumeDriver for LocalDriver {
     }
 
     fn path(&self, name: &str) -> Result<Option<PathBuf>, DriverError> {
-        Ok(self.volume_dir(name).is_dir().then(|| self.data_dir(name)))
+        // A folder without `_data` is a create a crash cut between its two
+        // folders: no storage yet (start-up makes the rest).
+        let data = self.data_dir(name);
+        Ok(data.is_dir().then_some(data))
     }
 
     fn mount(&self, name: &str, options: &DriverOptions, id: &str) -> Result<PathBuf, DriverError> {

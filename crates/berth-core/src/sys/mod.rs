@@ -23,3 +23,13 @@ pub fn sync_filesystem(path: &std::path::Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Hands memory the allocator holds free back to the system: every whole
+/// free page of every glibc arena, not only the top of the heap (after bulk
+/// work such as a prune, and periodically in the daemon).
+pub fn release_free_memory() {
+    // SAFETY: malloc_trim takes each arena's lock; it only returns pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

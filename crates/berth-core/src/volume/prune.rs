@@ -58,6 +58,8 @@ impl VolumeService {
         let _guards: Vec<_> = candidates.iter().map(|n| self.locks.lock(n)).collect();
         let chosen = self.still_unused(&candidates, filters, all)?;
         let report = self.remove_all(&chosen)?;
+        drop(chosen);
+        crate::sys::release_free_memory();
         let reclaimed = report.space_reclaimed.to_string();
         self.publish("prune", "", &[("reclaimed", &reclaimed)]);
         Ok(report)

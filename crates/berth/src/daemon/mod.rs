@@ -7,6 +7,7 @@
 
 mod config;
 mod facts;
+mod memory;
 mod pidfile;
 mod side;
 mod socket;
@@ -234,6 +235,7 @@ pub fn run(mut args: DaemonArgs, matches: Option<&clap::ArgMatches>) -> i32 {
         cli_args,
         matches: matches.cloned(),
     };
+    memory::limit_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -409,6 +411,7 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     let (listener, socket_file) = socket::listen(&host, passed)?;
     tracing::info!(socket = %args.host, root = %layout.root().display(), pid = std::process::id(), "berth daemon ready");
     spawn_periodic_trim(state.volumes.clone(), args.trim_interval);
+    memory::spawn_periodic_release();
     let networks = state.networks.clone();
     let app = berth_api::app(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
