@@ -3,8 +3,11 @@
 
     python3 bench/volume_bench.py [--ops 300] [--scale 100000] [--out FILE]
 
-It builds nothing (`cargo build --release` first; BERTH_BIN, DOCKER_BIN,
-DOCKERD_BIN as for run_bench.py). It starts a fresh berth and a fresh
+It builds nothing (`cargo build --release --bins --example api_load`
+first; BERTH_BIN, DOCKER_BIN, DOCKERD_BIN as for run_bench.py). The API
+rows are driven by api_load (crates/berth/examples/api_load.rs), a std-only
+Rust client over the unix socket, so the client's own cost (Python's
+http.client adds about 0.15 ms to each request) does not hide the engines'. It starts a fresh berth and a fresh
 private dockerd (Debian docker.io 20.10), each on its own folder under
 /tmp, and talks to both over their unix sockets with the API path /v1.41
 (dockerd's newest). Engines alternate within each row; every row cleans up
@@ -13,7 +16,7 @@ after itself. Rows:
   1. single client, one keep-alive connection: --ops creates of named
      volumes, then as many inspects, then as many removes (median and p99
      per operation, ms);
-  2. 50 clients at once, each with its own keep-alive connection: 1,000
+  2. 50 clients at once, each with its own keep-alive connection: 2,000
      creates in all (operations per second over the wall time), then the
      same for their removes;
   3. list with 2,000 volumes (median of 10 GET /volumes);
@@ -38,9 +41,9 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -60,50 +63,23 @@ def must(status: int, want: int, what: str, payload: bytes) -> None:
         raise RuntimeError(f"{what}: {status} (want {want}): {payload[:300]!r}")
 
 
-def timed_ops(e: rb.Engine, ops: list[tuple[str, str, dict | None, int]]) -> list[float]:
-    """Each request on one keep-alive connection; per-request ms."""
-    conn = rb.UnixHTTPConnection(e.sock)
-    times = []
-    try:
-        for method, path, body, want in ops:
-            t0 = time.perf_counter()
-            status, payload = rb.call(conn, method, path, body)
-            times.append((time.perf_counter() - t0) * 1000.0)
-            must(status, want, f"{e.name} {method} {path}", payload)
-    finally:
-        conn.close()
-    return times
+def api_load_bin() -> str:
+    """The Rust load client (crates/berth/examples/api_load.rs): its own
+    cost per request is a few microseconds, where Python's http.client
+    adds about 0.15 ms to every request of both engines."""
+    path = os.path.join(rb.REPO, "target", "release", "examples", "api_load")
+    if not os.path.exists(path):
+        sys.exit(f"{path} is missing: run `cargo build --release --example api_load` first")
+    return path
 
 
-def creates(names: list[str]):
-    return [("POST", f"{API}/volumes/create", {"Name": n}, 201) for n in names]
-
-
-def removes(names: list[str]):
-    return [("DELETE", f"{API}/volumes/{n}", None, 204) for n in names]
-
-
-def parallel(e: rb.Engine, ops: list, clients: int = CLIENTS) -> float:
-    """Runs `ops` split over `clients` threads; returns the wall seconds."""
-    chunks = [ops[i::clients] for i in range(clients)]
-    errors: list[BaseException] = []
-
-    def run(chunk):
-        try:
-            timed_ops(e, chunk)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(c,)) for c in chunks if c]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    if errors:
-        raise errors[0]
-    return wall
+def load(e: rb.Engine, op: str, prefix: str, count: int, clients: int = 1) -> dict:
+    """Runs api_load against `e`; returns its JSON answer."""
+    out = subprocess.run([api_load_bin(), e.sock, op, prefix, str(count), str(clients)],
+                         capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        raise RuntimeError(f"{e.name}: api_load {op} {prefix}: {out.stderr.strip()}")
+    return json.loads(out.stdout)
 
 
 def rss_kib(pid: int | None) -> int | None:
@@ -162,27 +138,26 @@ class Table:
 
 def row_single(t: Table, engines, n: int) -> dict[str, float]:
     """Returns each engine's median create (ms), for row 6."""
-    names = [f"sv{i:05d}" for i in range(n)]
-    phases = [("create", creates(names)),
-              ("inspect", [("GET", f"{API}/volumes/{x}", None, 200) for x in names]),
-              ("remove", removes(names))]
     create_median = {}
-    for label, ops in phases:
-        got = {e.name: timed_ops(e, ops) for e in engines}
-        if label == "create":
-            create_median = {k: statistics.median(v) for k, v in got.items()}
-        for stat, f in (("median", statistics.median), ("p99", p99)):
-            t.add(f"API volume {label}, one client, {stat} of {n}", f(got["berth"]),
-                  f(got["dockerd"]) if "dockerd" in got else None, "ms")
+    for op in ("create", "inspect", "remove"):
+        got = {e.name: load(e, op, "sv", n) for e in engines}
+        if op == "create":
+            create_median = {k: v["median_ms"] for k, v in got.items()}
+        for stat, key in (("median", "median_ms"), ("p99", "p99_ms")):
+            t.add(f"API volume {op}, one client, {stat} of {n}", got["berth"][key],
+                  got["dockerd"][key] if "dockerd" in got else None, "ms")
     return create_median
 
 
-def row_concurrent(t: Table, engines, total: int = 1000) -> None:
-    names = [f"cc{i:05d}" for i in range(total)]
-    for label, ops in (("create", creates(names)), ("remove", removes(names))):
-        rate = {e.name: total / parallel(e, ops) for e in engines}
-        t.add(f"API volume {label}, {CLIENTS} clients, {total} in all", rate["berth"],
+def row_concurrent(t: Table, engines, total: int = 2000) -> None:
+    for op in ("create", "remove"):
+        rate = {e.name: total / load(e, op, "cc", total, CLIENTS)["wall_s"] for e in engines}
+        t.add(f"API volume {op}, {CLIENTS} clients, {total} in all", rate["berth"],
               rate.get("dockerd"), "ops/s", higher_better=True)
+
+
+def list_median(e: rb.Engine, reps: int) -> float:
+    return load(e, "list", "x", reps)["median_ms"]
 
 
 def fill_folder(mountpoint: str, files: int = 10, size: int = 4096) -> None:
@@ -192,18 +167,17 @@ def fill_folder(mountpoint: str, files: int = 10, size: int = 4096) -> None:
 
 
 def row_list_and_df(t: Table, engines, n: int = 2000) -> None:
-    names = [f"ld{i:05d}" for i in range(n)]
+    names = [f"ld{i:06d}" for i in range(n)]
     for e in engines:
-        parallel(e, creates(names))
+        load(e, "create", "ld", n, CLIENTS)
         conn = rb.UnixHTTPConnection(e.sock)
         for x in names:
             status, payload = rb.call(conn, "GET", f"{API}/volumes/{x}")
             must(status, 200, "inspect", payload)
             fill_folder(json.loads(payload)["Mountpoint"])
         conn.close()
-    lists = {e.name: timed_ops(e, [("GET", f"{API}/volumes", None, 200)] * 10) for e in engines}
-    t.add(f"API volume list, {n} volumes, median of 10", statistics.median(lists["berth"]),
-          statistics.median(lists["dockerd"]) if "dockerd" in lists else None, "ms")
+    lists = {e.name: list_median(e, 10) for e in engines}
+    t.add(f"API volume list, {n} volumes, median of 10", lists["berth"], lists.get("dockerd"), "ms")
     for e in engines:
         rb.timed_cli(e, ["system", "df", "-v"])
     df: dict[str, list[float]] = {e.name: [] for e in engines}
@@ -214,7 +188,7 @@ def row_list_and_df(t: Table, engines, n: int = 2000) -> None:
           statistics.median(df["berth"]),
           statistics.median(df["dockerd"]) if "dockerd" in df else None, "ms")
     for e in engines:
-        parallel(e, removes(names))
+        load(e, "remove", "ld", n, CLIENTS)
 
 
 def prune_all(e: rb.Engine) -> tuple[float, int]:
@@ -230,10 +204,9 @@ def prune_all(e: rb.Engine) -> tuple[float, int]:
 
 
 def row_prune(t: Table, engines, n: int = 10000) -> None:
-    names = [f"pr{i:05d}" for i in range(n)]
     took = {}
     for e in engines:
-        parallel(e, creates(names))
+        load(e, "create", "pr", n, CLIENTS)
         took[e.name], deleted = prune_all(e)
         if deleted != n:
             raise RuntimeError(f"{e.name}: prune deleted {deleted} of {n}")
@@ -241,17 +214,14 @@ def row_prune(t: Table, engines, n: int = 10000) -> None:
 
 
 def row_scale(t: Table, engines, scale: int, single_at_zero: dict) -> None:
-    names = [f"sc{i:06d}" for i in range(scale)]
     for e in engines:
-        wall = parallel(e, creates(names))
+        wall = load(e, "create", "sc", scale, CLIENTS)["wall_s"]
         rb.log(f"{e.name}: {scale} volumes made in {wall:.1f} s")
-    lists = {e.name: timed_ops(e, [("GET", f"{API}/volumes", None, 200)] * 5) for e in engines}
-    t.add(f"API volume list, {scale:,} volumes, median of 5", statistics.median(lists["berth"]),
-          statistics.median(lists["dockerd"]) if "dockerd" in lists else None, "ms")
-    extra = [f"sx{i:04d}" for i in range(200)]
-    at_scale = {e.name: statistics.median(timed_ops(e, creates(extra))) for e in engines}
+    lists = {e.name: list_median(e, 5) for e in engines}
+    t.add(f"API volume list, {scale:,} volumes, median of 5", lists["berth"], lists.get("dockerd"), "ms")
+    at_scale = {e.name: load(e, "create", "sx", 200)["median_ms"] for e in engines}
     for e in engines:
-        timed_ops(e, removes(extra))
+        load(e, "remove", "sx", 200)
     t.add(f"API volume create, one client, median of 200 at {scale:,} volumes",
           at_scale["berth"], at_scale.get("dockerd"), "ms")
     t.note(f"API volume create, one client, median: at 0 → at {scale:,} volumes",

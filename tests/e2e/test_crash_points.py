@@ -139,3 +139,83 @@ def test_crash_in_a_prune_is_all_or_nothing(daemon, point, removed):
     else:
         assert set(names) <= set(listed), sorted(set(names) - set(listed))
         assert all(read(daemon, n) == n.encode() for n in names)
+
+
+def test_readers_never_see_a_volume_without_its_folder(daemon):
+    """Inspect during creates and removes: a volume is either not there or
+    there with its `_data` (the row is hidden while the folder is not in
+    place)."""
+    import threading
+
+    stop = threading.Event()
+    seen_bad: list[str] = []
+
+    def poll():
+        while not stop.is_set():
+            for i in range(0, 200, 7):
+                # The daemon answers an empty Mountpoint when it finds no
+                # `_data` (checking the folder here would race the remove
+                # that may follow the answer).
+                status, data = daemon.api("GET", f"/volumes/rd{i:03d}")
+                if status == 200 and not data["Mountpoint"]:
+                    seen_bad.append(f"inspect rd{i:03d}: no Mountpoint")
+
+    pollers = [threading.Thread(target=poll) for _ in range(2)]
+    for t in pollers:
+        t.start()
+    try:
+        for _round in range(3):
+            for i in range(200):
+                create(daemon, f"rd{i:03d}")
+            for i in range(200):
+                status, _ = daemon.api("DELETE", f"/volumes/rd{i:03d}")
+                assert status == 204
+    finally:
+        stop.set()
+        for t in pollers:
+            t.join()
+    assert not seen_bad, seen_bad[:5]
+
+
+def test_an_unusable_trash_falls_back_to_removal_in_place(daemon):
+    """`volumes/.trash` a file (or a symlink somebody planted): never
+    followed; remove and prune still remove, in place."""
+    daemon.stop()
+    outside = os.path.join(daemon.dir, "precious")
+    os.makedirs(outside)
+    with open(os.path.join(outside, "keep"), "w") as f:
+        f.write("mine")
+    os.makedirs(daemon.volumes_dir, exist_ok=True)
+    os.symlink(outside, os.path.join(daemon.volumes_dir, ".trash"))
+    daemon.start()
+    create(daemon, "ut-one")
+    create(daemon, "ut-anon", {ANON: ""})
+    status, _ = daemon.api("DELETE", "/volumes/ut-one")
+    assert status == 204
+    status, data = daemon.api("POST", "/volumes/prune")
+    assert status == 200 and data["VolumesDeleted"] == ["ut-anon"], data
+    assert set(daemon.list_volumes()) == set() == daemon.volume_dirs()
+    assert os.listdir(outside) == ["keep"], "the symlinked folder was used"
+
+
+def test_a_volume_with_a_mount_inside_is_not_removed(daemon):
+    """Another filesystem mounted inside a volume's data: the remove is
+    refused before anything is deleted, and the volume stays whole."""
+    import subprocess
+
+    create(daemon, "mi-vol")
+    fill(daemon, "mi-vol", b"outside the mount")
+    sub = os.path.join(daemon.mountpoint("mi-vol"), "sub")
+    os.makedirs(sub)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", sub], check=True)
+    try:
+        status, data = daemon.api("DELETE", "/volumes/mi-vol")
+        assert status >= 400, data
+        assert "mounted inside" in str(data), data
+        assert read(daemon, "mi-vol") == b"outside the mount"
+        assert "mi-vol" in daemon.list_volumes()
+        assert not daemon.trash_entries()
+    finally:
+        subprocess.run(["umount", sub], check=True)
+    status, _ = daemon.api("DELETE", "/volumes/mi-vol")
+    assert status == 204

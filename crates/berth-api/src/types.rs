@@ -39,7 +39,8 @@ impl From<Volume> for VolumeJson {
             created_at: rfc3339_local(v.created_at),
             driver: v.driver,
             labels: (!v.labels.is_empty()).then_some(v.labels),
-            mountpoint: v.mountpoint.to_string_lossy().into_owned(),
+            mountpoint: (v.mountpoint.into_os_string().into_string())
+                .unwrap_or_else(|raw| raw.to_string_lossy().into_owned()),
             name: v.name,
             options: (!v.options.is_empty()).then_some(v.options),
             scope: v.scope.as_str().to_string(),
@@ -62,12 +63,24 @@ impl From<VolumeUsage> for VolumeJson {
 }
 
 /// Go's `time.RFC3339` in the daemon's local time zone, whole seconds.
+/// The last answer is kept per thread: a list of thousands of volumes
+/// made in bulk asks for the same second again and again.
 pub fn rfc3339_local(secs: i64) -> String {
     use chrono::TimeZone;
-    match chrono::Local.timestamp_opt(secs, 0).single() {
-        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        None => "0001-01-01T00:00:00Z".to_string(),
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(i64, String)>> = const { std::cell::RefCell::new(None) };
     }
+    LAST.with_borrow_mut(|last| match last {
+        Some((at, text)) if *at == secs => text.clone(),
+        _ => {
+            let text = match chrono::Local.timestamp_opt(secs, 0).single() {
+                Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                None => "0001-01-01T00:00:00Z".to_string(),
+            };
+            *last = Some((secs, text.clone()));
+            text
+        }
+    })
 }
 
 /// `volume.ListResponse`: both keys always present.

@@ -10,7 +10,9 @@
 //! data has durable folders, and one that never did is made again from its
 //! row if a power cut took its folders. A remove renames the volume's
 //! folder into `.trash/<uid>` and the service destroys it after the delete
-//! has committed.
+//! has committed. On a filesystem that journals metadata the rename needs
+//! no sync of its own (the commit's fsync forces the journal that holds
+//! it); on one that does not (ext4 without a journal), it is synced first.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,9 @@ pub struct LocalDriver {
     active: MountIds,
     /// Volumes created by this process whose folders are not synced yet.
     unsynced: parking_lot::Mutex<HashSet<String>>,
+    /// Whether the filesystem writes metadata in order (a journal): if
+    /// not, a remove's move to the trash is synced before its commit.
+    ordered: bool,
 }
 
 /// The folder under `volumes/` that removed volumes wait in, by uid, until
@@ -43,11 +48,64 @@ impl LocalDriver {
             volumes_dir: volumes_dir.to_path_buf(),
             active: MountIds::default(),
             unsynced: Default::default(),
+            ordered: crate::sys::metadata_is_ordered(volumes_dir),
         }
     }
 
     fn trash_dir(&self) -> PathBuf {
         self.volumes_dir.join(TRASH_DIR)
+    }
+
+    /// The trash folder, made if missing; refused if it is anything but a
+    /// folder of its own (a symlink planted there is never followed).
+    fn usable_trash(&self) -> Result<PathBuf, DriverError> {
+        let trash = self.trash_dir();
+        create_dir_if_missing(&trash)?;
+        let meta = std::fs::symlink_metadata(&trash)
+            .map_err(|e| DriverError::io(format!("checking {}", trash.display()), e))?;
+        if !meta.is_dir() {
+            let kind = std::io::Error::other("not a folder (a symlink or a file is never used)");
+            return Err(DriverError::io(
+                format!("the trash {}", trash.display()),
+                kind,
+            ));
+        }
+        Ok(trash)
+    }
+
+    /// Unmounts the volume's own filesystem (options: one on `_data`) if
+    /// it is mounted; refuses if any other mount of `mounts` lies inside
+    /// the volume's folder.
+    fn unmount_own(&self, name: &str, mounts: &[PathBuf]) -> Result<(), DriverError> {
+        let (dir, data) = (self.volume_dir(name), self.data_dir(name));
+        let inside: Vec<_> = mounts.iter().filter(|m| m.starts_with(&dir)).collect();
+        if inside.iter().any(|m| **m != data) {
+            let busy = std::io::Error::from(std::io::ErrorKind::ResourceBusy);
+            let context = format!("a filesystem is mounted inside {}", dir.display());
+            return Err(DriverError::io(context, busy));
+        }
+        if inside.is_empty() {
+            return Ok(());
+        }
+        mount::unmount_when_free(&data)
+            .map_err(|e| DriverError::io(format!("unmounting {}", data.display()), e))
+    }
+
+    /// One volume into the trash: a filesystem mounted on `_data` (options)
+    /// is unmounted first; any other mount inside refuses the move.
+    fn retire_one(&self, name: &str, uid: &str, mounts: &[PathBuf]) -> Result<bool, DriverError> {
+        let dir = self.volume_dir(name);
+        if !dir.is_dir() {
+            return Ok(false);
+        }
+        self.unmount_own(name, mounts)?;
+        let to = self.trash_dir().join(uid);
+        super::rename_noreplace(&dir, &to).map_err(|e| {
+            DriverError::io(format!("moving {} to {}", dir.display(), to.display()), e)
+        })?;
+        self.active.forget(name);
+        self.unsynced.lock().remove(name);
+        Ok(true)
     }
 
     /// Syncs the folders of a volume this process created, once: `_data`'s
@@ -113,22 +171,27 @@ impl VolumeDriver for LocalDriver {
 
     fn create(&self, name: &str, options: &DriverOptions) -> Result<bool, DriverError> {
         local_opts::parse(options)?;
-        let data = self.data_dir(name);
-        if data.is_dir() {
-            return Ok(false);
+        let made_dir = create_dir_if_missing(&self.volume_dir(name))?;
+        let made = match create_dir_if_missing(&self.data_dir(name)) {
+            Ok(made) => made,
+            Err(e) => {
+                // The trait's contract: what this call made goes again.
+                if made_dir {
+                    let _ = std::fs::remove_dir(self.volume_dir(name));
+                }
+                return Err(e);
+            }
+        };
+        if made {
+            self.unsynced.lock().insert(name.to_string());
         }
-        create_dir_if_missing(&self.volume_dir(name))?;
-        create_dir_if_missing(&data)?;
-        self.unsynced.lock().insert(name.to_string());
-        Ok(true)
+        Ok(made)
     }
 
     fn remove(&self, name: &str) -> Result<bool, DriverError> {
-        let data = self.data_dir(name);
-        if mount::is_mounted(&data) {
-            mount::unmount_when_free(&data)
-                .map_err(|e| DriverError::io(format!("unmounting {}", data.display()), e))?;
-        }
+        // Refused before anything is deleted when another filesystem is
+        // mounted inside (the removal would stop at it half done).
+        self.unmount_own(name, &mount::mount_points_under(&self.volume_dir(name)))?;
         self.active.forget(name);
         self.unsynced.lock().remove(name);
         let dir = self.volume_dir(name);
@@ -225,24 +288,33 @@ impl VolumeDriver for LocalDriver {
 }
 
 impl Trash for LocalDriver {
-    fn retire(&self, name: &str, uid: &str) -> Result<bool, DriverError> {
-        let dir = self.volume_dir(name);
-        if !dir.is_dir() {
-            return Ok(false);
+    fn retire(&self, volumes: &[(&str, &str)]) -> Vec<Result<bool, DriverError>> {
+        if let Err(e) = self.usable_trash() {
+            let why = e.to_string();
+            let unusable =
+                || DriverError::io("moving to the trash", std::io::Error::other(why.clone()));
+            return volumes.iter().map(|_| Err(unusable())).collect();
         }
-        let data = self.data_dir(name);
-        if mount::is_mounted(&data) {
-            mount::unmount_when_free(&data)
-                .map_err(|e| DriverError::io(format!("unmounting {}", data.display()), e))?;
+        let mounts = mount::mount_points_under(&self.volumes_dir);
+        let mut answers: Vec<_> = (volumes.iter())
+            .map(|(name, uid)| self.retire_one(name, uid, &mounts))
+            .collect();
+        if !self.ordered && answers.iter().any(|a| matches!(a, Ok(true))) {
+            // No journal orders these renames before the commit's fsync: a
+            // power cut could undo them after the rows are gone, and
+            // start-up would adopt the folders as volumes again.
+            if let Err(e) = sync_dir(&self.trash_dir()).and_then(|()| sync_dir(&self.volumes_dir)) {
+                let why = e.to_string();
+                for ((name, uid), answer) in volumes.iter().zip(answers.iter_mut()) {
+                    if matches!(answer, Ok(true)) {
+                        let _ = self.restore(uid, name);
+                    }
+                    let failed = std::io::Error::other(why.clone());
+                    *answer = Err(DriverError::io("syncing the trash", failed));
+                }
+            }
         }
-        create_dir_if_missing(&self.trash_dir())?;
-        let to = self.trash_dir().join(uid);
-        super::rename_noreplace(&dir, &to).map_err(|e| {
-            DriverError::io(format!("moving {} to {}", dir.display(), to.display()), e)
-        })?;
-        self.active.forget(name);
-        self.unsynced.lock().remove(name);
-        Ok(true)
+        answers
     }
 
     fn restore(&self, uid: &str, name: &str) -> Result<(), DriverError> {
@@ -257,6 +329,13 @@ impl Trash for LocalDriver {
 
     fn retired(&self) -> Result<Vec<String>, DriverError> {
         let trash = self.trash_dir();
+        if std::fs::symlink_metadata(&trash).is_ok_and(|m| !m.is_dir()) {
+            let kind = std::io::Error::other("not a folder (a symlink or a file is never used)");
+            return Err(DriverError::io(
+                format!("the trash {}", trash.display()),
+                kind,
+            ));
+        }
         match std::fs::read_dir(&trash) {
             Ok(entries) => Ok(entries
                 .flatten()
@@ -268,17 +347,19 @@ impl Trash for LocalDriver {
     }
 
     fn destroy(&self, uid: &str) -> Result<bool, DriverError> {
-        let dir = self.trash_dir().join(uid);
+        let trash = self.usable_trash()?;
+        let dir = trash.join(uid);
         remove_tree_same_fs(&dir)
             .map_err(|e| DriverError::io(format!("removing {}", dir.display()), e))
     }
 }
 
-/// Creates `dir` (0755) unless it exists. Not synced: see the module doc.
-fn create_dir_if_missing(dir: &Path) -> Result<(), DriverError> {
+/// Creates `dir` (0755) unless it exists; returns whether it made it. Not
+/// synced: see the module doc.
+fn create_dir_if_missing(dir: &Path) -> Result<bool, DriverError> {
     match std::fs::create_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(DriverError::io(format!("creating {}", dir.display()), e)),
     }
 }

@@ -189,10 +189,15 @@ pub trait VolumeDriver: Send + Sync {
 /// Each step is a rename, not made durable by itself: the commit that
 /// follows it forces the filesystem's journal, which holds the rename.
 pub trait Trash: Send + Sync {
-    /// Moves `name`'s storage aside under `uid`, unmounting it first.
-    /// `Ok(false)` if `name` has no storage. Fails, moving nothing, if the
-    /// storage cannot be moved (then the caller removes it in place).
-    fn retire(&self, name: &str, uid: &str) -> Result<bool, DriverError>;
+    /// Moves each `(name, uid)` volume's storage aside under its uid,
+    /// unmounting a filesystem mounted on the volume's data first; one
+    /// answer per volume, `Ok(false)` for one with no storage. A volume
+    /// whose storage cannot be moved (another mount inside it, an unusable
+    /// trash) fails, nothing of it moved: the caller removes it in place.
+    /// Once all are moved, the moves are made durable with one sync where
+    /// the filesystem needs it; if that fails, they are all moved back and
+    /// all fail.
+    fn retire(&self, volumes: &[(&str, &str)]) -> Vec<Result<bool, DriverError>>;
 
     /// Puts the storage retired under `uid` back as `name` (its remove did
     /// not commit). Fails, changing nothing, if `name` has storage.

@@ -83,6 +83,8 @@ impl Store {
     /// The store over a migrated connection: its index loaded, its writer
     /// started.
     fn over(conn: Connection) -> Result<Self, StoreError> {
+        // Room for every statement the hot paths run (rusqlite keeps 16).
+        conn.set_prepared_statement_cache_capacity(64);
         let records = volumes::load_volumes(&conn)?;
         let conn = Arc::new(Mutex::new(conn));
         Ok(Store {

@@ -102,7 +102,7 @@ impl Store {
     /// as the target: `(volume, target)`, or `None`.
     pub fn rename_involving(&self, name: &str) -> Result<Option<(String, String)>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT volume, target FROM volume_renames WHERE volume = ?1 OR target = ?1 LIMIT 1",
         )?;
         let mut rows = stmt.query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?)))?;

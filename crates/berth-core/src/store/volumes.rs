@@ -63,10 +63,31 @@ impl Store {
     /// transaction, through the group commit. Fails (constraint error) if
     /// the name exists.
     pub fn insert_volume(&self, record: &VolumeRecord) -> Result<(), StoreError> {
+        self.insert_volume_as(record, false)
+    }
+
+    /// [`Store::insert_volume`], the row hidden from readers until
+    /// [`Store::show_volume`] (its storage is not made yet).
+    pub fn insert_volume_hidden(&self, record: &VolumeRecord) -> Result<(), StoreError> {
+        self.insert_volume_as(record, true)
+    }
+
+    fn insert_volume_as(&self, record: &VolumeRecord, hidden: bool) -> Result<(), StoreError> {
         let row = record.clone();
         self.writer.write(move |conn| insert_row(conn, &row))?;
-        self.volumes.put(record.clone());
+        self.volumes.put(record.clone(), hidden);
         Ok(())
+    }
+
+    /// Hides `name` from readers while its storage is out of place (the
+    /// caller holds the name's lock); the database is not touched.
+    pub fn hide_volume(&self, name: &str) {
+        self.volumes.set_hidden(name, true);
+    }
+
+    /// Shows a hidden row to readers again.
+    pub fn show_volume(&self, name: &str) {
+        self.volumes.set_hidden(name, false);
     }
 
     /// Replaces `volume`'s labels.
@@ -137,9 +158,15 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// One volume, in whatever state it is (from memory: no query).
+    /// One volume, in whatever state it is, hidden or not (from memory: no
+    /// query).
     pub fn get_volume(&self, name: &str) -> Result<Option<VolumeRecord>, StoreError> {
         Ok(self.volumes.get(name).map(|r| r.as_ref().clone()))
+    }
+
+    /// One volume as readers see it: `None` while it is hidden.
+    pub fn visible_volume(&self, name: &str) -> Option<VolumeRecord> {
+        self.volumes.get_visible(name).map(|r| r.as_ref().clone())
     }
 
     /// The volume whose uid is `uid`, in whatever state it is.
@@ -157,10 +184,10 @@ impl Store {
             .collect())
     }
 
-    /// Every volume row, ordered by name, shared with the index (no copy
-    /// of names, labels or options).
+    /// Every volume row readers may see (not hidden), ordered by name,
+    /// shared with the index (no copy of names, labels or options).
     pub fn volumes(&self) -> Vec<Arc<VolumeRecord>> {
-        self.volumes.all()
+        self.volumes.visible()
     }
 
     /// How many volume rows there are.
@@ -173,7 +200,7 @@ impl Store {
     /// connection the write used, still locked.
     pub(super) fn reindex_volume(&self, conn: &Connection, name: &str) -> Result<(), StoreError> {
         match read_volume(conn, name)? {
-            Some(record) => self.volumes.put(record),
+            Some(record) => self.volumes.put(record, false),
             None => self.volumes.remove(name),
         }
         Ok(())
@@ -269,7 +296,11 @@ impl Store {
         value: &str,
     ) -> Result<bool, StoreError> {
         let sql = format!("INSERT OR IGNORE INTO {table} (volume, {col}) VALUES (?1, ?2)");
-        Ok(self.conn().execute(&sql, params![name, value])? > 0)
+        Ok(self
+            .conn()
+            .prepare_cached(&sql)?
+            .execute(params![name, value])?
+            > 0)
     }
 
     fn delete_link(
@@ -280,7 +311,11 @@ impl Store {
         value: &str,
     ) -> Result<bool, StoreError> {
         let sql = format!("DELETE FROM {table} WHERE volume = ?1 AND {col} = ?2");
-        Ok(self.conn().execute(&sql, params![name, value])? > 0)
+        Ok(self
+            .conn()
+            .prepare_cached(&sql)?
+            .execute(params![name, value])?
+            > 0)
     }
 
     fn all_links(&self, table: &str, col: &str) -> Result<Vec<(String, String)>, StoreError> {
@@ -294,7 +329,7 @@ impl Store {
     fn links(&self, table: &str, col: &str, name: &str) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
         let sql = format!("SELECT {col} FROM {table} WHERE volume = ?1 ORDER BY {col}");
-        let mut stmt = conn.prepare(&sql)?;
+        let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![name], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

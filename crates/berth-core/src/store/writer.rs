@@ -1,6 +1,8 @@
-//! Group commit: one writer thread applies queued write jobs in one
-//! transaction and one durable commit, so concurrent creates and removes
-//! from many clients share the fsync of the WAL instead of each paying it.
+//! Group commit: writes queued while a commit is under way are applied
+//! together in one transaction and one durable commit, so concurrent
+//! creates and removes from many clients share the fsync of the WAL
+//! instead of each paying it; a write that finds nobody committing
+//! commits at once on its caller's thread.
 //!
 //! Each job runs inside its own savepoint: a job that fails is rolled back
 //! alone and its caller gets its error; the others still commit. A job's
@@ -8,14 +10,14 @@
 //! write is on disk (`synchronous=FULL`). If the commit itself fails, every
 //! job of the batch gets that error and nothing of the batch is applied.
 //!
-//! The thread shares the store's connection mutex, so statements of other
-//! store methods never interleave with a batch.
+//! Batches run under the store's connection mutex, so statements of other
+//! store methods never interleave with one.
 
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rusqlite::Connection;
 
 use super::StoreError;
@@ -65,111 +67,174 @@ fn in_savepoint<T>(
     conn: &Connection,
     op: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    run_cached(conn, "SAVEPOINT job")?;
     let outcome = op(conn);
-    let end = match outcome {
-        Ok(_) => "RELEASE job",
-        Err(_) => "ROLLBACK TO job; RELEASE job",
-    };
     // A failed statement may have ended the whole transaction (disk full,
     // I/O error): then there is no savepoint left and the commit fails too,
     // which answers every job of the batch with an error.
     if !conn.is_autocommit() {
-        conn.execute_batch(end)?;
+        if outcome.is_err() {
+            run_cached(conn, "ROLLBACK TO job")?;
+        }
+        run_cached(conn, "RELEASE job")?;
     }
     outcome
 }
 
-/// The queue and the thread that drains it.
-#[derive(Debug)]
+/// Jobs waiting for a commit, and whether a commit is under way.
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Box<dyn Job>>,
+    /// A batch is being applied (by a caller or by the thread).
+    busy: bool,
+    /// The store is closing: the thread drains what is left and ends.
+    closing: bool,
+}
+
+/// Shared by the callers and the writer thread.
+struct Shared {
+    conn: Arc<Mutex<Connection>>,
+    queue: Mutex<Queue>,
+    /// Signalled when jobs are queued and nobody is committing.
+    work: Condvar,
+}
+
+/// The group commit: a caller that finds nobody committing commits its
+/// own write at once, on its own thread (no hand-off: one client pays one
+/// fsync and no context switch); callers that arrive meanwhile queue, and
+/// the writer thread commits everything queued in one batch.
 pub(super) struct Writer {
-    jobs: Option<Sender<Box<dyn Job>>>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for dyn Job {
+impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Job")
+        f.debug_struct("Writer").finish_non_exhaustive()
     }
 }
 
 impl Writer {
     /// Starts the writer thread over `conn`.
     pub(super) fn start(conn: Arc<Mutex<Connection>>) -> Result<Self, StoreError> {
-        let (jobs, queue) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            conn,
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+        });
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(&conn, &queue))
+            .spawn({
+                let shared = shared.clone();
+                move || run(&shared)
+            })
             .map_err(StoreError::Io)?;
         Ok(Writer {
-            jobs: Some(jobs),
+            shared,
             thread: Some(thread),
         })
     }
 
-    /// Queues `op` and blocks until its batch is committed (or failed).
+    /// Applies `op` in a transaction of its own or of a batch, and returns
+    /// once that transaction is committed (or failed).
     pub(super) fn write<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = mpsc::sync_channel(1);
-        let job = Box::new(TypedJob {
+        let mut job: Box<dyn Job> = Box::new(TypedJob {
             op: Some(op),
             outcome: None,
             reply,
         });
+        let mut queue = self.shared.queue.lock();
+        if queue.busy || !queue.jobs.is_empty() {
+            queue.jobs.push(job);
+            self.shared.work.notify_one();
+            drop(queue);
+        } else {
+            queue.busy = true;
+            drop(queue);
+            let commit = apply_batch(&self.shared.conn.lock(), std::slice::from_mut(&mut job));
+            job.finish(commit);
+            self.shared.idle();
+        }
         let gone = || StoreError::Commit("the store's writer has stopped".into());
-        let jobs = self.jobs.as_ref().ok_or_else(gone)?;
-        jobs.send(job).map_err(|_| gone())?;
         answer.recv().map_err(|_| gone())?
+    }
+}
+
+impl Shared {
+    /// Ends a batch: the thread is woken if jobs queued meanwhile.
+    fn idle(&self) {
+        let mut queue = self.queue.lock();
+        queue.busy = false;
+        if !queue.jobs.is_empty() || queue.closing {
+            self.work.notify_one();
+        }
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        // Closing the queue ends the thread once it has answered every job.
-        drop(self.jobs.take());
+        self.shared.queue.lock().closing = true;
+        self.shared.work.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-/// The writer thread: take what is queued, apply it in one transaction,
-/// commit once, answer everyone.
-fn run(conn: &Mutex<Connection>, queue: &Receiver<Box<dyn Job>>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+/// The writer thread: whenever jobs are queued and nobody is committing,
+/// take them all, apply them in one transaction, commit once, answer.
+fn run(shared: &Shared) {
+    loop {
+        let mut batch = {
+            let mut queue = shared.queue.lock();
+            while queue.busy || (queue.jobs.is_empty() && !queue.closing) {
+                shared.work.wait(&mut queue);
             }
-        }
-        let commit = {
-            let conn = conn.lock();
-            apply_batch(&conn, &mut batch)
+            if queue.jobs.is_empty() {
+                return;
+            }
+            queue.busy = true;
+            let take = queue.jobs.len().min(MAX_BATCH);
+            queue.jobs.drain(..take).collect::<Vec<_>>()
         };
+        let commit = apply_batch(&shared.conn.lock(), &mut batch);
         for job in batch {
             job.finish(commit.clone());
         }
+        shared.idle();
     }
 }
 
 fn apply_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| e.to_string())?;
+    run_cached(conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
     for job in batch.iter_mut() {
+        if conn.is_autocommit() {
+            // An error (disk full, I/O) rolled the whole transaction back:
+            // the jobs not applied yet must not run outside it (a savepoint
+            // there would open and commit a transaction of its own).
+            break;
+        }
         job.apply(conn);
     }
     if conn.is_autocommit() {
+        // Every job is answered with an error: nothing of the batch stands.
         return Err("the transaction was rolled back by an error".into());
     }
-    conn.execute_batch("COMMIT").map_err(|e| {
-        let _ = conn.execute_batch("ROLLBACK");
+    run_cached(conn, "COMMIT").map_err(|e| {
+        let _ = run_cached(conn, "ROLLBACK");
         e.to_string()
     })
+}
+
+/// Runs one statement through the connection's statement cache (these run
+/// for every write: parsing them each time shows in profiles).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 #[cfg(test)]
@@ -201,6 +266,45 @@ mod tests {
         assert!(insert(&w, "a").is_err());
         assert_eq!(insert(&w, "b").unwrap(), 1);
         assert_eq!(count(&conn), 2);
+    }
+
+    #[test]
+    fn a_batch_whose_transaction_is_rolled_back_commits_nothing() {
+        let (w, conn) = writer();
+        let w = Arc::new(w);
+        // Hold the connection so the first write blocks with the writer
+        // busy and the next two queue into one batch, in order.
+        let held = conn.lock();
+        let spawn = |key: &'static str, rollback: bool| {
+            let w = w.clone();
+            let t = std::thread::spawn(move || {
+                w.write(move |c| {
+                    if rollback {
+                        // What SQLite does on a full disk: the whole
+                        // transaction is gone, and the job fails.
+                        c.execute_batch("ROLLBACK")?;
+                        return Err(StoreError::Commit("disk full".into()));
+                    }
+                    Ok(c.execute("INSERT INTO t (k) VALUES (?1)", [key])?)
+                })
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            t
+        };
+        let first = spawn("first", false);
+        let failing = spawn("unused", true);
+        let after = spawn("after", false);
+        drop(held);
+        assert!(first.join().unwrap().is_ok());
+        assert!(failing.join().unwrap().is_err());
+        assert!(after.join().unwrap().is_err(), "reported failed");
+        let keys: Vec<String> = {
+            let c = conn.lock();
+            let mut stmt = c.prepare("SELECT k FROM t ORDER BY k").unwrap();
+            let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+            rows.map(Result::unwrap).collect()
+        };
+        assert_eq!(keys, ["first"], "and so it must not be committed");
     }
 
     #[test]

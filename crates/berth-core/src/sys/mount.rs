@@ -67,6 +67,18 @@ pub fn is_mounted(path: &Path) -> bool {
         .any(|mp| unescape_mountinfo(mp) == wanted)
 }
 
+/// Every mount point at or under `dir`, from one read of
+/// /proc/self/mountinfo (callers checking many folders read it once).
+pub fn mount_points_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|mp| std::path::PathBuf::from(unescape_mountinfo(mp)))
+        .filter(|mp| mp.starts_with(dir))
+        .collect()
+}
+
 /// How mount events propagate to and from a mount point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Propagation {

@@ -91,7 +91,8 @@ impl VolumeService {
             .collect())
     }
 
-    /// Removes `chosen` (locks held): sizes, trash, one commit.
+    /// Removes `chosen` (locks held): sizes, trash, one commit; a volume
+    /// the trash cannot take is removed in place.
     fn remove_all(&self, chosen: &[Arc<VolumeRecord>]) -> Result<PruneReport, VolumeError> {
         let driver = self.drivers.get(DEFAULT_DRIVER).ok();
         let Some(driver) = driver.filter(|d| d.trash().is_some()) else {
@@ -99,12 +100,20 @@ impl VolumeService {
         };
         let trash = driver.trash().expect("checked above");
         let sizes = self.unmounted_sizes(chosen);
-        let mut retired = Vec::new();
-        for (record, size) in chosen.iter().zip(sizes) {
-            match trash.retire(&record.name, &record.uid) {
+        for record in chosen {
+            self.store.hide_volume(&record.name);
+        }
+        let pairs: Vec<(&str, &str)> = (chosen.iter())
+            .map(|r| (r.name.as_str(), r.uid.as_str()))
+            .collect();
+        let (mut retired, mut in_place) = (Vec::new(), Vec::new());
+        for ((record, size), moved) in chosen.iter().zip(sizes).zip(trash.retire(&pairs)) {
+            match moved {
                 Ok(_) => retired.push((record, size)),
                 Err(e) => {
-                    tracing::warn!(volume = %record.name, error = %e, "prune: could not remove volume")
+                    tracing::debug!(volume = %record.name, error = %e, "prune: removing in place");
+                    self.store.show_volume(&record.name);
+                    in_place.push((record, size));
                 }
             }
         }
@@ -112,9 +121,7 @@ impl VolumeService {
         let names: Vec<String> = retired.iter().map(|(r, _)| r.name.clone()).collect();
         if let Err(e) = self.store.delete_volumes(&names) {
             for (record, _) in &retired {
-                if let Err(undo) = trash.restore(&record.uid, &record.name) {
-                    tracing::error!(volume = %record.name, error = %undo, "could not put a volume back after a failed prune");
-                }
+                self.put_back(driver.as_ref(), record);
             }
             return Err(VolumeError::store("prune", "volumes", e));
         }
@@ -125,6 +132,17 @@ impl VolumeService {
             self.removed(record);
             report.deleted.push(record.name.clone());
             report.space_reclaimed += size;
+        }
+        for (record, size) in in_place {
+            match self.remove_in_place(record, driver.as_ref(), false) {
+                Ok(_) => {
+                    report.deleted.push(record.name.clone());
+                    report.space_reclaimed += size;
+                }
+                Err(e) => {
+                    tracing::warn!(volume = %record.name, error = %e, "prune: could not remove volume")
+                }
+            }
         }
         Ok(report)
     }

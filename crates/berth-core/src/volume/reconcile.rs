@@ -212,7 +212,7 @@ impl VolumeService {
             };
             for uid in uids {
                 match self.store.volume_by_uid(&uid) {
-                    Some(record) => match self.put_back(driver.as_ref(), &record, &uid) {
+                    Some(record) => match self.restore_retired(driver.as_ref(), &record, &uid) {
                         Ok(()) => report.removes_undone.push(record.name),
                         Err(e) => report.problems.push(e.to_string()),
                     },
@@ -227,7 +227,7 @@ impl VolumeService {
 
     /// Puts a volume's retired storage back under its name, unless the
     /// name has storage already (then both are left for a human).
-    fn put_back(
+    fn restore_retired(
         &self,
         driver: &dyn VolumeDriver,
         record: &VolumeRecord,
@@ -245,7 +245,9 @@ impl VolumeService {
             }));
         }
         let trash = driver.trash().expect("the caller found the trash");
-        trash.restore(uid, name).map_err(driver_err)
+        trash.restore(uid, name).map_err(driver_err)?;
+        self.store.show_volume(name);
+        Ok(())
     }
 
     fn record_findings(&self, report: &ReconcileReport) {

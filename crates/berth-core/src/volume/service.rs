@@ -161,18 +161,27 @@ impl VolumeService {
         let store_err = |e| VolumeError::store("create", &name, e);
         let one_commit = driver.storage_from_row();
         if one_commit {
+            // Ready in the database, hidden from readers until its storage
+            // is made.
             record.state = VolumeState::Ready;
+            self.store.insert_volume_hidden(&record)
+        } else {
+            self.store.insert_volume(&record)
         }
-        self.store.insert_volume(&record).map_err(store_err)?;
+        .map_err(store_err)?;
         failpoint::hit("volume-create-committed");
         if let Err(e) = driver.create(&name, &record.options) {
             // Nothing was acknowledged: undo the row, keep the driver error.
+            // If the undo fails, the row stays hidden; the next create of
+            // the name makes its storage (see `reuse`), start-up too.
             if let Err(undo) = self.store.delete_volume(&name) {
                 tracing::error!(volume = %name, error = %undo, "could not undo volume row");
             }
             return Err(VolumeError::driver("create", &name, e));
         }
-        if !one_commit {
+        if one_commit {
+            self.store.show_volume(&name);
+        } else {
             self.store
                 .set_volume_state(&name, VolumeState::Ready)
                 .map_err(store_err)?;
@@ -180,7 +189,7 @@ impl VolumeService {
         }
         tracing::debug!(volume = %name, driver = %record.driver, "volume created");
         self.publish("create", &name, &[("driver", &record.driver)]);
-        self.to_volume(driver, record, false)
+        Ok(listed_volume(driver, &record))
     }
 
     /// Create of a name that exists: same driver reuses it (Docker), another
@@ -206,7 +215,26 @@ impl VolumeService {
             });
         }
         let driver = self.driver_of("create", &existing)?;
+        self.make_missing_storage(driver.as_ref(), &existing)?;
         Ok((self.to_volume(driver.as_ref(), existing, false)?, false))
+    }
+
+    /// A ready row of a driver that makes storage from the row, whose
+    /// storage is missing (a create whose undo failed): made now, and the
+    /// row shown to readers.
+    fn make_missing_storage(
+        &self,
+        driver: &dyn VolumeDriver,
+        record: &VolumeRecord,
+    ) -> Result<(), VolumeError> {
+        let name = record.name.as_str();
+        let driver_err = |e| VolumeError::driver("create", name, e);
+        if driver.storage_from_row() && driver.path(name).map_err(driver_err)?.is_none() {
+            driver.create(name, &record.options).map_err(driver_err)?;
+            tracing::warn!(volume = %name, "made the missing storage of an existing volume");
+        }
+        self.store.show_volume(name);
+        Ok(())
     }
 
     /// One volume, with its driver status.
@@ -233,16 +261,23 @@ impl VolumeService {
             None => Default::default(),
         };
         let mut out = Vec::new();
+        // Drivers looked up once each, not once per volume.
+        let mut driver: Option<Arc<dyn VolumeDriver>> = None;
         for record in self.store.volumes() {
             let keep = record.state == VolumeState::Ready
                 && names.matches(&record.name)
                 && filters::exact_match(filters, "driver", &record.driver)
                 && filters::labels_match(filters, "label", &record.labels)
                 && dangling.is_none_or(|d| d != in_use.contains_key(&record.name));
-            if keep {
-                let driver = self.driver_of("list", &record)?;
-                out.push(listed_volume(driver.as_ref(), &record));
+            if !keep {
+                continue;
             }
+            let current = match driver.take() {
+                Some(d) if d.name() == record.driver => d,
+                _ => self.driver_of("list", &record)?,
+            };
+            out.push(listed_volume(current.as_ref(), &record));
+            driver = Some(current);
         }
         Ok(out)
     }
@@ -288,11 +323,15 @@ impl VolumeService {
         }
         let driver = self.driver_of("remove", record)?;
         if let Some(trash) = driver.trash() {
-            match trash.retire(name, &record.uid) {
+            // Readers do not see the volume while its folder is away.
+            self.store.hide_volume(name);
+            let moved = trash.retire(&[(name, &record.uid)]).pop();
+            match moved.unwrap_or(Ok(false)) {
                 Ok(_) => return self.commit_retired(record, driver.clone()),
                 // Not movable (a mount point of its own): removed in place.
                 Err(e) => tracing::debug!(volume = %name, error = %e, "removing in place"),
             }
+            self.store.show_volume(name);
         }
         self.remove_in_place(record, driver.as_ref(), force)
     }
@@ -308,9 +347,7 @@ impl VolumeService {
         let name = record.name.as_str();
         failpoint::hit("volume-remove-retired");
         if let Err(e) = self.store.delete_volume(name) {
-            if let Some(Err(undo)) = driver.trash().map(|t| t.restore(&record.uid, name)) {
-                tracing::error!(volume = %name, error = %undo, "could not put a volume back after a failed remove");
-            }
+            self.put_back(driver.as_ref(), record);
             return Err(VolumeError::store("remove", name, e));
         }
         failpoint::hit("volume-remove-committed");
@@ -319,9 +356,22 @@ impl VolumeService {
         Ok(true)
     }
 
+    /// Undoes a move to the trash whose commit failed: the storage back
+    /// under its name, the row shown again.
+    pub(super) fn put_back(&self, driver: &dyn VolumeDriver, record: &VolumeRecord) {
+        let name = record.name.as_str();
+        match driver.trash().map(|t| t.restore(&record.uid, name)) {
+            Some(Err(e)) => {
+                // Start-up puts it back (the row has the entry's uid).
+                tracing::error!(volume = %name, error = %e, "could not put a volume back after a failed remove");
+            }
+            _ => self.store.show_volume(name),
+        }
+    }
+
     /// Remove for drivers without a trash (and storage that cannot be
     /// moved): mark `removing`, delete the storage, delete the row.
-    fn remove_in_place(
+    pub(super) fn remove_in_place(
         &self,
         record: &VolumeRecord,
         driver: &dyn VolumeDriver,
@@ -490,15 +540,16 @@ impl VolumeService {
             .map_err(|e| VolumeError::store(op, name, e))
     }
 
-    /// The row if it is ready; rows mid-create or mid-remove do not exist
-    /// for readers.
+    /// The row if it is ready and not hidden; rows mid-create or
+    /// mid-remove do not exist for readers.
     fn ready_record(
         &self,
-        op: &'static str,
+        _op: &'static str,
         name: &str,
     ) -> Result<Option<VolumeRecord>, VolumeError> {
         Ok(self
-            .record(op, name)?
+            .store
+            .visible_volume(name)
             .filter(|r| r.state == VolumeState::Ready))
     }
 
