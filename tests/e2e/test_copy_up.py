@@ -34,6 +34,10 @@ def seeded(daemon):
         os.chmod(os.path.join(seed, "sub"), 0o750)
         os.symlink("sub/owned", os.path.join(seed, "link"))
         os.link(os.path.join(seed, "sub", "owned"), os.path.join(seed, "hard"))
+        # The folder itself: its owner and mode go to the volume's root
+        # (a database image's data folder belongs to the database's user).
+        os.chown(seed, 70, 71)
+        os.chmod(seed, 0o770)
         tar = os.path.join(work, "seed.tar")
         subprocess.run(["tar", "-C", root, "-cf", tar, "."], check=True)
         ref = f"seeded-{uuid.uuid4().hex[:8]}:v1"
@@ -57,8 +61,10 @@ LISTING = "stat -c '%n %u:%g %a' /seed/sub /seed/sub/owned; readlink /seed/link;
 
 
 def test_copy_up_keeps_owners_modes_links(daemon, seeded, vol):
-    out = sh(daemon, seeded, ["-v", f"{vol}:/seed"], LISTING).stdout.splitlines()
-    assert out == ["/seed/sub 0:0 750", "/seed/sub/owned 1234:4321 640", "sub/owned", "2", "owned by 1234"]
+    out = sh(daemon, seeded, ["-v", f"{vol}:/seed"], "stat -c '%n %u:%g %a' /seed; " + LISTING)
+    assert out.stdout.splitlines() == [
+        "/seed 70:71 770", "/seed/sub 0:0 750", "/seed/sub/owned 1234:4321 640", "sub/owned", "2",
+        "owned by 1234"]
 
 
 def test_nocopy_leaves_the_volume_empty(daemon, seeded, vol):

@@ -9,7 +9,9 @@ use bytes::Bytes;
 
 use crate::error::ApiError;
 use crate::request::{blocking, json, read_json, Query};
-use crate::types::{VolumeCreateBody, VolumeJson, VolumeListJson, VolumePruneJson};
+use crate::types::{
+    ListedVolumeJson, VolumeCreateBody, VolumeJson, VolumeListRefJson, VolumePruneJson,
+};
 use crate::version::ApiVersion;
 use crate::ApiState;
 
@@ -29,15 +31,16 @@ pub async fn list(
         ApiError::bad_request(format!("error reading volume filters: {}", e.message))
     })?;
     let svc = state.volumes.clone();
-    let volumes = blocking(move || svc.list(&filters)).await?;
+    let volumes = blocking(move || svc.list_shared(&filters)).await?;
     let warnings = state.volumes.warnings();
     let count = volumes.len();
-    let body = VolumeListJson {
-        volumes: volumes.into_iter().map(VolumeJson::from).collect(),
+    let body = VolumeListRefJson {
+        volumes: volumes.iter().map(ListedVolumeJson::from).collect(),
         warnings: (!warnings.is_empty()).then_some(warnings),
     };
     let response = json(StatusCode::OK, &body);
     drop(body);
+    drop(volumes);
     if count >= LARGE_LIST {
         // The rows copied for this answer are free again: give the pages
         // back now rather than at the next periodic release.

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RawMutex};
 
+use crate::sys::ShrinkWhenSparse;
+
 type Entry = Arc<Mutex<()>>;
 
 /// A table of locks keyed by volume name; entries live only while held.
@@ -50,6 +52,7 @@ impl Drop for NameGuard<'_> {
             .is_some_and(|e| Arc::strong_count(e) == 1)
         {
             table.remove(&self.name);
+            table.shrink_when_sparse();
         }
     }
 }

@@ -104,8 +104,14 @@ impl LocalDriver {
             DriverError::io(format!("moving {} to {}", dir.display(), to.display()), e)
         })?;
         self.active.forget(name);
-        self.unsynced.lock().remove(name);
+        self.forget_unsynced(name);
         Ok(true)
+    }
+
+    fn forget_unsynced(&self, name: &str) {
+        let mut unsynced = self.unsynced.lock();
+        unsynced.remove(name);
+        crate::sys::ShrinkWhenSparse::shrink_when_sparse(&mut *unsynced);
     }
 
     /// Syncs the folders of a volume this process created, once: `_data`'s
@@ -116,7 +122,7 @@ impl LocalDriver {
         }
         sync_dir(&self.volume_dir(name))?;
         sync_dir(&self.volumes_dir)?;
-        self.unsynced.lock().remove(name);
+        self.forget_unsynced(name);
         Ok(())
     }
 
@@ -193,7 +199,7 @@ impl VolumeDriver for LocalDriver {
         // mounted inside (the removal would stop at it half done).
         self.unmount_own(name, &mount::mount_points_under(&self.volume_dir(name)))?;
         self.active.forget(name);
-        self.unsynced.lock().remove(name);
+        self.forget_unsynced(name);
         let dir = self.volume_dir(name);
         remove_tree_same_fs(&dir)
             .map_err(|e| DriverError::io(format!("removing {}", dir.display()), e))

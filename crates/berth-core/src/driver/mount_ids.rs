@@ -65,7 +65,9 @@ impl MountIds {
 
     /// Forgets every hold on `name` (the volume is being removed).
     pub fn forget(&self, name: &str) {
-        self.0.lock().remove(name);
+        let mut ids = self.0.lock();
+        ids.remove(name);
+        crate::sys::ShrinkWhenSparse::shrink_when_sparse(&mut *ids);
     }
 }
 

@@ -31,7 +31,11 @@ pub fn copy_tree_with_progress(
         progress,
     };
     copier.dir_contents(src, dst)?;
-    copy_metadata(src, dst, &std::fs::symlink_metadata(src)?)?;
+    // The root is followed: callers name it by an open descriptor's
+    // `/proc/self/fd/N`, a link whose own owner is root (Docker gives the
+    // volume the image folder's owner and mode: a database image's data
+    // folder belongs to its database user).
+    copy_metadata(src, dst, &std::fs::metadata(src)?)?;
     Ok(copier.bytes)
 }
 
@@ -216,6 +220,25 @@ fn copy_xattrs(from: &Path, to: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_root_named_by_a_descriptor_gives_its_owner_and_mode() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+        std::fs::create_dir(&src).unwrap();
+        std::fs::create_dir(&dst).unwrap();
+        nix::unistd::chown(&src, Some(70.into()), Some(71.into())).unwrap();
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let fd = std::fs::File::open(&src).unwrap();
+        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        copy_tree(&by_fd, &dst).unwrap();
+        let meta = std::fs::metadata(&dst).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (70, 71, 0o700)
+        );
+    }
 
     #[test]
     fn copies_everything_a_filesystem_records() {

@@ -73,3 +73,34 @@ fn ext4_has_journal(path: &std::path::Path) -> bool {
         .join(format!("{}-8", name.to_string_lossy()))
         .exists()
 }
+
+/// Hash tables keep their capacity after removals: one that held 100,000
+/// volumes during a bulk operation would hold their memory for good.
+/// These shrink once most of that capacity is empty (a quarter used or
+/// less), so shrinking is rare and its cost is paid back by the removals.
+pub trait ShrinkWhenSparse {
+    fn shrink_when_sparse(&mut self);
+}
+
+/// Below this capacity a table is left alone.
+const SHRINK_ABOVE: usize = 1024;
+
+impl<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher> ShrinkWhenSparse
+    for std::collections::HashMap<K, V, S>
+{
+    fn shrink_when_sparse(&mut self) {
+        if self.capacity() > SHRINK_ABOVE && self.len() * 4 < self.capacity() {
+            self.shrink_to_fit();
+        }
+    }
+}
+
+impl<K: Eq + std::hash::Hash, S: std::hash::BuildHasher> ShrinkWhenSparse
+    for std::collections::HashSet<K, S>
+{
+    fn shrink_when_sparse(&mut self) {
+        if self.capacity() > SHRINK_ABOVE && self.len() * 4 < self.capacity() {
+            self.shrink_to_fit();
+        }
+    }
+}

@@ -26,7 +26,7 @@ pub use archive::{operation_mount_id, OPERATION_MOUNT_PREFIX};
 pub use error::VolumeError;
 pub use extended::CloneProgress;
 pub use filters::Filters;
-pub use model::{CreateRequest, Volume, VolumeUsage};
+pub use model::{CreateRequest, ListedVolume, Volume, VolumeUsage};
 pub use prune::PruneReport;
 pub use reconcile::ReconcileReport;
 pub use service::VolumeService;

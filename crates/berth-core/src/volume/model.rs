@@ -31,6 +31,16 @@ pub struct Volume {
     pub status: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// A volume as a list shows it: the stored row, shared with the store's
+/// in-memory rows (nothing copied), and what its driver says without
+/// touching storage.
+#[derive(Debug, Clone)]
+pub struct ListedVolume {
+    pub record: std::sync::Arc<crate::store::VolumeRecord>,
+    pub mountpoint: PathBuf,
+    pub scope: Scope,
+}
+
 /// A volume with its disk usage, for `system df`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VolumeUsage {

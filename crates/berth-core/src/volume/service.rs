@@ -14,7 +14,7 @@ use super::filters::{self, Filters, NameFilter};
 use super::names;
 use super::trash::TrashWorker;
 use super::usage::SizeCache;
-use super::{CreateRequest, Volume, VolumeError};
+use super::{CreateRequest, ListedVolume, Volume, VolumeError};
 use crate::driver::{DriverRegistry, VolumeDriver};
 use crate::events::{Event, EventBus};
 use crate::failpoint;
@@ -247,9 +247,19 @@ impl VolumeService {
     }
 
     /// Volumes matching `filters` (keys: dangling, driver, label, name),
-    /// ordered by name. Served from the store's in-memory rows: at most
-    /// one query (the use counts, for `dangling`) and no disk access.
+    /// ordered by name.
     pub fn list(&self, filters: &Filters) -> Result<Vec<Volume>, VolumeError> {
+        Ok(self
+            .list_shared(filters)?
+            .into_iter()
+            .map(ListedVolume::into_volume)
+            .collect())
+    }
+
+    /// [`VolumeService::list`] without copying the rows: served from the
+    /// store's in-memory rows, at most one query (the use counts, for
+    /// `dangling`) and no disk access.
+    pub fn list_shared(&self, filters: &Filters) -> Result<Vec<ListedVolume>, VolumeError> {
         filters::check_keys(filters, filters::LIST_KEYS)?;
         let dangling = filters::dangling_value(filters)?;
         let names = NameFilter::new(filters)?;
@@ -276,7 +286,11 @@ impl VolumeService {
                 Some(d) if d.name() == record.driver => d,
                 _ => self.driver_of("list", &record)?,
             };
-            out.push(listed_volume(current.as_ref(), &record));
+            out.push(ListedVolume {
+                mountpoint: current.mountpoint(&record.name).unwrap_or_default(),
+                scope: current.capabilities().scope,
+                record,
+            });
             driver = Some(current);
         }
         Ok(out)
@@ -593,15 +607,28 @@ impl VolumeService {
 /// A volume for a list: the mountpoint as the driver tells it without
 /// touching storage, no status (Docker's list shows none).
 fn listed_volume(driver: &dyn VolumeDriver, record: &VolumeRecord) -> Volume {
-    Volume {
+    ListedVolume {
+        record: Arc::new(record.clone()),
         mountpoint: driver.mountpoint(&record.name).unwrap_or_default(),
         scope: driver.capabilities().scope,
-        name: record.name.clone(),
-        driver: record.driver.clone(),
-        created_at: record.created_at,
-        labels: record.labels.clone(),
-        options: record.options.clone(),
-        status: None,
+    }
+    .into_volume()
+}
+
+impl ListedVolume {
+    /// The volume as an owned value (its row copied).
+    pub fn into_volume(self) -> Volume {
+        let record = Arc::unwrap_or_clone(self.record);
+        Volume {
+            mountpoint: self.mountpoint,
+            scope: self.scope,
+            name: record.name,
+            driver: record.driver,
+            created_at: record.created_at,
+            labels: record.labels,
+            options: record.options,
+            status: None,
+        }
     }
 }
 

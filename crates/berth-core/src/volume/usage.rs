@@ -47,7 +47,9 @@ impl SizeCache {
     /// renamed.
     pub(super) fn forget(&self, name: &str) {
         self.forgets.fetch_add(1, Ordering::SeqCst);
-        self.measures.lock().remove(name);
+        let mut measures = self.measures.lock();
+        measures.remove(name);
+        crate::sys::ShrinkWhenSparse::shrink_when_sparse(&mut *measures);
     }
 
     /// The measure of `name` if it still holds: unmounted since, or
