@@ -138,7 +138,7 @@ def test_clone_shares_blocks_and_is_independent(thin_daemon):
     assert sums[0] == sums[1]
     d.docker("run", "--rm", "-v", "copy:/d", d.image, "sh", "-c", "echo changed > /d/only-in-copy")
     d.docker("run", "--rm", "-v", "orig:/d", d.image, "sh", "-c", "dd if=/dev/urandom of=/d/data bs=1M count=1 conv=notrunc 2>/dev/null")
-    assert d.docker("run", "--rm", "-v", "orig:/d", d.image, "ls", "/d").stdout.split() == ["data", "lost+found"]
+    assert d.docker("run", "--rm", "-v", "orig:/d", d.image, "ls", "/d").stdout.split() == ["data"]
     assert d.docker("run", "--rm", "-v", "copy:/d", d.image, "md5sum", "/d/data").stdout.split()[0] == sums[1]
     assert pool_file_allocated(d) - after_clone < 64 * MIB, "only changed blocks are new"
 
@@ -316,3 +316,15 @@ def test_a_filesystem_kept_alive_elsewhere_is_mounted_again_not_twice(thin_daemo
     d.berth_cli("volume", "snapshot", "create", "pinned", "s1")
     fsck = subprocess.run(["e2fsck", "-fn", image], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+
+
+def test_a_new_thin_volume_is_empty_and_takes_the_image_folders_owner(thin_daemon):
+    """No lost+found in a new thin volume: copy-up fills it like a local
+    volume, and gives its root the image folder's owner and mode."""
+    d = thin_daemon
+    d.docker("volume", "create", "-d", "thin", "-o", "size=64M", "fresh")
+    listing = d.docker("run", "--rm", "-v", "fresh:/d", d.image, "ls", "-A", "/d").stdout.split()
+    assert listing == []
+    d.docker("volume", "create", "-d", "thin", "-o", "size=64M", "owned")
+    out = d.docker("run", "--rm", "-v", "owned:/tmp", d.image, "stat", "-c", "%a", "/tmp").stdout
+    assert out.strip() == "1777", "the image's /tmp mode goes to the volume's root"

@@ -94,8 +94,32 @@ fn format_image(path: &Path, o: &ThinOptions) -> Result<(), DriverError> {
         }
         Err(e) => return Err(io(format!("running mkfs.{}", o.fs), e)),
     }
+    if o.fs != "xfs" {
+        drop_lost_and_found(path);
+    }
     file.sync_all()
         .map_err(|e| io("syncing the volume image", e))
+}
+
+/// Removes the empty `lost+found` mkfs.ext4 leaves in the root, so a new
+/// thin volume is as empty as a local one: copy-up (which fills only an
+/// empty volume and gives it the image folder's owner) and programs that
+/// want an empty data folder (initdb) treat both alike. e2fsck makes it
+/// again when it needs it. Without debugfs it stays (logged).
+fn drop_lost_and_found(image: &Path) {
+    let done = Command::new("debugfs")
+        .args(["-w", "-R", "rmdir lost+found"])
+        .arg(image)
+        .output();
+    match done {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            tracing::warn!(stderr = %String::from_utf8_lossy(&out.stderr).trim(), "debugfs could not remove lost+found")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "debugfs not run: lost+found stays in new thin volumes")
+        }
+    }
 }
 
 /// The thin driver over one pool.
