@@ -308,8 +308,11 @@ impl Trash for LocalDriver {
         if !self.ordered && answers.iter().any(|a| matches!(a, Ok(true))) {
             // No journal orders these renames before the commit's fsync: a
             // power cut could undo them after the rows are gone, and
-            // start-up would adopt the folders as volumes again.
-            if let Err(e) = sync_dir(&self.trash_dir()).and_then(|()| sync_dir(&self.volumes_dir)) {
+            // start-up would adopt the folders as volumes again. Syncing
+            // the folder they left is what prevents that; were the trash's
+            // side lost instead, e2fsck would find the folder unattached
+            // (space leaked, nothing resurrected), so it is not synced.
+            if let Err(e) = sync_dir(&self.volumes_dir) {
                 let why = e.to_string();
                 for ((name, uid), answer) in volumes.iter().zip(answers.iter_mut()) {
                     if matches!(answer, Ok(true)) {
