@@ -183,10 +183,7 @@ def main() -> int:
                 tps.setdefault(target, []).append(x)
                 rb.log(f"run {run + 1} {target}: {x:.0f} TPS")
     finally:
-        for e in reversed(list(engines.values())):
-            e.stop_and_clean()
-        rb.kill_leftovers(work)
-        rb.remove_tree(work)
+        rb.clean_up(engines.values(), work)
     rows = ["| target | TPS per run | median |", "|---|---|---:|"]
     labels = {"thin": "berth thin volume", "local": "berth local volume",
               "dockerd": "dockerd local volume"}
@@ -196,11 +193,7 @@ def main() -> int:
     if "thin" in tps and "local" in tps:
         ratio = statistics.median(tps["thin"]) / statistics.median(tps["local"])
         rows.append(f"\nthin / local (berth): {ratio:.2f}×")
-    text = "\n".join(rows)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    rb.emit("\n".join(rows), args.out)
     return 0
 
 

@@ -207,14 +207,8 @@ def main() -> int:
         text = table(bench(engines, reg, args.reps), args.layer_mib, args.reps)
     finally:
         reg.stop()
-        for e in reversed(engines):
-            e.stop_and_clean()
-        rb.kill_leftovers(work)
-        rb.remove_tree(work)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+        rb.clean_up(engines, work)
+    rb.emit(text, args.out)
     return 0
 
 

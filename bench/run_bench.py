@@ -2394,6 +2394,23 @@ def loadavg() -> str:
         return "?"
 
 
+def clean_up(engines, work: str) -> None:
+    """Stops every engine (last started first) and removes the run's
+    folder with whatever was left under it, for every bench script."""
+    for e in reversed(list(engines)):
+        e.stop_and_clean()
+    kill_leftovers(work)
+    remove_tree(work)
+
+
+def emit(text: str, out: str | None) -> None:
+    """Prints a bench's table, and writes it to `out` if given."""
+    print(text)
+    if out:
+        with open(out, "w") as f:
+            f.write(text + "\n")
+
+
 def add_binary_args(ap: argparse.ArgumentParser) -> None:
     """--berth-bin, --docker-bin and --dockerd-bin (and their BERTH_BIN,
     DOCKER_BIN, DOCKERD_BIN variables), for every bench script."""

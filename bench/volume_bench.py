@@ -295,15 +295,8 @@ def main() -> int:
         if args.scale:
             row_scale(t, engines, args.scale, zero)
     finally:
-        for e in reversed(engines):
-            e.stop_and_clean()
-        rb.kill_leftovers(work)
-        rb.remove_tree(work)
-    text = t.text()
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+        rb.clean_up(engines, work)
+    rb.emit(t.text(), args.out)
     return 0
 
 
