@@ -88,7 +88,9 @@ fn go_arch(machine: &str) -> &str {
 pub async fn info(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let f = state.facts.clone();
     let svc = state.volumes.clone();
-    let volume_count = blocking(move || svc.list(&Default::default())).await?.len();
+    let volume_count = blocking(move || svc.list_shared(&Default::default()))
+        .await?
+        .len();
     let body = json!({
         "ID": f.id, "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0,
         "ContainersStopped": 0, "Images": 0, "Driver": "overlayfs",

@@ -10,16 +10,14 @@
 //! data has durable folders, and one that never did is made again from its
 //! row if a power cut took its folders. A remove renames the volume's
 //! folder into `.trash/<uid>` and the service destroys it after the delete
-//! has committed. On a filesystem that journals metadata the rename needs
-//! no sync of its own (the commit's fsync forces the journal that holds
-//! it); on one that does not (ext4 without a journal), it is synced first.
+//! has committed; `volumes/` is synced after the move, before the commit.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::local_opts::{self, LocalMount};
 use super::mount_ids::MountIds;
-use super::{DriverError, DriverOptions, DriverVolume, Trash, VolumeDriver};
+use super::{DriverError, DriverOptions, DriverVolume, Retiring, Trash, VolumeDriver};
 use crate::sys::mount;
 use crate::sys::remove_tree::remove_tree_same_fs;
 
@@ -32,9 +30,6 @@ pub struct LocalDriver {
     active: MountIds,
     /// Volumes created by this process whose folders are not synced yet.
     unsynced: parking_lot::Mutex<HashSet<String>>,
-    /// Whether the filesystem writes metadata in order (a journal): if
-    /// not, a remove's move to the trash is synced before its commit.
-    ordered: bool,
 }
 
 /// The folder under `volumes/` that removed volumes wait in, by uid, until
@@ -48,7 +43,6 @@ impl LocalDriver {
             volumes_dir: volumes_dir.to_path_buf(),
             active: MountIds::default(),
             unsynced: Default::default(),
-            ordered: crate::sys::metadata_is_ordered(volumes_dir),
         }
     }
 
@@ -63,14 +57,10 @@ impl LocalDriver {
         create_dir_if_missing(&trash)?;
         let meta = std::fs::symlink_metadata(&trash)
             .map_err(|e| DriverError::io(format!("checking {}", trash.display()), e))?;
-        if !meta.is_dir() {
-            let kind = std::io::Error::other("not a folder (a symlink or a file is never used)");
-            return Err(DriverError::io(
-                format!("the trash {}", trash.display()),
-                kind,
-            ));
+        match meta.is_dir() {
+            true => Ok(trash),
+            false => Err(not_a_folder(&trash)),
         }
-        Ok(trash)
     }
 
     /// Unmounts the volume's own filesystem (options: one on `_data`) if
@@ -294,7 +284,7 @@ impl VolumeDriver for LocalDriver {
 }
 
 impl Trash for LocalDriver {
-    fn retire(&self, volumes: &[(&str, &str)]) -> Vec<Result<bool, DriverError>> {
+    fn retire(&self, volumes: &[Retiring<'_>]) -> Vec<Result<bool, DriverError>> {
         if let Err(e) = self.usable_trash() {
             let why = e.to_string();
             let unusable =
@@ -303,20 +293,22 @@ impl Trash for LocalDriver {
         }
         let mounts = mount::mount_points_under(&self.volumes_dir);
         let mut answers: Vec<_> = (volumes.iter())
-            .map(|(name, uid)| self.retire_one(name, uid, &mounts))
+            .map(|v| self.retire_one(v.name, v.uid, &mounts))
             .collect();
-        if !self.ordered && answers.iter().any(|a| matches!(a, Ok(true))) {
-            // No journal orders these renames before the commit's fsync: a
-            // power cut could undo them after the rows are gone, and
-            // start-up would adopt the folders as volumes again. Syncing
-            // the folder they left is what prevents that; were the trash's
-            // side lost instead, e2fsck would find the folder unattached
-            // (space leaked, nothing resurrected), so it is not synced.
+        if answers.iter().any(|a| matches!(a, Ok(true))) {
+            // The moves must be on disk before the commit: a power cut
+            // that undid one after the row is gone would have start-up
+            // adopt the folder as a volume again. Nothing else orders them
+            // (the database may be on another disk; a journal the WAL's
+            // fsync forces need not hold them). Syncing the folder they
+            // left is what counts: were the trash's side lost instead, the
+            // folder would be found unattached (space leaked, nothing
+            // back), so it is not synced.
             if let Err(e) = sync_dir(&self.volumes_dir) {
                 let why = e.to_string();
-                for ((name, uid), answer) in volumes.iter().zip(answers.iter_mut()) {
+                for (v, answer) in volumes.iter().zip(answers.iter_mut()) {
                     if matches!(answer, Ok(true)) {
-                        let _ = self.restore(uid, name);
+                        let _ = self.restore(v.uid, v.name);
                     }
                     let failed = std::io::Error::other(why.clone());
                     *answer = Err(DriverError::io("syncing the trash", failed));
@@ -339,11 +331,7 @@ impl Trash for LocalDriver {
     fn retired(&self) -> Result<Vec<String>, DriverError> {
         let trash = self.trash_dir();
         if std::fs::symlink_metadata(&trash).is_ok_and(|m| !m.is_dir()) {
-            let kind = std::io::Error::other("not a folder (a symlink or a file is never used)");
-            return Err(DriverError::io(
-                format!("the trash {}", trash.display()),
-                kind,
-            ));
+            return Err(not_a_folder(&trash));
         }
         match std::fs::read_dir(&trash) {
             Ok(entries) => Ok(entries
@@ -371,6 +359,12 @@ fn create_dir_if_missing(dir: &Path) -> Result<bool, DriverError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(DriverError::io(format!("creating {}", dir.display()), e)),
     }
+}
+
+/// The trash is something else than a folder of its own: never used.
+fn not_a_folder(trash: &Path) -> DriverError {
+    let kind = std::io::Error::other("not a folder (a symlink or a file is never used)");
+    DriverError::io(format!("the trash {}", trash.display()), kind)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), DriverError> {

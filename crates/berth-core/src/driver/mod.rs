@@ -182,6 +182,14 @@ pub trait VolumeDriver: Send + Sync {
     }
 }
 
+/// A volume a remove moves to the trash: its name and the uid its storage
+/// will wait under (named fields: both are strings, easy to swap).
+#[derive(Debug, Clone, Copy)]
+pub struct Retiring<'a> {
+    pub name: &'a str,
+    pub uid: &'a str,
+}
+
 /// Storage a remove moves aside before the row is deleted, destroyed once
 /// the delete has committed. The service names it by the volume's uid, so
 /// start-up can tell a remove that committed (no row has that uid: destroy)
@@ -189,7 +197,7 @@ pub trait VolumeDriver: Send + Sync {
 /// Each step is a rename, not made durable by itself: the commit that
 /// follows it forces the filesystem's journal, which holds the rename.
 pub trait Trash: Send + Sync {
-    /// Moves each `(name, uid)` volume's storage aside under its uid,
+    /// Moves each volume's storage aside under its uid,
     /// unmounting a filesystem mounted on the volume's data first; one
     /// answer per volume, `Ok(false)` for one with no storage. A volume
     /// whose storage cannot be moved (another mount inside it, an unusable
@@ -197,7 +205,7 @@ pub trait Trash: Send + Sync {
     /// Once all are moved, the moves are made durable with one sync where
     /// the filesystem needs it; if that fails, they are all moved back and
     /// all fail.
-    fn retire(&self, volumes: &[(&str, &str)]) -> Vec<Result<bool, DriverError>>;
+    fn retire(&self, volumes: &[Retiring<'_>]) -> Vec<Result<bool, DriverError>>;
 
     /// Puts the storage retired under `uid` back as `name` (its remove did
     /// not commit). Fails, changing nothing, if `name` has storage.

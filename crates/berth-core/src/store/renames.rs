@@ -75,9 +75,15 @@ impl Store {
             "UPDATE volumes SET uid = ?2 WHERE name = ?1",
             params![target, uid],
         )?;
+        // Read before the commit: nothing may fail after it, or a rename
+        // that happened would be reported (and undone) as failed.
+        let moved = super::volumes::read_volume(&tx, target)?;
         tx.commit()?;
-        self.reindex_volume(&conn, volume)?;
-        self.reindex_volume(&conn, target)
+        self.volumes.remove(volume);
+        if let Some(record) = moved {
+            self.volumes.put(record, false);
+        }
+        Ok(())
     }
 
     /// Renames cut short by a crash: `(volume, target)`.

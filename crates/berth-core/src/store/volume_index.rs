@@ -83,15 +83,6 @@ impl VolumeIndex {
             .collect()
     }
 
-    /// The record whose uid is `uid` (start-up only: a scan).
-    pub(super) fn by_uid(&self, uid: &str) -> Option<Arc<VolumeRecord>> {
-        let by_name = self.by_name.read();
-        by_name
-            .values()
-            .find(|e| e.record.uid == uid)
-            .map(|e| e.record.clone())
-    }
-
     pub(super) fn put(&self, record: VolumeRecord, hidden: bool) {
         let name = record.name.clone();
         let entry = Entry {
@@ -124,10 +115,5 @@ impl VolumeIndex {
         for name in names {
             by_name.remove(name);
         }
-    }
-
-    /// Number of volumes held.
-    pub(super) fn len(&self) -> usize {
-        self.by_name.read().len()
     }
 }

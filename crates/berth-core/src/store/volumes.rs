@@ -169,11 +169,6 @@ impl Store {
         self.volumes.get_visible(name).map(|r| r.as_ref().clone())
     }
 
-    /// The volume whose uid is `uid`, in whatever state it is.
-    pub fn volume_by_uid(&self, uid: &str) -> Option<VolumeRecord> {
-        self.volumes.by_uid(uid).map(|r| r.as_ref().clone())
-    }
-
     /// Every volume row, in all states, ordered by name (copies).
     pub fn list_volumes(&self) -> Result<Vec<VolumeRecord>, StoreError> {
         Ok(self
@@ -188,22 +183,6 @@ impl Store {
     /// shared with the index (no copy of names, labels or options).
     pub fn volumes(&self) -> Vec<Arc<VolumeRecord>> {
         self.volumes.visible()
-    }
-
-    /// How many volume rows there are.
-    pub fn volume_count(&self) -> usize {
-        self.volumes.len()
-    }
-
-    /// Re-reads `name`'s row into the index (after a write made by SQL the
-    /// index cannot mirror field by field, such as a rename). Takes the
-    /// connection the write used, still locked.
-    pub(super) fn reindex_volume(&self, conn: &Connection, name: &str) -> Result<(), StoreError> {
-        match read_volume(conn, name)? {
-            Some(record) => self.volumes.put(record, false),
-            None => self.volumes.remove(name),
-        }
-        Ok(())
     }
 
     /// Records that `holder` uses volume `name`. Returns whether it was new.
@@ -361,7 +340,10 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
 }
 
 /// One volume row with its labels and options, read from the database.
-fn read_volume(conn: &Connection, name: &str) -> Result<Option<VolumeRecord>, StoreError> {
+pub(super) fn read_volume(
+    conn: &Connection,
+    name: &str,
+) -> Result<Option<VolumeRecord>, StoreError> {
     let sql = format!("{ROW_COLUMNS} WHERE name = ?1");
     let Some(row) = conn.query_row(&sql, params![name], raw_row).optional()? else {
         return Ok(None);

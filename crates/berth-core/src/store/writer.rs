@@ -72,11 +72,19 @@ fn in_savepoint<T>(
     // A failed statement may have ended the whole transaction (disk full,
     // I/O error): then there is no savepoint left and the commit fails too,
     // which answers every job of the batch with an error.
-    if !conn.is_autocommit() {
-        if outcome.is_err() {
-            run_cached(conn, "ROLLBACK TO job")?;
-        }
-        run_cached(conn, "RELEASE job")?;
+    if conn.is_autocommit() {
+        return outcome;
+    }
+    let ended = match outcome.is_err() {
+        true => run_cached(conn, "ROLLBACK TO job").and_then(|()| run_cached(conn, "RELEASE job")),
+        false => run_cached(conn, "RELEASE job"),
+    };
+    if let Err(e) = ended {
+        // The savepoint could not be closed: its changes would ride on the
+        // batch's commit while this job is answered with an error. The
+        // whole transaction goes instead, and with it the batch.
+        let _ = run_cached(conn, "ROLLBACK");
+        return Err(e.into());
     }
     outcome
 }
@@ -219,7 +227,13 @@ fn apply_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), Stri
             // there would open and commit a transaction of its own).
             break;
         }
-        job.apply(conn);
+        // A job that panics is a job that failed: the whole transaction is
+        // rolled back (the batch fails) and the writer goes on; an unwound
+        // batch would leave the transaction open and the writer busy.
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.apply(conn)));
+        if applied.is_err() {
+            let _ = run_cached(conn, "ROLLBACK");
+        }
     }
     if conn.is_autocommit() {
         // Every job is answered with an error: nothing of the batch stands.
@@ -277,7 +291,7 @@ mod tests {
         let held = conn.lock();
         let spawn = |key: &'static str, rollback: bool| {
             let w = w.clone();
-            let t = std::thread::spawn(move || {
+            std::thread::spawn(move || {
                 w.write(move |c| {
                     if rollback {
                         // What SQLite does on a full disk: the whole
@@ -287,13 +301,23 @@ mod tests {
                     }
                     Ok(c.execute("INSERT INTO t (k) VALUES (?1)", [key])?)
                 })
-            });
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            t
+            })
+        };
+        // Waits until the writer is busy with `n` jobs queued behind it.
+        let queued = |n: usize| {
+            while !{
+                let queue = w.shared.queue.lock();
+                queue.busy && queue.jobs.len() == n
+            } {
+                std::thread::yield_now();
+            }
         };
         let first = spawn("first", false);
+        queued(0);
         let failing = spawn("unused", true);
+        queued(1);
         let after = spawn("after", false);
+        queued(2);
         drop(held);
         assert!(first.join().unwrap().is_ok());
         assert!(failing.join().unwrap().is_err());
@@ -305,6 +329,15 @@ mod tests {
             rows.map(Result::unwrap).collect()
         };
         assert_eq!(keys, ["first"], "and so it must not be committed");
+    }
+
+    #[test]
+    fn a_job_that_panics_fails_its_batch_and_the_writer_goes_on() {
+        let (w, conn) = writer();
+        let panicked = w.write(|_| -> Result<(), StoreError> { panic!("a bug in a job") });
+        assert!(panicked.is_err());
+        assert_eq!(insert(&w, "next").unwrap(), 1, "later writes still commit");
+        assert_eq!(count(&conn), 1);
     }
 
     #[test]

@@ -34,46 +34,6 @@ pub fn release_free_memory() {
     }
 }
 
-/// Whether the filesystem holding `path` writes metadata in order, so an
-/// fsync of any file there also makes every earlier rename and mkdir on it
-/// durable: a journaling filesystem (ext4 with its journal, xfs, btrfs) or
-/// one that keeps nothing across a power cut anyway (tmpfs). ext4 without
-/// a journal, and anything not known, is not.
-pub fn metadata_is_ordered(path: &std::path::Path) -> bool {
-    const EXT4: i64 = 0xEF53;
-    const XFS: i64 = 0x5846_5342;
-    const BTRFS: i64 = 0x9123_683E;
-    const TMPFS: i64 = 0x0102_1994;
-    let Ok(fs) = nix::sys::statfs::statfs(path) else {
-        return false;
-    };
-    match fs.filesystem_type().0 {
-        XFS | BTRFS | TMPFS => true,
-        EXT4 => ext4_has_journal(path),
-        _ => false,
-    }
-}
-
-/// Whether the ext4 filesystem holding `path` has a journal: jbd2 shows
-/// one under `/proc/fs/jbd2/<device>-8` while it is mounted.
-fn ext4_has_journal(path: &std::path::Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
-    };
-    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
-    let device = std::fs::read_link(format!("/sys/dev/block/{major}:{minor}"));
-    let Some(name) = device
-        .ok()
-        .and_then(|d| d.file_name().map(|n| n.to_owned()))
-    else {
-        return false;
-    };
-    std::path::Path::new("/proc/fs/jbd2")
-        .join(format!("{}-8", name.to_string_lossy()))
-        .exists()
-}
-
 /// Hash tables keep their capacity after removals: one that held 100,000
 /// volumes during a bulk operation would hold their memory for good.
 /// These shrink once most of that capacity is empty (a quarter used or

@@ -26,8 +26,8 @@ impl VolumeService {
     /// and not part of an unfinished rename (a 409 until start-up settles
     /// it: its row and its storage may have different names).
     pub(super) fn ready(&self, op: &'static str, name: &str) -> Result<VolumeRecord, VolumeError> {
-        let record = self
-            .record(op, name)?
+        // Hidden rows (storage out of place) are not there for these verbs.
+        let record = (self.store.visible_volume(name))
             .filter(|r| r.state == VolumeState::Ready)
             .ok_or_else(|| VolumeError::not_found("get", name))?;
         self.refuse_if_renaming(op, name)?;

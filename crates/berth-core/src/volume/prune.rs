@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::filters::{self, Filters};
 use super::{names, VolumeError, VolumeService};
-use crate::driver::DEFAULT_DRIVER;
+use crate::driver::{Retiring, DEFAULT_DRIVER};
 use crate::failpoint;
 use crate::store::{VolumeRecord, VolumeState};
 
@@ -60,6 +60,11 @@ impl VolumeService {
         let report = self.remove_all(&chosen)?;
         drop(chosen);
         crate::sys::release_free_memory();
+        tracing::info!(
+            volumes = report.deleted.len(),
+            bytes = report.space_reclaimed,
+            "volumes pruned"
+        );
         let reclaimed = report.space_reclaimed.to_string();
         self.publish("prune", "", &[("reclaimed", &reclaimed)]);
         Ok(report)
@@ -96,27 +101,10 @@ impl VolumeService {
     fn remove_all(&self, chosen: &[Arc<VolumeRecord>]) -> Result<PruneReport, VolumeError> {
         let driver = self.drivers.get(DEFAULT_DRIVER).ok();
         let Some(driver) = driver.filter(|d| d.trash().is_some()) else {
-            return Ok(self.remove_each(chosen));
+            let sized = chosen.iter().zip(self.unmounted_sizes(chosen)).collect();
+            return Ok(self.remove_one_by_one(sized, |r| self.remove_locked(r, false)));
         };
-        let trash = driver.trash().expect("checked above");
-        let sizes = self.unmounted_sizes(chosen);
-        for record in chosen {
-            self.store.hide_volume(&record.name);
-        }
-        let pairs: Vec<(&str, &str)> = (chosen.iter())
-            .map(|r| (r.name.as_str(), r.uid.as_str()))
-            .collect();
-        let (mut retired, mut in_place) = (Vec::new(), Vec::new());
-        for ((record, size), moved) in chosen.iter().zip(sizes).zip(trash.retire(&pairs)) {
-            match moved {
-                Ok(_) => retired.push((record, size)),
-                Err(e) => {
-                    tracing::debug!(volume = %record.name, error = %e, "prune: removing in place");
-                    self.store.show_volume(&record.name);
-                    in_place.push((record, size));
-                }
-            }
-        }
+        let (retired, in_place) = self.retire_all(driver.as_ref(), chosen);
         failpoint::hit("volume-prune-retired");
         let names: Vec<String> = retired.iter().map(|(r, _)| r.name.clone()).collect();
         if let Err(e) = self.store.delete_volumes(&names) {
@@ -129,30 +117,59 @@ impl VolumeService {
         let mut report = PruneReport::default();
         for (record, size) in retired {
             self.trash.destroy_later(driver.clone(), record.uid.clone());
-            self.removed(record);
+            self.removed_quietly(record);
             report.deleted.push(record.name.clone());
             report.space_reclaimed += size;
         }
-        for (record, size) in in_place {
-            match self.remove_in_place(record, driver.as_ref(), false) {
-                Ok(_) => {
-                    report.deleted.push(record.name.clone());
-                    report.space_reclaimed += size;
-                }
-                Err(e) => {
-                    tracing::warn!(volume = %record.name, error = %e, "prune: could not remove volume")
-                }
-            }
-        }
+        let rest = self.remove_one_by_one(in_place, |r| {
+            self.remove_in_place(r, driver.as_ref(), false)
+        });
+        report.deleted.extend(rest.deleted);
+        report.space_reclaimed += rest.space_reclaimed;
         Ok(report)
     }
 
-    /// Prune for a driver without a trash: one remove at a time.
-    fn remove_each(&self, chosen: &[Arc<VolumeRecord>]) -> PruneReport {
-        let mut report = PruneReport::default();
+    /// Hides `chosen` and moves them to the trash: (moved, to remove in
+    /// place), each with its size.
+    fn retire_all<'a>(
+        &self,
+        driver: &dyn crate::driver::VolumeDriver,
+        chosen: &'a [Arc<VolumeRecord>],
+    ) -> (Vec<WithSize<'a>>, Vec<WithSize<'a>>) {
+        let trash = driver.trash().expect("the caller checked");
         let sizes = self.unmounted_sizes(chosen);
-        for (record, size) in chosen.iter().zip(sizes) {
-            match self.remove_locked(record, false) {
+        for record in chosen {
+            self.store.hide_volume(&record.name);
+        }
+        let pairs: Vec<Retiring<'_>> = (chosen.iter())
+            .map(|r| Retiring {
+                name: &r.name,
+                uid: &r.uid,
+            })
+            .collect();
+        let (mut retired, mut in_place) = (Vec::new(), Vec::new());
+        for ((record, size), moved) in chosen.iter().zip(sizes).zip(trash.retire(&pairs)) {
+            match moved {
+                Ok(_) => retired.push((record, size)),
+                Err(e) => {
+                    tracing::debug!(volume = %record.name, error = %e, "prune: removing in place");
+                    self.store.show_volume(&record.name);
+                    in_place.push((record, size));
+                }
+            }
+        }
+        (retired, in_place)
+    }
+
+    /// Removes each volume with `remove`, logging and skipping failures.
+    fn remove_one_by_one(
+        &self,
+        sized: Vec<WithSize<'_>>,
+        remove: impl Fn(&VolumeRecord) -> Result<bool, VolumeError>,
+    ) -> PruneReport {
+        let mut report = PruneReport::default();
+        for (record, size) in sized {
+            match remove(record) {
                 Ok(_) => {
                     report.deleted.push(record.name.clone());
                     report.space_reclaimed += size;
@@ -165,6 +182,9 @@ impl VolumeService {
         report
     }
 }
+
+/// A prune candidate and the bytes it holds.
+type WithSize<'a> = (&'a Arc<VolumeRecord>, u64);
 
 fn is_candidate(record: &VolumeRecord, filters: &Filters, all: bool) -> bool {
     record.state == VolumeState::Ready

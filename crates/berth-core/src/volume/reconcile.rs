@@ -202,6 +202,11 @@ impl VolumeService {
     /// Storage in a driver's trash: its row still there means the remove
     /// never committed (put it back); no row means it did (destroy it).
     fn settle_trash(&self, report: &mut ReconcileReport) {
+        let by_uid: std::collections::HashMap<String, VolumeRecord> =
+            match self.store.list_volumes() {
+                Ok(rows) => rows.into_iter().map(|r| (r.uid.clone(), r)).collect(),
+                Err(e) => return report.problems.push(e.to_string()),
+            };
         for driver in self.drivers.all() {
             let Some(trash) = driver.trash() else {
                 continue;
@@ -211,9 +216,9 @@ impl VolumeService {
                 Err(e) => return report.problems.push(format!("{}: {e}", driver.name())),
             };
             for uid in uids {
-                match self.store.volume_by_uid(&uid) {
-                    Some(record) => match self.restore_retired(driver.as_ref(), &record, &uid) {
-                        Ok(()) => report.removes_undone.push(record.name),
+                match by_uid.get(&uid) {
+                    Some(record) => match self.restore_retired(driver.as_ref(), record, &uid) {
+                        Ok(()) => report.removes_undone.push(record.name.clone()),
                         Err(e) => report.problems.push(e.to_string()),
                     },
                     None => {

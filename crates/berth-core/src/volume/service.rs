@@ -15,7 +15,7 @@ use super::names;
 use super::trash::TrashWorker;
 use super::usage::SizeCache;
 use super::{CreateRequest, ListedVolume, Volume, VolumeError};
-use crate::driver::{DriverRegistry, VolumeDriver};
+use crate::driver::{DriverRegistry, Retiring, VolumeDriver};
 use crate::events::{Event, EventBus};
 use crate::failpoint;
 use crate::locks::NameLocks;
@@ -187,7 +187,7 @@ impl VolumeService {
                 .map_err(store_err)?;
             record.state = VolumeState::Ready;
         }
-        tracing::debug!(volume = %name, driver = %record.driver, "volume created");
+        tracing::info!(volume = %name, driver = %record.driver, "volume created");
         self.publish("create", &name, &[("driver", &record.driver)]);
         Ok(listed_volume(driver, &record))
     }
@@ -230,8 +230,15 @@ impl VolumeService {
         let name = record.name.as_str();
         let driver_err = |e| VolumeError::driver("create", name, e);
         if driver.storage_from_row() && driver.path(name).map_err(driver_err)?.is_none() {
-            driver.create(name, &record.options).map_err(driver_err)?;
-            tracing::warn!(volume = %name, "made the missing storage of an existing volume");
+            // Storage a failed remove left in the trash is this volume's:
+            // put back, never replaced by an empty folder.
+            let restored = driver
+                .trash()
+                .is_some_and(|t| t.restore(&record.uid, name).is_ok());
+            if !restored {
+                driver.create(name, &record.options).map_err(driver_err)?;
+                tracing::warn!(volume = %name, "made the missing storage of an existing volume");
+            }
         }
         self.store.show_volume(name);
         Ok(())
@@ -240,7 +247,7 @@ impl VolumeService {
     /// One volume, with its driver status.
     pub fn get(&self, name: &str) -> Result<Volume, VolumeError> {
         let record = self
-            .ready_record("get", name)?
+            .ready_record(name)
             .ok_or_else(|| VolumeError::not_found("get", name))?;
         let driver = self.driver_of("get", &record)?;
         self.to_volume(driver.as_ref(), record, true)
@@ -339,7 +346,12 @@ impl VolumeService {
         if let Some(trash) = driver.trash() {
             // Readers do not see the volume while its folder is away.
             self.store.hide_volume(name);
-            let moved = trash.retire(&[(name, &record.uid)]).pop();
+            let moved = trash
+                .retire(&[Retiring {
+                    name,
+                    uid: &record.uid,
+                }])
+                .pop();
             match moved.unwrap_or(Ok(false)) {
                 Ok(_) => return self.commit_retired(record, driver.clone()),
                 // Not movable (a mount point of its own): removed in place.
@@ -415,8 +427,14 @@ impl VolumeService {
 
     /// What follows every remove that committed.
     pub(super) fn removed(&self, record: &VolumeRecord) {
+        tracing::info!(volume = %record.name, "volume removed");
+        self.removed_quietly(record);
+    }
+
+    /// [`VolumeService::removed`] without its log line (a prune logs one
+    /// line for all its volumes, not 100,000).
+    pub(super) fn removed_quietly(&self, record: &VolumeRecord) {
         self.sizes.forget(&record.name);
-        tracing::debug!(volume = %record.name, "volume removed");
         self.publish("destroy", &record.name, &[("driver", &record.driver)]);
     }
 
@@ -453,7 +471,7 @@ impl VolumeService {
     /// "in use" survives restarts. Returns whether the reference is new.
     pub fn add_ref(&self, name: &str, holder: &str) -> Result<bool, VolumeError> {
         let _guard = self.locks.lock(name);
-        self.ready_record("get", name)?
+        self.ready_record(name)
             .ok_or_else(|| VolumeError::not_found("get", name))?;
         self.refuse_if_renaming("get", name)?;
         self.store
@@ -477,7 +495,7 @@ impl VolumeService {
     pub fn mount(&self, name: &str, id: &str) -> Result<PathBuf, VolumeError> {
         let _guard = self.locks.lock(name);
         let record = self
-            .ready_record("mount", name)?
+            .ready_record(name)
             .ok_or_else(|| VolumeError::not_found("mount", name))?;
         self.refuse_if_renaming("mount", name)?;
         let driver = self.driver_of("mount", &record)?;
@@ -507,7 +525,7 @@ impl VolumeService {
     /// whether `id` was mounted.
     pub fn unmount(&self, name: &str, id: &str) -> Result<bool, VolumeError> {
         let _guard = self.locks.lock(name);
-        let Some(record) = self.ready_record("unmount", name)? else {
+        let Some(record) = self.ready_record(name) else {
             return Ok(false);
         };
         let driver = self.driver_of("unmount", &record)?;
@@ -556,15 +574,8 @@ impl VolumeService {
 
     /// The row if it is ready and not hidden; rows mid-create or
     /// mid-remove do not exist for readers.
-    fn ready_record(
-        &self,
-        _op: &'static str,
-        name: &str,
-    ) -> Result<Option<VolumeRecord>, VolumeError> {
-        Ok(self
-            .store
-            .visible_volume(name)
-            .filter(|r| r.state == VolumeState::Ready))
+    fn ready_record(&self, name: &str) -> Option<VolumeRecord> {
+        (self.store.visible_volume(name)).filter(|r| r.state == VolumeState::Ready)
     }
 
     pub(super) fn driver_of(

@@ -52,6 +52,19 @@ impl SizeCache {
         crate::sys::ShrinkWhenSparse::shrink_when_sparse(&mut *measures);
     }
 
+    /// Keeps a walk's measure. It stands until the next mount only if the
+    /// volume was unmounted and no mount came or went since `forgets` was
+    /// read (before the walks); otherwise only for the caller's max age.
+    fn keep(&self, walk: Walk, bytes: i64, forgets: u64) {
+        let still = self.forgets.load(Ordering::SeqCst) == forgets;
+        let measure = Measure {
+            at: Instant::now(),
+            bytes,
+            unmounted: still && !walk.mounted,
+        };
+        self.measures.lock().insert(walk.name, measure);
+    }
+
     /// The measure of `name` if it still holds: unmounted since, or
     /// younger than `max_age`.
     fn get(&self, name: &str, mounted: bool, max_age: Duration) -> Option<i64> {
@@ -118,23 +131,9 @@ impl VolumeService {
                 size,
             });
         }
-        let measured = walk_all(walks);
-        // A mount may have come and gone during the walks: then no measure
-        // is trusted past `max_age`.
-        let still = self.sizes.forgets.load(Ordering::SeqCst) == forgets_before;
-        let mut measures = self.sizes.measures.lock();
-        for (walk, bytes) in measured {
+        for (walk, bytes) in walk_all(walks) {
             out[walk.index].size = bytes;
-            let unmounted = still && !walk.mounted;
-            let at = Instant::now();
-            measures.insert(
-                walk.name,
-                Measure {
-                    at,
-                    bytes,
-                    unmounted,
-                },
-            );
+            self.sizes.keep(walk, bytes, forgets_before);
         }
         Ok(out)
     }
