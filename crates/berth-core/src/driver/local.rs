@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::local_opts::{self, LocalMount};
 use super::mount_ids::MountIds;
-use super::{DriverError, DriverOptions, DriverVolume, Retiring, Trash, VolumeDriver};
+use super::{sync_dir, DriverError, DriverOptions, DriverVolume, Retiring, Trash, VolumeDriver};
 use crate::sys::mount;
 use crate::sys::remove_tree::remove_tree_same_fs;
 
@@ -365,12 +365,6 @@ fn create_dir_if_missing(dir: &Path) -> Result<bool, DriverError> {
 fn not_a_folder(trash: &Path) -> DriverError {
     let kind = std::io::Error::other("not a folder (a symlink or a file is never used)");
     DriverError::io(format!("the trash {}", trash.display()), kind)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), DriverError> {
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| DriverError::io(format!("syncing {}", dir.display()), e))
 }
 
 #[cfg(test)]

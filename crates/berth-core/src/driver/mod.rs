@@ -363,10 +363,15 @@ pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<(), DriverError> 
             other => other.map_err(renaming)?,
         }
     }
-    let parent = to.parent().unwrap_or(Path::new("/"));
-    std::fs::File::open(parent)
+    sync_dir(to.parent().unwrap_or(Path::new("/")))
+}
+
+/// fsyncs a folder: the entries made in it, renamed into or out of it are
+/// on disk when this returns.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), DriverError> {
+    std::fs::File::open(dir)
         .and_then(|f| f.sync_all())
-        .map_err(|e| DriverError::io(format!("syncing {}", parent.display()), e))
+        .map_err(|e| DriverError::io(format!("syncing {}", dir.display()), e))
 }
 
 /// `rename(2)` that fails with `AlreadyExists` instead of replacing `to`.

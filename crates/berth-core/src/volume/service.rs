@@ -189,7 +189,7 @@ impl VolumeService {
         }
         tracing::info!(volume = %name, driver = %record.driver, "volume created");
         self.publish("create", &name, &[("driver", &record.driver)]);
-        Ok(listed_volume(driver, &record))
+        Ok(ListedVolume::of(driver, Arc::new(record)).into_volume())
     }
 
     /// Create of a name that exists: same driver reuses it (Docker), another
@@ -293,11 +293,7 @@ impl VolumeService {
                 Some(d) if d.name() == record.driver => d,
                 _ => self.driver_of("list", &record)?,
             };
-            out.push(ListedVolume {
-                mountpoint: current.mountpoint(&record.name).unwrap_or_default(),
-                scope: current.capabilities().scope,
-                record,
-            });
+            out.push(ListedVolume::of(current.as_ref(), record));
             driver = Some(current);
         }
         Ok(out)
@@ -615,18 +611,17 @@ impl VolumeService {
     }
 }
 
-/// A volume for a list: the mountpoint as the driver tells it without
-/// touching storage, no status (Docker's list shows none).
-fn listed_volume(driver: &dyn VolumeDriver, record: &VolumeRecord) -> Volume {
-    ListedVolume {
-        record: Arc::new(record.clone()),
-        mountpoint: driver.mountpoint(&record.name).unwrap_or_default(),
-        scope: driver.capabilities().scope,
-    }
-    .into_volume()
-}
-
 impl ListedVolume {
+    /// `record` as `driver` shows it in a list: the mountpoint it names
+    /// without touching storage, no status (Docker's list shows none).
+    fn of(driver: &dyn VolumeDriver, record: Arc<VolumeRecord>) -> Self {
+        ListedVolume {
+            mountpoint: driver.mountpoint(&record.name).unwrap_or_default(),
+            scope: driver.capabilities().scope,
+            record,
+        }
+    }
+
     /// The volume as an owned value (its row copied).
     pub fn into_volume(self) -> Volume {
         let record = Arc::unwrap_or_clone(self.record);
