@@ -104,7 +104,37 @@ SERVER = (f"{PG}/bin/initdb -D /var/lib/pg/data -U postgres -A trust --no-locale
           f"exec {PG}/bin/postgres -D /var/lib/pg/data -k /run/pg -c listen_addresses=")
 
 
-def one_run(engine: rb.Engine, driver: str, work: str, seconds: int, scale: int) -> float:
+def root_disk(path: str) -> str:
+    """The whole disk under `path` (vda for /dev/vda1 or /dev/vda)."""
+    st = os.stat(path)
+    sysfs = os.path.realpath(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}")
+    if os.path.exists(os.path.join(sysfs, "partition")):
+        sysfs = os.path.dirname(sysfs)
+    return os.path.basename(sysfs)
+
+
+def disk_counters(disk: str) -> tuple[int, int, int]:
+    """Writes completed, sectors written and flushes completed on `disk`."""
+    with open("/proc/diskstats") as f:
+        for line in f:
+            fields = line.split()
+            if fields[2] == disk:
+                v = [int(x) for x in fields[3:]]
+                return v[4], v[6], (v[15] if len(v) > 15 else 0)
+    raise RuntimeError(f"{disk} not in /proc/diskstats")
+
+
+def cpu_busy() -> tuple[float, float]:
+    """Seconds of CPU busy (all but idle and iowait) and idle+iowait so far."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = v[3] + v[4]
+    return (sum(v) - idle) / hz, idle / hz
+
+
+def one_run(engine: rb.Engine, driver: str, work: str, seconds: int,
+            scale: int) -> tuple[float, str]:
     vol = f"pgb{int(time.time() * 1000) % 10**9}"
     create = ["volume", "create", vol]
     if driver == "thin":
@@ -120,12 +150,22 @@ def one_run(engine: rb.Engine, driver: str, work: str, seconds: int, scale: int)
         pgbench = [f"{PG}/bin/pgbench", "-h", sock, "-U", "postgres"]
         subprocess.run(pgbench + ["-i", "-q", "-s", str(scale), "postgres"], check=True,
                        capture_output=True, timeout=600)
+        disk = root_disk(work)
+        before, cpu0 = disk_counters(disk), cpu_busy()
         out = subprocess.run(pgbench + ["-c", "4", "-j", "2", "-T", str(seconds), "postgres"],
                              check=True, capture_output=True, text=True, timeout=seconds + 120)
+        after, cpu1 = disk_counters(disk), cpu_busy()
         m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout)
-        if not m:
+        t = re.search(r"number of transactions actually processed: (\d+)", out.stdout)
+        if not m or not t:
             raise RuntimeError(f"no tps in pgbench output:\n{out.stdout}")
-        return float(m.group(1))
+        txns = max(int(t.group(1)), 1)
+        writes, sectors, flushes = (a - b for a, b in zip(after, before))
+        per_txn = (f"{disk} per transaction: {writes / txns:.2f} writes, "
+                   f"{sectors * 512 / 1024 / txns:.1f} KiB, {flushes / txns:.2f} flushes; "
+                   f"CPU {(cpu1[0] - cpu0[0]) / txns * 1e6:.0f} µs busy, "
+                   f"{(cpu1[1] - cpu0[1]) / txns * 1e6:.0f} µs idle")
+        return float(m.group(1)), per_txn
     finally:
         engine.docker("rm", "-f", vol, check=False)
         engine.docker("volume", "rm", vol, check=False)
@@ -179,9 +219,9 @@ def main() -> int:
             for target in (targets if run % 2 == 0 else list(reversed(targets))):
                 engine = engines["dockerd" if target == "dockerd" else "berth"]
                 driver = "thin" if target == "thin" else "local"
-                x = one_run(engine, driver, work, args.seconds, args.scale)
+                x, per_txn = one_run(engine, driver, work, args.seconds, args.scale)
                 tps.setdefault(target, []).append(x)
-                rb.log(f"run {run + 1} {target}: {x:.0f} TPS")
+                rb.log(f"run {run + 1} {target}: {x:.0f} TPS; {per_txn}")
     finally:
         rb.clean_up(engines.values(), work)
     rows = ["| target | TPS per run | median |", "|---|---|---:|"]

@@ -80,6 +80,9 @@ def test_bad_thin_options_change_nothing(thin_daemon):
                       (["-o", "size=1G", "-o", "colour=red"], "invalid option")):
         p = d.docker("volume", "create", "-d", "thin", *opts, "bad", check=False)
         assert p.returncode != 0 and msg in p.stderr, p.stderr
+    # mkfs's reason, without the usage text mkfs.xfs prints after it.
+    p = d.docker("volume", "create", "-d", "thin", "-o", "size=64M", "-o", "fs=xfs", "bad", check=False)
+    assert p.returncode != 0 and p.stderr.strip().endswith("Filesystem must be larger than 300MB."), p.stderr
     assert d.docker("volume", "ls", "-q").stdout == ""
 
 
@@ -328,3 +331,31 @@ def test_a_new_thin_volume_is_empty_and_takes_the_image_folders_owner(thin_daemo
     d.docker("volume", "create", "-d", "thin", "-o", "size=64M", "owned")
     out = d.docker("run", "--rm", "-v", "owned:/tmp", d.image, "stat", "-c", "%a", "/tmp").stdout
     assert out.strip() == "1777", "the image's /tmp mode goes to the volume's root"
+
+
+def test_container_writes_leave_the_image_timestamps_alone(thin_daemon):
+    """The loop device writes the image through its XFS handle: a
+    container's synced writes reach the image without moving its mtime
+    (so its fsyncs log nothing in the pool), and the device still names
+    the image's real path, which online resize and the live-filesystem
+    check look it up by."""
+    import subprocess
+    d = thin_daemon
+    d.docker("volume", "create", "-d", "thin", "-o", "size=320M", "-o", "fs=xfs", "stamped")
+    image = os.path.join(d.root, "thin", "pool", "volumes", "stamped.img")
+    holder = d.docker("run", "-d", "-v", "stamped:/d", d.image, "sleep", "60").stdout.strip()
+    try:
+        backed = subprocess.run(["losetup", "-j", image], capture_output=True, text=True).stdout
+        assert backed.count(image) == 1, backed
+        before = os.stat(image)
+        d.docker("exec", holder, "sh", "-c",
+                 "for i in 1 2 3 4 5 6 7 8; do dd if=/dev/urandom of=/d/f$i bs=64k count=4 "
+                 "conv=fsync 2>/dev/null; sleep 0.05; done")
+        after = os.stat(image)
+        assert after.st_blocks > before.st_blocks, "the writes reached the image"
+        assert (after.st_mtime_ns, after.st_ctime_ns) == (before.st_mtime_ns, before.st_ctime_ns)
+        d.berth_cli("volume", "resize", "stamped", "400M")
+        out = d.docker("exec", holder, "df", "-k", "/d").stdout.split("\n")[1].split()
+        assert int(out[1]) > 330 * 1024, out
+    finally:
+        d.docker("rm", "-f", holder)

@@ -55,6 +55,13 @@ pub fn attach(backing: &Path, read_only: bool) -> std::io::Result<LoopDevice> {
         .read(true)
         .write(!read_only)
         .open(backing)?;
+    attach_file(&file, read_only)
+}
+
+/// Attaches an already open regular file (opened for writing unless
+/// `read_only`): the device keeps the open file description, with whatever
+/// mode it was opened in (see `xfs_handle`).
+pub fn attach_file(file: &File, read_only: bool) -> std::io::Result<LoopDevice> {
     let control = OpenOptions::new()
         .read(true)
         .write(true)
@@ -70,7 +77,7 @@ pub fn attach(backing: &Path, read_only: bool) -> std::io::Result<LoopDevice> {
             .read(true)
             .write(!read_only)
             .open(&path)?;
-        match configure(&device, &file, read_only) {
+        match configure(&device, file, read_only) {
             Ok(()) => {
                 return Ok(LoopDevice {
                     path,

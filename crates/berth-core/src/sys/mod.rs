@@ -12,6 +12,7 @@ pub mod terminal;
 pub mod units;
 pub mod usage;
 pub mod xattr;
+pub mod xfs_handle;
 
 /// `syncfs(2)` on the filesystem holding `path`: everything written to it
 /// is on disk when this returns (what an operation acknowledges as done).
