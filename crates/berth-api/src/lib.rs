@@ -9,6 +9,8 @@
 #![recursion_limit = "256"]
 
 mod archive;
+mod backup_progress;
+mod backups;
 mod clone_progress;
 mod container_images;
 mod container_json;
@@ -113,6 +115,20 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
             "/berth/v1/volumes/{name}/import",
             post(volume_archive::import),
         )
+        .route(
+            "/berth/v1/backup/repos",
+            get(backups::repos).post(backups::add_repo),
+        )
+        .route(
+            "/berth/v1/backup/repos/{name}",
+            get(backups::repo).delete(backups::remove_repo),
+        )
+        .route("/berth/v1/backup/repos/{name}/forget", post(backups::forget))
+        .route("/berth/v1/backup/repos/{name}/prune", post(backups::prune))
+        .route("/berth/v1/backup/repos/{name}/check", post(backups::check))
+        .route("/berth/v1/volumes/{name}/backup", post(backups::backup))
+        .route("/berth/v1/backups", get(backups::list))
+        .route("/berth/v1/backups/restore", post(backups::restore))
         .route("/berth/v1/pools", get(extensions::pools))
         .route("/berth/v1/pools/trim", post(extensions::trim))
         .route("/berth/v1/volumes/{name}/resize", post(extensions::resize))

@@ -28,6 +28,7 @@ pub struct DaemonFacts {
 #[derive(Clone)]
 pub struct ApiState {
     pub volumes: Arc<VolumeService>,
+    pub backups: Arc<berth_core::backup::BackupService>,
     pub images: Arc<ImageService>,
     pub containers: Arc<ContainerService>,
     pub events: Arc<berth_core::events::EventBus>,

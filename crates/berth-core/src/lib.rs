@@ -7,6 +7,7 @@
 //! [`Error`] whose [`ErrorKind`] the API maps to a status code.
 
 pub mod archive;
+pub mod backup;
 pub mod container;
 pub mod driver;
 pub mod error;

@@ -105,6 +105,11 @@ impl RootLayout {
         self.root.join("thin")
     }
 
+    /// Backups: the key that seals repository secrets, rustic's cache.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.root.join("backup")
+    }
+
     /// The root folder itself.
     pub fn root(&self) -> &Path {
         &self.root

@@ -32,6 +32,9 @@ enum Command {
     /// Storage pools (thin volumes).
     #[command(subcommand)]
     Pool(cli::pool::PoolCommand),
+    /// Backup repositories: add, init, forget, prune, check.
+    #[command(subcommand)]
+    Backup(cli::backup::BackupCommand),
     /// Manage berth itself.
     #[command(subcommand)]
     System(cli::system::SystemCommand),
@@ -121,6 +124,7 @@ async fn dispatch(api: &client::ApiClient, command: Command) -> anyhow::Result<i
     match command {
         Command::Volume(cmd) => cli::volume::run(api, cmd).await,
         Command::Pool(cmd) => cli::pool::run(api, cmd).await,
+        Command::Backup(cmd) => cli::backup::run(api, cmd).await,
         Command::System(cmd) => cli::system::run(api, cmd).await,
         Command::Version => cli::system::version(api).await,
         Command::Info => cli::system::info(api).await,

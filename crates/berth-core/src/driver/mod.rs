@@ -282,6 +282,21 @@ pub trait ExtendedDriver {
     /// Grows `name` to `size` bytes (online if mounted). Shrinking is
     /// refused.
     fn resize(&self, name: &str, size: u64) -> Result<(), DriverError>;
+
+    /// Mounts snapshot `snap` of `name` read-only at a folder of the
+    /// driver's choosing and returns it (for a backup to read). Idempotent:
+    /// an open snapshot's folder is returned again. `options` are the
+    /// volume's. The caller closes it with [`Self::close_snapshot`].
+    fn open_snapshot(
+        &self,
+        name: &str,
+        snap: &str,
+        options: &DriverOptions,
+    ) -> Result<PathBuf, DriverError>;
+
+    /// Unmounts what [`Self::open_snapshot`] mounted and removes its folder.
+    /// Idempotent (`Ok(false)` when it was not open).
+    fn close_snapshot(&self, name: &str, snap: &str) -> Result<bool, DriverError>;
 }
 
 /// The name used when a request names no driver.

@@ -9,6 +9,7 @@
 //! queued at that moment; volume rows are also held in memory
 //! ([`volume_index`]) so inspect and list run no query.
 
+mod backup_repos;
 mod containers;
 mod endpoints;
 mod images;

@@ -142,6 +142,15 @@ const MIGRATIONS: &[&str] = &[
     UPDATE volumes SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
     CREATE UNIQUE INDEX volumes_uid ON volumes(uid);
     "#,
+    // 10: backup repositories: what is not secret as JSON, the secrets
+    // (password, object-store keys) sealed with the daemon's key.
+    r#"
+    CREATE TABLE backup_repos (
+        name    TEXT PRIMARY KEY NOT NULL,
+        record  TEXT NOT NULL,
+        sealed  BLOB NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The newest schema version this build knows.

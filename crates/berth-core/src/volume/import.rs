@@ -42,6 +42,24 @@ impl VolumeService {
     /// same path; an archive root entry `./` gives the volume root its
     /// owner and mode). See the module documentation for the guarantees.
     pub fn import(&self, name: &str, input: impl Read) -> Result<(), VolumeError> {
+        self.import_with(name, |staging| {
+            let reader = crate::archive::decompress(input).map_err(|e| archive_error(name, e))?;
+            let unpacked = crate::archive::extract::unpack_complete(reader, staging, false)
+                .map_err(|e| archive_error(name, e))?;
+            Ok(unpacked.had_root)
+        })
+    }
+
+    /// Import's guarantees for content from any source: `fill` writes the
+    /// new content into the (empty) staging folder it is given and says
+    /// whether that folder's own owner, mode and attributes are the
+    /// content's root (then they go to the volume's root). Used by tar
+    /// import and by restore from a backup.
+    pub fn import_with(
+        &self,
+        name: &str,
+        fill: impl FnOnce(&Path) -> Result<bool, VolumeError>,
+    ) -> Result<(), VolumeError> {
         let _guard = self.locks.lock(name);
         let record = self.ready("import", name)?;
         // Only mounts matter: a stopped container that refers to the volume
@@ -51,7 +69,7 @@ impl VolumeService {
         let driver = self.driver_of("import", &record)?;
         let id = super::archive::operation_mount_id("import");
         let root = self.mount_locked(&record, driver.as_ref(), &id)?;
-        let result = import_into(name, input, &root, &id);
+        let result = import_into(name, fill, &root, &id);
         match result {
             Err(Failed {
                 merge_begun: true,
@@ -72,7 +90,7 @@ impl VolumeService {
 
     /// Mounts for an operation while the caller holds the name lock; the id
     /// is stored first, so a crash leaves a trace start-up settles.
-    fn mount_locked(
+    pub(super) fn mount_locked(
         &self,
         record: &VolumeRecord,
         driver: &dyn VolumeDriver,
@@ -90,7 +108,7 @@ impl VolumeService {
 
     /// Undoes [`VolumeService::mount_locked`]; failures are logged (the id
     /// stays stored and start-up releases it).
-    fn unmount_locked(&self, record: &VolumeRecord, driver: &dyn VolumeDriver, id: &str) {
+    pub(super) fn unmount_locked(&self, record: &VolumeRecord, driver: &dyn VolumeDriver, id: &str) {
         let name = record.name.as_str();
         let released = driver
             .unmount(name, id)
@@ -172,10 +190,15 @@ fn staging_of(root: &Path, id: &str) -> PathBuf {
 }
 
 /// Settles what an earlier run left, stages, checks, then merges.
-fn import_into(name: &str, input: impl Read, root: &Path, id: &str) -> Result<(), Failed> {
+fn import_into(
+    name: &str,
+    fill: impl FnOnce(&Path) -> Result<bool, VolumeError>,
+    root: &Path,
+    id: &str,
+) -> Result<(), Failed> {
     settle_staging(root, None).map_err(|e| archive_error(name, ArchiveError::io(root, e)))?;
     let staging = staging_of(root, id);
-    let result = stage_and_merge(name, input, &staging, root);
+    let result = stage_and_merge(name, fill, &staging, root);
     if matches!(&result, Err(f) if f.merge_begun) {
         return result;
     }
@@ -187,16 +210,14 @@ fn import_into(name: &str, input: impl Read, root: &Path, id: &str) -> Result<()
 
 fn stage_and_merge(
     name: &str,
-    input: impl Read,
+    fill: impl FnOnce(&Path) -> Result<bool, VolumeError>,
     staging: &Path,
     root: &Path,
 ) -> Result<(), Failed> {
     let io_err = |path: &Path, e| archive_error(name, ArchiveError::io(path, e));
     std::fs::create_dir(staging).map_err(|e| io_err(staging, e))?;
     set_mark(staging, STAGED).map_err(|e| io_err(staging, e))?;
-    let reader = crate::archive::decompress(input).map_err(|e| archive_error(name, e))?;
-    let unpacked = crate::archive::extract::unpack_complete(reader, staging, false)
-        .map_err(|e| archive_error(name, e))?;
+    let had_root = fill(staging)?;
     if let Some(path) =
         first_kind_conflict(staging, root, Path::new("")).map_err(|e| io_err(root, e))?
     {
@@ -209,7 +230,7 @@ fn stage_and_merge(
     // The staged data is on disk before the mark that says "finish me":
     // a roll-forward must never move empty files over good ones.
     crate::sys::sync_filesystem(root).map_err(|e| io_err(root, e))?;
-    let mark = if unpacked.had_root {
+    let mark = if had_root {
         MERGING_ROOT
     } else {
         MERGING

@@ -9,6 +9,7 @@
 //! unmounted); per-name locking is [`crate::locks`].
 
 mod archive;
+mod backup_source;
 mod error;
 mod extended;
 pub mod filters;
@@ -23,6 +24,7 @@ mod trash;
 mod usage;
 
 pub use archive::{operation_mount_id, OPERATION_MOUNT_PREFIX};
+pub use backup_source::{BackupSource, Consistency, BACKUP_SNAPSHOT_PREFIX};
 pub use error::VolumeError;
 pub use extended::CloneProgress;
 pub use filters::Filters;

@@ -584,7 +584,7 @@ impl VolumeService {
             .map_err(|e| VolumeError::driver(op, &record.name, e))
     }
 
-    fn to_volume(
+    pub(super) fn to_volume(
         &self,
         driver: &dyn VolumeDriver,
         record: VolumeRecord,

@@ -1,11 +1,13 @@
 //! CLI command groups, each a client of the daemon's API, with the docker
 //! CLI's flags and output formats.
 
+pub mod backup;
 pub mod container;
 pub mod docs;
 pub mod format;
 pub mod image;
 pub mod pool;
+pub mod progress;
 pub mod stream;
 pub mod system;
 pub mod volume;

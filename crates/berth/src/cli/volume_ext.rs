@@ -5,12 +5,9 @@ use anyhow::{bail, Result};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use hyper::Method;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::format::{human_size, table};
-use super::stream::body_reader;
 use crate::client::{encode, ApiClient};
 
 #[derive(Debug, Subcommand)]
@@ -121,31 +118,8 @@ pub async fn clone(api: &ApiClient, a: CloneArgs) -> Result<i32> {
     let resp = api
         .open(Method::POST, &path, Some((body, "application/json")))
         .await?;
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {eta}")?
-            .progress_chars("=> "),
-    );
-    bar.set_message(format!("cloning {} to {}", a.source, a.target));
-    let mut lines = BufReader::new(body_reader(resp.into_body())).lines();
-    let mut cloned = None;
-    while let Some(line) = lines.next_line().await? {
-        let message: Value = serde_json::from_str(&line)?;
-        if let Some(error) = message["error"].as_str() {
-            bar.abandon();
-            bail!("Error response from daemon: {error}");
-        }
-        let detail = &message["progressDetail"];
-        if let (Some(current), Some(total)) = (detail["current"].as_u64(), detail["total"].as_u64())
-        {
-            bar.set_length(total);
-            bar.set_position(current);
-        }
-        if let Some(name) = message["aux"]["Name"].as_str() {
-            cloned = Some(name.to_string());
-        }
-    }
-    bar.finish_and_clear();
-    match cloned {
+    let result = super::progress::follow(resp, format!("cloning {} to {}", a.source, a.target)).await?;
+    match result["Name"].as_str() {
         Some(name) => println!("{name}"),
         None => bail!("the daemon ended the clone without a result"),
     }

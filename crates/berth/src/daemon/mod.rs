@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use berth_api::web::samples::{self, Samples};
 use berth_api::web::WebState;
 use berth_api::ApiState;
+use berth_core::backup::BackupService;
 use berth_core::container::options::ContainerDefaults;
 use berth_core::container::{ContainerService, RuntimeSettings};
 use berth_core::driver::local::LocalDriver;
@@ -301,9 +302,16 @@ fn check_web(args: &DaemonArgs) -> Result<()> {
 /// (`berth_core=debug,info`); anything else is refused (a bare unknown word
 /// would be read as a target name and silence every log).
 fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter> {
+    const QUIET_LIBRARIES: &str =
+        "rustic_core=warn,rustic_backend=warn,opendal=warn,reqsign=warn,reqsign_core=warn,reqsign_aws_v4=warn";
     let directive = match level {
         "fatal" | "panic" => "error",
-        "trace" | "debug" | "info" | "warn" | "error" => level,
+        // The backup libraries are chatty, and an object store's request
+        // signing may log what it signs: at most their warnings.
+        "trace" | "debug" | "info" | "warn" | "error" => {
+            return tracing_subscriber::EnvFilter::try_new(format!("{level},{QUIET_LIBRARIES}"))
+                .with_context(|| format!("invalid log level {level:?}"));
+        }
         l if l.contains('=') => l,
         _ => anyhow::bail!(
             "invalid log level {level:?}: use debug, info, warn, error or fatal (or a tracing filter such as berth_core=debug)"
@@ -540,6 +548,7 @@ fn open_services(layout: &RootLayout, engine: EngineSettings) -> Result<ApiState
     } = engine;
     let store = Arc::new(Store::open(&layout.db_path()).context("opening metadata store")?);
     let store_for_networks = store.clone();
+    let store_for_backups = store.clone();
     let events = Arc::new(berth_core::events::EventBus::default());
     let images =
         Arc::new(ImageService::new(store.clone(), &layout.images_dir())?.with_registry(registry));
@@ -584,8 +593,14 @@ fn open_services(layout: &RootLayout, engine: EngineSettings) -> Result<ApiState
             );
         }
     });
+    let backups = Arc::new(
+        BackupService::new(store_for_backups, volumes.clone(), &layout.backup_dir())
+            .context("the backup service")?
+            .with_events(events.clone()),
+    );
     let facts = Arc::new(facts::gather(layout)?);
     Ok(ApiState {
+        backups,
         volumes,
         images,
         containers,

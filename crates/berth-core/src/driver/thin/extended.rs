@@ -31,6 +31,13 @@ impl ThinDriver {
         crate::driver::rename_durable(&self.image(old), &self.image(new))
     }
 
+    /// Where [`ExtendedDriver::open_snapshot`] mounts a snapshot: under
+    /// the mounts folder, in `.snapshots` (no volume name starts with a
+    /// dot, so it never meets a volume's mount point).
+    fn snapshot_mountpoint(&self, name: &str, snap: &str) -> PathBuf {
+        self.mounts_dir.join(".snapshots").join(name).join(snap)
+    }
+
     fn snapshot_image(&self, name: &str, snap: &str) -> PathBuf {
         self.snapshot_dir(name).join(format!("{snap}.img"))
     }
@@ -51,6 +58,9 @@ impl ThinDriver {
         let dir = self.snapshot_dir(name);
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for entry in entries.flatten() {
+                if let Some(snap) = entry.path().file_stem().and_then(|s| s.to_str()) {
+                    let _ = self.close_snapshot(name, snap);
+                }
                 let _ = punch_all(&entry.path());
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -126,6 +136,7 @@ impl ExtendedDriver for ThinDriver {
         if !target.exists() {
             return Ok(false);
         }
+        self.close_snapshot(name, snap)?;
         let _ = punch_all(&target);
         std::fs::remove_file(&target).map_err(|e| io("removing the snapshot", e))?;
         let _ = self.pool.trim();
@@ -174,6 +185,48 @@ impl ExtendedDriver for ThinDriver {
         std::fs::create_dir_all(self.mountpoint(dst))
             .map_err(|e| io("creating the mount point", e))?;
         crate::driver::rename_durable(&staged, &target)
+    }
+
+    fn open_snapshot(
+        &self,
+        name: &str,
+        snap: &str,
+        options: &crate::driver::DriverOptions,
+    ) -> Result<PathBuf, DriverError> {
+        let image = self.snapshot_image(name, snap);
+        if !image.exists() {
+            return Err(DriverError::InvalidOption(format!(
+                "volume {name} has no snapshot {snap}"
+            )));
+        }
+        let target = self.snapshot_mountpoint(name, snap);
+        if mount::is_mounted(&target) {
+            return Ok(target);
+        }
+        let fs = self.parse(options)?.fs;
+        std::fs::create_dir_all(&target).map_err(|e| io("creating the snapshot's mount point", e))?;
+        let device = loopdev::attach(&image, true).map_err(|e| io("attaching the snapshot", e))?;
+        // Read-only, without log replay (a snapshot is taken frozen, so its
+        // log is clean); a snapshot of an XFS volume shares its UUID.
+        let flags = if fs == "xfs" { "ro,norecovery,nouuid" } else { "ro,noload" };
+        mount::mount(&device.path.display().to_string(), &target, &fs, flags).map_err(|e| {
+            let _ = std::fs::remove_dir(&target);
+            io(format!("mounting snapshot {snap} of {name}"), e)
+        })?;
+        Ok(target)
+    }
+
+    fn close_snapshot(&self, name: &str, snap: &str) -> Result<bool, DriverError> {
+        let target = self.snapshot_mountpoint(name, snap);
+        let was_open = mount::is_mounted(&target);
+        if was_open {
+            mount::unmount(&target).map_err(|e| io("unmounting the snapshot", e))?;
+        }
+        let _ = std::fs::remove_dir(&target);
+        if let Some(parent) = target.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+        Ok(was_open)
     }
 
     fn resize(&self, name: &str, size: u64) -> Result<(), DriverError> {

@@ -1,0 +1,96 @@
+//! A long backup operation (backup, restore) answered as a stream of JSON
+//! lines in Docker's `jsonmessage` shape, like clone's: progress lines
+//! (`progressDetail` current/total bytes) while it runs, then the result
+//! (`aux`) or the error. Checks that fail before data moves still get their
+//! own status code. A client that goes away cancels the operation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::Response;
+use berth_core::backup::{BackupError, Progress};
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ApiError;
+
+const REPORT_EVERY: Duration = Duration::from_millis(200);
+
+enum Event<T> {
+    Progress { current: u64, total: u64 },
+    Done(Result<T, BackupError>),
+}
+
+/// Runs `work` on a blocking thread, reporting `progress`.
+pub async fn respond<T, F>(
+    id: String,
+    status: &'static str,
+    progress: Arc<Progress>,
+    work: F,
+) -> Result<Response, ApiError>
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce() -> Result<T, BackupError> + Send + 'static,
+{
+    let (done_tx, done_rx) = oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let _ = done_tx.send(work());
+    });
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(report(progress, done_rx, tx));
+    let early = |event| match event {
+        Event::Done(Err(e)) => Err(ApiError::from(e)),
+        event => Ok(event),
+    };
+    let render = move |event: Option<Event<T>>| event.map(|e| Ok(line(&id, status, e)));
+    crate::task_stream::respond_with_events(rx, early, "application/json", render).await
+}
+
+/// Sends progress every [`REPORT_EVERY`] once the operation has started,
+/// then its result; cancels it when the client has gone.
+async fn report<T>(
+    progress: Arc<Progress>,
+    mut done: oneshot::Receiver<Result<T, BackupError>>,
+    tx: mpsc::Sender<Event<T>>,
+) {
+    let mut tick = tokio::time::interval(REPORT_EVERY);
+    loop {
+        tokio::select! {
+            result = &mut done => {
+                let result = result.unwrap_or(Err(BackupError::Cancelled));
+                let _ = tx.send(Event::Done(result)).await;
+                return;
+            }
+            _ = tick.tick() => {
+                if !progress.is_started() {
+                    continue;
+                }
+                let current = progress.done.load(std::sync::atomic::Ordering::Relaxed);
+                let total = progress.total.load(std::sync::atomic::Ordering::Relaxed);
+                if tx.send(Event::Progress { current, total }).await.is_err() {
+                    progress.cancel();
+                }
+            }
+        }
+    }
+}
+
+fn line<T: Serialize>(id: &str, status: &str, event: Event<T>) -> Bytes {
+    let value = match event {
+        Event::Progress { current, total } => json!({
+            "status": status,
+            "id": id,
+            "progressDetail": {"current": current, "total": total},
+        }),
+        Event::Done(Ok(result)) => json!({"status": "Done", "id": id, "aux": result}),
+        Event::Done(Err(e)) => {
+            let message = e.to_string();
+            json!({"errorDetail": {"message": message}, "error": message})
+        }
+    };
+    let mut bytes = serde_json::to_vec(&value).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}

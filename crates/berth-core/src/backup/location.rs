@@ -1,0 +1,272 @@
+//! Where a repository lives, parsed from the URL a user gives (restic's
+//! forms), and the backend options rustic's OpenDAL and local backends
+//! take for it. Pure functions, unit-tested here.
+//!
+//! - `/srv/backups` or `local:/srv/backups`: a folder on the daemon's host.
+//! - `s3:http://127.0.0.1:9000/bucket/prefix`, `s3:https://host/bucket`,
+//!   `s3:host/bucket/prefix` (https): an S3-compatible store, path-style.
+//! - `sftp:user@host:/path` or `sftp://user@host:port/path`.
+//!
+//! Credentials never go in the URL (user-info with a password is refused):
+//! they travel as secrets and are sealed at rest.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::BackupError;
+
+/// A parsed repository location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "Kind")]
+pub enum Location {
+    Local {
+        path: String,
+    },
+    S3 {
+        endpoint: String,
+        bucket: String,
+        root: String,
+    },
+    Sftp {
+        user: Option<String>,
+        endpoint: String,
+        root: String,
+    },
+}
+
+/// Options a user may set for an S3 or SFTP repository (not secrets).
+const PLAIN_OPTIONS: &[&str] = &["region", "connections", "retry", "key", "known_hosts_strategy"];
+/// Options that are secrets: given through the environment or a file,
+/// sealed at rest, never shown.
+pub const SECRET_OPTIONS: &[&str] = &["access_key_id", "secret_access_key", "session_token"];
+
+fn invalid(url: &str, why: impl Into<String>) -> BackupError {
+    BackupError::InvalidUrl {
+        url: url.to_string(),
+        why: why.into(),
+    }
+}
+
+/// Parses a repository URL.
+pub fn parse_url(url: &str) -> Result<Location, BackupError> {
+    if url.chars().any(|c| c.is_control()) {
+        return Err(invalid(url, "control characters"));
+    }
+    if let Some(rest) = url.strip_prefix("s3:") {
+        return parse_s3(url, rest);
+    }
+    if let Some(rest) = url.strip_prefix("sftp:") {
+        return parse_sftp(url, rest);
+    }
+    let path = url.strip_prefix("local:").unwrap_or(url);
+    if !path.starts_with('/') {
+        return Err(invalid(
+            url,
+            "a local repository is an absolute path; other kinds start with s3: or sftp:",
+        ));
+    }
+    if path.split('/').any(|part| part == "..") {
+        return Err(invalid(url, "'..' in the path"));
+    }
+    Ok(Location::Local {
+        path: path.to_string(),
+    })
+}
+
+fn parse_s3(url: &str, rest: &str) -> Result<Location, BackupError> {
+    let (scheme, rest) = match rest.split_once("://") {
+        Some((s @ ("http" | "https"), r)) => (s, r),
+        Some((other, _)) => return Err(invalid(url, format!("unknown scheme {other}"))),
+        None => ("https", rest),
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if host.is_empty() || host.contains('@') {
+        return Err(invalid(url, "give the host as host[:port], with no credentials"));
+    }
+    let mut parts = path.splitn(2, '/');
+    let bucket = parts.next().unwrap_or("");
+    if bucket.is_empty() {
+        return Err(invalid(url, "no bucket: s3:http://host:port/bucket[/prefix]"));
+    }
+    let prefix = parts.next().unwrap_or("").trim_matches('/');
+    Ok(Location::S3 {
+        endpoint: format!("{scheme}://{host}"),
+        bucket: bucket.to_string(),
+        root: format!("/{prefix}"),
+    })
+}
+
+fn parse_sftp(url: &str, rest: &str) -> Result<Location, BackupError> {
+    let (authority, root) = if let Some(r) = rest.strip_prefix("//") {
+        let (auth, path) = r.split_once('/').unwrap_or((r, ""));
+        (auth, format!("/{path}"))
+    } else {
+        let (auth, path) = rest
+            .split_once(':')
+            .ok_or_else(|| invalid(url, "sftp:user@host:/path"))?;
+        (auth, path.to_string())
+    };
+    let (user, endpoint) = match authority.split_once('@') {
+        Some((u, _)) if u.contains(':') => {
+            return Err(invalid(url, "no password in the URL; use a key"))
+        }
+        Some((u, h)) => (Some(u.to_string()), h.to_string()),
+        None => (None, authority.to_string()),
+    };
+    if endpoint.is_empty() || root.is_empty() {
+        return Err(invalid(url, "sftp:user@host:/path"));
+    }
+    Ok(Location::Sftp {
+        user,
+        endpoint,
+        root,
+    })
+}
+
+/// Checks user-given options: only known keys, secrets kept apart.
+pub fn check_options(
+    location: &Location,
+    plain: &BTreeMap<String, String>,
+    secret: &BTreeMap<String, String>,
+) -> Result<(), BackupError> {
+    let bad = |why: String| BackupError::InvalidRequest(why);
+    if matches!(location, Location::Local { .. }) && !(plain.is_empty() && secret.is_empty()) {
+        return Err(bad("a local repository takes no options".into()));
+    }
+    if let Some(k) = plain.keys().find(|k| !PLAIN_OPTIONS.contains(&k.as_str())) {
+        let known = PLAIN_OPTIONS.join(", ");
+        return Err(bad(format!("unknown repository option {k:?} (known: {known})")));
+    }
+    if let Some(k) = secret.keys().find(|k| !SECRET_OPTIONS.contains(&k.as_str())) {
+        return Err(bad(format!("unknown repository secret {k:?}")));
+    }
+    Ok(())
+}
+
+/// rustic_backend's repository string and options for a location.
+pub fn backend_options(
+    location: &Location,
+    plain: &BTreeMap<String, String>,
+    secret: &BTreeMap<String, String>,
+) -> (String, BTreeMap<String, String>) {
+    let mut options: BTreeMap<String, String> = BTreeMap::new();
+    let repository = match location {
+        Location::Local { path } => return (format!("local:{path}"), options),
+        Location::S3 {
+            endpoint,
+            bucket,
+            root,
+        } => {
+            options.insert("endpoint".into(), endpoint.clone());
+            options.insert("bucket".into(), bucket.clone());
+            options.insert("root".into(), root.clone());
+            options.insert("region".into(), "us-east-1".into());
+            // Only what berth was given: never the daemon's environment,
+            // ~/.aws, or the cloud's metadata service.
+            options.insert("disable_config_load".into(), "true".into());
+            options.insert("disable_ec2_metadata".into(), "true".into());
+            "opendal:s3"
+        }
+        Location::Sftp {
+            user,
+            endpoint,
+            root,
+        } => {
+            options.insert("endpoint".into(), endpoint.clone());
+            options.insert("root".into(), root.clone());
+            if let Some(u) = user {
+                options.insert("user".into(), u.clone());
+            }
+            "opendal:sftp"
+        }
+    };
+    options.extend(plain.iter().map(|(k, v)| (k.clone(), v.clone())));
+    options.extend(secret.iter().map(|(k, v)| (k.clone(), v.clone())));
+    (repository.to_string(), options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths() {
+        for url in ["/srv/b", "local:/srv/b"] {
+            assert_eq!(
+                parse_url(url).unwrap(),
+                Location::Local {
+                    path: "/srv/b".into()
+                }
+            );
+        }
+        for bad in ["srv/b", "local:b", "/srv/../etc", "", "/a\nb", "ftp://x/y"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn s3_forms() {
+        let l = parse_url("s3:http://127.0.0.1:9000/bucket/some/prefix/").unwrap();
+        assert_eq!(
+            l,
+            Location::S3 {
+                endpoint: "http://127.0.0.1:9000".into(),
+                bucket: "bucket".into(),
+                root: "/some/prefix".into()
+            }
+        );
+        let l = parse_url("s3:s3.example.com/b").unwrap();
+        assert_eq!(
+            l,
+            Location::S3 {
+                endpoint: "https://s3.example.com".into(),
+                bucket: "b".into(),
+                root: "/".into()
+            }
+        );
+        for bad in ["s3:http://h:1", "s3:http://k:s@h/b", "s3:ftp://h/b", "s3:/b"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sftp_forms() {
+        assert_eq!(
+            parse_url("sftp:me@host:/srv/r").unwrap(),
+            Location::Sftp {
+                user: Some("me".into()),
+                endpoint: "host".into(),
+                root: "/srv/r".into()
+            }
+        );
+        assert_eq!(
+            parse_url("sftp://host:2222/srv/r").unwrap(),
+            Location::Sftp {
+                user: None,
+                endpoint: "host:2222".into(),
+                root: "/srv/r".into()
+            }
+        );
+        assert!(parse_url("sftp:me:pw@host:/r").is_err());
+        assert!(parse_url("sftp:host").is_err());
+    }
+
+    #[test]
+    fn options_are_checked_and_secrets_kept_apart() {
+        let s3 = parse_url("s3:http://h:9/b").unwrap();
+        let plain = BTreeMap::from([("region".to_string(), "eu-west-1".to_string())]);
+        let secret = BTreeMap::from([("secret_access_key".to_string(), "k".to_string())]);
+        check_options(&s3, &plain, &secret).unwrap();
+        let (repo, opts) = backend_options(&s3, &plain, &secret);
+        assert_eq!(repo, "opendal:s3");
+        assert_eq!(opts["region"], "eu-west-1");
+        assert_eq!(opts["secret_access_key"], "k");
+        assert_eq!(opts["disable_config_load"], "true");
+        let unknown = BTreeMap::from([("colour".to_string(), "red".to_string())]);
+        assert!(check_options(&s3, &unknown, &BTreeMap::new()).is_err());
+        assert!(check_options(&s3, &BTreeMap::new(), &plain).is_err());
+        let local = parse_url("/r").unwrap();
+        assert!(check_options(&local, &plain, &BTreeMap::new()).is_err());
+    }
+}

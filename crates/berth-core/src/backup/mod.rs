@@ -1,0 +1,198 @@
+//! Backups of volumes to restic-format repositories (deduplicated,
+//! encrypted, incremental), through `rustic_core`; restore into a new or
+//! empty volume.
+//!
+//! Split: [`location`] (parsing a repository URL), [`repo`] (records and
+//! opening), [`secret`] (secrets sealed at rest), [`meta`] (what a backup
+//! records about its volume), [`run`] (backup), [`restore`], [`maintain`]
+//! (forget, prune, check).
+//!
+//! rustic_core takes no repository locks, so berth serialises every
+//! operation on one repository itself (a per-name lock held for the whole
+//! operation). Tools outside berth are not stopped: `restic prune` or
+//! `restic forget` must not run against a repository while berth writes
+//! to it (ARCHITECTURE.md). Every call into rustic blocks; the API calls
+//! these methods off its async workers.
+
+mod error;
+pub mod location;
+mod maintain;
+mod meta;
+mod repo;
+mod restore;
+mod run;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use error::BackupError;
+pub use location::Location;
+pub use maintain::{CheckReport, ForgetReport, KeepRules, PruneReport};
+pub use meta::{BackupEntry, BackupMeta};
+pub use repo::{RepoRecord, RepoSecrets};
+pub use run::{BackupReport, Progress};
+
+use crate::events::{Event, EventBus};
+use crate::locks::NameLocks;
+use crate::store::Store;
+use crate::volume::VolumeService;
+
+/// A request to add (or make) a repository.
+#[derive(Debug, Clone, Default)]
+pub struct AddRepo {
+    pub name: String,
+    pub url: String,
+    pub options: BTreeMap<String, String>,
+    pub secrets: RepoSecrets,
+    /// Make a new repository there (else one must exist).
+    pub init: bool,
+}
+
+/// Backup repositories and the operations on them.
+pub struct BackupService {
+    store: Arc<Store>,
+    volumes: Arc<VolumeService>,
+    sealer: secret::Sealer,
+    /// One operation at a time per repository (rustic takes no locks).
+    repo_locks: NameLocks,
+    /// rustic's cache of index and snapshot files, one folder per repository ID.
+    cache: PathBuf,
+    events: Option<Arc<EventBus>>,
+}
+
+impl BackupService {
+    /// The service over `store` and `volumes`, its key and cache under
+    /// `dir` (`<root>/backup`).
+    pub fn new(
+        store: Arc<Store>,
+        volumes: Arc<VolumeService>,
+        dir: &std::path::Path,
+    ) -> Result<Self, BackupError> {
+        let sealer = secret::Sealer::open_or_create(&dir.join("secret.key"))
+            .map_err(|e| BackupError::Secret(e.to_string()))?;
+        Ok(BackupService {
+            store,
+            volumes,
+            sealer,
+            repo_locks: NameLocks::default(),
+            cache: dir.join("cache"),
+            events: None,
+        })
+    }
+
+    /// Publishes `backup` events on `bus`.
+    pub fn with_events(mut self, bus: Arc<EventBus>) -> Self {
+        self.events = Some(bus);
+        self
+    }
+
+    fn publish(&self, action: &str, id: &str, attributes: &[(&str, &str)]) {
+        if let Some(bus) = &self.events {
+            bus.publish(Event::now("backup", action, id, attributes));
+        }
+    }
+
+    /// Adds a repository (`init`: makes it first). The password is checked
+    /// by opening the repository; nothing is recorded unless that works.
+    pub fn add_repo(&self, req: AddRepo) -> Result<RepoRecord, BackupError> {
+        crate::volume::names::validate_name(&req.name)
+            .map_err(|_| BackupError::InvalidName(req.name.clone()))?;
+        let location = location::parse_url(&req.url)?;
+        location::check_options(&location, &req.options, &req.secrets.options)?;
+        if req.secrets.password.is_empty() {
+            return Err(BackupError::InvalidRequest(
+                "a repository needs a password (from a file or the environment)".into(),
+            ));
+        }
+        let _guard = self.repo_locks.lock(&req.name);
+        if self.store.backup_repo(&req.name)?.is_some() {
+            return Err(BackupError::RepoExists(req.name));
+        }
+        let open = if req.init { repo::init } else { repo::open };
+        let opened = open(
+            &req.name,
+            &req.url,
+            &location,
+            &req.options,
+            &req.secrets,
+            &self.cache,
+            &Arc::default(),
+        )?;
+        let record = RepoRecord {
+            name: req.name.clone(),
+            url: req.url.clone(),
+            location,
+            options: req.options.clone(),
+            secret_options: req.secrets.options.keys().cloned().collect(),
+            repository_id: repo::repository_id(&opened),
+            created_at: chrono::Utc::now().timestamp(),
+        };
+        let plain = serde_json::to_vec(&req.secrets).map_err(|e| BackupError::Secret(e.to_string()))?;
+        let sealed = self.sealer.seal(&record.name, &plain);
+        if !self.store.insert_backup_repo(&record, &sealed)? {
+            return Err(BackupError::RepoExists(req.name));
+        }
+        let action = if req.init { "repo-init" } else { "repo-add" };
+        self.publish(action, &record.name, &[("url", &record.url)]);
+        Ok(record)
+    }
+
+    /// Every repository berth knows, by name.
+    pub fn repos(&self) -> Result<Vec<RepoRecord>, BackupError> {
+        Ok(self.store.list_backup_repos()?)
+    }
+
+    /// One repository's record.
+    pub fn repo(&self, name: &str) -> Result<RepoRecord, BackupError> {
+        Ok(self.record_and_secrets(name)?.0)
+    }
+
+    /// Forgets berth's record of a repository; the repository itself is
+    /// never touched. Returns whether there was one.
+    pub fn remove_repo(&self, name: &str) -> Result<bool, BackupError> {
+        let _guard = self.repo_locks.lock(name);
+        let removed = self.store.delete_backup_repo(name)?;
+        if removed {
+            self.publish("repo-rm", name, &[]);
+        }
+        Ok(removed)
+    }
+
+    fn record_and_secrets(&self, name: &str) -> Result<(RepoRecord, RepoSecrets), BackupError> {
+        let (record, sealed) = self
+            .store
+            .backup_repo(name)?
+            .ok_or_else(|| BackupError::NoSuchRepo(name.to_string()))?;
+        let plain = self.sealer.unseal(name, &sealed).ok_or_else(|| {
+            BackupError::Secret(format!(
+                "the secrets of repository {name} cannot be read with this daemon's key \
+                 (add the repository again)"
+            ))
+        })?;
+        let secrets =
+            serde_json::from_slice(&plain).map_err(|e| BackupError::Secret(e.to_string()))?;
+        Ok((record, secrets))
+    }
+
+    /// Opens repository `name`, reporting byte counts into `progress`;
+    /// the caller holds its lock.
+    fn open_repo(
+        &self,
+        name: &str,
+        progress: &Arc<Progress>,
+    ) -> Result<(RepoRecord, repo::Opened), BackupError> {
+        let (record, secrets) = self.record_and_secrets(name)?;
+        let opened = repo::open(
+            name,
+            &record.url,
+            &record.location,
+            &record.options,
+            &secrets,
+            &self.cache,
+            progress,
+        )?;
+        Ok((record, opened))
+    }
+}

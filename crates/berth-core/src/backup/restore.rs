@@ -1,0 +1,202 @@
+//! `berth volume restore`: a backup's content into a new volume (made
+//! with the driver, options and labels the backup recorded) or into an
+//! empty one, all or nothing, with import's guarantees (staged in the
+//! volume, moved into place only when whole; a crash during the move is
+//! finished at start-up). A new volume that cannot be filled is removed.
+//!
+//! Snapshots that restic made (no berth record) restore too, into a
+//! volume the request names, made with the default driver.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustic_core::repofile::SnapshotFile;
+use rustic_core::{LocalDestination, LsOptions, RestoreOptions};
+
+use super::meta::{volume_of, BackupMeta};
+use super::run::{with_progress, Progress};
+use super::{BackupError, BackupService};
+use crate::driver::DriverError;
+use crate::volume::{CreateRequest, Volume, VolumeError};
+
+/// Go's `os.FileMode` bits restic stores, as Unix permission bits.
+fn unix_mode_of_go(go: u32) -> u32 {
+    const GO_SETUID: u32 = 1 << 23;
+    const GO_SETGID: u32 = 1 << 22;
+    const GO_STICKY: u32 = 1 << 20;
+    let mut mode = go & 0o777;
+    for (go_bit, unix_bit) in [(GO_SETUID, 0o4000), (GO_SETGID, 0o2000), (GO_STICKY, 0o1000)] {
+        if go & go_bit != 0 {
+            mode |= unix_bit;
+        }
+    }
+    mode
+}
+
+/// The folder inside the snapshot that holds the volume: the one path a
+/// berth backup (or a one-path restic backup) recorded, else the root.
+fn content_path(snap: &SnapshotFile) -> String {
+    let mut paths = snap.paths.iter();
+    match (paths.next(), paths.next()) {
+        (Some(only), None) => only.clone(),
+        _ => "/".to_string(),
+    }
+}
+
+impl BackupService {
+    /// Restores `snapshot` (an ID, a prefix of one, or `latest`) of
+    /// repository `repo` into volume `target`, or into a new volume named
+    /// as the backed-up one; see the module docs.
+    pub fn restore(
+        &self,
+        repo: &str,
+        snapshot: &str,
+        target: Option<&str>,
+        progress: Arc<Progress>,
+    ) -> Result<Volume, BackupError> {
+        let _guard = self.repo_locks.lock(repo);
+        let (_, opened) = self.open_repo(repo, &progress)?;
+        let snap = opened
+            .get_snapshot_from_str(snapshot, |_| true)
+            .map_err(|_| BackupError::NoSuchSnapshot {
+                repo: repo.to_string(),
+                snapshot: snapshot.to_string(),
+            })?;
+        let meta = BackupMeta::from_snapshot(&snap);
+        let name = match (target, &meta) {
+            (Some(t), _) => t.to_string(),
+            (None, Some(m)) => m.volume.clone(),
+            (None, None) => {
+                return Err(BackupError::NotAVolumeBackup {
+                    repo: repo.to_string(),
+                    snapshot: snapshot.to_string(),
+                })
+            }
+        };
+        let created = self.target_volume(&name, meta.as_ref())?;
+        let indexed = opened
+            .to_indexed()
+            .map_err(|e| BackupError::repository(repo, &e))?;
+        progress.start();
+        let filled = with_progress(&progress, || {
+            self.fill_volume(&name, |staging| {
+                restore_tree(&indexed, repo, &snap, staging)
+            })
+        });
+        if let Err(e) = filled {
+            if created {
+                if let Err(rm) = self.volumes.remove(&name, true) {
+                    tracing::error!(volume = %name, error = %rm, "removing the volume of a failed restore");
+                }
+            }
+            return Err(e);
+        }
+        let from = snap.id.to_hex().to_string();
+        let source = volume_of(&snap).unwrap_or("");
+        self.publish("restore", &name, &[("repo", repo), ("snapshot", &from), ("from", source)]);
+        Ok(self.volumes.get(&name)?)
+    }
+
+    /// Makes the target volume if it does not exist, as the backup
+    /// recorded it (or with the defaults). Returns whether it was made.
+    fn target_volume(&self, name: &str, meta: Option<&BackupMeta>) -> Result<bool, BackupError> {
+        match self.volumes.get(name) {
+            Ok(_) => return Ok(false),
+            Err(VolumeError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let request = CreateRequest {
+            name: Some(name.to_string()),
+            driver: meta.map(|m| m.driver.clone()).unwrap_or_default(),
+            options: meta.map(|m| m.options.clone()).unwrap_or_default(),
+            labels: meta.map(|m| m.labels.clone()).unwrap_or_default(),
+        };
+        let (_, made) = self.volumes.create(request)?;
+        Ok(made)
+    }
+
+    /// Import's staging for content from the repository: `fill` restores
+    /// into the staging folder; the volume must hold nothing else.
+    fn fill_volume(
+        &self,
+        name: &str,
+        fill: impl FnOnce(&Path) -> Result<(), BackupError>,
+    ) -> Result<(), BackupError> {
+        let mut failure: Option<BackupError> = None;
+        let result = self.volumes.import_with(name, |staging| {
+            let outcome = refuse_if_not_empty(name, staging).and_then(|()| fill(staging));
+            outcome.map(|()| true).map_err(|e| {
+                let message = e.to_string();
+                failure = Some(e);
+                VolumeError::driver("restore", name, DriverError::Unsupported(message))
+            })
+        });
+        match (result, failure) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), Some(e)) => Err(e),
+            (Err(e), None) => Err(e.into()),
+        }
+    }
+}
+
+fn io_error(name: &str, what: &str, e: std::io::Error) -> BackupError {
+    VolumeError::driver("restore", name, DriverError::io(what.to_string(), e)).into()
+}
+
+/// Refuses a volume that holds anything besides the staging folder.
+fn refuse_if_not_empty(name: &str, staging: &Path) -> Result<(), BackupError> {
+    let root = staging.parent().unwrap_or(staging);
+    let io = |e| io_error(name, "reading the volume", e);
+    for entry in std::fs::read_dir(root).map_err(io)? {
+        if entry.map_err(io)?.path() != staging {
+            return Err(BackupError::TargetNotEmpty(name.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Restores the snapshot's content folder into `staging`, then gives
+/// `staging` that folder's own owner and mode (rustic leaves the
+/// destination's root as it is).
+fn restore_tree(
+    repo: &rustic_core::Repository<rustic_core::IndexedFullStatus>,
+    name: &str,
+    snap: &SnapshotFile,
+    staging: &Path,
+) -> Result<(), BackupError> {
+    let err = |e: Box<rustic_core::RusticError>| BackupError::repository(name, &e);
+    let node = repo
+        .node_from_snapshot_and_path(snap, &content_path(snap))
+        .map_err(err)?;
+    let ls = repo.ls(&node, &LsOptions::default()).map_err(err)?;
+    let dest = LocalDestination::new(&staging.to_string_lossy(), false, false).map_err(err)?;
+    let mut options = RestoreOptions::default().numeric_id(true);
+    // Holes stay holes (a sparse file is not made dense).
+    options.sparse = serde_json::from_str("\"ByContent\"").ok();
+    let plan = repo
+        .prepare_restore(&options, ls.clone(), &dest, false)
+        .map_err(err)?;
+    repo.restore(plan, &options, ls, &dest).map_err(err)?;
+    let io = |e| io_error(name, "setting the volume root's owner and mode", e);
+    if let Some(mode) = node.meta.mode {
+        let perms = std::os::unix::fs::PermissionsExt::from_mode(unix_mode_of_go(mode));
+        std::fs::set_permissions(staging, perms).map_err(io)?;
+    }
+    let uid = node.meta.uid.map(nix::unistd::Uid::from_raw);
+    let gid = node.meta.gid.map(nix::unistd::Gid::from_raw);
+    nix::unistd::chown(staging, uid, gid).map_err(|e| io(e.into()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_modes_become_unix_modes() {
+        assert_eq!(unix_mode_of_go(0o755 | (1 << 31)), 0o755); // a folder
+        assert_eq!(unix_mode_of_go(0o777 | (1 << 20) | (1 << 31)), 0o1777);
+        assert_eq!(unix_mode_of_go(0o755 | (1 << 23)), 0o4755);
+        assert_eq!(unix_mode_of_go(0o750 | (1 << 22)), 0o2750);
+    }
+}

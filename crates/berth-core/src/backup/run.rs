@@ -1,0 +1,197 @@
+//! `berth volume backup`: one volume's content into a repository, as a
+//! restic snapshot deduplicated against everything the repository holds
+//! (the previous backup of the same volume from this host is its parent,
+//! so unchanged files are not even read).
+//!
+//! A backup that fails or is cut off leaves the repository valid: rustic
+//! writes the snapshot file last, so what came before it is only packs
+//! (reused by the next backup, or dropped by `prune`).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rustic_core::{
+    BackupOptions, LocalSourceFilterOptions, PathList, ProgressBars, ProgressType,
+    RusticProgress, SnapshotOptions, StringList,
+};
+use serde::Serialize;
+
+use super::meta::{check_tag, BackupEntry, BackupMeta, BERTH_TAG, VOLUME_TAG_PREFIX};
+use super::{BackupError, BackupService};
+
+/// A backup's progress, shared with whoever reports it; also how it is
+/// cancelled.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes of file content read or found unchanged so far.
+    pub done: AtomicU64,
+    /// Bytes of file content in the volume (0 until the scan knows).
+    pub total: AtomicU64,
+    cancelled: AtomicBool,
+    started: AtomicBool,
+}
+
+impl Progress {
+    /// Whether the checks are over and data is moving (an error before
+    /// that is a refusal, after it a failure part way).
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn start(&self) {
+        self.started.store(true, Ordering::SeqCst);
+    }
+
+    /// Asks the operation to stop; it ends with [`BackupError::Cancelled`].
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+/// The bar rustic drives for the byte counts of a backup or restore.
+#[derive(Debug, Clone)]
+pub(super) struct Bars(pub Arc<Progress>);
+
+#[derive(Debug)]
+struct Bar(Arc<Progress>);
+
+/// rustic has no way to stop a backup; a cancelled one is unwound from
+/// its progress callback (caught where the backup was called). The
+/// repository stays valid: the snapshot file is written last.
+const CANCEL_PANIC: &str = "berth: backup cancelled";
+
+impl RusticProgress for Bar {
+    fn is_hidden(&self) -> bool {
+        false
+    }
+    fn set_length(&self, len: u64) {
+        self.0.total.store(len, Ordering::Relaxed);
+    }
+    fn set_title(&self, _title: &str) {}
+    fn inc(&self, n: u64) {
+        if self.0.is_cancelled() {
+            std::panic::panic_any(CANCEL_PANIC);
+        }
+        self.0.done.fetch_add(n, Ordering::Relaxed);
+    }
+    fn finish(&self) {}
+}
+
+impl ProgressBars for Bars {
+    fn progress(&self, kind: ProgressType, _prefix: &str) -> rustic_core::Progress {
+        match kind {
+            ProgressType::Bytes => rustic_core::Progress::new(Bar(self.0.clone())),
+            _ => rustic_core::Progress::hidden(),
+        }
+    }
+}
+
+/// What a finished backup reports.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BackupReport {
+    #[serde(flatten)]
+    pub entry: BackupEntry,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unmodified: u64,
+    /// Seconds the backup took.
+    pub duration: f64,
+}
+
+impl BackupService {
+    /// Backs up volume `volume` into repository `repo` with the user's
+    /// `tags`; see the module docs.
+    pub fn backup(
+        &self,
+        volume: &str,
+        repo: &str,
+        tags: &[String],
+        progress: Arc<Progress>,
+    ) -> Result<BackupReport, BackupError> {
+        for tag in tags {
+            check_tag(tag).map_err(BackupError::InvalidRequest)?;
+        }
+        let _guard = self.repo_locks.lock(repo);
+        let (record, opened) = self.open_repo(repo, &progress)?;
+        let source = self.volumes.backup_source(volume)?;
+        let meta = BackupMeta::of(&source.volume, source.consistency);
+        let snapshot = snapshot_options(&meta, tags)?;
+        let indexed = opened
+            .to_indexed_ids()
+            .map_err(|e| BackupError::repository(repo, &e))?;
+        let source_path = source.path.clone();
+        progress.start();
+        let run = || {
+            let list = PathList::from_string(&source_path.to_string_lossy())
+                .map_err(|e| BackupError::repository(repo, &e))?;
+            let options = BackupOptions::default()
+                .as_path(PathBuf::from(format!("/{volume}")))
+                .ignore_filter_opts(LocalSourceFilterOptions::default().one_file_system(true));
+            indexed
+                .backup(&options, &list, snapshot)
+                .map_err(|e| BackupError::repository(repo, &e))
+        };
+        let saved = with_progress(&progress, run)?;
+        drop(source);
+        let summary = saved.summary.clone().unwrap_or_default();
+        let report = BackupReport {
+            entry: BackupEntry::of(&record.name, &saved),
+            files_new: summary.files_new,
+            files_changed: summary.files_changed,
+            files_unmodified: summary.files_unmodified,
+            duration: summary.total_duration,
+        };
+        self.publish("backup", volume, &[("repo", repo), ("snapshot", &report.entry.id)]);
+        Ok(report)
+    }
+}
+
+/// Runs `work` with rustic reporting into `progress` (through the
+/// repository's bars: see `repo::open`), turning a cancellation unwind
+/// into [`BackupError::Cancelled`] and any other panic into an error.
+pub(super) fn with_progress<T>(
+    progress: &Progress,
+    work: impl FnOnce() -> Result<T, BackupError>,
+) -> Result<T, BackupError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(result) => result,
+        Err(_) if progress.is_cancelled() => Err(BackupError::Cancelled),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic".to_string());
+            Err(BackupError::Repository {
+                repo: String::new(),
+                detail: format!("the repository library failed: {what}"),
+            })
+        }
+    }
+}
+
+fn snapshot_options(
+    meta: &BackupMeta,
+    tags: &[String],
+) -> Result<rustic_core::repofile::SnapshotFile, BackupError> {
+    let mut all = vec![BERTH_TAG.to_string(), format!("{VOLUME_TAG_PREFIX}{}", meta.volume)];
+    all.extend(tags.iter().cloned());
+    let list = StringList::from_str(&all.join(","))
+        .map_err(|e| BackupError::InvalidRequest(e.to_string()))?;
+    let description =
+        serde_json::to_string(meta).map_err(|e| BackupError::InvalidRequest(e.to_string()))?;
+    SnapshotOptions::default()
+        .label(meta.volume.clone())
+        .description(description)
+        .command("berth volume backup".to_string())
+        .tags(vec![list])
+        .to_snapshot()
+        .map_err(|e| BackupError::InvalidRequest(e.display_log()))
+}

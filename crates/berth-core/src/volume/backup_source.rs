@@ -1,0 +1,129 @@
+//! What a backup reads: a folder holding one volume's content at one
+//! instant, held until the backup is over.
+//!
+//! - A volume whose driver takes snapshots (thin) is snapshotted (frozen
+//!   for the instant of the copy) and the snapshot mounted read-only; the
+//!   volume stays in use by its containers throughout, and the snapshot
+//!   is dropped at the end.
+//! - Any other volume is read in place, and only while nothing else can
+//!   write to it: refused while a container has it mounted, and its name
+//!   lock is held for the whole backup, so a container starting meanwhile
+//!   waits for the backup to end.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{operation_mount_id, Volume, VolumeError, VolumeService};
+use crate::driver::VolumeDriver;
+use crate::locks::NameGuard;
+use crate::store::VolumeRecord;
+
+/// How a backup's content was made consistent (recorded with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Consistency {
+    /// A frozen, point-in-time snapshot of the volume.
+    Snapshot,
+    /// The volume read while no container had it mounted.
+    Unmounted,
+}
+
+/// Snapshots berth makes for a backup are named so.
+pub const BACKUP_SNAPSHOT_PREFIX: &str = "berth-backup-";
+
+/// The folder a backup reads, released (snapshot dropped, or mount
+/// released and lock let go) when dropped.
+pub struct BackupSource<'a> {
+    pub path: PathBuf,
+    pub volume: Volume,
+    pub consistency: Consistency,
+    hold: Hold<'a>,
+    service: &'a VolumeService,
+}
+
+enum Hold<'a> {
+    Snapshot {
+        driver: Arc<dyn VolumeDriver>,
+        snap: String,
+    },
+    Mount {
+        record: VolumeRecord,
+        driver: Arc<dyn VolumeDriver>,
+        id: String,
+        _guard: NameGuard<'a>,
+    },
+}
+
+impl VolumeService {
+    /// The content of volume `name` for a backup; see the module docs.
+    pub fn backup_source(&self, name: &str) -> Result<BackupSource<'_>, VolumeError> {
+        let guard = self.locks.lock(name);
+        let record = self.ready("backup", name)?;
+        let driver = self.driver_of("backup", &record)?;
+        let volume = self.to_volume(driver.as_ref(), record.clone(), false)?;
+        if let Some(extended) = driver.extended() {
+            let snap = format!("{BACKUP_SNAPSHOT_PREFIX}{}", &VolumeRecord::new_uid()[..12]);
+            extended
+                .snapshot_create(name, &snap)
+                .map_err(|e| VolumeError::driver("backup", name, e))?;
+            drop(guard);
+            let opened = extended.open_snapshot(name, &snap, &record.options);
+            let source = |path| BackupSource {
+                path,
+                volume,
+                consistency: Consistency::Snapshot,
+                hold: Hold::Snapshot {
+                    driver: driver.clone(),
+                    snap: snap.clone(),
+                },
+                service: self,
+            };
+            return match opened {
+                Ok(path) => Ok(source(path)),
+                Err(e) => {
+                    drop(source(PathBuf::new()));
+                    Err(VolumeError::driver("backup", name, e))
+                }
+            };
+        }
+        self.refuse_if_mounted("backup", name)?;
+        let id = operation_mount_id("backup");
+        let path = self.mount_locked(&record, driver.as_ref(), &id)?;
+        Ok(BackupSource {
+            path,
+            volume,
+            consistency: Consistency::Unmounted,
+            hold: Hold::Mount {
+                record,
+                driver,
+                id,
+                _guard: guard,
+            },
+            service: self,
+        })
+    }
+}
+
+impl Drop for BackupSource<'_> {
+    fn drop(&mut self) {
+        let name = self.volume.name.clone();
+        match &self.hold {
+            Hold::Snapshot { driver, snap } => {
+                let Some(extended) = driver.extended() else {
+                    return;
+                };
+                let _guard = self.service.locks.lock(&name);
+                let dropped = extended
+                    .close_snapshot(&name, snap)
+                    .and_then(|_| extended.snapshot_remove(&name, snap));
+                if let Err(e) = dropped {
+                    tracing::error!(volume = %name, snapshot = %snap, error = %e,
+                        "dropping a backup's snapshot failed (remove it with `berth volume snapshot rm`)");
+                }
+            }
+            Hold::Mount {
+                record, driver, id, ..
+            } => self.service.unmount_locked(record, driver.as_ref(), id),
+        }
+    }
+}
