@@ -72,6 +72,7 @@ impl BackupService {
     ) -> Result<Self, BackupError> {
         let sealer = secret::Sealer::open_or_create(&dir.join("secret.key"))
             .map_err(|e| BackupError::Secret(e.to_string()))?;
+        volumes.drop_stale_backup_snapshots();
         Ok(BackupService {
             store,
             volumes,

@@ -104,6 +104,40 @@ impl VolumeService {
     }
 }
 
+impl VolumeService {
+    /// Start-up: drops the snapshots of backups a crash cut short (named
+    /// [`BACKUP_SNAPSHOT_PREFIX`]…, unmounted first). Returns how many.
+    pub fn drop_stale_backup_snapshots(&self) -> usize {
+        let mut dropped = 0;
+        for record in self.store.volumes() {
+            let Ok(driver) = self.driver_of("backup", &record) else {
+                continue;
+            };
+            let Some(extended) = driver.extended() else {
+                continue;
+            };
+            let _guard = self.locks.lock(&record.name);
+            for snap in extended.snapshot_list(&record.name).unwrap_or_default() {
+                if !snap.name.starts_with(BACKUP_SNAPSHOT_PREFIX) {
+                    continue;
+                }
+                let gone = extended
+                    .close_snapshot(&record.name, &snap.name)
+                    .and_then(|_| extended.snapshot_remove(&record.name, &snap.name));
+                match gone {
+                    Ok(_) => dropped += 1,
+                    Err(e) => tracing::error!(volume = %record.name, snapshot = %snap.name,
+                        error = %e, "dropping a cut-short backup's snapshot failed"),
+                }
+            }
+        }
+        if dropped > 0 {
+            tracing::warn!(dropped, "dropped the snapshots of backups a crash cut short");
+        }
+        dropped
+    }
+}
+
 impl Drop for BackupSource<'_> {
     fn drop(&mut self) {
         let name = self.volume.name.clone();
