@@ -159,7 +159,10 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref());
     let repo = q.get("repo").filter(|r| !r.is_empty()).map(str::to_string);
-    let volume = q.get("volume").filter(|v| !v.is_empty()).map(str::to_string);
+    let volume = q
+        .get("volume")
+        .filter(|v| !v.is_empty())
+        .map(str::to_string);
     let svc = state.backups.clone();
     let list = blocking(move || svc.backups(repo.as_deref(), volume.as_deref())).await?;
     Ok(json(StatusCode::OK, &list))

@@ -123,7 +123,10 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
             "/berth/v1/backup/repos/{name}",
             get(backups::repo).delete(backups::remove_repo),
         )
-        .route("/berth/v1/backup/repos/{name}/forget", post(backups::forget))
+        .route(
+            "/berth/v1/backup/repos/{name}/forget",
+            post(backups::forget),
+        )
         .route("/berth/v1/backup/repos/{name}/prune", post(backups::prune))
         .route("/berth/v1/backup/repos/{name}/check", post(backups::check))
         .route("/berth/v1/volumes/{name}/backup", post(backups::backup))

@@ -36,7 +36,13 @@ pub enum Location {
 }
 
 /// Options a user may set for an S3 or SFTP repository (not secrets).
-const PLAIN_OPTIONS: &[&str] = &["region", "connections", "retry", "key", "known_hosts_strategy"];
+const PLAIN_OPTIONS: &[&str] = &[
+    "region",
+    "connections",
+    "retry",
+    "key",
+    "known_hosts_strategy",
+];
 /// Options that are secrets: given through the environment or a file,
 /// sealed at rest, never shown.
 pub const SECRET_OPTIONS: &[&str] = &["access_key_id", "secret_access_key", "session_token"];
@@ -82,12 +88,18 @@ fn parse_s3(url: &str, rest: &str) -> Result<Location, BackupError> {
     };
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     if host.is_empty() || host.contains('@') {
-        return Err(invalid(url, "give the host as host[:port], with no credentials"));
+        return Err(invalid(
+            url,
+            "give the host as host[:port], with no credentials",
+        ));
     }
     let mut parts = path.splitn(2, '/');
     let bucket = parts.next().unwrap_or("");
     if bucket.is_empty() {
-        return Err(invalid(url, "no bucket: s3:http://host:port/bucket[/prefix]"));
+        return Err(invalid(
+            url,
+            "no bucket: s3:http://host:port/bucket[/prefix]",
+        ));
     }
     let prefix = parts.next().unwrap_or("").trim_matches('/');
     Ok(Location::S3 {
@@ -102,10 +114,14 @@ fn parse_sftp(url: &str, rest: &str) -> Result<Location, BackupError> {
         let (auth, path) = r.split_once('/').unwrap_or((r, ""));
         (auth, format!("/{path}"))
     } else {
-        let (auth, path) = rest
-            .split_once(':')
+        // The host ends at the first ':' after the user (a user part with
+        // a ':' of its own holds a password, refused below).
+        let host_from = rest.find('@').map_or(0, |at| at + 1);
+        let colon = rest[host_from..]
+            .find(':')
             .ok_or_else(|| invalid(url, "sftp:user@host:/path"))?;
-        (auth, path.to_string())
+        let (auth, path) = rest.split_at(host_from + colon);
+        (auth, path[1..].to_string())
     };
     let (user, endpoint) = match authority.split_once('@') {
         Some((u, _)) if u.contains(':') => {
@@ -136,9 +152,14 @@ pub fn check_options(
     }
     if let Some(k) = plain.keys().find(|k| !PLAIN_OPTIONS.contains(&k.as_str())) {
         let known = PLAIN_OPTIONS.join(", ");
-        return Err(bad(format!("unknown repository option {k:?} (known: {known})")));
+        return Err(bad(format!(
+            "unknown repository option {k:?} (known: {known})"
+        )));
     }
-    if let Some(k) = secret.keys().find(|k| !SECRET_OPTIONS.contains(&k.as_str())) {
+    if let Some(k) = secret
+        .keys()
+        .find(|k| !SECRET_OPTIONS.contains(&k.as_str()))
+    {
         return Err(bad(format!("unknown repository secret {k:?}")));
     }
     Ok(())
@@ -225,7 +246,12 @@ mod tests {
                 root: "/".into()
             }
         );
-        for bad in ["s3:http://h:1", "s3:http://k:s@h/b", "s3:ftp://h/b", "s3:/b"] {
+        for bad in [
+            "s3:http://h:1",
+            "s3:http://k:s@h/b",
+            "s3:ftp://h/b",
+            "s3:/b",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }

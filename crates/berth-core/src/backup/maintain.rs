@@ -28,14 +28,23 @@ pub struct KeepRules {
 impl KeepRules {
     /// rustic's options; refuses rules that keep nothing or are negative.
     fn to_options(&self) -> Result<KeepOptions, BackupError> {
-        let all = [self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly];
+        let all = [
+            self.last,
+            self.hourly,
+            self.daily,
+            self.weekly,
+            self.monthly,
+            self.yearly,
+        ];
         if all.iter().all(Option::is_none) {
             return Err(BackupError::InvalidRequest(
                 "forget needs at least one --keep-* rule".into(),
             ));
         }
         if all.iter().flatten().any(|n| *n < 1) {
-            return Err(BackupError::InvalidRequest("a --keep-* count is at least 1".into()));
+            return Err(BackupError::InvalidRequest(
+                "a --keep-* count is at least 1".into(),
+            ));
         }
         let mut o = KeepOptions::default();
         o.keep_last = self.last;
@@ -167,7 +176,11 @@ impl BackupService {
             instant,
         };
         opened.prune(&options, plan).map_err(err)?;
-        self.publish("prune", repo, &[("bytes", &report.bytes_removed.to_string())]);
+        self.publish(
+            "prune",
+            repo,
+            &[("bytes", &report.bytes_removed.to_string())],
+        );
         Ok(report)
     }
 

@@ -105,7 +105,9 @@ impl BackupEntry {
 
 /// The volume name a snapshot is tagged with.
 pub fn volume_of(snap: &SnapshotFile) -> Option<&str> {
-    snap.tags.iter().find_map(|t| t.strip_prefix(VOLUME_TAG_PREFIX))
+    snap.tags
+        .iter()
+        .find_map(|t| t.strip_prefix(VOLUME_TAG_PREFIX))
 }
 
 fn user_tags(snap: &SnapshotFile) -> Vec<String> {
@@ -120,7 +122,9 @@ fn user_tags(snap: &SnapshotFile) -> Vec<String> {
 /// control characters, and not one of berth's own.
 pub fn check_tag(tag: &str) -> Result<(), String> {
     if tag.is_empty() || tag.contains(',') || tag.chars().any(char::is_control) {
-        return Err(format!("invalid tag {tag:?}: no commas or control characters"));
+        return Err(format!(
+            "invalid tag {tag:?}: no commas or control characters"
+        ));
     }
     if tag == BERTH_TAG || tag.starts_with(VOLUME_TAG_PREFIX) {
         return Err(format!("tag {tag:?} is berth's own"));

@@ -70,6 +70,13 @@ impl BackupService {
         volumes: Arc<VolumeService>,
         dir: &std::path::Path,
     ) -> Result<Self, BackupError> {
+        // Private like every folder under the root: it holds the key.
+        let private = || -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            let perms = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+            std::fs::set_permissions(dir, perms)
+        };
+        private().map_err(|e| BackupError::Secret(format!("{}: {e}", dir.display())))?;
         let sealer = secret::Sealer::open_or_create(&dir.join("secret.key"))
             .map_err(|e| BackupError::Secret(e.to_string()))?;
         volumes.drop_stale_backup_snapshots();
@@ -130,7 +137,8 @@ impl BackupService {
             repository_id: repo::repository_id(&opened),
             created_at: chrono::Utc::now().timestamp(),
         };
-        let plain = serde_json::to_vec(&req.secrets).map_err(|e| BackupError::Secret(e.to_string()))?;
+        let plain =
+            serde_json::to_vec(&req.secrets).map_err(|e| BackupError::Secret(e.to_string()))?;
         let sealed = self.sealer.seal(&record.name, &plain);
         if !self.store.insert_backup_repo(&record, &sealed)? {
             return Err(BackupError::RepoExists(req.name));

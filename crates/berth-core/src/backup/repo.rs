@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustic_core::{ConfigOptions, Credentials, KeyOptions, OpenStatus, Repository, RepositoryOptions};
+use rustic_core::{
+    ConfigOptions, Credentials, KeyOptions, OpenStatus, Repository, RepositoryOptions,
+};
 use serde::{Deserialize, Serialize};
 
 use super::location::{backend_options, Location};

@@ -25,7 +25,11 @@ fn unix_mode_of_go(go: u32) -> u32 {
     const GO_SETGID: u32 = 1 << 22;
     const GO_STICKY: u32 = 1 << 20;
     let mut mode = go & 0o777;
-    for (go_bit, unix_bit) in [(GO_SETUID, 0o4000), (GO_SETGID, 0o2000), (GO_STICKY, 0o1000)] {
+    for (go_bit, unix_bit) in [
+        (GO_SETUID, 0o4000),
+        (GO_SETGID, 0o2000),
+        (GO_STICKY, 0o1000),
+    ] {
         if go & go_bit != 0 {
             mode |= unix_bit;
         }
@@ -93,7 +97,11 @@ impl BackupService {
         }
         let from = snap.id.to_hex().to_string();
         let source = volume_of(&snap).unwrap_or("");
-        self.publish("restore", &name, &[("repo", repo), ("snapshot", &from), ("from", source)]);
+        self.publish(
+            "restore",
+            &name,
+            &[("repo", repo), ("snapshot", &from), ("from", source)],
+        );
         Ok(self.volumes.get(&name)?)
     }
 

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rustic_core::{
-    BackupOptions, LocalSourceFilterOptions, PathList, ProgressBars, ProgressType,
-    RusticProgress, SnapshotOptions, StringList,
+    BackupOptions, LocalSourceFilterOptions, PathList, ProgressBars, ProgressType, RusticProgress,
+    SnapshotOptions, StringList,
 };
 use serde::Serialize;
 
@@ -148,7 +148,11 @@ impl BackupService {
             files_unmodified: summary.files_unmodified,
             duration: summary.total_duration,
         };
-        self.publish("backup", volume, &[("repo", repo), ("snapshot", &report.entry.id)]);
+        self.publish(
+            "backup",
+            volume,
+            &[("repo", repo), ("snapshot", &report.entry.id)],
+        );
         Ok(report)
     }
 }
@@ -181,7 +185,10 @@ fn snapshot_options(
     meta: &BackupMeta,
     tags: &[String],
 ) -> Result<rustic_core::repofile::SnapshotFile, BackupError> {
-    let mut all = vec![BERTH_TAG.to_string(), format!("{VOLUME_TAG_PREFIX}{}", meta.volume)];
+    let mut all = vec![
+        BERTH_TAG.to_string(),
+        format!("{VOLUME_TAG_PREFIX}{}", meta.volume),
+    ];
     all.extend(tags.iter().cloned());
     let list = StringList::from_str(&all.join(","))
         .map_err(|e| BackupError::InvalidRequest(e.to_string()))?;

@@ -106,7 +106,10 @@ mod tests {
         let path = dir.path().join("k");
         let sealer = Sealer::open_or_create(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
         let sealed = sealer.seal("repo1", b"hunter2");
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
         assert_eq!(sealer.unseal("repo1", &sealed).unwrap(), b"hunter2");

@@ -132,7 +132,10 @@ impl VolumeService {
             }
         }
         if dropped > 0 {
-            tracing::warn!(dropped, "dropped the snapshots of backups a crash cut short");
+            tracing::warn!(
+                dropped,
+                "dropped the snapshots of backups a crash cut short"
+            );
         }
         dropped
     }

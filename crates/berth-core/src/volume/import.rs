@@ -108,7 +108,12 @@ impl VolumeService {
 
     /// Undoes [`VolumeService::mount_locked`]; failures are logged (the id
     /// stays stored and start-up releases it).
-    pub(super) fn unmount_locked(&self, record: &VolumeRecord, driver: &dyn VolumeDriver, id: &str) {
+    pub(super) fn unmount_locked(
+        &self,
+        record: &VolumeRecord,
+        driver: &dyn VolumeDriver,
+        id: &str,
+    ) {
         let name = record.name.as_str();
         let released = driver
             .unmount(name, id)
@@ -230,11 +235,7 @@ fn stage_and_merge(
     // The staged data is on disk before the mark that says "finish me":
     // a roll-forward must never move empty files over good ones.
     crate::sys::sync_filesystem(root).map_err(|e| io_err(root, e))?;
-    let mark = if had_root {
-        MERGING_ROOT
-    } else {
-        MERGING
-    };
+    let mark = if had_root { MERGING_ROOT } else { MERGING };
     set_mark(staging, mark).map_err(|e| io_err(staging, e))?;
     crate::sys::sync_filesystem(root).map_err(|e| io_err(root, e))?;
     merge(staging, root).map_err(|e| Failed {

@@ -134,7 +134,9 @@ pub async fn run(api: &ApiClient, cmd: BackupCommand) -> Result<i32> {
         BackupCommand::Forget(a) => forget(api, a).await,
         BackupCommand::Prune(a) => {
             let path = format!("/berth/v1/backup/repos/{}/prune", encode(&a.repo));
-            let r = api.call(Method::POST, &path, Some(json!({"Instant": a.instant}))).await?;
+            let r = api
+                .call(Method::POST, &path, Some(json!({"Instant": a.instant})))
+                .await?;
             println!("{}", pretty_json(&r.json::<Value>()?));
             Ok(0)
         }
@@ -172,7 +174,9 @@ async fn repo(api: &ApiClient, cmd: RepoCommand) -> Result<i32> {
 }
 
 fn text(v: &Value) -> String {
-    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
 }
 
 /// The password: `--password-file`, else the environment.
@@ -228,7 +232,11 @@ async fn forget(api: &ApiClient, a: ForgetArgs) -> Result<i32> {
     });
     let path = format!("/berth/v1/backup/repos/{}/forget", encode(&a.repo));
     let r: Value = api
-        .call(Method::POST, &path, Some(json!({"Volume": a.volume, "Keep": keep})))
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"Volume": a.volume, "Keep": keep})),
+        )
         .await?
         .json()?;
     for id in r["Removed"].as_array().into_iter().flatten() {
@@ -258,7 +266,9 @@ async fn check(api: &ApiClient, a: CheckArgs) -> Result<i32> {
 
 /// `berth volume backup VOL --repo R [--tag T]…`
 pub async fn volume_backup(api: &ApiClient, a: VolumeBackupArgs) -> Result<i32> {
-    let body = Bytes::from(serde_json::to_vec(&json!({"Repo": a.repo, "Tags": a.tags}))?);
+    let body = Bytes::from(serde_json::to_vec(
+        &json!({"Repo": a.repo, "Tags": a.tags}),
+    )?);
     let path = format!("/berth/v1/volumes/{}/backup?progress=1", encode(&a.volume));
     let resp = api
         .open(Method::POST, &path, Some((body, "application/json")))
@@ -283,11 +293,20 @@ pub async fn volume_backups(api: &ApiClient, a: VolumeBackupsArgs) -> Result<i32
         list.iter().for_each(|b| println!("{}", text(&b["Id"])));
         return Ok(0);
     }
-    let size = |v: &Value| v.as_f64().map(super::format::human_size).unwrap_or_default();
+    let size = |v: &Value| {
+        v.as_f64()
+            .map(super::format::human_size)
+            .unwrap_or_default()
+    };
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|b| {
-            let tags: Vec<String> = b["Tags"].as_array().into_iter().flatten().map(text).collect();
+            let tags: Vec<String> = b["Tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
             vec![
                 text(&b["ShortId"]),
                 text(&b["Repo"]),

@@ -11,7 +11,10 @@ use super::stream::body_reader;
 
 /// Reads the progress lines of `resp` with a bar labelled `message`;
 /// returns the final line's `aux` (the result), or the daemon's error.
-pub async fn follow(resp: hyper::Response<hyper::body::Incoming>, message: String) -> Result<Value> {
+pub async fn follow(
+    resp: hyper::Response<hyper::body::Incoming>,
+    message: String,
+) -> Result<Value> {
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {eta}")?
             .progress_chars("=> "),

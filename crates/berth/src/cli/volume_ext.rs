@@ -118,7 +118,8 @@ pub async fn clone(api: &ApiClient, a: CloneArgs) -> Result<i32> {
     let resp = api
         .open(Method::POST, &path, Some((body, "application/json")))
         .await?;
-    let result = super::progress::follow(resp, format!("cloning {} to {}", a.source, a.target)).await?;
+    let result =
+        super::progress::follow(resp, format!("cloning {} to {}", a.source, a.target)).await?;
     match result["Name"].as_str() {
         Some(name) => println!("{name}"),
         None => bail!("the daemon ended the clone without a result"),

@@ -204,11 +204,16 @@ impl ExtendedDriver for ThinDriver {
             return Ok(target);
         }
         let fs = self.parse(options)?.fs;
-        std::fs::create_dir_all(&target).map_err(|e| io("creating the snapshot's mount point", e))?;
+        std::fs::create_dir_all(&target)
+            .map_err(|e| io("creating the snapshot's mount point", e))?;
         let device = loopdev::attach(&image, true).map_err(|e| io("attaching the snapshot", e))?;
         // Read-only, without log replay (a snapshot is taken frozen, so its
         // log is clean); a snapshot of an XFS volume shares its UUID.
-        let flags = if fs == "xfs" { "ro,norecovery,nouuid" } else { "ro,noload" };
+        let flags = if fs == "xfs" {
+            "ro,norecovery,nouuid"
+        } else {
+            "ro,noload"
+        };
         mount::mount(&device.path.display().to_string(), &target, &fs, flags).map_err(|e| {
             let _ = std::fs::remove_dir(&target);
             io(format!("mounting snapshot {snap} of {name}"), e)
