@@ -162,6 +162,14 @@ pub fn check_options(
     {
         return Err(bad(format!("unknown repository secret {k:?}")));
     }
+    let has = |k: &str| secret.get(k).is_some_and(|v| !v.is_empty());
+    if matches!(location, Location::S3 { .. })
+        && !(has("access_key_id") && has("secret_access_key"))
+    {
+        return Err(bad(
+            "an S3 repository needs its keys (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -282,7 +290,9 @@ mod tests {
     fn options_are_checked_and_secrets_kept_apart() {
         let s3 = parse_url("s3:http://h:9/b").unwrap();
         let plain = BTreeMap::from([("region".to_string(), "eu-west-1".to_string())]);
-        let secret = BTreeMap::from([("secret_access_key".to_string(), "k".to_string())]);
+        let mut secret = BTreeMap::from([("secret_access_key".to_string(), "k".to_string())]);
+        assert!(check_options(&s3, &plain, &secret).is_err(), "both keys");
+        secret.insert("access_key_id".into(), "id".into());
         check_options(&s3, &plain, &secret).unwrap();
         let (repo, opts) = backend_options(&s3, &plain, &secret);
         assert_eq!(repo, "opendal:s3");

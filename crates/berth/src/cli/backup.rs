@@ -204,8 +204,10 @@ fn s3_secrets(url: &str) -> BTreeMap<String, String> {
         ("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
         ("AWS_SESSION_TOKEN", "session_token"),
     ] {
-        if let Ok(v) = std::env::var(var) {
-            secrets.insert(key.to_string(), v);
+        if let Ok(v) = std::env::var(var).map(|v| v.trim().to_string()) {
+            if !v.is_empty() {
+                secrets.insert(key.to_string(), v);
+            }
         }
     }
     secrets
