@@ -395,3 +395,56 @@ def test_a_daemon_killed_mid_backup_leaves_a_valid_repository(berth_factory, wor
     assert [b["Id"] for b in backups(d, "vol", repo)] == [snap]
     assert "no errors were found" in cli(d, "backup", "check", repo).stdout
     d.docker("volume", "rm", "vol")  # not left in use by the cut-short backup
+
+
+@pytest.mark.skipif(shutil.which("mkfs.xfs") is None, reason="xfsprogs missing")
+def test_a_restore_that_fills_the_disk_changes_nothing(berth_factory, work):
+    """Restoring 96 MiB into an empty thin volume capped at 64 MiB: a clear
+    error, and the volume is as empty as before (no half restore)."""
+    d = berth_factory(extra_args=["--thin-pool-size", "2G"]).start()
+    repo = "fullrepo"
+    d.docker("volume", "create", "big")
+    for i in range(12):
+        with open(os.path.join(d.mountpoint("big"), f"f{i}"), "wb") as f:
+            f.write(os.urandom(8 * MIB))
+    init_repo(d, repo, os.path.join(work, "repo"))
+    snap = backup(d, "big", repo)
+    d.docker("volume", "create", "-d", "thin", "-o", "size=64M", "small")
+    p = cli(d, "volume", "restore", "--from", f"{repo}:{snap}", "small", check=False)
+    assert p.returncode != 0 and "space" in p.stderr.lower(), p.stderr
+    from busybox_image import import_busybox
+    image = import_busybox(d, "backup-full:v1")
+    listing = d.docker("run", "--rm", "-v", "small:/d", image, "ls", "-A", "/d").stdout.split()
+    assert listing == [], listing
+    # A new volume that cannot be filled is not left behind.
+    status, _ = d.api("GET", "/volumes/big")
+    assert status == 200
+
+
+def test_closing_the_progress_stream_cancels_the_backup(daemon, uniq, work):
+    vol, repo = f"{uniq}v", f"{uniq}r"
+    repo_dir = os.path.join(work, "repo")
+    daemon.docker("volume", "create", vol)
+    for i in range(40):
+        with open(os.path.join(daemon.mountpoint(vol), f"f{i}"), "wb") as f:
+            f.write(os.urandom(8 * MIB))
+    init_repo(daemon, repo, repo_dir)
+    try:
+        from conftest import UnixHTTPConnection
+        conn = UnixHTTPConnection(daemon.sock)
+        body = json.dumps({"Repo": repo}).encode()
+        conn.request("POST", f"/berth/v1/volumes/{vol}/backup?progress=1", body=body,
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        first = json.loads(resp.readline())
+        assert first["status"] == "Backing up", first
+        conn.close()
+        # The backup stops: the volume's operation mount goes, no snapshot
+        # is written, the repository is valid, the next backup works.
+        # (rm waits for the backup's hold on the volume to end)
+        daemon.docker("volume", "rm", vol, timeout=120)
+        assert restic(repo_dir, "snapshots", "--json").stdout.strip() in ("[]", "null")
+        assert "no errors were found" in restic(repo_dir, "check").stdout
+    finally:
+        remove_repo(daemon, repo)

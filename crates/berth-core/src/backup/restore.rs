@@ -82,10 +82,10 @@ impl BackupService {
             .to_indexed()
             .map_err(|e| BackupError::repository(repo, &e))?;
         progress.start();
-        let filled = with_progress(&progress, || {
-            self.fill_volume(&name, |staging| {
-                restore_tree(&indexed, repo, &snap, staging)
-            })
+        // A panic of the library (it unwraps I/O errors while writing) is
+        // caught inside the fill, so import's clean-up still runs.
+        let filled = self.fill_volume(&name, |staging| {
+            with_progress(&progress, || restore_tree(&indexed, repo, &snap, staging))
         });
         if let Err(e) = filled {
             if created {
