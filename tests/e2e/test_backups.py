@@ -448,3 +448,32 @@ def test_closing_the_progress_stream_cancels_the_backup(daemon, uniq, work):
         assert "no errors were found" in restic(repo_dir, "check").stdout
     finally:
         remove_repo(daemon, repo)
+
+
+def test_stop_containers_for_a_local_volume_and_start_them_again(daemon, uniq, work, image):
+    vol, repo = f"{uniq}v", f"{uniq}r"
+    daemon.docker("volume", "create", vol)
+    init_repo(daemon, repo, os.path.join(work, "repo"))
+    app = f"{uniq}app"
+    daemon.docker("run", "-d", "--name", app, "-v", f"{vol}:/d", image,
+                  "sh", "-c", "echo started >> /d/log; exec sleep 600")
+    try:
+        p = cli(daemon, "volume", "backup", vol, "--repo", repo, check=False)
+        assert p.returncode != 0 and "in use" in p.stderr, p.stderr
+        snap = cli(daemon, "volume", "backup", vol, "--repo", repo, "--stop-containers").stdout.strip()
+        entry = next(b for b in backups(daemon, vol, repo) if b["Id"] == snap)
+        assert entry["Consistency"] == "stopped" and entry["StoppedContainers"] == [app], entry
+        state = daemon.docker("inspect", "-f", "{{.State.Running}}", app).stdout.strip()
+        assert state == "true", "started again after the backup"
+        assert open(os.path.join(daemon.mountpoint(vol), "log")).read().count("started") == 2
+        # offen/docker-volume-backup's label stops a container without the flag.
+        labelled = f"{uniq}lab"
+        daemon.docker("rm", "-f", app)
+        daemon.docker("run", "-d", "--name", labelled, "--label",
+                      "docker-volume-backup.stop-during-backup=true", "-v", f"{vol}:/d", image, "sleep", "600")
+        snap = backup(daemon, vol, repo)
+        entry = next(b for b in backups(daemon, vol, repo) if b["Id"] == snap)
+        assert entry["StoppedContainers"] == [labelled], entry
+        assert daemon.docker("inspect", "-f", "{{.State.Running}}", labelled).stdout.strip() == "true"
+    finally:
+        remove_repo(daemon, repo)

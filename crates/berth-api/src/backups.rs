@@ -126,6 +126,7 @@ pub async fn remove_repo(
 struct BackupBody {
     repo: String,
     tags: Vec<String>,
+    stop_containers: bool,
 }
 
 /// `POST /berth/v1/volumes/{name}/backup[?progress=1]` `{"Repo", "Tags"}`
@@ -144,7 +145,11 @@ pub async fn backup(
     let progress = Arc::new(Progress::default());
     let shared = progress.clone();
     let id = name.clone();
-    let work = move || svc.backup(&name, &body.repo, &body.tags, shared);
+    let request = berth_core::backup::BackupRequest {
+        tags: body.tags,
+        stop_containers: body.stop_containers,
+    };
+    let work = move || svc.backup(&name, &body.repo, &request, shared);
     if Query::parse(q.as_deref()).bool("progress") {
         return crate::backup_progress::respond(id, "Backing up", progress, work).await;
     }

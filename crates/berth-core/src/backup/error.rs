@@ -29,6 +29,8 @@ pub enum BackupError {
     NotAVolumeBackup { repo: String, snapshot: String },
     #[error("restore into volume {0}: the volume is not empty; restore into a new volume or an empty one")]
     TargetNotEmpty(String),
+    #[error("stopping container {container} for the backup: {why}")]
+    StopFailed { container: String, why: String },
     #[error("the backup was cancelled")]
     Cancelled,
     #[error("repository {repo}: {detail}")]
@@ -49,6 +51,7 @@ impl BackupError {
             BackupError::RepoExists(_)
             | BackupError::AlreadyARepository { .. }
             | BackupError::TargetNotEmpty(_)
+            | BackupError::StopFailed { .. }
             | BackupError::Cancelled => ErrorKind::Conflict,
             BackupError::InvalidName(_)
             | BackupError::InvalidUrl { .. }

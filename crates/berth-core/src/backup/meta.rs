@@ -30,13 +30,21 @@ pub struct BackupMeta {
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub consistency: Consistency,
+    /// Containers stopped for the backup (and started again after it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopped_containers: Vec<String>,
 }
 
 const FORMAT: &str = "berth-volume/1";
 
 impl BackupMeta {
-    pub fn of(volume: &Volume, consistency: Consistency) -> Self {
+    pub fn of(volume: &Volume, consistency: Consistency, stopped: Vec<String>) -> Self {
+        let consistency = match consistency {
+            Consistency::Unmounted if !stopped.is_empty() => Consistency::Stopped,
+            other => other,
+        };
         BackupMeta {
+            stopped_containers: stopped,
             format: FORMAT.to_string(),
             volume: volume.name.clone(),
             driver: volume.driver.clone(),
@@ -78,6 +86,8 @@ pub struct BackupEntry {
     pub total_size: Option<u64>,
     pub files: Option<u64>,
     pub consistency: Option<Consistency>,
+    /// Containers stopped for the backup.
+    pub stopped_containers: Vec<String>,
 }
 
 impl BackupEntry {
@@ -98,7 +108,8 @@ impl BackupEntry {
             data_added_packed: summary.map(|s| s.data_added_packed),
             total_size: summary.map(|s| s.total_bytes_processed),
             files: summary.map(|s| s.total_files_processed),
-            consistency: meta.map(|m| m.consistency),
+            consistency: meta.as_ref().map(|m| m.consistency),
+            stopped_containers: meta.map(|m| m.stopped_containers).unwrap_or_default(),
         }
     }
 }

@@ -22,6 +22,7 @@ mod repo;
 mod restore;
 mod run;
 mod secret;
+mod stopping;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,12 +33,36 @@ pub use location::Location;
 pub use maintain::{CheckReport, ForgetReport, KeepRules, PruneReport};
 pub use meta::{BackupEntry, BackupMeta};
 pub use repo::{RepoRecord, RepoSecrets};
-pub use run::{BackupReport, Progress};
+pub use run::{BackupReport, BackupRequest, Progress};
 
 use crate::events::{Event, EventBus};
 use crate::locks::NameLocks;
 use crate::store::Store;
 use crate::volume::VolumeService;
+
+/// A container as a backup sees it.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerFacts {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What backups need of containers: stopping the ones that use a local
+/// volume for the time of its backup, and starting them again (the
+/// container service implements it; kept as a trait so the backup module
+/// does not depend on containers).
+pub trait ContainerControl: Send + Sync {
+    /// The container's name and labels, if it exists.
+    fn facts(&self, id: &str) -> Option<ContainerFacts>;
+    /// Stops it (its stop signal, then SIGKILL after its timeout).
+    fn stop(&self, id: &str) -> Result<(), String>;
+    /// Starts it again.
+    fn start(&self, id: &str) -> Result<(), String>;
+}
+
+/// offen/docker-volume-backup's label: a container with it set to `true`
+/// is stopped for the time of a backup of its volumes.
+pub const STOP_DURING_BACKUP_LABEL: &str = "docker-volume-backup.stop-during-backup";
 
 /// A request to add (or make) a repository.
 #[derive(Debug, Clone, Default)]
@@ -60,6 +85,7 @@ pub struct BackupService {
     /// rustic's cache of index and snapshot files, one folder per repository ID.
     cache: PathBuf,
     events: Option<Arc<EventBus>>,
+    containers: Option<Arc<dyn ContainerControl>>,
 }
 
 impl BackupService {
@@ -87,12 +113,19 @@ impl BackupService {
             repo_locks: NameLocks::default(),
             cache: dir.join("cache"),
             events: None,
+            containers: None,
         })
     }
 
     /// Publishes `backup` events on `bus`.
     pub fn with_events(mut self, bus: Arc<EventBus>) -> Self {
         self.events = Some(bus);
+        self
+    }
+
+    /// Lets backups stop and start the containers that use a volume.
+    pub fn with_containers(mut self, containers: Arc<dyn ContainerControl>) -> Self {
+        self.containers = Some(containers);
         self
     }
 

@@ -92,6 +92,16 @@ impl ProgressBars for Bars {
     }
 }
 
+/// How to take a backup.
+#[derive(Debug, Clone, Default)]
+pub struct BackupRequest {
+    /// The user's tags.
+    pub tags: Vec<String>,
+    /// Stop the containers that use a local volume for the time of the
+    /// backup (else only those labelled to be; others make it refuse).
+    pub stop_containers: bool,
+}
+
 /// What a finished backup reports.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -112,16 +122,29 @@ impl BackupService {
         &self,
         volume: &str,
         repo: &str,
-        tags: &[String],
+        options: &BackupRequest,
         progress: Arc<Progress>,
     ) -> Result<BackupReport, BackupError> {
-        for tag in tags {
+        for tag in &options.tags {
             check_tag(tag).map_err(BackupError::InvalidRequest)?;
         }
         let _guard = self.repo_locks.lock(repo);
         let (record, opened) = self.open_repo(repo, &progress)?;
+        // Stopped before the source is taken, started again after it is
+        // released (fields drop in reverse order: `source` first).
+        let stopped = match self.volumes.backs_up_from_snapshot(volume)? {
+            true => None,
+            false => Some(super::stopping::stop_users(
+                &self.volumes,
+                self.containers.as_ref(),
+                volume,
+                options.stop_containers,
+            )?),
+        };
+        let stopped_names = stopped.as_ref().map(|s| s.names()).unwrap_or_default();
         let source = self.volumes.backup_source(volume)?;
-        let meta = BackupMeta::of(&source.volume, source.consistency);
+        let meta = BackupMeta::of(&source.volume, source.consistency, stopped_names);
+        let tags = &options.tags;
         let snapshot = snapshot_options(&meta, tags)?;
         let indexed = opened
             .to_indexed_ids()
@@ -138,8 +161,10 @@ impl BackupService {
                 .backup(&options, &list, snapshot)
                 .map_err(|e| BackupError::repository(repo, &e))
         };
-        let saved = with_progress(&progress, run)?;
+        let saved = with_progress(&progress, run);
         drop(source);
+        drop(stopped);
+        let saved = saved?;
         let summary = saved.summary.clone().unwrap_or_default();
         let report = BackupReport {
             entry: BackupEntry::of(&record.name, &saved),

@@ -10,6 +10,7 @@
 //! [`cgroup`] finds and ends a container's processes, [`jsonlog`] is the
 //! log format.
 
+pub mod backup_control;
 mod bundle;
 pub mod cgroup;
 pub mod changes;

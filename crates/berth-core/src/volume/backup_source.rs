@@ -26,6 +26,8 @@ pub enum Consistency {
     Snapshot,
     /// The volume read while no container had it mounted.
     Unmounted,
+    /// The volume read while the containers that use it were stopped.
+    Stopped,
 }
 
 /// Snapshots berth makes for a backup are named so.
@@ -55,6 +57,13 @@ enum Hold<'a> {
 }
 
 impl VolumeService {
+    /// Whether a backup of `name` reads a snapshot (its driver takes them)
+    /// rather than the volume in place.
+    pub fn backs_up_from_snapshot(&self, name: &str) -> Result<bool, VolumeError> {
+        let record = self.ready("backup", name)?;
+        Ok(self.driver_of("backup", &record)?.extended().is_some())
+    }
+
     /// The content of volume `name` for a backup; see the module docs.
     pub fn backup_source(&self, name: &str) -> Result<BackupSource<'_>, VolumeError> {
         let guard = self.locks.lock(name);

@@ -434,6 +434,14 @@ impl VolumeService {
         self.publish("destroy", &record.name, &[("driver", &record.driver)]);
     }
 
+    /// The active mount ids of `name` (running containers' IDs, and
+    /// berth's own operations'), sorted.
+    pub fn mount_ids(&self, name: &str) -> Result<Vec<String>, VolumeError> {
+        let mut ids = (self.store.mounts(name)).map_err(|e| VolumeError::store("get", name, e))?;
+        ids.sort();
+        Ok(ids)
+    }
+
     /// Containers holding `name` and its active mount ids, sorted.
     pub fn holders(&self, name: &str) -> Result<Vec<String>, VolumeError> {
         let store_err = |e| VolumeError::store("get", name, e);

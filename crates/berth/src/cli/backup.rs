@@ -105,6 +105,9 @@ pub struct VolumeBackupArgs {
     /// A tag for this backup (repeatable).
     #[arg(long = "tag")]
     tags: Vec<String>,
+    /// Stop the containers that use a local volume during the backup, and start them again after.
+    #[arg(long)]
+    stop_containers: bool,
 }
 
 #[derive(Debug, Args)]
@@ -269,7 +272,7 @@ async fn check(api: &ApiClient, a: CheckArgs) -> Result<i32> {
 /// `berth volume backup VOL --repo R [--tag T]…`
 pub async fn volume_backup(api: &ApiClient, a: VolumeBackupArgs) -> Result<i32> {
     let body = Bytes::from(serde_json::to_vec(
-        &json!({"Repo": a.repo, "Tags": a.tags}),
+        &json!({"Repo": a.repo, "Tags": a.tags, "StopContainers": a.stop_containers}),
     )?);
     let path = format!("/berth/v1/volumes/{}/backup?progress=1", encode(&a.volume));
     let resp = api

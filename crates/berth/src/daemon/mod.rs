@@ -22,6 +22,7 @@ use berth_api::web::samples::{self, Samples};
 use berth_api::web::WebState;
 use berth_api::ApiState;
 use berth_core::backup::BackupService;
+use berth_core::container::backup_control::BackupContainers;
 use berth_core::container::options::ContainerDefaults;
 use berth_core::container::{ContainerService, RuntimeSettings};
 use berth_core::driver::local::LocalDriver;
@@ -596,7 +597,8 @@ fn open_services(layout: &RootLayout, engine: EngineSettings) -> Result<ApiState
     let backups = Arc::new(
         BackupService::new(store_for_backups, volumes.clone(), &layout.backup_dir())
             .context("the backup service")?
-            .with_events(events.clone()),
+            .with_events(events.clone())
+            .with_containers(Arc::new(BackupContainers(containers.clone()))),
     );
     let facts = Arc::new(facts::gather(layout)?);
     Ok(ApiState {
