@@ -477,3 +477,73 @@ def test_stop_containers_for_a_local_volume_and_start_them_again(daemon, uniq, w
         assert daemon.docker("inspect", "-f", "{{.State.Running}}", labelled).stdout.strip() == "true"
     finally:
         remove_repo(daemon, repo)
+
+
+def schedule_of(d, volume: str) -> dict | None:
+    status, body = d.api("GET", f"/volumes/{volume}")
+    assert status == 200, body
+    return (body.get("Status") or {}).get("BackupSchedule")
+
+
+def test_schedules_catch_up_once_after_a_restart_and_report_failures(berth_factory, work):
+    d = berth_factory().start()
+    repo_dir = os.path.join(work, "repo")
+    d.docker("volume", "create", "sched")
+    with open(os.path.join(d.mountpoint("sched"), "f"), "w") as f:
+        f.write("data")
+    init_repo(d, "srepo", repo_dir)
+    for args, words in [
+        (["--repo", "srepo"], "one of --every or --cron"),
+        (["--repo", "srepo", "--every", "10s"], "shorter than a minute"),
+        (["--repo", "srepo", "--cron", "61 * * * *"], "invalid cron"),
+        (["--repo", "nope", "--every", "1h"], "no such backup repository"),
+        (["--repo", "srepo", "--every", "1h", "--keep-last", "0"], "at least 1"),
+    ]:
+        p = cli(d, "volume", "backup-schedule", "sched", *args, check=False)
+        assert p.returncode != 0 and words in p.stderr, (args, p.stderr)
+    assert schedule_of(d, "sched") is None
+    cli(d, "volume", "backup-schedule", "sched", "--repo", "srepo", "--every", "1h", "--keep-last", "2")
+    s = schedule_of(d, "sched")
+    assert s["EverySeconds"] == 3600 and s["LastRun"] is None and s["Failures"] == 0
+    # Three runs missed while the daemon was down are caught up once.
+    d.stop()
+    db = sqlite3.connect(os.path.join(d.root, "berth.db"))
+    record = json.loads(db.execute("SELECT record FROM backup_schedules").fetchone()[0])
+    record["NextRun"] = int(time.time()) - 3 * 3600
+    db.execute("UPDATE backup_schedules SET record = ?", (json.dumps(record),))
+    db.commit()
+    db.close()
+    d.start()
+    deadline = time.monotonic() + 60
+    while (schedule_of(d, "sched") or {}).get("LastRun") is None:
+        assert time.monotonic() < deadline, "the missed run was not caught up"
+        time.sleep(0.3)
+    time.sleep(3)
+    s = schedule_of(d, "sched")
+    assert s["LastRun"]["Snapshot"] and s["LastRun"]["Error"] is None and s["Failures"] == 0, s
+    assert len(backups(d, "sched", "srepo")) == 1, "caught up once, not once per missed run"
+    events = d.docker("events", "--since", "0", "--until", str(int(time.time()) + 1),
+                      "--filter", "type=backup", "--format", "{{.Action}}").stdout.split()
+    assert "scheduled" in events, events
+    # A run that fails is counted and reported, and the schedule stays.
+    shutil.rmtree(repo_dir)
+    d.stop()
+    db = sqlite3.connect(os.path.join(d.root, "berth.db"))
+    record = json.loads(db.execute("SELECT record FROM backup_schedules").fetchone()[0])
+    record["NextRun"] = int(time.time()) - 1
+    db.execute("UPDATE backup_schedules SET record = ?", (json.dumps(record),))
+    db.commit()
+    db.close()
+    d.start()
+    deadline = time.monotonic() + 60
+    while (schedule_of(d, "sched") or {}).get("Failures", 0) == 0:
+        assert time.monotonic() < deadline, "the failed run was not recorded"
+        time.sleep(0.3)
+    s = schedule_of(d, "sched")
+    assert s["LastRun"]["Error"] and "no restic repository" in s["LastRun"]["Error"], s
+    assert s["Failures"] == 1
+    events = d.docker("events", "--since", "0", "--until", str(int(time.time()) + 1),
+                      "--filter", "type=backup", "--format", "{{.Action}}").stdout.split()
+    assert "scheduled-failed" in events, events
+    cli(d, "volume", "backup-schedule", "sched", "--remove")
+    assert schedule_of(d, "sched") is None

@@ -264,3 +264,88 @@ pub async fn check(
     let report = blocking(move || svc.check(&name, body.read_data)).await?;
     Ok(json(StatusCode::OK, &report))
 }
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
+struct ScheduleBody {
+    repo: String,
+    every: Option<String>,
+    cron: Option<String>,
+    keep: Option<KeepRules>,
+    tags: Vec<String>,
+    stop_containers: bool,
+}
+
+/// A schedule as the API shows it (times in RFC 3339).
+pub fn schedule_json(s: &berth_core::backup::Schedule) -> serde_json::Value {
+    use berth_core::backup::When;
+    let time = crate::types::rfc3339_local;
+    let (every, cron) = match &s.when {
+        When::Every(secs) => (Some(*secs), None),
+        When::Cron(pattern) => (None, Some(pattern.clone())),
+    };
+    let last = s.last_run.as_ref().map(|l| {
+        serde_json::json!({
+            "Started": time(l.started), "Finished": time(l.finished),
+            "Snapshot": l.snapshot, "Error": l.error,
+        })
+    });
+    serde_json::json!({
+        "Volume": s.volume, "Repo": s.repo, "EverySeconds": every, "Cron": cron,
+        "Keep": s.keep, "Tags": s.tags, "StopContainers": s.stop_containers,
+        "NextRun": time(s.next_run), "LastRun": last, "Failures": s.failures,
+    })
+}
+
+/// `PUT /berth/v1/volumes/{name}/backup-schedule` `{"Repo", "Every" | "Cron", "Keep", "Tags", "StopContainers"}`
+pub async fn set_schedule(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: ScheduleBody = read_json(&headers, &body)?;
+    let req = berth_core::backup::ScheduleRequest {
+        repo: body.repo,
+        every: body.every,
+        cron: body.cron,
+        keep: body.keep,
+        tags: body.tags,
+        stop_containers: body.stop_containers,
+    };
+    let svc = state.backups.clone();
+    let schedule = blocking(move || svc.set_schedule(&name, req)).await?;
+    Ok(json(StatusCode::OK, &schedule_json(&schedule)))
+}
+
+/// `GET /berth/v1/volumes/{name}/backup-schedule`
+pub async fn schedule(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let svc = state.backups.clone();
+    let missing = name.clone();
+    match blocking(move || svc.schedule(&name)).await? {
+        Some(s) => Ok(json(StatusCode::OK, &schedule_json(&s))),
+        None => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("volume {missing} has no backup schedule"),
+        }),
+    }
+}
+
+/// `DELETE /berth/v1/volumes/{name}/backup-schedule`
+pub async fn remove_schedule(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let svc = state.backups.clone();
+    let missing = name.clone();
+    if !blocking(move || svc.remove_schedule(&name)).await? {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("volume {missing} has no backup schedule"),
+        });
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -130,6 +130,12 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route("/berth/v1/backup/repos/{name}/prune", post(backups::prune))
         .route("/berth/v1/backup/repos/{name}/check", post(backups::check))
         .route("/berth/v1/volumes/{name}/backup", post(backups::backup))
+        .route(
+            "/berth/v1/volumes/{name}/backup-schedule",
+            get(backups::schedule)
+                .put(backups::set_schedule)
+                .delete(backups::remove_schedule),
+        )
         .route("/berth/v1/backups", get(backups::list))
         .route("/berth/v1/backups/restore", post(backups::restore))
         .route("/berth/v1/pools", get(extensions::pools))

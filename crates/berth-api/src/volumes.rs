@@ -73,7 +73,18 @@ pub async fn inspect(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let svc = state.volumes.clone();
-    let volume = blocking(move || svc.get(&name)).await?;
+    let backups = state.backups.clone();
+    let (mut volume, schedule) = blocking(move || {
+        let volume = svc.get(&name)?;
+        // A schedule that cannot be read does not hide the volume.
+        let schedule = backups.schedule(&name).ok().flatten();
+        Ok::<_, ApiError>((volume, schedule))
+    })
+    .await?;
+    if let Some(s) = schedule {
+        let status = volume.status.get_or_insert_with(Default::default);
+        status.insert("BackupSchedule".into(), crate::backups::schedule_json(&s));
+    }
     Ok(json(StatusCode::OK, &VolumeJson::from(volume)))
 }
 

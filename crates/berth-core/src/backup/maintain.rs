@@ -26,6 +26,11 @@ pub struct KeepRules {
 }
 
 impl KeepRules {
+    /// Refuses rules that keep nothing or are negative.
+    pub fn check(&self) -> Result<(), BackupError> {
+        self.to_options().map(|_| ())
+    }
+
     /// rustic's options; refuses rules that keep nothing or are negative.
     fn to_options(&self) -> Result<KeepOptions, BackupError> {
         let all = [

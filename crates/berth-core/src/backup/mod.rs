@@ -5,7 +5,7 @@
 //! Split: [`location`] (parsing a repository URL), [`repo`] (records and
 //! opening), [`secret`] (secrets sealed at rest), [`meta`] (what a backup
 //! records about its volume), [`run`] (backup), [`restore`], [`maintain`]
-//! (forget, prune, check).
+//! (forget, prune, check), [`schedule`] (schedules the daemon runs).
 //!
 //! rustic_core takes no repository locks, so berth serialises every
 //! operation on one repository itself (a per-name lock held for the whole
@@ -21,6 +21,7 @@ mod meta;
 mod repo;
 mod restore;
 mod run;
+mod schedule;
 mod secret;
 mod stopping;
 
@@ -34,6 +35,7 @@ pub use maintain::{CheckReport, ForgetReport, KeepRules, PruneReport};
 pub use meta::{BackupEntry, BackupMeta};
 pub use repo::{RepoRecord, RepoSecrets};
 pub use run::{BackupReport, BackupRequest, Progress};
+pub use schedule::{parse_every, LastRun, Schedule, ScheduleRequest, When};
 
 use crate::events::{Event, EventBus};
 use crate::locks::NameLocks;

@@ -1,11 +1,12 @@
-//! Backup repository rows: the record (what is not secret) as JSON, the
-//! sealed secrets as an opaque blob the store never reads.
+//! Backup repository rows (the record, what is not secret, as JSON; the
+//! sealed secrets as an opaque blob the store never reads) and backup
+//! schedule rows (one per volume, as JSON).
 
 use rusqlite::{params, OptionalExtension};
 
 use super::containers::{corrupt, is_unique_violation};
 use super::{Store, StoreError};
-use crate::backup::RepoRecord;
+use crate::backup::{RepoRecord, Schedule};
 
 impl Store {
     /// Inserts a repository. Returns false, changing nothing, when its
@@ -58,5 +59,37 @@ impl Store {
             .conn()
             .execute("DELETE FROM backup_repos WHERE name = ?1", params![name])?
             > 0)
+    }
+
+    /// Sets volume `schedule.volume`'s backup schedule (replacing one).
+    pub fn put_backup_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
+        let record = serde_json::to_string(schedule).map_err(|e| corrupt(&schedule.volume, e))?;
+        self.conn().execute(
+            "INSERT INTO backup_schedules (volume, record) VALUES (?1, ?2) \
+             ON CONFLICT(volume) DO UPDATE SET record = excluded.record",
+            params![schedule.volume, record],
+        )?;
+        Ok(())
+    }
+
+    /// Every backup schedule, by volume.
+    pub fn backup_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT volume, record FROM backup_schedules ORDER BY volume")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        rows.map(|row| {
+            let (volume, record) = row?;
+            serde_json::from_str(&record).map_err(|e| corrupt(&volume, e))
+        })
+        .collect()
+    }
+
+    /// Deletes a volume's backup schedule. Returns whether it had one.
+    pub fn delete_backup_schedule(&self, volume: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "DELETE FROM backup_schedules WHERE volume = ?1",
+            params![volume],
+        )? > 0)
     }
 }

@@ -151,6 +151,14 @@ const MIGRATIONS: &[&str] = &[
         sealed  BLOB NOT NULL
     ) STRICT;
     "#,
+    // 11: backup schedules, one per volume: the schedule and its last
+    // result as JSON.
+    r#"
+    CREATE TABLE backup_schedules (
+        volume  TEXT PRIMARY KEY NOT NULL,
+        record  TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -111,6 +111,39 @@ pub struct VolumeBackupArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    volume: String,
+    #[arg(long, required_unless_present = "remove")]
+    repo: Option<String>,
+    /// Run every so long: 90s, 30m, 6h, 1d (at least a minute).
+    #[arg(long, conflicts_with = "cron")]
+    every: Option<String>,
+    /// Run at the times of a five-field cron pattern ('0 3 * * *'), local time.
+    #[arg(long)]
+    cron: Option<String>,
+    /// After each backup, keep only the last N of this volume's backups.
+    #[arg(long)]
+    keep_last: Option<i32>,
+    #[arg(long)]
+    keep_hourly: Option<i32>,
+    #[arg(long)]
+    keep_daily: Option<i32>,
+    #[arg(long)]
+    keep_weekly: Option<i32>,
+    #[arg(long)]
+    keep_monthly: Option<i32>,
+    #[arg(long)]
+    keep_yearly: Option<i32>,
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    #[arg(long)]
+    stop_containers: bool,
+    /// Remove the volume's schedule.
+    #[arg(long, conflicts_with_all = ["every", "cron"])]
+    remove: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct VolumeBackupsArgs {
     /// Only this volume's backups.
     volume: Option<String>,
@@ -344,5 +377,36 @@ pub async fn volume_restore(api: &ApiClient, a: VolumeRestoreArgs) -> Result<i32
         .await?;
     let volume = super::progress::follow(resp, format!("restoring {}", a.from)).await?;
     println!("{}", text(&volume["Name"]));
+    Ok(0)
+}
+
+/// `berth volume backup-schedule VOL --repo R --every 6h|--cron '…' [--keep-* N]` (or `--remove`)
+pub async fn volume_schedule(api: &ApiClient, a: ScheduleArgs) -> Result<i32> {
+    let path = format!("/berth/v1/volumes/{}/backup-schedule", encode(&a.volume));
+    if a.remove {
+        api.call(Method::DELETE, &path, None).await?;
+        println!("{}", a.volume);
+        return Ok(0);
+    }
+    let rules = [
+        a.keep_last,
+        a.keep_hourly,
+        a.keep_daily,
+        a.keep_weekly,
+        a.keep_monthly,
+        a.keep_yearly,
+    ];
+    let keep = rules.iter().any(Option::is_some).then(|| {
+        json!({
+            "Last": a.keep_last, "Hourly": a.keep_hourly, "Daily": a.keep_daily,
+            "Weekly": a.keep_weekly, "Monthly": a.keep_monthly, "Yearly": a.keep_yearly,
+        })
+    });
+    let body = json!({
+        "Repo": a.repo, "Every": a.every, "Cron": a.cron, "Keep": keep,
+        "Tags": a.tags, "StopContainers": a.stop_containers,
+    });
+    let r: Value = api.call(Method::PUT, &path, Some(body)).await?.json()?;
+    println!("{} next backup at {}", a.volume, text(&r["NextRun"]));
     Ok(0)
 }

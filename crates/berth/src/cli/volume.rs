@@ -47,6 +47,8 @@ pub enum VolumeCommand {
     Backups(super::backup::VolumeBackupsArgs),
     /// Restore a backup into a new or empty volume.
     Restore(super::backup::VolumeRestoreArgs),
+    /// Back a volume up on a schedule (run by the daemon).
+    BackupSchedule(super::backup::ScheduleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +131,7 @@ pub async fn run(api: &ApiClient, cmd: VolumeCommand) -> Result<i32> {
         VolumeCommand::Backup(a) => super::backup::volume_backup(api, a).await,
         VolumeCommand::Backups(a) => super::backup::volume_backups(api, a).await,
         VolumeCommand::Restore(a) => super::backup::volume_restore(api, a).await,
+        VolumeCommand::BackupSchedule(a) => super::backup::volume_schedule(api, a).await,
     }
 }
 

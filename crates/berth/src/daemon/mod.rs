@@ -600,6 +600,9 @@ fn open_services(layout: &RootLayout, engine: EngineSettings) -> Result<ApiState
             .with_events(events.clone())
             .with_containers(Arc::new(BackupContainers(containers.clone()))),
     );
+    backups
+        .clone()
+        .run_scheduler(std::time::Duration::from_secs(1));
     let facts = Arc::new(facts::gather(layout)?);
     Ok(ApiState {
         backups,
