@@ -40,31 +40,12 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
 import run_bench as rb  # noqa: E402
+from tree_helpers import write_mixed  # noqa: E402  (shared with the backup tests)
 
 PASSWORD = "bench passphrase"
 MIB = 1 << 20
-
-
-def write_mixed(root: str, gib: float, rng: random.Random) -> list[str]:
-    """About `gib` GiB of mixed files under root; returns their paths."""
-    names, total, i = [], 0, 0
-    os.makedirs(os.path.join(root, "bin"), exist_ok=True)
-    os.makedirs(os.path.join(root, "txt"), exist_ok=True)
-    while total < gib * 1024 * MIB:
-        if i % 4 == 0:
-            path = os.path.join(root, "txt", f"t{i:05d}.log")
-            line = f"{i} the quick brown fox {rng.random()}\n".encode()
-            data = line * (rng.randint(64, 256) * 1024 // len(line))
-        else:
-            path = os.path.join(root, "bin", f"b{i:05d}.bin")
-            data = rng.randbytes(rng.randint(1, 8) * MIB // 4)
-        with open(path, "wb") as f:
-            f.write(data)
-        names.append(os.path.relpath(path, root))
-        total += len(data)
-        i += 1
-    return names
 
 
 def drop_caches() -> None:

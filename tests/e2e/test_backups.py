@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tree_helpers import MIB, fill_sample, tree_digest
+from tree_helpers import MIB, fill_sample, tree_digest, write_mixed
 
 pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic missing (scripts/setup)")
 
@@ -101,31 +101,12 @@ def test_round_trip_keeps_everything_and_refuses_a_full_target(daemon, uniq, wor
         remove_repo(daemon, repo)
 
 
-def write_mixed(root: str, files: int, rng: random.Random) -> list[str]:
-    """About 1 GiB: incompressible files of 1-8 MiB and compressible text."""
-    names = []
-    os.makedirs(os.path.join(root, "bin"), exist_ok=True)
-    os.makedirs(os.path.join(root, "txt"), exist_ok=True)
-    for i in range(files):
-        if i % 4 == 0:
-            path = os.path.join(root, "txt", f"t{i:05d}.log")
-            line = f"{i} the quick brown fox {rng.random()}\n".encode()
-            data = line * (rng.randint(64, 256) * 1024 // len(line))
-        else:
-            path = os.path.join(root, "bin", f"b{i:05d}.bin")
-            data = rng.randbytes(rng.randint(1, 8) * MIB // 4)
-        with open(path, "wb") as f:
-            f.write(data)
-        names.append(path)
-    return names
-
-
 def test_incremental_backup_adds_only_what_changed(daemon, uniq, work):
     vol, repo = f"{uniq}big", f"{uniq}r"
     repo_dir = os.path.join(work, "repo")
     daemon.docker("volume", "create", vol)
     rng = random.Random(1712)
-    names = write_mixed(daemon.mountpoint(vol), 1100, rng)
+    names = [os.path.join(daemon.mountpoint(vol), n) for n in write_mixed(daemon.mountpoint(vol), 1.0, rng)]
     volume_bytes = du(daemon.mountpoint(vol))
     assert volume_bytes > 900 * MIB
     init_repo(daemon, repo, repo_dir)
@@ -547,3 +528,59 @@ def test_schedules_catch_up_once_after_a_restart_and_report_failures(berth_facto
     assert "scheduled-failed" in events, events
     cli(d, "volume", "backup-schedule", "sched", "--remove")
     assert schedule_of(d, "sched") is None
+
+
+def test_a_bind_volumes_backup_restores_into_a_plain_volume(daemon, uniq, work):
+    """A local volume's type/device/o name this host's folders: a restore
+    never recreates them (a backup from elsewhere, or altered, must not
+    bind a host path); the data comes back into a plain volume."""
+    host = os.path.join(work, "hostdir")
+    os.makedirs(host)
+    with open(os.path.join(host, "f"), "w") as f:
+        f.write("bound")
+    vol, repo = f"{uniq}bind", f"{uniq}r"
+    daemon.docker("volume", "create", "-o", "type=none", "-o", "o=bind", "-o", f"device={host}", vol)
+    init_repo(daemon, repo, os.path.join(work, "repo"))
+    try:
+        snap = backup(daemon, vol, repo)
+        cli(daemon, "volume", "restore", "--from", f"{repo}:{snap}", f"{uniq}plain")
+        made = json.loads(daemon.docker("volume", "inspect", f"{uniq}plain").stdout)[0]
+        assert not made["Options"], made
+        with open(os.path.join(daemon.mountpoint(f"{uniq}plain"), "f")) as f:
+            assert f.read() == "bound"
+        assert os.listdir(host) == ["f"]
+    finally:
+        remove_repo(daemon, repo)
+
+
+@pytest.mark.skipif(shutil.which("mkfs.xfs") is None, reason="xfsprogs missing")
+def test_a_thin_volume_under_backup_is_in_use(berth_factory, work):
+    """The backup reads a snapshot while the volume's containers run; the
+    volume itself cannot be removed or renamed under it, and the backup
+    prefix of snapshot names is berth's own."""
+    from busybox_image import import_busybox
+    d = berth_factory(extra_args=["--thin-pool-size", "4G"]).start()
+    image = import_busybox(d, "backup-inuse:v1")
+    d.docker("volume", "create", "-d", "thin", "-o", "size=1G", "tv")
+    d.docker("run", "--rm", "-v", "tv:/d", image, "sh", "-c",
+             "for i in $(seq 1 40); do dd if=/dev/urandom of=/d/f$i bs=1M count=8 2>/dev/null; done")
+    p = d.berth_cli("volume", "snapshot", "create", "tv", "berth-backup-mine", check=False)
+    assert p.returncode != 0 and "berth's own" in p.stderr, p.stderr
+    repo_dir = os.path.join(work, "repo")
+    init_repo(d, "inuse", repo_dir)
+    argv = [d.bin, "-H", d.host, "volume", "backup", "tv", "--repo", "inuse"]
+    running = subprocess.Popen(argv, env=dict(os.environ, BERTH_REPO_PASSWORD=PASSWORD),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while du(os.path.join(repo_dir, "data")) < 8 * MIB and running.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    rm = d.docker("volume", "rm", "tv", check=False)
+    out, err = running.communicate(timeout=120)
+    assert running.returncode == 0, err
+    assert rm.returncode != 0 and "in use" in rm.stderr, rm.stderr
+    entry = backups(d, "tv", "inuse")[0]
+    assert entry["Files"] == 40, entry
+    status, snaps = d.api("GET", "/berth/v1/volumes/tv/snapshots")
+    assert snaps == []
+    d.docker("volume", "rm", "tv")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 
 MIB = 1 << 20
 
@@ -54,3 +55,27 @@ def fill_sample(path: str, sparse_mib: int = 512) -> None:
     os.makedirs(long_dir)
     with open(os.path.join(long_dir, "f\u00e9"), "w") as f:
         f.write("long")
+
+
+def write_mixed(root: str, gib: float, rng: random.Random) -> list[str]:
+    """About `gib` GiB of mixed files under ``root`` (three quarters
+    incompressible, 0.25-2 MiB; a quarter compressible text of 64-256 KiB);
+    returns their paths relative to ``root`` (backup tests and the backup
+    bench)."""
+    names, total, i = [], 0, 0
+    os.makedirs(os.path.join(root, "bin"), exist_ok=True)
+    os.makedirs(os.path.join(root, "txt"), exist_ok=True)
+    while total < gib * 1024 * MIB:
+        if i % 4 == 0:
+            path = os.path.join(root, "txt", f"t{i:05d}.log")
+            line = f"{i} the quick brown fox {rng.random()}\n".encode()
+            data = line * (rng.randint(64, 256) * 1024 // len(line))
+        else:
+            path = os.path.join(root, "bin", f"b{i:05d}.bin")
+            data = rng.randbytes(rng.randint(1, 8) * MIB // 4)
+        with open(path, "wb") as f:
+            f.write(data)
+        names.append(os.path.relpath(path, root))
+        total += len(data)
+        i += 1
+    return names

@@ -196,8 +196,10 @@ pub async fn restore(
     let progress = Arc::new(Progress::default());
     let shared = progress.clone();
     let id = body.snapshot.clone();
+    // An empty name is no name: the backed-up volume's.
+    let volume = body.volume.filter(|v| !v.is_empty());
     let work = move || {
-        svc.restore(&body.repo, &body.snapshot, body.volume.as_deref(), shared)
+        svc.restore(&body.repo, &body.snapshot, volume.as_deref(), shared)
             .map(VolumeJson::from)
     };
     if Query::parse(q.as_deref()).bool("progress") {

@@ -31,6 +31,8 @@ pub enum BackupError {
     TargetNotEmpty(String),
     #[error("stopping container {container} for the backup: {why}")]
     StopFailed { container: String, why: String },
+    #[error("backup in repository {repo} holds an entry that would be written outside the volume ({path:?}): refused, nothing was restored")]
+    HostileSnapshot { repo: String, path: String },
     #[error("the backup was cancelled")]
     Cancelled,
     #[error("repository {repo}: {detail}")]
@@ -57,6 +59,7 @@ impl BackupError {
             | BackupError::InvalidUrl { .. }
             | BackupError::InvalidRequest(_)
             | BackupError::NotAVolumeBackup { .. }
+            | BackupError::HostileSnapshot { .. }
             | BackupError::NotARepository(_) => ErrorKind::InvalidArgument,
             BackupError::WrongPassword(_) => ErrorKind::Unauthorized,
             BackupError::Volume(e) => e.kind(),

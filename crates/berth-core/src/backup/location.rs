@@ -49,8 +49,17 @@ pub const SECRET_OPTIONS: &[&str] = &["access_key_id", "secret_access_key", "ses
 
 fn invalid(url: &str, why: impl Into<String>) -> BackupError {
     BackupError::InvalidUrl {
-        url: url.to_string(),
+        url: redacted(url),
         why: why.into(),
+    }
+}
+
+/// `url` without what comes before an `@` (user-info that may hold a
+/// secret), for error messages.
+fn redacted(url: &str) -> String {
+    match url.rfind('@') {
+        Some(at) => format!("<redacted>@{}", &url[at + 1..]),
+        None => url.to_string(),
     }
 }
 

@@ -108,8 +108,7 @@ impl BackupService {
         };
         let mut out = Vec::new();
         for name in names {
-            let _guard = self.repo_locks.lock(&name);
-            let (_, opened) = self.open_repo(&name, &Arc::default())?;
+            let (_guard, _, opened) = self.open_repo(&name, &Arc::default())?;
             let mut snaps = opened
                 .get_all_snapshots()
                 .map_err(|e| BackupError::repository(&name, &e))?;
@@ -120,8 +119,9 @@ impl BackupService {
         Ok(out)
     }
 
-    /// Removes `repo`'s snapshots that `rules` do not keep, each volume's
-    /// backups judged apart (snapshots berth did not make are left alone).
+    /// Removes `repo`'s snapshots that `rules` do not keep, each host's
+    /// backups of each volume judged apart (snapshots berth did not make
+    /// are left alone).
     pub fn forget(
         &self,
         repo: &str,
@@ -129,16 +129,20 @@ impl BackupService {
         rules: &KeepRules,
     ) -> Result<ForgetReport, BackupError> {
         let keep = rules.to_options()?;
-        let _guard = self.repo_locks.lock(repo);
-        let (_, opened) = self.open_repo(repo, &Arc::default())?;
+        let (_guard, _, opened) = self.open_repo(repo, &Arc::default())?;
         let snaps = opened
             .get_all_snapshots()
             .map_err(|e| BackupError::repository(repo, &e))?;
-        let mut groups: BTreeMap<String, Vec<SnapshotFile>> = BTreeMap::new();
+        // Per host and volume, as restic groups by host: two hosts that
+        // share a repository each keep their own backups of a volume name.
+        let mut groups: BTreeMap<(String, String), Vec<SnapshotFile>> = BTreeMap::new();
         for snap in snaps {
             if let Some(v) = volume_of(&snap).map(str::to_string) {
                 if volume.is_none_or(|w| w == v) {
-                    groups.entry(v).or_default().push(snap);
+                    groups
+                        .entry((snap.hostname.clone(), v))
+                        .or_default()
+                        .push(snap);
                 }
             }
         }
@@ -170,8 +174,7 @@ impl BackupService {
     /// deletes unused packs now (only safe when nothing but berth uses the
     /// repository); otherwise they are marked and deleted by a later prune.
     pub fn prune(&self, repo: &str, instant: bool) -> Result<PruneReport, BackupError> {
-        let _guard = self.repo_locks.lock(repo);
-        let (_, opened) = self.open_repo(repo, &Arc::default())?;
+        let (_guard, _, opened) = self.open_repo(repo, &Arc::default())?;
         let options = PruneOptions::default().instant_delete(instant);
         let err = |e: Box<rustic_core::RusticError>| BackupError::repository(repo, &e);
         let plan = opened.prune_plan(&options).map_err(err)?;
@@ -192,8 +195,7 @@ impl BackupService {
     /// Checks `repo`'s structure (and with `read_data`, every pack's
     /// content). Corruption is reported, not an error.
     pub fn check(&self, repo: &str, read_data: bool) -> Result<CheckReport, BackupError> {
-        let _guard = self.repo_locks.lock(repo);
-        let (_, opened) = self.open_repo(repo, &Arc::default())?;
+        let (_guard, _, opened) = self.open_repo(repo, &Arc::default())?;
         let results = opened
             .check(CheckOptions::default().read_data(read_data))
             .map_err(|e| BackupError::repository(repo, &e))?;

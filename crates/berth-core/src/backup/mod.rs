@@ -149,20 +149,22 @@ impl BackupService {
                 "a repository needs a password (from a file or the environment)".into(),
             ));
         }
-        let _guard = self.repo_locks.lock(&req.name);
+        let _guard = self.repo_locks.lock(&format!("name:{}", req.name));
         if self.store.backup_repo(&req.name)?.is_some() {
             return Err(BackupError::RepoExists(req.name));
         }
-        let open = if req.init { repo::init } else { repo::open };
-        let opened = open(
-            &req.name,
-            &req.url,
-            &location,
-            &req.options,
-            &req.secrets,
-            &self.cache,
-            &Arc::default(),
-        )?;
+        let target = repo::Target {
+            name: &req.name,
+            url: &req.url,
+            location: &location,
+            options: &req.options,
+            secrets: &req.secrets,
+            cache: &self.cache,
+        };
+        let opened = match req.init {
+            true => target.init(&Arc::default())?,
+            false => target.open(&Arc::default())?,
+        };
         let record = RepoRecord {
             name: req.name.clone(),
             url: req.url.clone(),
@@ -196,7 +198,7 @@ impl BackupService {
     /// Forgets berth's record of a repository; the repository itself is
     /// never touched. Returns whether there was one.
     pub fn remove_repo(&self, name: &str) -> Result<bool, BackupError> {
-        let _guard = self.repo_locks.lock(name);
+        let _guard = self.repo_locks.lock(&format!("name:{name}"));
         let removed = self.store.delete_backup_repo(name)?;
         if removed {
             self.publish("repo-rm", name, &[]);
@@ -220,23 +222,29 @@ impl BackupService {
         Ok((record, secrets))
     }
 
-    /// Opens repository `name`, reporting byte counts into `progress`;
-    /// the caller holds its lock.
+    /// Opens repository `name`, reporting byte counts into `progress`,
+    /// and holds the repository's lock until the guard is dropped. The lock
+    /// is the repository's own ID, not berth's name for it: two names for
+    /// one repository share it (a prune through one never runs under a
+    /// backup through the other).
     fn open_repo(
         &self,
         name: &str,
         progress: &Arc<Progress>,
-    ) -> Result<(RepoRecord, repo::Opened), BackupError> {
+    ) -> Result<(crate::locks::NameGuard<'_>, RepoRecord, repo::Opened), BackupError> {
         let (record, secrets) = self.record_and_secrets(name)?;
-        let opened = repo::open(
+        let guard = self
+            .repo_locks
+            .lock(&format!("id:{}", record.repository_id));
+        let opened = repo::Target {
             name,
-            &record.url,
-            &record.location,
-            &record.options,
-            &secrets,
-            &self.cache,
-            progress,
-        )?;
-        Ok((record, opened))
+            url: &record.url,
+            location: &record.location,
+            options: &record.options,
+            secrets: &secrets,
+            cache: &self.cache,
+        }
+        .open(progress)?;
+        Ok((guard, record, opened))
     }
 }

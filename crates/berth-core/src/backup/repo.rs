@@ -50,79 +50,60 @@ impl std::fmt::Debug for RepoSecrets {
 /// A repository handle for one operation.
 pub(super) type Opened = Repository<OpenStatus>;
 
-/// The rustic repository at `location` (not yet opened).
-fn unopened(
-    name: &str,
-    location: &Location,
-    options: &BTreeMap<String, String>,
-    secrets: &RepoSecrets,
-    cache: &Path,
-    progress: &Arc<Progress>,
-) -> Result<Repository<()>, BackupError> {
-    let (repository, backend_opts) = backend_options(location, options, &secrets.options);
-    let backends = rustic_backend::BackendOptions::default()
-        .repository(repository)
-        .options(backend_opts)
-        .to_backends()
-        .map_err(|e| BackupError::repository(name, &e))?;
-    let mut repo_opts = RepositoryOptions::default();
-    repo_opts.cache_dir = Some(cache.to_path_buf());
-    Repository::new_with_progress(&repo_opts, &backends, Bars(progress.clone()))
-        .map_err(|e| BackupError::repository(name, &e))
+/// Where a repository is and how to reach it, for one operation.
+pub(super) struct Target<'a> {
+    pub name: &'a str,
+    pub url: &'a str,
+    pub location: &'a Location,
+    pub options: &'a BTreeMap<String, String>,
+    pub secrets: &'a RepoSecrets,
+    pub cache: &'a Path,
 }
 
-/// Opens an existing repository with its password.
-pub(super) fn open(
-    name: &str,
-    url: &str,
-    location: &Location,
-    options: &BTreeMap<String, String>,
-    secrets: &RepoSecrets,
-    cache: &Path,
-    progress: &Arc<Progress>,
-) -> Result<Opened, BackupError> {
-    let repo = unopened(name, location, options, secrets, cache, progress)?;
-    let found = repo
-        .config_id()
-        .map_err(|e| BackupError::repository(name, &e))?;
-    if found.is_none() {
-        return Err(BackupError::NotARepository(url.to_string()));
+impl Target<'_> {
+    /// The rustic repository (not yet opened), and whether one exists.
+    fn unopened(&self, progress: &Arc<Progress>) -> Result<(Repository<()>, bool), BackupError> {
+        let err = |e: Box<rustic_core::RusticError>| BackupError::repository(self.name, &e);
+        let (repository, backend_opts) =
+            backend_options(self.location, self.options, &self.secrets.options);
+        let backends = rustic_backend::BackendOptions::default()
+            .repository(repository)
+            .options(backend_opts)
+            .to_backends()
+            .map_err(err)?;
+        let mut repo_opts = RepositoryOptions::default();
+        repo_opts.cache_dir = Some(self.cache.to_path_buf());
+        let repo = Repository::new_with_progress(&repo_opts, &backends, Bars(progress.clone()))
+            .map_err(err)?;
+        let exists = repo.config_id().map_err(err)?.is_some();
+        Ok((repo, exists))
     }
-    repo.open(&Credentials::password(&secrets.password))
-        .map_err(|e| {
-            if e.is_incorrect_password() {
-                BackupError::WrongPassword(name.to_string())
-            } else {
-                BackupError::repository(name, &e)
-            }
-        })
-}
 
-/// Makes a new repository; refuses a location that holds one already.
-pub(super) fn init(
-    name: &str,
-    url: &str,
-    location: &Location,
-    options: &BTreeMap<String, String>,
-    secrets: &RepoSecrets,
-    cache: &Path,
-    progress: &Arc<Progress>,
-) -> Result<Opened, BackupError> {
-    let repo = unopened(name, location, options, secrets, cache, progress)?;
-    let found = repo
-        .config_id()
-        .map_err(|e| BackupError::repository(name, &e))?;
-    if found.is_some() {
-        return Err(BackupError::AlreadyARepository {
-            url: url.to_string(),
-        });
+    /// Opens the existing repository with its password.
+    pub fn open(&self, progress: &Arc<Progress>) -> Result<Opened, BackupError> {
+        let (repo, exists) = self.unopened(progress)?;
+        if !exists {
+            return Err(BackupError::NotARepository(self.url.to_string()));
+        }
+        repo.open(&Credentials::password(&self.secrets.password))
+            .map_err(|e| match e.is_incorrect_password() {
+                true => BackupError::WrongPassword(self.name.to_string()),
+                false => BackupError::repository(self.name, &e),
+            })
     }
-    repo.init(
-        &Credentials::password(&secrets.password),
-        &KeyOptions::default(),
-        &ConfigOptions::default(),
-    )
-    .map_err(|e| BackupError::repository(name, &e))
+
+    /// Makes a new repository; refuses a location that holds one already.
+    pub fn init(&self, progress: &Arc<Progress>) -> Result<Opened, BackupError> {
+        let (repo, exists) = self.unopened(progress)?;
+        if exists {
+            return Err(BackupError::AlreadyARepository {
+                url: self.url.to_string(),
+            });
+        }
+        let password = Credentials::password(&self.secrets.password);
+        repo.init(&password, &KeyOptions::default(), &ConfigOptions::default())
+            .map_err(|e| BackupError::repository(self.name, &e))
+    }
 }
 
 /// The repository's own ID, in full.

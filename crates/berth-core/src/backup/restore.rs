@@ -19,6 +19,29 @@ use super::{BackupError, BackupService};
 use crate::driver::DriverError;
 use crate::volume::{CreateRequest, Volume, VolumeError};
 
+/// The driver and options a restore recreates a volume with: a thin
+/// volume's size cap, filesystem and root owner and mode; nothing of a
+/// local volume's (its `type`, `device` and `o` name this host's devices
+/// and folders: a backup, perhaps from another host or altered, must not
+/// bind a host path); any other driver becomes the default one.
+fn restorable(meta: &BackupMeta) -> (String, crate::driver::DriverOptions) {
+    const THIN_KEYS: [&str; 5] = ["size", "fs", "uid", "gid", "mode"];
+    match meta.driver.as_str() {
+        "thin" => {
+            let mut options = meta.options.clone();
+            options.retain(|k, _| THIN_KEYS.contains(&k.as_str()));
+            ("thin".to_string(), options)
+        }
+        other => {
+            if other != "local" || !meta.options.is_empty() {
+                tracing::warn!(driver = other, options = ?meta.options.keys().collect::<Vec<_>>(),
+                    "restoring into a plain local volume: the backup's driver options are not reused");
+            }
+            (String::new(), Default::default())
+        }
+    }
+}
+
 /// Go's `os.FileMode` bits restic stores, as Unix permission bits.
 fn unix_mode_of_go(go: u32) -> u32 {
     const GO_SETUID: u32 = 1 << 23;
@@ -58,8 +81,7 @@ impl BackupService {
         target: Option<&str>,
         progress: Arc<Progress>,
     ) -> Result<Volume, BackupError> {
-        let _guard = self.repo_locks.lock(repo);
-        let (_, opened) = self.open_repo(repo, &progress)?;
+        let (_guard, _, opened) = self.open_repo(repo, &progress)?;
         let snap = opened
             .get_snapshot_from_str(snapshot, |_| true)
             .map_err(|_| BackupError::NoSuchSnapshot {
@@ -88,8 +110,10 @@ impl BackupService {
             with_progress(&progress, || restore_tree(&indexed, repo, &snap, staging))
         });
         if let Err(e) = filled {
+            // Only while it is still empty: another client may have filled
+            // the new volume meanwhile.
             if created {
-                if let Err(rm) = self.volumes.remove(&name, true) {
+                if let Err(rm) = self.volumes.remove_if_empty(&name) {
                     tracing::error!(volume = %name, error = %rm, "removing the volume of a failed restore");
                 }
             }
@@ -113,10 +137,11 @@ impl BackupService {
             Err(VolumeError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
+        let (driver, options) = meta.map(restorable).unwrap_or_default();
         let request = CreateRequest {
             name: Some(name.to_string()),
-            driver: meta.map(|m| m.driver.clone()).unwrap_or_default(),
-            options: meta.map(|m| m.options.clone()).unwrap_or_default(),
+            driver,
+            options,
             labels: meta.map(|m| m.labels.clone()).unwrap_or_default(),
         };
         let (_, made) = self.volumes.create(request)?;
@@ -177,6 +202,7 @@ fn restore_tree(
         .node_from_snapshot_and_path(snap, &content_path(snap))
         .map_err(err)?;
     let ls = repo.ls(&node, &LsOptions::default()).map_err(err)?;
+    refuse_hostile_names(name, ls.clone())?;
     let dest = LocalDestination::new(&staging.to_string_lossy(), false, false).map_err(err)?;
     let mut options = RestoreOptions::default().numeric_id(true);
     // Holes stay holes (a sparse file is not made dense).
@@ -196,9 +222,92 @@ fn restore_tree(
     Ok(())
 }
 
+/// Refuses a snapshot whose tree could write outside the target: the
+/// library joins each stored name onto the destination unchecked, so a
+/// name that is `..`, absolute, or holds a `/` (which could pass through a
+/// symlink of the same tree) would escape the volume; so could two entries
+/// of one path (a symlink and a folder). Every name must be one plain path
+/// component, every path unique.
+fn refuse_hostile_names(
+    repo: &str,
+    items: impl Iterator<
+        Item = rustic_core::RusticResult<(std::path::PathBuf, rustic_core::repofile::Node)>,
+    >,
+) -> Result<(), BackupError> {
+    let mut seen = std::collections::HashSet::new();
+    for item in items {
+        let (path, node) = item.map_err(|e| BackupError::repository(repo, &e))?;
+        let name = node.name();
+        if !is_plain_name(&name) || !is_plain_path(&path) || !seen.insert(path.clone()) {
+            return Err(BackupError::HostileSnapshot {
+                repo: repo.to_string(),
+                path: path.display().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One path component, not `.` or `..`, no `/`, no NUL.
+fn is_plain_name(name: &std::ffi::OsStr) -> bool {
+    let bytes = name.as_encoded_bytes();
+    !bytes.is_empty()
+        && name != "."
+        && name != ".."
+        && !bytes.contains(&b'/')
+        && !bytes.contains(&0)
+}
+
+/// A relative path of plain components only.
+fn is_plain_path(path: &Path) -> bool {
+    path.components()
+        .all(|c| matches!(c, std::path::Component::Normal(n) if is_plain_name(n)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_specific_options_are_not_restored() {
+        let meta = |driver: &str, opts: &[(&str, &str)]| BackupMeta {
+            format: "berth-volume/1".into(),
+            volume: "v".into(),
+            driver: driver.into(),
+            options: opts
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            labels: Default::default(),
+            consistency: crate::volume::Consistency::Unmounted,
+            stopped_containers: vec![],
+        };
+        let bind = meta(
+            "local",
+            &[("type", "none"), ("o", "bind"), ("device", "/etc")],
+        );
+        assert_eq!(restorable(&bind), (String::new(), Default::default()));
+        let thin = meta("thin", &[("size", "1G"), ("fs", "xfs"), ("colour", "red")]);
+        let (driver, options) = restorable(&thin);
+        assert_eq!(driver, "thin");
+        assert_eq!(options.keys().collect::<Vec<_>>(), ["fs", "size"]);
+        assert_eq!(restorable(&meta("nfs-plugin", &[("addr", "x")])).0, "");
+    }
+
+    #[test]
+    fn only_plain_names_are_restored() {
+        use std::ffi::OsStr;
+        for good in ["a", "f\u{e9}", ".hidden", "a b", "..."] {
+            assert!(is_plain_name(OsStr::new(good)), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "/etc", "a\0b"] {
+            assert!(!is_plain_name(OsStr::new(bad)), "{bad:?}");
+        }
+        assert!(is_plain_path(Path::new("a/b/c")));
+        for bad in ["../x", "/etc/x", "a/../../x", "./a"] {
+            assert!(!is_plain_path(Path::new(bad)), "{bad}");
+        }
+    }
 
     #[test]
     fn go_modes_become_unix_modes() {

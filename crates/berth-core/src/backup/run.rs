@@ -128,8 +128,7 @@ impl BackupService {
         for tag in &options.tags {
             check_tag(tag).map_err(BackupError::InvalidRequest)?;
         }
-        let _guard = self.repo_locks.lock(repo);
-        let (record, opened) = self.open_repo(repo, &progress)?;
+        let (_guard, record, opened) = self.open_repo(repo, &progress)?;
         // Stopped before the source is taken, started again after it is
         // released (fields drop in reverse order: `source` first).
         let stopped = match self.volumes.backs_up_from_snapshot(volume)? {

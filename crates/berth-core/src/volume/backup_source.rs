@@ -47,6 +47,8 @@ enum Hold<'a> {
     Snapshot {
         driver: Arc<dyn VolumeDriver>,
         snap: String,
+        /// The operation mount id that marks the volume in use.
+        id: String,
     },
     Mount {
         record: VolumeRecord,
@@ -59,9 +61,39 @@ enum Hold<'a> {
 impl VolumeService {
     /// Whether a backup of `name` reads a snapshot (its driver takes them)
     /// rather than the volume in place.
+    /// Refuses a volume a backup cannot read (tmpfs) before anything is
+    /// done for it (its containers stopped).
     pub fn backs_up_from_snapshot(&self, name: &str) -> Result<bool, VolumeError> {
         let record = self.ready("backup", name)?;
-        Ok(self.driver_of("backup", &record)?.extended().is_some())
+        let snapshots = self.driver_of("backup", &record)?.extended().is_some();
+        if !snapshots {
+            refuse_tmpfs_backup(&record)?;
+        }
+        Ok(snapshots)
+    }
+
+    /// Removes volume `name` if it holds nothing and nothing uses it (a
+    /// restore's new volume that could not be filled; a volume someone
+    /// else filled meanwhile stays). Returns whether it was removed.
+    pub fn remove_if_empty(&self, name: &str) -> Result<bool, VolumeError> {
+        let guard = self.locks.lock(name);
+        let record = self.ready("remove", name)?;
+        self.refuse_if_mounted("remove", name)?;
+        let driver = self.driver_of("remove", &record)?;
+        let id = operation_mount_id("check");
+        let root = self.mount_locked(&record, driver.as_ref(), &id)?;
+        let empty = std::fs::read_dir(&root).map(|mut d| d.next().is_none());
+        self.unmount_locked(&record, driver.as_ref(), &id);
+        drop(guard);
+        match empty {
+            Ok(true) => self.remove(name, false),
+            Ok(false) => Ok(false),
+            Err(e) => Err(VolumeError::driver(
+                "remove",
+                name,
+                crate::driver::DriverError::io("reading the volume", e),
+            )),
+        }
     }
 
     /// The content of volume `name` for a backup; see the module docs.
@@ -72,9 +104,16 @@ impl VolumeService {
         let volume = self.to_volume(driver.as_ref(), record.clone(), false)?;
         if let Some(extended) = driver.extended() {
             let snap = format!("{BACKUP_SNAPSHOT_PREFIX}{}", &VolumeRecord::new_uid()[..12]);
-            extended
-                .snapshot_create(name, &snap)
-                .map_err(|e| VolumeError::driver("backup", name, e))?;
+            // An operation mount id for as long as the backup reads the
+            // snapshot: the volume counts as in use, so it is not removed
+            // or renamed under the backup (start-up drops the id).
+            let id = operation_mount_id("backup");
+            let store_err = |e| VolumeError::store("backup", name, e);
+            self.store.add_mount(name, &id).map_err(store_err)?;
+            if let Err(e) = extended.snapshot_create(name, &snap) {
+                let _ = self.store.remove_mount(name, &id);
+                return Err(VolumeError::driver("backup", name, e));
+            }
             drop(guard);
             let opened = extended.open_snapshot(name, &snap, &record.options);
             let source = |path| BackupSource {
@@ -84,6 +123,7 @@ impl VolumeService {
                 hold: Hold::Snapshot {
                     driver: driver.clone(),
                     snap: snap.clone(),
+                    id: id.clone(),
                 },
                 service: self,
             };
@@ -96,6 +136,7 @@ impl VolumeService {
             };
         }
         self.refuse_if_mounted("backup", name)?;
+        refuse_tmpfs_backup(&record)?;
         let id = operation_mount_id("backup");
         let path = self.mount_locked(&record, driver.as_ref(), &id)?;
         Ok(BackupSource {
@@ -150,21 +191,37 @@ impl VolumeService {
     }
 }
 
+/// A tmpfs volume holds data only while a container has it mounted.
+fn refuse_tmpfs_backup(record: &VolumeRecord) -> Result<(), VolumeError> {
+    super::import::refuse_tmpfs(record).map_err(|_| {
+        let why = "a tmpfs volume holds data only while a container has it mounted; \
+                   there is nothing to back up";
+        VolumeError::driver(
+            "backup",
+            &record.name,
+            crate::driver::DriverError::Unsupported(why.into()),
+        )
+    })
+}
+
 impl Drop for BackupSource<'_> {
     fn drop(&mut self) {
         let name = self.volume.name.clone();
         match &self.hold {
-            Hold::Snapshot { driver, snap } => {
-                let Some(extended) = driver.extended() else {
-                    return;
-                };
+            Hold::Snapshot { driver, snap, id } => {
                 let _guard = self.service.locks.lock(&name);
-                let dropped = extended
-                    .close_snapshot(&name, snap)
-                    .and_then(|_| extended.snapshot_remove(&name, snap));
-                if let Err(e) = dropped {
-                    tracing::error!(volume = %name, snapshot = %snap, error = %e,
-                        "dropping a backup's snapshot failed (remove it with `berth volume snapshot rm`)");
+                if let Some(extended) = driver.extended() {
+                    let dropped = extended
+                        .close_snapshot(&name, snap)
+                        .and_then(|_| extended.snapshot_remove(&name, snap));
+                    if let Err(e) = dropped {
+                        tracing::error!(volume = %name, snapshot = %snap, error = %e,
+                            "dropping a backup's snapshot failed (the next start drops it)");
+                    }
+                }
+                if let Err(e) = self.service.store.remove_mount(&name, id) {
+                    tracing::error!(volume = %name, mount_id = %id, error = %e,
+                        "releasing a backup's mount id failed (the next start drops it)");
                 }
             }
             Hold::Mount {

@@ -39,6 +39,19 @@ impl VolumeService {
     pub fn snapshot_create(&self, name: &str, snap: Option<&str>) -> Result<String, VolumeError> {
         if let Some(s) = snap {
             names::validate_name(s)?;
+            // Reserved: start-up drops snapshots so named as left by a
+            // backup a crash cut short.
+            if s.starts_with(super::BACKUP_SNAPSHOT_PREFIX) {
+                let why = format!(
+                    "snapshot names starting with {} are berth's own (backups)",
+                    super::BACKUP_SNAPSHOT_PREFIX
+                );
+                return Err(VolumeError::driver(
+                    "snapshot",
+                    name,
+                    DriverError::InvalidOption(why),
+                ));
+            }
         }
         let _guard = self.locks.lock(name);
         let record = self.ready("snapshot", name)?;

@@ -158,7 +158,7 @@ fn archive_error(name: &str, source: ArchiveError) -> VolumeError {
 
 /// A tmpfs volume holds data only while a container has it mounted, and
 /// import refuses mounted volumes: an import could only vanish.
-fn refuse_tmpfs(record: &VolumeRecord) -> Result<(), VolumeError> {
+pub(super) fn refuse_tmpfs(record: &VolumeRecord) -> Result<(), VolumeError> {
     if record.options.get("type").map(String::as_str) != Some("tmpfs") {
         return Ok(());
     }

@@ -67,6 +67,14 @@ pub struct ForgetArgs {
     /// Only this volume's backups.
     #[arg(long)]
     volume: Option<String>,
+    #[command(flatten)]
+    keep: KeepArgs,
+}
+
+/// restic's `--keep-*` rules.
+#[derive(Debug, Args)]
+pub struct KeepArgs {
+    /// Keep the last N backups.
     #[arg(long)]
     keep_last: Option<i32>,
     #[arg(long)]
@@ -79,6 +87,26 @@ pub struct ForgetArgs {
     keep_monthly: Option<i32>,
     #[arg(long)]
     keep_yearly: Option<i32>,
+}
+
+impl KeepArgs {
+    /// The API's `Keep` object, or `None` when no rule is given.
+    fn to_json(&self) -> Option<Value> {
+        let rules = [
+            self.keep_last,
+            self.keep_hourly,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+        ];
+        rules.iter().any(Option::is_some).then(|| {
+            json!({
+                "Last": self.keep_last, "Hourly": self.keep_hourly, "Daily": self.keep_daily,
+                "Weekly": self.keep_weekly, "Monthly": self.keep_monthly, "Yearly": self.keep_yearly,
+            })
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -121,19 +149,9 @@ pub struct ScheduleArgs {
     /// Run at the times of a five-field cron pattern ('0 3 * * *'), local time.
     #[arg(long)]
     cron: Option<String>,
-    /// After each backup, keep only the last N of this volume's backups.
-    #[arg(long)]
-    keep_last: Option<i32>,
-    #[arg(long)]
-    keep_hourly: Option<i32>,
-    #[arg(long)]
-    keep_daily: Option<i32>,
-    #[arg(long)]
-    keep_weekly: Option<i32>,
-    #[arg(long)]
-    keep_monthly: Option<i32>,
-    #[arg(long)]
-    keep_yearly: Option<i32>,
+    /// After each backup, forget this volume's backups these rules do not keep.
+    #[command(flatten)]
+    keep: KeepArgs,
     #[arg(long = "tag")]
     tags: Vec<String>,
     #[arg(long)]
@@ -264,10 +282,7 @@ async fn add(api: &ApiClient, a: RepoAddArgs, init: bool) -> Result<i32> {
 }
 
 async fn forget(api: &ApiClient, a: ForgetArgs) -> Result<i32> {
-    let keep = json!({
-        "Last": a.keep_last, "Hourly": a.keep_hourly, "Daily": a.keep_daily,
-        "Weekly": a.keep_weekly, "Monthly": a.keep_monthly, "Yearly": a.keep_yearly,
-    });
+    let keep = a.keep.to_json().unwrap_or_else(|| json!({}));
     let path = format!("/berth/v1/backup/repos/{}/forget", encode(&a.repo));
     let r: Value = api
         .call(
@@ -388,20 +403,7 @@ pub async fn volume_schedule(api: &ApiClient, a: ScheduleArgs) -> Result<i32> {
         println!("{}", a.volume);
         return Ok(0);
     }
-    let rules = [
-        a.keep_last,
-        a.keep_hourly,
-        a.keep_daily,
-        a.keep_weekly,
-        a.keep_monthly,
-        a.keep_yearly,
-    ];
-    let keep = rules.iter().any(Option::is_some).then(|| {
-        json!({
-            "Last": a.keep_last, "Hourly": a.keep_hourly, "Daily": a.keep_daily,
-            "Weekly": a.keep_weekly, "Monthly": a.keep_monthly, "Yearly": a.keep_yearly,
-        })
-    });
+    let keep = a.keep.to_json();
     let body = json!({
         "Repo": a.repo, "Every": a.every, "Cron": a.cron, "Keep": keep,
         "Tags": a.tags, "StopContainers": a.stop_containers,
