@@ -584,3 +584,33 @@ def test_a_thin_volume_under_backup_is_in_use(berth_factory, work):
     status, snaps = d.api("GET", "/berth/v1/volumes/tv/snapshots")
     assert snaps == []
     d.docker("volume", "rm", "tv")
+
+
+def test_containers_stopped_for_a_backup_a_crash_cut_short_run_again(berth_factory, work):
+    from busybox_image import import_busybox
+    d = berth_factory().start()
+    image = import_busybox(d, "backup-stopped:v1")
+    d.docker("volume", "create", "app")
+    for i in range(40):
+        with open(os.path.join(d.mountpoint("app"), f"f{i}"), "wb") as f:
+            f.write(os.urandom(8 * MIB))
+    d.docker("run", "-d", "--name", "app1", "-v", "app:/d", image, "sleep", "600")
+    repo_dir = os.path.join(work, "repo")
+    init_repo(d, "stoprepo", repo_dir)
+    argv = [d.bin, "-H", d.host, "volume", "backup", "app", "--repo", "stoprepo", "--stop-containers"]
+    running = subprocess.Popen(argv, env=dict(os.environ, BERTH_REPO_PASSWORD=PASSWORD),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while du(os.path.join(repo_dir, "data")) < 16 * MIB and running.poll() is None:
+        assert time.monotonic() < deadline, "the backup wrote nothing"
+        time.sleep(0.05)
+    assert d.docker("inspect", "-f", "{{.State.Running}}", "app1").stdout.strip() == "false"
+    d.kill9()
+    running.wait(timeout=30)
+    d.start()
+    deadline = time.monotonic() + 30
+    while d.docker("inspect", "-f", "{{.State.Running}}", "app1").stdout.strip() != "true":
+        assert time.monotonic() < deadline, "the stopped container was not started again"
+        time.sleep(0.2)
+    assert os.listdir(os.path.join(d.root, "backup", "stopped")) == []
+    d.docker("rm", "-f", "app1")

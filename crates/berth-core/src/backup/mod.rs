@@ -88,6 +88,8 @@ pub struct BackupService {
     cache: PathBuf,
     events: Option<Arc<EventBus>>,
     containers: Option<Arc<dyn ContainerControl>>,
+    /// Containers stopped for a backup, written down (`stopping.rs`).
+    stopped_ledger: PathBuf,
 }
 
 impl BackupService {
@@ -116,6 +118,7 @@ impl BackupService {
             cache: dir.join("cache"),
             events: None,
             containers: None,
+            stopped_ledger: dir.join("stopped"),
         })
     }
 
@@ -125,8 +128,16 @@ impl BackupService {
         self
     }
 
-    /// Lets backups stop and start the containers that use a volume.
+    /// Lets backups stop and start the containers that use a volume; starts
+    /// again those a backup cut short by a crash had stopped.
     pub fn with_containers(mut self, containers: Arc<dyn ContainerControl>) -> Self {
+        let started = stopping::restart_written_down(containers.as_ref(), &self.stopped_ledger);
+        if started > 0 {
+            tracing::warn!(
+                started,
+                "started again the containers a cut-short backup had stopped"
+            );
+        }
         self.containers = Some(containers);
         self
     }

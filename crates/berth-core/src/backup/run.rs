@@ -138,6 +138,7 @@ impl BackupService {
                 self.containers.as_ref(),
                 volume,
                 options.stop_containers,
+                &self.stopped_ledger,
             )?),
         };
         let stopped_names = stopped.as_ref().map(|s| s.names()).unwrap_or_default();

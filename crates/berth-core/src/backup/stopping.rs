@@ -4,7 +4,13 @@
 //! and starting them again afterwards, whatever the backup's outcome.
 //! A volume with a snapshot driver (thin) is never stopped for: it is
 //! backed up from a frozen snapshot while its containers run.
+//!
+//! Each container is written down (a file named after it in
+//! `<root>/backup/stopped/`, synced) before it is stopped and crossed off
+//! once it runs again, so a crash in between does not leave it stopped:
+//! the next start starts what is written down.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{BackupError, ContainerControl, STOP_DURING_BACKUP_LABEL};
@@ -13,6 +19,8 @@ use crate::volume::{VolumeService, OPERATION_MOUNT_PREFIX};
 /// Containers stopped for a backup; started again when dropped.
 pub(super) struct Stopped {
     control: Option<Arc<dyn ContainerControl>>,
+    /// Where stopped containers are written down.
+    ledger: PathBuf,
     /// (id, name), in the order they were stopped.
     pub stopped: Vec<(String, String)>,
 }
@@ -29,9 +37,10 @@ impl Drop for Stopped {
             return;
         };
         for (id, name) in self.stopped.iter().rev() {
-            if let Err(e) = control.start(id) {
-                tracing::error!(container = %name, error = %e,
-                    "starting a container again after a backup failed");
+            match control.start(id) {
+                Ok(()) => cross_off(&self.ledger, id),
+                Err(e) => tracing::error!(container = %name, error = %e,
+                    "starting a container again after a backup failed (the next start tries again)"),
             }
         }
     }
@@ -46,9 +55,11 @@ pub(super) fn stop_users(
     control: Option<&Arc<dyn ContainerControl>>,
     volume: &str,
     stop_all: bool,
+    ledger: &Path,
 ) -> Result<Stopped, BackupError> {
     let mut out = Stopped {
         control: control.cloned(),
+        ledger: ledger.to_path_buf(),
         stopped: Vec::new(),
     };
     let Some(control) = control else {
@@ -70,11 +81,54 @@ pub(super) fn stop_users(
         if !(stop_all || labelled) {
             continue;
         }
-        control.stop(id).map_err(|why| BackupError::StopFailed {
+        write_down(ledger, id).map_err(|e| BackupError::StopFailed {
             container: facts.name.clone(),
-            why,
+            why: format!("writing it down first: {e}"),
         })?;
+        if let Err(why) = control.stop(id) {
+            cross_off(ledger, id);
+            return Err(BackupError::StopFailed {
+                container: facts.name.clone(),
+                why,
+            });
+        }
         out.stopped.push((id.clone(), facts.name));
     }
     Ok(out)
+}
+
+/// Writes container `id` down as stopped for a backup (synced).
+fn write_down(ledger: &Path, id: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(ledger)?;
+    std::fs::File::create(ledger.join(id))?.sync_all()?;
+    crate::driver::sync_dir(ledger).map_err(std::io::Error::other)
+}
+
+fn cross_off(ledger: &Path, id: &str) {
+    let _ = std::fs::remove_file(ledger.join(id));
+}
+
+/// Start-up: starts again the containers a backup stopped and a crash
+/// kept from starting; crosses off each one started (or gone).
+pub(super) fn restart_written_down(control: &dyn ContainerControl, ledger: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(ledger) else {
+        return 0;
+    };
+    let mut started = 0;
+    for entry in entries.flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        if control.facts(&id).is_none() {
+            cross_off(ledger, &id);
+            continue;
+        }
+        match control.start(&id) {
+            Ok(()) => {
+                started += 1;
+                cross_off(ledger, &id);
+            }
+            Err(e) => tracing::error!(container = %id, error = %e,
+                "starting a container a cut-short backup had stopped"),
+        }
+    }
+    started
 }
