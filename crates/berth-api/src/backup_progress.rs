@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
+use crate::progress_json;
 
 const REPORT_EVERY: Duration = Duration::from_millis(200);
 
@@ -79,18 +80,9 @@ async fn report<T>(
 
 fn line<T: Serialize>(id: &str, status: &str, event: Event<T>) -> Bytes {
     let value = match event {
-        Event::Progress { current, total } => json!({
-            "status": status,
-            "id": id,
-            "progressDetail": {"current": current, "total": total},
-        }),
+        Event::Progress { current, total } => progress_json::bytes_done(status, id, current, total),
         Event::Done(Ok(result)) => json!({"status": "Done", "id": id, "aux": result}),
-        Event::Done(Err(e)) => {
-            let message = e.to_string();
-            json!({"errorDetail": {"message": message}, "error": message})
-        }
+        Event::Done(Err(e)) => progress_json::error(&e.to_string()),
     };
-    let mut bytes = serde_json::to_vec(&value).unwrap_or_default();
-    bytes.push(b'\n');
-    Bytes::from(bytes)
+    progress_json::line(&value)
 }

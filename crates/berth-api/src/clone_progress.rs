@@ -16,6 +16,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
+use crate::progress_json;
 use crate::types::VolumeJson;
 
 /// Progress lines are sent at most this often (the last one always).
@@ -88,22 +89,13 @@ fn send_result(tx: &mpsc::Sender<CloneEvent>, mut event: CloneEvent) {
 /// One JSON line: progress, the cloned volume (`aux`), or the error.
 fn line(id: &str, event: CloneEvent) -> Bytes {
     let value = match event {
-        CloneEvent::Progress(p) => json!({
-            "status": "Copying",
-            "id": id,
-            "progressDetail": {"current": p.current, "total": p.total},
-        }),
+        CloneEvent::Progress(p) => progress_json::bytes_done("Copying", id, p.current, p.total),
         CloneEvent::Done(Ok(volume)) => json!({
             "status": "Cloned",
             "id": id,
             "aux": VolumeJson::from(volume),
         }),
-        CloneEvent::Done(Err(e)) => {
-            let message = e.to_string();
-            json!({"errorDetail": {"message": message}, "error": message})
-        }
+        CloneEvent::Done(Err(e)) => progress_json::error(&e.to_string()),
     };
-    let mut bytes = serde_json::to_vec(&value).unwrap_or_default();
-    bytes.push(b'\n');
-    Bytes::from(bytes)
+    progress_json::line(&value)
 }

@@ -30,6 +30,18 @@ fn layer(id: &str, state: &LayerState) -> Value {
     }
 }
 
+/// A byte count of a local operation (clone, backup, restore) under way.
+pub fn bytes_done(status: &str, id: &str, current: u64, total: u64) -> Value {
+    json!({"status": status, "id": id, "progressDetail": {"current": current, "total": total}})
+}
+
+/// One message as a line of a JSON-lines stream.
+pub fn line(message: &Value) -> bytes::Bytes {
+    let mut bytes = serde_json::to_vec(message).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes::Bytes::from(bytes)
+}
+
 /// An error inside a progress stream.
 pub fn error(message: &str) -> Value {
     json!({"errorDetail": {"message": message}, "error": message})
