@@ -201,9 +201,13 @@ impl BackupService {
         Ok(self.store.list_backup_repos()?)
     }
 
-    /// One repository's record.
+    /// One repository's record (its secrets stay sealed).
     pub fn repo(&self, name: &str) -> Result<RepoRecord, BackupError> {
-        Ok(self.record_and_secrets(name)?.0)
+        let (record, _sealed) = self
+            .store
+            .backup_repo(name)?
+            .ok_or_else(|| BackupError::NoSuchRepo(name.to_string()))?;
+        Ok(record)
     }
 
     /// Forgets berth's record of a repository; the repository itself is

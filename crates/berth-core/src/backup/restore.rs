@@ -2,7 +2,8 @@
 //! with the driver, options and labels the backup recorded) or into an
 //! empty one, all or nothing, with import's guarantees (staged in the
 //! volume, moved into place only when whole; a crash during the move is
-//! finished at start-up). A new volume that cannot be filled is removed.
+//! finished at start-up). A new volume that cannot be filled is removed
+//! while it is still empty.
 //!
 //! Snapshots that restic made (no berth record) restore too, into a
 //! volume the request names, made with the default driver.
@@ -107,7 +108,9 @@ impl BackupService {
         // A panic of the library (it unwraps I/O errors while writing) is
         // caught inside the fill, so import's clean-up still runs.
         let filled = self.fill_volume(&name, |staging| {
-            with_progress(&progress, || restore_tree(&indexed, repo, &snap, staging))
+            with_progress(repo, &progress, || {
+                restore_tree(&indexed, repo, &snap, staging)
+            })
         });
         if let Err(e) = filled {
             // Only while it is still empty: another client may have filled

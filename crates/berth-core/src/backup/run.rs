@@ -130,7 +130,7 @@ impl BackupService {
         }
         let (_guard, record, opened) = self.open_repo(repo, &progress)?;
         // Stopped before the source is taken, started again after it is
-        // released (fields drop in reverse order: `source` first).
+        // released (both dropped explicitly below, the source first).
         let stopped = match self.volumes.backs_up_from_snapshot(volume)? {
             true => None,
             false => Some(super::stopping::stop_users(
@@ -144,8 +144,7 @@ impl BackupService {
         let stopped_names = stopped.as_ref().map(|s| s.names()).unwrap_or_default();
         let source = self.volumes.backup_source(volume)?;
         let meta = BackupMeta::of(&source.volume, source.consistency, stopped_names);
-        let tags = &options.tags;
-        let snapshot = snapshot_options(&meta, tags)?;
+        let snapshot = snapshot_options(&meta, &options.tags)?;
         let indexed = opened
             .to_indexed_ids()
             .map_err(|e| BackupError::repository(repo, &e))?;
@@ -161,7 +160,7 @@ impl BackupService {
                 .backup(&options, &list, snapshot)
                 .map_err(|e| BackupError::repository(repo, &e))
         };
-        let saved = with_progress(&progress, run);
+        let saved = with_progress(repo, &progress, run);
         drop(source);
         drop(stopped);
         let saved = saved?;
@@ -182,10 +181,12 @@ impl BackupService {
     }
 }
 
-/// Runs `work` with rustic reporting into `progress` (through the
-/// repository's bars: see `repo::open`), turning a cancellation unwind
-/// into [`BackupError::Cancelled`] and any other panic into an error.
+/// Runs `work` on repository `repo`, with rustic reporting into
+/// `progress` (through the repository's bars: see `repo::Target`),
+/// turning a cancellation unwind into [`BackupError::Cancelled`] and any
+/// other panic into an error.
 pub(super) fn with_progress<T>(
+    repo: &str,
     progress: &Progress,
     work: impl FnOnce() -> Result<T, BackupError>,
 ) -> Result<T, BackupError> {
@@ -199,7 +200,7 @@ pub(super) fn with_progress<T>(
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "a panic".to_string());
             Err(BackupError::Repository {
-                repo: String::new(),
+                repo: repo.to_string(),
                 detail: format!("the repository library failed: {what}"),
             })
         }
