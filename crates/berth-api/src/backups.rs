@@ -325,13 +325,11 @@ pub async fn schedule(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let svc = state.backups.clone();
-    let missing = name.clone();
-    match blocking(move || svc.schedule(&name)).await? {
+    match state.backups.schedule(&name) {
         Some(s) => Ok(json(StatusCode::OK, &schedule_json(&s))),
         None => Err(ApiError {
             status: StatusCode::NOT_FOUND,
-            message: format!("volume {missing} has no backup schedule"),
+            message: format!("volume {name} has no backup schedule"),
         }),
     }
 }

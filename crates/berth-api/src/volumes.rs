@@ -76,8 +76,7 @@ pub async fn inspect(
     let backups = state.backups.clone();
     let (mut volume, schedule) = blocking(move || {
         let volume = svc.get(&name)?;
-        // A schedule that cannot be read does not hide the volume.
-        let schedule = backups.schedule(&name).ok().flatten();
+        let schedule = backups.schedule(&name);
         Ok::<_, ApiError>((volume, schedule))
     })
     .await?;

@@ -90,6 +90,9 @@ pub struct BackupService {
     containers: Option<Arc<dyn ContainerControl>>,
     /// Containers stopped for a backup, written down (`stopping.rs`).
     stopped_ledger: PathBuf,
+    /// The schedules by volume, as stored (the store is the durable
+    /// record; reads, `volume inspect`'s among them, come from here).
+    schedules: parking_lot::Mutex<BTreeMap<String, Schedule>>,
 }
 
 impl BackupService {
@@ -110,6 +113,11 @@ impl BackupService {
         let sealer = secret::Sealer::open_or_create(&dir.join("secret.key"))
             .map_err(|e| BackupError::Secret(e.to_string()))?;
         volumes.drop_stale_backup_snapshots();
+        let schedules = store.backup_schedules()?;
+        let schedules = schedules
+            .into_iter()
+            .map(|s| (s.volume.clone(), s))
+            .collect();
         Ok(BackupService {
             store,
             volumes,
@@ -119,6 +127,7 @@ impl BackupService {
             events: None,
             containers: None,
             stopped_ledger: dir.join("stopped"),
+            schedules: parking_lot::Mutex::new(schedules),
         })
     }
 

@@ -153,20 +153,25 @@ impl BackupService {
             last_run: None,
             failures: 0,
         };
+        let mut schedules = self.schedules.lock();
         self.store.put_backup_schedule(&schedule)?;
+        schedules.insert(volume.to_string(), schedule.clone());
+        drop(schedules);
         self.publish("schedule", volume, &[("repo", &schedule.repo)]);
         Ok(schedule)
     }
 
     /// Removes volume `volume`'s schedule. Returns whether it had one.
     pub fn remove_schedule(&self, volume: &str) -> Result<bool, BackupError> {
-        Ok(self.store.delete_backup_schedule(volume)?)
+        let mut schedules = self.schedules.lock();
+        let removed = self.store.delete_backup_schedule(volume)?;
+        schedules.remove(volume);
+        Ok(removed)
     }
 
-    /// Volume `volume`'s schedule, if it has one.
-    pub fn schedule(&self, volume: &str) -> Result<Option<Schedule>, BackupError> {
-        let all = self.store.backup_schedules()?;
-        Ok(all.into_iter().find(|s| s.volume == volume))
+    /// Volume `volume`'s schedule, if it has one (no disk access).
+    pub fn schedule(&self, volume: &str) -> Option<Schedule> {
+        self.schedules.lock().get(volume).cloned()
     }
 
     /// Runs due schedules until the process ends (a thread of its own);
@@ -184,10 +189,11 @@ impl BackupService {
 
     fn start_due(self: &Arc<Self>, running: &Arc<Mutex<BTreeSet<String>>>) {
         let now = chrono::Utc::now().timestamp();
-        let Ok(schedules) = self.store.backup_schedules() else {
-            return;
-        };
-        for schedule in schedules.into_iter().filter(|s| s.next_run <= now) {
+        let due: Vec<Schedule> = (self.schedules.lock().values())
+            .filter(|s| s.next_run <= now)
+            .cloned()
+            .collect();
+        for schedule in due {
             if !running
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -229,24 +235,17 @@ impl BackupService {
                 Ok(report.entry.id)
             });
         let finished = chrono::Utc::now().timestamp();
-        let mut next = schedule.clone();
-        next.next_run = next_after(&schedule.when, finished).unwrap_or(finished + 86400);
         let (snapshot, error) = match result {
             Ok(id) => (Some(id), None),
             Err(e) => (None, Some(e.to_string())),
         };
-        next.failures = if error.is_some() {
-            schedule.failures + 1
-        } else {
-            0
-        };
-        next.last_run = Some(LastRun {
+        let last = LastRun {
             started,
             finished,
             snapshot: snapshot.clone(),
             error: error.clone(),
-        });
-        self.record_run(&schedule, &next);
+        };
+        self.record_run(&schedule, last);
         match (&snapshot, &error) {
             (Some(id), _) => self.publish(
                 "scheduled",
@@ -265,13 +264,30 @@ impl BackupService {
         }
     }
 
-    /// Stores a run's outcome if the schedule is still the one that ran.
-    fn record_run(&self, ran: &Schedule, next: &Schedule) {
-        let current = self.schedule(&ran.volume).ok().flatten();
-        let unchanged = current.is_some_and(|c| c.when == ran.when && c.repo == ran.repo);
-        if unchanged {
-            if let Err(e) = self.store.put_backup_schedule(next) {
-                tracing::error!(volume = %ran.volume, error = %e, "recording a scheduled backup's result");
+    /// Stores a run's outcome with the volume's schedule as it is now: a
+    /// schedule removed meanwhile stays removed, one edited meanwhile keeps
+    /// the edit (and its next run, if its times changed).
+    fn record_run(&self, ran: &Schedule, last: LastRun) {
+        let mut schedules = self.schedules.lock();
+        let Some(current) = schedules.get(&ran.volume) else {
+            return;
+        };
+        let mut next = current.clone();
+        next.failures = match last.error {
+            Some(_) => current.failures + 1,
+            None => 0,
+        };
+        if current.when == ran.when {
+            let finished = last.finished;
+            next.next_run = next_after(&ran.when, finished).unwrap_or(finished + 86400);
+        }
+        next.last_run = Some(last);
+        match self.store.put_backup_schedule(&next) {
+            Ok(()) => {
+                schedules.insert(ran.volume.clone(), next);
+            }
+            Err(e) => {
+                tracing::error!(volume = %ran.volume, error = %e, "recording a scheduled backup's result")
             }
         }
     }
