@@ -68,6 +68,20 @@ def du(path: str) -> int:
     return total
 
 
+def backup_under_way(d, volume: str, repo: str, repo_dir: str, written: int,
+                     *flags: str, timeout: float = 30) -> subprocess.Popen:
+    """Starts `berth volume backup` in the background and returns once it
+    has written `written` bytes of packs into the repository."""
+    argv = [d.bin, "-H", d.host, "volume", "backup", volume, "--repo", repo, *flags]
+    running = subprocess.Popen(argv, env=dict(os.environ, BERTH_REPO_PASSWORD=PASSWORD),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while du(os.path.join(repo_dir, "data")) < written and running.poll() is None:
+        assert time.monotonic() < deadline, "the backup wrote nothing"
+        time.sleep(0.05)
+    return running
+
+
 def remove_repo(d, name: str) -> None:
     d.api("DELETE", f"/berth/v1/backup/repos/{name}")
 
@@ -353,13 +367,7 @@ def test_a_daemon_killed_mid_backup_leaves_a_valid_repository(berth_factory, wor
             with open(os.path.join(root, f"f{i}"), "wb") as f:
                 f.write(os.urandom(8 * MIB))
     init_repo(d, repo, repo_dir)
-    argv = [d.bin, "-H", d.host, "volume", "backup", "vol", "--repo", repo]
-    env = dict(os.environ, BERTH_REPO_PASSWORD=PASSWORD)
-    running = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while du(os.path.join(repo_dir, "data")) < 16 * MIB and running.poll() is None:
-        assert time.monotonic() < deadline, "the backup wrote nothing"
-        time.sleep(0.05)
+    running = backup_under_way(d, "vol", repo, repo_dir, 16 * MIB)
     d.kill9()
     running.wait(timeout=30)
     assert running.returncode != 0, "the backup was cut short"
@@ -568,13 +576,7 @@ def test_a_thin_volume_under_backup_is_in_use(berth_factory, work):
     assert p.returncode != 0 and "berth's own" in p.stderr, p.stderr
     repo_dir = os.path.join(work, "repo")
     init_repo(d, "inuse", repo_dir)
-    argv = [d.bin, "-H", d.host, "volume", "backup", "tv", "--repo", "inuse"]
-    running = subprocess.Popen(argv, env=dict(os.environ, BERTH_REPO_PASSWORD=PASSWORD),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while du(os.path.join(repo_dir, "data")) < 8 * MIB and running.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    running = backup_under_way(d, "tv", "inuse", repo_dir, 8 * MIB)
     rm = d.docker("volume", "rm", "tv", check=False)
     out, err = running.communicate(timeout=120)
     assert running.returncode == 0, err
@@ -597,13 +599,8 @@ def test_containers_stopped_for_a_backup_a_crash_cut_short_run_again(berth_facto
     d.docker("run", "-d", "--name", "app1", "-v", "app:/d", image, "sleep", "600")
     repo_dir = os.path.join(work, "repo")
     init_repo(d, "stoprepo", repo_dir)
-    argv = [d.bin, "-H", d.host, "volume", "backup", "app", "--repo", "stoprepo", "--stop-containers"]
-    running = subprocess.Popen(argv, env=dict(os.environ, BERTH_REPO_PASSWORD=PASSWORD),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while du(os.path.join(repo_dir, "data")) < 16 * MIB and running.poll() is None:
-        assert time.monotonic() < deadline, "the backup wrote nothing"
-        time.sleep(0.05)
+    running = backup_under_way(d, "app", "stoprepo", repo_dir, 16 * MIB, "--stop-containers",
+                               timeout=60)
     assert d.docker("inspect", "-f", "{{.State.Running}}", "app1").stdout.strip() == "false"
     d.kill9()
     running.wait(timeout=30)

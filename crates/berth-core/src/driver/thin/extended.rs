@@ -11,6 +11,10 @@ use super::ThinDriver;
 use crate::driver::{DriverError, ExtendedDriver, SnapshotInfo};
 use crate::sys::{loopdev, mount, reflink};
 
+fn no_such_snapshot(name: &str, snap: &str) -> DriverError {
+    DriverError::InvalidOption(format!("volume {name} has no snapshot {snap}"))
+}
+
 fn io(context: impl Into<String>, e: std::io::Error) -> DriverError {
     DriverError::io(context, e)
 }
@@ -146,9 +150,7 @@ impl ExtendedDriver for ThinDriver {
     fn snapshot_restore(&self, name: &str, snap: &str) -> Result<(), DriverError> {
         let source = self.snapshot_image(name, snap);
         if !source.exists() {
-            return Err(DriverError::InvalidOption(format!(
-                "volume {name} has no snapshot {snap}"
-            )));
+            return Err(no_such_snapshot(name, snap));
         }
         if mount::is_mounted(&self.mountpoint(name)) {
             return Err(DriverError::Unsupported(format!(
@@ -195,9 +197,7 @@ impl ExtendedDriver for ThinDriver {
     ) -> Result<PathBuf, DriverError> {
         let image = self.snapshot_image(name, snap);
         if !image.exists() {
-            return Err(DriverError::InvalidOption(format!(
-                "volume {name} has no snapshot {snap}"
-            )));
+            return Err(no_such_snapshot(name, snap));
         }
         let target = self.snapshot_mountpoint(name, snap);
         if mount::is_mounted(&target) {
