@@ -71,6 +71,12 @@ def test_backup_and_restore_through_s3_keep_the_keys_secret(daemon, uniq, s3):
                               "AWS_SECRET_ACCESS_KEY": ""})
     assert p.returncode != 0 and "needs its keys" in p.stderr, p.stderr
     assert daemon.api("GET", f"/berth/v1/backup/repos/{repo}")[0] == 404
+    # A bucket that does not exist: the store's answer, and nothing recorded.
+    p = daemon.berth_cli("backup", "repo", "init", repo, "--url", f"s3:{s3}/no-such-bucket/x",
+                         check=False, env=env)
+    assert p.returncode != 0 and "404" in p.stderr and "no-such-bucket" in p.stderr, p.stderr
+    assert SECRET not in p.stderr
+    assert daemon.api("GET", f"/berth/v1/backup/repos/{repo}")[0] == 404
     daemon.berth_cli("backup", "repo", "init", repo, "--url", url, env=env)
     try:
         snap = daemon.berth_cli("volume", "backup", vol, "--repo", repo, env=env).stdout.strip()
@@ -82,6 +88,19 @@ def test_backup_and_restore_through_s3_keep_the_keys_secret(daemon, uniq, s3):
                                 capture_output=True, text=True)
         assert listed.returncode == 0, listed.stderr
         assert [s["id"] for s in json.loads(listed.stdout)] == [snap]
+        # A second backup, then forget and prune delete objects; a full
+        # check reads every pack back through ranged GETs.
+        with open(os.path.join(daemon.mountpoint(vol), "more"), "wb") as f:
+            f.write(os.urandom(1 << 20))
+        second = daemon.berth_cli("volume", "backup", vol, "--repo", repo, env=env).stdout.strip()
+        daemon.berth_cli("backup", "forget", repo, "--keep-last", "1", env=env)
+        daemon.berth_cli("backup", "prune", repo, "--instant", env=env)
+        left = daemon.api("GET", f"/berth/v1/backups?repo={repo}")[1]
+        assert [b["Id"] for b in left] == [second]
+        daemon.berth_cli("backup", "check", repo, "--read-data", env=env)
+        verify = subprocess.run(["restic", "-r", url, "check", "--read-data"], env=restic_env,
+                                capture_output=True, text=True)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
         status, body = daemon.api("GET", f"/berth/v1/backup/repos/{repo}")
         assert status == 200 and body["Kind"] == "s3"
         assert sorted(body["SecretOptions"]) == ["access_key_id", "secret_access_key"]

@@ -1,6 +1,6 @@
 //! Where a repository lives, parsed from the URL a user gives (restic's
-//! forms), and the backend options rustic's OpenDAL and local backends
-//! take for it. Pure functions, unit-tested here.
+//! forms), and the options a user may give for it. Pure functions,
+//! unit-tested here; `backend` reaches the location.
 //!
 //! - `/srv/backups` or `local:/srv/backups`: a folder on the daemon's host.
 //! - `s3:http://127.0.0.1:9000/bucket/prefix`, `s3:https://host/bucket`,
@@ -35,14 +35,13 @@ pub enum Location {
     },
 }
 
-/// Options a user may set for an S3 or SFTP repository (not secrets).
-const PLAIN_OPTIONS: &[&str] = &[
-    "region",
-    "connections",
-    "retry",
-    "key",
-    "known_hosts_strategy",
-];
+/// Options a user may set for an S3 repository (`region`, `retry`: the
+/// tries after the first, or `off`) or an SFTP one (`key`: ssh's
+/// identity file, `known_hosts_strategy`: strict, add or accept, and
+/// `command`: the program that speaks SFTP on its standard input and
+/// output, restic's `sftp.command`); none of them secret.
+const S3_OPTIONS: &[&str] = &["region", "retry"];
+const SFTP_OPTIONS: &[&str] = &["key", "known_hosts_strategy", "command"];
 /// Options that are secrets: given through the environment or a file,
 /// sealed at rest, never shown.
 pub const SECRET_OPTIONS: &[&str] = &["access_key_id", "secret_access_key", "session_token"];
@@ -159,8 +158,12 @@ pub fn check_options(
     if matches!(location, Location::Local { .. }) && !(plain.is_empty() && secret.is_empty()) {
         return Err(bad("a local repository takes no options".into()));
     }
-    if let Some(k) = plain.keys().find(|k| !PLAIN_OPTIONS.contains(&k.as_str())) {
-        let known = PLAIN_OPTIONS.join(", ");
+    let options = match location {
+        Location::S3 { .. } => S3_OPTIONS,
+        _ => SFTP_OPTIONS,
+    };
+    if let Some(k) = plain.keys().find(|k| !options.contains(&k.as_str())) {
+        let known = options.join(", ");
         return Err(bad(format!(
             "unknown repository option {k:?} (known: {known})"
         )));
@@ -180,48 +183,6 @@ pub fn check_options(
         ));
     }
     Ok(())
-}
-
-/// rustic_backend's repository string and options for a location.
-pub fn backend_options(
-    location: &Location,
-    plain: &BTreeMap<String, String>,
-    secret: &BTreeMap<String, String>,
-) -> (String, BTreeMap<String, String>) {
-    let mut options: BTreeMap<String, String> = BTreeMap::new();
-    let repository = match location {
-        Location::Local { path } => return (format!("local:{path}"), options),
-        Location::S3 {
-            endpoint,
-            bucket,
-            root,
-        } => {
-            options.insert("endpoint".into(), endpoint.clone());
-            options.insert("bucket".into(), bucket.clone());
-            options.insert("root".into(), root.clone());
-            options.insert("region".into(), "us-east-1".into());
-            // Only what berth was given: never the daemon's environment,
-            // ~/.aws, or the cloud's metadata service.
-            options.insert("disable_config_load".into(), "true".into());
-            options.insert("disable_ec2_metadata".into(), "true".into());
-            "opendal:s3"
-        }
-        Location::Sftp {
-            user,
-            endpoint,
-            root,
-        } => {
-            options.insert("endpoint".into(), endpoint.clone());
-            options.insert("root".into(), root.clone());
-            if let Some(u) = user {
-                options.insert("user".into(), u.clone());
-            }
-            "opendal:sftp"
-        }
-    };
-    options.extend(plain.iter().map(|(k, v)| (k.clone(), v.clone())));
-    options.extend(secret.iter().map(|(k, v)| (k.clone(), v.clone())));
-    (repository.to_string(), options)
 }
 
 #[cfg(test)]
@@ -303,13 +264,15 @@ mod tests {
         assert!(check_options(&s3, &plain, &secret).is_err(), "both keys");
         secret.insert("access_key_id".into(), "id".into());
         check_options(&s3, &plain, &secret).unwrap();
-        let (repo, opts) = backend_options(&s3, &plain, &secret);
-        assert_eq!(repo, "opendal:s3");
-        assert_eq!(opts["region"], "eu-west-1");
-        assert_eq!(opts["secret_access_key"], "k");
-        assert_eq!(opts["disable_config_load"], "true");
         let unknown = BTreeMap::from([("colour".to_string(), "red".to_string())]);
         assert!(check_options(&s3, &unknown, &BTreeMap::new()).is_err());
+        let command = BTreeMap::from([("command".to_string(), "x".to_string())]);
+        assert!(
+            check_options(&s3, &command, &secret).is_err(),
+            "an SFTP option"
+        );
+        let sftp = parse_url("sftp:h:/r").unwrap();
+        check_options(&sftp, &command, &BTreeMap::new()).unwrap();
         assert!(check_options(&s3, &BTreeMap::new(), &plain).is_err());
         let local = parse_url("/r").unwrap();
         assert!(check_options(&local, &plain, &BTreeMap::new()).is_err());

@@ -14,6 +14,7 @@
 //! to it (ARCHITECTURE.md). Every call into rustic blocks; the API calls
 //! these methods off its async workers.
 
+pub mod backend;
 mod error;
 pub mod location;
 mod maintain;

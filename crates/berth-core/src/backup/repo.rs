@@ -11,7 +11,7 @@ use rustic_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::location::{backend_options, Location};
+use super::location::Location;
 use super::run::{Bars, Progress};
 use super::BackupError;
 
@@ -64,13 +64,7 @@ impl Target<'_> {
     /// The rustic repository (not yet opened), and whether one exists.
     fn unopened(&self, progress: &Arc<Progress>) -> Result<(Repository<()>, bool), BackupError> {
         let err = |e: Box<rustic_core::RusticError>| BackupError::repository(self.name, &e);
-        let (repository, backend_opts) =
-            backend_options(self.location, self.options, &self.secrets.options);
-        let backends = rustic_backend::BackendOptions::default()
-            .repository(repository)
-            .options(backend_opts)
-            .to_backends()
-            .map_err(err)?;
+        let backends = super::backend::open(self.location, self.options, &self.secrets.options)?;
         let mut repo_opts = RepositoryOptions::default();
         repo_opts.cache_dir = Some(self.cache.to_path_buf());
         let repo = Repository::new_with_progress(&repo_opts, &backends, Bars(progress.clone()))

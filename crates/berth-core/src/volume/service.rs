@@ -250,7 +250,13 @@ impl VolumeService {
             .ready_record(name)
             .ok_or_else(|| VolumeError::not_found("get", name))?;
         let driver = self.driver_of("get", &record)?;
-        self.to_volume(driver.as_ref(), record, true)
+        let volume = self.to_volume(driver.as_ref(), record, true)?;
+        if volume.mountpoint.as_os_str().is_empty() && self.ready_record(name).is_none() {
+            // Removed while it was looked at: a remove hides the row, then
+            // moves the folder away; the row seen before is gone.
+            return Err(VolumeError::not_found("get", name));
+        }
+        Ok(volume)
     }
 
     /// Volumes matching `filters` (keys: dangling, driver, label, name),

@@ -56,7 +56,7 @@ pub struct RepoAddArgs {
     /// Read the password from this file (else BERTH_REPO_PASSWORD or RESTIC_PASSWORD).
     #[arg(long)]
     password_file: Option<String>,
-    /// A repository option (key=value): region, connections, retry, key, known_hosts_strategy.
+    /// A repository option (key=value): S3: region, retry; SFTP: key, known_hosts_strategy, command.
     #[arg(short = 'o', long = "opt")]
     opts: Vec<String>,
 }

@@ -303,8 +303,7 @@ fn check_web(args: &DaemonArgs) -> Result<()> {
 /// (`berth_core=debug,info`); anything else is refused (a bare unknown word
 /// would be read as a target name and silence every log).
 fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter> {
-    const QUIET_LIBRARIES: &str =
-        "rustic_core=warn,rustic_backend=warn,opendal=warn,reqsign=warn,reqsign_core=warn,reqsign_aws_v4=warn";
+    const QUIET_LIBRARIES: &str = "rustic_core=warn,rustic_backend=warn";
     let directive = match level {
         "fatal" | "panic" => "error",
         // The backup libraries are chatty, and an object store's request

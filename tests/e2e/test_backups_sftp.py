@@ -1,0 +1,86 @@
+"""Backups over SFTP (berth's own SFTP backend): the repository's
+`command` option runs OpenSSH's sftp-server directly (restic's
+`sftp.command`), so the whole SFTP conversation is real without an sshd.
+Backup, an incremental second backup, restore, forget and prune (files
+removed over SFTP), a full check that reads every pack back, and restic
+reading the same repository as a local folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from tree_helpers import MIB, fill_sample, tree_digest
+
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+pytestmark = [
+    pytest.mark.skipif(shutil.which("restic") is None, reason="restic missing (scripts/setup)"),
+    pytest.mark.skipif(not os.path.exists(SFTP_SERVER),
+                       reason="openssh-sftp-server missing (scripts/setup)"),
+]
+
+PASSWORD = "over the wire 9"
+ENV = {"BERTH_REPO_PASSWORD": PASSWORD}
+
+
+@pytest.fixture
+def work():
+    d = tempfile.mkdtemp(prefix="berth-sftp-", dir="/tmp")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_backup_restore_prune_and_check_over_sftp(daemon, uniq, work):
+    vol, repo = f"{uniq}v", f"{uniq}sftp"
+    repo_dir = os.path.join(work, "repo")
+    url = f"sftp:backup@example.invalid:{repo_dir}"
+    daemon.docker("volume", "create", vol)
+    fill_sample(daemon.mountpoint(vol), sparse_mib=8)
+    with open(os.path.join(daemon.mountpoint(vol), "big"), "wb") as f:
+        f.write(os.urandom(3 * MIB))  # several packs' worth of 32 KiB SFTP writes
+    daemon.berth_cli("backup", "repo", "init", repo, "--url", url,
+                     "-o", f"command={SFTP_SERVER}", env=ENV)
+    try:
+        assert os.path.isfile(os.path.join(repo_dir, "config"))
+        assert len(os.listdir(os.path.join(repo_dir, "data"))) == 256
+        first = daemon.berth_cli("volume", "backup", vol, "--repo", repo, env=ENV).stdout.strip()
+        with open(os.path.join(daemon.mountpoint(vol), "added"), "wb") as f:
+            f.write(os.urandom(MIB))
+        second = daemon.berth_cli("volume", "backup", vol, "--repo", repo, env=ENV).stdout.strip()
+        assert first != second
+        daemon.berth_cli("volume", "restore", "--from", f"{repo}:{second}", f"{uniq}back", env=ENV)
+        assert tree_digest(daemon.mountpoint(f"{uniq}back")) == tree_digest(daemon.mountpoint(vol))
+        assert not [n for _, _, files in os.walk(repo_dir) for n in files if n.endswith("-tmp-")]
+
+        # restic reads what went over SFTP (the same files, as a local folder).
+        env = dict(os.environ, RESTIC_PASSWORD=PASSWORD)
+        listed = subprocess.run(["restic", "-r", repo_dir, "snapshots", "--json"], env=env,
+                                capture_output=True, text=True)
+        assert listed.returncode == 0, listed.stderr
+        assert sorted(s["id"] for s in json.loads(listed.stdout)) == sorted([first, second])
+
+        daemon.berth_cli("backup", "forget", repo, "--keep-last", "1", env=ENV)
+        daemon.berth_cli("backup", "prune", repo, env=ENV)
+        left = daemon.api("GET", f"/berth/v1/backups?repo={repo}")[1]
+        assert [b["Id"] for b in left] == [second]
+        check = daemon.berth_cli("backup", "check", repo, "--read-data", env=ENV)
+        assert check.returncode == 0, check.stderr
+        verify = subprocess.run(["restic", "-r", repo_dir, "check", "--read-data"], env=env,
+                                capture_output=True, text=True)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    finally:
+        daemon.api("DELETE", f"/berth/v1/backup/repos/{repo}")
+
+
+def test_an_sftp_server_that_cannot_start_is_a_clear_error(daemon, uniq, work):
+    repo = f"{uniq}gone"
+    p = daemon.berth_cli("backup", "repo", "init", repo, "--url", f"sftp:h:{work}/r",
+                         "-o", f"command={work}/no-such-program", check=False, env=ENV)
+    assert p.returncode != 0 and "no-such-program" in p.stderr, p.stderr
+    assert daemon.api("GET", f"/berth/v1/backup/repos/{repo}")[0] == 404
+    assert not os.path.exists(os.path.join(work, "r"))
