@@ -152,13 +152,27 @@ def test_bad_container_defaults_are_refused(tmp_path, config, flags, words):
     ({"log-level": "warn"}, ["--log-level", "debug"],
      "the following directives are specified both as a flag and in the configuration file: "
      "log-level: (from flag: debug, from file: warn)"),
-    ({"tlsverify": True}, [], '"tlsverify" is not supported: berth serves its API on a unix socket only'),
+    ({"tlsverify": "yes"}, [], '"tlsverify" must be true or false'),
     ({"live-restore": False}, [], '"live-restore" can only be true'),
-    ({"hosts": ["unix:///a.sock", "unix:///b.sock"]}, [], '"hosts" must name exactly one socket'),
+    ({"hosts": []}, [], '"hosts" must name at least one address'),
     ({"trim-interval": "often"}, [], '"trim-interval" must be a whole number'),
 ])
 def test_bad_files_are_refused_and_nothing_starts(tmp_path, config, flags, words):
     refused(tmp_path, config, flags, words)
+
+
+@pytest.mark.parametrize("hosts, words", [
+    (["tcp://127.0.0.1:1"], "a tcp:// listener needs --tlsverify"),
+    (["unix:///a.sock", "/a.sock"], "--host /a.sock is given twice"),
+])
+def test_hosts_from_the_file_are_checked_like_flags(tmp_path, hosts, words):
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"hosts": hosts}))
+    root = tmp_path / "root"
+    p = subprocess.run([BERTH_BIN, "daemon", "--config-file", str(path), "--root", str(root),
+                        "--pidfile", str(tmp_path / "pid")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and words in p.stderr, p.stderr
+    assert not root.exists()
 
 
 def test_an_unknown_log_level_is_refused(tmp_path):

@@ -38,6 +38,9 @@ enum Command {
     /// Manage berth itself.
     #[command(subcommand)]
     System(cli::system::SystemCommand),
+    /// Certificates for the API over TCP (a quick mutual-TLS set-up).
+    #[command(subcommand)]
+    Tls(cli::tls::TlsCommand),
     /// Show client and daemon versions.
     Version,
     /// Show system-wide information.
@@ -91,6 +94,7 @@ fn main() {
         Command::CopyShim(args) => shim::copy::run(args),
         Command::Completion(args) => cli::docs::completion(Cli::command(), &args),
         Command::Man(args) => cli::docs::man(Cli::command(), &args),
+        Command::Tls(cmd) => cli::tls::run(cmd),
         command => run_client(cli.host, command),
     };
     std::process::exit(code);
@@ -144,8 +148,21 @@ async fn dispatch(api: &client::ApiClient, command: Command) -> anyhow::Result<i
         | Command::ExecShim(_)
         | Command::CopyShim(_)
         | Command::Completion(_)
+        | Command::Tls(_)
         | Command::Man(_) => {
             unreachable!("handled before")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own checks of every command's flags (names used twice, ...),
+    /// which otherwise fire only when that command is run.
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -10,6 +10,7 @@ pub mod pool;
 pub mod progress;
 pub mod stream;
 pub mod system;
+pub mod tls;
 pub mod volume;
 pub mod volume_archive;
 mod volume_ext;

@@ -21,9 +21,14 @@ use super::DaemonArgs;
 pub const DEFAULT_PATH: &str = "/etc/berth/daemon.json";
 
 /// Keys that set a daemon flag: (key, clap id of the flag).
-const KEYS: [(&str, &str); 26] = [
+const KEYS: [(&str, &str); 31] = [
     ("data-root", "root"),
     ("hosts", "host"),
+    ("tls", "tls"),
+    ("tlsverify", "tlsverify"),
+    ("tlscacert", "tlscacert"),
+    ("tlscert", "tlscert"),
+    ("tlskey", "tlskey"),
     ("pidfile", "pidfile"),
     ("log-level", "log_level"),
     ("log-format", "log_format"),
@@ -51,12 +56,7 @@ const KEYS: [(&str, &str); 26] = [
 ];
 
 /// Keys of dockerd's file that berth knows and refuses, with the reason.
-const REFUSED: [(&str, &str); 7] = [
-    ("tls", "berth serves its API on a unix socket only"),
-    ("tlsverify", "berth serves its API on a unix socket only"),
-    ("tlscacert", "berth serves its API on a unix socket only"),
-    ("tlscert", "berth serves its API on a unix socket only"),
-    ("tlskey", "berth serves its API on a unix socket only"),
+const REFUSED: [(&str, &str); 2] = [
     (
         "default-runtime",
         "use \"runtime\" with the path of an OCI runtime binary",
@@ -283,9 +283,19 @@ fn set_one(args: &mut DaemonArgs, name: &str, value: &Value) -> Result<()> {
             .as_u64()
             .with_context(|| format!("{name:?} must be a whole number, not {value}"))
     };
+    let boolean = || -> Result<bool> {
+        value
+            .as_bool()
+            .with_context(|| format!("{name:?} must be true or false, not {value}"))
+    };
     match name {
         "data-root" => args.root = text()?.into(),
-        "hosts" => args.host = one_host(value)?,
+        "hosts" => args.host = hosts(value)?,
+        "tls" => args.tls = Some(boolean()?),
+        "tlsverify" => args.tlsverify = Some(boolean()?),
+        "tlscacert" => args.tlscacert = Some(text()?.into()),
+        "tlscert" => args.tlscert = Some(text()?.into()),
+        "tlskey" => args.tlskey = Some(text()?.into()),
         "pidfile" => args.pidfile = text()?.into(),
         "log-level" => args.log_level = text()?,
         "log-format" => args.log_format = text()?,
@@ -309,11 +319,7 @@ fn set_one(args: &mut DaemonArgs, name: &str, value: &Value) -> Result<()> {
         "max-download-attempts" => args.max_download_attempts = number()? as usize,
         "metrics-addr" => args.metrics_addr = Some(socket_addr(name, &text()?)?),
         "web-addr" => args.web_addr = Some(socket_addr(name, &text()?)?),
-        "web-admin" => {
-            args.web_admin = value
-                .as_bool()
-                .with_context(|| format!("{name:?} must be true or false, not {value}"))?
-        }
+        "web-admin" => args.web_admin = boolean()?,
         "log-opts" => {
             args.log_opt = log_opts(value)?;
             ContainerDefaults::parse(&args.log_opt, &[]).map_err(anyhow::Error::msg)?;
@@ -333,18 +339,13 @@ fn set_one(args: &mut DaemonArgs, name: &str, value: &Value) -> Result<()> {
     Ok(())
 }
 
-/// `"hosts": ["unix:///run/berth.sock"]`: berth listens on one socket.
-fn one_host(value: &Value) -> Result<String> {
-    let hosts: Vec<&str> = value
-        .as_array()
-        .context("\"hosts\" must be a list of addresses")?
-        .iter()
-        .map(|h| h.as_str().context("\"hosts\" must be a list of strings"))
-        .collect::<Result<_>>()?;
-    match hosts.as_slice() {
-        [one] => Ok(one.to_string()),
-        _ => bail!("\"hosts\" must name exactly one socket: berth listens on one (got {hosts:?})"),
+/// `"hosts": ["unix:///run/berth.sock", "tcp://0.0.0.0:2376"]`: at least one.
+fn hosts(value: &Value) -> Result<Vec<String>> {
+    let hosts = strings("hosts", value)?;
+    if hosts.is_empty() {
+        bail!("\"hosts\" must name at least one address");
     }
+    Ok(hosts)
 }
 
 #[cfg(test)]
@@ -367,11 +368,11 @@ mod tests {
 
     #[test]
     fn refused_and_fixed_keys_say_why() {
-        let tls = check_keys(&map(json!({"tlsverify": true})))
+        let runtimes = check_keys(&map(json!({"runtimes": {"crun": {}}})))
             .unwrap_err()
             .to_string();
-        assert!(tls.contains("unix socket only"), "{tls}");
-        assert!(check_keys(&map(json!({"tlsverify": false, "registry-mirrors": []}))).is_ok());
+        assert!(runtimes.contains("use \"runtime\""), "{runtimes}");
+        assert!(check_keys(&map(json!({"tlsverify": true, "registry-mirrors": []}))).is_ok());
         assert!(check_keys(&map(
             json!({"live-restore": true, "log-driver": "json-file"})
         ))
@@ -383,13 +384,14 @@ mod tests {
     }
 
     #[test]
-    fn hosts_take_one_socket() {
+    fn hosts_take_a_list() {
         assert_eq!(
-            one_host(&json!(["unix:///x.sock"])).unwrap(),
-            "unix:///x.sock"
+            hosts(&json!(["unix:///x.sock", "tcp://127.0.0.1:2376"])).unwrap(),
+            ["unix:///x.sock", "tcp://127.0.0.1:2376"]
         );
-        assert!(one_host(&json!(["unix:///a", "unix:///b"])).is_err());
-        assert!(one_host(&json!("unix:///a")).is_err());
+        assert!(hosts(&json!([])).is_err());
+        assert!(hosts(&json!("unix:///a")).is_err());
+        assert!(hosts(&json!([1])).is_err());
     }
 
     #[test]

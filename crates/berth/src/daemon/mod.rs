@@ -7,12 +7,13 @@
 
 mod config;
 mod facts;
+mod listeners;
 mod memory;
 mod pidfile;
 mod side;
 mod socket;
+mod tls;
 
-use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,9 +46,30 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Args)]
 pub struct DaemonArgs {
-    /// Socket to listen on (unix:///path).
+    /// Where to serve the API (repeatable): unix:///path, fd:// (systemd)
+    /// or tcp://ADDR:PORT (with --tlsverify).
     #[arg(short = 'H', long = "host", default_value = "unix:///run/berth.sock")]
-    host: String,
+    host: Vec<String>,
+    /// Serve tcp:// hosts with TLS (implied by --tlsverify); --tls=false
+    /// serves them in plain HTTP: an unauthenticated API, warned about at
+    /// every start.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    tls: Option<bool>,
+    /// Require a client certificate signed by --tlscacert on tcp:// hosts;
+    /// --tlsverify=false (with --tls) accepts any client, warned about at
+    /// every start.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    tlsverify: Option<bool>,
+    /// The CA client certificates must be signed by (default:
+    /// $DOCKER_CERT_PATH or ~/.docker, ca.pem).
+    #[arg(long, value_name = "FILE")]
+    tlscacert: Option<PathBuf>,
+    /// The server's certificate (default: ~/.docker/cert.pem).
+    #[arg(long, value_name = "FILE")]
+    tlscert: Option<PathBuf>,
+    /// The server certificate's key (default: ~/.docker/key.pem).
+    #[arg(long, value_name = "FILE")]
+    tlskey: Option<PathBuf>,
     /// Root folder for all persistent state.
     #[arg(long, default_value = "/var/lib/berth")]
     root: PathBuf,
@@ -146,6 +168,17 @@ pub struct DaemonArgs {
 }
 
 impl DaemonArgs {
+    /// The TLS flags of TCP listeners.
+    fn tls_flags(&self) -> listeners::TlsFlags {
+        listeners::TlsFlags {
+            tls: self.tls,
+            tlsverify: self.tlsverify,
+            cacert: self.tlscacert.clone(),
+            cert: self.tlscert.clone(),
+            key: self.tlskey.clone(),
+        }
+    }
+
     /// How registries are reached: dockerd's defaults plus the flags.
     fn registry_config(&self) -> RegistryConfig {
         let mut config = RegistryConfig::default();
@@ -261,7 +294,8 @@ pub fn run(mut args: DaemonArgs, matches: Option<&clap::ArgMatches>) -> i32 {
 /// Everything `serve` would refuse before touching the root, checked
 /// without creating or changing anything (`--validate`).
 fn validate(args: &DaemonArgs) -> Result<()> {
-    socket::parse_host(&args.host)?;
+    let hosts = listeners::parse_hosts(&args.host)?;
+    listeners::tcp_plan(&hosts, &args.tls_flags())?;
     if !args.root.is_absolute() {
         anyhow::bail!("--root must be an absolute path: {}", args.root.display());
     }
@@ -391,10 +425,15 @@ impl Reload {
 async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     check_web(&args)?;
     let defaults = args.container_defaults()?;
-    let host = socket::parse_host(&args.host)?;
-    let passed = socket::take_passed(&host)?;
+    let hosts = listeners::parse_hosts(&args.host)?;
+    let tcp_plan = listeners::tcp_plan(&hosts, &args.tls_flags())?;
+    let passed = hosts
+        .iter()
+        .map(socket::take_passed)
+        .collect::<Result<Vec<_>>>()?;
     // Bound before the root is touched: a port in use stops the start with
     // nothing made.
+    let tcp = listeners::bind_tcp(&hosts).await?;
     let side = (
         bind_side("metrics", args.metrics_addr).await?,
         bind_side("the web view", args.web_addr).await?,
@@ -416,25 +455,36 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     })
     .await??;
     start_side_listeners(&args, &layout, &state, side)?;
-    let (listener, socket_file) = socket::listen(&host, passed)?;
-    tracing::info!(socket = %args.host, root = %layout.root().display(), pid = std::process::id(), "berth daemon ready");
+    let mut bound = Vec::new();
+    let mut socket_files = Vec::new();
+    for (host, passed) in hosts.iter().zip(passed) {
+        if let Some((listener, file)) = socket::listen_unix(host, passed)? {
+            bound.push(listeners::Bound::Unix(listener));
+            socket_files.extend(file);
+        }
+    }
+    for (addr, listener) in tcp {
+        if let Some(plan) = &tcp_plan {
+            listeners::warn_if_unauthenticated(plan, addr);
+        }
+        bound.push(listeners::Bound::Tcp(listener));
+    }
+    tracing::info!(hosts = ?args.host, root = %layout.root().display(), pid = std::process::id(), "berth daemon ready");
     spawn_periodic_trim(state.volumes.clone(), args.trim_interval);
     memory::spawn_periodic_release();
     let networks = state.networks.clone();
     let app = berth_api::app(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, axum::ServiceExt::into_make_service(app))
-        .with_graceful_shutdown(wait_for_stop(stop_rx.clone()));
-    let server = tokio::spawn(server.into_future());
+    let servers = listeners::serve_all(app, bound, tcp_plan.as_ref(), stop_rx)?;
     spawn_reload_on_hangup(reload, args.clone());
     stop_signal().await;
     let _ = stop_tx.send(true);
-    let result = finish_within_grace(server).await;
+    let result = finish_within_grace(servers).await;
     // Bridges and NAT rules of networks no container is on go with a
     // clean stop (those with running containers stay: live restore).
     let released = tokio::task::spawn_blocking(move || networks.release_idle_anchors()).await;
     tracing::info!(networks = ?released.ok(), "idle networks taken down");
-    if let Some(path) = socket_file {
+    for path in socket_files {
         socket::remove(&path);
     }
     tracing::info!("berth daemon stopped");
@@ -511,18 +561,22 @@ fn spawn_periodic_trim(volumes: Arc<VolumeService>, seconds: u64) {
 
 /// Waits for the server to drain after the stop signal, at most
 /// [`SHUTDOWN_GRACE`]; requests still running then are abandoned.
-async fn finish_within_grace(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<()> {
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(res) => Ok(res??),
+async fn finish_within_grace(
+    servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+) -> Result<()> {
+    let all = futures_util::future::join_all(servers);
+    match tokio::time::timeout(SHUTDOWN_GRACE, all).await {
+        Ok(results) => {
+            for res in results {
+                res??;
+            }
+            Ok(())
+        }
         Err(_) => {
             tracing::warn!("requests still running after the grace period; exiting");
             Ok(())
         }
     }
-}
-
-async fn wait_for_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// What the services are opened with (flags and daemon.json).

@@ -1,16 +1,18 @@
-//! The API socket. `unix:///path`: berth binds it (a stale socket file
-//! left by a crashed daemon is replaced, a live one — another daemon
-//! listening — is refused; mode 0660) and removes it at shutdown.
-//! `fd://` (systemd socket activation, as `dockerd -H fd://`): the
-//! listening socket systemd passed (`LISTEN_FDS`/`LISTEN_PID`, descriptors
-//! from 3), which stays systemd's.
+//! The API's listeners (`-H`, repeatable). `unix:///path`: berth binds it
+//! (a stale socket file left by a crashed daemon is replaced, a live one —
+//! another daemon listening — is refused; mode 0660) and removes it at
+//! shutdown. `fd://` (systemd socket activation, as `dockerd -H fd://`):
+//! the listening socket systemd passed (`LISTEN_FDS`/`LISTEN_PID`,
+//! descriptors from 3), which stays systemd's. `tcp://ADDR:PORT`: served
+//! with TLS (`tls.rs`) unless the user said otherwise.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use tokio::net::UnixListener;
+use tokio::net::{TcpListener, UnixListener};
 
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: RawFd = 3;
@@ -22,10 +24,16 @@ pub enum Listen {
     Path(PathBuf),
     /// The socket systemd passed: `fd://` (the first) or `fd://N`.
     Systemd(Option<RawFd>),
+    /// A TCP address.
+    Tcp(SocketAddr),
 }
 
-/// Parses `--host`: `unix:///path`, `/path`, `fd://` or `fd://N`.
+/// Parses `--host`: `unix:///path`, `/path`, `fd://`, `fd://N` or
+/// `tcp://ADDR:PORT` (`tcp://:PORT` is every address, as in dockerd).
 pub fn parse_host(host: &str) -> Result<Listen> {
+    if let Some(rest) = host.strip_prefix("tcp://") {
+        return parse_tcp(host, rest).map(Listen::Tcp);
+    }
     if let Some(rest) = host.strip_prefix("fd://") {
         if rest.is_empty() {
             return Ok(Listen::Systemd(None));
@@ -44,27 +52,56 @@ pub fn parse_host(host: &str) -> Result<Listen> {
     )?)))
 }
 
+fn parse_tcp(host: &str, rest: &str) -> Result<SocketAddr> {
+    let rest = rest.trim_end_matches('/');
+    let with_ip = match rest.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => rest.to_string(),
+    };
+    if let Ok(addr) = with_ip.parse() {
+        return Ok(addr);
+    }
+    // A name: the first address it resolves to (as dockerd binds).
+    with_ip
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .with_context(|| {
+            format!("invalid host {host:?}: tcp://ADDRESS:PORT, e.g. tcp://0.0.0.0:2376")
+        })
+}
+
 /// The socket systemd passed, taken before anything else happens (a
 /// daemon that cannot serve must not touch its root); `None` for a path,
 /// which is bound only once the root is reconciled ([`listen`]).
 pub fn take_passed(listen: &Listen) -> Result<Option<UnixListener>> {
     match listen {
-        Listen::Path(_) => Ok(None),
+        Listen::Path(_) | Listen::Tcp(_) => Ok(None),
         Listen::Systemd(fd) => from_systemd(*fd).map(Some),
     }
 }
 
-/// The listener (`passed` if systemd gave one), and the socket file to
-/// remove at shutdown (none for a socket systemd owns).
-pub fn listen(
+/// The unix listener (`passed` if systemd gave one), and the socket file
+/// to remove at shutdown (none for a socket systemd owns). `None` for TCP,
+/// which is bound earlier ([`bind_tcp`]).
+pub fn listen_unix(
     listen: &Listen,
     passed: Option<UnixListener>,
-) -> Result<(UnixListener, Option<PathBuf>)> {
+) -> Result<Option<(UnixListener, Option<PathBuf>)>> {
     match (listen, passed) {
-        (_, Some(listener)) => Ok((listener, None)),
-        (Listen::Path(path), None) => Ok((bind(path)?, Some(path.clone()))),
-        (Listen::Systemd(fd), None) => Ok((from_systemd(*fd)?, None)),
+        (_, Some(listener)) => Ok(Some((listener, None))),
+        (Listen::Path(path), None) => Ok(Some((bind(path)?, Some(path.clone())))),
+        (Listen::Systemd(fd), None) => Ok(Some((from_systemd(*fd)?, None))),
+        (Listen::Tcp(_), None) => Ok(None),
     }
+}
+
+/// Binds a TCP address (before the root is touched: a taken port stops
+/// the start with nothing made).
+pub async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on tcp://{addr}"))
 }
 
 /// Binds the unix socket at `path`.
@@ -175,6 +212,20 @@ mod tests {
             parse_host("unix:///run/b.sock").unwrap(),
             Listen::Path("/run/b.sock".into())
         );
-        assert!(parse_host("tcp://0.0.0.0:2375").is_err());
+        assert_eq!(
+            parse_host("tcp://0.0.0.0:2376").unwrap(),
+            Listen::Tcp("0.0.0.0:2376".parse().unwrap())
+        );
+        assert_eq!(
+            parse_host("tcp://:2375").unwrap(),
+            Listen::Tcp("0.0.0.0:2375".parse().unwrap())
+        );
+        assert_eq!(
+            parse_host("tcp://[::1]:2376").unwrap(),
+            Listen::Tcp("[::1]:2376".parse().unwrap())
+        );
+        assert!(parse_host("tcp://0.0.0.0").is_err(), "a port is needed");
+        assert!(parse_host("tcp://1.2.3.4:99999").is_err());
+        assert!(parse_host("http://x:1").is_err());
     }
 }

@@ -1,0 +1,219 @@
+//! The API over TCP with TLS, as dockerd's `--tls`, `--tlsverify`,
+//! `--tlscacert`, `--tlscert` and `--tlskey` (rustls, TLS 1.2 and 1.3
+//! only). With `--tlsverify` a client must present a certificate signed
+//! by the CA: the handshake fails otherwise, before any request is read.
+//! Handshakes run in tasks of their own, at most [`MAX_HANDSHAKES`] at
+//! once and each within [`HANDSHAKE_TIMEOUT`], so a client that connects
+//! and says nothing holds up no one else.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// Handshakes under way at once on one listener.
+pub const MAX_HANDSHAKES: usize = 64;
+/// Time a client has to finish its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The files of a TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA client certificates must be signed by (`--tlsverify`).
+    pub ca: Option<PathBuf>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading certificates from {}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing certificates in {}", path.display()))?;
+    if certs.is_empty() {
+        bail!("{} holds no PEM certificate", path.display());
+    }
+    Ok(certs)
+}
+
+/// The server's TLS configuration from its files.
+pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = read_certs(&files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("reading the private key in {}", files.key.display()))?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context("TLS versions")?;
+    let builder = match &files.ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs(ca)? {
+                roots
+                    .add(cert)
+                    .with_context(|| format!("CA certificate in {}", ca.display()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .context("client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(certs, key)
+        .context("the server certificate and its key do not go together")?;
+    Ok(Arc::new(config))
+}
+
+/// A TCP listener whose connections come out of a finished handshake.
+pub struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    /// Starts accepting on `tcp`, handshaking with `config`.
+    pub fn start(tcp: TcpListener, config: Arc<ServerConfig>) -> Result<Self> {
+        let local = tcp.local_addr()?;
+        let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
+        tokio::spawn(accept_loop(tcp, TlsAcceptor::from(config), tx));
+        Ok(TlsListener { ready, local })
+    }
+}
+
+async fn accept_loop(
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match tcp.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "API listener cannot accept");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        if ready.is_closed() {
+            return; // the server stopped
+        }
+        let (acceptor, ready) = (acceptor.clone(), ready.clone());
+        tokio::spawn(async move {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            match handshake.await {
+                Ok(Ok(tls)) => {
+                    let _ = ready.send((tls, peer)).await;
+                }
+                Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
+                Err(_) => tracing::info!(%peer, "TLS handshake not finished in time"),
+            }
+            drop(slot);
+        });
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accept loop ended (only when the server stops): wait
+            // for the shutdown that follows.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::UnixTime;
+    use rustls::server::danger::ClientCertVerifier;
+
+    /// `berth tls init`'s files, written into a temporary folder.
+    fn init_files() -> (tempfile::TempDir, TlsFiles) {
+        let dir = tempfile::tempdir().unwrap();
+        let pems = crate::cli::tls::make(&crate::cli::tls::server_names(&[]), 30).unwrap();
+        let names = [
+            "ca.pem",
+            "ca-key.pem",
+            "server-cert.pem",
+            "server-key.pem",
+            "cert.pem",
+            "key.pem",
+        ];
+        for (name, pem) in names.iter().zip(&pems) {
+            std::fs::write(dir.path().join(name), pem).unwrap();
+        }
+        let files = TlsFiles {
+            ca: Some(dir.path().join("ca.pem")),
+            cert: dir.path().join("server-cert.pem"),
+            key: dir.path().join("server-key.pem"),
+        };
+        (dir, files)
+    }
+
+    fn verifier(ca: &Path) -> Arc<dyn ClientCertVerifier> {
+        let mut roots = RootCertStore::empty();
+        for cert in read_certs(ca).unwrap() {
+            roots.add(cert).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn tls_init_makes_files_the_server_takes_and_clients_pass() {
+        let (dir, files) = init_files();
+        server_config(&files).unwrap();
+        let client = read_certs(&dir.path().join("cert.pem")).unwrap();
+        let ours = verifier(files.ca.as_ref().unwrap());
+        ours.verify_client_cert(&client[0], &[], UnixTime::now())
+            .unwrap();
+        // A client of another CA does not pass.
+        let (_other_dir, other) = init_files();
+        let theirs = verifier(other.ca.as_ref().unwrap());
+        assert!(theirs
+            .verify_client_cert(&client[0], &[], UnixTime::now())
+            .is_err());
+    }
+
+    #[test]
+    fn bad_files_are_clear_errors() {
+        let (dir, mut files) = init_files();
+        files.key = dir.path().join("key.pem"); // the client's key
+        let e = server_config(&files).unwrap_err().to_string();
+        assert!(e.contains("do not go together"), "{e}");
+        files.cert = dir.path().join("missing.pem");
+        assert!(server_config(&files).is_err());
+        std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+        files.cert = dir.path().join("empty.pem");
+        let e = format!("{:#}", server_config(&files).unwrap_err());
+        assert!(e.contains("no PEM certificate"), "{e}");
+    }
+}
