@@ -55,7 +55,7 @@ def test_backup_restore_prune_and_check_over_sftp(daemon, uniq, work):
         assert first != second
         daemon.berth_cli("volume", "restore", "--from", f"{repo}:{second}", f"{uniq}back", env=ENV)
         assert tree_digest(daemon.mountpoint(f"{uniq}back")) == tree_digest(daemon.mountpoint(vol))
-        assert not [n for _, _, files in os.walk(repo_dir) for n in files if n.endswith("-tmp-")]
+        assert not [n for _, _, files in os.walk(repo_dir) for n in files if "-tmp-" in n]
 
         # restic reads what went over SFTP (the same files, as a local folder).
         env = dict(os.environ, RESTIC_PASSWORD=PASSWORD)
@@ -84,3 +84,40 @@ def test_an_sftp_server_that_cannot_start_is_a_clear_error(daemon, uniq, work):
     assert p.returncode != 0 and "no-such-program" in p.stderr, p.stderr
     assert daemon.api("GET", f"/berth/v1/backup/repos/{repo}")[0] == 404
     assert not os.path.exists(os.path.join(work, "r"))
+
+
+HOSTILE_SERVER = r'''
+import struct, sys
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+def send(kind, body):
+    out.write(struct.pack(">IB", len(body) + 1, kind) + body); out.flush()
+def s(b): return struct.pack(">I", len(b)) + b
+while True:
+    head = inp.read(5)
+    if len(head) < 5: break
+    n, kind = struct.unpack(">IB", head)
+    body = inp.read(n - 1)
+    if kind == 1:  # INIT
+        send(2, struct.pack(">I", 3)); continue
+    rid = body[:4]
+    if kind == 17:  # STAT: a file of a terabyte
+        send(105, rid + struct.pack(">IQ", 1, 1 << 40))
+    elif kind == 3:  # OPEN
+        send(102, rid + s(b"h"))
+    elif kind == 5:  # READ: more than asked
+        send(103, rid + s(b"x" * 70000))
+    else:
+        send(101, rid + struct.pack(">I", 0) + s(b"") + s(b""))
+'''
+
+
+def test_a_hostile_sftp_server_gets_a_clear_error_not_the_daemon(daemon, uniq, work):
+    script = os.path.join(work, "hostile.py")
+    with open(script, "w") as f:
+        f.write(HOSTILE_SERVER)
+    repo = f"{uniq}hostile"
+    p = daemon.berth_cli("backup", "repo", "add", repo, "--url", f"sftp:h:{work}/r",
+                         "-o", f"command=python3 {script}", check=False, env=ENV)
+    assert p.returncode != 0 and "bytes" in p.stderr, p.stderr
+    assert daemon.api("GET", f"/berth/v1/backup/repos/{repo}")[0] == 404
+    assert daemon.api("GET", "/_ping")[0] == 200, "the daemon is alive"

@@ -124,7 +124,8 @@ def test_validate_checks_without_starting(tmp_path):
     for flags, words in [
         (["--thin-pool-size", "64Q"], 'invalid --thin-pool-size: "64Q"'),
         (["--root", "relative/root"], "--root must be an absolute path"),
-        (["--host", "tcp://0.0.0.0:2375"], "unsupported host"),
+        (["--host", "tcp://0.0.0.0:2375"], "a tcp:// listener needs --tlsverify"),
+        (["--host", "http://0.0.0.0:2375"], "unsupported host"),
         (["--log-format", "xml"], "invalid --log-format"),
         (["--runtime", "/no/such/runc"], "--runtime /no/such/runc: no such file"),
     ]:

@@ -200,3 +200,24 @@ def test_tls_init_refuses_to_overwrite(certs):
                        capture_output=True, text=True)
     assert p.returncode == 1 and "exists: nothing was written" in p.stderr
     assert oct(os.stat(os.path.join(certs, "mine", "key.pem")).st_mode & 0o777) == "0o600"
+
+
+def test_berths_own_cli_over_mutual_tls(berth_factory, certs, uniq):
+    d, port = tls_daemon(berth_factory, certs)
+    mine, other = os.path.join(certs, "mine"), os.path.join(certs, "other")
+
+    def berth(ca_dir: str, *args: str) -> subprocess.CompletedProcess:
+        flags = ["--tlsverify", "--tlscacert", f"{ca_dir}/ca.pem", "--tlscert", f"{mine}/cert.pem",
+                 "--tlskey", f"{mine}/key.pem", "-H", f"tcp://localhost:{port}"]
+        return subprocess.run([BERTH_BIN, *flags, *args], capture_output=True, text=True, timeout=60)
+
+    p = berth(mine, "volume", "create", f"{uniq}tls")
+    assert p.returncode == 0, p.stderr
+    assert d.api("GET", f"/volumes/{uniq}tls")[0] == 200
+    # A daemon whose certificate the client's CA did not sign is not trusted.
+    p = berth(other, "volume", "ls")
+    assert p.returncode == 1 and "TLS with the daemon" in p.stderr, p.stderr
+    # TLS without verifying the daemon is refused by the client itself.
+    p = subprocess.run([BERTH_BIN, "--tls", "-H", f"tcp://localhost:{port}", "volume", "ls"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "--tlsverify" in p.stderr, p.stderr

@@ -417,3 +417,47 @@ def test_archive_bombs_are_refused_at_once(daemon, uniq, kind, words):
     assert status == 400 and words in body["message"], body
     assert time.monotonic() - started < 10
     assert os.listdir(daemon.mountpoint(vol)) == []
+
+
+def test_import_create_makes_the_volume_and_removes_it_on_failure(daemon, uniq, work):
+    src = f"{uniq}src"
+    daemon.docker("volume", "create", src)
+    fill_sample(daemon.mountpoint(src))
+    archive = os.path.join(work, "a.tar")
+    export_to(daemon, src, archive)
+    # Without --create a missing volume is an error, and nothing is made.
+    p = daemon.berth_cli("volume", "import", f"{uniq}none", archive, check=False)
+    assert p.returncode != 0 and "no such volume" in p.stderr, p.stderr
+    assert daemon.api("GET", f"/volumes/{uniq}none")[0] == 404
+    daemon.berth_cli("volume", "import", "--create", "--label", "team=db", f"{uniq}new", archive)
+    assert tree_digest(daemon.mountpoint(f"{uniq}new")) == tree_digest(daemon.mountpoint(src))
+    made = json.loads(daemon.docker("volume", "inspect", f"{uniq}new").stdout)[0]
+    assert made["Labels"] == {"team": "db"} and made["Driver"] == "local"
+    # A bad archive with --create leaves no volume behind.
+    bad = os.path.join(work, "bad.tar")
+    with open(bad, "wb") as f:
+        f.write(hostile("dotdot"))
+    p = daemon.berth_cli("volume", "import", "--create", f"{uniq}bad", bad, check=False)
+    assert p.returncode != 0
+    assert daemon.api("GET", f"/volumes/{uniq}bad")[0] == 404
+    # Into an existing volume --create just imports (204, not 201).
+    status, _ = daemon.api("POST", f"/berth/v1/volumes/{uniq}new/import?create=1",
+                           body=tar_of({"extra": b"x"}), headers={"Content-Type": "application/x-tar"})
+    assert status == 204
+    status, _ = daemon.api("POST", f"/berth/v1/volumes/{uniq}other/import?create=1&opts=%5B%5D",
+                           body=tar_of({"extra": b"x"}), headers={"Content-Type": "application/x-tar"})
+    assert status == 400 and daemon.api("GET", f"/volumes/{uniq}other")[0] == 404
+
+
+def test_podmans_export_and_import_paths(daemon, uniq):
+    src, dst = f"{uniq}p1", f"{uniq}p2"
+    daemon.docker("volume", "create", src)
+    daemon.docker("volume", "create", dst)
+    fill_sample(daemon.mountpoint(src))
+    status, _, data = daemon.http("GET", f"/v4.0.0/libpod/volumes/{src}/export", None, None, 30.0)
+    assert status == 200 and len(data) > 0
+    status, _ = daemon.api("POST", f"/v4.0.0/libpod/volumes/{dst}/import", body=data,
+                           headers={"Content-Type": "application/x-tar"})
+    assert status == 204
+    assert tree_digest(daemon.mountpoint(dst)) == tree_digest(daemon.mountpoint(src))
+    assert daemon.api("GET", f"/libpod/volumes/{uniq}none/export")[0] == 404

@@ -115,6 +115,16 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
             "/berth/v1/volumes/{name}/import",
             post(volume_archive::import),
         )
+        // Podman's shapes of the same two (podman volume export/import,
+        // its bindings): the same handlers.
+        .route(
+            "/libpod/volumes/{name}/export",
+            get(volume_archive::export),
+        )
+        .route(
+            "/libpod/volumes/{name}/import",
+            post(volume_archive::import),
+        )
         .route(
             "/berth/v1/backup/repos",
             get(backups::repos).post(backups::add_repo),

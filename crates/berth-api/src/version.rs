@@ -84,6 +84,8 @@ fn check_version(raw: &str) -> Result<ApiVersion, ApiError> {
 fn route_request(req: &mut Request) -> Result<(), ApiError> {
     let (raw, rest) = split_version(req.uri().path());
     let version = match raw {
+        // Podman's API carries its own versions (`/v4.0.0/libpod/…`).
+        Some(_) if rest.starts_with("/libpod/") => MAX_API_VERSION,
         Some(raw) => check_version(raw)?,
         None => MAX_API_VERSION,
     };
@@ -178,6 +180,10 @@ mod tests {
         assert_eq!(split_version("/volumes"), (None, "/volumes"));
         assert_eq!(split_version("/version"), (None, "/version"));
         assert_eq!(split_version("/v1.45/_ping"), (Some("1.45"), "/_ping"));
+        assert_eq!(
+            split_version("/v4.0.0/libpod/volumes/x/export"),
+            (Some("4.0.0"), "/libpod/volumes/x/export")
+        );
     }
 
     #[test]

@@ -6,12 +6,15 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use berth_core::volume::VolumeService;
+use berth_core::volume::{CreateRequest, VolumeService};
 
 use crate::error::ApiError;
+use crate::request::Query;
 use crate::ApiState;
 
 /// `GET /berth/v1/volumes/{name}/export`
@@ -23,16 +26,72 @@ pub async fn export(
     let what = format!("export of volume {name}");
     crate::tar_stream::stream_tar(what, move |writer| svc.export(&name, writer)).await
 }
-/// `POST /berth/v1/volumes/{name}/import` (body: the tar stream)
+/// `POST /berth/v1/volumes/{name}/import` (body: the tar stream).
+/// `?create=1` makes the volume first when it does not exist, with
+/// `driver`, `opts` and `labels` (JSON objects of strings, as the
+/// create body's `DriverOpts` and `Labels`): 201 when it was made, 204
+/// otherwise.
 pub async fn import(
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    RawQuery(q): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let create = parse_import_query(&name, &Query::parse(q.as_deref()))?;
     let svc = state.volumes.clone();
-    crate::request::with_upload(body, move |reader| {
-        svc.import(&name, reader).map_err(ApiError::from)
+    let made = crate::request::with_upload(body, move |reader| {
+        match create {
+            Some(request) => svc.import_creating(request, reader),
+            None => svc.import(&name, reader).map(|()| false),
+        }
+        .map_err(ApiError::from)
     })
     .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let status = if made { StatusCode::CREATED } else { StatusCode::NO_CONTENT };
+    Ok(status.into_response())
+}
+
+/// The volume to make when the import asks for it (`create=1`).
+pub fn parse_import_query(name: &str, query: &Query) -> Result<Option<CreateRequest>, ApiError> {
+    if !query.bool("create") {
+        if ["driver", "opts", "labels"].iter().any(|k| query.get(k).is_some()) {
+            return Err(ApiError::bad_request("driver, opts and labels go with create=1"));
+        }
+        return Ok(None);
+    }
+    let map = |key: &str| -> Result<BTreeMap<String, String>, ApiError> {
+        match query.get(key) {
+            None | Some("") => Ok(BTreeMap::new()),
+            Some(raw) => serde_json::from_str(raw).map_err(|e| {
+                ApiError::bad_request(format!("{key} must be a JSON object of strings: {e}"))
+            }),
+        }
+    };
+    Ok(Some(CreateRequest {
+        name: Some(name.to_string()),
+        driver: query.get("driver").unwrap_or_default().to_string(),
+        options: map("opts")?,
+        labels: map("labels")?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_query_makes_a_create_request_only_when_asked() {
+        let q = |raw: &str| parse_import_query("v", &Query::parse(Some(raw)));
+        assert!(q("").unwrap().is_none());
+        assert!(q("driver=thin").is_err(), "driver without create");
+        let r = q("create=1&driver=thin&opts=%7B%22size%22%3A%221G%22%7D&labels=%7B%22a%22%3A%22b%22%7D")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.name.as_deref(), Some("v"));
+        assert_eq!(r.driver, "thin");
+        assert_eq!(r.options.get("size").map(String::as_str), Some("1G"));
+        assert_eq!(r.labels.get("a").map(String::as_str), Some("b"));
+        assert!(q("create=1&opts=%5B1%5D").is_err(), "opts must be an object");
+        assert!(q("create=1&labels=%7B%22a%22%3A1%7D").is_err(), "values are strings");
+    }
 }

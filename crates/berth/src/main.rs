@@ -14,10 +14,29 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about)]
 struct Cli {
-    /// Daemon socket to talk to (unix:///path). Defaults to $BERTH_HOST,
-    /// then $DOCKER_HOST, then unix:///run/berth.sock.
+    /// Daemon to talk to (unix:///path or tcp://HOST:PORT). Defaults to
+    /// $BERTH_HOST, then $DOCKER_HOST, then unix:///run/berth.sock.
     #[arg(short = 'H', long = "host", global = true)]
     host: Option<String>,
+    /// Speak TLS to a tcp:// daemon (needs --tlsverify: the client always
+    /// verifies the daemon). The TLS flags go before the command, as
+    /// docker's: `berth --tlsverify -H tcp://HOST:2376 volume ls`.
+    #[arg(long)]
+    tls: bool,
+    /// Verify the daemon against --tlscacert and present --tlscert
+    /// (also $DOCKER_TLS_VERIFY).
+    #[arg(long)]
+    tlsverify: bool,
+    /// CA the daemon's certificate must chain to (default:
+    /// $DOCKER_CERT_PATH or ~/.docker, ca.pem).
+    #[arg(long, value_name = "FILE")]
+    tlscacert: Option<std::path::PathBuf>,
+    /// The client's certificate (default: ~/.docker/cert.pem).
+    #[arg(long, value_name = "FILE")]
+    tlscert: Option<std::path::PathBuf>,
+    /// The client certificate's key (default: ~/.docker/key.pem).
+    #[arg(long, value_name = "FILE")]
+    tlskey: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -95,13 +114,23 @@ fn main() {
         Command::Completion(args) => cli::docs::completion(Cli::command(), &args),
         Command::Man(args) => cli::docs::man(Cli::command(), &args),
         Command::Tls(cmd) => cli::tls::run(cmd),
-        command => run_client(cli.host, command),
+        command => {
+            let tls = client::connect::TlsOptions {
+                tls: cli.tls,
+                verify: cli.tlsverify,
+                cacert: cli.tlscacert,
+                cert: cli.tlscert,
+                key: cli.tlskey,
+            }
+            .with_env();
+            run_client(cli.host, &tls, command)
+        }
     };
     std::process::exit(code);
 }
 
 /// Runs a CLI command against the daemon; returns the process exit code.
-fn run_client(host: Option<String>, command: Command) -> i32 {
+fn run_client(host: Option<String>, tls: &client::connect::TlsOptions, command: Command) -> i32 {
     let host = client::resolve_host(host);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -113,7 +142,13 @@ fn run_client(host: Option<String>, command: Command) -> i32 {
             return 1;
         }
     };
-    let api = client::ApiClient::new(&host);
+    let api = match client::ApiClient::new(&host, tls) {
+        Ok(api) => api,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return 1;
+        }
+    };
     match runtime.block_on(dispatch(&api, command)) {
         Ok(code) => code,
         Err(e) => {

@@ -141,6 +141,10 @@ fn parse_sftp(url: &str, rest: &str) -> Result<Location, BackupError> {
     if endpoint.is_empty() || root.is_empty() {
         return Err(invalid(url, "sftp:user@host:/path"));
     }
+    // ssh would read either as an option (-oProxyCommand=… runs a command).
+    if endpoint.starts_with('-') || user.as_deref().is_some_and(|u| u.starts_with('-')) {
+        return Err(invalid(url, "a user or host may not start with '-'"));
+    }
     Ok(Location::Sftp {
         user,
         endpoint,
@@ -173,6 +177,13 @@ pub fn check_options(
         .find(|k| !SECRET_OPTIONS.contains(&k.as_str()))
     {
         return Err(bad(format!("unknown repository secret {k:?}")));
+    }
+    if let Some(v) = plain.get("known_hosts_strategy") {
+        if !["strict", "add", "accept"].contains(&v.as_str()) {
+            return Err(bad(format!(
+                "known_hosts_strategy {v:?}: strict, add or accept"
+            )));
+        }
     }
     let has = |k: &str| secret.get(k).is_some_and(|v| !v.is_empty());
     if matches!(location, Location::S3 { .. })
@@ -253,6 +264,8 @@ mod tests {
             }
         );
         assert!(parse_url("sftp:me:pw@host:/r").is_err());
+        assert!(parse_url("sftp:-oProxyCommand=x:/r").is_err());
+        assert!(parse_url("sftp:-x@h:/r").is_err());
         assert!(parse_url("sftp:host").is_err());
     }
 
@@ -273,6 +286,8 @@ mod tests {
         );
         let sftp = parse_url("sftp:h:/r").unwrap();
         check_options(&sftp, &command, &BTreeMap::new()).unwrap();
+        let strategy = BTreeMap::from([("known_hosts_strategy".to_string(), "maybe".to_string())]);
+        assert!(check_options(&sftp, &strategy, &BTreeMap::new()).is_err());
         assert!(check_options(&s3, &BTreeMap::new(), &plain).is_err());
         let local = parse_url("/r").unwrap();
         assert!(check_options(&local, &plain, &BTreeMap::new()).is_err());

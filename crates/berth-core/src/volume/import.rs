@@ -21,7 +21,7 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{VolumeError, VolumeService, OPERATION_MOUNT_PREFIX};
+use super::{CreateRequest, VolumeError, VolumeService, OPERATION_MOUNT_PREFIX};
 use crate::archive::ArchiveError;
 use crate::driver::VolumeDriver;
 use crate::store::VolumeRecord;
@@ -48,6 +48,36 @@ impl VolumeService {
                 .map_err(|e| archive_error(name, e))?;
             Ok(unpacked.had_root)
         })
+    }
+
+    /// [`VolumeService::import`] into `request`'s volume, made first when
+    /// it does not exist (`volume import --create`) with the request's
+    /// driver, options and labels. A volume made here that could not be
+    /// filled is removed again while it is still empty (another client
+    /// may have filled it meanwhile). Returns whether the volume was made.
+    pub fn import_creating(
+        &self,
+        request: CreateRequest,
+        input: impl Read,
+    ) -> Result<bool, VolumeError> {
+        let name = match request.name.as_deref() {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => return Err(VolumeError::InvalidName("import needs a volume name".into())),
+        };
+        let made = match self.get(&name) {
+            Ok(_) => false,
+            Err(VolumeError::NotFound { .. }) => self.create(request)?.1,
+            Err(e) => return Err(e),
+        };
+        if let Err(e) = self.import(&name, input) {
+            if made {
+                if let Err(rm) = self.remove_if_empty(&name) {
+                    tracing::error!(volume = %name, error = %rm, "removing the volume of a failed import");
+                }
+            }
+            return Err(e);
+        }
+        Ok(made)
     }
 
     /// Import's guarantees for content from any source: `fill` writes the

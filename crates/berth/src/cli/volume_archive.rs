@@ -26,6 +26,38 @@ pub struct ImportArgs {
     /// The archive: a tar file (plain, gzip or zstd), or "-" for standard
     /// input.
     source: String,
+    /// Make the volume first when it does not exist (removed again if the
+    /// import fails).
+    #[arg(long)]
+    create: bool,
+    /// The driver of a volume made by --create.
+    #[arg(short = 'd', long, requires = "create")]
+    driver: Option<String>,
+    /// A driver option of a volume made by --create (key=value).
+    #[arg(short = 'o', long = "opt", requires = "create")]
+    opts: Vec<String>,
+    /// A label of a volume made by --create (key=value).
+    #[arg(long = "label", requires = "create")]
+    labels: Vec<String>,
+}
+
+impl ImportArgs {
+    /// The import's path with the query `--create` adds.
+    fn path(&self) -> Result<String> {
+        let mut path = format!("/berth/v1/volumes/{}/import", encode(&self.volume));
+        if self.create {
+            let opts = serde_json::to_string(&super::key_values(&self.opts))?;
+            let labels = serde_json::to_string(&super::key_values(&self.labels))?;
+            let driver = self.driver.as_deref().unwrap_or_default();
+            path += &format!(
+                "?create=1&driver={}&opts={}&labels={}",
+                encode(driver),
+                encode(&opts),
+                encode(&labels)
+            );
+        }
+        Ok(path)
+    }
 }
 
 /// A bar of `total` bytes (a spinner of bytes when the total is unknown),
@@ -129,7 +161,7 @@ async fn copy_large(
 
 /// `berth volume import VOLUME FILE|-`
 pub async fn import(api: &ApiClient, a: ImportArgs) -> Result<i32> {
-    let path = format!("/berth/v1/volumes/{}/import", encode(&a.volume));
+    let path = a.path()?;
     let message = format!("importing into {}", a.volume);
     let resp = if a.source == "-" {
         let bar = byte_bar(None, message)?;

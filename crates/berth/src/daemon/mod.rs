@@ -726,6 +726,11 @@ fn restart_settings_changed(running: &DaemonArgs, new: &DaemonArgs) -> Vec<&'sta
     let pairs = [
         ("data-root", running.root != new.root),
         ("hosts", running.host != new.host),
+        ("tls", running.tls != new.tls),
+        ("tlsverify", running.tlsverify != new.tlsverify),
+        ("tlscacert", running.tlscacert != new.tlscacert),
+        ("tlscert", running.tlscert != new.tlscert),
+        ("tlskey", running.tlskey != new.tlskey),
         ("pidfile", running.pidfile != new.pidfile),
         ("log-format", running.log_format != new.log_format),
         ("runtime", running.runtime != new.runtime),

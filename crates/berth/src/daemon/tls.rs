@@ -2,12 +2,15 @@
 //! `--tlscacert`, `--tlscert` and `--tlskey` (rustls, TLS 1.2 and 1.3
 //! only). With `--tlsverify` a client must present a certificate signed
 //! by the CA: the handshake fails otherwise, before any request is read.
-//! Handshakes run in tasks of their own, at most [`MAX_HANDSHAKES`] at
-//! once and each within [`HANDSHAKE_TIMEOUT`], so a client that connects
-//! and says nothing holds up no one else.
+//! Handshakes run in tasks of their own, each within
+//! [`HANDSHAKE_TIMEOUT`], at most [`MAX_HANDSHAKES`] at once and
+//! [`MAX_HANDSHAKES_PER_IP`] from one address; a connection over either
+//! limit is closed at once, so the port keeps being served and a client
+//! that connects and says nothing holds up no one else.
 
 use std::io;
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +21,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-/// Handshakes under way at once on one listener.
-pub const MAX_HANDSHAKES: usize = 64;
+/// Handshakes under way at once on one listener, and from one address.
+pub const MAX_HANDSHAKES: usize = 256;
+pub const MAX_HANDSHAKES_PER_IP: usize = 16;
 /// Time a client has to finish its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -98,12 +102,14 @@ async fn accept_loop(
     acceptor: TlsAcceptor,
     ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let handshaking = Arc::new(Handshaking::default());
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
+        let accepted = tokio::select! {
+            accepted = tcp.accept() => accepted,
+            // The server stopped: let go of the port now.
+            () = ready.closed() => return,
         };
-        let (stream, peer) = match tcp.accept().await {
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "API listener cannot accept");
@@ -111,21 +117,63 @@ async fn accept_loop(
                 continue;
             }
         };
-        if ready.is_closed() {
-            return; // the server stopped
-        }
+        // Over the limits the connection is closed at once: the port keeps
+        // being served, and one address cannot take every slot.
+        let Some(slot) = handshaking.clone().enter(peer.ip()) else {
+            tracing::debug!(%peer, "too many TLS handshakes under way; connection closed");
+            continue;
+        };
         let (acceptor, ready) = (acceptor.clone(), ready.clone());
         tokio::spawn(async move {
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
-            match handshake.await {
+            let outcome = handshake.await;
+            drop(slot);
+            match outcome {
                 Ok(Ok(tls)) => {
                     let _ = ready.send((tls, peer)).await;
                 }
                 Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
                 Err(_) => tracing::info!(%peer, "TLS handshake not finished in time"),
             }
-            drop(slot);
         });
+    }
+}
+
+/// Handshakes under way, in all and per client address.
+#[derive(Default)]
+struct Handshaking {
+    per_ip: parking_lot::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A handshake's place; given back when dropped.
+struct Slot {
+    of: Arc<Handshaking>,
+    ip: IpAddr,
+}
+
+impl Handshaking {
+    fn enter(self: Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut per_ip = self.per_ip.lock();
+        let total: usize = per_ip.values().sum();
+        let mine = per_ip.entry(ip).or_default();
+        if total >= MAX_HANDSHAKES || *mine >= MAX_HANDSHAKES_PER_IP {
+            return None;
+        }
+        *mine += 1;
+        drop(per_ip);
+        Some(Slot { of: self, ip })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_ip = self.of.per_ip.lock();
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -201,6 +249,22 @@ mod tests {
         assert!(theirs
             .verify_client_cert(&client[0], &[], UnixTime::now())
             .is_err());
+    }
+
+    #[test]
+    fn handshake_slots_are_capped_per_address_and_given_back() {
+        let h = Arc::new(Handshaking::default());
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let mine: Vec<Slot> = (0..MAX_HANDSHAKES_PER_IP)
+            .map(|_| h.clone().enter(a).unwrap())
+            .collect();
+        assert!(h.clone().enter(a).is_none(), "one address is capped");
+        let other = h.clone().enter(b).expect("another address still gets in");
+        drop(mine);
+        drop(other);
+        assert!(h.per_ip.lock().is_empty(), "every slot given back");
+        assert!(h.clone().enter(a).is_some());
     }
 
     #[test]

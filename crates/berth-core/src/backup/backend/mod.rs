@@ -39,6 +39,8 @@ pub enum BackendError {
     },
     #[error("SFTP connection: {0}")]
     Io(#[source] std::io::Error),
+    #[error("SFTP connection: {0}")]
+    Broken(String),
     #[error("{what}: SFTP status {code}: {message}")]
     Sftp {
         what: String,
@@ -53,7 +55,9 @@ impl BackendError {
     /// Whether trying again may help (the network, not the request).
     pub fn is_transient(&self) -> bool {
         match self {
-            BackendError::Http(e) => e.is_connect() || e.is_timeout() || e.is_request(),
+            BackendError::Http(e) => {
+                e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode()
+            }
             _ => false,
         }
     }

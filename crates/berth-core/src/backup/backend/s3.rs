@@ -19,6 +19,28 @@ const DEFAULT_TRIES: u32 = 5;
 /// A request (with its body) must finish within this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest answers read: a whole file (restic's packs are far smaller),
+/// a listing page or other metadata, an error.
+const FILE_BODY_CAP: usize = 1 << 30;
+const META_BODY_CAP: usize = 16 << 20;
+const ERROR_BODY_CAP: usize = 64 << 10;
+/// Most objects one listing may return (restic repositories of many TiB
+/// hold far fewer).
+const MAX_LISTED: usize = 50_000_000;
+
+/// The Host header reqwest sends for `endpoint`, which is what is signed:
+/// the host in lower case, the port only when it is not the scheme's.
+fn signed_host(endpoint: &str) -> Result<String, BackendError> {
+    let url = url::Url::parse(endpoint)
+        .map_err(|e| BackendError::Config(format!("endpoint {endpoint}: {e}")))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| BackendError::Config(format!("endpoint {endpoint}: no host")))?;
+    Ok(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
+}
 
 /// Where the bucket is and how to reach it.
 #[derive(Debug, Clone)]
@@ -58,14 +80,12 @@ struct Answer {
 impl S3Backend {
     pub fn new(config: S3Config, blocking: Blocking) -> Result<Self, BackendError> {
         crate::image::registry::transport::install_crypto();
-        let host = config
-            .endpoint
-            .split_once("://")
-            .map(|(_, h)| h.to_string())
-            .ok_or_else(|| BackendError::Config(format!("endpoint {}", config.endpoint)))?;
+        let host = signed_host(&config.endpoint)?;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
+            // A redirect would carry the session token to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| BackendError::Config(format!("S3 client: {e}")))?;
@@ -94,10 +114,23 @@ impl S3Backend {
         extra: &[(&str, &str)],
         body: Bytes,
     ) -> Result<Answer, BackendError> {
+        self.send_capped(method, key, query, extra, body, META_BODY_CAP)
+    }
+
+    /// [`S3Backend::send`] for an answer of at most `body_cap` bytes.
+    fn send_capped(
+        &self,
+        method: Method,
+        key: Option<&str>,
+        query: &[(&str, &str)],
+        extra: &[(&str, &str)],
+        body: Bytes,
+        body_cap: usize,
+    ) -> Result<Answer, BackendError> {
         let mut delay = Duration::from_millis(200);
         let mut tries = 1;
         loop {
-            let result = self.send_once(method.clone(), key, query, extra, body.clone());
+            let result = self.send_once(method.clone(), key, query, extra, body.clone(), body_cap);
             let transient = match &result {
                 Ok(a) => a.status.is_server_error() || a.status == StatusCode::TOO_MANY_REQUESTS,
                 Err(e) => e.is_transient(),
@@ -119,6 +152,7 @@ impl S3Backend {
         query: &[(&str, &str)],
         extra: &[(&str, &str)],
         body: Bytes,
+        body_cap: usize,
     ) -> Result<Answer, BackendError> {
         let path = match key {
             Some(k) => format!("/{}/{k}", self.config.bucket),
@@ -148,14 +182,25 @@ impl S3Backend {
             builder = builder.header(name, value);
         }
         self.blocking.wait(async move {
-            let response = builder.send().await.map_err(BackendError::Http)?;
+            let mut response = builder.send().await.map_err(BackendError::Http)?;
             let status = response.status();
             let headers = response.headers().clone();
-            let body = response.bytes().await.map_err(BackendError::Http)?;
+            // Never more than asked for: a hostile endpoint's endless body
+            // must not fill the daemon's memory.
+            let cap = if status.is_success() { body_cap } else { ERROR_BODY_CAP };
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(BackendError::Http)? {
+                if body.len() + chunk.len() > cap {
+                    return Err(BackendError::Protocol(format!(
+                        "an answer longer than the {cap} bytes expected"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
             Ok(Answer {
                 status,
                 headers,
-                body,
+                body: body.into(),
             })
         })
     }
@@ -187,7 +232,17 @@ impl S3Backend {
             let page = super::s3_list::parse_list(&String::from_utf8_lossy(&answer.body))
                 .map_err(BackendError::Protocol)?;
             objects.extend(page.objects);
+            if objects.len() > MAX_LISTED {
+                return Err(BackendError::Protocol(format!(
+                    "more than {MAX_LISTED} objects under {prefix}"
+                )));
+            }
             match page.next {
+                Some(next) if token.as_ref() == Some(&next) => {
+                    return Err(BackendError::Protocol(
+                        "the listing repeats its continuation token".into(),
+                    ))
+                }
                 Some(next) => token = Some(next),
                 None => return Ok(objects),
             }
@@ -201,12 +256,16 @@ impl S3Backend {
         range: Option<(u32, u32)>,
     ) -> Result<Bytes, BackendError> {
         let key = self.key(&object_path(tpe, id));
+        let cap = match range {
+            Some((_, length)) => length.max(1) as usize,
+            None => FILE_BODY_CAP,
+        };
         let range = range.map(|(offset, length)| {
             let last = u64::from(offset) + u64::from(length).max(1) - 1;
             format!("bytes={offset}-{last}")
         });
         let extra: Vec<(&str, &str)> = range.iter().map(|r| ("range", r.as_str())).collect();
-        let answer = self.send(Method::GET, Some(&key), &[], &extra, Bytes::new())?;
+        let answer = self.send_capped(Method::GET, Some(&key), &[], &extra, Bytes::new(), cap)?;
         Ok(self.expect_ok("reading", &key, answer)?.body)
     }
 }
@@ -319,5 +378,19 @@ impl WriteBackend for S3Backend {
             .map_err(wrap)?;
         self.expect_ok("removing", &key, answer).map_err(wrap)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signed_host_is_the_one_sent() {
+        assert_eq!(signed_host("https://S3.Example.com:443").unwrap(), "s3.example.com");
+        assert_eq!(signed_host("http://h:80").unwrap(), "h");
+        assert_eq!(signed_host("http://127.0.0.1:9000").unwrap(), "127.0.0.1:9000");
+        assert_eq!(signed_host("http://[::1]:9000").unwrap(), "[::1]:9000");
+        assert!(signed_host("nothing").is_err());
     }
 }

@@ -84,10 +84,19 @@ pub fn parse_list(xml: &str) -> Result<ListPage, String> {
     let mut reader = Reader::from_str(xml);
     let mut got = Gathered::default();
     let (mut in_contents, mut at) = (false, Field::Other);
+    let mut root_seen = false;
     loop {
         match reader.read_event().map_err(|e| e.to_string())? {
             Event::Start(e) => {
                 let name = e.local_name();
+                if !root_seen {
+                    // Anything else (a proxy's page, another answer) is
+                    // not an empty listing.
+                    if name.as_ref() != "ListBucketResult" {
+                        return Err(format!("not a listing: <{}>", name.as_ref()));
+                    }
+                    root_seen = true;
+                }
                 in_contents |= name.as_ref() == "Contents";
                 at = field(name.as_ref(), in_contents);
             }
@@ -115,6 +124,9 @@ pub fn parse_list(xml: &str) -> Result<ListPage, String> {
             Event::Eof => break,
             _ => {}
         }
+    }
+    if !root_seen {
+        return Err("not a listing: no ListBucketResult".into());
     }
     if got.truncated.trim() == "true" {
         if got.token.is_empty() {
@@ -165,5 +177,7 @@ mod tests {
         let no_token = "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>";
         assert!(parse_list(no_token).is_err());
         assert!(parse_list("<a><b></a>").is_err());
+        assert!(parse_list("<html><body>proxy</body></html>").is_err());
+        assert!(parse_list("").is_err());
     }
 }

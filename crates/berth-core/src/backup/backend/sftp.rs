@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -24,6 +25,12 @@ const CHUNK: usize = 32 * 1024;
 const WINDOW: usize = 16;
 /// Largest reply accepted (a READDIR of many names; DATA of one chunk).
 const MAX_PACKET: usize = 4 << 20;
+/// Most bytes reserved ahead of a read (the rest grows as data comes).
+const MAX_PREALLOCATED: usize = 64 << 20;
+/// Most entries one folder listing may return.
+const MAX_LISTED: usize = 50_000_000;
+/// Lines of the server's (ssh's) standard error kept for error messages.
+const STDERR_KEPT: usize = 2048;
 
 /// How to reach the server.
 #[derive(Debug, Clone)]
@@ -63,7 +70,12 @@ fn ssh_command(
         Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p)),
         _ => (endpoint, None),
     };
-    let mut cmd: Vec<String> = vec!["ssh".into(), "-o".into(), "BatchMode=yes".into()];
+    // Never a prompt; a dead peer is noticed within a minute.
+    let mut cmd: Vec<String> = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=30"]
+        .into_iter()
+        .chain(["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"])
+        .map(String::from)
+        .collect();
     if let Some(p) = port {
         cmd.extend(["-p".into(), p.into()]);
     }
@@ -79,6 +91,7 @@ fn ssh_command(
     if let Some(c) = checking {
         cmd.extend(["-o".into(), format!("StrictHostKeyChecking={c}")]);
     }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     let target = match user {
         Some(u) => format!("{u}@{host}"),
         None => host.to_string(),
@@ -92,6 +105,8 @@ struct Conn {
     child: Child,
     to: ChildStdin,
     from: ChildStdout,
+    /// The end of what the server wrote on its standard error.
+    stderr: Arc<Mutex<String>>,
     next_id: u32,
     posix_rename: bool,
     fsync: bool,
@@ -113,30 +128,54 @@ impl Conn {
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| BackendError::Config(format!("starting {program}: {e}")))?;
         let to = child.stdin.take().expect("piped");
         let from = child.stdout.take().expect("piped");
+        let stderr = keep_tail(child.stderr.take().expect("piped"));
         let mut conn = Conn {
             child,
             to,
             from,
+            stderr,
             next_id: 1,
             posix_rename: false,
             fsync: false,
         };
         // INIT carries the version where other requests carry their id.
         let init = Packet::new(kind::INIT, 3).finish();
-        conn.to.write_all(&init).map_err(BackendError::Io)?;
+        let answer = conn
+            .to
+            .write_all(&init)
+            .map_err(BackendError::Io)
+            .and_then(|()| conn.read_packet());
+        let answer = answer.map_err(|e| conn.explain(e))?;
         let (version, extensions) =
-            parse_version(&conn.read_packet()?).map_err(|m| BackendError::Protocol(m.0.into()))?;
+            parse_version(&answer).map_err(|m| BackendError::Protocol(m.0.into()))?;
         if version < 3 {
             return Err(BackendError::Protocol(format!("SFTP version {version}")));
         }
         conn.posix_rename = extensions.iter().any(|e| e == "posix-rename@openssh.com");
         conn.fsync = extensions.iter().any(|e| e == "fsync@openssh.com");
+        if !conn.fsync {
+            tracing::warn!(command = %program,
+                "the SFTP server offers no fsync@openssh.com: files written to the repository are not synced");
+        }
         Ok(conn)
+    }
+
+    /// A broken connection's error with what the server (ssh) said.
+    fn explain(&mut self, e: BackendError) -> BackendError {
+        // ssh's last words arrive just before the pipe closes.
+        let status = self.child.wait().ok();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let said = self.stderr.lock().trim().to_string();
+        let status = status.map(|s| format!(" ({s})")).unwrap_or_default();
+        match said.is_empty() {
+            true => BackendError::Broken(format!("{e}{status}")),
+            false => BackendError::Broken(format!("{e}{status}: {said}")),
+        }
     }
 
     fn read_packet(&mut self) -> Result<Vec<u8>, BackendError> {
@@ -185,6 +224,28 @@ impl Conn {
         let packet = build(id).finish();
         Ok(self.round(vec![(id, packet)])?.remove(0))
     }
+}
+
+/// Keeps the last [`STDERR_KEPT`] bytes `stream` gives, read on a thread
+/// of its own until it closes.
+fn keep_tail(mut stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let kept = Arc::new(Mutex::new(String::new()));
+    let tail = kept.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            let mut t = tail.lock();
+            t.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if t.len() > STDERR_KEPT {
+                let mut cut = t.len() - STDERR_KEPT;
+                while !t.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                t.drain(..cut);
+            }
+        }
+    });
+    kept
 }
 
 /// A STATUS that is not OK, as an error naming `path`.
@@ -249,11 +310,19 @@ impl SftpBackend {
         if guard.is_none() {
             *guard = Some(Conn::start(&self.config.command)?);
         }
-        let result = work(guard.as_mut().expect("made above"));
-        if matches!(result, Err(BackendError::Io(_) | BackendError::Protocol(_))) {
-            *guard = None;
+        let conn = guard.as_mut().expect("made above");
+        match work(conn) {
+            Err(e @ BackendError::Io(_)) => {
+                let e = conn.explain(e);
+                *guard = None;
+                Err(e)
+            }
+            Err(e @ BackendError::Protocol(_)) => {
+                *guard = None;
+                Err(e)
+            }
+            other => other,
         }
-        result
     }
 
     fn path(&self, rel: &str) -> String {
@@ -297,7 +366,12 @@ impl SftpBackend {
         let mut entries = Vec::new();
         let result = loop {
             match conn.call(|id| Packet::new(kind::READDIR, id).bytes(&handle)) {
-                Ok(Reply::Name(names)) => entries.extend(names),
+                Ok(Reply::Name(names)) if entries.len() + names.len() <= MAX_LISTED => {
+                    entries.extend(names)
+                }
+                Ok(Reply::Name(_)) => {
+                    break Err(BackendError::Protocol(format!("more than {MAX_LISTED} entries in {dir}")))
+                }
                 Ok(Reply::Status {
                     code: status::EOF, ..
                 }) => break Ok(()),
@@ -338,34 +412,42 @@ impl SftpBackend {
                 other => return Err(failed("stat", path, other)),
             },
         };
-        let mut data = Vec::with_capacity((end - offset) as usize);
+        // restic's files are far smaller; a server claiming more is wrong.
+        if end - offset > u64::from(u32::MAX) {
+            return Err(BackendError::Protocol(format!("{path}: a size of {end} bytes")));
+        }
+        let mut data = Vec::with_capacity(((end - offset) as usize).min(MAX_PREALLOCATED));
         let mut at = offset;
         while at < end {
+            let mut asked = Vec::new();
             let mut batch = Vec::new();
             let mut next = at;
             while next < end && batch.len() < WINDOW {
                 let n = (end - next).min(CHUNK as u64) as u32;
                 let id = conn.id();
-                batch.push((
-                    id,
-                    Packet::new(kind::READ, id)
-                        .bytes(handle)
-                        .u64(next)
-                        .u32(n)
-                        .finish(),
-                ));
+                batch.push((id, Packet::new(kind::READ, id).bytes(handle).u64(next).u32(n).finish()));
+                asked.push(n as usize);
                 next += u64::from(n);
             }
-            for reply in conn.round(batch)? {
-                match reply {
-                    Reply::Data(d) => data.extend_from_slice(&d),
+            for (reply, n) in conn.round(batch)?.into_iter().zip(asked) {
+                let d = match reply {
+                    Reply::Data(d) if !d.is_empty() && d.len() <= n => d,
+                    Reply::Data(d) => {
+                        return Err(BackendError::Protocol(format!(
+                            "read of {path}: {} bytes for {n} asked",
+                            d.len()
+                        )))
+                    }
                     other => return Err(failed("read", path, other)),
+                };
+                data.extend_from_slice(&d);
+                at += d.len() as u64;
+                if d.len() < n {
+                    // A short read is allowed: what was asked after it
+                    // is asked again from where it ended.
+                    break;
                 }
             }
-            if data.len() as u64 != next - offset {
-                return Err(BackendError::Protocol(format!("short read of {path}")));
-            }
-            at = next;
         }
         Ok(data)
     }
@@ -541,7 +623,8 @@ impl WriteBackend for SftpBackend {
         content: BytesList,
     ) -> RusticResult<()> {
         let path = self.path(&object_path(tpe, id));
-        let temp = format!("{path}-tmp-");
+        // Random: two writers of one file never share a temporary.
+        let temp = format!("{path}-tmp-{:016x}", rand::random::<u64>());
         let body: Vec<u8> = content.into_vec().concat();
         self.with(|conn| {
             let written = match Self::write(conn, &temp, &body) {
@@ -575,6 +658,18 @@ impl WriteBackend for SftpBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SSH_BASE: &[&str] = &[
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=30",
+        "-o",
+        "ServerAliveInterval=15",
+        "-o",
+        "ServerAliveCountMax=4",
+    ];
 
     #[test]
     fn ssh_command_from_the_url_and_options() {
@@ -612,6 +707,8 @@ mod tests {
                 "sftp"
             ]
         );
+        let c = SftpConfig::new(None, "[::1]:22", "/r", &BTreeMap::new());
+        assert_eq!(c.command[c.command.len() - 3], "::1");
         opts.insert("command".into(), "/usr/lib/openssh/sftp-server -e".into());
         let c = SftpConfig::new(None, "host", "/r", &opts);
         assert_eq!(c.command, ["/usr/lib/openssh/sftp-server", "-e"]);

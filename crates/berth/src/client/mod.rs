@@ -1,5 +1,8 @@
-//! A minimal Docker Engine API client over a unix socket, for the CLI.
-//! One HTTP/1.1 connection per request (the CLI makes few).
+//! A minimal Docker Engine API client for the CLI, over a unix socket or
+//! TCP (with mutual TLS: `connect.rs`). One HTTP/1.1 connection per
+//! request (the CLI makes few).
+
+pub mod connect;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
@@ -27,7 +30,7 @@ pub fn socket_path(host: &str) -> Result<String> {
     if host.starts_with('/') {
         return Ok(host.to_string());
     }
-    bail!("unsupported host {host:?}: berth speaks over unix sockets (unix:///path)")
+    bail!("unsupported host {host:?}: unix:///path or tcp://HOST:PORT")
 }
 
 /// A response: status and body.
@@ -46,13 +49,16 @@ impl ApiResponse {
 /// Client for one daemon.
 pub struct ApiClient {
     host: String,
+    endpoint: connect::Endpoint,
 }
 
 impl ApiClient {
-    pub fn new(host: &str) -> Self {
-        ApiClient {
+    /// A client of the daemon at `host`, reached with `tls` for tcp://.
+    pub fn new(host: &str, tls: &connect::TlsOptions) -> Result<Self> {
+        Ok(ApiClient {
             host: host.to_string(),
-        }
+            endpoint: connect::Endpoint::parse(host, tls)?,
+        })
     }
 
     /// Sends a request; a status ≥ 400 becomes an error worded as the
@@ -157,15 +163,7 @@ impl ApiClient {
         content_type: Option<&'static str>,
         upgrade: bool,
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
-        let socket = socket_path(&self.host)?;
-        let stream = tokio::net::UnixStream::connect(&socket)
-            .await
-            .with_context(|| {
-                format!(
-                    "Cannot connect to the berth daemon at {}. Is the berth daemon running?",
-                    self.host
-                )
-            })?;
+        let stream = self.endpoint.connect(&self.host).await?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn.with_upgrades());

@@ -1,0 +1,162 @@
+//! How the CLI reaches a daemon: a unix socket, or TCP in plain HTTP or
+//! with mutual TLS (the docker CLI's `--tlsverify`, `--tlscacert`,
+//! `--tlscert`, `--tlskey`, `$DOCKER_TLS_VERIFY`, `$DOCKER_CERT_PATH`).
+//! The client always verifies a TLS daemon: `--tls` without verification
+//! is refused rather than trusting any certificate.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A connection the HTTP client speaks over.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The client's TLS flags.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    pub tls: bool,
+    pub verify: bool,
+    pub cacert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    /// `$DOCKER_TLS_VERIFY` (any non-empty value) turns verification on.
+    pub fn with_env(mut self) -> Self {
+        self.verify |= std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty());
+        self
+    }
+
+    fn file(&self, given: &Option<PathBuf>, name: &str) -> PathBuf {
+        given.clone().unwrap_or_else(|| {
+            std::env::var_os("DOCKER_CERT_PATH")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+                .unwrap_or_else(|| PathBuf::from("/root/.docker"))
+                .join(name)
+        })
+    }
+}
+
+/// Where the daemon is.
+#[derive(Clone)]
+pub enum Endpoint {
+    Unix(String),
+    Tcp {
+        /// `host:port` to connect to.
+        addr: String,
+        tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    },
+}
+
+impl Endpoint {
+    /// The endpoint of `host` (`unix:///path`, `/path`, `tcp://HOST:PORT`).
+    pub fn parse(host: &str, tls: &TlsOptions) -> Result<Endpoint> {
+        let Some(addr) = host.strip_prefix("tcp://") else {
+            return Ok(Endpoint::Unix(super::socket_path(host)?));
+        };
+        let addr = addr.trim_end_matches('/').to_string();
+        let name = server_name(&addr)?;
+        let tls = match (tls.tls, tls.verify) {
+            (_, true) => Some((client_config(tls)?, name)),
+            (true, false) => bail!(
+                "--tls without --tlsverify would trust any daemon: berth's client verifies it (--tlsverify --tlscacert …)"
+            ),
+            (false, false) => None,
+        };
+        Ok(Endpoint::Tcp { addr, tls })
+    }
+
+    /// A new connection.
+    pub async fn connect(&self, shown: &str) -> Result<Box<dyn Io>> {
+        let unreachable = || format!("Cannot connect to the berth daemon at {shown}. Is the berth daemon running?");
+        match self {
+            Endpoint::Unix(path) => {
+                let s = tokio::net::UnixStream::connect(path).await.with_context(unreachable)?;
+                Ok(Box::new(s))
+            }
+            Endpoint::Tcp { addr, tls: None } => {
+                let s = tokio::net::TcpStream::connect(addr).await.with_context(unreachable)?;
+                s.set_nodelay(true)?;
+                Ok(Box::new(s))
+            }
+            Endpoint::Tcp { addr, tls: Some((config, name)) } => {
+                let s = tokio::net::TcpStream::connect(addr).await.with_context(unreachable)?;
+                s.set_nodelay(true)?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name.clone(), s)
+                    .await
+                    .with_context(|| format!("TLS with the daemon at {shown}"))?;
+                Ok(Box::new(tls))
+            }
+        }
+    }
+}
+
+/// The name the daemon's certificate must be for: the host of `host:port`.
+fn server_name(addr: &str) -> Result<ServerName<'static>> {
+    let host = match addr.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => h,
+        _ => bail!("tcp://{addr}: give the port (tcp://HOST:PORT)"),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string()).with_context(|| format!("tcp://{addr}: not a host name or address"))
+}
+
+fn client_config(tls: &TlsOptions) -> Result<Arc<rustls::ClientConfig>> {
+    let ca = tls.file(&tls.cacert, "ca.pem");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&ca)
+        .with_context(|| format!("reading {}", ca.display()))?
+    {
+        roots
+            .add(cert.with_context(|| format!("parsing {}", ca.display()))?)
+            .with_context(|| format!("CA certificate in {}", ca.display()))?;
+    }
+    let (cert, key) = (tls.file(&tls.cert, "cert.pem"), tls.file(&tls.key, "key.pem"));
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .with_context(|| format!("reading {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key).with_context(|| format!("reading the key in {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .context("the client certificate and its key do not go together")?;
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names_from_addresses() {
+        assert!(matches!(server_name("localhost:2376").unwrap(), ServerName::DnsName(_)));
+        assert!(matches!(server_name("127.0.0.1:2376").unwrap(), ServerName::IpAddress(_)));
+        assert!(matches!(server_name("[::1]:2376").unwrap(), ServerName::IpAddress(_)));
+        assert!(server_name("localhost").is_err());
+    }
+
+    #[test]
+    fn tls_without_verification_is_refused() {
+        let opts = TlsOptions { tls: true, ..Default::default() };
+        assert!(Endpoint::parse("tcp://h:1", &opts).is_err());
+        assert!(matches!(
+            Endpoint::parse("tcp://h:1", &TlsOptions::default()).unwrap(),
+            Endpoint::Tcp { tls: None, .. }
+        ));
+        assert!(matches!(
+            Endpoint::parse("unix:///x", &opts).unwrap(),
+            Endpoint::Unix(p) if p == "/x"
+        ));
+    }
+}
