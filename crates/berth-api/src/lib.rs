@@ -117,10 +117,7 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         )
         // Podman's shapes of the same two (podman volume export/import,
         // its bindings): the same handlers.
-        .route(
-            "/libpod/volumes/{name}/export",
-            get(volume_archive::export),
-        )
+        .route("/libpod/volumes/{name}/export", get(volume_archive::export))
         .route(
             "/libpod/volumes/{name}/import",
             post(volume_archive::import),

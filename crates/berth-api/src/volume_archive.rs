@@ -47,15 +47,24 @@ pub async fn import(
         .map_err(ApiError::from)
     })
     .await?;
-    let status = if made { StatusCode::CREATED } else { StatusCode::NO_CONTENT };
+    let status = if made {
+        StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
+    };
     Ok(status.into_response())
 }
 
 /// The volume to make when the import asks for it (`create=1`).
 pub fn parse_import_query(name: &str, query: &Query) -> Result<Option<CreateRequest>, ApiError> {
     if !query.bool("create") {
-        if ["driver", "opts", "labels"].iter().any(|k| query.get(k).is_some()) {
-            return Err(ApiError::bad_request("driver, opts and labels go with create=1"));
+        if ["driver", "opts", "labels"]
+            .iter()
+            .any(|k| query.get(k).is_some())
+        {
+            return Err(ApiError::bad_request(
+                "driver, opts and labels go with create=1",
+            ));
         }
         return Ok(None);
     }
@@ -84,14 +93,22 @@ mod tests {
         let q = |raw: &str| parse_import_query("v", &Query::parse(Some(raw)));
         assert!(q("").unwrap().is_none());
         assert!(q("driver=thin").is_err(), "driver without create");
-        let r = q("create=1&driver=thin&opts=%7B%22size%22%3A%221G%22%7D&labels=%7B%22a%22%3A%22b%22%7D")
-            .unwrap()
-            .unwrap();
+        let r = q(
+            "create=1&driver=thin&opts=%7B%22size%22%3A%221G%22%7D&labels=%7B%22a%22%3A%22b%22%7D",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(r.name.as_deref(), Some("v"));
         assert_eq!(r.driver, "thin");
         assert_eq!(r.options.get("size").map(String::as_str), Some("1G"));
         assert_eq!(r.labels.get("a").map(String::as_str), Some("b"));
-        assert!(q("create=1&opts=%5B1%5D").is_err(), "opts must be an object");
-        assert!(q("create=1&labels=%7B%22a%22%3A1%7D").is_err(), "values are strings");
+        assert!(
+            q("create=1&opts=%5B1%5D").is_err(),
+            "opts must be an object"
+        );
+        assert!(
+            q("create=1&labels=%7B%22a%22%3A1%7D").is_err(),
+            "values are strings"
+        );
     }
 }

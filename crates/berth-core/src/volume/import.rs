@@ -62,7 +62,11 @@ impl VolumeService {
     ) -> Result<bool, VolumeError> {
         let name = match request.name.as_deref() {
             Some(n) if !n.is_empty() => n.to_string(),
-            _ => return Err(VolumeError::InvalidName("import needs a volume name".into())),
+            _ => {
+                return Err(VolumeError::InvalidName(
+                    "import needs a volume name".into(),
+                ))
+            }
         };
         let made = match self.get(&name) {
             Ok(_) => false,

@@ -75,19 +75,30 @@ impl Endpoint {
 
     /// A new connection.
     pub async fn connect(&self, shown: &str) -> Result<Box<dyn Io>> {
-        let unreachable = || format!("Cannot connect to the berth daemon at {shown}. Is the berth daemon running?");
+        let unreachable = || {
+            format!("Cannot connect to the berth daemon at {shown}. Is the berth daemon running?")
+        };
         match self {
             Endpoint::Unix(path) => {
-                let s = tokio::net::UnixStream::connect(path).await.with_context(unreachable)?;
+                let s = tokio::net::UnixStream::connect(path)
+                    .await
+                    .with_context(unreachable)?;
                 Ok(Box::new(s))
             }
             Endpoint::Tcp { addr, tls: None } => {
-                let s = tokio::net::TcpStream::connect(addr).await.with_context(unreachable)?;
+                let s = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .with_context(unreachable)?;
                 s.set_nodelay(true)?;
                 Ok(Box::new(s))
             }
-            Endpoint::Tcp { addr, tls: Some((config, name)) } => {
-                let s = tokio::net::TcpStream::connect(addr).await.with_context(unreachable)?;
+            Endpoint::Tcp {
+                addr,
+                tls: Some((config, name)),
+            } => {
+                let s = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .with_context(unreachable)?;
                 s.set_nodelay(true)?;
                 let tls = tokio_rustls::TlsConnector::from(config.clone())
                     .connect(name.clone(), s)
@@ -106,25 +117,30 @@ fn server_name(addr: &str) -> Result<ServerName<'static>> {
         _ => bail!("tcp://{addr}: give the port (tcp://HOST:PORT)"),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(host.to_string()).with_context(|| format!("tcp://{addr}: not a host name or address"))
+    ServerName::try_from(host.to_string())
+        .with_context(|| format!("tcp://{addr}: not a host name or address"))
 }
 
 fn client_config(tls: &TlsOptions) -> Result<Arc<rustls::ClientConfig>> {
     let ca = tls.file(&tls.cacert, "ca.pem");
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&ca)
-        .with_context(|| format!("reading {}", ca.display()))?
+    for cert in
+        CertificateDer::pem_file_iter(&ca).with_context(|| format!("reading {}", ca.display()))?
     {
         roots
             .add(cert.with_context(|| format!("parsing {}", ca.display()))?)
             .with_context(|| format!("CA certificate in {}", ca.display()))?;
     }
-    let (cert, key) = (tls.file(&tls.cert, "cert.pem"), tls.file(&tls.key, "key.pem"));
+    let (cert, key) = (
+        tls.file(&tls.cert, "cert.pem"),
+        tls.file(&tls.key, "key.pem"),
+    );
     let chain = CertificateDer::pem_file_iter(&cert)
         .with_context(|| format!("reading {}", cert.display()))?
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("parsing {}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&key).with_context(|| format!("reading the key in {}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key)
+        .with_context(|| format!("reading the key in {}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -140,15 +156,27 @@ mod tests {
 
     #[test]
     fn server_names_from_addresses() {
-        assert!(matches!(server_name("localhost:2376").unwrap(), ServerName::DnsName(_)));
-        assert!(matches!(server_name("127.0.0.1:2376").unwrap(), ServerName::IpAddress(_)));
-        assert!(matches!(server_name("[::1]:2376").unwrap(), ServerName::IpAddress(_)));
+        assert!(matches!(
+            server_name("localhost:2376").unwrap(),
+            ServerName::DnsName(_)
+        ));
+        assert!(matches!(
+            server_name("127.0.0.1:2376").unwrap(),
+            ServerName::IpAddress(_)
+        ));
+        assert!(matches!(
+            server_name("[::1]:2376").unwrap(),
+            ServerName::IpAddress(_)
+        ));
         assert!(server_name("localhost").is_err());
     }
 
     #[test]
     fn tls_without_verification_is_refused() {
-        let opts = TlsOptions { tls: true, ..Default::default() };
+        let opts = TlsOptions {
+            tls: true,
+            ..Default::default()
+        };
         assert!(Endpoint::parse("tcp://h:1", &opts).is_err());
         assert!(matches!(
             Endpoint::parse("tcp://h:1", &TlsOptions::default()).unwrap(),

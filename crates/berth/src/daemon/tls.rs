@@ -8,8 +8,8 @@
 //! limit is closed at once, so the port keeps being served and a client
 //! that connects and says nothing holds up no one else.
 
-use std::io;
 use std::collections::HashMap;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

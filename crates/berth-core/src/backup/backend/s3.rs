@@ -187,7 +187,11 @@ impl S3Backend {
             let headers = response.headers().clone();
             // Never more than asked for: a hostile endpoint's endless body
             // must not fill the daemon's memory.
-            let cap = if status.is_success() { body_cap } else { ERROR_BODY_CAP };
+            let cap = if status.is_success() {
+                body_cap
+            } else {
+                ERROR_BODY_CAP
+            };
             let mut body = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(BackendError::Http)? {
                 if body.len() + chunk.len() > cap {
@@ -387,9 +391,15 @@ mod tests {
 
     #[test]
     fn the_signed_host_is_the_one_sent() {
-        assert_eq!(signed_host("https://S3.Example.com:443").unwrap(), "s3.example.com");
+        assert_eq!(
+            signed_host("https://S3.Example.com:443").unwrap(),
+            "s3.example.com"
+        );
         assert_eq!(signed_host("http://h:80").unwrap(), "h");
-        assert_eq!(signed_host("http://127.0.0.1:9000").unwrap(), "127.0.0.1:9000");
+        assert_eq!(
+            signed_host("http://127.0.0.1:9000").unwrap(),
+            "127.0.0.1:9000"
+        );
         assert_eq!(signed_host("http://[::1]:9000").unwrap(), "[::1]:9000");
         assert!(signed_host("nothing").is_err());
     }

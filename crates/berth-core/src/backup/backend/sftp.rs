@@ -73,7 +73,12 @@ fn ssh_command(
     // Never a prompt; a dead peer is noticed within a minute.
     let mut cmd: Vec<String> = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=30"]
         .into_iter()
-        .chain(["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"])
+        .chain([
+            "-o",
+            "ServerAliveInterval=15",
+            "-o",
+            "ServerAliveCountMax=4",
+        ])
         .map(String::from)
         .collect();
     if let Some(p) = port {
@@ -370,7 +375,9 @@ impl SftpBackend {
                     entries.extend(names)
                 }
                 Ok(Reply::Name(_)) => {
-                    break Err(BackendError::Protocol(format!("more than {MAX_LISTED} entries in {dir}")))
+                    break Err(BackendError::Protocol(format!(
+                        "more than {MAX_LISTED} entries in {dir}"
+                    )))
                 }
                 Ok(Reply::Status {
                     code: status::EOF, ..
@@ -414,7 +421,9 @@ impl SftpBackend {
         };
         // restic's files are far smaller; a server claiming more is wrong.
         if end - offset > u64::from(u32::MAX) {
-            return Err(BackendError::Protocol(format!("{path}: a size of {end} bytes")));
+            return Err(BackendError::Protocol(format!(
+                "{path}: a size of {end} bytes"
+            )));
         }
         let mut data = Vec::with_capacity(((end - offset) as usize).min(MAX_PREALLOCATED));
         let mut at = offset;
@@ -425,7 +434,14 @@ impl SftpBackend {
             while next < end && batch.len() < WINDOW {
                 let n = (end - next).min(CHUNK as u64) as u32;
                 let id = conn.id();
-                batch.push((id, Packet::new(kind::READ, id).bytes(handle).u64(next).u32(n).finish()));
+                batch.push((
+                    id,
+                    Packet::new(kind::READ, id)
+                        .bytes(handle)
+                        .u64(next)
+                        .u32(n)
+                        .finish(),
+                ));
                 asked.push(n as usize);
                 next += u64::from(n);
             }
@@ -677,36 +693,22 @@ mod tests {
         let c = SftpConfig::new(Some("bk"), "host:2222", "/srv/r/", &opts);
         assert_eq!(
             c.command,
-            [
-                "ssh",
-                "-o",
-                "BatchMode=yes",
-                "-p",
-                "2222",
-                "bk@host",
-                "-s",
-                "sftp"
-            ]
+            [SSH_BASE, &["-p", "2222", "bk@host", "-s", "sftp"]].concat()
         );
         assert_eq!(c.root, "/srv/r");
         opts.insert("key".into(), "/k".into());
         opts.insert("known_hosts_strategy".into(), "add".into());
         let c = SftpConfig::new(None, "host", "/r", &opts);
-        assert_eq!(
-            c.command,
-            [
-                "ssh",
-                "-o",
-                "BatchMode=yes",
-                "-i",
-                "/k",
-                "-o",
-                "StrictHostKeyChecking=accept-new",
-                "host",
-                "-s",
-                "sftp"
-            ]
-        );
+        let tail = [
+            "-i",
+            "/k",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "host",
+            "-s",
+            "sftp",
+        ];
+        assert_eq!(c.command, [SSH_BASE, &tail].concat());
         let c = SftpConfig::new(None, "[::1]:22", "/r", &BTreeMap::new());
         assert_eq!(c.command[c.command.len() - 3], "::1");
         opts.insert("command".into(), "/usr/lib/openssh/sftp-server -e".into());
