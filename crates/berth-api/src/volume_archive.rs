@@ -37,10 +37,11 @@ pub async fn import(
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let create = parse_import_query(&name, &Query::parse(q.as_deref()))?;
     let svc = state.volumes.clone();
+    // The query is read inside the upload, so a refused one still drains
+    // the body: a client still sending gets the 400, not a broken pipe.
     let made = crate::request::with_upload(body, move |reader| {
-        match create {
+        match parse_import_query(&name, &Query::parse(q.as_deref()))? {
             Some(request) => svc.import_creating(request, reader),
             None => svc.import(&name, reader).map(|()| false),
         }

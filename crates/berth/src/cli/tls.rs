@@ -35,7 +35,7 @@ pub struct InitArgs {
 }
 
 /// The files written, in order.
-const FILES: [&str; 6] = [
+pub(crate) const FILES: [&str; 6] = [
     "ca.pem",
     "ca-key.pem",
     "server-cert.pem",

@@ -205,14 +205,7 @@ mod tests {
     fn init_files() -> (tempfile::TempDir, TlsFiles) {
         let dir = tempfile::tempdir().unwrap();
         let pems = crate::cli::tls::make(&crate::cli::tls::server_names(&[]), 30).unwrap();
-        let names = [
-            "ca.pem",
-            "ca-key.pem",
-            "server-cert.pem",
-            "server-key.pem",
-            "cert.pem",
-            "key.pem",
-        ];
+        let names = crate::cli::tls::FILES;
         for (name, pem) in names.iter().zip(&pems) {
             std::fs::write(dir.path().join(name), pem).unwrap();
         }

@@ -70,6 +70,33 @@ pub struct S3Backend {
     blocking: Blocking,
 }
 
+/// One request: what is sent, and how much of the answer is read.
+#[derive(Clone)]
+struct Call<'a> {
+    method: Method,
+    /// The object (`None`: the bucket itself).
+    key: Option<&'a str>,
+    query: &'a [(&'a str, &'a str)],
+    /// Headers sent and signed besides SigV4's own.
+    extra: &'a [(&'a str, &'a str)],
+    body: Bytes,
+    body_cap: usize,
+}
+
+impl<'a> Call<'a> {
+    /// `method` on `key`, empty, answered with metadata at most.
+    fn new(method: Method, key: Option<&'a str>) -> Self {
+        Call {
+            method,
+            key,
+            query: &[],
+            extra: &[],
+            body: Bytes::new(),
+            body_cap: META_BODY_CAP,
+        }
+    }
+}
+
 /// One answer: status and body.
 struct Answer {
     status: StatusCode,
@@ -106,31 +133,11 @@ impl S3Backend {
     }
 
     /// Sends one request, retrying what failed transiently.
-    fn send(
-        &self,
-        method: Method,
-        key: Option<&str>,
-        query: &[(&str, &str)],
-        extra: &[(&str, &str)],
-        body: Bytes,
-    ) -> Result<Answer, BackendError> {
-        self.send_capped(method, key, query, extra, body, META_BODY_CAP)
-    }
-
-    /// [`S3Backend::send`] for an answer of at most `body_cap` bytes.
-    fn send_capped(
-        &self,
-        method: Method,
-        key: Option<&str>,
-        query: &[(&str, &str)],
-        extra: &[(&str, &str)],
-        body: Bytes,
-        body_cap: usize,
-    ) -> Result<Answer, BackendError> {
+    fn send(&self, call: Call<'_>) -> Result<Answer, BackendError> {
         let mut delay = Duration::from_millis(200);
         let mut tries = 1;
         loop {
-            let result = self.send_once(method.clone(), key, query, extra, body.clone(), body_cap);
+            let result = self.send_once(&call);
             let transient = match &result {
                 Ok(a) => a.status.is_server_error() || a.status == StatusCode::TOO_MANY_REQUESTS,
                 Err(e) => e.is_transient(),
@@ -138,22 +145,22 @@ impl S3Backend {
             if !transient || tries >= self.config.tries {
                 return result;
             }
-            tracing::debug!(tries, key = ?key, "S3 request failed; trying again");
+            tracing::debug!(tries, key = ?call.key, "S3 request failed; trying again");
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_secs(10));
             tries += 1;
         }
     }
 
-    fn send_once(
-        &self,
-        method: Method,
-        key: Option<&str>,
-        query: &[(&str, &str)],
-        extra: &[(&str, &str)],
-        body: Bytes,
-        body_cap: usize,
-    ) -> Result<Answer, BackendError> {
+    fn send_once(&self, call: &Call<'_>) -> Result<Answer, BackendError> {
+        let Call {
+            method,
+            key,
+            query,
+            extra,
+            body,
+            body_cap,
+        } = call.clone();
         let path = match key {
             Some(k) => format!("/{}/{k}", self.config.bucket),
             None => format!("/{}", self.config.bucket),
@@ -231,7 +238,10 @@ impl S3Backend {
             if let Some(t) = &token {
                 query.push(("continuation-token", t.as_str()));
             }
-            let answer = self.send(Method::GET, None, &query, &[], Bytes::new())?;
+            let answer = self.send(Call {
+                query: &query,
+                ..Call::new(Method::GET, None)
+            })?;
             let answer = self.expect_ok("listing", &prefix, answer)?;
             let page = super::s3_list::parse_list(&String::from_utf8_lossy(&answer.body))
                 .map_err(BackendError::Protocol)?;
@@ -269,7 +279,11 @@ impl S3Backend {
             format!("bytes={offset}-{last}")
         });
         let extra: Vec<(&str, &str)> = range.iter().map(|r| ("range", r.as_str())).collect();
-        let answer = self.send_capped(Method::GET, Some(&key), &[], &extra, Bytes::new(), cap)?;
+        let answer = self.send(Call {
+            extra: &extra,
+            body_cap: cap,
+            ..Call::new(Method::GET, Some(&key))
+        })?;
         Ok(self.expect_ok("reading", &key, answer)?.body)
     }
 }
@@ -287,7 +301,7 @@ impl ReadBackend for S3Backend {
         if tpe == FileType::Config {
             let key = self.key("config");
             let answer = self
-                .send(Method::HEAD, Some(&key), &[], &[], Bytes::new())
+                .send(Call::new(Method::HEAD, Some(&key)))
                 .map_err(wrap)?;
             if answer.status == StatusCode::NOT_FOUND {
                 return Ok(Vec::new());
@@ -347,7 +361,7 @@ impl WriteBackend for S3Backend {
     /// backend, berth does not make buckets: they carry policies).
     fn create(&self) -> RusticResult<()> {
         let answer = self
-            .send(Method::HEAD, None, &[], &[], Bytes::new())
+            .send(Call::new(Method::HEAD, None))
             .map_err(|e| backend_error("reaching the bucket", e))?;
         self.expect_ok("reaching bucket", &self.config.bucket, answer)
             .map(|_| ())
@@ -368,7 +382,10 @@ impl WriteBackend for S3Backend {
         };
         let wrap = |e| backend_error("writing to the repository", e);
         let answer = self
-            .send(Method::PUT, Some(&key), &[], &[], body)
+            .send(Call {
+                body,
+                ..Call::new(Method::PUT, Some(&key))
+            })
             .map_err(wrap)?;
         self.expect_ok("writing", &key, answer).map_err(wrap)?;
         Ok(())
@@ -378,7 +395,7 @@ impl WriteBackend for S3Backend {
         let key = self.key(&object_path(tpe, id));
         let wrap = |e| backend_error("removing from the repository", e);
         let answer = self
-            .send(Method::DELETE, Some(&key), &[], &[], Bytes::new())
+            .send(Call::new(Method::DELETE, Some(&key)))
             .map_err(wrap)?;
         self.expect_ok("removing", &key, answer).map_err(wrap)?;
         Ok(())
