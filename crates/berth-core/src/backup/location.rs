@@ -142,7 +142,8 @@ fn parse_sftp(url: &str, rest: &str) -> Result<Location, BackupError> {
         return Err(invalid(url, "sftp:user@host:/path"));
     }
     // ssh would read either as an option (-oProxyCommand=… runs a command).
-    if endpoint.starts_with('-') || user.as_deref().is_some_and(|u| u.starts_with('-')) {
+    let host = endpoint.trim_start_matches('[');
+    if host.starts_with('-') || user.as_deref().is_some_and(|u| u.starts_with('-')) {
         return Err(invalid(url, "a user or host may not start with '-'"));
     }
     Ok(Location::Sftp {
@@ -266,6 +267,7 @@ mod tests {
         assert!(parse_url("sftp:me:pw@host:/r").is_err());
         assert!(parse_url("sftp:-oProxyCommand=x:/r").is_err());
         assert!(parse_url("sftp:-x@h:/r").is_err());
+        assert!(parse_url("sftp:[-oProxyCommand=x]:/r").is_err());
         assert!(parse_url("sftp:host").is_err());
     }
 

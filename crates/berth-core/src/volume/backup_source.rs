@@ -84,16 +84,18 @@ impl VolumeService {
         let root = self.mount_locked(&record, driver.as_ref(), &id)?;
         let empty = std::fs::read_dir(&root).map(|mut d| d.next().is_none());
         self.unmount_locked(&record, driver.as_ref(), &id);
-        drop(guard);
-        match empty {
-            Ok(true) => self.remove(name, false),
+        // Removed under the same lock: an import cannot fill it between.
+        let removed = match empty {
+            Ok(true) => self.remove_locked(&record, false),
             Ok(false) => Ok(false),
             Err(e) => Err(VolumeError::driver(
                 "remove",
                 name,
                 crate::driver::DriverError::io("reading the volume", e),
             )),
-        }
+        };
+        drop(guard);
+        removed
     }
 
     /// The content of volume `name` for a backup; see the module docs.

@@ -142,7 +142,13 @@ async fn accept_loop(
 /// Handshakes under way, in all and per client address.
 #[derive(Default)]
 struct Handshaking {
-    per_ip: parking_lot::Mutex<HashMap<IpAddr, usize>>,
+    state: parking_lot::Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
 }
 
 /// A handshake's place; given back when dropped.
@@ -153,25 +159,28 @@ struct Slot {
 
 impl Handshaking {
     fn enter(self: Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let mut per_ip = self.per_ip.lock();
-        let total: usize = per_ip.values().sum();
-        let mine = per_ip.entry(ip).or_default();
-        if total >= MAX_HANDSHAKES || *mine >= MAX_HANDSHAKES_PER_IP {
+        let mut state = self.state.lock();
+        let mine = state.per_ip.get(&ip).copied().unwrap_or(0);
+        // Counted apart, and an address entered only when it gets a slot:
+        // refused addresses leave nothing behind.
+        if state.total >= MAX_HANDSHAKES || mine >= MAX_HANDSHAKES_PER_IP {
             return None;
         }
-        *mine += 1;
-        drop(per_ip);
+        state.total += 1;
+        state.per_ip.insert(ip, mine + 1);
+        drop(state);
         Some(Slot { of: self, ip })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut per_ip = self.of.per_ip.lock();
-        if let Some(n) = per_ip.get_mut(&self.ip) {
+        let mut state = self.of.state.lock();
+        state.total -= 1;
+        if let Some(n) = state.per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                per_ip.remove(&self.ip);
+                state.per_ip.remove(&self.ip);
             }
         }
     }
@@ -256,7 +265,12 @@ mod tests {
         let other = h.clone().enter(b).expect("another address still gets in");
         drop(mine);
         drop(other);
-        assert!(h.per_ip.lock().is_empty(), "every slot given back");
+        let state = h.state.lock();
+        assert!(
+            state.per_ip.is_empty() && state.total == 0,
+            "every slot given back"
+        );
+        drop(state);
         assert!(h.clone().enter(a).is_some());
     }
 

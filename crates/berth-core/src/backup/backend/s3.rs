@@ -202,6 +202,10 @@ impl S3Backend {
             let mut body = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(BackendError::Http)? {
                 if body.len() + chunk.len() > cap {
+                    if !status.is_success() {
+                        // An error's start says enough; its status stays.
+                        break;
+                    }
                     return Err(BackendError::Protocol(format!(
                         "an answer longer than the {cap} bytes expected"
                     )));
@@ -233,6 +237,7 @@ impl S3Backend {
         let prefix = self.key(&format!("{dir}/"));
         let mut objects = Vec::new();
         let mut token: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
         loop {
             let mut query = vec![("list-type", "2"), ("prefix", prefix.as_str())];
             if let Some(t) = &token {
@@ -252,7 +257,7 @@ impl S3Backend {
                 )));
             }
             match page.next {
-                Some(next) if token.as_ref() == Some(&next) => {
+                Some(next) if !seen.insert(next.clone()) => {
                     return Err(BackendError::Protocol(
                         "the listing repeats its continuation token".into(),
                     ))

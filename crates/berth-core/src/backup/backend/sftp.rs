@@ -97,6 +97,7 @@ fn ssh_command(
         cmd.extend(["-o".into(), format!("StrictHostKeyChecking={c}")]);
     }
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    debug_assert!(!host.starts_with('-'), "parse_url refuses it");
     let target = match user {
         Some(u) => format!("{u}@{host}"),
         None => host.to_string(),
@@ -172,8 +173,25 @@ impl Conn {
 
     /// A broken connection's error with what the server (ssh) said.
     fn explain(&mut self, e: BackendError) -> BackendError {
-        // ssh's last words arrive just before the pipe closes.
-        let status = self.child.wait().ok();
+        // ssh's last words arrive just before it exits; one that is still
+        // running (a banner on stdout, a peer that closed only the
+        // channel) is given a second, then killed: never waited on for
+        // ever with the backend's lock held.
+        let mut status = None;
+        for _ in 0..20 {
+            match self.child.try_wait() {
+                Ok(Some(s)) => {
+                    status = Some(s);
+                    break;
+                }
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                Err(_) => break,
+            }
+        }
+        if status.is_none() {
+            let _ = self.child.kill();
+            status = self.child.wait().ok();
+        }
         std::thread::sleep(std::time::Duration::from_millis(50));
         let said = self.stderr.lock().trim().to_string();
         let status = status.map(|s| format!(" ({s})")).unwrap_or_default();
