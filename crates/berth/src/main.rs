@@ -3,6 +3,7 @@
 //!
 //! One file per command group under [`cli`]; the daemon under [`daemon`].
 
+mod certs;
 mod cli;
 mod client;
 mod daemon;

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::certs;
 
 /// A connection the HTTP client speaks over.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -31,16 +32,6 @@ impl TlsOptions {
     pub fn with_env(mut self) -> Self {
         self.verify |= std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty());
         self
-    }
-
-    fn file(&self, given: &Option<PathBuf>, name: &str) -> PathBuf {
-        given.clone().unwrap_or_else(|| {
-            std::env::var_os("DOCKER_CERT_PATH")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
-                .unwrap_or_else(|| PathBuf::from("/root/.docker"))
-                .join(name)
-        })
     }
 }
 
@@ -78,35 +69,27 @@ impl Endpoint {
         let unreachable = || {
             format!("Cannot connect to the berth daemon at {shown}. Is the berth daemon running?")
         };
-        match self {
+        let (addr, tls) = match self {
             Endpoint::Unix(path) => {
                 let s = tokio::net::UnixStream::connect(path)
                     .await
                     .with_context(unreachable)?;
-                Ok(Box::new(s))
+                return Ok(Box::new(s));
             }
-            Endpoint::Tcp { addr, tls: None } => {
-                let s = tokio::net::TcpStream::connect(addr)
-                    .await
-                    .with_context(unreachable)?;
-                s.set_nodelay(true)?;
-                Ok(Box::new(s))
-            }
-            Endpoint::Tcp {
-                addr,
-                tls: Some((config, name)),
-            } => {
-                let s = tokio::net::TcpStream::connect(addr)
-                    .await
-                    .with_context(unreachable)?;
-                s.set_nodelay(true)?;
-                let tls = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name.clone(), s)
-                    .await
-                    .with_context(|| format!("TLS with the daemon at {shown}"))?;
-                Ok(Box::new(tls))
-            }
-        }
+            Endpoint::Tcp { addr, tls } => (addr, tls),
+        };
+        let s = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(unreachable)?;
+        s.set_nodelay(true)?;
+        let Some((config, name)) = tls else {
+            return Ok(Box::new(s));
+        };
+        let tls = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name.clone(), s)
+            .await
+            .with_context(|| format!("TLS with the daemon at {shown}"))?;
+        Ok(Box::new(tls))
     }
 }
 
@@ -122,28 +105,11 @@ fn server_name(addr: &str) -> Result<ServerName<'static>> {
 }
 
 fn client_config(tls: &TlsOptions) -> Result<Arc<rustls::ClientConfig>> {
-    let ca = tls.file(&tls.cacert, "ca.pem");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        CertificateDer::pem_file_iter(&ca).with_context(|| format!("reading {}", ca.display()))?
-    {
-        roots
-            .add(cert.with_context(|| format!("parsing {}", ca.display()))?)
-            .with_context(|| format!("CA certificate in {}", ca.display()))?;
-    }
-    let (cert, key) = (
-        tls.file(&tls.cert, "cert.pem"),
-        tls.file(&tls.key, "key.pem"),
-    );
-    let chain = CertificateDer::pem_file_iter(&cert)
-        .with_context(|| format!("reading {}", cert.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing {}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&key)
-        .with_context(|| format!("reading the key in {}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+    let roots = certs::read_roots(&certs::or_default(&tls.cacert, "ca.pem"))?;
+    let chain = certs::read_certs(&certs::or_default(&tls.cert, "cert.pem"))?;
+    let key = certs::read_key(&certs::or_default(&tls.key, "key.pem"))?;
+    let config = rustls::ClientConfig::builder_with_provider(certs::provider())
+        .with_protocol_versions(certs::VERSIONS)?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
         .context("the client certificate and its key do not go together")?;

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::socket::{self, Listen};
 use super::tls::{self, TlsFiles, TlsListener};
+use crate::certs;
 
 /// How TCP listeners are served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,16 +61,10 @@ impl TlsFlags {
     /// The files, defaulting as dockerd: `$DOCKER_CERT_PATH` or `~/.docker`,
     /// `ca.pem`, `cert.pem`, `key.pem`. The CA only when clients are verified.
     fn files(&self, mode: &TcpMode) -> TlsFiles {
-        let dir = std::env::var_os("DOCKER_CERT_PATH")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
-            .unwrap_or_else(|| PathBuf::from("/root/.docker"));
-        let or =
-            |given: &Option<PathBuf>, name: &str| given.clone().unwrap_or_else(|| dir.join(name));
         TlsFiles {
-            ca: (*mode == TcpMode::MutualTls).then(|| or(&self.cacert, "ca.pem")),
-            cert: or(&self.cert, "cert.pem"),
-            key: or(&self.key, "key.pem"),
+            ca: (*mode == TcpMode::MutualTls).then(|| certs::or_default(&self.cacert, "ca.pem")),
+            cert: certs::or_default(&self.cert, "cert.pem"),
+            key: certs::or_default(&self.key, "key.pem"),
         }
     }
 }
@@ -160,27 +155,31 @@ pub fn serve_all(
     let mut servers = Vec::new();
     for listener in bound {
         let (app, stop) = (app.clone(), stop.clone());
-        let make = axum::ServiceExt::into_make_service(app);
         let handle = match listener {
-            Bound::Unix(l) => {
-                let s = axum::serve(l, make).with_graceful_shutdown(wait_for_stop(stop));
-                tokio::spawn(s.into_future())
-            }
+            Bound::Unix(l) => spawn_server(l, app, stop),
             Bound::Tcp(l) => match plan.and_then(|p| p.config.clone()) {
-                Some(config) => {
-                    let l = TlsListener::start(l, config)?;
-                    let s = axum::serve(l, make).with_graceful_shutdown(wait_for_stop(stop));
-                    tokio::spawn(s.into_future())
-                }
-                None => {
-                    let s = axum::serve(l, make).with_graceful_shutdown(wait_for_stop(stop));
-                    tokio::spawn(s.into_future())
-                }
+                Some(config) => spawn_server(TlsListener::start(l, config)?, app, stop),
+                None => spawn_server(l, app, stop),
             },
         };
         servers.push(handle);
     }
     Ok(servers)
+}
+
+/// Serves `app` on `listener` in a task of its own until `stop`.
+fn spawn_server<L>(
+    listener: L,
+    app: berth_api::version::Versioned<axum::Router>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> JoinHandle<std::io::Result<()>>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let make = axum::ServiceExt::into_make_service(app);
+    let server = axum::serve(listener, make).with_graceful_shutdown(wait_for_stop(stop));
+    tokio::spawn(server.into_future())
 }
 
 async fn wait_for_stop(mut rx: tokio::sync::watch::Receiver<bool>) {

@@ -11,19 +11,19 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use anyhow::{Context, Result};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+use crate::certs;
 
 /// Handshakes under way at once on one listener, and from one address.
 pub const MAX_HANDSHAKES: usize = 256;
@@ -40,34 +40,17 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("reading certificates from {}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing certificates in {}", path.display()))?;
-    if certs.is_empty() {
-        bail!("{} holds no PEM certificate", path.display());
-    }
-    Ok(certs)
-}
-
 /// The server's TLS configuration from its files.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs = read_certs(&files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .with_context(|| format!("reading the private key in {}", files.key.display()))?;
+    let provider = certs::provider();
+    let chain = certs::read_certs(&files.cert)?;
+    let key = certs::read_key(&files.key)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(certs::VERSIONS)
         .context("TLS versions")?;
     let builder = match &files.ca {
         Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for cert in read_certs(ca)? {
-                roots
-                    .add(cert)
-                    .with_context(|| format!("CA certificate in {}", ca.display()))?;
-            }
+            let roots = certs::read_roots(ca)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .context("client certificate verifier")?;
@@ -76,7 +59,7 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
         None => builder.with_no_client_auth(),
     };
     let config = builder
-        .with_single_cert(certs, key)
+        .with_single_cert(chain, key)
         .context("the server certificate and its key do not go together")?;
     Ok(Arc::new(config))
 }
@@ -226,13 +209,9 @@ mod tests {
         (dir, files)
     }
 
-    fn verifier(ca: &Path) -> Arc<dyn ClientCertVerifier> {
-        let mut roots = RootCertStore::empty();
-        for cert in read_certs(ca).unwrap() {
-            roots.add(cert).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+    fn verifier(ca: &std::path::Path) -> Arc<dyn ClientCertVerifier> {
+        let roots = certs::read_roots(ca).unwrap();
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), certs::provider())
             .build()
             .unwrap()
     }
@@ -241,7 +220,7 @@ mod tests {
     fn tls_init_makes_files_the_server_takes_and_clients_pass() {
         let (dir, files) = init_files();
         server_config(&files).unwrap();
-        let client = read_certs(&dir.path().join("cert.pem")).unwrap();
+        let client = certs::read_certs(&dir.path().join("cert.pem")).unwrap();
         let ours = verifier(files.ca.as_ref().unwrap());
         ours.verify_client_cert(&client[0], &[], UnixTime::now())
             .unwrap();
