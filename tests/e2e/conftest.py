@@ -7,6 +7,14 @@ test fails: the daemon is stopped by its PID (SIGTERM, then SIGKILL), every
 mount under its folder is lazily unmounted (deepest first), and the folder
 is removed.
 
+scripts/test runs the suite on two pytest-xdist workers (``-n 2 --dist
+loadgroup``): every test without an ``xdist_group`` mark gets its module's
+name as its group (``pytest_collection_modifyitems`` below), so a file runs
+whole on one worker; files that touch the same host-wide things (the default
+address pools and ``berth0``: group "netpools") share a group and never run
+at the same time. test_setup.py (a namespace copy of every mount of the
+host for about a minute) runs alone afterwards.
+
 Environment:
   BERTH_BIN     the berth binary (default: <repo>/target/debug/berth)
   DOCKER_BIN    the docker CLI (default: docker on PATH)
@@ -173,7 +181,10 @@ def stop_pid(proc: subprocess.Popen | None, timeout: float = 15.0) -> int | None
 
 
 def pids_with_cmdline_containing(needle: str) -> list[int]:
-    """PIDs whose command line mentions ``needle`` (a unique temp path)."""
+    """PIDs whose command line mentions ``needle`` (a unique temp path): the
+    path itself or a path below it, never a longer name it begins
+    (``/tmp/berth-ab`` does not match ``/tmp/berth-abc/root``)."""
+    pattern = re.compile(re.escape(needle.rstrip("/")) + r"(?=/|\s|$)")
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -183,7 +194,7 @@ def pids_with_cmdline_containing(needle: str) -> list[int]:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if needle in cmd:
+        if pattern.search(cmd):
             out.append(int(entry))
     return out
 
@@ -244,24 +255,45 @@ class ApiClient:
         return status, parsed
 
 
+# The third octets of 10.215.x.0/24 this process gave out: ever, and to
+# daemons not cleaned up yet (BerthDaemon.cleanup gives them back).
 _BRIDGES_GIVEN: set[int] = set()
+_BRIDGES_LIVE: set[int] = set()
 
 
 def _routed_blocks() -> str:
     return subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
 
 
+def _worker_slice() -> range:
+    """The third octets of 10.215.x.0/24 this pytest process may use: all of
+    them in a plain run; with pytest-xdist, worker gwN of M gets the Nth of
+    M equal slices (two workers: 0-127 and 128-255), so daemons of two
+    workers never pick the same subnet or bridge name."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1), index + 1)
+    size = 256 // count
+    assert size >= 1, f"{count} workers: too many for 10.215.0.0/16's /24s"
+    return range(index * size, (index + 1) * size)
+
+
 def private_bridge() -> tuple[str, str]:
     """A bridge name and a /24 of 10.215.0.0/16 no route and no other
-    daemon of this run has."""
+    daemon of this run has (10.215.0.0/16 is for these bridges only: no
+    test uses an address of it otherwise). Third octets never given out
+    first, then those of daemons already cleaned up."""
     routes = _routed_blocks()
-    for _ in range(512):
-        n = int.from_bytes(os.urandom(1), "big")
-        if n in _BRIDGES_GIVEN or f"10.215.{n}.0/24" in routes:
-            continue
-        _BRIDGES_GIVEN.add(n)
-        return f"bt{os.getpid() % 10000}x{n}", f"10.215.{n}.1/24"
-    raise AssertionError("no free 10.215.x.0/24 for a test daemon's bridge")
+    mine = _worker_slice()
+    for taken in (_BRIDGES_GIVEN, _BRIDGES_LIVE):
+        free = [n for n in mine if n not in taken and f"10.215.{n}.0/24" not in routes]
+        if free:
+            n = free[int.from_bytes(os.urandom(2), "big") % len(free)]
+            _BRIDGES_GIVEN.add(n)
+            _BRIDGES_LIVE.add(n)
+            return f"bt{os.getpid() % 10000}x{n}", f"10.215.{n}.1/24"
+    raise AssertionError(f"no free 10.215.x.0/24 (x in {mine.start}-{mine.stop - 1}) "
+                         "for a test daemon's bridge")
 
 
 class BerthDaemon(ApiClient):
@@ -377,6 +409,10 @@ class BerthDaemon(ApiClient):
             # borrowed root (owns_root False) lies outside it and is left to
             # its owner.
             remove_tree(self.dir)
+            # Its bridge and subnet may be given to a later daemon (once).
+            if hasattr(self, "_bridge") and not getattr(self, "_bridge_given_back", False):
+                self._bridge_given_back = True
+                _BRIDGES_LIVE.discard(int(self._bridge[1].split(".")[2]))
 
     def release_networks(self):
         """Containers removed, so that the daemon's clean stop takes its
@@ -587,6 +623,40 @@ def dockerd():
         yield d
     finally:
         d.stop()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """With ``--dist loadgroup`` pytest-xdist keeps a group on one worker:
+    every test without an ``xdist_group`` mark of its own (or its
+    module's) gets its module's name as its group, so a file runs whole on
+    one worker, its module fixtures once. Runs before xdist's own hook,
+    which reads the marks."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        module = getattr(item, "module", None)
+        group = module.__name__ if module is not None else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """Stops a ``--dist loadgroup`` run whose groups do not hold: xdist
+    carries a test's group as an ``@group`` suffix of its node id, and with
+    pytest 9.2 and pytest-xdist 3.8 that suffix is silently lost
+    (pytest-dev/pytest-xdist#1386): tests would then run on both workers
+    in any order, the files of a group too (tests/requirements.txt caps
+    pytest below 9.2 for this)."""
+    if node.config.getvalue("dist") != "loadgroup":
+        return
+    ungrouped = [i for i in ids if "@" not in i.rsplit("]", 1)[-1]]
+    if ungrouped:
+        import xdist
+        pytest.exit(f"pytest-xdist {xdist.__version__} with pytest {pytest.__version__} does not "
+                    f"group tests with --dist loadgroup (e.g. {ungrouped[0]} has no @group): "
+                    "files would run split over workers, and group \"netpools\" at once. "
+                    "Use the versions of tests/requirements.txt.", returncode=4)
 
 
 def pytest_report_header(config):

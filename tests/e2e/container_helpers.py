@@ -123,8 +123,13 @@ def container_processes(root: str | None = None) -> dict[str, list[int]]:
     cgroup (``/berth/<id>`` in /proc/PID/cgroup). With ``root``, only those
     of that daemon, so another daemon's containers on the same host are
     left out: a process in a mount namespace of its own belongs to ``root``
-    when its mount table names the folder (its overlay's upper dir lies
-    under it); one in ours (a shim) when its command line does."""
+    when one line of its mount table names both the folder (with a
+    trailing slash, so ``/tmp/berth-ab`` never matches ``/tmp/berth-abc``)
+    and the process's own container id (its root's overlay, upperdir
+    ``ROOT/containers/<id>/upper``); one in ours (a shim) when its command
+    line names the folder. The id matters: a container of another daemon
+    that is still being set up has a copy of every mount of the host, this
+    daemon's included, until its pivot_root."""
     base = os.path.realpath(root).rstrip("/") + "/" if root else None
     host_ns = _mount_ns("self")
     found: dict[str, list[int]] = {}
@@ -144,9 +149,10 @@ def container_processes(root: str | None = None) -> dict[str, list[int]]:
                 if not any(base in a for a in cmdline(int(entry))):
                     continue
             else:
+                cid = m.group(1)
                 try:
                     with open(f"/proc/{entry}/mountinfo") as f:
-                        if base not in f.read():
+                        if not any(base in line and cid in line for line in f):
                             continue
                 except OSError:
                     continue

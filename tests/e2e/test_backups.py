@@ -143,8 +143,11 @@ def test_incremental_backup_adds_only_what_changed(daemon, uniq, work):
         added = du(repo_dir) - after_first
         print(f"first: {after_first - empty} bytes in {first_time:.1f} s; "
               f"changed {changed_bytes} bytes; second added {added} bytes in {second_time:.1f} s")
+        # Incremental: what the second backup added is about what changed
+        # (1% of the files), not the volume again. Its time is printed, not
+        # asserted: timed tests never assert speed (another test worker or
+        # a build makes times say nothing).
         assert 0.5 * changed_bytes < added < 2 * changed_bytes + 4 * MIB, (added, changed_bytes)
-        assert second_time < 0.5 * first_time, (first_time, second_time)
         entries = {b["Id"]: b for b in backups(daemon, vol, repo)}
         assert set(entries) == {first, second}
         assert entries[second]["DataAddedPacked"] < 2 * changed_bytes + 4 * MIB

@@ -32,6 +32,14 @@ from busybox_image import import_busybox
 from container_helpers import wait_until
 from conftest import _docker_env, log_tail, run_cmd
 
+# With scripts/test's two pytest-xdist workers, the files of group "netpools"
+# (test_readme.py, test_container_networks.py, test_service.py,
+# test_daemon_config.py) never run at the same time: its networks made with
+# no --subnet (containers run on them) take their subnets from
+# Docker's default address pools (172.17.0.0/16 and up): a daemon takes the
+# first one no route of the host has, so two at once take the same one.
+pytestmark = pytest.mark.xdist_group("netpools")
+
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 PAGE = "hello from the container\n"
 

@@ -15,6 +15,14 @@ import pytest
 
 from conftest import BERTH_BIN, BerthDaemon, log_tail, unix_http, unmount_all_under
 
+# With scripts/test's two pytest-xdist workers, the files of group "netpools"
+# (test_readme.py, test_container_networks.py, test_service.py,
+# test_daemon_config.py) never run at the same time: daemons started with
+# --config-file get no private bridge (so `berth0`), their default one from
+# Docker's default address pools (172.17.0.0/16 and up): a daemon takes the
+# first one no route of the host has, so two at once take the same one.
+pytestmark = pytest.mark.xdist_group("netpools")
+
 
 def config_daemon(tmp_path, config: dict, *flags) -> BerthDaemon:
     """A daemon whose socket, root and pid file come from the file alone."""

@@ -83,8 +83,13 @@ def test_follow_through_small_fast_rotations(daemon, image, uniq):
     from the live log (it used to skip a whole file at a time)."""
     name = f"{uniq}-tiny"
     d = daemon
-    script = 'i=0; while [ $i -lt 4000 ]; do echo "$i line"; i=$((i+1)); usleep 300; done; sleep 1'
-    d.docker("run", "-d", "--name", name, "--log-opt", "max-size=1k", "--log-opt", "max-file=5",
+    # A rotation every ~15 ms, so a follower falls behind a rotation or
+    # two all the time; 40 files (~560 lines, about half a second of
+    # output) are kept, so one that a busy machine (another test worker, a
+    # build) stalls for a moment is not overtaken by rotation's deletes
+    # (what is deleted before anyone read it is gone, in Docker too).
+    script = 'i=0; while [ $i -lt 4000 ]; do echo "$i line"; i=$((i+1)); usleep 600; done; sleep 1'
+    d.docker("run", "-d", "--name", name, "--log-opt", "max-size=1k", "--log-opt", "max-file=40",
              image, "sh", "-c", script)
     try:
         follow = subprocess.run(["docker", "-H", d.host, "logs", "-f", name],

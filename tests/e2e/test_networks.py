@@ -72,11 +72,13 @@ def test_predefined_networks(berth_factory):
 
 
 def test_bridge_and_bip_set_the_default_bridge(berth_factory):
-    berth = berth_factory(extra_args=["--bridge", "btbiptest", "--bip", "10.215.250.1/24"]).start()
+    # Not in 10.215.0.0/16: that is conftest.private_bridge's, whose daemons
+    # (also on another pytest-xdist worker) may hold any /24 of it.
+    berth = berth_factory(extra_args=["--bridge", "btbiptest", "--bip", "10.216.250.1/24"]).start()
     bridge = inspect(berth, "bridge")
     assert bridge["Options"]["com.docker.network.bridge.name"] == "btbiptest"
-    assert bridge["IPAM"]["Config"] == [{"Subnet": "10.215.250.0/24", "Gateway": "10.215.250.1"}]
-    bad = berth_factory(extra_args=["--bip", "10.215.250.0/24"])
+    assert bridge["IPAM"]["Config"] == [{"Subnet": "10.216.250.0/24", "Gateway": "10.216.250.1"}]
+    bad = berth_factory(extra_args=["--bip", "10.216.250.0/24"])
     with pytest.raises(AssertionError, match="exited"):
         bad.start()
 

@@ -20,7 +20,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from conftest import DOCKER_BIN
+
+# With scripts/test's two pytest-xdist workers, the files of group "netpools"
+# (test_readme.py, test_container_networks.py, test_service.py,
+# test_daemon_config.py) never run at the same time: the tour makes a network
+# with no --subnet (and runs containers on it), so its subnet comes from
+# Docker's default address pools (172.17.0.0/16 and up): a daemon takes the
+# first one no route of the host has, so two at once take the same one.
+pytestmark = pytest.mark.xdist_group("netpools")
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"

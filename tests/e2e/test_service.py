@@ -21,6 +21,14 @@ import pytest
 from busybox_image import import_busybox
 from conftest import BERTH_BIN, DOCKER_BIN
 
+# With scripts/test's two pytest-xdist workers, the files of group "netpools"
+# (test_readme.py, test_container_networks.py, test_service.py,
+# test_daemon_config.py) never run at the same time: its socket-activated daemon
+# has no --bridge/--bip (so `berth0`), and its default bridge comes from
+# Docker's default address pools (172.17.0.0/16 and up): a daemon takes the
+# first one no route of the host has, so two at once take the same one.
+pytestmark = pytest.mark.xdist_group("netpools")
+
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "contrib" / "systemd"
 
