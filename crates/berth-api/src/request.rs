@@ -255,28 +255,63 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
 /// call reading it may hold a lock (a volume import holds the volume's).
 const UPLOAD_STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// The trailer fields of a request body, there once the body has ended
+/// (`None` when it had none).
+pub type TrailerSlot = std::sync::Arc<parking_lot::Mutex<Option<axum::http::HeaderMap>>>;
+
 /// The request body as a blocking reader, for core calls on the blocking
 /// pool (uploads: image import and load, volume import). A client that
 /// sends nothing for [`UPLOAD_STALL_LIMIT`] gets the read failed.
 pub fn body_reader(
     body: axum::body::Body,
 ) -> tokio_util::io::SyncIoBridge<impl tokio::io::AsyncRead + Unpin> {
-    use futures_util::StreamExt;
-    let data = body.into_data_stream();
-    let stream = futures_util::stream::unfold(Some(data), |state| async move {
-        let mut data = state?;
-        match tokio::time::timeout(UPLOAD_STALL_LIMIT, data.next()).await {
-            Ok(Some(chunk)) => Some((chunk.map_err(std::io::Error::other), Some(data))),
-            Ok(None) => None,
+    body_reader_keeping_trailers(body).0
+}
+
+/// [`body_reader`], and where the body's trailer fields land when it ends.
+pub fn body_reader_keeping_trailers(
+    body: axum::body::Body,
+) -> (
+    tokio_util::io::SyncIoBridge<impl tokio::io::AsyncRead + Unpin>,
+    TrailerSlot,
+) {
+    let slot = TrailerSlot::default();
+    let kept = slot.clone();
+    let stream = futures_util::stream::unfold(Some(body), move |state| {
+        let kept = kept.clone();
+        async move { next_data(state?, &kept).await }
+    });
+    let reader = tokio_util::io::StreamReader::new(Box::pin(stream));
+    (tokio_util::io::SyncIoBridge::new(reader), slot)
+}
+
+/// The body's next data frame (trailers are put in `kept` on the way), or
+/// its end, or a stall.
+async fn next_data(
+    mut body: axum::body::Body,
+    kept: &TrailerSlot,
+) -> Option<(std::io::Result<bytes::Bytes>, Option<axum::body::Body>)> {
+    use http_body_util::BodyExt;
+    loop {
+        let frame = match tokio::time::timeout(UPLOAD_STALL_LIMIT, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) => return Some((Err(std::io::Error::other(e)), None)),
+            Ok(None) => return None,
             Err(_) => {
                 let why = "the client stopped sending";
                 let e = std::io::Error::new(std::io::ErrorKind::TimedOut, why);
-                Some((Err(e), None))
+                return Some((Err(e), None));
+            }
+        };
+        match frame.into_data() {
+            Ok(data) => return Some((Ok(data), Some(body))),
+            Err(other) => {
+                if let Ok(trailers) = other.into_trailers() {
+                    *kept.lock() = Some(trailers);
+                }
             }
         }
-    });
-    let reader = tokio_util::io::StreamReader::new(Box::pin(stream));
-    tokio_util::io::SyncIoBridge::new(reader)
+    }
 }
 
 /// Bytes of an upload read and dropped after an early failure.
@@ -292,9 +327,21 @@ where
     F: FnOnce(&mut dyn std::io::Read) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
-    let mut reader = body_reader(body);
+    with_upload_and_trailers(body, |reader, _| read_upload(reader)).await
+}
+
+/// [`with_upload`], with where the body's trailer fields land.
+pub async fn with_upload_and_trailers<T, F>(
+    body: axum::body::Body,
+    read_upload: F,
+) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut dyn std::io::Read, TrailerSlot) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let (mut reader, trailers) = body_reader_keeping_trailers(body);
     blocking(move || {
-        let result = read_upload(&mut reader);
+        let result = read_upload(&mut reader, trailers);
         if result.is_err() {
             let _ = std::io::copy(
                 &mut std::io::Read::take(&mut reader, DRAIN_LIMIT as u64),

@@ -9,9 +9,9 @@ use axum::body::Body;
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_core::volume::{CreateRequest, VolumeService};
+use berth_core::volume::{AnnouncedDigest, CreateRequest, VolumeService};
 
 use crate::error::ApiError;
 use crate::request::Query;
@@ -30,20 +30,29 @@ pub async fn export(
 /// `?create=1` makes the volume first when it does not exist, with
 /// `driver`, `opts` and `labels` (JSON objects of strings, as the
 /// create body's `DriverOpts` and `Labels`): 201 when it was made, 204
-/// otherwise.
+/// otherwise; with `exclusive=1` too, an existing volume is a conflict.
+/// A request that announces the [`DIGEST_TRAILER`] trailer (`Trailer:
+/// Berth-Content-Digest`) is imported only if the digest it sends after
+/// the body matches the content received (`volume migrate` does this).
 pub async fn import(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let svc = state.volumes.clone();
+    let verify = announces_digest(&headers);
     // The query is read inside the upload, so a refused one still drains
     // the body: a client still sending gets the 400, not a broken pipe.
-    let made = crate::request::with_upload(body, move |reader| {
-        match parse_import_query(&name, &Query::parse(q.as_deref()))? {
-            Some(request) => svc.import_creating(request, reader),
-            None => svc.import(&name, reader).map(|()| false),
+    let made = crate::request::with_upload_and_trailers(body, move |reader, trailers| {
+        let announced = verify.then(|| announced_digest(trailers));
+        let query = Query::parse(q.as_deref());
+        match parse_import_query(&name, &query)? {
+            Some(request) => {
+                svc.import_creating(request, reader, query.bool("exclusive"), announced)
+            }
+            None => svc.import_checked(&name, reader, announced).map(|()| false),
         }
         .map_err(ApiError::from)
     })
@@ -56,15 +65,38 @@ pub async fn import(
     Ok(status.into_response())
 }
 
+/// The trailer field that carries an upload's content digest
+/// (`sha256:<hex>` of the uncompressed tar stream).
+pub const DIGEST_TRAILER: &str = "berth-content-digest";
+
+/// Whether the request's `Trailer` header names [`DIGEST_TRAILER`].
+fn announces_digest(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::TRAILER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|field| field.trim().eq_ignore_ascii_case(DIGEST_TRAILER))
+}
+
+/// Reads the digest from the trailers once the body has ended.
+fn announced_digest(trailers: crate::request::TrailerSlot) -> AnnouncedDigest {
+    Box::new(move || {
+        let fields = trailers.lock().take()?;
+        let value = fields.get(DIGEST_TRAILER)?.to_str().ok()?;
+        Some(value.to_string())
+    })
+}
+
 /// The volume to make when the import asks for it (`create=1`).
 pub fn parse_import_query(name: &str, query: &Query) -> Result<Option<CreateRequest>, ApiError> {
     if !query.bool("create") {
-        if ["driver", "opts", "labels"]
+        if ["driver", "opts", "labels", "exclusive"]
             .iter()
             .any(|k| query.get(k).is_some())
         {
             return Err(ApiError::bad_request(
-                "driver, opts and labels go with create=1",
+                "driver, opts, labels and exclusive go with create=1",
             ));
         }
         return Ok(None);
@@ -90,10 +122,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_digest_trailer_is_announced_in_any_case_and_list() {
+        let mut h = HeaderMap::new();
+        assert!(!announces_digest(&h));
+        h.append("trailer", "X-Other, Berth-Content-Digest".parse().unwrap());
+        assert!(announces_digest(&h));
+        let mut other = HeaderMap::new();
+        other.append("trailer", "berth-content-digests".parse().unwrap());
+        assert!(!announces_digest(&other));
+    }
+
+    #[test]
     fn import_query_makes_a_create_request_only_when_asked() {
         let q = |raw: &str| parse_import_query("v", &Query::parse(Some(raw)));
         assert!(q("").unwrap().is_none());
         assert!(q("driver=thin").is_err(), "driver without create");
+        assert!(q("exclusive=1").is_err(), "exclusive without create");
         let r = q(
             "create=1&driver=thin&opts=%7B%22size%22%3A%221G%22%7D&labels=%7B%22a%22%3A%22b%22%7D",
         )

@@ -16,6 +16,9 @@ pub enum ArchiveError {
     /// The stream is not a tar archive, or is cut short.
     #[error("invalid tar archive: {0}")]
     Tar(#[source] std::io::Error),
+    /// The stream's content digest was missing or did not match.
+    #[error("unverified archive: {0}; nothing was imported")]
+    Unverified(String),
     /// Writing the extracted files failed.
     #[error("{path}: {source}")]
     Io {

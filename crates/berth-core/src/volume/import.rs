@@ -22,6 +22,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::{CreateRequest, VolumeError, VolumeService, OPERATION_MOUNT_PREFIX};
+use crate::archive::digest::{check_digest, HashingReader};
 use crate::archive::ArchiveError;
 use crate::driver::VolumeDriver;
 use crate::store::VolumeRecord;
@@ -42,46 +43,45 @@ impl VolumeService {
     /// same path; an archive root entry `./` gives the volume root its
     /// owner and mode). See the module documentation for the guarantees.
     pub fn import(&self, name: &str, input: impl Read) -> Result<(), VolumeError> {
+        self.import_checked(name, input, None)
+    }
+
+    /// [`VolumeService::import`]; with `announced`, the stream's content
+    /// digest must match the one `announced` gives once the stream has
+    /// ended (else nothing is imported).
+    pub fn import_checked(
+        &self,
+        name: &str,
+        input: impl Read,
+        announced: Option<AnnouncedDigest>,
+    ) -> Result<(), VolumeError> {
         self.import_with(name, |staging| {
-            let reader = crate::archive::decompress(input).map_err(|e| archive_error(name, e))?;
-            let unpacked = crate::archive::extract::unpack_complete(reader, staging, false)
-                .map_err(|e| archive_error(name, e))?;
-            Ok(unpacked.had_root)
+            unpack_archive(name, input, staging, announced)
         })
     }
 
-    /// [`VolumeService::import`] into `request`'s volume, made first when
-    /// it does not exist (`volume import --create`) with the request's
-    /// driver, options and labels. A volume made here that could not be
-    /// filled is removed again while it is still empty (another client
-    /// may have filled it meanwhile). Returns whether the volume was made.
+    /// [`VolumeService::import_checked`] into `request`'s volume, made
+    /// first when it does not exist (`volume import --create`; refused
+    /// when it does and `exclusive`) with the request's driver, options
+    /// and labels, all or nothing (see `import_new.rs`). Returns whether
+    /// the volume was made.
     pub fn import_creating(
         &self,
         request: CreateRequest,
         input: impl Read,
+        exclusive: bool,
+        announced: Option<AnnouncedDigest>,
     ) -> Result<bool, VolumeError> {
-        let name = match request.name.as_deref() {
-            Some(n) if !n.is_empty() => n.to_string(),
-            _ => {
-                return Err(VolumeError::InvalidName(
-                    "import needs a volume name".into(),
-                ))
+        let name = super::import_new::import_name(&request)?;
+        match self.get(&name) {
+            Ok(_) if exclusive => Err(VolumeError::NameTaken { op: "import", name }),
+            Ok(_) => self.import_checked(&name, input, announced).map(|()| false),
+            Err(VolumeError::NotFound { .. }) => {
+                let fill = |root: &Path| unpack_archive(&name, input, root, announced).map(|_| ());
+                self.import_new(request, fill).map(|_| true)
             }
-        };
-        let made = match self.get(&name) {
-            Ok(_) => false,
-            Err(VolumeError::NotFound { .. }) => self.create(request)?.1,
-            Err(e) => return Err(e),
-        };
-        if let Err(e) = self.import(&name, input) {
-            if made {
-                if let Err(rm) = self.remove_if_empty(&name) {
-                    tracing::error!(volume = %name, error = %rm, "removing the volume of a failed import");
-                }
-            }
-            return Err(e);
+            Err(e) => Err(e),
         }
-        Ok(made)
     }
 
     /// Import's guarantees for content from any source: `fill` writes the
@@ -181,6 +181,36 @@ impl VolumeService {
             .map_err(|e| VolumeError::store("reconcile", name, e))?;
         Ok(())
     }
+}
+
+/// Gives the content digest the sender announced, once the stream has
+/// ended (an HTTP trailer is known only then); `None` when none came.
+pub type AnnouncedDigest = Box<dyn FnOnce() -> Option<String> + Send>;
+
+/// Unpacks tar stream `input` (plain, gzip or zstd) into `dest`, checking
+/// its digest against `announced` when given. Returns whether the archive
+/// had a root entry (then `dest` has the root's owner and mode).
+fn unpack_archive(
+    name: &str,
+    input: impl Read,
+    dest: &Path,
+    announced: Option<AnnouncedDigest>,
+) -> Result<bool, VolumeError> {
+    let failed = |e| archive_error(name, e);
+    let reader = crate::archive::decompress(input).map_err(failed)?;
+    let Some(announced) = announced else {
+        return Ok(
+            crate::archive::extract::unpack_complete(reader, dest, false)
+                .map_err(failed)?
+                .had_root,
+        );
+    };
+    let mut hashing = HashingReader::new(reader);
+    let unpacked =
+        crate::archive::extract::unpack_complete(&mut hashing, dest, false).map_err(failed)?;
+    let received = hashing.finish().map_err(failed)?;
+    check_digest(announced().as_deref(), &received).map_err(failed)?;
+    Ok(unpacked.had_root)
 }
 
 fn archive_error(name: &str, source: ArchiveError) -> VolumeError {

@@ -14,6 +14,7 @@ pub mod tls;
 pub mod volume;
 pub mod volume_archive;
 mod volume_ext;
+mod volume_migrate;
 
 use std::collections::BTreeMap;
 

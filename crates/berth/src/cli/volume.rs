@@ -41,6 +41,8 @@ pub enum VolumeCommand {
     Export(super::volume_archive::ExportArgs),
     /// Extract a tar archive (plain, gzip or zstd) into a volume.
     Import(super::volume_archive::ImportArgs),
+    /// Move a volume to another berth daemon (verified before it counts).
+    Migrate(super::volume_migrate::MigrateArgs),
     /// Back a volume up into a backup repository (incremental, deduplicated).
     Backup(super::backup::VolumeBackupArgs),
     /// List backups of volumes.
@@ -128,6 +130,7 @@ pub async fn run(api: &ApiClient, cmd: VolumeCommand) -> Result<i32> {
         VolumeCommand::Update(a) => super::volume_ext::update(api, a).await,
         VolumeCommand::Export(a) => super::volume_archive::export(api, a).await,
         VolumeCommand::Import(a) => super::volume_archive::import(api, a).await,
+        VolumeCommand::Migrate(a) => super::volume_migrate::migrate(api, a).await,
         VolumeCommand::Backup(a) => super::backup::volume_backup(api, a).await,
         VolumeCommand::Backups(a) => super::backup::volume_backups(api, a).await,
         VolumeCommand::Restore(a) => super::backup::volume_restore(api, a).await,

@@ -62,7 +62,7 @@ impl ImportArgs {
 
 /// A bar of `total` bytes (a spinner of bytes when the total is unknown),
 /// drawn on stderr only when it is a terminal.
-fn byte_bar(total: Option<u64>, message: String) -> Result<ProgressBar> {
+pub(super) fn byte_bar(total: Option<u64>, message: String) -> Result<ProgressBar> {
     let (bar, template) = match total {
         Some(total) => (
             ProgressBar::new(total),

@@ -134,8 +134,21 @@ impl ApiClient {
             .map_ok(hyper::body::Frame::data);
         let body = http_body_util::StreamBody::new(frames).boxed();
         let resp = self
-            .send_body(method, path, body, Some(content_type), false)
+            .send_body(method, path, body, &[("Content-Type", content_type)], false)
             .await?;
+        error_for_status(resp).await
+    }
+
+    /// Sends a request with a streamed body (which may end with trailer
+    /// fields, announced in `headers`); a status ≥ 400 is an error.
+    pub async fn send_stream(
+        &self,
+        method: Method,
+        path: &str,
+        body: BoxBody<Bytes, std::io::Error>,
+        headers: &[(&'static str, &'static str)],
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let resp = self.send_body(method, path, body, headers, false).await?;
         error_for_status(resp).await
     }
 
@@ -146,13 +159,12 @@ impl ApiClient {
         body: Option<(Bytes, &'static str)>,
         upgrade: bool,
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
-        let (payload, content_type) = match body {
-            Some((bytes, content_type)) => (bytes, Some(content_type)),
-            None => (Bytes::new(), None),
+        let (payload, headers) = match body {
+            Some((bytes, content_type)) => (bytes, vec![("Content-Type", content_type)]),
+            None => (Bytes::new(), vec![]),
         };
         let body = Full::new(payload).map_err(|never| match never {}).boxed();
-        self.send_body(method, path, body, content_type, upgrade)
-            .await
+        self.send_body(method, path, body, &headers, upgrade).await
     }
 
     async fn send_body(
@@ -160,7 +172,7 @@ impl ApiClient {
         method: Method,
         path: &str,
         body: BoxBody<Bytes, std::io::Error>,
-        content_type: Option<&'static str>,
+        headers: &[(&'static str, &'static str)],
         upgrade: bool,
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let stream = self.endpoint.connect(&self.host).await?;
@@ -176,8 +188,8 @@ impl ApiClient {
                 .header("Connection", "Upgrade")
                 .header("Upgrade", "tcp");
         }
-        if let Some(content_type) = content_type {
-            builder = builder.header("Content-Type", content_type);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
         }
         Ok(sender.send_request(builder.body(body)?).await?)
     }

@@ -100,6 +100,7 @@ async fn accept_loop(
                 continue;
             }
         };
+        super::listeners::keep_alive(&stream);
         // Over the limits the connection is closed at once: the port keeps
         // being served, and one address cannot take every slot.
         let Some(slot) = handshaking.clone().enter(peer.ip()) else {

@@ -1,0 +1,377 @@
+//! `berth volume migrate VOL --to tcp://HOST:PORT`: a volume moved to
+//! another berth daemon. The CLI reads the volume's export from its own
+//! daemon, compresses it (zstd) and streams it to the target's import,
+//! which makes the volume (driver, options, labels) only if the stream is
+//! whole: the CLI sends the SHA-256 of the uncompressed tar stream after
+//! the body (an HTTP trailer) and the target compares it with what it
+//! read before the volume becomes ready. A migration cut short anywhere
+//! leaves the source as it was and nothing on the target.
+//! With `--move` the source is removed after the target's answer, and
+//! only if no container uses it (the daemon refuses otherwise).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use clap::Args;
+use http_body_util::BodyExt;
+use hyper::body::Frame;
+use hyper::Method;
+use sha2::Digest;
+use tokio_util::sync::CancellationToken;
+
+use super::volume_archive::byte_bar;
+use crate::client::connect::TlsOptions;
+use crate::client::{encode, ApiClient};
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    volume: String,
+    /// The berth daemon to move the volume to: tcp://HOST:PORT (mutual
+    /// TLS with the files below) or unix:///path.
+    #[arg(long)]
+    to: String,
+    /// The volume's name on the target (default: its name here).
+    #[arg(long)]
+    name: Option<String>,
+    /// Remove the volume here once the target has verified its copy (not
+    /// done while a container uses it).
+    #[arg(long = "move")]
+    move_source: bool,
+    /// CA of the target's certificate (default: ca.pem in $DOCKER_CERT_PATH or ~/.docker).
+    #[arg(long)]
+    tlscacert: Option<PathBuf>,
+    /// This client's certificate for the target (default: cert.pem there).
+    #[arg(long)]
+    tlscert: Option<PathBuf>,
+    /// This client's key for the target (default: key.pem there).
+    #[arg(long)]
+    tlskey: Option<PathBuf>,
+    /// Speak plain HTTP to a tcp:// target: no encryption, no
+    /// authentication of either side.
+    #[arg(long)]
+    insecure_plain: bool,
+}
+
+/// What the source daemon says of the volume (`GET /volumes/{name}`).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SourceVolume {
+    driver: String,
+    #[serde(default)]
+    options: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// Compression level on the wire: zstd's fastest levels keep up with a
+/// gigabit link on one core; higher ones would make the CPU the limit.
+const WIRE_LEVEL: i32 = 1;
+/// How long the target may take no data before the migration gives up.
+const STALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// `berth volume migrate VOLUME --to HOST [--name NEW] [--move]`
+pub async fn migrate(source: &ApiClient, a: MigrateArgs) -> Result<i32> {
+    let target = ApiClient::new(&a.to, &target_tls(&a))?;
+    let new_name = a.name.clone().unwrap_or_else(|| a.volume.clone());
+    let volume = source_volume(source, &a.volume).await?;
+    target
+        .call(Method::GET, "/_ping", None)
+        .await
+        .with_context(|| format!("reaching the target {}", a.to))?;
+    let started = Instant::now();
+    let sent = send(source, &target, &a, &new_name, &volume).await?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "migrated {} to {} as {new_name}: {} in {secs:.1} s ({} on the wire)",
+        a.volume,
+        a.to,
+        human(sent.content),
+        human(sent.wire)
+    );
+    if a.move_source {
+        let path = format!("/volumes/{}", encode(&a.volume));
+        if let Err(e) = source.call(Method::DELETE, &path, None).await {
+            bail!("the target verified its copy, but the volume here was kept: {e}");
+        }
+        eprintln!("removed {} here", a.volume);
+    }
+    println!("{new_name}");
+    Ok(0)
+}
+
+/// The target's TLS: always verified for tcp://, unless plain HTTP is
+/// asked for by name.
+fn target_tls(a: &MigrateArgs) -> TlsOptions {
+    TlsOptions {
+        tls: false,
+        verify: a.to.starts_with("tcp://") && !a.insecure_plain,
+        cacert: a.tlscacert.clone(),
+        cert: a.tlscert.clone(),
+        key: a.tlskey.clone(),
+    }
+}
+
+/// The source volume's record, refused when its data is not berth's to
+/// move (a local volume mounted from a device, a share or tmpfs).
+async fn source_volume(source: &ApiClient, name: &str) -> Result<SourceVolume> {
+    let volume: SourceVolume = source
+        .call(Method::GET, &format!("/volumes/{}", encode(name)), None)
+        .await?
+        .json()?;
+    let options = volume.options.clone().unwrap_or_default();
+    let mounted_from = ["type", "device", "o"]
+        .iter()
+        .any(|k| options.contains_key(*k));
+    if volume.driver == "local" && mounted_from {
+        bail!(
+            "volume {name} is mounted from a device, a share or tmpfs (options type, device, o): \
+             its data is not in berth's folder; copy it with the tool of that storage"
+        );
+    }
+    Ok(volume)
+}
+
+/// Bytes a migration moved: tar content, and compressed on the wire.
+struct Sent {
+    content: u64,
+    wire: u64,
+}
+
+/// Streams the export of the source into the target's import.
+async fn send(
+    source: &ApiClient,
+    target: &ApiClient,
+    a: &MigrateArgs,
+    new_name: &str,
+    volume: &SourceVolume,
+) -> Result<Sent> {
+    let total = usage_size(source, &a.volume).await;
+    let export = format!("/berth/v1/volumes/{}/export", encode(&a.volume));
+    let resp = source.open(Method::GET, &export, None).await?;
+    let input = tokio_util::io::SyncIoBridge::new(super::stream::body_reader(resp.into_body()));
+    let bar = byte_bar(total, format!("migrating {}", a.volume))?;
+    let content = Arc::new(AtomicU64::new(0));
+    let wire = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    // The connection's task holds the body, and a dead link never drains
+    // it: the compressing thread is told to stop instead of left waiting.
+    let stop = CancellationToken::new();
+    let pump = {
+        let writer = FrameWriter {
+            tx,
+            stop: stop.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let (bar, content) = (bar.clone(), content.clone());
+        tokio::task::spawn_blocking(move || compress(input, writer, &bar, &content))
+    };
+    let frames = tokio_stream_of(rx, wire.clone());
+    let body = http_body_util::StreamBody::new(frames).boxed();
+    let path = import_path(new_name, volume)?;
+    let headers = [
+        ("Content-Type", "application/zstd"),
+        ("Trailer", "Berth-Content-Digest"),
+    ];
+    let upload = target.send_stream(Method::POST, &path, body, &headers);
+    let answer = watch_stall(upload, &wire).await;
+    bar.finish_and_clear();
+    stop.cancel();
+    let pumped = pump.await.context("the compressing thread")?;
+    // The target's answer first: when the stream broke, it says why.
+    answer.with_context(|| format!("sending {} to {}", a.volume, a.to))?;
+    pumped.with_context(|| format!("reading volume {}", a.volume))?;
+    Ok(Sent {
+        content: content.load(Ordering::Relaxed),
+        wire: wire.load(Ordering::Relaxed),
+    })
+}
+
+/// The target's import path: make the volume, refuse an existing one.
+fn import_path(name: &str, volume: &SourceVolume) -> Result<String> {
+    let opts = serde_json::to_string(&volume.options.clone().unwrap_or_default())?;
+    let labels = serde_json::to_string(&volume.labels.clone().unwrap_or_default())?;
+    Ok(format!(
+        "/berth/v1/volumes/{}/import?create=1&exclusive=1&driver={}&opts={}&labels={}",
+        encode(name),
+        encode(&volume.driver),
+        encode(&opts),
+        encode(&labels)
+    ))
+}
+
+/// The volume's size as `system df` measures it, for the progress bar
+/// (none when the daemon cannot say).
+async fn usage_size(source: &ApiClient, name: &str) -> Option<u64> {
+    let resp = source
+        .call(Method::GET, "/system/df?type=volume", None)
+        .await
+        .ok()?;
+    let df: serde_json::Value = resp.json().ok()?;
+    let volumes = df.get("Volumes")?.as_array()?;
+    let found = volumes.iter().find(|v| v["Name"] == name)?;
+    found["UsageData"]["Size"]
+        .as_i64()
+        .and_then(|s| u64::try_from(s).ok())
+}
+
+type FrameResult = std::result::Result<Frame<Bytes>, std::io::Error>;
+
+/// Reads the tar stream, hashes and compresses it into frames for the
+/// request body, and ends with the digest as a trailer. An error is sent
+/// down the body too, so the target sees the stream broken, never ended.
+fn compress(
+    mut input: impl Read,
+    writer: FrameWriter,
+    bar: &indicatif::ProgressBar,
+    content: &AtomicU64,
+) -> Result<()> {
+    let mut hasher = sha2::Sha256::new();
+    let frames = writer.clone();
+    let result = (|| -> std::io::Result<()> {
+        let mut encoder = zstd::stream::write::Encoder::new(writer, WIRE_LEVEL)?;
+        encoder.include_checksum(true)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            encoder.write_all(&buf[..n])?;
+            content.fetch_add(n as u64, Ordering::Relaxed);
+            bar.inc(n as u64);
+        }
+        encoder.finish()?.flush()
+    })();
+    if let Err(e) = result {
+        let _ = frames.send(Err(std::io::Error::new(e.kind(), e.to_string())));
+        return Err(e.into());
+    }
+    let digest = berth_core::archive::digest::format_digest(hasher.finalize().as_slice());
+    let mut trailers = hyper::HeaderMap::new();
+    trailers.insert("berth-content-digest", digest.parse()?);
+    frames
+        .send(Ok(Frame::trailers(trailers)))
+        .context("the upload ended before the digest was sent")?;
+    Ok(())
+}
+
+/// A writer whose writes become data frames of the request body; each
+/// waits for room in the channel, or for `stop`.
+#[derive(Clone)]
+struct FrameWriter {
+    tx: tokio::sync::mpsc::Sender<FrameResult>,
+    stop: CancellationToken,
+    runtime: tokio::runtime::Handle,
+}
+
+impl FrameWriter {
+    fn send(&self, frame: FrameResult) -> std::io::Result<()> {
+        let ended = || std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload ended");
+        self.runtime.block_on(async {
+            tokio::select! {
+                sent = self.tx.send(frame) => sent.map_err(|_| ended()),
+                () = self.stop.cancelled() => Err(ended()),
+            }
+        })
+    }
+}
+
+impl Write for FrameWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.send(Ok(Frame::data(Bytes::copy_from_slice(buf))))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The frames as a stream, counting the data bytes the connection takes.
+fn tokio_stream_of(
+    rx: tokio::sync::mpsc::Receiver<FrameResult>,
+    wire: Arc<AtomicU64>,
+) -> impl futures_util::Stream<Item = FrameResult> + Send + Sync {
+    futures_util::stream::unfold(rx, move |mut rx| {
+        let wire = wire.clone();
+        async move {
+            let item = rx.recv().await?;
+            if let Ok(Some(data)) = item.as_ref().map(|f| f.data_ref()) {
+                wire.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+            Some((item, rx))
+        }
+    })
+}
+
+/// Runs the upload, failing it when the connection takes no data for
+/// [`STALL_LIMIT`] while the body is still being sent (a link that went
+/// down sends no error of its own).
+async fn watch_stall<T>(
+    upload: impl std::future::Future<Output = Result<T>>,
+    wire: &AtomicU64,
+) -> Result<T> {
+    tokio::pin!(upload);
+    let mut seen = wire.load(Ordering::Relaxed);
+    let mut still_since = Instant::now();
+    loop {
+        tokio::select! {
+            answer = &mut upload => return answer,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let now = wire.load(Ordering::Relaxed);
+        if now != seen {
+            (seen, still_since) = (now, Instant::now());
+        } else if still_since.elapsed() > STALL_LIMIT {
+            bail!(
+                "the target took no data for {} s: giving up",
+                STALL_LIMIT.as_secs()
+            );
+        }
+    }
+}
+
+/// Bytes in the units `docker system df` uses.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1}{}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_docker_writes_them() {
+        assert_eq!(human(999), "999.0B");
+        assert_eq!(human(1_500_000), "1.5MB");
+    }
+
+    #[test]
+    fn the_import_path_carries_driver_options_and_labels() {
+        let volume = SourceVolume {
+            driver: "thin".into(),
+            options: Some(BTreeMap::from([("size".into(), "1G".into())])),
+            labels: None,
+        };
+        let path = import_path("new one", &volume).unwrap();
+        assert!(
+            path.starts_with("/berth/v1/volumes/new+one/import?create=1&exclusive=1&driver=thin")
+        );
+        assert!(path.contains("opts=%7B%22size%22%3A%221G%22%7D"), "{path}");
+        assert!(path.ends_with("labels=%7B%7D"), "{path}");
+    }
+}
