@@ -190,7 +190,7 @@ def test_migrate_arrives_whole_over_mutual_tls(pair, driver):
     # Without --move the source stays; the name on the target is taken now.
     assert "data" in volumes(pair.source)
     again = pair.migrate("data", "--name", "moved")
-    assert again.returncode != 0 and "already exists" in again.stderr, again.stderr
+    assert again.returncode != 0 and "already exists on" in again.stderr, again.stderr
     # Events on both sides: the export here, the create and import there.
     until = str(int(time.time()) + 1)
     seen = {}
@@ -272,13 +272,24 @@ def test_the_target_imports_only_a_stream_whose_digest_matches(berth):
     assert volumes(berth) == []
     status, body = raw_import(berth, "right", half, good)
     assert status == 201, body
+    # The answer confirms the digest checked: the CLI's proof for --move.
+    assert b"berth-content-digest: " + good.encode() in body.lower(), body
     status, body = raw_import(berth, "right", half, good)
     assert status == 409, body
     with open(os.path.join(inspect(berth, "right")["Mountpoint"], "f")) as f:
         assert f.read() == "hello"
-    # No trailer announced: an ordinary import --create, not verified.
+    # No trailer announced: an ordinary import --create, not verified, and
+    # the answer confirms no digest.
     status, body = raw_import(berth, "plain", half, None, announce=False)
     assert status == 201, body
+    assert b"berth-content-digest" not in body.lower(), body
+
+
+def test_import_create_refuses_a_local_volume_on_a_device(berth):
+    p = berth.berth_cli("volume", "import", "--create", "-o", "type=none", "-o", "o=bind",
+                        "-o", "device=/var/tmp", "bound", "-", input="", check=False)
+    assert p.returncode != 0 and "mount options" in p.stderr, p.stderr
+    assert volumes(berth) == []
 
 
 def slow_link(pair: Pair):
@@ -334,6 +345,12 @@ def test_a_transfer_cut_short_leaves_the_source_whole_and_nothing_on_the_target(
         pair.target.kill9()
     else:
         pair.link(False)
+    if cut == "link":
+        # With the link still down the target must notice the dead client
+        # by itself (TCP keep-alive), well before its 300 s stall limit,
+        # and roll the import back.
+        wait_until("the target to drop the half volume while the link is down",
+                   lambda: not target_has_staging(pair), 150)
     t.join(timeout=200)
     assert not t.is_alive()
     assert result["p"].returncode != 0, result["p"].stdout
@@ -343,9 +360,11 @@ def test_a_transfer_cut_short_leaves_the_source_whole_and_nothing_on_the_target(
         pair.target.start()
     else:
         pair.link(True)
-    # The target lets go of the broken upload and keeps nothing of it.
+    # The target keeps nothing of the broken upload (a creating row is
+    # never listed: the storage folder is what would be left).
     wait_until("the target to drop the half volume",
-               lambda: "cut" not in volumes(pair.target) and not target_has_staging(pair), 180)
+               lambda: not target_has_staging(pair), 180)
+    assert "cut" not in volumes(pair.target)
     assert tree_digest(inspect(pair.source, "cut")["Mountpoint"]) == before
     sh("ip", "netns", "exec", pair.ns_a, "tc", "qdisc", "del", "dev", pair.veth_a, "root")
     p = pair.migrate("cut")

@@ -33,7 +33,9 @@ pub async fn export(
 /// otherwise; with `exclusive=1` too, an existing volume is a conflict.
 /// A request that announces the [`DIGEST_TRAILER`] trailer (`Trailer:
 /// Berth-Content-Digest`) is imported only if the digest it sends after
-/// the body matches the content received (`volume migrate` does this).
+/// the body matches the content received (`volume migrate` does this);
+/// the answer then carries the verified digest in that header, so the
+/// client knows this daemon checked it (an older one ignores the trailer).
 pub async fn import(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -43,10 +45,12 @@ pub async fn import(
 ) -> Result<Response, ApiError> {
     let svc = state.volumes.clone();
     let verify = announces_digest(&headers);
+    let verified = std::sync::Arc::new(parking_lot::Mutex::new(None::<String>));
+    let seen = verified.clone();
     // The query is read inside the upload, so a refused one still drains
     // the body: a client still sending gets the 400, not a broken pipe.
     let made = crate::request::with_upload_and_trailers(body, move |reader, trailers| {
-        let announced = verify.then(|| announced_digest(trailers));
+        let announced = verify.then(|| announced_digest(trailers, seen));
         let query = Query::parse(q.as_deref());
         match parse_import_query(&name, &query)? {
             Some(request) => {
@@ -62,7 +66,11 @@ pub async fn import(
     } else {
         StatusCode::NO_CONTENT
     };
-    Ok(status.into_response())
+    let mut response = status.into_response();
+    if let Some(digest) = verified.lock().take().and_then(|d| d.parse().ok()) {
+        response.headers_mut().insert(DIGEST_TRAILER, digest);
+    }
+    Ok(response)
 }
 
 /// The trailer field that carries an upload's content digest
@@ -79,12 +87,17 @@ fn announces_digest(headers: &HeaderMap) -> bool {
         .any(|field| field.trim().eq_ignore_ascii_case(DIGEST_TRAILER))
 }
 
-/// Reads the digest from the trailers once the body has ended.
-fn announced_digest(trailers: crate::request::TrailerSlot) -> AnnouncedDigest {
+/// Reads the digest from the trailers once the body has ended, keeping a
+/// copy in `seen` for the answer (only a success sends it back).
+fn announced_digest(
+    trailers: crate::request::TrailerSlot,
+    seen: std::sync::Arc<parking_lot::Mutex<Option<String>>>,
+) -> AnnouncedDigest {
     Box::new(move || {
         let fields = trailers.lock().take()?;
-        let value = fields.get(DIGEST_TRAILER)?.to_str().ok()?;
-        Some(value.to_string())
+        let value = fields.get(DIGEST_TRAILER)?.to_str().ok()?.to_string();
+        *seen.lock() = Some(value.clone());
+        Some(value)
     })
 }
 

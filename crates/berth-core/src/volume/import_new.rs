@@ -93,8 +93,29 @@ impl VolumeService {
             options: request.options,
         };
         super::import::refuse_tmpfs(&record)?;
+        refuse_mounted_from(&record)?;
         Ok(record)
     }
+}
+
+/// A local volume with mount options keeps its data on a device or share
+/// that holds files already: filling it in place could not be undone, so
+/// it is made with `volume create` and imported into (staged) instead.
+fn refuse_mounted_from(record: &VolumeRecord) -> Result<(), VolumeError> {
+    let mounted_from = ["type", "device", "o"]
+        .iter()
+        .any(|k| record.options.contains_key(*k));
+    if record.driver != "local" || !mounted_from {
+        return Ok(());
+    }
+    let why = "import --create cannot make a local volume with mount options (type, device, o): \
+               its data lives on a device or share an unfinished import could not undo; \
+               create the volume first, then import into it";
+    Err(VolumeError::driver(
+        "import",
+        &record.name,
+        crate::driver::DriverError::Unsupported(why.into()),
+    ))
 }
 
 /// The volume name an import must be given (imports are never anonymous).

@@ -79,11 +79,14 @@ const STALL_LIMIT: Duration = Duration::from_secs(60);
 pub async fn migrate(source: &ApiClient, a: MigrateArgs) -> Result<i32> {
     let target = ApiClient::new(&a.to, &target_tls(&a))?;
     let new_name = a.name.clone().unwrap_or_else(|| a.volume.clone());
-    let volume = source_volume(source, &a.volume).await?;
-    target
-        .call(Method::GET, "/_ping", None)
-        .await
-        .with_context(|| format!("reaching the target {}", a.to))?;
+    // Events of the volume from here on tell whether anything but this
+    // export touched it before --move deletes it.
+    let since = chrono::Utc::now()
+        .timestamp_nanos_opt()
+        .context("the clock is past 2262")?;
+    let mut volume = source_volume(source, &a.volume).await?;
+    keep_anonymity_honest(&mut volume, &a);
+    target_name_free(&target, &a.to, &new_name).await?;
     let started = Instant::now();
     let sent = send(source, &target, &a, &new_name, &volume).await?;
     let secs = started.elapsed().as_secs_f64();
@@ -95,6 +98,7 @@ pub async fn migrate(source: &ApiClient, a: MigrateArgs) -> Result<i32> {
         human(sent.wire)
     );
     if a.move_source {
+        untouched_since(source, &a.volume, since).await?;
         let path = format!("/volumes/{}", encode(&a.volume));
         if let Err(e) = source.call(Method::DELETE, &path, None).await {
             bail!("the target verified its copy, but the volume here was kept: {e}");
@@ -103,6 +107,74 @@ pub async fn migrate(source: &ApiClient, a: MigrateArgs) -> Result<i32> {
     }
     println!("{new_name}");
     Ok(0)
+}
+
+/// An anonymous volume given a name there is no longer anonymous (a plain
+/// `volume prune` takes anonymous volumes no container uses, and on the
+/// target none does); one that keeps its id-name keeps the label, with a
+/// warning.
+fn keep_anonymity_honest(volume: &mut SourceVolume, a: &MigrateArgs) {
+    let label = berth_core::volume::names::ANONYMOUS_LABEL;
+    let labels = volume.labels.get_or_insert_with(BTreeMap::new);
+    if !labels.contains_key(label) {
+        return;
+    }
+    if a.name.is_some() {
+        labels.remove(label);
+    } else {
+        eprintln!(
+            "warning: {} is an anonymous volume: on the target no container uses it, and \
+             `volume prune` there would remove it (give it a name with --name)",
+            a.volume
+        );
+    }
+}
+
+/// Refuses early, before any data moves, when the name is taken there.
+async fn target_name_free(target: &ApiClient, to: &str, name: &str) -> Result<()> {
+    let path = format!("/volumes/{}", encode(name));
+    let resp = target
+        .send(Method::GET, &path, None)
+        .await
+        .with_context(|| format!("reaching the target {to}"))?;
+    match resp.status.as_u16() {
+        404 => Ok(()),
+        200 => {
+            bail!("a volume named {name} already exists on {to}: remove it there, or give --name")
+        }
+        other => bail!("the target {to} answered {other} for volume {name}"),
+    }
+}
+
+/// Refuses --move when the source volume saw anything since the migration
+/// began but its export (a container mounting it, an import, a rename
+/// swapping another volume into the name): data may have changed after
+/// it was read.
+async fn untouched_since(source: &ApiClient, name: &str, since: i64) -> Result<()> {
+    let filters = serde_json::json!({"type": ["volume"], "volume": [name]}).to_string();
+    let until = chrono::Utc::now().timestamp() + 1;
+    let path = format!(
+        "/events?since={}&until={until}&filters={}",
+        since / 1_000_000_000,
+        encode(&filters)
+    );
+    let resp = source.call(Method::GET, &path, None).await?;
+    let touched: Vec<String> = String::from_utf8_lossy(&resp.body)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        // `since` is in seconds: events earlier in that second are not ours.
+        .filter(|e| e["timeNano"].as_i64().is_some_and(|t| t >= since))
+        .filter_map(|e| e["Action"].as_str().map(str::to_string))
+        .filter(|action| action != "export")
+        .collect();
+    if !touched.is_empty() {
+        bail!(
+            "the target verified its copy, but the volume here was kept: it saw {} while it was \
+             being copied, so the copy may be older than it",
+            touched.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The target's TLS: always verified for tcp://, unless plain HTTP is
@@ -171,7 +243,8 @@ async fn send(
         let (bar, content) = (bar.clone(), content.clone());
         tokio::task::spawn_blocking(move || compress(input, writer, &bar, &content))
     };
-    let frames = tokio_stream_of(rx, wire.clone());
+    let body_sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let frames = tokio_stream_of(rx, wire.clone(), body_sent.clone());
     let body = http_body_util::StreamBody::new(frames).boxed();
     let path = import_path(new_name, volume)?;
     let headers = [
@@ -179,17 +252,49 @@ async fn send(
         ("Trailer", "Berth-Content-Digest"),
     ];
     let upload = target.send_stream(Method::POST, &path, body, &headers);
-    let answer = watch_stall(upload, &wire).await;
+    let answer = watch_stall(upload, &wire, &body_sent).await;
     bar.finish_and_clear();
     stop.cancel();
     let pumped = pump.await.context("the compressing thread")?;
-    // The target's answer first: when the stream broke, it says why.
-    answer.with_context(|| format!("sending {} to {}", a.volume, a.to))?;
-    pumped.with_context(|| format!("reading volume {}", a.volume))?;
+    let sent_digest = match (pumped, answer) {
+        // A source that failed says why; the target only saw a broken body.
+        (Err(e), _) if !is_upload_end(&e) => {
+            return Err(e.context(format!("reading volume {}", a.volume)))
+        }
+        (_, Err(e)) => return Err(e.context(format!("sending {} to {}", a.volume, a.to))),
+        (Err(e), Ok(_)) => return Err(e),
+        (Ok(digest), Ok(resp)) => (digest, resp),
+    };
+    verified(&sent_digest.0, &sent_digest.1, &a.to)?;
     Ok(Sent {
         content: content.load(Ordering::Relaxed),
         wire: wire.load(Ordering::Relaxed),
     })
+}
+
+/// Whether a compressing error only says the upload ended (the target's
+/// answer then says why).
+fn is_upload_end(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// The target made the volume (201) and says it checked the digest sent
+/// (it echoes it): an older daemon, or anything between, that ignored the
+/// trailer cannot pass for a verified copy.
+fn verified(sent: &str, resp: &hyper::Response<hyper::body::Incoming>, to: &str) -> Result<()> {
+    let echoed = resp
+        .headers()
+        .get("berth-content-digest")
+        .and_then(|v| v.to_str().ok());
+    if resp.status() != hyper::StatusCode::CREATED || echoed != Some(sent) {
+        bail!(
+            "the target {to} answered {} without confirming the content digest: it did not \
+             verify the copy (an older berth?); nothing here was removed",
+            resp.status()
+        );
+    }
+    Ok(())
 }
 
 /// The target's import path: make the volume, refuse an existing one.
@@ -230,7 +335,7 @@ fn compress(
     writer: FrameWriter,
     bar: &indicatif::ProgressBar,
     content: &AtomicU64,
-) -> Result<()> {
+) -> Result<String> {
     let mut hasher = sha2::Sha256::new();
     let frames = writer.clone();
     let result = (|| -> std::io::Result<()> {
@@ -259,7 +364,7 @@ fn compress(
     frames
         .send(Ok(Frame::trailers(trailers)))
         .context("the upload ended before the digest was sent")?;
-    Ok(())
+    Ok(digest)
 }
 
 /// A writer whose writes become data frames of the request body; each
@@ -294,17 +399,23 @@ impl Write for FrameWriter {
     }
 }
 
-/// The frames as a stream, counting the data bytes the connection takes.
+/// The frames as a stream, counting the data bytes the connection takes
+/// and noting when it took the trailers (the whole body).
 fn tokio_stream_of(
     rx: tokio::sync::mpsc::Receiver<FrameResult>,
     wire: Arc<AtomicU64>,
+    body_sent: Arc<std::sync::atomic::AtomicBool>,
 ) -> impl futures_util::Stream<Item = FrameResult> + Send + Sync {
     futures_util::stream::unfold(rx, move |mut rx| {
-        let wire = wire.clone();
+        let (wire, body_sent) = (wire.clone(), body_sent.clone());
         async move {
             let item = rx.recv().await?;
-            if let Ok(Some(data)) = item.as_ref().map(|f| f.data_ref()) {
-                wire.fetch_add(data.len() as u64, Ordering::Relaxed);
+            match item.as_ref().map(|f| f.data_ref()) {
+                Ok(Some(data)) => {
+                    wire.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                Ok(None) => body_sent.store(true, Ordering::Relaxed),
+                Err(_) => {}
             }
             Some((item, rx))
         }
@@ -313,10 +424,12 @@ fn tokio_stream_of(
 
 /// Runs the upload, failing it when the connection takes no data for
 /// [`STALL_LIMIT`] while the body is still being sent (a link that went
-/// down sends no error of its own).
+/// down sends no error of its own). Once the whole body is sent the
+/// target may take long to sync; TCP keep-alive watches the link then.
 async fn watch_stall<T>(
     upload: impl std::future::Future<Output = Result<T>>,
     wire: &AtomicU64,
+    body_sent: &std::sync::atomic::AtomicBool,
 ) -> Result<T> {
     tokio::pin!(upload);
     let mut seen = wire.load(Ordering::Relaxed);
@@ -327,6 +440,9 @@ async fn watch_stall<T>(
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let now = wire.load(Ordering::Relaxed);
+        if body_sent.load(Ordering::Relaxed) {
+            return upload.await;
+        }
         if now != seen {
             (seen, still_since) = (now, Instant::now());
         } else if still_since.elapsed() > STALL_LIMIT {

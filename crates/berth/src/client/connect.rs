@@ -82,6 +82,7 @@ impl Endpoint {
             .await
             .with_context(unreachable)?;
         s.set_nodelay(true)?;
+        keep_alive(&s);
         let Some((config, name)) = tls else {
             return Ok(Box::new(s));
         };
@@ -90,6 +91,24 @@ impl Endpoint {
             .await
             .with_context(|| format!("TLS with the daemon at {shown}"))?;
         Ok(Box::new(tls))
+    }
+}
+
+/// TCP keep-alive probes on a connection after 15 s without
+/// traffic (as Go's server, and so dockerd, sets them), every 15 s, four
+/// unanswered ones ending it: a client whose host or link went away mid-
+/// upload (a volume migration) is noticed in about a minute and a half,
+/// and the import it was feeding is rolled back, instead of waiting on a
+/// connection that will never speak again; the CLI's connections get the
+/// same, so a migration waiting for the target's answer notices a dead link.
+pub fn keep_alive(stream: &tokio::net::TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let set = setsockopt(stream, sockopt::KeepAlive, &true)
+        .and_then(|()| setsockopt(stream, sockopt::TcpKeepIdle, &15))
+        .and_then(|()| setsockopt(stream, sockopt::TcpKeepInterval, &15))
+        .and_then(|()| setsockopt(stream, sockopt::TcpKeepCount, &4));
+    if let Err(e) = set {
+        tracing::debug!(error = %e, "could not set TCP keep-alive");
     }
 }
 

@@ -76,7 +76,8 @@ impl ApiClient {
         Ok(resp)
     }
 
-    async fn send(
+    /// Sends a request and gives the answer whatever its status.
+    pub async fn send(
         &self,
         method: Method,
         path: &str,

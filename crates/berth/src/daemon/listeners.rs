@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use tokio::net::{TcpListener, UnixListener};
+
+pub use crate::client::connect::keep_alive;
 use tokio::task::JoinHandle;
 
 use super::socket::{self, Listen};
@@ -168,23 +170,6 @@ pub fn serve_all(
         servers.push(handle);
     }
     Ok(servers)
-}
-
-/// TCP keep-alive probes on an accepted connection after 15 s without
-/// traffic (as Go's server, and so dockerd, sets them), every 15 s, four
-/// unanswered ones ending it: a client whose host or link went away mid-
-/// upload (a volume migration) is noticed in about a minute and a half,
-/// and the import it was feeding is rolled back, instead of waiting on a
-/// connection that will never speak again.
-pub fn keep_alive(stream: &tokio::net::TcpStream) {
-    use nix::sys::socket::{setsockopt, sockopt};
-    let set = setsockopt(stream, sockopt::KeepAlive, &true)
-        .and_then(|()| setsockopt(stream, sockopt::TcpKeepIdle, &15))
-        .and_then(|()| setsockopt(stream, sockopt::TcpKeepInterval, &15))
-        .and_then(|()| setsockopt(stream, sockopt::TcpKeepCount, &4));
-    if let Err(e) = set {
-        tracing::debug!(error = %e, "could not set TCP keep-alive");
-    }
 }
 
 /// Serves `app` on `listener` in a task of its own until `stop`.
