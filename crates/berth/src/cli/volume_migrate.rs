@@ -25,6 +25,8 @@ use hyper::Method;
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
+use berth_core::sys::units::format_size;
+
 use super::volume_archive::byte_bar;
 use crate::client::connect::TlsOptions;
 use crate::client::{encode, ApiClient};
@@ -94,8 +96,8 @@ pub async fn migrate(source: &ApiClient, a: MigrateArgs) -> Result<i32> {
         "migrated {} to {} as {new_name}: {} in {secs:.1} s ({} on the wire)",
         a.volume,
         a.to,
-        human(sent.content),
-        human(sent.wire)
+        format_size(sent.content),
+        format_size(sent.wire)
     );
     if a.move_source {
         untouched_since(source, &a.volume, since).await?;
@@ -454,27 +456,9 @@ async fn watch_stall<T>(
     }
 }
 
-/// Bytes in the units `docker system df` uses.
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{value:.1}{}", UNITS[unit])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_as_docker_writes_them() {
-        assert_eq!(human(999), "999.0B");
-        assert_eq!(human(1_500_000), "1.5MB");
-    }
 
     #[test]
     fn the_import_path_carries_driver_options_and_labels() {
