@@ -437,7 +437,11 @@ def test_clean_restart_keeps_running_ports_and_restarts_stopped_ones(daemon, ima
         wait_for_page(f"http://127.0.0.1:{port}/")
     daemon.docker("stop", "-t", "1", stopped)
     wait_until(lambda: fetch(f"http://127.0.0.1:{p2}/") is None, what="the stopped port to close")
-    assert_no_trace(daemon, inspect(daemon, stopped)["Id"])
+    # Waiters hear of the exit before the network teardown ends (its rules
+    # go first, the namespace file last): wait for the whole of it.
+    cid = inspect(daemon, stopped)["Id"]
+    wait_until(lambda: cid not in netns_files(daemon), what="the stopped container's netns")
+    assert_no_trace(daemon, cid)
     daemon.restart()
     wait_for_page(f"http://127.0.0.1:{p1}/")
     daemon.docker("start", stopped)

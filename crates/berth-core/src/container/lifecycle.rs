@@ -487,6 +487,7 @@ impl ContainerService {
         self.signal_container(&record, signal)?;
         if signal == Signal::SIGKILL {
             watch.wait(Some(KILL_WAIT));
+            self.cancel_restart_planned_meanwhile(&record.id);
         }
         Ok(())
     }
@@ -527,6 +528,7 @@ impl ContainerService {
             self.signal_container(&record, Signal::SIGKILL)?;
             watch.wait(Some(Duration::from_secs(30)));
         }
+        self.cancel_restart_planned_meanwhile(&record.id);
         self.publish("stop", &record, &[]);
         Ok(())
     }
@@ -558,6 +560,16 @@ impl ContainerService {
                     let _ = std::fs::remove_dir_all(state);
                 }
             }
+        }
+    }
+
+    /// A container that exited by itself between a stop's (or kill's) read
+    /// of its state and the signal had its exit planned for a restart
+    /// then, before the stop marked it: the stop leaves it stopped, as
+    /// Docker's does.
+    fn cancel_restart_planned_meanwhile(&self, id: &str) {
+        if self.resolve(id).is_ok_and(|r| r.state.restarting) && self.cancel_restart(id) {
+            tracing::debug!(container = %id, "a restart planned during a stop was cancelled");
         }
     }
 
