@@ -79,6 +79,56 @@ def test_gnu_tar_reads_exports_and_writes_imports(daemon, uniq, work):
         assert tree_digest(daemon.mountpoint(vol)) == tree_digest(out), name
 
 
+@pytest.mark.parametrize("version", ["0.0", "0.1", "1.0"])
+def test_gnu_tar_sparse_archives_import_as_sparse_files(daemon, uniq, work, version):
+    """`tar --sparse` in the default (posix) format stores a sparse file as
+    a placeholder entry plus GNU.sparse.* pax records; berth must import
+    the real file, holes included, not the placeholder."""
+    src = os.path.join(work, "src")
+    os.makedirs(os.path.join(src, "d"))
+    holes = os.path.join(src, "d", "holes")
+    with open(holes, "wb") as f:
+        f.write(b"head")
+        f.seek(8 * MIB)
+        f.write(os.urandom(5000))
+        f.truncate(64 * MIB)
+    os.chown(holes, 1234, 4321)
+    os.setxattr(holes, "user.k", b"v")
+    with open(os.path.join(src, "plain"), "w") as f:
+        f.write("plain")
+    archive = os.path.join(work, "s.tar")
+    subprocess.run(["tar", "--format=posix", "--sparse", f"--sparse-version={version}",
+                    "--xattrs", "--xattrs-include=user.*", "--numeric-owner", "-cf", archive,
+                    "-C", src, "."], check=True)
+    with open(archive, "rb") as f:
+        assert b"GNU.sparse." in f.read(), "GNU tar wrote no pax sparse records"
+    vol = f"{uniq}sp"
+    daemon.docker("volume", "create", vol)
+    daemon.berth_cli("volume", "import", vol, archive)
+    got = daemon.mountpoint(vol)
+    assert sorted(os.listdir(got)) == ["d", "plain"]
+    assert tree_digest(got) == tree_digest(src)
+    assert os.stat(os.path.join(got, "d", "holes")).st_blocks * 512 < MIB, "holes stay holes"
+
+
+def test_hostile_sparse_maps_change_nothing(daemon, uniq):
+    vol = f"{uniq}hs"
+    daemon.docker("volume", "create", vol)
+    # A 1.0 map that claims more data than the entry carries.
+    data = b"1\n0\n999\n".ljust(512, b"\0") + b"x" * 10
+    bad = tar_of({"GNUSparseFile.1/f": data}, file_pax={
+        "GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+        "GNU.sparse.name": "f", "GNU.sparse.realsize": "2000"})
+    status, body = import_raw(daemon, vol, bad)
+    assert status == 400 and "sparse map" in body["message"], (status, body)
+    # A real name that climbs out.
+    out = tar_of({"GNUSparseFile.1/f": b"abc"}, file_pax={
+        "GNU.sparse.map": "0,3", "GNU.sparse.size": "3", "GNU.sparse.name": "../escape"})
+    status, body = import_raw(daemon, vol, out)
+    assert status == 400, (status, body)
+    assert os.listdir(daemon.mountpoint(vol)) == []
+
+
 def test_thin_volume_round_trip_through_stdin(berth_factory, work):
     from busybox_image import import_busybox, remove_all_containers
     d = berth_factory(extra_args=["--thin-pool-size", "2G"]).start()
@@ -250,7 +300,10 @@ def test_import_is_refused_while_a_container_runs_with_the_volume(daemon, image,
         daemon.docker("rm", "-f", cid)
 
 
-def tar_of(files: dict, root_mode: int | None = None, pax: dict | None = None) -> bytes:
+def tar_of(files: dict, root_mode: int | None = None, pax: dict | None = None,
+           file_pax: dict | None = None) -> bytes:
+    """A pax tar of ``files`` (None: a folder, with ``pax`` records; bytes:
+    a file, with ``file_pax`` records)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         if root_mode is not None:
@@ -265,6 +318,7 @@ def tar_of(files: dict, root_mode: int | None = None, pax: dict | None = None) -
                 tar.addfile(info)
             else:
                 info.size = len(data)
+                info.pax_headers = dict(file_pax or {})
                 tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 

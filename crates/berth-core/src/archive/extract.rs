@@ -12,11 +12,13 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::sys::stat::{Mode, SFlag};
 use tar::EntryType;
 
+use super::pax_sparse::{self, PaxSparse};
 use super::ArchiveError;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -75,7 +77,14 @@ pub fn unpack_with<R: Read>(
     let mut found = Unpacked::default();
     for entry in archive.entries().map_err(ArchiveError::tar)? {
         let mut entry = entry.map_err(ArchiveError::tar)?;
-        let rel = sanitize(&entry.path().map_err(ArchiveError::tar)?)?;
+        // GNU tar's sparse files in pax archives are named after their
+        // real name in the pax header, not the entry's placeholder.
+        let sparse = pax_sparse_of(&mut entry)?;
+        let path = match sparse.as_ref().and_then(|s| s.name.as_deref()) {
+            Some(name) => PathBuf::from(std::ffi::OsStr::from_bytes(name)),
+            None => entry.path().map_err(ArchiveError::tar)?.into_owned(),
+        };
+        let rel = sanitize(&path)?;
         if rel.as_os_str().is_empty() {
             let header = entry.header().clone();
             if header.entry_type() != EntryType::Directory {
@@ -98,7 +107,7 @@ pub fn unpack_with<R: Read>(
             write_whiteout(&target, &name)?;
             continue;
         }
-        write_entry(&mut entry, dest, &target, opts)?;
+        write_entry(&mut entry, dest, &target, opts, sparse.as_ref())?;
         if entry.header().entry_type() == EntryType::Directory {
             dir_times.insert(target, entry.header().mtime().unwrap_or(0));
         }
@@ -249,11 +258,27 @@ fn write_whiteout(target: &Path, name: &str) -> Result<(), ArchiveError> {
 }
 
 /// Writes one entry.
+/// The pax sparse description of `entry`, if it is one (malformed
+/// records are left for `apply_metadata` to refuse).
+fn pax_sparse_of<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+) -> Result<Option<PaxSparse>, ArchiveError> {
+    let Some(exts) = entry.pax_extensions().map_err(ArchiveError::tar)? else {
+        return Ok(None);
+    };
+    let records: Vec<(String, Vec<u8>)> = exts
+        .flatten()
+        .filter_map(|e| Some((e.key().ok()?.to_string(), e.value_bytes().to_vec())))
+        .collect();
+    pax_sparse::detect(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+}
+
 fn write_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     root: &Path,
     target: &Path,
     opts: &UnpackOptions,
+    sparse: Option<&PaxSparse>,
 ) -> Result<(), ArchiveError> {
     let header = entry.header().clone();
     let kind = header.entry_type();
@@ -261,9 +286,14 @@ fn write_entry<R: Read>(
         check_same_kind(target, kind == EntryType::Directory)?;
     }
     clear_target(target, kind == EntryType::Directory)?;
+    if sparse.is_some() && !matches!(kind, EntryType::Regular | EntryType::Continuous) {
+        return Err(ArchiveError::Hostile(
+            "a sparse description on an entry that is not a file".into(),
+        ));
+    }
     match kind {
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-            write_file(entry, target)?
+            write_file(entry, target, sparse)?
         }
         EntryType::Directory => match std::fs::create_dir(target) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
@@ -305,7 +335,11 @@ fn check_same_kind(target: &Path, new_is_dir: bool) -> Result<(), ArchiveError> 
     }
 }
 
-fn write_file<R: Read>(entry: &mut tar::Entry<'_, R>, target: &Path) -> Result<(), ArchiveError> {
+fn write_file<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    target: &Path,
+    sparse: Option<&PaxSparse>,
+) -> Result<(), ArchiveError> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -314,7 +348,13 @@ fn write_file<R: Read>(entry: &mut tar::Entry<'_, R>, target: &Path) -> Result<(
         .mode(0o600)
         .open(target)
         .map_err(|e| ArchiveError::io(target, e))?;
-    copy_keeping_holes(entry, &mut file, target)
+    match sparse {
+        Some(sparse) => {
+            let data_len = entry.size();
+            pax_sparse::write(sparse, entry, data_len, &mut file, target)
+        }
+        None => copy_keeping_holes(entry, &mut file, target),
+    }
 }
 
 /// Copies file data, seeking over 4 KiB blocks of zeros instead of writing

@@ -7,6 +7,7 @@ mod error;
 pub mod extract;
 mod fd;
 mod guard;
+mod pax_sparse;
 mod sparse;
 mod write;
 

@@ -74,6 +74,8 @@ struct SourceVolume {
 /// Compression level on the wire: zstd's fastest levels keep up with a
 /// gigabit link on one core; higher ones would make the CPU the limit.
 const WIRE_LEVEL: i32 = 1;
+/// How long the progress bar's total is waited for.
+const USAGE_WAIT: Duration = Duration::from_secs(3);
 /// How long the target may take no data before the migration gives up.
 const STALL_LIMIT: Duration = Duration::from_secs(60);
 
@@ -225,17 +227,23 @@ async fn send(
     new_name: &str,
     volume: &SourceVolume,
 ) -> Result<Sent> {
-    let total = usage_size(source, &a.volume).await;
+    // The bar's total is a nicety: a `system df` that takes long (many
+    // volumes never measured) is not waited for.
+    let total = tokio::time::timeout(USAGE_WAIT, usage_size(source, &a.volume))
+        .await
+        .ok()
+        .flatten();
     let export = format!("/berth/v1/volumes/{}/export", encode(&a.volume));
     let resp = source.open(Method::GET, &export, None).await?;
-    let input = tokio_util::io::SyncIoBridge::new(super::stream::body_reader(resp.into_body()));
+    // The connection's task holds the body, and a dead link never drains
+    // it: the compressing thread is told to stop instead of left waiting,
+    // on the target and on the source alike.
+    let stop = CancellationToken::new();
+    let input = tokio_util::io::SyncIoBridge::new(source_reader(resp, &stop));
     let bar = byte_bar(total, format!("migrating {}", a.volume))?;
     let content = Arc::new(AtomicU64::new(0));
     let wire = Arc::new(AtomicU64::new(0));
     let (tx, rx) = tokio::sync::mpsc::channel(8);
-    // The connection's task holds the body, and a dead link never drains
-    // it: the compressing thread is told to stop instead of left waiting.
-    let stop = CancellationToken::new();
     let pump = {
         let writer = FrameWriter {
             tx,
@@ -272,6 +280,22 @@ async fn send(
         content: content.load(Ordering::Relaxed),
         wire: wire.load(Ordering::Relaxed),
     })
+}
+
+/// The export's body as a reader that ends when `stop` is cancelled (the
+/// sends that follow then fail, so nothing cut short is ever sent as if
+/// whole).
+fn source_reader(
+    resp: hyper::Response<hyper::body::Incoming>,
+    stop: &CancellationToken,
+) -> impl tokio::io::AsyncRead + Unpin {
+    use futures_util::{StreamExt, TryStreamExt};
+    let data = resp
+        .into_body()
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .take_until(Box::pin(stop.clone().cancelled_owned()));
+    tokio_util::io::StreamReader::new(data)
 }
 
 /// Whether a compressing error only says the upload ended (the target's
