@@ -73,9 +73,10 @@ class Pair:
         p = subprocess.run([BERTH_BIN, "tls", "init", self.certs, "--name", self.addr_b],
                            capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
-        self.source = self.daemon(self.ns_a, [])
+        # Different default sizes for thin volumes made without one.
+        self.source = self.daemon(self.ns_a, ["--thin-default-size", "256M"])
         self.target = self.daemon(self.ns_b, [
-            "--host", f"tcp://{self.addr_b}:{PORT}", "--tlsverify",
+            "--thin-default-size", "128M", "--host", f"tcp://{self.addr_b}:{PORT}", "--tlsverify",
             "--tlscacert", f"{self.certs}/ca.pem", "--tlscert", f"{self.certs}/server-cert.pem",
             "--tlskey", f"{self.certs}/server-key.pem"])
         return self
@@ -213,6 +214,14 @@ def test_move_removes_the_source_only_when_no_container_uses_it(pair):
     assert "keep" in volumes(pair.source)
     assert "keep" in volumes(pair.target)
     remove_all_containers(pair.source)
+    # A thin volume made without a size goes with its own, not the
+    # target pool's default.
+    pair.source.berth_cli("volume", "create", "-d", "thin", "unsized")
+    size = inspect(pair.source, "unsized")["Status"]["SizeBytes"]
+    p = pair.migrate("unsized")
+    assert p.returncode == 0, p.stderr
+    assert inspect(pair.target, "unsized")["Options"] == {"size": str(size)}
+    assert inspect(pair.target, "unsized")["Status"]["SizeBytes"] == size
     pair.source.berth_cli("volume", "create", "go")
     mountpoint = inspect(pair.source, "go")["Mountpoint"]
     with open(os.path.join(mountpoint, "f"), "w") as f:

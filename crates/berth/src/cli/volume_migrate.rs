@@ -69,6 +69,23 @@ struct SourceVolume {
     options: Option<BTreeMap<String, String>>,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    status: Option<serde_json::Value>,
+}
+
+impl SourceVolume {
+    /// A thin volume made without `size` has the source pool's default
+    /// size, which the target's may not share: its actual size is sent.
+    fn pin_thin_size(&mut self) {
+        let options = self.options.get_or_insert_with(BTreeMap::new);
+        if self.driver != "thin" || options.contains_key("size") {
+            return;
+        }
+        let bytes = self.status.as_ref().and_then(|s| s["SizeBytes"].as_u64());
+        if let Some(bytes) = bytes.filter(|b| *b > 0) {
+            options.insert("size".into(), bytes.to_string());
+        }
+    }
 }
 
 /// Compression level on the wire: zstd's fastest levels keep up with a
@@ -89,6 +106,7 @@ pub async fn migrate(source: &ApiClient, a: MigrateArgs) -> Result<i32> {
         .timestamp_nanos_opt()
         .context("the clock is past 2262")?;
     let mut volume = source_volume(source, &a.volume).await?;
+    volume.pin_thin_size();
     keep_anonymity_honest(&mut volume, &a);
     target_name_free(&target, &a.to, &new_name).await?;
     let started = Instant::now();
@@ -490,6 +508,7 @@ mod tests {
             driver: "thin".into(),
             options: Some(BTreeMap::from([("size".into(), "1G".into())])),
             labels: None,
+            status: None,
         };
         let path = import_path("new one", &volume).unwrap();
         assert!(
@@ -497,5 +516,27 @@ mod tests {
         );
         assert!(path.contains("opts=%7B%22size%22%3A%221G%22%7D"), "{path}");
         assert!(path.ends_with("labels=%7B%7D"), "{path}");
+    }
+
+    #[test]
+    fn a_thin_volume_without_a_size_is_sent_with_its_own() {
+        let thin = |options: BTreeMap<String, String>| SourceVolume {
+            driver: "thin".into(),
+            options: Some(options),
+            labels: None,
+            status: Some(serde_json::json!({"SizeBytes": 1073741824u64})),
+        };
+        let mut unsized_one = thin(BTreeMap::new());
+        unsized_one.pin_thin_size();
+        assert_eq!(unsized_one.options.unwrap()["size"], "1073741824");
+        let mut sized = thin(BTreeMap::from([("size".into(), "2G".into())]));
+        sized.pin_thin_size();
+        assert_eq!(sized.options.unwrap()["size"], "2G");
+        let mut local = SourceVolume {
+            driver: "local".into(),
+            ..thin(BTreeMap::new())
+        };
+        local.pin_thin_size();
+        assert!(local.options.unwrap().is_empty());
     }
 }
