@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 
 import pytest
@@ -134,7 +135,14 @@ def test_full_pool_fails_the_writer_and_refuses_creates_cleanly(small_pool):
     d.docker("rm", "-f", bystander)
     thin = os.path.join(d.root, "thin")
     assert mount_points_under(os.path.join(thin, "mnt")) == []
-    assert loop_devices_backed_by(thin, under=True) == loop_devices_backed_by(os.path.join(thin, "pool.img"))
+    # A loop device detaches when its last mount goes; a container being
+    # set up elsewhere on the host may hold a copy of the mount table for
+    # a moment, so the detach is waited for (briefly), not assumed.
+    pool_loops = loop_devices_backed_by(os.path.join(thin, "pool.img"))
+    deadline = time.monotonic() + 10
+    while loop_devices_backed_by(thin, under=True) != pool_loops and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert loop_devices_backed_by(thin, under=True) == pool_loops
 
 
 def test_too_small_pool_says_why(berth_factory):

@@ -108,17 +108,32 @@ impl ContainerService {
     /// waiting for its back-off is cancelled, the restart count and the
     /// manual-stop mark cleared, as moby's `resetRestartManager`).
     pub fn start(self: &Arc<Self>, name_or_id: &str) -> Result<(), ContainerError> {
-        self.start_as(name_or_id, true)
+        self.start_as(name_or_id, None)
     }
 
-    /// Starts a container its restart policy restarts (the count kept).
-    pub(super) fn start_restarting(self: &Arc<Self>, id: &str) -> Result<(), ContainerError> {
-        self.start_as(id, false)
+    /// Starts a container its restart policy restarts (the count kept),
+    /// unless restart `generation` was cancelled meanwhile.
+    pub(super) fn start_restarting(
+        self: &Arc<Self>,
+        id: &str,
+        generation: u64,
+    ) -> Result<(), ContainerError> {
+        self.start_as(id, Some(generation))
     }
 
-    fn start_as(self: &Arc<Self>, name_or_id: &str, manual: bool) -> Result<(), ContainerError> {
+    /// A manual start (`restart` None), or the policy's restart of that
+    /// generation.
+    fn start_as(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        restart: Option<u64>,
+    ) -> Result<(), ContainerError> {
+        let manual = restart.is_none();
         let record = self.resolve(name_or_id)?;
         let _guard = self.locks.lock(&record.id);
+        if restart.is_some_and(|g| !self.restart_still_planned(&record.id, g)) {
+            return Ok(()); // a stop, kill or start cancelled it meanwhile
+        }
         let mut record = self.resolve(&record.id)?;
         self.exit_on_next.lock().remove(&record.id);
         if manual {
@@ -476,6 +491,8 @@ impl ContainerService {
             self.mark_manually_stopped(&record.id);
             return Ok(());
         }
+        // A restart may have started it between the read and the cancel.
+        let record = self.resolve(&record.id)?;
         if record.state.status != Status::Running {
             return Err(ContainerError::KillNotRunning {
                 name: name_or_id.into(),
@@ -509,6 +526,8 @@ impl ContainerService {
             self.mark_manually_stopped(&record.id);
             return Ok(());
         }
+        // A restart may have started it between the read and the cancel.
+        let record = self.resolve(&record.id)?;
         if record.state.status != Status::Running {
             return Err(ContainerError::NotRunning(record.id));
         }

@@ -149,11 +149,18 @@ impl ContainerService {
             if current != Some(generation) {
                 return;
             }
-            if let Err(e) = svc.start_restarting(&id) {
+            if let Err(e) = svc.start_restarting(&id, generation) {
                 tracing::warn!(container = %id, error = %e, "restart failed");
                 svc.end_restarting(&id, Some(e.to_string()));
             }
         });
+    }
+
+    /// Whether the restart of generation `generation` is still the one
+    /// planned for `id` (checked again under the container's lock: a stop
+    /// may have cancelled it after the back-off thread's first look).
+    pub(super) fn restart_still_planned(&self, id: &str, generation: u64) -> bool {
+        self.restarts.lock().get(id).map(|p| p.generation) == Some(generation)
     }
 
     /// Cancels a restart waiting for its back-off and marks the container
