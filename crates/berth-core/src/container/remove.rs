@@ -96,8 +96,15 @@ impl ContainerService {
     fn kill_for_removal(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
         let watch = self.exit_watch(&record.id);
         match self.kill(&record.id, Some("SIGKILL")) {
-            // It exited by itself meanwhile: nothing to kill.
-            Err(e) if e.is_not_running() => {}
+            // Not running: it exited by itself meanwhile, or a start under
+            // way has not finished. Waiting for an exit that a container
+            // still starting will not make answered "did not die" after
+            // 30 s; instead the caller reads its state again, after a
+            // moment for the start to finish or the exit to land.
+            Err(e) if e.is_not_running() => {
+                self.wait_while_starting(&record.id);
+                return Ok(());
+            }
             other => other?,
         }
         if watch.wait(Some(Duration::from_secs(30))) {
@@ -107,6 +114,19 @@ impl ContainerService {
                 "container {} did not die after SIGKILL",
                 record.id
             )))
+        }
+    }
+
+    /// Waits (at most 30 s) until container `id` is no longer starting.
+    fn wait_while_starting(&self, id: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            match self.resolve(id) {
+                Ok(r) if r.state.status == Status::Starting => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => return,
+            }
         }
     }
 
