@@ -34,8 +34,10 @@ struct Position {
     /// Sparse extension blocks follow the current header.
     sparse_extension: bool,
     sparse_blocks: u64,
-    /// The body of a PAX header being read, to find a `size` record.
+    /// The body of a PAX header being read, to find a `size` record, and
+    /// its length without the padding to the block.
     pax: Option<Vec<u8>>,
+    pax_len: usize,
     /// A `size` a PAX header gave the next entry.
     next_size: Option<u64>,
     /// The end-of-archive block was seen: nothing more is inspected.
@@ -88,6 +90,11 @@ impl<R: Read> TarGuard<R> {
         if let Some(pax) = &mut self.at.pax {
             pax.extend_from_slice(&buf[..n]);
             if self.at.data_left == 0 {
+                // The padding is no record: read with it, the size found
+                // was dropped, and the guard lost step with the tar reader
+                // (which honours a PAX size, as GNU tar's posix writer
+                // relies on for entries of 8 GiB and more).
+                pax.truncate(self.at.pax_len);
                 self.at.next_size = pax_size(pax);
                 self.at.pax = None;
             }
@@ -156,6 +163,7 @@ impl Position {
             self.sparse_header(header)?;
         }
         self.pax = (kind == EntryType::XHeader && size > 0).then(Vec::new);
+        self.pax_len = size as usize; // at most MAX_META here
         self.data_left = size
             .div_ceil(BLOCK as u64)
             .checked_mul(BLOCK as u64)
@@ -303,5 +311,39 @@ mod tests {
         // A value holding a newline does not end its record early.
         assert_eq!(pax_size(b"12 path=a\nb\n12 size=345\n"), Some(345));
         assert_eq!(pax_size(b"garbage"), None);
+    }
+
+    /// A PAX size the tar reader honours (GNU tar's posix writer puts the
+    /// real size there and 0 in the header for entries of 8 GiB or more)
+    /// is honoured by the guard too: it stays in step with the reader, so
+    /// what follows is still checked.
+    #[test]
+    fn a_pax_size_over_the_header_size_keeps_the_guard_in_step() {
+        let mut archive = Vec::new();
+        let mut pax = tar::Header::new_ustar();
+        let record = b"12 size=300\n";
+        pax.set_entry_type(EntryType::XHeader);
+        pax.set_size(record.len() as u64);
+        pax.set_cksum();
+        archive.extend_from_slice(pax.as_bytes());
+        let mut body = record.to_vec();
+        body.resize(BLOCK, 0);
+        archive.extend_from_slice(&body);
+        let mut file = tar::Header::new_ustar();
+        file.set_path("f").unwrap();
+        file.set_size(0);
+        file.set_cksum();
+        archive.extend_from_slice(file.as_bytes());
+        let mut data = vec![b'x'; 300];
+        data.resize(BLOCK, 0);
+        archive.extend_from_slice(&data);
+        // Then a GNU long name header over the limit: refused, not missed.
+        let mut long = tar::Header::new_gnu();
+        long.set_entry_type(EntryType::GNULongName);
+        long.set_size(MAX_META + 1);
+        long.set_cksum();
+        archive.extend_from_slice(long.as_bytes());
+        let err = read_all(&archive).unwrap_err();
+        assert!(err.to_string().contains("larger than berth accepts"), "{err}");
     }
 }

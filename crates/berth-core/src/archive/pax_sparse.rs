@@ -40,25 +40,36 @@ pub fn detect<'a>(
     records: impl IntoIterator<Item = (&'a str, &'a [u8])>,
 ) -> Result<Option<PaxSparse>, ArchiveError> {
     let (mut major, mut name, mut real_size, mut map) = (None, None, None, None);
-    let (mut offsets, mut sizes) = (Vec::new(), Vec::new());
+    // Format 0.0: each offset record is followed by its numbytes record.
+    let mut pairs: Vec<(u64, Option<u64>)> = Vec::new();
+    let unpaired = || hostile("GNU.sparse.offset and numbytes records do not pair");
     for (key, value) in records {
         match key {
             "GNU.sparse.major" => major = Some(number(value)?),
             "GNU.sparse.name" => name = Some(value.to_vec()),
             "GNU.sparse.realsize" | "GNU.sparse.size" => real_size = Some(number(value)?),
             "GNU.sparse.map" => map = Some(parse_map_list(value)?),
-            "GNU.sparse.offset" => offsets.push(number(value)?),
-            "GNU.sparse.numbytes" => sizes.push(number(value)?),
+            "GNU.sparse.offset" if pairs.last().is_none_or(|p| p.1.is_some()) => {
+                pairs.push((number(value)?, None));
+            }
+            "GNU.sparse.numbytes" => match pairs.last_mut() {
+                Some(last) if last.1.is_none() => last.1 = Some(number(value)?),
+                _ => return Err(unpaired()),
+            },
+            "GNU.sparse.offset" => return Err(unpaired()),
             _ => {}
         }
     }
-    if map.is_none() && !offsets.is_empty() {
-        if offsets.len() != sizes.len() || offsets.len() > MAX_SEGMENTS {
-            return Err(hostile(
-                "GNU.sparse.offset and numbytes records do not pair",
-            ));
+    if major.is_some_and(|m| m > 1) {
+        return Err(hostile("a GNU sparse format berth does not know (major > 1)"));
+    }
+    if map.is_none() && !pairs.is_empty() {
+        if pairs.len() > MAX_SEGMENTS {
+            return Err(hostile("a sparse map with too many segments"));
         }
-        map = Some(offsets.into_iter().zip(sizes).collect());
+        let paired: Option<Vec<(u64, u64)>> =
+            pairs.into_iter().map(|(o, n)| Some((o, n?))).collect();
+        map = Some(paired.ok_or_else(unpaired)?);
     }
     let sparse = major == Some(1) || map.is_some();
     if !sparse {
@@ -88,9 +99,12 @@ pub fn write(
     file: &mut std::fs::File,
     target: &Path,
 ) -> Result<(), ArchiveError> {
+    // Buffered: a 1.0 map is read a byte at a time; the entry's own reader
+    // ends at the entry's end, so nothing past it is taken.
+    let mut input = std::io::BufReader::with_capacity(64 << 10, input);
     let (map, map_len) = match &sparse.map {
         Some(map) => (map.clone(), 0),
-        None => read_map_block(input)?,
+        None => read_map_block(&mut input)?,
     };
     check_map(
         &map,
@@ -185,10 +199,12 @@ fn parse_map_list(value: &[u8]) -> Result<Vec<(u64, u64)>, ArchiveError> {
     Ok(numbers.chunks(2).map(|p| (p[0], p[1])).collect())
 }
 
+/// Decimal digits only, as GNU tar reads them (no sign, no spaces).
 fn number(value: &[u8]) -> Result<u64, ArchiveError> {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
+    let digits = !value.is_empty() && value.iter().all(u8::is_ascii_digit);
+    digits
+        .then(|| std::str::from_utf8(value).ok()?.parse().ok())
+        .flatten()
         .ok_or_else(|| hostile("a GNU.sparse number that is not one"))
 }
 
@@ -255,6 +271,17 @@ mod tests {
             ("GNU.sparse.size", "9")
         ]))
         .is_err());
+        // GNU tar reads plain digits only.
+        let signed = records(&[("GNU.sparse.map", " 0,+3"), ("GNU.sparse.size", "9")]);
+        assert!(detect(signed).is_err());
+        let swapped = records(&[
+            ("GNU.sparse.size", "9"),
+            ("GNU.sparse.numbytes", "3"),
+            ("GNU.sparse.offset", "0"),
+        ]);
+        assert!(detect(swapped).is_err(), "numbytes before its offset");
+        let unknown = records(&[("GNU.sparse.major", "2"), ("GNU.sparse.realsize", "9")]);
+        assert!(detect(unknown).is_err());
         assert!(
             check_map(&[(10, 5), (12, 1)], 100, 6, true).is_err(),
             "overlap"
@@ -281,6 +308,8 @@ mod tests {
         assert_eq!(input, b"abcde");
         let long = [b'1'; 30];
         assert!(read_map_block(&mut &long[..]).is_err());
+        assert!(read_map_block(&mut &b"+1\n0\n3\n"[..]).is_err(), "a sign");
+        assert!(read_map_block(&mut &b"1\r\n0\n3\n"[..]).is_err(), "a CR");
     }
 
     #[test]
