@@ -344,6 +344,9 @@ mod tests {
         long.set_cksum();
         archive.extend_from_slice(long.as_bytes());
         let err = read_all(&archive).unwrap_err();
-        assert!(err.to_string().contains("larger than berth accepts"), "{err}");
+        assert!(
+            err.to_string().contains("larger than berth accepts"),
+            "{err}"
+        );
     }
 }

@@ -61,7 +61,9 @@ pub fn detect<'a>(
         }
     }
     if major.is_some_and(|m| m > 1) {
-        return Err(hostile("a GNU sparse format berth does not know (major > 1)"));
+        return Err(hostile(
+            "a GNU sparse format berth does not know (major > 1)",
+        ));
     }
     if map.is_none() && !pairs.is_empty() {
         if pairs.len() > MAX_SEGMENTS {
