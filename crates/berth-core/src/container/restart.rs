@@ -145,8 +145,7 @@ impl ContainerService {
         let svc = self.clone();
         std::thread::spawn(move || {
             std::thread::sleep(delay);
-            let current = svc.restarts.lock().get(&id).map(|p| p.generation);
-            if current != Some(generation) {
+            if !svc.restart_still_planned(&id, generation) {
                 return;
             }
             if let Err(e) = svc.start_restarting(&id, generation) {

@@ -24,6 +24,17 @@ pub use local::TRASH_DIR;
 /// Options given to a driver at create, as `-o key=value` pairs.
 pub type DriverOptions = BTreeMap<String, String>;
 
+/// Whether a volume of `driver` with `options` keeps its data on a device,
+/// a share or tmpfs rather than in berth's folder: a local volume with
+/// mount options (`type`, `device`, `o`). A copy of its folder would miss
+/// the data, and filling it in place could not be undone.
+pub fn data_outside_berth(driver: &str, options: &DriverOptions) -> bool {
+    driver == "local"
+        && ["type", "device", "o"]
+            .iter()
+            .any(|k| options.contains_key(*k))
+}
+
 /// Whether a driver's volumes are visible to this host only or cluster-wide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {

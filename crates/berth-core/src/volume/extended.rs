@@ -215,10 +215,7 @@ impl VolumeService {
             });
         }
         self.refuse_if_renaming("clone", dst)?;
-        let has_mount_options = ["type", "device", "o"]
-            .iter()
-            .any(|k| record.options.contains_key(*k));
-        if record.driver == "local" && has_mount_options {
+        if crate::driver::data_outside_berth(&record.driver, &record.options) {
             let why = "cannot clone a local volume with mount options (type, device, o): \
                        its data is not in berth's folder";
             return Err(VolumeError::driver(

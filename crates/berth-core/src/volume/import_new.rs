@@ -102,10 +102,7 @@ impl VolumeService {
 /// that holds files already: filling it in place could not be undone, so
 /// it is made with `volume create` and imported into (staged) instead.
 fn refuse_mounted_from(record: &VolumeRecord) -> Result<(), VolumeError> {
-    let mounted_from = ["type", "device", "o"]
-        .iter()
-        .any(|k| record.options.contains_key(*k));
-    if record.driver != "local" || !mounted_from {
+    if !crate::driver::data_outside_berth(&record.driver, &record.options) {
         return Ok(());
     }
     let why = "import --create cannot make a local volume with mount options (type, device, o): \

@@ -219,10 +219,7 @@ async fn source_volume(source: &ApiClient, name: &str) -> Result<SourceVolume> {
         .await?
         .json()?;
     let options = volume.options.clone().unwrap_or_default();
-    let mounted_from = ["type", "device", "o"]
-        .iter()
-        .any(|k| options.contains_key(*k));
-    if volume.driver == "local" && mounted_from {
+    if berth_core::driver::data_outside_berth(&volume.driver, &options) {
         bail!(
             "volume {name} is mounted from a device, a share or tmpfs (options type, device, o): \
              its data is not in berth's folder; copy it with the tool of that storage"
@@ -284,7 +281,7 @@ async fn send(
     bar.finish_and_clear();
     stop.cancel();
     let pumped = pump.await.context("the compressing thread")?;
-    let sent_digest = match (pumped, answer) {
+    let (digest, resp) = match (pumped, answer) {
         // A source that failed says why; the target only saw a broken body.
         (Err(e), _) if !is_upload_end(&e) => {
             return Err(e.context(format!("reading volume {}", a.volume)))
@@ -293,7 +290,7 @@ async fn send(
         (Err(e), Ok(_)) => return Err(e),
         (Ok(digest), Ok(resp)) => (digest, resp),
     };
-    verified(&sent_digest.0, &sent_digest.1, &a.to)?;
+    verified(&digest, &resp, &a.to)?;
     Ok(Sent {
         content: content.load(Ordering::Relaxed),
         wire: wire.load(Ordering::Relaxed),
