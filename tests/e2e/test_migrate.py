@@ -30,14 +30,18 @@ PORT = 2376
 
 
 class NetnsDaemon(BerthDaemon):
-    """A berth daemon whose process lives in network namespace `ns`."""
+    """A berth daemon whose process lives in network namespace `ns`.
+    `ip netns exec` mounts a sysfs of that namespace over /sys (in a mount
+    namespace of its own), which hides the cgroup tree: it is mounted
+    again there, so the daemon can run containers."""
 
     def __init__(self, ns: str, extra_args=()):
         super().__init__(extra_args=extra_args)
         self.ns = ns
 
     def argv(self):
-        return ["ip", "netns", "exec", self.ns, *super().argv()]
+        remount = 'mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup; exec "$@"'
+        return ["ip", "netns", "exec", self.ns, "sh", "-c", remount, "sh", *super().argv()]
 
 
 def sh(*argv: str, check=True) -> subprocess.CompletedProcess:

@@ -73,6 +73,7 @@ macro_rules! from_core_error {
 }
 
 from_core_error!(
+    berth_core::archive::ArchiveError,
     berth_core::backup::BackupError,
     berth_core::network::NetworkError,
     berth_core::volume::VolumeError,

@@ -36,6 +36,7 @@ mod task_stream;
 mod types;
 pub mod version;
 mod volume_archive;
+mod volume_blocks;
 mod volumes;
 pub mod web;
 
@@ -105,6 +106,14 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route(
             "/berth/v1/volumes/{name}/snapshots/{snap}/restore",
             post(extensions::snapshot_restore),
+        )
+        .route(
+            "/berth/v1/volumes/{name}/snapshots/{snap}/blocks",
+            get(volume_blocks::send),
+        )
+        .route(
+            "/berth/v1/volumes/{name}/blocks",
+            post(volume_blocks::receive),
         )
         .route("/berth/v1/volumes/{name}/clone", post(extensions::clone))
         .route(

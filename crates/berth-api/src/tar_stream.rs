@@ -86,6 +86,19 @@ where
     E: Into<ApiError> + Display + Send + 'static,
     F: FnOnce(ChannelWriter<E>) -> Result<u64, E> + Send + 'static,
 {
+    stream_body(what, "application/x-tar", work).await
+}
+
+/// [`stream_tar`] for a body of another `content_type`.
+pub async fn stream_body<E, F>(
+    what: String,
+    content_type: &'static str,
+    work: F,
+) -> Result<Response, ApiError>
+where
+    E: Into<ApiError> + Display + Send + 'static,
+    F: FnOnce(ChannelWriter<E>) -> Result<u64, E> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(8);
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
@@ -104,7 +117,7 @@ where
         ExportEvent::Done(Err(e)) => Err(e.into()),
         event => Ok(event),
     };
-    crate::task_stream::respond_with_events(rx, early, "application/x-tar", body_item).await
+    crate::task_stream::respond_with_events(rx, early, content_type, body_item).await
 }
 
 /// The body's next item for an event (`None` ends the body as whole).

@@ -45,7 +45,7 @@ pub async fn import(
 ) -> Result<Response, ApiError> {
     let svc = state.volumes.clone();
     let verify = announces_digest(&headers);
-    let verified = std::sync::Arc::new(parking_lot::Mutex::new(None::<String>));
+    let verified = VerifiedSlot::default();
     let seen = verified.clone();
     // The query is read inside the upload, so a refused one still drains
     // the body: a client still sending gets the 400, not a broken pipe.
@@ -66,19 +66,27 @@ pub async fn import(
     } else {
         StatusCode::NO_CONTENT
     };
+    Ok(answer_verified(status, &verified))
+}
+
+/// The answer to an upload, echoing the digest it verified (if any).
+pub(crate) fn answer_verified(status: StatusCode, verified: &VerifiedSlot) -> Response {
     let mut response = status.into_response();
     if let Some(digest) = verified.lock().take().and_then(|d| d.parse().ok()) {
         response.headers_mut().insert(DIGEST_TRAILER, digest);
     }
-    Ok(response)
+    response
 }
+
+/// Where the digest an upload announced is kept once read.
+pub(crate) type VerifiedSlot = std::sync::Arc<parking_lot::Mutex<Option<String>>>;
 
 /// The trailer field that carries an upload's content digest
 /// (`sha256:<hex>` of the uncompressed tar stream).
 pub const DIGEST_TRAILER: &str = "berth-content-digest";
 
 /// Whether the request's `Trailer` header names [`DIGEST_TRAILER`].
-fn announces_digest(headers: &HeaderMap) -> bool {
+pub(crate) fn announces_digest(headers: &HeaderMap) -> bool {
     headers
         .get_all(axum::http::header::TRAILER)
         .iter()
@@ -89,9 +97,9 @@ fn announces_digest(headers: &HeaderMap) -> bool {
 
 /// Reads the digest from the trailers once the body has ended, keeping a
 /// copy in `seen` for the answer (only a success sends it back).
-fn announced_digest(
+pub(crate) fn announced_digest(
     trailers: crate::request::TrailerSlot,
-    seen: std::sync::Arc<parking_lot::Mutex<Option<String>>>,
+    seen: VerifiedSlot,
 ) -> AnnouncedDigest {
     Box::new(move || {
         let fields = trailers.lock().take()?;

@@ -27,6 +27,11 @@ impl<R: Read> HashingReader<R> {
         }
     }
 
+    /// The digest of everything read so far.
+    pub fn digest(self) -> String {
+        format_digest(self.hasher.finalize().as_slice())
+    }
+
     /// Reads what is left after the archive (at most [`TRAILING_LIMIT`]
     /// bytes), then gives the digest of everything read.
     pub fn finish(mut self) -> Result<String, ArchiveError> {

@@ -19,6 +19,10 @@ pub enum ArchiveError {
     /// The stream's content digest was missing or did not match.
     #[error("unverified archive: {0}; nothing was imported")]
     Unverified(String),
+    /// A block stream (`volume migrate` of a thin volume) that breaks
+    /// its format's rules or is cut short.
+    #[error("invalid block stream: {0}")]
+    Blocks(String),
     /// Writing the extracted files failed.
     #[error("{path}: {source}")]
     Io {

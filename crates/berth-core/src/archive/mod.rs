@@ -2,6 +2,7 @@
 //! import), writing one that keeps everything a filesystem records (volume
 //! export), and recognising compressed input.
 
+pub mod block_stream;
 pub mod digest;
 mod error;
 pub mod extract;

@@ -139,14 +139,15 @@ impl ContainerService {
     }
 
     /// Containers matching `filters` (keys: status, label, name, id,
-    /// ancestor), newest first; stopped ones only with `all`.
+    /// ancestor, exited, health, volume), newest first; stopped ones only
+    /// with `all`.
     pub fn list(
         &self,
         all: bool,
         filters: &Filters,
     ) -> Result<Vec<ContainerRecord>, ContainerError> {
-        const KEYS: [&str; 7] = [
-            "status", "label", "name", "id", "ancestor", "exited", "health",
+        const KEYS: [&str; 8] = [
+            "status", "label", "name", "id", "ancestor", "exited", "health", "volume",
         ];
         if let Some(bad) = filters.keys().find(|k| !KEYS.contains(&k.as_str())) {
             return Err(ContainerError::InvalidConfig(format!(
@@ -178,6 +179,13 @@ impl ContainerService {
             })
             .filter(|c| names.matches(&c.name))
             .filter(|c| any("ancestor", &|v| v == c.config.image || v == c.image_id))
+            // Docker's: a volume's name, or any mount's destination.
+            .filter(|c| {
+                any("volume", &|v| {
+                    (c.mounts.iter())
+                        .any(|m| (m.kind == "volume" && m.name == v) || m.destination == v)
+                })
+            })
             .filter(|c| {
                 any("exited", &|v| {
                     c.state.status == super::Status::Exited && v == c.state.exit_code.to_string()

@@ -308,6 +308,87 @@ pub trait ExtendedDriver {
     /// Unmounts what [`Self::open_snapshot`] mounted and removes its folder.
     /// Idempotent (`Ok(false)` when it was not open).
     fn close_snapshot(&self, name: &str, snap: &str) -> Result<bool, DriverError>;
+
+    /// The ranges where snapshot `snap` of `name` may differ from its
+    /// snapshot `since` (from zeros without one), with `snap`'s data open
+    /// for reading. Read-only; errors when either snapshot is missing.
+    fn block_source(
+        &self,
+        name: &str,
+        snap: &str,
+        since: Option<&str>,
+    ) -> Result<BlockSource, DriverError>;
+
+    /// Whether `name`'s current content may differ from its snapshot
+    /// `snap` (it was written, or mounted read-write, since). Read-only.
+    fn changed_since(&self, name: &str, snap: &str) -> Result<bool, DriverError>;
+
+    /// A staged copy of `name`'s storage to receive a block stream into: a
+    /// clone of snapshot `base`, or empty (all zeros). The caller holds
+    /// the name lock; dropping the staged copy deletes it.
+    fn stage_blocks(&self, name: &str, base: Option<&str>) -> Result<StagedImage, DriverError>;
+
+    /// Makes `staged` the content of `name` (atomic: old or new, never a
+    /// mix) and keeps it as snapshot `snap`. Refused while `name` is
+    /// mounted. On error the staged copy is deleted.
+    fn install_blocks(
+        &self,
+        name: &str,
+        staged: StagedImage,
+        snap: &str,
+    ) -> Result<(), DriverError>;
+}
+
+/// What [`ExtendedDriver::block_source`] gives: the changed ranges of a
+/// snapshot's data of `size` bytes, and that data opened.
+pub struct BlockSource {
+    pub image: std::fs::File,
+    pub size: u64,
+    pub changes: Vec<crate::sys::extents::Change>,
+}
+
+/// A staged copy of a volume's storage being filled (see
+/// [`ExtendedDriver::stage_blocks`]); deleted when dropped unless
+/// installed.
+pub struct StagedImage {
+    file: std::fs::File,
+    path: Option<PathBuf>,
+    size: u64,
+}
+
+impl StagedImage {
+    pub(crate) fn new(file: std::fs::File, path: PathBuf, size: u64) -> Self {
+        StagedImage {
+            file,
+            path: Some(path),
+            size,
+        }
+    }
+
+    /// The staged data, open for reading and writing.
+    pub fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    /// Its size in bytes (the volume's).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The path, no longer deleted on drop (the installer owns it now).
+    pub(crate) fn into_path(mut self) -> PathBuf {
+        self.path
+            .take()
+            .expect("a staged image has its path until installed")
+    }
+}
+
+impl Drop for StagedImage {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// The name used when a request names no driver.

@@ -2,6 +2,7 @@
 //! on-disk usage of a folder, and symlink-safe paths inside a root.
 
 pub mod copy;
+pub mod extents;
 pub mod inroot;
 pub mod loopdev;
 pub mod mount;

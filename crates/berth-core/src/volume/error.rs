@@ -66,6 +66,10 @@ pub enum VolumeError {
         existing: String,
         requested: String,
     },
+    /// A block copy onto a volume that changed since the base snapshot
+    /// the copy is a difference from: applying it would lose those writes.
+    #[error("import {name}: the volume changed since snapshot {snapshot} (it was mounted or written here); nothing was changed (migrate --discard-target-changes replaces it anyway)")]
+    ChangedSince { name: String, snapshot: String },
     /// A filter key or value the operation does not accept.
     #[error("{0}")]
     InvalidFilter(String),
@@ -110,6 +114,7 @@ impl VolumeError {
             | VolumeError::RenameUnfinished { .. }
             | VolumeError::ImportConflict { .. }
             | VolumeError::OptionsConflict { .. }
+            | VolumeError::ChangedSince { .. }
             | VolumeError::PruneRunning => ErrorKind::Conflict,
             VolumeError::Driver { source, .. } => source.kind(),
             VolumeError::Archive { source, .. } => source.kind(),

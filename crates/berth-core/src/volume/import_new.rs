@@ -25,6 +25,17 @@ impl VolumeService {
         request: CreateRequest,
         fill: impl FnOnce(&Path) -> Result<(), VolumeError>,
     ) -> Result<Volume, VolumeError> {
+        self.make_filled(request, |record, driver| fill_new(record, driver, fill))
+    }
+
+    /// [`VolumeService::import_new`] with the storage made and filled by
+    /// `make` (given the new row and its driver; on failure the storage
+    /// and the row are removed).
+    pub(super) fn make_filled(
+        &self,
+        request: CreateRequest,
+        make: impl FnOnce(&VolumeRecord, &dyn VolumeDriver) -> Result<(), VolumeError>,
+    ) -> Result<Volume, VolumeError> {
         let name = import_name(&request)?;
         let driver = self
             .drivers
@@ -38,7 +49,7 @@ impl VolumeService {
         self.store
             .insert_volume(&record)
             .map_err(|e| VolumeError::store("import", &name, e))?;
-        if let Err(e) = fill_new(&record, driver.as_ref(), fill) {
+        if let Err(e) = make(&record, driver.as_ref()) {
             // Nothing was acknowledged: the storage and the row go.
             if let Err(rm) = driver.remove(&name) {
                 tracing::error!(volume = %name, error = %rm, "removing a failed import's storage");

@@ -10,6 +10,7 @@
 
 mod archive;
 mod backup_source;
+mod blocks;
 mod error;
 mod extended;
 pub mod filters;
@@ -26,6 +27,7 @@ mod usage;
 
 pub use archive::{operation_mount_id, OPERATION_MOUNT_PREFIX};
 pub use backup_source::{BackupSource, Consistency, BACKUP_SNAPSHOT_PREFIX};
+pub use blocks::ReceiveRequest;
 pub use error::VolumeError;
 pub use extended::CloneProgress;
 pub use filters::Filters;

@@ -15,6 +15,7 @@ pub mod volume;
 pub mod volume_archive;
 mod volume_ext;
 mod volume_migrate;
+mod volume_migrate_blocks;
 
 use std::collections::BTreeMap;
 

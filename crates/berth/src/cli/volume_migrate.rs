@@ -33,11 +33,11 @@ use crate::client::{encode, ApiClient};
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    volume: String,
+    pub(super) volume: String,
     /// The berth daemon to move the volume to: tcp://HOST:PORT (mutual
     /// TLS with the files below) or unix:///path.
     #[arg(long)]
-    to: String,
+    pub(super) to: String,
     /// The volume's name on the target (default: its name here).
     #[arg(long)]
     name: Option<String>,
@@ -58,17 +58,30 @@ pub struct MigrateArgs {
     /// authentication of either side.
     #[arg(long)]
     insecure_plain: bool,
+    /// Thin volumes: copy a snapshot while containers keep writing, then
+    /// stop the containers that use the volume and send only what changed
+    /// (the volume is unavailable only for that last step).
+    #[arg(long)]
+    pub(super) live: bool,
+    /// With --live: do not stop the containers; wait until you have.
+    #[arg(long, requires = "live")]
+    pub(super) no_stop: bool,
+    /// Thin volumes migrated before: replace the target's copy even if it
+    /// changed there since (a container wrote to it, or it was mounted
+    /// read-write); those changes are lost.
+    #[arg(long)]
+    pub(super) discard_target_changes: bool,
 }
 
 /// What the source daemon says of the volume (`GET /volumes/{name}`).
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct SourceVolume {
-    driver: String,
+pub(super) struct SourceVolume {
+    pub(super) driver: String,
     #[serde(default)]
-    options: Option<BTreeMap<String, String>>,
+    pub(super) options: Option<BTreeMap<String, String>>,
     #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
+    pub(super) labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
     status: Option<serde_json::Value>,
 }
@@ -100,35 +113,83 @@ const STALL_LIMIT: Duration = Duration::from_secs(60);
 pub async fn migrate(source: &ApiClient, a: MigrateArgs) -> Result<i32> {
     let target = ApiClient::new(&a.to, &target_tls(&a))?;
     let new_name = a.name.clone().unwrap_or_else(|| a.volume.clone());
-    // Events of the volume from here on tell whether anything but this
-    // export touched it before --move deletes it.
-    let since = chrono::Utc::now()
-        .timestamp_nanos_opt()
-        .context("the clock is past 2262")?;
     let mut volume = source_volume(source, &a.volume).await?;
     volume.pin_thin_size();
     keep_anonymity_honest(&mut volume, &a);
-    target_name_free(&target, &a.to, &new_name).await?;
     let started = Instant::now();
-    let sent = send(source, &target, &a, &new_name, &volume).await?;
+    let copied = copy(source, &target, &a, &new_name, &volume).await?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "migrated {} to {} as {new_name}: {} in {secs:.1} s ({} on the wire)",
         a.volume,
         a.to,
-        format_size(sent.content),
-        format_size(sent.wire)
+        format_size(copied.sent.content),
+        format_size(copied.sent.wire)
     );
     if a.move_source {
-        untouched_since(source, &a.volume, since).await?;
+        untouched_since(source, &a.volume, copied.since).await?;
         let path = format!("/volumes/{}", encode(&a.volume));
         if let Err(e) = source.call(Method::DELETE, &path, None).await {
             bail!("the target verified its copy, but the volume here was kept: {e}");
         }
         eprintln!("removed {} here", a.volume);
+        if let Some(base) = &copied.base {
+            // Nothing is left here to copy from again.
+            base.drop_target_base(&target, &new_name).await;
+        }
     }
     println!("{new_name}");
     Ok(0)
+}
+
+/// What a copy did.
+struct Copied {
+    sent: Sent,
+    /// Events of the volume after this time (ns) mean it may have changed
+    /// after the copy read it (`--move` then keeps it).
+    since: i64,
+    /// A block copy's outcome (the base snapshot both sides keep).
+    base: Option<super::volume_migrate_blocks::Done>,
+}
+
+/// Copies the volume: thin ones by blocks, others as a tar stream.
+async fn copy(
+    source: &ApiClient,
+    target: &ApiClient,
+    a: &MigrateArgs,
+    new_name: &str,
+    volume: &SourceVolume,
+) -> Result<Copied> {
+    if volume.driver == "thin" {
+        let done = super::volume_migrate_blocks::run(source, target, a, new_name, volume).await?;
+        return Ok(Copied {
+            sent: done.sent,
+            since: done.final_since,
+            base: Some(done),
+        });
+    }
+    if a.live {
+        bail!(
+            "--live copies by blocks, which only thin volumes have: {} is a {} volume",
+            a.volume,
+            volume.driver
+        );
+    }
+    let since = chrono::Utc::now()
+        .timestamp_nanos_opt()
+        .context("the clock is past 2262")?;
+    target_name_free(target, &a.to, new_name).await?;
+    let paths = Transfer {
+        from: format!("/berth/v1/volumes/{}/export", encode(&a.volume)),
+        to: import_path(new_name, volume)?,
+        what: a.volume.clone(),
+    };
+    let sent = send(source, target, a, paths).await?;
+    Ok(Copied {
+        sent,
+        since,
+        base: None,
+    })
 }
 
 /// An anonymous volume given a name there is no longer anonymous (a plain
@@ -187,7 +248,8 @@ async fn untouched_since(source: &ApiClient, name: &str, since: i64) -> Result<(
         // `since` is in seconds: events earlier in that second are not ours.
         .filter(|e| e["timeNano"].as_i64().is_some_and(|t| t >= since))
         .filter_map(|e| e["Action"].as_str().map(str::to_string))
-        .filter(|action| action != "export")
+        // Reading it and taking snapshots of it change nothing.
+        .filter(|action| action != "export" && action != "snapshot")
         .collect();
     if !touched.is_empty() {
         bail!(
@@ -228,34 +290,60 @@ async fn source_volume(source: &ApiClient, name: &str) -> Result<SourceVolume> {
     Ok(volume)
 }
 
-/// Bytes a migration moved: tar content, and compressed on the wire.
-struct Sent {
-    content: u64,
-    wire: u64,
+/// Bytes a migration moved: content (tar or block stream), and
+/// compressed on the wire.
+#[derive(Default, Clone, Copy)]
+pub(super) struct Sent {
+    pub(super) content: u64,
+    pub(super) wire: u64,
+    /// Data a block stream carried (its content less record heads).
+    pub(super) data: u64,
 }
 
-/// Streams the export of the source into the target's import.
-async fn send(
+impl std::ops::AddAssign for Sent {
+    fn add_assign(&mut self, other: Sent) {
+        self.content += other.content;
+        self.wire += other.wire;
+        self.data += other.data;
+    }
+}
+
+/// Where one stream goes: read from the source's `from`, posted to the
+/// target's `to`; `what` names it in messages.
+pub(super) struct Transfer {
+    pub(super) from: String,
+    pub(super) to: String,
+    pub(super) what: String,
+}
+
+/// Streams the source's `paths.from` into the target's `paths.to`.
+pub(super) async fn send(
     source: &ApiClient,
     target: &ApiClient,
     a: &MigrateArgs,
-    new_name: &str,
-    volume: &SourceVolume,
+    paths: Transfer,
 ) -> Result<Sent> {
-    // The bar's total is a nicety: a `system df` that takes long (many
-    // volumes never measured) is not waited for.
-    let total = tokio::time::timeout(USAGE_WAIT, usage_size(source, &a.volume))
-        .await
-        .ok()
-        .flatten();
-    let export = format!("/berth/v1/volumes/{}/export", encode(&a.volume));
-    let resp = source.open(Method::GET, &export, None).await?;
+    let resp = source.open(Method::GET, &paths.from, None).await?;
+    // The bar's total: what a block stream says it carries, else the
+    // volume's size if `system df` answers soon (volumes never measured
+    // can make it slow).
+    let announced = resp
+        .headers()
+        .get("berth-blocks-data")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let total = match announced {
+        Some(bytes) => Some(bytes),
+        None => tokio::time::timeout(USAGE_WAIT, usage_size(source, &a.volume))
+            .await
+            .ok()
+            .flatten(),
+    };
     // The connection's task holds the body, and a dead link never drains
     // it: the compressing thread is told to stop instead of left waiting,
     // on the target and on the source alike.
     let stop = CancellationToken::new();
     let input = tokio_util::io::SyncIoBridge::new(source_reader(resp, &stop));
-    let bar = byte_bar(total, format!("migrating {}", a.volume))?;
+    let bar = byte_bar(total, format!("migrating {}", paths.what))?;
     let content = Arc::new(AtomicU64::new(0));
     let wire = Arc::new(AtomicU64::new(0));
     let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -271,12 +359,11 @@ async fn send(
     let body_sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let frames = tokio_stream_of(rx, wire.clone(), body_sent.clone());
     let body = http_body_util::StreamBody::new(frames).boxed();
-    let path = import_path(new_name, volume)?;
     let headers = [
         ("Content-Type", "application/zstd"),
         ("Trailer", "Berth-Content-Digest"),
     ];
-    let upload = target.send_stream(Method::POST, &path, body, &headers);
+    let upload = target.send_stream(Method::POST, &paths.to, body, &headers);
     let answer = watch_stall(upload, &wire, &body_sent).await;
     bar.finish_and_clear();
     stop.cancel();
@@ -284,16 +371,18 @@ async fn send(
     let (digest, resp) = match (pumped, answer) {
         // A source that failed says why; the target only saw a broken body.
         (Err(e), _) if !is_upload_end(&e) => {
-            return Err(e.context(format!("reading volume {}", a.volume)))
+            return Err(e.context(format!("reading {}", paths.what)))
         }
-        (_, Err(e)) => return Err(e.context(format!("sending {} to {}", a.volume, a.to))),
+        (_, Err(e)) => return Err(e.context(format!("sending {} to {}", paths.what, a.to))),
         (Err(e), Ok(_)) => return Err(e),
         (Ok(digest), Ok(resp)) => (digest, resp),
     };
     verified(&digest, &resp, &a.to)?;
+    let content = content.load(Ordering::Relaxed);
     Ok(Sent {
-        content: content.load(Ordering::Relaxed),
+        content,
         wire: wire.load(Ordering::Relaxed),
+        data: announced.unwrap_or(content),
     })
 }
 

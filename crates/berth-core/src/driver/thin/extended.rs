@@ -11,7 +11,7 @@ use super::ThinDriver;
 use crate::driver::{DriverError, ExtendedDriver, SnapshotInfo};
 use crate::sys::{loopdev, mount, reflink};
 
-fn no_such_snapshot(name: &str, snap: &str) -> DriverError {
+pub(super) fn no_such_snapshot(name: &str, snap: &str) -> DriverError {
     DriverError::InvalidOption(format!("volume {name} has no snapshot {snap}"))
 }
 
@@ -20,7 +20,7 @@ fn io(context: impl Into<String>, e: std::io::Error) -> DriverError {
 }
 
 impl ThinDriver {
-    fn snapshot_dir(&self, name: &str) -> PathBuf {
+    pub(super) fn snapshot_dir(&self, name: &str) -> PathBuf {
         self.pool.root().join("snapshots").join(name)
     }
 
@@ -219,6 +219,36 @@ impl ExtendedDriver for ThinDriver {
             io(format!("mounting snapshot {snap} of {name}"), e)
         })?;
         Ok(target)
+    }
+
+    fn block_source(
+        &self,
+        name: &str,
+        snap: &str,
+        since: Option<&str>,
+    ) -> Result<crate::driver::BlockSource, DriverError> {
+        ThinDriver::block_source(self, name, snap, since)
+    }
+
+    fn changed_since(&self, name: &str, snap: &str) -> Result<bool, DriverError> {
+        self.image_changed_since(name, snap)
+    }
+
+    fn stage_blocks(
+        &self,
+        name: &str,
+        base: Option<&str>,
+    ) -> Result<crate::driver::StagedImage, DriverError> {
+        self.stage(name, base)
+    }
+
+    fn install_blocks(
+        &self,
+        name: &str,
+        staged: crate::driver::StagedImage,
+        snap: &str,
+    ) -> Result<(), DriverError> {
+        self.install(name, staged, snap)
     }
 
     fn close_snapshot(&self, name: &str, snap: &str) -> Result<bool, DriverError> {

@@ -5,6 +5,7 @@
 //! when written, and returned to the pool when freed (`discard`) or when
 //! the volume is removed.
 
+mod blocks;
 mod extended;
 pub mod options;
 pub mod pool;
