@@ -127,7 +127,9 @@ def timed_sync() -> float:
 
 
 class NetnsBerth(rb.Berth):
-    """A berth daemon whose process lives in network namespace `ns`."""
+    """A berth daemon whose process lives in network namespace `ns`
+    (`ip netns exec` hides the cgroup tree under its own /sys: it is
+    mounted again there, so the daemon can run containers)."""
 
     def __init__(self, bin_path: str, docker_bin: str, ns: str, extra: list[str]):
         super().__init__(bin_path, docker_bin, thin_pool_size="6G")
@@ -135,7 +137,8 @@ class NetnsBerth(rb.Berth):
         self.extra = extra
 
     def argv(self):
-        return ["ip", "netns", "exec", self.ns, *super().argv(),
+        remount = 'mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup; exec "$@"'
+        return ["ip", "netns", "exec", self.ns, "sh", "-c", remount, "sh", *super().argv(),
                 "--config-file", "/dev/null", *self.extra]
 
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -44,13 +44,9 @@ pub async fn import(
     body: Body,
 ) -> Result<Response, ApiError> {
     let svc = state.volumes.clone();
-    let verify = announces_digest(&headers);
-    let verified = VerifiedSlot::default();
-    let seen = verified.clone();
     // The query is read inside the upload, so a refused one still drains
     // the body: a client still sending gets the 400, not a broken pipe.
-    let made = crate::request::with_upload_and_trailers(body, move |reader, trailers| {
-        let announced = verify.then(|| announced_digest(trailers, seen));
+    let (made, verified) = upload_checking_digest(body, &headers, move |reader, announced| {
         let query = Query::parse(q.as_deref());
         match parse_import_query(&name, &query)? {
             Some(request) => {
@@ -67,6 +63,31 @@ pub async fn import(
         StatusCode::NO_CONTENT
     };
     Ok(answer_verified(status, &verified))
+}
+
+/// Runs `read_upload` on the request body as [`crate::request::with_upload`]
+/// does, giving it the digest the request announces as a trailer (if it
+/// does); returns its result and where the digest is kept once read, for
+/// [`answer_verified`].
+pub(crate) async fn upload_checking_digest<T, F>(
+    body: Body,
+    headers: &HeaderMap,
+    read_upload: F,
+) -> Result<(T, VerifiedSlot), ApiError>
+where
+    F: FnOnce(&mut dyn std::io::Read, Option<AnnouncedDigest>) -> Result<T, ApiError>
+        + Send
+        + 'static,
+    T: Send + 'static,
+{
+    let verify = announces_digest(headers);
+    let verified = VerifiedSlot::default();
+    let seen = verified.clone();
+    let done = crate::request::with_upload_and_trailers(body, move |reader, trailers| {
+        read_upload(reader, verify.then(|| announced_digest(trailers, seen)))
+    })
+    .await?;
+    Ok((done, verified))
 }
 
 /// The answer to an upload, echoing the digest it verified (if any).
@@ -86,7 +107,7 @@ pub(crate) type VerifiedSlot = std::sync::Arc<parking_lot::Mutex<Option<String>>
 pub const DIGEST_TRAILER: &str = "berth-content-digest";
 
 /// Whether the request's `Trailer` header names [`DIGEST_TRAILER`].
-pub(crate) fn announces_digest(headers: &HeaderMap) -> bool {
+fn announces_digest(headers: &HeaderMap) -> bool {
     headers
         .get_all(axum::http::header::TRAILER)
         .iter()
@@ -97,10 +118,7 @@ pub(crate) fn announces_digest(headers: &HeaderMap) -> bool {
 
 /// Reads the digest from the trailers once the body has ended, keeping a
 /// copy in `seen` for the answer (only a success sends it back).
-pub(crate) fn announced_digest(
-    trailers: crate::request::TrailerSlot,
-    seen: VerifiedSlot,
-) -> AnnouncedDigest {
+fn announced_digest(trailers: crate::request::TrailerSlot, seen: VerifiedSlot) -> AnnouncedDigest {
     Box::new(move || {
         let fields = trailers.lock().take()?;
         let value = fields.get(DIGEST_TRAILER)?.to_str().ok()?.to_string();

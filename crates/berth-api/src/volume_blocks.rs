@@ -16,9 +16,7 @@ use berth_core::volume::ReceiveRequest;
 
 use crate::error::ApiError;
 use crate::request::{blocking, Query};
-use crate::volume_archive::{
-    announced_digest, announces_digest, answer_verified, parse_import_query, VerifiedSlot,
-};
+use crate::volume_archive::{answer_verified, parse_import_query, upload_checking_digest};
 use crate::ApiState;
 
 /// Bytes of data records in the stream being sent (for a progress bar).
@@ -74,14 +72,11 @@ pub async fn receive(
     body: Body,
 ) -> Result<Response, ApiError> {
     let svc = state.volumes.clone();
-    let verify = announces_digest(&headers);
-    let verified = VerifiedSlot::default();
-    let seen = verified.clone();
     // Parsed inside the upload, so a refused query still drains the body.
-    crate::request::with_upload_and_trailers(body, move |reader, trailers| {
-        let announced = verify.then(|| announced_digest(trailers, seen));
+    let ((), verified) = upload_checking_digest(body, &headers, move |reader, announced| {
         let request = parse_receive_query(&name, q.as_deref())?;
         svc.receive_blocks(request, reader, announced)
+            .map(|_| ())
             .map_err(ApiError::from)
     })
     .await?;

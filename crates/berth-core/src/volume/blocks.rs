@@ -23,6 +23,7 @@ use crate::archive::ArchiveError;
 use crate::driver::{BlockSource, DriverError, ExtendedDriver, VolumeDriver};
 use crate::store::VolumeRecord;
 
+use super::extended::extended_of;
 use super::import::AnnouncedDigest;
 
 /// A block stream to receive into volume `name`.
@@ -48,21 +49,6 @@ fn blocks_error(name: &str, source: ArchiveError) -> VolumeError {
     }
 }
 
-/// The driver's block operations, or why it has none.
-fn blocks_driver<'a>(
-    op: &'static str,
-    name: &str,
-    driver: &'a dyn VolumeDriver,
-) -> Result<&'a dyn ExtendedDriver, VolumeError> {
-    driver.extended().ok_or_else(|| {
-        let why = format!(
-            "the {} driver keeps no block images; only thin volumes are copied by blocks",
-            driver.name()
-        );
-        VolumeError::driver(op, name, DriverError::Unsupported(why))
-    })
-}
-
 impl VolumeService {
     /// The changes of snapshot `snap` of `name` since its snapshot `since`
     /// (all its data without one), opened for reading: the caller writes
@@ -76,7 +62,7 @@ impl VolumeService {
         let _guard = self.locks.lock(name);
         let record = self.ready("export", name)?;
         let driver = self.driver_of("export", &record)?;
-        let source = blocks_driver("export", name, driver.as_ref())?
+        let source = extended_of("block copies", driver.as_ref(), name)?
             .block_source(name, snap, since)
             .map_err(|e| VolumeError::driver("export", name, e))?;
         self.publish("export", name, &[("snapshot", snap)]);
@@ -107,7 +93,7 @@ impl VolumeService {
                 }
                 let snap = request.snapshot.as_str();
                 let fill = |record: &VolumeRecord, driver: &dyn VolumeDriver| {
-                    let ext = blocks_driver("import", &record.name, driver)?;
+                    let ext = extended_of("block copies", driver, &record.name)?;
                     driver
                         .create(&record.name, &record.options)
                         .map_err(|e| VolumeError::driver("import", &record.name, e))?;
@@ -135,7 +121,7 @@ impl VolumeService {
         let record = self.ready("import", name)?;
         self.refuse_if_mounted("import", name)?;
         let driver = self.driver_of("import", &record)?;
-        let ext = blocks_driver("import", name, driver.as_ref())?;
+        let ext = extended_of("block copies", driver.as_ref(), name)?;
         let Some(base) = request.base.as_deref() else {
             return Err(VolumeError::NameTaken {
                 op: "import",

@@ -6,22 +6,22 @@ use crate::driver::{DriverError, ExtendedDriver, PoolStats, SnapshotInfo};
 use crate::store::{VolumeRecord, VolumeState};
 use crate::sys::units::parse_size;
 
-impl VolumeService {
-    fn extended_of<'a>(
-        &self,
-        op: &'static str,
-        driver: &'a std::sync::Arc<dyn crate::driver::VolumeDriver>,
-        name: &str,
-    ) -> Result<&'a dyn ExtendedDriver, VolumeError> {
-        driver.extended().ok_or_else(|| {
-            let why = format!(
-                "the {} driver does not support {op}; use a thin volume (--driver thin)",
-                driver.name()
-            );
-            VolumeError::driver(op, name, DriverError::Unsupported(why))
-        })
-    }
+/// The driver's extended verbs, or why it has none (`op` names them).
+pub(super) fn extended_of<'a>(
+    op: &'static str,
+    driver: &'a dyn crate::driver::VolumeDriver,
+    name: &str,
+) -> Result<&'a dyn ExtendedDriver, VolumeError> {
+    driver.extended().ok_or_else(|| {
+        let why = format!(
+            "the {} driver does not support {op}; use a thin volume (--driver thin)",
+            driver.name()
+        );
+        VolumeError::driver(op, name, DriverError::Unsupported(why))
+    })
+}
 
+impl VolumeService {
     /// The record of `name` if it is ready (not being created or removed)
     /// and not part of an unfinished rename (a 409 until start-up settles
     /// it: its row and its storage may have different names).
@@ -56,7 +56,7 @@ impl VolumeService {
         let _guard = self.locks.lock(name);
         let record = self.ready("snapshot", name)?;
         let driver = self.driver_of("snapshot", &record)?;
-        let extended = self.extended_of("snapshots", &driver, name)?;
+        let extended = extended_of("snapshots", driver.as_ref(), name)?;
         let snap = match snap {
             Some(s) => s.to_string(),
             // Chosen under the volume's lock, so two snapshots taken in
@@ -79,7 +79,7 @@ impl VolumeService {
     pub fn snapshot_list(&self, name: &str) -> Result<Vec<SnapshotInfo>, VolumeError> {
         let record = self.ready("snapshot", name)?;
         let driver = self.driver_of("snapshot", &record)?;
-        self.extended_of("snapshots", &driver, name)?
+        extended_of("snapshots", driver.as_ref(), name)?
             .snapshot_list(name)
             .map_err(|e| VolumeError::driver("snapshot", name, e))
     }
@@ -89,8 +89,7 @@ impl VolumeService {
         let _guard = self.locks.lock(name);
         let record = self.ready("snapshot", name)?;
         let driver = self.driver_of("snapshot", &record)?;
-        let removed = self
-            .extended_of("snapshots", &driver, name)?
+        let removed = extended_of("snapshots", driver.as_ref(), name)?
             .snapshot_remove(name, snap)
             .map_err(|e| VolumeError::driver("snapshot", name, e))?;
         if !removed {
@@ -122,7 +121,7 @@ impl VolumeService {
             ));
         }
         let driver = self.driver_of("restore", &record)?;
-        self.extended_of("snapshots", &driver, name)?
+        extended_of("snapshots", driver.as_ref(), name)?
             .snapshot_restore(name, snap)
             .map_err(|e| VolumeError::driver("restore", name, e))?;
         self.publish("restore", name, &[("snapshot", snap)]);
@@ -290,7 +289,7 @@ impl VolumeService {
             let _guard = self.locks.lock(name);
             let record = self.ready("resize", name)?;
             let driver = self.driver_of("resize", &record)?;
-            self.extended_of("resize", &driver, name)?
+            extended_of("resize", driver.as_ref(), name)?
                 .resize(name, bytes)
                 .map_err(|e| VolumeError::driver("resize", name, e))?;
             self.store
