@@ -736,3 +736,133 @@ def test_block_streams_for_a_taken_name_a_missing_base_or_a_mounted_volume(bd, o
         assert image_state(bd, "held")[1:] == held[1:]  # its bytes move: it is mounted
     finally:
         bd.docker("rm", "-f", holder, check=False)
+
+
+# ---------------------------------------------------------------------------
+# Defects an outside review found, kept found
+# ---------------------------------------------------------------------------
+
+
+def test_the_target_changes_are_discarded_only_when_asked_and_a_lost_base_can_be_replaced(mpair):
+    """--discard-target-changes replaces a target that changed since the
+    base, and (E3) one with no base in common (the source's was deleted)
+    by a whole copy; the bases of interrupted runs of this pair do not
+    pile up on the source."""
+    p = mpair
+    make_thin(p.source, p.image, "redo", 16)
+    assert p.migrate("redo").returncode == 0
+    in_container(p.target, p.image, "redo", "echo there > /d/there && sync")
+    forced = p.migrate("redo", "--discard-target-changes")
+    assert forced.returncode == 0, forced.stderr
+    assert pass_lines(forced.stderr, 1)[0]["since"] != "none"
+    assert frozen_manifest(p.target, "redo") == frozen_manifest(p.source, "redo")
+    # The source's base goes (deleted by hand); a stale base of an
+    # interrupted run of this pair is left beside it.
+    (base,) = migrate_snapshots(p.source, "redo")
+    p.source.berth_cli("volume", "snapshot", "rm", "redo", base)
+    stale = base[:-8] + "00000000"
+    p.source.berth_cli("volume", "snapshot", "create", "redo", stale)
+    in_container(p.source, p.image, "redo", "echo more > /d/more && sync")
+    refused = p.migrate("redo")
+    assert refused.returncode != 0 and "--discard-target-changes" in refused.stderr, refused.stderr
+    whole = p.migrate("redo", "--discard-target-changes")
+    assert whole.returncode == 0, whole.stderr
+    assert pass_lines(whole.stderr, 1)[0]["since"] == "none"
+    assert frozen_manifest(p.target, "redo") == frozen_manifest(p.source, "redo")
+    ours, theirs = migrate_snapshots(p.source, "redo"), migrate_snapshots(p.target, "redo")
+    assert len(ours) == 1 and ours == theirs and stale not in ours, (ours, theirs)
+
+
+@pytest.mark.parametrize("how", ["base", "since", "snapshot path", "delete", "restore"])
+def test_snapshot_names_that_climb_out_of_the_volume_are_refused(bd, orig, how):
+    """D2: a snapshot name is one file name in the volume's snapshot
+    folder; `../../volumes/OTHER` never reaches another volume's image."""
+    vic, other = f"vic{how[:4]}", f"oth{how[:4]}"
+    for name in (vic, other):
+        status, _, body = post_blocks(bd, name, create_query("s1", orig.size), orig.stream)
+        assert status == 201, body
+    vic_before, other_before = image_state(bd, vic), image_state(bd, other)
+    climb = f"../../volumes/{other}"
+    quoted = urllib.parse.quote(climb, safe="")
+    if how == "base":
+        status, _, body = post_blocks(bd, vic, {"snapshot": "s2", "base": climb,
+                                                "discard_changes": "1"}, head(orig.size) + END)
+    elif how == "since":
+        status, _, body = bd.http("GET", f"/berth/v1/volumes/{vic}/snapshots/s1/blocks?since={quoted}")
+    elif how == "snapshot path":
+        status, _, body = bd.http("GET", f"/berth/v1/volumes/{vic}/snapshots/{quoted}/blocks")
+    elif how == "delete":
+        status, _, body = bd.http("DELETE", f"/berth/v1/volumes/{vic}/snapshots/{quoted}")
+    else:
+        status, _, body = bd.http("POST", f"/berth/v1/volumes/{vic}/snapshots/{quoted}/restore")
+    assert status == 400, (status, body)
+    assert b"invalid snapshot name" in body, body
+    assert image_state(bd, vic) == vic_before
+    assert image_state(bd, other) == other_before
+    for name in (vic, other):
+        bd.berth_cli("volume", "rm", name)
+
+
+def test_a_snapshot_name_the_volume_has_is_refused_before_anything_changes(bd, orig):
+    """D3: the received snapshot's name is taken (a user's snapshot): the
+    image stays as it was (it was replaced before the refusal)."""
+    status, _, body = post_blocks(bd, "taken", create_query("s1", orig.size), orig.stream)
+    assert status == 201, body
+    bd.berth_cli("volume", "snapshot", "create", "taken", "mine")
+    before = image_state(bd, "taken")
+    punch = head(orig.size) + rec(2, 0, 65536) + END
+    status, _, body = post_blocks(bd, "taken", {"snapshot": "mine", "base": "s1"}, punch)
+    assert status in (400, 409), (status, body)
+    assert image_state(bd, "taken") == before
+    bd.berth_cli("volume", "rm", "taken")
+
+
+def read_image(daemon, name: str, snap: str | None = None) -> bytes:
+    pool = os.path.join(daemon.root, "thin", "pool")
+    path = (os.path.join(pool, "snapshots", name, f"{snap}.img") if snap
+            else os.path.join(pool, "volumes", f"{name}.img"))
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_a_copy_whose_answer_was_lost_is_not_taken_for_a_change(bd, orig):
+    """D4: a receive installed, but its answer never reached the sender,
+    which retries from the older base: the volume holds exactly a
+    migrate-* snapshot, so nothing would be lost, and the retry is taken;
+    the result is the older base plus the retry's changes."""
+    b1, b2, b3 = "migrate-0000000000000001", "migrate-0000000000000002", "migrate-0000000000000003"
+    status, _, body = post_blocks(bd, "lost", create_query(b1, orig.size), orig.stream)
+    assert status == 201, body
+    first = head(orig.size) + rec(2, 0, 4096) + END
+    status, _, body = post_blocks(bd, "lost", {"snapshot": b2, "base": b1}, first)
+    assert status == 201, body
+    retry = head(orig.size) + rec(2, 8192, 4096) + END
+    status, _, body = post_blocks(bd, "lost", {"snapshot": b3, "base": b1}, retry)
+    assert status == 201, body
+    expected = bytearray(read_image(bd, "lost", b1))
+    expected[8192:12288] = bytes(4096)
+    assert read_image(bd, "lost") == bytes(expected)
+    assert read_image(bd, "lost", b3) == bytes(expected)
+    bd.berth_cli("volume", "rm", "lost")
+
+
+def test_a_base_from_before_a_resize_is_grown_to_the_volume(bd, orig):
+    """D1: both sides were resized since their common base; the copy
+    (with --discard-target-changes: the target's resize changed it) is
+    the source's image whole, at its new size, not a truncated base."""
+    for name in ("gsrc", "gdst"):
+        status, _, body = post_blocks(bd, name, create_query("s1", orig.size), orig.stream)
+        assert status == 201, body
+        bd.berth_cli("volume", "resize", name, "128M", timeout=120)
+    bd.berth_cli("volume", "snapshot", "create", "gsrc", "s2")
+    stream, _ = get_blocks(bd, "gsrc", "s2", since="s1")
+    assert parse_stream(stream)[0] == 128 * MIB
+    status, _, body = post_blocks(bd, "gdst", {"snapshot": "s2", "base": "s1"}, stream)
+    assert status == 409, (status, body)
+    status, _, body = post_blocks(bd, "gdst", {"snapshot": "s2", "base": "s1",
+                                               "discard_changes": "1"}, stream)
+    assert status == 201, body
+    assert read_image(bd, "gdst") == read_image(bd, "gsrc", "s2")
+    assert frozen_manifest(bd, "gdst") == frozen_manifest(bd, "gsrc")
+    for name in ("gsrc", "gdst"):
+        bd.berth_cli("volume", "rm", name)

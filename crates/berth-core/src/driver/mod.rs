@@ -375,6 +375,13 @@ impl StagedImage {
         self.size
     }
 
+    /// Where it is.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        self.path
+            .as_deref()
+            .expect("a staged image has its path until installed")
+    }
+
     /// The path, no longer deleted on drop (the installer owns it now).
     pub(crate) fn into_path(mut self) -> PathBuf {
         self.path

@@ -26,6 +26,9 @@ use crate::store::VolumeRecord;
 use super::extended::extended_of;
 use super::import::AnnouncedDigest;
 
+/// Name prefix of the snapshots `volume migrate` keeps as bases.
+pub const MIGRATE_PREFIX: &str = "migrate-";
+
 /// A block stream to receive into volume `name`.
 pub struct ReceiveRequest {
     pub name: String,
@@ -59,6 +62,10 @@ impl VolumeService {
         snap: &str,
         since: Option<&str>,
     ) -> Result<BlockSource, VolumeError> {
+        names::validate_snapshot_name(snap)?;
+        if let Some(base) = since {
+            names::validate_snapshot_name(base)?;
+        }
         let _guard = self.locks.lock(name);
         let record = self.ready("export", name)?;
         let driver = self.driver_of("export", &record)?;
@@ -78,7 +85,10 @@ impl VolumeService {
         input: impl Read,
         announced: Option<AnnouncedDigest>,
     ) -> Result<Applied, VolumeError> {
-        names::validate_name(&request.snapshot)?;
+        names::validate_snapshot_name(&request.snapshot)?;
+        if let Some(base) = &request.base {
+            names::validate_snapshot_name(base)?;
+        }
         let name = request.name.clone();
         let mut applied = Applied::default();
         match request.create {
@@ -122,28 +132,67 @@ impl VolumeService {
         self.refuse_if_mounted("import", name)?;
         let driver = self.driver_of("import", &record)?;
         let ext = extended_of("block copies", driver.as_ref(), name)?;
-        let Some(base) = request.base.as_deref() else {
-            return Err(VolumeError::NameTaken {
-                op: "import",
-                name: name.to_string(),
-            });
-        };
-        let changed = ext.changed_since(name, base).map_err(|e| match e {
-            DriverError::InvalidOption(_) => {
-                VolumeError::not_found("import", &format!("{name}/{base}"))
-            }
-            e => VolumeError::driver("import", name, e),
-        })?;
-        if changed && !request.discard_changes {
-            return Err(VolumeError::ChangedSince {
-                name: name.to_string(),
-                snapshot: base.to_string(),
-            });
+        let snapshots = ext
+            .snapshot_list(name)
+            .map_err(|e| VolumeError::driver("import", name, e))?;
+        if snapshots.iter().any(|s| s.name == request.snapshot) {
+            let why = format!("volume {name} already has a snapshot {}", request.snapshot);
+            return Err(VolumeError::driver(
+                "import",
+                name,
+                DriverError::InvalidOption(why),
+            ));
         }
-        let applied = receive_into(ext, name, Some(base), &request.snapshot, input, announced)?;
+        match request.base.as_deref() {
+            Some(base) if !snapshots.iter().any(|s| s.name == base) => {
+                return Err(VolumeError::not_found("import", &format!("{name}/{base}")));
+            }
+            Some(base) if !request.discard_changes => {
+                refuse_if_changed(ext, name, base, &snapshots)?;
+            }
+            // A whole stream replaces an existing volume only when asked.
+            None if !request.discard_changes => {
+                return Err(VolumeError::NameTaken {
+                    op: "import",
+                    name: name.to_string(),
+                })
+            }
+            _ => {}
+        }
+        let base = request.base.as_deref();
+        let applied = receive_into(ext, name, base, &request.snapshot, input, announced)?;
         self.publish("import", name, &[("snapshot", &request.snapshot)]);
         Ok(applied)
     }
+}
+
+/// Refuses when the volume holds writes no copy brought: its content is
+/// neither that of `base` nor that of another `migrate-*` snapshot (one an
+/// interrupted copy installed, whose answer never reached the sender:
+/// replacing that loses nothing the sender does not have).
+fn refuse_if_changed(
+    ext: &dyn ExtendedDriver,
+    name: &str,
+    base: &str,
+    snapshots: &[crate::driver::SnapshotInfo],
+) -> Result<(), VolumeError> {
+    let candidates = std::iter::once(base).chain(
+        (snapshots.iter())
+            .map(|s| s.name.as_str())
+            .filter(|s| *s != base && s.starts_with(MIGRATE_PREFIX)),
+    );
+    for snap in candidates {
+        let changed = ext
+            .changed_since(name, snap)
+            .map_err(|e| VolumeError::driver("import", name, e))?;
+        if !changed {
+            return Ok(());
+        }
+    }
+    Err(VolumeError::ChangedSince {
+        name: name.to_string(),
+        snapshot: base.to_string(),
+    })
 }
 
 /// Stages `name`'s image (from `base`, or empty), applies the stream to

@@ -70,6 +70,9 @@ pub enum VolumeError {
     /// the copy is a difference from: applying it would lose those writes.
     #[error("import {name}: the volume changed since snapshot {snapshot} (it was mounted or written here); nothing was changed (migrate --discard-target-changes replaces it anyway)")]
     ChangedSince { name: String, snapshot: String },
+    /// A snapshot name that breaks the naming rule.
+    #[error("invalid snapshot name \"{0}\": only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed, 2 to 255 characters")]
+    InvalidSnapshotName(String),
     /// A filter key or value the operation does not accept.
     #[error("{0}")]
     InvalidFilter(String),
@@ -104,6 +107,7 @@ impl VolumeError {
             VolumeError::InvalidName(_)
             | VolumeError::NameTooShort(_)
             | VolumeError::NameTooLong(_)
+            | VolumeError::InvalidSnapshotName(_)
             | VolumeError::InvalidFilter(_)
             | VolumeError::InvalidLabel(_) => ErrorKind::InvalidArgument,
             VolumeError::NotFound { .. } => ErrorKind::NotFound,

@@ -86,6 +86,7 @@ impl VolumeService {
 
     /// Deletes a snapshot; a missing one is not found.
     pub fn snapshot_remove(&self, name: &str, snap: &str) -> Result<(), VolumeError> {
+        names::validate_snapshot_name(snap)?;
         let _guard = self.locks.lock(name);
         let record = self.ready("snapshot", name)?;
         let driver = self.driver_of("snapshot", &record)?;
@@ -103,6 +104,7 @@ impl VolumeService {
 
     /// Brings `name` back to `snap`. Refused while containers mount it.
     pub fn snapshot_restore(&self, name: &str, snap: &str) -> Result<(), VolumeError> {
+        names::validate_snapshot_name(snap)?;
         let _guard = self.locks.lock(name);
         let record = self.ready("restore", name)?;
         let mounted = self

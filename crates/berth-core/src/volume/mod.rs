@@ -27,7 +27,7 @@ mod usage;
 
 pub use archive::{operation_mount_id, OPERATION_MOUNT_PREFIX};
 pub use backup_source::{BackupSource, Consistency, BACKUP_SNAPSHOT_PREFIX};
-pub use blocks::ReceiveRequest;
+pub use blocks::{ReceiveRequest, MIGRATE_PREFIX};
 pub use error::VolumeError;
 pub use extended::CloneProgress;
 pub use filters::Filters;

@@ -39,6 +39,16 @@ pub fn validate_name(name: &str) -> Result<(), VolumeError> {
     }
 }
 
+/// Checks a snapshot name given to any snapshot verb: a volume name's
+/// rules, so it is one file name in the volume's snapshot folder and can
+/// never reach another volume's files (`..`, `/`).
+pub fn validate_snapshot_name(snap: &str) -> Result<(), VolumeError> {
+    match validate_name(snap) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(VolumeError::InvalidSnapshotName(snap.to_string())),
+    }
+}
+
 /// A random 64-hex-character ID, as Docker's `stringid.GenerateRandomID`.
 pub fn random_id() -> String {
     let mut bytes = [0u8; 32];

@@ -11,7 +11,7 @@
 //! unavailable for that last step only. Each side keeps one `migrate-*`
 //! snapshot per target afterwards.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hyper::Method;
@@ -21,7 +21,7 @@ use super::volume_migrate::{send, MigrateArgs, Sent, SourceVolume, Transfer};
 use crate::client::{encode, ApiClient};
 
 /// Name prefix of the snapshots migrations keep as bases.
-const BASE_PREFIX: &str = "migrate-";
+const BASE_PREFIX: &str = berth_core::volume::MIGRATE_PREFIX;
 /// How often `--no-stop` looks whether the user stopped the containers.
 const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -49,6 +49,31 @@ fn now_nanos() -> Result<i64> {
         .context("the clock is past 2262")
 }
 
+/// One block migration: both daemons, the arguments, the volume.
+struct Migration<'a> {
+    source: &'a ApiClient,
+    target: &'a ApiClient,
+    a: &'a MigrateArgs,
+    new_name: &'a str,
+    volume: &'a SourceVolume,
+    /// `migrate-` and 8 hex digits of this target and name: the source's
+    /// bases for this target start with it (a volume may be migrated to
+    /// several), so ones an interrupted run left are found and dropped.
+    prefix: String,
+}
+
+/// Where a pass starts from on the target.
+#[derive(Clone, Copy)]
+enum Origin<'s> {
+    /// Nothing there: the volume is made.
+    Nothing,
+    /// The snapshot both sides share.
+    Base(&'s str),
+    /// Replace the target's volume whole (`--discard-target-changes`
+    /// without a shared snapshot).
+    Replace,
+}
+
 /// Runs the migration of thin volume `a.volume` to `new_name` there.
 pub(super) async fn run(
     source: &ApiClient,
@@ -57,21 +82,23 @@ pub(super) async fn run(
     new_name: &str,
     volume: &SourceVolume,
 ) -> Result<Done> {
-    let base = common_base(source, target, a, new_name).await?;
-    let mut final_since = now_nanos()?;
-    let first = take_snapshot(source, &a.volume).await?;
-    let mut sent = match pass(
+    let m = Migration {
         source,
         target,
         a,
         new_name,
         volume,
-        1,
-        &first,
-        base.as_deref(),
-    )
-    .await
-    {
+        prefix: pair_prefix(&a.to, new_name),
+    };
+    let start = m.starting_point().await?;
+    let mut final_since = now_nanos()?;
+    let first = m.take_snapshot().await?;
+    let origin = match &start {
+        Start::Absent => Origin::Nothing,
+        Start::Base(b) => Origin::Base(b),
+        Start::Replace => Origin::Replace,
+    };
+    let mut sent = match m.pass(1, &first, origin).await {
         Ok(sent) => sent,
         Err(e) => {
             drop_snapshot(source, &a.volume, &first, "here").await;
@@ -80,16 +107,11 @@ pub(super) async fn run(
     };
     let mut last = first.clone();
     if a.live {
-        final_since = now_nanos()?;
-        let (second, more) = final_pass(source, target, a, new_name, volume, &first).await?;
+        let (second, more, since) = m.final_pass(&first).await?;
         sent += more;
-        last = second;
+        (last, final_since) = (second, since);
     }
-    // One base per pair of volumes: the older ones go on both sides.
-    for old in base.iter().chain((last != first).then_some(&first)) {
-        drop_snapshot(source, &a.volume, old, "here").await;
-        drop_snapshot(target, new_name, old, "the target").await;
-    }
+    m.keep_only(&last).await;
     Ok(Done {
         sent,
         final_since,
@@ -97,108 +119,202 @@ pub(super) async fn run(
     })
 }
 
-/// Stops the volume's users (or waits for the user to), sends what
-/// changed since `first`, and reports the time the volume was
-/// unavailable. A failure starts the stopped containers again; the target
-/// keeps the first pass (a whole volume as of `first`).
-async fn final_pass(
-    source: &ApiClient,
-    target: &ApiClient,
-    a: &MigrateArgs,
-    new_name: &str,
-    volume: &SourceVolume,
-    first: &str,
-) -> Result<(String, Sent)> {
-    let down = Instant::now();
-    let stopped = if a.no_stop {
-        wait_for_users(source, &a.volume).await?;
-        Vec::new()
-    } else {
-        stop_users(source, &a.volume).await?
-    };
-    let down = if a.no_stop { Instant::now() } else { down };
-    let stopping = down.elapsed();
-    let result = async {
-        let second = take_snapshot(source, &a.volume).await?;
-        match pass(source, target, a, new_name, volume, 2, &second, Some(first)).await {
-            Ok(sent) => Ok((second, sent)),
-            Err(e) => {
-                drop_snapshot(source, &a.volume, &second, "here").await;
-                Err(e)
+/// `migrate-` and 8 hex digits of SHA-256 of the target and the name.
+fn pair_prefix(to: &str, new_name: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{to}\n{new_name}").as_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{BASE_PREFIX}{hex}")
+}
+
+/// What the target has of the volume.
+enum Start {
+    Absent,
+    Base(String),
+    Replace,
+}
+
+impl Migration<'_> {
+    /// Drops every other base: this pair's on the source (also ones an
+    /// interrupted run left), all `migrate-*` ones on the target's volume
+    /// (it has one source).
+    async fn keep_only(&self, last: &str) {
+        let (a, source, target) = (self.a, self.source, self.target);
+        for old in migrate_snapshots(source, &a.volume)
+            .await
+            .unwrap_or_default()
+        {
+            if old != last && old.starts_with(&self.prefix) {
+                drop_snapshot(source, &a.volume, &old, "here").await;
+            }
+        }
+        for old in migrate_snapshots(target, self.new_name)
+            .await
+            .unwrap_or_default()
+        {
+            if old != last {
+                drop_snapshot(target, self.new_name, &old, "the target").await;
             }
         }
     }
-    .await;
-    match result {
-        Ok(done) => {
-            let total = down.elapsed();
-            eprintln!(
-                "migrate: unavailable for {:.3} s (stopping containers {:.3} s, final pass {:.3} s)",
-                total.as_secs_f64(),
-                stopping.as_secs_f64(),
-                (total - stopping).as_secs_f64()
-            );
-            if !stopped.is_empty() {
-                let names: Vec<&str> = stopped.iter().map(|(_, n)| n.as_str()).collect();
-                eprintln!(
-                    "stopped here, and left stopped: {} (start them on the target)",
-                    names.join(", ")
-                );
+
+    /// Stops the volume's users (or waits for the user to), sends what
+    /// changed since `first`, and reports the time the volume was
+    /// unavailable. A failure starts the stopped containers again; the
+    /// target keeps the first pass (a whole volume as of `first`).
+    /// Returns the last snapshot, what was sent, and the time (ns) after
+    /// the users stopped.
+    async fn final_pass(&self, first: &str) -> Result<(String, Sent, i64)> {
+        let (a, source) = (self.a, self.source);
+        let down = Instant::now();
+        let stopped = if a.no_stop {
+            wait_for_users(source, &a.volume).await?;
+            Vec::new()
+        } else {
+            stop_users(source, &a.volume).await?
+        };
+        let down = if a.no_stop { Instant::now() } else { down };
+        let stopping = down.elapsed();
+        // The users' own unmounts came before this; anything after it
+        // happened to the volume after the last snapshot.
+        let since = now_nanos()?;
+        let result = async {
+            let second = self.take_snapshot().await?;
+            match self.pass(2, &second, Origin::Base(first)).await {
+                Ok(sent) => Ok((second, sent)),
+                Err(e) => {
+                    drop_snapshot(source, &a.volume, &second, "here").await;
+                    Err(e)
+                }
             }
-            Ok(done)
         }
-        Err(e) => {
-            start_again(source, &stopped).await;
-            Err(e.context(format!(
-                "the final pass failed: {new_name} on the target holds the volume as of the \
-                 first pass (snapshot {first}); run the migration again to send the rest"
-            )))
+        .await;
+        match result {
+            Ok((second, sent)) => {
+                report_downtime(down.elapsed(), stopping, &stopped);
+                Ok((second, sent, since))
+            }
+            Err(e) => {
+                start_again(source, &stopped).await;
+                Err(e.context(format!(
+                    "the final pass failed: {} on the target holds the volume as of the \
+                     first pass (snapshot {first}); run the migration again to send the rest",
+                    self.new_name
+                )))
+            }
         }
+    }
+
+    /// One block pass: snapshot `snap` of the source, as a difference from
+    /// what the target has (`from`).
+    async fn pass(&self, number: u32, snap: &str, from: Origin<'_>) -> Result<Sent> {
+        let (a, new_name) = (self.a, self.new_name);
+        let mut src = format!(
+            "/berth/v1/volumes/{}/snapshots/{}/blocks",
+            encode(&a.volume),
+            encode(snap)
+        );
+        let mut to = format!(
+            "/berth/v1/volumes/{}/blocks?snapshot={}",
+            encode(new_name),
+            encode(snap)
+        );
+        let discard = if a.discard_target_changes {
+            "&discard_changes=1"
+        } else {
+            ""
+        };
+        match from {
+            Origin::Base(b) => {
+                src.push_str(&format!("?since={}", encode(b)));
+                to.push_str(&format!("&base={}{discard}", encode(b)));
+            }
+            Origin::Replace => to.push_str(discard),
+            Origin::Nothing => to.push_str(&create_query(self.volume)?),
+        }
+        let what = format!("{} (pass {number})", a.volume);
+        let transfer = Transfer {
+            from: src,
+            to,
+            what,
+        };
+        let sent = send(self.source, self.target, a, transfer).await?;
+        let base = match from {
+            Origin::Base(b) => b,
+            Origin::Nothing | Origin::Replace => "none",
+        };
+        eprintln!(
+            "migrate: pass {number} sent {} bytes of blocks (snapshot {snap}, since {base})",
+            sent.data
+        );
+        Ok(sent)
+    }
+
+    /// What the target has: nothing of that name, a volume sharing a
+    /// `migrate-*` snapshot with the source (the newest is the base), or
+    /// (with `--discard-target-changes`) a volume to replace whole.
+    async fn starting_point(&self) -> Result<Start> {
+        let (a, new_name) = (self.a, self.new_name);
+        let path = format!("/volumes/{}", encode(new_name));
+        let resp = (self.target.send(Method::GET, &path, None).await)
+            .with_context(|| format!("reaching the target {}", a.to))?;
+        match resp.status.as_u16() {
+            404 => return Ok(Start::Absent),
+            200 => {}
+            other => bail!("the target {} answered {other} for volume {new_name}", a.to),
+        }
+        let theirs = migrate_snapshots(self.target, new_name)
+            .await
+            .unwrap_or_default();
+        let ours = migrate_snapshots(self.source, &a.volume).await?;
+        // Ours are listed oldest first: the last shared one is the newest.
+        if let Some(base) = ours.into_iter().rev().find(|s| theirs.contains(s)) {
+            return Ok(Start::Base(base));
+        }
+        if a.discard_target_changes {
+            return Ok(Start::Replace);
+        }
+        bail!(
+            "a volume named {new_name} already exists on {} and has no migrate-* snapshot in \
+             common with {} (never migrated from it, or the base was deleted): remove it there, \
+             give --name, or replace it whole with --discard-target-changes",
+            a.to,
+            a.volume
+        )
+    }
+
+    /// Snapshots the source volume under a new name of this pair.
+    async fn take_snapshot(&self) -> Result<String> {
+        let volume = &self.a.volume;
+        let name = format!(
+            "{}{}",
+            self.prefix,
+            &berth_core::volume::names::random_id()[..8]
+        );
+        let path = format!("/berth/v1/volumes/{}/snapshots", encode(volume));
+        (self.source)
+            .call(Method::POST, &path, Some(json!({"Name": name})))
+            .await
+            .with_context(|| format!("taking snapshot {name} of {volume}"))?;
+        Ok(name)
     }
 }
 
-/// One block pass: snapshot `snap` of the source, as a difference from
-/// `base` (which the target's volume has) or whole into a new volume.
-#[allow(clippy::too_many_arguments)]
-async fn pass(
-    source: &ApiClient,
-    target: &ApiClient,
-    a: &MigrateArgs,
-    new_name: &str,
-    volume: &SourceVolume,
-    number: u32,
-    snap: &str,
-    base: Option<&str>,
-) -> Result<Sent> {
-    let mut from = format!(
-        "/berth/v1/volumes/{}/snapshots/{}/blocks",
-        encode(&a.volume),
-        encode(snap)
-    );
-    let mut to = format!(
-        "/berth/v1/volumes/{}/blocks?snapshot={}",
-        encode(new_name),
-        encode(snap)
-    );
-    match base {
-        Some(b) => {
-            from.push_str(&format!("?since={}", encode(b)));
-            to.push_str(&format!("&base={}", encode(b)));
-            if a.discard_target_changes {
-                to.push_str("&discard_changes=1");
-            }
-        }
-        None => to.push_str(&create_query(volume)?),
-    }
-    let what = format!("{} (pass {number})", a.volume);
-    let sent = send(source, target, a, Transfer { from, to, what }).await?;
-    // Data bytes: the stream less its header, record heads and end.
+/// Prints how long the volume was unavailable, and who was stopped.
+fn report_downtime(total: Duration, stopping: Duration, stopped: &[(String, String)]) {
     eprintln!(
-        "migrate: pass {number} sent {} bytes of blocks (snapshot {snap}, since {})",
-        sent.data,
-        base.unwrap_or("none")
+        "migrate: unavailable for {:.3} s (stopping containers {:.3} s, final pass {:.3} s)",
+        total.as_secs_f64(),
+        stopping.as_secs_f64(),
+        (total - stopping).as_secs_f64()
     );
-    Ok(sent)
+    if !stopped.is_empty() {
+        let names: Vec<&str> = stopped.iter().map(|(_, n)| n.as_str()).collect();
+        eprintln!(
+            "stopped here, and left stopped: {} (start them on the target)",
+            names.join(", ")
+        );
+    }
 }
 
 /// The query that makes the volume on the target.
@@ -213,39 +329,6 @@ fn create_query(volume: &SourceVolume) -> Result<String> {
     ))
 }
 
-/// The newest `migrate-*` snapshot the source volume and the target's
-/// share (the target must have one if it has the volume at all).
-async fn common_base(
-    source: &ApiClient,
-    target: &ApiClient,
-    a: &MigrateArgs,
-    new_name: &str,
-) -> Result<Option<String>> {
-    let resp = target
-        .send(Method::GET, &format!("/volumes/{}", encode(new_name)), None)
-        .await
-        .with_context(|| format!("reaching the target {}", a.to))?;
-    match resp.status.as_u16() {
-        404 => return Ok(None),
-        200 => {}
-        other => bail!("the target {} answered {other} for volume {new_name}", a.to),
-    }
-    let theirs = migrate_snapshots(target, new_name)
-        .await
-        .unwrap_or_default();
-    let ours = migrate_snapshots(source, &a.volume).await?;
-    // Ours are listed oldest first: the last shared one is the newest.
-    match ours.into_iter().rev().find(|s| theirs.contains(s)) {
-        Some(base) => Ok(Some(base)),
-        None => bail!(
-            "a volume named {new_name} already exists on {} and was not migrated from {} (no \
-             snapshot in common): remove it there, or give --name",
-            a.to,
-            a.volume
-        ),
-    }
-}
-
 /// The `migrate-*` snapshots of a volume, oldest first.
 async fn migrate_snapshots(api: &ApiClient, volume: &str) -> Result<Vec<String>> {
     let path = format!("/berth/v1/volumes/{}/snapshots", encode(volume));
@@ -256,20 +339,6 @@ async fn migrate_snapshots(api: &ApiClient, volume: &str) -> Result<Vec<String>>
         .filter(|n| n.starts_with(BASE_PREFIX))
         .map(str::to_string)
         .collect())
-}
-
-/// Snapshots the source volume under a new `migrate-<random>` name.
-async fn take_snapshot(source: &ApiClient, volume: &str) -> Result<String> {
-    let name = format!(
-        "{BASE_PREFIX}{}",
-        &berth_core::volume::names::random_id()[..16]
-    );
-    let path = format!("/berth/v1/volumes/{}/snapshots", encode(volume));
-    source
-        .call(Method::POST, &path, Some(json!({"Name": name})))
-        .await
-        .with_context(|| format!("taking snapshot {name} of {volume}"))?;
-    Ok(name)
 }
 
 /// Deletes a snapshot, warning (not failing) when it cannot.

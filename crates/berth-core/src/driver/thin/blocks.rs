@@ -28,7 +28,7 @@ fn open_existing(
 
 impl ThinDriver {
     fn snapshot_file(&self, name: &str, snap: &str) -> Result<File, DriverError> {
-        let path = self.snapshot_dir(name).join(format!("{snap}.img"));
+        let path = self.snapshot_image(name, snap);
         open_existing(&path, || super::extended::no_such_snapshot(name, snap))
     }
 
@@ -85,10 +85,11 @@ impl ThinDriver {
     }
 
     /// A staged image to receive changes into: a clone of snapshot `base`,
-    /// or an empty (sparse) image the size of the volume's.
+    /// or an empty (sparse) image; either way the size of the volume's
+    /// image now (a base from before a resize is grown to it: the grown
+    /// part reads as zeros, as a grown image does).
     pub(super) fn stage(&self, name: &str, base: Option<&str>) -> Result<StagedImage, DriverError> {
-        let image = self.image(name);
-        let size = std::fs::metadata(&image)
+        let size = std::fs::metadata(self.image(name))
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => DriverError::NoSuchVolume,
                 _ => io("reading the image", e),
@@ -96,31 +97,38 @@ impl ThinDriver {
             .len();
         let path = self.staged_image(name);
         let _ = std::fs::remove_file(&path);
-        match base {
-            Some(snap) => {
-                drop(self.snapshot_file(name, snap)?);
-                let from = self.snapshot_dir(name).join(format!("{snap}.img"));
-                reflink::clone_file(&from, &path)
-                    .map_err(|e| io("cloning the base snapshot", e))?;
-            }
-            None => {
-                let f = File::create(&path).map_err(|e| io("making the staged image", e))?;
-                f.set_len(size)
-                    .map_err(|e| io("sizing the staged image", e))?;
-            }
+        if let Some(snap) = base {
+            drop(self.snapshot_file(name, snap)?);
+            let from = self.snapshot_image(name, snap);
+            reflink::clone_file(&from, &path).map_err(|e| io("cloning the base snapshot", e))?;
         }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
+            .create(true)
+            .truncate(false)
             .open(&path)
             .map_err(|e| io("opening the staged image", e))?;
-        Ok(StagedImage::new(file, path, size))
+        // Owned from here: dropped on any error below, the file goes.
+        let staged = StagedImage::new(file, path, size);
+        let len = (staged.file().metadata())
+            .map_err(|e| io("reading the staged image", e))?
+            .len();
+        if len > size {
+            return Err(DriverError::InvalidOption(format!(
+                "snapshot {} is larger than volume {name} ({len} > {size} bytes): it was shrunk?",
+                base.unwrap_or_default()
+            )));
+        }
+        (staged.file().set_len(size)).map_err(|e| io("sizing the staged image", e))?;
+        Ok(staged)
     }
 
-    /// Makes `staged` the volume's image and keeps it as snapshot `snap`
-    /// too (the base of the next copy). Refused while the volume is
-    /// mounted. The rename is the commit: before it the volume is as it
-    /// was, after it the new content is there.
+    /// Makes `staged` the volume's image, keeping it as snapshot `snap`
+    /// too (the base of the next copy). The snapshot is made first, from
+    /// the staged image, so a refusal (the name is taken, the pool is
+    /// full) changes nothing; the rename over the image is the commit.
+    /// Refused while the volume is mounted.
     pub(super) fn install(
         &self,
         name: &str,
@@ -137,12 +145,26 @@ impl ThinDriver {
             .file()
             .sync_all()
             .map_err(|e| io("syncing the received image", e))?;
-        let path = staged.into_path();
-        if let Err(e) = replace_durable(&path, &self.image(name)) {
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
+        let target = self.snapshot_image(name, snap);
+        if target.exists() {
+            return Err(DriverError::InvalidOption(format!(
+                "volume {name} already has a snapshot {snap}"
+            )));
         }
-        crate::driver::ExtendedDriver::snapshot_create(self, name, snap)
+        std::fs::create_dir_all(self.snapshot_dir(name))
+            .map_err(|e| io("creating the snapshot folder", e))?;
+        let snap_staged = target.with_extension("img.tmp");
+        let _ = std::fs::remove_file(&snap_staged);
+        reflink::clone_file(staged.path(), &snap_staged)
+            .map_err(|e| io("cloning the received image", e))?;
+        crate::driver::rename_durable(&snap_staged, &target).inspect_err(|_| {
+            let _ = std::fs::remove_file(&snap_staged);
+        })?;
+        let path = staged.into_path();
+        replace_durable(&path, &self.image(name)).inspect_err(|_| {
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(&target);
+        })
     }
 }
 

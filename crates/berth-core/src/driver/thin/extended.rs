@@ -42,7 +42,7 @@ impl ThinDriver {
         self.mounts_dir.join(".snapshots").join(name).join(snap)
     }
 
-    fn snapshot_image(&self, name: &str, snap: &str) -> PathBuf {
+    pub(super) fn snapshot_image(&self, name: &str, snap: &str) -> PathBuf {
         self.snapshot_dir(name).join(format!("{snap}.img"))
     }
 
