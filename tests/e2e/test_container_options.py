@@ -297,3 +297,22 @@ def test_tmpfs_flag_mounts_with_dockers_defaults(daemon, image, dockerd, dockerd
         assert {"nosuid", "nodev", "noexec"} <= flags, lines
         assert "noexec" not in lines[1] and "mode=1700" in lines[1], lines
     assert sorted(seen[0][0].split(",")) == sorted(seen[1][0].split(","))
+
+
+def test_container_processes_start_with_default_signal_actions(daemon, image, uniq):
+    """No signal ignored or blocked in a container's process, its init or
+    an exec, as in Docker's (the shim is Rust, which ignores SIGPIPE, and
+    an ignored signal survives execve): `yes | head` ends, as it must."""
+    text = out(daemon, image, image, "cat", "/proc/self/status")
+    assert status_field(text, "SigIgn") == "0000000000000000", text
+    assert status_field(text, "SigBlk") == "0000000000000000", text
+    piped = daemon.docker("run", "--rm", image, "sh", "-c", "yes | head -c 6", timeout=60)
+    assert piped.stdout == "y\ny\ny\n"
+    name = f"sig-{uniq}"
+    daemon.docker("run", "-d", "--name", name, image, "sleep", "300")
+    try:
+        text = daemon.docker("exec", name, "cat", "/proc/self/status").stdout
+        assert status_field(text, "SigIgn") == "0000000000000000", text
+        assert status_field(text, "SigBlk") == "0000000000000000", text
+    finally:
+        daemon.docker("rm", "-f", name, check=False)

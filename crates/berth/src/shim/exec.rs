@@ -7,7 +7,7 @@
 //!
 //! libcontainer 0.7's tenant builder rebuilds the spec's `linux` section
 //! without `seccomp`, so an exec would run unfiltered. The process is
-//! therefore started by [`SeccompExecutor`], which loads the container's
+//! therefore started by [`ProcessExecutor`], which loads the container's
 //! filter right before `execve`. Loading a filter without
 //! no-new-privileges needs `CAP_SYS_ADMIN`, so when the container lacks
 //! it the process gets it (and `CAP_SETPCAP`, to drop from the bounding
@@ -93,7 +93,7 @@ fn start(args: &ExecShimArgs) -> Result<(Pid, Option<OwnedFd>), Failure> {
         .tty
         .then(|| ConsoleSocket::bind(&args.state_dir, "exec"))
         .transpose()?;
-    let executor = SeccompExecutor { seccomp, lent };
+    let executor = ProcessExecutor { seccomp, lent };
     let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.runtime_root)
         .map_err(|e| Failure::other(e.to_string()))?
@@ -157,16 +157,65 @@ fn lend_capabilities(process_file: &Path) -> Result<Vec<Capability>, Failure> {
     Ok(lent)
 }
 
-/// Loads the container's seccomp filter, takes back the capabilities lent
-/// for it, then runs the program as libcontainer's default executor does.
-#[derive(Clone)]
-struct SeccompExecutor {
+/// Starts a container's process (its init, or an exec): gives it the
+/// signal state a process started by Docker has, loads the seccomp filter
+/// of an exec, takes back the capabilities lent for it, then runs the
+/// program as libcontainer's default executor does.
+#[derive(Clone, Default)]
+pub(super) struct ProcessExecutor {
+    /// An exec's filter (libcontainer loads an init's from the spec).
     seccomp: Option<LinuxSeccomp>,
     lent: Vec<Capability>,
 }
 
-impl Executor for SeccompExecutor {
+/// Every signal back to its default action and none blocked. The shim is
+/// Rust, which ignores SIGPIPE (and the C library keeps two real-time
+/// signals of its own), and ignored signals survive `execve`: a
+/// container's `yes | head` would never end (`yes` is told EPIPE, not
+/// killed), as no process Docker starts behaves.
+fn default_signals() -> Result<(), ExecutorError> {
+    /// The kernel's `struct sigaction` (x86_64 and aarch64 alike).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for signal in (1..=64).filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP) {
+        // SAFETY: rt_sigaction with a valid struct and no old-action
+        // pointer; the raw call, because the C library refuses to touch
+        // the real-time signals it reserves.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(ExecutorError::Other(format!(
+                "resetting signal {signal}: {e}"
+            )));
+        }
+    }
+    nix::sys::signal::SigSet::empty()
+        .thread_set_mask()
+        .map_err(|e| ExecutorError::Other(format!("unblocking signals: {e}")))
+}
+
+impl Executor for ProcessExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        default_signals()?;
         if let Some(seccomp) = &self.seccomp {
             libcontainer::seccomp::initialize_seccomp(seccomp)
                 .map_err(|e| ExecutorError::Other(format!("loading seccomp: {e}")))?;

@@ -48,7 +48,8 @@ fn create_embedded(args: &ShimArgs, stdio: Stdio) -> Result<ShimContainer, Strin
         .map_err(|e| format!("creating runtime root: {e}"))?;
     let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.runtime_root)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_executor(super::exec::ProcessExecutor::default());
     builder = match stdio {
         Stdio::Pipes {
             stdin,
