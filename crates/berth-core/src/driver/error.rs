@@ -26,6 +26,13 @@ pub enum DriverError {
     /// The driver cannot do this (snapshots on `local`, shrinking…).
     #[error("{0}")]
     Unsupported(String),
+    /// A volume plugin failed a call, or refused it (its `Err`).
+    #[error("VolumeDriver plugin {plugin}: {call}: {message}")]
+    Plugin {
+        plugin: String,
+        call: String,
+        message: String,
+    },
     /// A filesystem operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -43,7 +50,9 @@ impl DriverError {
             DriverError::InvalidOption(_) | DriverError::Unsupported(_) => {
                 ErrorKind::InvalidArgument
             }
-            DriverError::Mount { .. } | DriverError::Io { .. } => ErrorKind::Internal,
+            DriverError::Mount { .. } | DriverError::Io { .. } | DriverError::Plugin { .. } => {
+                ErrorKind::Internal
+            }
         }
     }
 

@@ -12,6 +12,7 @@ mod error;
 pub mod local;
 mod local_opts;
 pub mod mount_ids;
+pub mod plugin;
 pub mod thin;
 
 use std::collections::{BTreeMap, HashMap};
@@ -401,10 +402,12 @@ impl Drop for StagedImage {
 /// The name used when a request names no driver.
 pub const DEFAULT_DRIVER: &str = "local";
 
-/// Drivers by name. Fixed after start-up, so lookups take no lock.
+/// Drivers by name: berth's own, fixed after start-up (their lookups take
+/// no lock), then volume plugins, found and activated at first use.
 #[derive(Clone, Default)]
 pub struct DriverRegistry {
     drivers: HashMap<String, Arc<dyn VolumeDriver>>,
+    plugins: Option<Arc<plugin::Plugins>>,
 }
 
 impl DriverRegistry {
@@ -413,19 +416,52 @@ impl DriverRegistry {
         self.drivers.insert(driver.name().to_string(), driver);
     }
 
-    /// The driver called `name` (`""` means [`DEFAULT_DRIVER`]). Fails fast
-    /// with Docker's "plugin not found" wording: there is no plugin
-    /// discovery to wait for.
+    /// Looks up volume plugins as [`plugin::Plugins`] says, after the
+    /// registered drivers.
+    pub fn with_plugins(&mut self, plugins: Arc<plugin::Plugins>) {
+        self.plugins = Some(plugins);
+    }
+
+    /// The driver called `name` (`""` means [`DEFAULT_DRIVER`]): a
+    /// registered one, else a volume plugin of that name (activated at
+    /// first use). Docker's "plugin not found" wording otherwise.
     pub fn get(&self, name: &str) -> Result<Arc<dyn VolumeDriver>, DriverError> {
         let name = if name.is_empty() {
             DEFAULT_DRIVER
         } else {
             name
         };
-        self.drivers
-            .get(name)
-            .cloned()
-            .ok_or_else(|| DriverError::UnknownDriver(name.to_string()))
+        if let Some(driver) = self.builtin(name) {
+            return Ok(driver);
+        }
+        match &self.plugins {
+            Some(plugins) => Ok(plugins.get(name)?),
+            None => Err(DriverError::UnknownDriver(name.to_string())),
+        }
+    }
+
+    /// A driver usable without calling anything: a registered one, or a
+    /// plugin already activated.
+    pub fn ready(&self, name: &str) -> Option<Arc<dyn VolumeDriver>> {
+        let name = if name.is_empty() {
+            DEFAULT_DRIVER
+        } else {
+            name
+        };
+        self.builtin(name).or_else(|| {
+            let plugin = self.plugins.as_ref()?.active_one(name)?;
+            Some(plugin as Arc<dyn VolumeDriver>)
+        })
+    }
+
+    /// A registered (berth's own) driver, never a plugin.
+    pub fn builtin(&self, name: &str) -> Option<Arc<dyn VolumeDriver>> {
+        self.drivers.get(name).cloned()
+    }
+
+    /// The volume plugins, if plugins are looked up.
+    pub fn plugins(&self) -> Option<&Arc<plugin::Plugins>> {
+        self.plugins.as_ref()
     }
 
     /// Every registered driver.

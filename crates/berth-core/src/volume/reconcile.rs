@@ -69,6 +69,11 @@ impl VolumeService {
         record: &VolumeRecord,
         report: &mut ReconcileReport,
     ) -> Result<(), VolumeError> {
+        // A plugin keeps its own storage, and may not be up yet: its rows
+        // are left as they are (never dropped), and it is asked at use.
+        if self.drivers.builtin(&record.driver).is_none() {
+            return Ok(());
+        }
         match record.state {
             VolumeState::Creating => {
                 self.settle_unfinished(record)?;

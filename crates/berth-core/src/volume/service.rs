@@ -296,11 +296,16 @@ impl VolumeService {
                 continue;
             }
             let current = match driver.take() {
-                Some(d) if d.name() == record.driver => d,
-                _ => self.driver_of("list", &record)?,
+                Some(d) if d.name() == record.driver => Some(d),
+                // Never a plugin call: an inactive or gone plugin's
+                // volumes are listed from their rows.
+                _ => self.drivers.ready(&record.driver),
             };
-            out.push(ListedVolume::of(current.as_ref(), record));
-            driver = Some(current);
+            out.push(match &current {
+                Some(d) => ListedVolume::of(d.as_ref(), record),
+                None => ListedVolume::unreachable(record),
+            });
+            driver = current;
         }
         Ok(out)
     }
@@ -632,6 +637,16 @@ impl ListedVolume {
         ListedVolume {
             mountpoint: driver.mountpoint(&record.name).unwrap_or_default(),
             scope: driver.capabilities().scope,
+            record,
+        }
+    }
+
+    /// `record` of a driver not at hand (a plugin not activated, or
+    /// gone): its row, with no mountpoint.
+    fn unreachable(record: Arc<VolumeRecord>) -> Self {
+        ListedVolume {
+            mountpoint: Default::default(),
+            scope: crate::driver::Scope::Local,
             record,
         }
     }

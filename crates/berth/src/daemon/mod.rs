@@ -27,6 +27,7 @@ use berth_core::container::backup_control::BackupContainers;
 use berth_core::container::options::ContainerDefaults;
 use berth_core::container::{ContainerService, RuntimeSettings};
 use berth_core::driver::local::LocalDriver;
+use berth_core::driver::plugin::{PluginDirs, PluginSettings, Plugins};
 use berth_core::driver::thin::pool::{PoolSettings, PoolSource};
 use berth_core::driver::thin::ThinDriver;
 use berth_core::driver::DriverRegistry;
@@ -105,6 +106,18 @@ pub struct DaemonArgs {
     /// Size of a thin volume created without `-o size`.
     #[arg(long)]
     thin_default_size: Option<String>,
+    /// Where volume plugins' sockets are looked for (NAME.sock or
+    /// NAME/NAME.sock), as dockerd's /run/docker/plugins.
+    #[arg(long, value_name = "DIR", default_value = "/run/docker/plugins")]
+    plugin_socket_dir: PathBuf,
+    /// Where volume plugins' NAME.spec and NAME.json files are looked for
+    /// (repeatable; default /etc/docker/plugins and /usr/lib/docker/plugins).
+    #[arg(long, value_name = "DIR")]
+    plugin_spec_dir: Vec<PathBuf>,
+    /// Seconds a volume plugin's Create and Mount may take (Docker: 120;
+    /// other calls get half).
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    plugin_timeout: u64,
     /// Seconds between automatic trims of pools and mounted volumes (0: never).
     #[arg(long, default_value_t = 3600)]
     trim_interval: u64,
@@ -448,6 +461,7 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
         bridge: args.bridge.clone(),
         bip: args.bip.clone(),
         registry: args.registry_config(),
+        plugins: plugin_settings(&args),
     };
     let state = tokio::task::spawn_blocking({
         let layout = layout.clone();
@@ -587,6 +601,7 @@ struct EngineSettings {
     bridge: Option<String>,
     bip: Option<String>,
     registry: RegistryConfig,
+    plugins: PluginSettings,
 }
 
 /// Store, services, start-up reconciliation of each, then containers
@@ -599,6 +614,7 @@ fn open_services(layout: &RootLayout, engine: EngineSettings) -> Result<ApiState
         bridge,
         bip,
         registry,
+        plugins,
     } = engine;
     let store = Arc::new(Store::open(&layout.db_path()).context("opening metadata store")?);
     let store_for_networks = store.clone();
@@ -609,7 +625,9 @@ fn open_services(layout: &RootLayout, engine: EngineSettings) -> Result<ApiState
     for problem in images.reconcile().context("image store reconciliation")? {
         tracing::error!("reconcile: {problem}");
     }
-    let volumes = Arc::new(open_volumes(layout, store.clone(), thin)?.with_events(events.clone()));
+    let plugins = Arc::new(Plugins::new(plugins));
+    let volumes =
+        Arc::new(open_volumes(layout, store.clone(), thin, plugins)?.with_events(events.clone()));
     let networks = Arc::new(
         open_networks(layout, store_for_networks, &bridge, &bip)?.with_events(events.clone()),
     );
@@ -696,13 +714,33 @@ fn open_networks(
     Ok(networks)
 }
 
+/// Where volume plugins are found, and their timeouts.
+fn plugin_settings(args: &DaemonArgs) -> PluginSettings {
+    let mut dirs = PluginDirs {
+        sockets: args.plugin_socket_dir.clone(),
+        ..PluginDirs::default()
+    };
+    if !args.plugin_spec_dir.is_empty() {
+        dirs.specs = args.plugin_spec_dir.clone();
+    }
+    let long = std::time::Duration::from_secs(args.plugin_timeout.max(1));
+    PluginSettings {
+        dirs,
+        long_timeout: long,
+        short_timeout: long / 2,
+        ..PluginSettings::default()
+    }
+}
+
 /// The volume service with its drivers, reconciled.
 fn open_volumes(
     layout: &RootLayout,
     store: Arc<Store>,
     thin: PoolSettings,
+    plugins: Arc<Plugins>,
 ) -> Result<VolumeService> {
     let mut drivers = DriverRegistry::default();
+    drivers.with_plugins(plugins);
     drivers.register(Arc::new(LocalDriver::new(&layout.volumes_dir())));
     drivers.register(Arc::new(
         ThinDriver::new(thin).context("opening the thin pool")?,

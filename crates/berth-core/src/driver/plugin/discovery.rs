@@ -1,0 +1,149 @@
+//! Finding a plugin by name as Docker does (moby `pkg/plugins/discovery.go`):
+//! a socket `NAME.sock` or `NAME/NAME.sock` in the socket folder
+//! (`/run/docker/plugins`), else `NAME.spec` (one line, a URL) or
+//! `NAME.json` (`{"Name", "Addr"}`) in the spec folders
+//! (`/etc/docker/plugins`, `/usr/lib/docker/plugins`). Folders are
+//! configurable, so tests use their own.
+
+use std::path::{Path, PathBuf};
+
+use super::http::Addr;
+
+/// Where plugins are looked for.
+#[derive(Debug, Clone)]
+pub struct PluginDirs {
+    pub sockets: PathBuf,
+    pub specs: Vec<PathBuf>,
+}
+
+impl Default for PluginDirs {
+    fn default() -> Self {
+        PluginDirs {
+            sockets: PathBuf::from("/run/docker/plugins"),
+            specs: vec![
+                PathBuf::from("/etc/docker/plugins"),
+                PathBuf::from("/usr/lib/docker/plugins"),
+            ],
+        }
+    }
+}
+
+/// A plugin name is one file name (it is joined to folders).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The address of plugin `name`, if it is found.
+pub fn find(dirs: &PluginDirs, name: &str) -> Result<Option<Addr>, String> {
+    if !valid_name(name) {
+        return Ok(None);
+    }
+    for socket in [
+        dirs.sockets.join(format!("{name}.sock")),
+        dirs.sockets.join(name).join(format!("{name}.sock")),
+    ] {
+        if is_socket(&socket) {
+            return Ok(Some(Addr::Unix(socket)));
+        }
+    }
+    for dir in &dirs.specs {
+        let spec = dir.join(format!("{name}.spec"));
+        if let Ok(text) = std::fs::read_to_string(&spec) {
+            return parse_url(text.trim())
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", spec.display()));
+        }
+        let json = dir.join(format!("{name}.json"));
+        if let Ok(text) = std::fs::read_to_string(&json) {
+            return parse_json_spec(&text)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", json.display()));
+        }
+    }
+    Ok(None)
+}
+
+fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
+/// `unix:///path` or `tcp://host:port` (Docker's spec file content).
+pub fn parse_url(url: &str) -> Result<Addr, String> {
+    if let Some(path) = url.strip_prefix("unix://") {
+        if !path.starts_with('/') {
+            return Err(format!("{url}: a unix address needs an absolute path"));
+        }
+        return Ok(Addr::Unix(PathBuf::from(path)));
+    }
+    if let Some(host) = url.strip_prefix("tcp://") {
+        let host = host.trim_end_matches('/');
+        if host
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
+            return Err(format!("{url}: expected tcp://HOST:PORT"));
+        }
+        return Ok(Addr::Tcp(host.to_string()));
+    }
+    Err(format!("{url}: unsupported address (unix:// or tcp://)"))
+}
+
+fn parse_json_spec(text: &str) -> Result<Addr, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Spec {
+        addr: String,
+    }
+    let spec: Spec = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    parse_url(&spec.addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_names() {
+        assert_eq!(
+            parse_url("unix:///run/p.sock"),
+            Ok(Addr::Unix("/run/p.sock".into()))
+        );
+        assert_eq!(
+            parse_url("tcp://127.0.0.1:8080"),
+            Ok(Addr::Tcp("127.0.0.1:8080".into()))
+        );
+        assert!(parse_url("tcp://nohost").is_err());
+        assert!(parse_url("unix://rel").is_err());
+        assert!(parse_url("http://x").is_err());
+        assert!(valid_name("my-plugin.v2") && !valid_name("../x") && !valid_name("a/b"));
+    }
+
+    #[test]
+    fn sockets_come_before_specs_and_json_specs_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = PluginDirs {
+            sockets: dir.path().join("run"),
+            specs: vec![dir.path().join("etc")],
+        };
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::create_dir_all(dir.path().join("run/p2")).unwrap();
+        assert_eq!(find(&dirs, "p1"), Ok(None));
+        std::fs::write(
+            dir.path().join("etc/p1.json"),
+            r#"{"Name":"p1","Addr":"tcp://127.0.0.1:9"}"#,
+        )
+        .unwrap();
+        assert_eq!(find(&dirs, "p1"), Ok(Some(Addr::Tcp("127.0.0.1:9".into()))));
+        let sock = dir.path().join("run/p2/p2.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        std::fs::write(dir.path().join("etc/p2.spec"), "tcp://127.0.0.1:9\n").unwrap();
+        assert_eq!(find(&dirs, "p2"), Ok(Some(Addr::Unix(sock))));
+        assert_eq!(find(&dirs, "../p2"), Ok(None));
+    }
+}

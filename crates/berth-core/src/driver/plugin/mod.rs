@@ -1,0 +1,327 @@
+//! Docker volume plugins used as berth drivers: found by name
+//! ([`discovery`]), activated at first use, then called over their HTTP
+//! protocol ([`protocol`], [`http`]) for every driver operation, each
+//! call under Docker's timeouts (2 minutes for Create and Mount, 1 minute
+//! otherwise) and on a connection of its own. No lock is held across a
+//! call: a hung plugin holds only the name lock of the volume it was
+//! called for. Plugins keep no labels or options: berth's database does.
+
+mod discovery;
+mod http;
+mod protocol;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+pub use discovery::PluginDirs;
+use http::{Addr, CallError};
+
+use super::{Capabilities, DriverError, DriverOptions, DriverVolume, Scope, VolumeDriver};
+
+/// How long calls may take, and how long activation retries a plugin
+/// that does not listen yet.
+#[derive(Debug, Clone)]
+pub struct PluginSettings {
+    pub dirs: PluginDirs,
+    /// Create and Mount (Docker: 2 minutes).
+    pub long_timeout: Duration,
+    /// Every other call (Docker: 1 minute).
+    pub short_timeout: Duration,
+    /// Activation retries a refused connection this long (Docker: 30 s).
+    pub activation_retry: Duration,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        PluginSettings {
+            dirs: PluginDirs::default(),
+            long_timeout: Duration::from_secs(120),
+            short_timeout: Duration::from_secs(60),
+            activation_retry: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The plugins berth has activated, by name.
+#[derive(Debug, Default)]
+pub struct Plugins {
+    settings: PluginSettings,
+    active: Mutex<HashMap<String, Arc<PluginDriver>>>,
+}
+
+impl Plugins {
+    pub fn new(settings: PluginSettings) -> Self {
+        Plugins {
+            settings,
+            active: Mutex::default(),
+        }
+    }
+
+    /// Plugin `name` as a driver: found and activated at first use (the
+    /// table's lock is not held meanwhile). Unknown: `UnknownDriver`.
+    pub fn get(&self, name: &str) -> Result<Arc<PluginDriver>, DriverError> {
+        if let Some(found) = self.active.lock().get(name) {
+            return Ok(found.clone());
+        }
+        let addr = discovery::find(&self.settings.dirs, name)
+            .map_err(|why| plugin_error(name, "discovery", why))?
+            .ok_or_else(|| DriverError::UnknownDriver(name.to_string()))?;
+        let driver = Arc::new(PluginDriver::activate(name, addr, &self.settings)?);
+        let mut active = self.active.lock();
+        Ok(active.entry(name.to_string()).or_insert(driver).clone())
+    }
+
+    /// Plugin `name` if it is activated already (no discovery, no call).
+    pub fn active_one(&self, name: &str) -> Option<Arc<PluginDriver>> {
+        self.active.lock().get(name).cloned()
+    }
+
+    /// The plugins activated so far.
+    pub fn active(&self) -> Vec<Arc<PluginDriver>> {
+        self.active.lock().values().cloned().collect()
+    }
+}
+
+/// Why a call failed: the plugin refused (its `Err`), or there was no
+/// good answer (unreachable, timed out, malformed).
+#[derive(Debug)]
+enum Failure {
+    Refused(String),
+    NoAnswer(String),
+}
+
+impl Failure {
+    fn message(self) -> String {
+        match self {
+            Failure::Refused(m) | Failure::NoAnswer(m) => m,
+        }
+    }
+}
+
+fn plugin_error(plugin: &str, call: &str, message: impl Into<String>) -> DriverError {
+    DriverError::Plugin {
+        plugin: plugin.to_string(),
+        call: call.to_string(),
+        message: message.into(),
+    }
+}
+
+/// One activated volume plugin.
+#[derive(Debug)]
+pub struct PluginDriver {
+    name: String,
+    addr: Addr,
+    settings: PluginSettings,
+    scope: Scope,
+    /// Mount points the plugin reported, for `volume ls` (which must not
+    /// call the plugin once per volume).
+    mountpoints: Mutex<HashMap<String, PathBuf>>,
+}
+
+impl PluginDriver {
+    /// Activates the plugin at `addr` (retrying a refused connection for
+    /// the activation window) and asks its scope.
+    fn activate(name: &str, addr: Addr, settings: &PluginSettings) -> Result<Self, DriverError> {
+        let mut driver = PluginDriver {
+            name: name.to_string(),
+            addr,
+            settings: settings.clone(),
+            scope: Scope::Local,
+            mountpoints: Mutex::default(),
+        };
+        let activation: protocol::Activation = (driver.call_retrying("Plugin.Activate"))
+            .map_err(|f| plugin_error(name, "Plugin.Activate", f.message()))?;
+        if !activation.implements.iter().any(|i| i == "VolumeDriver") {
+            let what = activation.implements.join(", ");
+            return Err(plugin_error(
+                name,
+                "Plugin.Activate",
+                format!("implements [{what}], not VolumeDriver"),
+            ));
+        }
+        // Older plugins have no Capabilities: local scope, as Docker says.
+        let caps = driver.try_call::<_, protocol::CapabilitiesAnswer>(
+            "VolumeDriver.Capabilities",
+            &serde_json::json!({}),
+            false,
+        );
+        if caps.is_ok_and(|c| c.capabilities.scope.eq_ignore_ascii_case("global")) {
+            driver.scope = Scope::Global;
+        }
+        tracing::info!(plugin = %name, addr = ?driver.addr, scope = driver.scope.as_str(), "volume plugin activated");
+        Ok(driver)
+    }
+
+    fn call_retrying<T>(&self, method: &str) -> Result<T, Failure>
+    where
+        T: for<'de> serde::Deserialize<'de> + Default,
+    {
+        let until = Instant::now() + self.settings.activation_retry;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.post(method, b"{}", false) {
+                Err(CallError::Unreachable(e)) if Instant::now() < until => {
+                    tracing::debug!(plugin = %self.name, error = %e, "plugin not listening yet");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                result => return Self::answer(result),
+            }
+        }
+    }
+
+    fn post(&self, method: &str, body: &[u8], long: bool) -> Result<(u16, Vec<u8>), CallError> {
+        let timeout = match long {
+            true => self.settings.long_timeout,
+            false => self.settings.short_timeout,
+        };
+        http::post(&self.addr, &format!("/{method}"), body, timeout)
+    }
+
+    fn answer<T>(result: Result<(u16, Vec<u8>), CallError>) -> Result<T, Failure>
+    where
+        T: for<'de> serde::Deserialize<'de> + Default,
+    {
+        let (status, body) = result.map_err(|e| Failure::NoAnswer(e.to_string()))?;
+        match (status, protocol::parse_answer::<T>(&body)) {
+            (_, Err(protocol::Bad::Refused(e))) => Err(Failure::Refused(e)),
+            (_, Err(protocol::Bad::Json(e))) => Err(Failure::NoAnswer(e)),
+            (200..=299, Ok(answer)) => Ok(answer),
+            (status, Ok(_)) => Err(Failure::NoAnswer(format!("HTTP {status}"))),
+        }
+    }
+
+    /// One call: `method` with `request`, under its timeout.
+    fn try_call<R: Serialize, T>(&self, method: &str, request: &R, long: bool) -> Result<T, Failure>
+    where
+        T: for<'de> serde::Deserialize<'de> + Default,
+    {
+        let body = serde_json::to_vec(request).map_err(|e| Failure::NoAnswer(e.to_string()))?;
+        Self::answer(self.post(method, &body, long))
+    }
+
+    /// [`Self::try_call`], failures worded with the plugin and the call.
+    fn call<R: Serialize, T>(&self, method: &str, request: &R, long: bool) -> Result<T, DriverError>
+    where
+        T: for<'de> serde::Deserialize<'de> + Default,
+    {
+        self.try_call(method, request, long)
+            .map_err(|f| plugin_error(&self.name, method, f.message()))
+    }
+
+    fn remember(&self, name: &str, mountpoint: &str) {
+        if !mountpoint.is_empty() {
+            self.mountpoints
+                .lock()
+                .insert(name.to_string(), PathBuf::from(mountpoint));
+        }
+    }
+}
+
+impl VolumeDriver for PluginDriver {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { scope: self.scope }
+    }
+
+    /// Options are the plugin's to judge, at Create.
+    fn validate(&self, _options: &DriverOptions) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    fn create(&self, name: &str, options: &DriverOptions) -> Result<bool, DriverError> {
+        let request = protocol::CreateRequest {
+            name,
+            opts: options,
+        };
+        self.call::<_, protocol::Empty>("VolumeDriver.Create", &request, true)?;
+        Ok(true)
+    }
+
+    fn remove(&self, name: &str) -> Result<bool, DriverError> {
+        self.call::<_, protocol::Empty>(
+            "VolumeDriver.Remove",
+            &protocol::NameRequest { name },
+            false,
+        )?;
+        self.mountpoints.lock().remove(name);
+        Ok(true)
+    }
+
+    /// Whether the plugin has the volume (its `Get`), and where it is.
+    fn path(&self, name: &str) -> Result<Option<PathBuf>, DriverError> {
+        Ok(self.get(name)?.map(|v| v.mountpoint))
+    }
+
+    fn mount(
+        &self,
+        name: &str,
+        _options: &DriverOptions,
+        id: &str,
+    ) -> Result<PathBuf, DriverError> {
+        let request = protocol::MountRequest { name, id };
+        let answer: protocol::MountpointAnswer = self.call("VolumeDriver.Mount", &request, true)?;
+        if answer.mountpoint.is_empty() {
+            return Err(plugin_error(
+                &self.name,
+                "VolumeDriver.Mount",
+                "no Mountpoint in the answer",
+            ));
+        }
+        self.remember(name, &answer.mountpoint);
+        Ok(PathBuf::from(answer.mountpoint))
+    }
+
+    fn unmount(&self, name: &str, id: &str) -> Result<bool, DriverError> {
+        let request = protocol::MountRequest { name, id };
+        self.call::<_, protocol::Empty>("VolumeDriver.Unmount", &request, false)?;
+        Ok(true)
+    }
+
+    fn get(&self, name: &str) -> Result<Option<DriverVolume>, DriverError> {
+        let request = protocol::NameRequest { name };
+        // A plugin says "no such volume" as an Err, in its own words.
+        let volume =
+            match self.try_call::<_, protocol::GetAnswer>("VolumeDriver.Get", &request, false) {
+                Ok(a) => a.volume,
+                Err(Failure::Refused(_)) => None,
+                Err(f) => return Err(plugin_error(&self.name, "VolumeDriver.Get", f.message())),
+            };
+        Ok(volume.map(|v| {
+            self.remember(name, &v.mountpoint);
+            DriverVolume {
+                name: name.to_string(),
+                mountpoint: PathBuf::from(v.mountpoint),
+                status: v.status,
+            }
+        }))
+    }
+
+    fn list(&self) -> Result<Vec<DriverVolume>, DriverError> {
+        let answer: protocol::ListAnswer =
+            self.call("VolumeDriver.List", &serde_json::json!({}), false)?;
+        Ok(answer
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| DriverVolume {
+                name: v.name,
+                mountpoint: PathBuf::from(v.mountpoint),
+                status: v.status,
+            })
+            .collect())
+    }
+
+    /// The last mount point the plugin reported; never a call.
+    fn mountpoint(&self, name: &str) -> Option<PathBuf> {
+        self.mountpoints.lock().get(name).cloned()
+    }
+}

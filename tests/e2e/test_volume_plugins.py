@@ -1,0 +1,161 @@
+"""Issue 14, host side: a Docker volume plugin written in another language
+(tests/e2e/volume_plugin.py: Python's http.server on a unix socket,
+storing folders) is discovered as dockerd discovers plugins (a socket in
+the socket folder, or a .spec file naming its address), activated at
+first use, and used as a driver: `docker volume create -d`, a container
+writing into the volume, Mount/Unmount pairs with matching IDs in the
+plugin's own log, `volume rm` reaching its Remove. Labels and options stay
+in berth's database (plugins keep none)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from busybox_image import berth_with_cleanup, import_busybox
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Plugin:
+    """The test plugin, running as a process of its own."""
+
+    def __init__(self, socket_path: str, work: str, *flags: str):
+        self.socket = socket_path
+        if os.path.exists(socket_path):
+            os.unlink(socket_path)  # a killed plugin's, not this one's
+        self.storage = os.path.join(work, "storage")
+        self.log = os.path.join(work, "calls.log")
+        open(self.log, "w").close()  # this instance's calls only
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "volume_plugin.py"), socket_path, self.storage,
+             self.log, *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(socket_path):
+            assert self.proc.poll() is None, "the plugin exited"
+            assert time.monotonic() < deadline, "the plugin made no socket"
+            time.sleep(0.05)
+
+    def calls(self, name: str | None = None) -> list[dict]:
+        try:
+            with open(self.log) as f:
+                entries = [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+        return [e for e in entries if name is None or e["call"] == name]
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def plugdirs():
+    work = tempfile.mkdtemp(prefix="bpl-", dir="/tmp")
+    for sub in ("run", "etc", "p1", "p2"):
+        os.makedirs(os.path.join(work, sub))
+    yield work
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pd(plugdirs):
+    """A daemon that looks for plugins in the test's own folders."""
+    gen = berth_with_cleanup(["--plugin-socket-dir", os.path.join(plugdirs, "run"),
+                              "--plugin-spec-dir", os.path.join(plugdirs, "etc")])
+    d = next(gen)
+    try:
+        d.image = import_busybox(d, "plugtest:v1")
+        yield d
+    finally:
+        gen.close()
+
+
+@pytest.fixture
+def plugin(plugdirs):
+    p = Plugin(os.path.join(plugdirs, "run", "testplug.sock"), os.path.join(plugdirs, "p1"))
+    yield p
+    p.stop()
+
+
+def test_a_plugin_in_another_language_is_a_driver_for_containers(pd, plugin):
+    pd.docker("volume", "create", "-d", "testplug", "-o", "color=blue", "--label", "team=x", "pv")
+    (create,) = plugin.calls("VolumeDriver.Create")
+    assert create["body"] == {"Name": "pv", "Opts": {"color": "blue"}}
+    assert plugin.calls("Plugin.Activate"), "activated at first use"
+    info = json.loads(pd.docker("volume", "inspect", "pv").stdout)[0]
+    assert info["Driver"] == "testplug"
+    assert info["Options"] == {"color": "blue"} and info["Labels"] == {"team": "x"}
+    assert info["Mountpoint"] == os.path.join(plugin.storage, "pv")
+    listed = pd.docker("volume", "ls", "--format", "{{.Driver}} {{.Name}}").stdout.split("\n")
+    assert "testplug pv" in listed
+
+    pd.docker("run", "--rm", "-v", "pv:/data", pd.image, "sh", "-c", "echo hello > /data/f")
+    with open(os.path.join(plugin.storage, "pv", "f")) as f:
+        assert f.read() == "hello\n"
+    mounts = [c["body"] for c in plugin.calls("VolumeDriver.Mount")]
+    unmounts = [c["body"] for c in plugin.calls("VolumeDriver.Unmount")]
+    assert len(mounts) == 1 and len(unmounts) == 1, (mounts, unmounts)
+    assert mounts[0]["ID"] and mounts[0] == unmounts[0], (mounts, unmounts)
+
+    pd.docker("volume", "rm", "pv")
+    (remove,) = plugin.calls("VolumeDriver.Remove")
+    assert remove["body"] == {"Name": "pv"}
+    assert not os.path.exists(os.path.join(plugin.storage, "pv"))
+    assert "pv" not in pd.docker("volume", "ls", "-q").stdout.split()
+
+
+def test_two_containers_mount_with_their_own_ids(pd, plugin):
+    pd.docker("volume", "create", "-d", "testplug", "shared")
+    a = pd.docker("run", "-d", "-v", "shared:/d", pd.image, "sleep", "300").stdout.strip()
+    b = pd.docker("run", "-d", "-v", "shared:/d", pd.image, "sleep", "300").stdout.strip()
+    try:
+        ids = {c["body"]["ID"] for c in plugin.calls("VolumeDriver.Mount")}
+        assert len(ids) == 2, ids
+        busy = pd.docker("volume", "rm", "shared", check=False)
+        assert busy.returncode != 0 and "in use" in busy.stderr, busy.stderr
+    finally:
+        pd.docker("rm", "-f", a, b)
+    unmounted = {c["body"]["ID"] for c in plugin.calls("VolumeDriver.Unmount")}
+    assert ids <= unmounted, (ids, unmounted)
+    pd.docker("volume", "rm", "shared")
+
+
+def test_a_plugin_named_by_a_spec_file_and_an_unknown_one(pd, plugdirs):
+    sock = os.path.join(plugdirs, "p2", "elsewhere.sock")
+    other = Plugin(sock, os.path.join(plugdirs, "p2"))
+    try:
+        with open(os.path.join(plugdirs, "etc", "specplug.spec"), "w") as f:
+            f.write(f"unix://{sock}\n")
+        pd.docker("volume", "create", "-d", "specplug", "sv")
+        assert os.path.isdir(os.path.join(other.storage, "sv"))
+        pd.docker("volume", "rm", "sv")
+    finally:
+        other.stop()
+    missing = pd.docker("volume", "create", "-d", "nosuchplug", "nv", check=False)
+    assert missing.returncode != 0
+    assert 'plugin "nosuchplug" not found' in missing.stderr, missing.stderr
+
+
+def test_a_plugin_that_went_away_keeps_its_volumes_listed_and_comes_back(pd, plugdirs):
+    p = Plugin(os.path.join(plugdirs, "run", "testplug.sock"), os.path.join(plugdirs, "p1"))
+    pd.docker("volume", "create", "-d", "testplug", "stay")
+    p.stop()
+    os.unlink(p.socket)
+    assert "stay" in pd.docker("volume", "ls", "-q").stdout.split()
+    gone = pd.docker("run", "--rm", "-v", "stay:/d", pd.image, "true", check=False)
+    assert gone.returncode != 0 and "testplug" in gone.stderr, gone.stderr
+    back = Plugin(p.socket, os.path.join(plugdirs, "p1"))
+    try:
+        pd.docker("run", "--rm", "-v", "stay:/d", pd.image, "sh", "-c", "echo x > /d/x")
+        assert os.path.exists(os.path.join(back.storage, "stay", "x"))
+        pd.docker("volume", "rm", "stay")
+    finally:
+        back.stop()
