@@ -59,7 +59,7 @@ class Plugin:
 @pytest.fixture(scope="module")
 def plugdirs():
     work = tempfile.mkdtemp(prefix="bpl-", dir="/tmp")
-    for sub in ("run", "etc", "p1", "p2"):
+    for sub in ("run", "etc", "p1", "p2", "p3", "p4"):
         os.makedirs(os.path.join(work, sub))
     yield work
     shutil.rmtree(work, ignore_errors=True)
@@ -150,6 +150,10 @@ def test_a_plugin_that_went_away_keeps_its_volumes_listed_and_comes_back(pd, plu
     p.stop()
     os.unlink(p.socket)
     assert "stay" in pd.docker("volume", "ls", "-q").stdout.split()
+    status, body = pd.api("GET", "/volumes")
+    assert status == 200 and "stay" in [v["Name"] for v in body["Volumes"]], body
+    # Active before, so its List is tried: it cannot be reached.
+    assert any("testplug" in w and "cannot connect" in w for w in body["Warnings"] or []), body
     gone = pd.docker("run", "--rm", "-v", "stay:/d", pd.image, "true", check=False)
     assert gone.returncode != 0 and "testplug" in gone.stderr, gone.stderr
     back = Plugin(p.socket, os.path.join(plugdirs, "p1"))
@@ -157,5 +161,105 @@ def test_a_plugin_that_went_away_keeps_its_volumes_listed_and_comes_back(pd, plu
         pd.docker("run", "--rm", "-v", "stay:/d", pd.image, "sh", "-c", "echo x > /d/x")
         assert os.path.exists(os.path.join(back.storage, "stay", "x"))
         pd.docker("volume", "rm", "stay")
+    finally:
+        back.stop()
+
+
+@pytest.fixture(scope="module")
+def quick(plugdirs):
+    """A daemon giving plugins 6 s for Mount (3 s for other calls)."""
+    run = os.path.join(plugdirs, "run-quick")
+    os.makedirs(run, exist_ok=True)
+    gen = berth_with_cleanup(["--plugin-socket-dir", run, "--plugin-timeout", "6"])
+    d = next(gen)
+    try:
+        d.image = import_busybox(d, "plugquick:v1")
+        d.plugin_run = run
+        yield d
+    finally:
+        gen.close()
+
+
+def timed(fn) -> float:
+    t0 = time.monotonic()
+    fn()
+    return time.monotonic() - t0
+
+
+def test_a_plugin_that_hangs_on_mount_blocks_nothing_else(quick, plugdirs):
+    """Must-show 2: while a container's Mount hangs in the plugin, volume
+    ls, inspect of a local volume and a run with a local volume answer
+    (each well under the plugin's 6 s timeout), and the hung call fails
+    after it with an error naming the plugin."""
+    hung = Plugin(os.path.join(quick.plugin_run, "hangplug.sock"),
+                  os.path.join(plugdirs, "p3"), "--hang-mount")
+    try:
+        quick.docker("volume", "create", "-d", "hangplug", "hv")
+        quick.docker("volume", "create", "lv")
+        waiting = subprocess.Popen(
+            ["docker", "-H", quick.host, "run", "--rm", "-v", "hv:/d", quick.image, "true"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 5
+        while not hung.calls("VolumeDriver.Mount"):
+            assert time.monotonic() < deadline, "the plugin was never asked to mount"
+            time.sleep(0.05)
+        took = {
+            "volume ls": timed(lambda: quick.docker("volume", "ls")),
+            "inspect local": timed(lambda: quick.docker("volume", "inspect", "lv")),
+            "run local": timed(lambda: quick.docker("run", "--rm", "-v", "lv:/d", quick.image,
+                                                    "true")),
+        }
+        print("while Mount hangs:", {k: f"{v:.2f} s" for k, v in took.items()})
+        assert waiting.poll() is None, "the hung run ended before the others were timed"
+        for what, seconds in took.items():
+            assert seconds < 4.0, (what, seconds)
+        _, err = waiting.communicate(timeout=30)
+        assert waiting.returncode != 0
+        assert "hangplug" in err and "VolumeDriver.Mount" in err and "6 s" in err, err
+    finally:
+        hung.stop()
+
+
+def test_a_plugin_whose_list_fails_is_a_warning_beside_the_other_volumes(pd, plugdirs):
+    """Must-show 3: `GET /volumes` returns every volume (the plugin's from
+    berth's rows) and the plugin's List error as a warning."""
+    broken = Plugin(os.path.join(plugdirs, "run", "listfail.sock"),
+                    os.path.join(plugdirs, "p4"), "--fail-list")
+    try:
+        pd.docker("volume", "create", "-d", "listfail", "lf")
+        pd.docker("volume", "create", "plain")
+        status, body = pd.api("GET", "/volumes")
+        assert status == 200, body
+        names = {v["Name"]: v["Driver"] for v in body["Volumes"]}
+        assert names.get("lf") == "listfail" and names.get("plain") == "local", names
+        warnings = body["Warnings"] or []
+        assert any("listfail" in w and "the list is broken today" in w for w in warnings), body
+        shown = pd.docker("volume", "ls").stdout
+        assert "lf" in shown and "plain" in shown
+        pd.docker("volume", "rm", "lf", "plain")
+    finally:
+        broken.stop()
+
+
+def test_plugin_volumes_outlive_a_restart_without_their_plugin(pd, plugdirs):
+    """A plugin that is not there when the daemon starts: its volumes are
+    listed (from berth's rows) with a warning, never dropped, and used
+    again once it is back."""
+    p = Plugin(os.path.join(plugdirs, "run", "testplug.sock"), os.path.join(plugdirs, "p1"))
+    pd.docker("volume", "create", "-d", "testplug", "--label", "keep=1", "durable")
+    p.stop()
+    os.unlink(p.socket)
+    pd.restart()
+    status, body = pd.api("GET", "/volumes")
+    assert status == 200, body
+    listed = {v["Name"]: v for v in body["Volumes"]}
+    assert listed["durable"]["Driver"] == "testplug"
+    assert listed["durable"]["Labels"] == {"keep": "1"}
+    assert any("testplug" in w and "not available" in w for w in body["Warnings"] or []), body
+    back = Plugin(p.socket, os.path.join(plugdirs, "p1"))
+    try:
+        pd.docker("run", "--rm", "-v", "durable:/d", pd.image, "sh", "-c", "echo y > /d/y")
+        assert os.path.exists(os.path.join(back.storage, "durable", "y"))
+        pd.docker("volume", "rm", "durable")
     finally:
         back.stop()

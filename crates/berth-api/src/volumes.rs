@@ -31,8 +31,14 @@ pub async fn list(
         ApiError::bad_request(format!("error reading volume filters: {}", e.message))
     })?;
     let svc = state.volumes.clone();
-    let volumes = blocking(move || svc.list_shared(&filters)).await?;
-    let warnings = state.volumes.warnings();
+    let (volumes, plugin_warnings) = blocking(move || {
+        let volumes = svc.list_shared(&filters)?;
+        let warnings = svc.plugin_warnings(&volumes);
+        Ok::<_, berth_core::volume::VolumeError>((volumes, warnings))
+    })
+    .await?;
+    let mut warnings = state.volumes.warnings();
+    warnings.extend(plugin_warnings);
     let count = volumes.len();
     let body = VolumeListRefJson {
         volumes: volumes.iter().map(ListedVolumeJson::from).collect(),

@@ -315,6 +315,34 @@ impl VolumeService {
         self.warnings.lock().clone()
     }
 
+    /// Warnings about the volume plugins `listed` volumes belong to: one
+    /// not available (its volumes are listed from berth's rows), or whose
+    /// `List` fails or takes more than [`PLUGIN_LIST_WAIT`]. The plugins
+    /// are asked at once, each on a thread of its own.
+    pub fn plugin_warnings(&self, listed: &[ListedVolume]) -> Vec<String> {
+        let Some(plugins) = self.drivers.plugins() else {
+            return Vec::new();
+        };
+        let mut names = std::collections::BTreeSet::new();
+        let mut last: Option<&str> = None;
+        for volume in listed {
+            let driver = volume.record.driver.as_str();
+            if last != Some(driver) && self.drivers.builtin(driver).is_none() {
+                names.insert(driver.to_string());
+            }
+            last = Some(driver);
+        }
+        std::thread::scope(|scope| {
+            let asked: Vec<_> = (names.iter())
+                .map(|name| scope.spawn(move || plugin_warning(plugins, name)))
+                .collect();
+            asked
+                .into_iter()
+                .filter_map(|h| h.join().ok().flatten())
+                .collect()
+        })
+    }
+
     /// Removes a volume. Held volumes are refused even with `force`; `force`
     /// turns "no such volume" into `Ok(false)` and drops the metadata even if
     /// the driver fails to delete the storage (the error is still returned,
@@ -627,6 +655,19 @@ impl VolumeService {
             options: record.options,
             status,
         })
+    }
+}
+
+/// How long `volume ls` waits for a plugin's `List`.
+pub const PLUGIN_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The warning about plugin `name`, if it is not well.
+fn plugin_warning(plugins: &crate::driver::plugin::Plugins, name: &str) -> Option<String> {
+    match plugins.get_quick(name) {
+        Err(e) => Some(format!(
+            "volume plugin {name} is not available ({e}): its volumes are listed from berth's records"
+        )),
+        Ok(plugin) => plugin.check_list(PLUGIN_LIST_WAIT).err().map(|e| e.to_string()),
     }
 }
 

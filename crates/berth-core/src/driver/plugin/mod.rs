@@ -76,6 +76,21 @@ impl Plugins {
         Ok(active.entry(name.to_string()).or_insert(driver).clone())
     }
 
+    /// Plugin `name`, activated now if it is not yet, without waiting for
+    /// one that does not listen (a single attempt; `volume ls` asks).
+    pub fn get_quick(&self, name: &str) -> Result<Arc<PluginDriver>, DriverError> {
+        if let Some(found) = self.active_one(name) {
+            return Ok(found);
+        }
+        let quick = Plugins::new(PluginSettings {
+            activation_retry: Duration::ZERO,
+            ..self.settings.clone()
+        });
+        let driver = quick.get(name)?;
+        let mut active = self.active.lock();
+        Ok(active.entry(name.to_string()).or_insert(driver).clone())
+    }
+
     /// Plugin `name` if it is activated already (no discovery, no call).
     pub fn active_one(&self, name: &str) -> Option<Arc<PluginDriver>> {
         self.active.lock().get(name).cloned()
@@ -180,7 +195,26 @@ impl PluginDriver {
             true => self.settings.long_timeout,
             false => self.settings.short_timeout,
         };
+        self.post_within(method, body, timeout)
+    }
+
+    fn post_within(
+        &self,
+        method: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), CallError> {
         http::post(&self.addr, &format!("/{method}"), body, timeout)
+    }
+
+    /// Whether the plugin's `List` answers within `timeout` (for the
+    /// warnings of `volume ls`, which must not wait long on a plugin).
+    pub fn check_list(&self, timeout: Duration) -> Result<(), DriverError> {
+        let method = "VolumeDriver.List";
+        let result = self.post_within(method, b"{}", timeout.min(self.settings.short_timeout));
+        Self::answer::<protocol::ListAnswer>(result)
+            .map(|_| ())
+            .map_err(|f| plugin_error(&self.name, method, f.message()))
     }
 
     fn answer<T>(result: Result<(u16, Vec<u8>), CallError>) -> Result<T, Failure>
