@@ -263,3 +263,24 @@ def test_plugin_volumes_outlive_a_restart_without_their_plugin(pd, plugdirs):
         pd.docker("volume", "rm", "durable")
     finally:
         back.stop()
+
+
+def test_docker_plugin_ls_shows_the_plugins_berth_knows(pd, plugdirs):
+    """GET /plugins in Docker's shape: `docker plugin ls` and `inspect`
+    show the plugins in berth's folders; installing a managed plugin is
+    refused with a message saying how to add one."""
+    p = Plugin(os.path.join(plugdirs, "run", "testplug.sock"), os.path.join(plugdirs, "p1"))
+    try:
+        shown = pd.docker("plugin", "ls", "--format", "{{.Name}} {{.Enabled}}").stdout.split("\n")
+        assert "testplug true" in shown, shown
+        info = json.loads(pd.docker("plugin", "inspect", "testplug").stdout)[0]
+        assert info["Name"] == "testplug"
+        assert info["Config"]["Interface"]["Types"] == ["docker.volumedriver/1.0"]
+        assert info["Config"]["Interface"]["Socket"] == f"unix://{p.socket}"
+        missing = pd.docker("plugin", "inspect", "nosuchplug", check=False)
+        assert missing.returncode != 0
+        install = pd.docker("plugin", "install", "--grant-all-permissions", "vieux/sshfs",
+                            check=False)
+        assert install.returncode != 0 and "managed" in install.stderr, install.stderr
+    finally:
+        p.stop()

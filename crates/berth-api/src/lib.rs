@@ -24,6 +24,7 @@ mod images;
 pub mod metrics;
 mod metrics_state;
 mod networks;
+mod plugins;
 mod progress_json;
 mod registry;
 pub mod request;
@@ -53,6 +54,13 @@ pub fn app(state: ApiState) -> version::Versioned<Router> {
         .route("/_ping", get(system::ping).head(system::ping_head))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/plugins", get(plugins::list))
+        .route("/plugins/{name}/json", get(plugins::inspect))
+        .route("/plugins/privileges", get(plugins::managed))
+        .route("/plugins/pull", post(plugins::managed))
+        .route("/plugins/create", post(plugins::managed))
+        .route("/plugins/{name}", axum::routing::delete(plugins::managed))
+        .route("/plugins/{name}/{verb}", post(plugins::managed))
         .route("/events", get(events::events))
         .route("/system/df", get(system::disk_usage))
         .route("/volumes", get(volumes::list))

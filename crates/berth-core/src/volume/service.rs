@@ -315,6 +315,11 @@ impl VolumeService {
         self.warnings.lock().clone()
     }
 
+    /// The volume plugins, if the daemon looks them up.
+    pub fn plugins(&self) -> Option<&Arc<crate::driver::plugin::Plugins>> {
+        self.drivers.plugins()
+    }
+
     /// Warnings about the volume plugins `listed` volumes belong to: one
     /// not available (its volumes are listed from berth's rows), or whose
     /// `List` fails or takes more than [`PLUGIN_LIST_WAIT`]. The plugins

@@ -68,6 +68,39 @@ pub fn find(dirs: &PluginDirs, name: &str) -> Result<Option<Addr>, String> {
     Ok(None)
 }
 
+/// The names of every plugin the folders hold (sockets, specs), sorted.
+pub fn all_names(dirs: &PluginDirs) -> Vec<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let entries = |dir: &Path| -> Vec<(String, PathBuf)> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for (file, path) in entries(&dirs.sockets) {
+        let name = match file.strip_suffix(".sock") {
+            Some(stem) if is_socket(&path) => stem.to_string(),
+            _ if is_socket(&path.join(format!("{file}.sock"))) => file,
+            _ => continue,
+        };
+        names.insert(name);
+    }
+    for dir in &dirs.specs {
+        for (file, _) in entries(dir) {
+            if let Some(stem) = file
+                .strip_suffix(".spec")
+                .or_else(|| file.strip_suffix(".json"))
+            {
+                names.insert(stem.to_string());
+            }
+        }
+    }
+    names.into_iter().filter(|n| valid_name(n)).collect()
+}
+
 fn is_socket(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())

@@ -16,6 +16,15 @@ pub enum Addr {
     Tcp(String),
 }
 
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Addr::Unix(path) => write!(f, "unix://{}", path.display()),
+            Addr::Tcp(host) => write!(f, "tcp://{host}"),
+        }
+    }
+}
+
 /// Why a call did not get an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {

@@ -96,6 +96,27 @@ impl Plugins {
         self.active.lock().get(name).cloned()
     }
 
+    /// Every plugin berth knows: found in the folders, or activated (one
+    /// whose socket went away stays known while it is active).
+    pub fn known(&self) -> Vec<KnownPlugin> {
+        let active = self.active.lock().clone();
+        let mut names: std::collections::BTreeSet<String> =
+            discovery::all_names(&self.settings.dirs)
+                .into_iter()
+                .collect();
+        names.extend(active.keys().cloned());
+        names
+            .into_iter()
+            .map(|name| KnownPlugin {
+                active: active.contains_key(&name),
+                address: (discovery::find(&self.settings.dirs, &name).ok().flatten())
+                    .or_else(|| active.get(&name).map(|p| p.addr.clone()))
+                    .map(|a| a.to_string()),
+                name,
+            })
+            .collect()
+    }
+
     /// The plugins activated so far.
     pub fn active(&self) -> Vec<Arc<PluginDriver>> {
         self.active.lock().values().cloned().collect()
@@ -115,6 +136,25 @@ impl Failure {
         match self {
             Failure::Refused(m) | Failure::NoAnswer(m) => m,
         }
+    }
+}
+
+/// A plugin as `GET /plugins` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownPlugin {
+    pub name: String,
+    /// `unix:///…` or `tcp://…`; `None` when it is gone.
+    pub address: Option<String>,
+    /// Activated by a use since the daemon started.
+    pub active: bool,
+}
+
+impl KnownPlugin {
+    /// A stable 64-hex id (SHA-256 of the name): legacy plugins have none.
+    pub fn id(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.name.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
