@@ -59,7 +59,7 @@ class Plugin:
 @pytest.fixture(scope="module")
 def plugdirs():
     work = tempfile.mkdtemp(prefix="bpl-", dir="/tmp")
-    for sub in ("run", "etc", "p1", "p2", "p3", "p4"):
+    for sub in ("run", "etc", "p1", "p2", "p3", "p4", "p5", "p6"):
         os.makedirs(os.path.join(work, sub))
     yield work
     shutil.rmtree(work, ignore_errors=True)
@@ -247,9 +247,11 @@ def test_plugin_volumes_outlive_a_restart_without_their_plugin(pd, plugdirs):
     again once it is back."""
     p = Plugin(os.path.join(plugdirs, "run", "testplug.sock"), os.path.join(plugdirs, "p1"))
     pd.docker("volume", "create", "-d", "testplug", "--label", "keep=1", "durable")
-    p.stop()
-    os.unlink(p.socket)
+    p.stop()  # its socket file stays: connecting is refused
+    t0 = time.monotonic()
     pd.restart()
+    # Start-up calls no plugin (activation alone would retry for 30 s).
+    assert time.monotonic() - t0 < 20, time.monotonic() - t0
     status, body = pd.api("GET", "/volumes")
     assert status == 200, body
     listed = {v["Name"]: v for v in body["Volumes"]}
@@ -284,3 +286,32 @@ def test_docker_plugin_ls_shows_the_plugins_berth_knows(pd, plugdirs):
         assert install.returncode != 0 and "managed" in install.stderr, install.stderr
     finally:
         p.stop()
+
+
+def test_a_hostile_mountpoint_is_refused_and_a_hung_list_is_only_a_warning(quick, plugdirs):
+    """A plugin answering Mount with a relative path (resolved against the
+    daemon's folder, it could be the host's root) is refused, naming the
+    plugin; one whose List hangs makes `GET /volumes` wait at most 5 s and
+    say so in a warning."""
+    bad = Plugin(os.path.join(quick.plugin_run, "relplug.sock"), os.path.join(plugdirs, "p5"),
+                 "--mountpoint", "../")
+    try:
+        quick.docker("volume", "create", "-d", "relplug", "rel")
+        run = quick.docker("run", "--rm", "-v", "rel:/d", quick.image, "ls", "/d", check=False)
+        assert run.returncode != 0, run.stdout
+        assert "relplug" in run.stderr and "not an existing absolute folder" in run.stderr, run.stderr
+        quick.docker("volume", "rm", "rel")
+    finally:
+        bad.stop()
+    slow = Plugin(os.path.join(quick.plugin_run, "slowlist.sock"), os.path.join(plugdirs, "p6"),
+                  "--hang-list")
+    try:
+        quick.docker("volume", "create", "-d", "slowlist", "sl")
+        t0 = time.monotonic()
+        status, body = quick.api("GET", "/volumes", timeout=60)
+        took = time.monotonic() - t0
+        assert status == 200 and "sl" in [v["Name"] for v in body["Volumes"]], body
+        assert any("slowlist" in w for w in body["Warnings"] or []), body
+        assert took < 30, took  # 5 s by design; the plugin's own timeout is 3 s here
+    finally:
+        slow.stop()

@@ -2,10 +2,12 @@
 standard library: HTTP/1.0 on a unix socket, volumes as folders.
 
     python3 volume_plugin.py SOCKET STORAGE LOG [--hang-mount] [--fail-list]
+        [--hang-list] [--mountpoint PATH]
 
 Every call is appended to LOG as one JSON line {"call": ..., "body": ...}
 before it is answered. --hang-mount never answers Mount (a hung plugin);
---fail-list answers List with an Err.
+--fail-list answers List with an Err, --hang-list never answers it;
+--mountpoint answers every Mount with PATH (a hostile plugin).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from http.server import BaseHTTPRequestHandler
 SOCKET, STORAGE, LOG = sys.argv[1:4]
 HANG_MOUNT = "--hang-mount" in sys.argv
 FAIL_LIST = "--fail-list" in sys.argv
+HANG_LIST = "--hang-list" in sys.argv
+FORCED_MOUNTPOINT = (sys.argv[sys.argv.index("--mountpoint") + 1]
+                     if "--mountpoint" in sys.argv else None)
 LOCK = threading.Lock()
 MOUNTS: dict[str, set[str]] = {}
 
@@ -61,7 +66,7 @@ def answer(call: str, body: dict) -> dict:
         if HANG_MOUNT:
             time.sleep(3600)
         MOUNTS.setdefault(name, set()).add(body["ID"])
-        return {"Mountpoint": volume_dir(name), "Err": ""}
+        return {"Mountpoint": FORCED_MOUNTPOINT or volume_dir(name), "Err": ""}
     if call == "VolumeDriver.Unmount":
         MOUNTS.get(name, set()).discard(body["ID"])
         return {"Err": ""}
@@ -71,6 +76,8 @@ def answer(call: str, body: dict) -> dict:
     if call == "VolumeDriver.List":
         if FAIL_LIST:
             return {"Err": "the list is broken today"}
+        if HANG_LIST:
+            time.sleep(3600)
         return {"Volumes": [{"Name": n, "Mountpoint": volume_dir(n)}
                             for n in sorted(os.listdir(STORAGE))], "Err": ""}
     return {"Err": f"unknown call {call}"}

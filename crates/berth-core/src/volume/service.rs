@@ -337,15 +337,35 @@ impl VolumeService {
             }
             last = Some(driver);
         }
-        std::thread::scope(|scope| {
-            let asked: Vec<_> = (names.iter())
-                .map(|name| scope.spawn(move || plugin_warning(plugins, name)))
-                .collect();
-            asked
-                .into_iter()
-                .filter_map(|h| h.join().ok().flatten())
-                .collect()
-        })
+        // Each asked on a thread of its own, all waited for at most
+        // PLUGIN_LIST_WAIT in total: a plugin that hangs is a warning, and
+        // its thread ends with its call's own timeout.
+        let (tx, rx) = std::sync::mpsc::channel();
+        for name in &names {
+            let (tx, plugins, name) = (tx.clone(), plugins.clone(), name.clone());
+            std::thread::spawn(move || {
+                let _ = tx.send((name.clone(), plugin_warning(&plugins, &name)));
+            });
+        }
+        drop(tx);
+        let deadline = std::time::Instant::now() + PLUGIN_LIST_WAIT;
+        let mut answered = std::collections::BTreeMap::new();
+        while answered.len() < names.len() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((name, warning)) => answered.insert(name, warning),
+                Err(_) => break,
+            };
+        }
+        (names.into_iter())
+            .filter_map(|name| match answered.remove(&name) {
+                Some(warning) => warning,
+                None => Some(format!(
+                    "volume plugin {name} did not answer List within {} s",
+                    PLUGIN_LIST_WAIT.as_secs()
+                )),
+            })
+            .collect()
     }
 
     /// Removes a volume. Held volumes are refused even with `force`; `force`

@@ -110,7 +110,9 @@ impl VolumeService {
         let mut walks = Vec::new();
         let volumes = self.list(&Filters::new())?.into_iter();
         for volume in volumes.filter(|v| v.driver != DEFAULT_DRIVER || v.options.is_empty()) {
-            let driver = self.drivers.get(&volume.driver).ok();
+            // Berth's own drivers only: a plugin's data is its own (Docker
+            // sizes local volumes only), and is never walked or activated.
+            let driver = self.drivers.builtin(&volume.driver);
             let known = driver.as_ref().and_then(|d| d.usage(&volume.name));
             let is_mounted = mounted.contains(&volume.name);
             let size = known
@@ -151,7 +153,7 @@ impl VolumeService {
                 sizes[index] = bytes.max(0) as u64;
                 continue;
             }
-            let driver = self.drivers.get(&record.driver).ok();
+            let driver = self.drivers.builtin(&record.driver);
             if let Some(folder) = driver.and_then(|d| d.mountpoint(&record.name)) {
                 let name = record.name.clone();
                 walks.push(Walk {

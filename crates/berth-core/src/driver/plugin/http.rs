@@ -49,8 +49,7 @@ fn connect(addr: &Addr, timeout: Duration) -> Result<Box<dyn Stream>, CallError>
     let set = |r: std::io::Result<()>| r.map_err(CallError::Io);
     match addr {
         Addr::Unix(path) => {
-            let s =
-                std::os::unix::net::UnixStream::connect(path).map_err(CallError::Unreachable)?;
+            let s = connect_unix(path, timeout)?;
             set(s.set_read_timeout(Some(timeout)))?;
             set(s.set_write_timeout(Some(timeout)))?;
             Ok(Box::new(s))
@@ -65,6 +64,37 @@ fn connect(addr: &Addr, timeout: Duration) -> Result<Box<dyn Stream>, CallError>
             set(s.set_read_timeout(Some(timeout)))?;
             set(s.set_write_timeout(Some(timeout)))?;
             Ok(Box::new(s))
+        }
+    }
+}
+
+/// Connects to a unix socket within `timeout`: a plugin that stopped
+/// accepting fills its backlog, and a blocking connect would then wait
+/// for ever. Non-blocking attempts, retried while the backlog is full.
+fn connect_unix(
+    path: &std::path::Path,
+    timeout: Duration,
+) -> Result<std::os::unix::net::UnixStream, CallError> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let addr = UnixAddr::new(path).map_err(|e| CallError::Unreachable(e.into()))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+        let fd = socket(AddressFamily::Unix, SockType::Stream, flags, None)
+            .map_err(|e| CallError::Io(e.into()))?;
+        match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+            Ok(()) => {
+                let stream = std::os::unix::net::UnixStream::from(fd);
+                stream.set_nonblocking(false).map_err(CallError::Io)?;
+                return Ok(stream);
+            }
+            Err(nix::errno::Errno::EAGAIN) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(nix::errno::Errno::EAGAIN) => {
+                return Err(CallError::TimedOut(timeout.as_secs()));
+            }
+            Err(e) => return Err(CallError::Unreachable(e.into())),
         }
     }
 }
@@ -193,6 +223,9 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, Incomplete> {
         if size == 0 {
             return Ok(body);
         }
+        if size as u64 > MAX_ANSWER {
+            return Err(Incomplete::Bad(format!("a chunk of {size} bytes")));
+        }
         if rest.len() < size + 2 {
             return Err(Incomplete::More);
         }
@@ -233,5 +266,7 @@ mod tests {
             parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", true),
             Err(Incomplete::Bad(_))
         ));
+        let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab";
+        assert!(matches!(parse_answer(huge, false), Err(Incomplete::Bad(_))));
     }
 }

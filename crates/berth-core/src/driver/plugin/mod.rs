@@ -47,11 +47,38 @@ impl Default for PluginSettings {
     }
 }
 
+/// How long a failed activation is remembered: uses meanwhile fail at
+/// once instead of each waiting out the activation window again.
+const FAILURE_MEMORY: Duration = Duration::from_secs(10);
+
+/// An activation that failed: when, why, and the socket it tried (a new
+/// socket, the plugin restarted, is tried again at once).
+#[derive(Debug, Clone)]
+struct Failed {
+    at: Instant,
+    why: String,
+    socket: Option<(u64, u64, i64, i64)>,
+}
+
+/// The identity of a unix socket address: device, inode and change time
+/// (an inode number is soon reused for a new socket of the same name).
+fn socket_identity(addr: &Addr) -> Option<(u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    match addr {
+        Addr::Unix(path) => {
+            (std::fs::metadata(path).ok()).map(|m| (m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))
+        }
+        Addr::Tcp(_) => None,
+    }
+}
+
 /// The plugins berth has activated, by name.
 #[derive(Debug, Default)]
 pub struct Plugins {
     settings: PluginSettings,
     active: Mutex<HashMap<String, Arc<PluginDriver>>>,
+    /// Activations that failed lately.
+    failed: Mutex<HashMap<String, Failed>>,
 }
 
 impl Plugins {
@@ -59,6 +86,7 @@ impl Plugins {
         Plugins {
             settings,
             active: Mutex::default(),
+            failed: Mutex::default(),
         }
     }
 
@@ -71,7 +99,29 @@ impl Plugins {
         let addr = discovery::find(&self.settings.dirs, name)
             .map_err(|why| plugin_error(name, "discovery", why))?
             .ok_or_else(|| DriverError::UnknownDriver(name.to_string()))?;
-        let driver = Arc::new(PluginDriver::activate(name, addr, &self.settings)?);
+        if let Some(failed) = self.failed_lately(name, &addr) {
+            let ago = failed.at.elapsed().as_secs();
+            let why = format!("{} (activation failed {ago} s ago)", failed.why);
+            return Err(plugin_error(name, "Plugin.Activate", why));
+        }
+        let socket = socket_identity(&addr);
+        let driver = match PluginDriver::activate(name, addr, &self.settings) {
+            Ok(driver) => Arc::new(driver),
+            Err(e) => {
+                let why = match &e {
+                    DriverError::Plugin { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                let failed = Failed {
+                    at: Instant::now(),
+                    why,
+                    socket,
+                };
+                self.failed.lock().insert(name.to_string(), failed);
+                return Err(e);
+            }
+        };
+        self.failed.lock().remove(name);
         let mut active = self.active.lock();
         Ok(active.entry(name.to_string()).or_insert(driver).clone())
     }
@@ -86,9 +136,22 @@ impl Plugins {
             activation_retry: Duration::ZERO,
             ..self.settings.clone()
         });
-        let driver = quick.get(name)?;
+        *quick.failed.lock() = self.failed.lock().clone();
+        let driver = quick.get(name).inspect_err(|_| {
+            if let Some(failed) = quick.failed.lock().get(name) {
+                self.failed.lock().insert(name.to_string(), failed.clone());
+            }
+        })?;
         let mut active = self.active.lock();
         Ok(active.entry(name.to_string()).or_insert(driver).clone())
+    }
+
+    /// The failure of plugin `name`'s last activation, if it is recent and
+    /// its socket is the same one.
+    fn failed_lately(&self, name: &str, addr: &Addr) -> Option<Failed> {
+        let failed = self.failed.lock().get(name).cloned()?;
+        let same = failed.socket == socket_identity(addr);
+        (same && failed.at.elapsed() < FAILURE_MEMORY).then_some(failed)
     }
 
     /// Plugin `name` if it is activated already (no discovery, no call).
@@ -343,12 +406,16 @@ impl VolumeDriver for PluginDriver {
     ) -> Result<PathBuf, DriverError> {
         let request = protocol::MountRequest { name, id };
         let answer: protocol::MountpointAnswer = self.call("VolumeDriver.Mount", &request, true)?;
-        if answer.mountpoint.is_empty() {
-            return Err(plugin_error(
-                &self.name,
-                "VolumeDriver.Mount",
-                "no Mountpoint in the answer",
-            ));
+        // Bound into a container as it is: only an existing absolute
+        // folder (a relative one would be resolved against the daemon's
+        // working folder).
+        let path = std::path::Path::new(&answer.mountpoint);
+        if !path.is_absolute() || !path.is_dir() {
+            let why = format!(
+                "Mountpoint {:?} is not an existing absolute folder",
+                answer.mountpoint
+            );
+            return Err(plugin_error(&self.name, "VolumeDriver.Mount", why));
         }
         self.remember(name, &answer.mountpoint);
         Ok(PathBuf::from(answer.mountpoint))

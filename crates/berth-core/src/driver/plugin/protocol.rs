@@ -105,6 +105,10 @@ pub fn parse_answer<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Resu
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
+    // Every answer is an object (serde would build one from an array).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Bad::Json("the plugin's answer is not a JSON object".into()));
+    }
     // A refusal may come without the rest of the shape.
     if let Ok(Empty { err }) = serde_json::from_slice::<Empty>(body) {
         if !err.is_empty() {
