@@ -55,6 +55,12 @@ fn parse_state(stat: &str) -> Option<char> {
     rest.trim_start().chars().next()
 }
 
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,11 +72,5 @@ mod tests {
         assert_eq!(parse_state("garbage"), None);
         assert!(process_running(std::process::id() as i32));
         assert!(!process_running(i32::MAX));
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
