@@ -59,7 +59,7 @@ class Plugin:
 @pytest.fixture(scope="module")
 def plugdirs():
     work = tempfile.mkdtemp(prefix="bpl-", dir="/tmp")
-    for sub in ("run", "etc", "p1", "p2", "p3", "p4", "p5", "p6"):
+    for sub in ("run", "etc", "p1", "p2", "p3", "p4", "p5", "p6", "p7"):
         os.makedirs(os.path.join(work, sub))
     yield work
     shutil.rmtree(work, ignore_errors=True)
@@ -315,3 +315,19 @@ def test_a_hostile_mountpoint_is_refused_and_a_hung_list_is_only_a_warning(quick
         assert took < 30, took  # 5 s by design; the plugin's own timeout is 3 s here
     finally:
         slow.stop()
+
+
+def test_a_refused_unmount_does_not_keep_the_volume_in_use(pd, plugdirs):
+    """The plugin refuses Unmount: the container is still removed, and the
+    volume is no longer in use by it (Docker drops the reference)."""
+    stuck = Plugin(os.path.join(plugdirs, "run", "stuckplug.sock"), os.path.join(plugdirs, "p7"),
+                   "--fail-unmount")
+    try:
+        pd.docker("volume", "create", "-d", "stuckplug", "sticky")
+        c = pd.docker("run", "-d", "-v", "sticky:/d", pd.image, "sleep", "300").stdout.strip()
+        pd.docker("rm", "-f", c)
+        assert stuck.calls("VolumeDriver.Unmount"), "Unmount was never asked"
+        pd.docker("volume", "rm", "sticky")
+        assert stuck.calls("VolumeDriver.Remove")
+    finally:
+        stuck.stop()

@@ -2,12 +2,13 @@
 standard library: HTTP/1.0 on a unix socket, volumes as folders.
 
     python3 volume_plugin.py SOCKET STORAGE LOG [--hang-mount] [--fail-list]
-        [--hang-list] [--mountpoint PATH]
+        [--hang-list] [--fail-unmount] [--mountpoint PATH]
 
 Every call is appended to LOG as one JSON line {"call": ..., "body": ...}
 before it is answered. --hang-mount never answers Mount (a hung plugin);
 --fail-list answers List with an Err, --hang-list never answers it;
---mountpoint answers every Mount with PATH (a hostile plugin).
+--mountpoint answers every Mount with PATH (a hostile plugin);
+--fail-unmount refuses every Unmount (and then lets Remove through).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ SOCKET, STORAGE, LOG = sys.argv[1:4]
 HANG_MOUNT = "--hang-mount" in sys.argv
 FAIL_LIST = "--fail-list" in sys.argv
 HANG_LIST = "--hang-list" in sys.argv
+FAIL_UNMOUNT = "--fail-unmount" in sys.argv
 FORCED_MOUNTPOINT = (sys.argv[sys.argv.index("--mountpoint") + 1]
                      if "--mountpoint" in sys.argv else None)
 LOCK = threading.Lock()
@@ -52,7 +54,7 @@ def answer(call: str, body: dict) -> dict:
         os.makedirs(volume_dir(name), exist_ok=True)
         return {"Err": ""}
     if call == "VolumeDriver.Remove":
-        if MOUNTS.get(name):
+        if MOUNTS.get(name) and not FAIL_UNMOUNT:
             return {"Err": f"{name} is mounted"}
         shutil.rmtree(volume_dir(name))
         return {"Err": ""}
@@ -68,6 +70,8 @@ def answer(call: str, body: dict) -> dict:
         MOUNTS.setdefault(name, set()).add(body["ID"])
         return {"Mountpoint": FORCED_MOUNTPOINT or volume_dir(name), "Err": ""}
     if call == "VolumeDriver.Unmount":
+        if FAIL_UNMOUNT:
+            return {"Err": "device is busy"}
         MOUNTS.get(name, set()).discard(body["ID"])
         return {"Err": ""}
     if call == "VolumeDriver.Get":

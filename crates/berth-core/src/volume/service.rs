@@ -597,14 +597,21 @@ impl VolumeService {
             return Ok(false);
         };
         let driver = self.driver_of("unmount", &record)?;
-        driver
-            .unmount(name, id)
-            .map_err(|e| VolumeError::driver("unmount", name, e))?;
+        let unmounted =
+            (driver.unmount(name, id)).map_err(|e| VolumeError::driver("unmount", name, e));
+        // berth's own drivers keep the id of a failed unmount (start-up
+        // settles it); a plugin keeps its own mount state, so its id goes
+        // anyway, as Docker drops the reference: a plugin that refuses an
+        // Unmount must not keep the volume "in use" by a removed container.
+        if unmounted.is_err() && self.drivers.builtin(&record.driver).is_some() {
+            return unmounted.map(|_| false);
+        }
         self.sizes.forget(name);
         let removed = self
             .store
             .remove_mount(name, id)
             .map_err(|e| VolumeError::store("unmount", name, e))?;
+        unmounted?;
         if removed && !is_operation_id(id) {
             self.publish(
                 "unmount",
