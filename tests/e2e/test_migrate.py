@@ -40,8 +40,18 @@ class NetnsDaemon(BerthDaemon):
         self.ns = ns
 
     def argv(self):
-        remount = 'mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup; exec "$@"'
-        return ["ip", "netns", "exec", self.ns, "sh", "-c", remount, "sh", *super().argv()]
+        # `ip netns exec` copies the host's mounts into a mount namespace
+        # of its own (a slave of the host's): other tests' volumes mounted
+        # under /tmp would stay pinned there ("still open in another mount
+        # namespace"), so every /tmp mount but this daemon's is dropped
+        # from it, lazily, before the daemon starts.
+        own = os.path.dirname(self.root.rstrip("/"))
+        setup = (
+            "mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup; "
+            "awk '{print $5}' /proc/self/mountinfo | grep '^/tmp/' | "
+            f"grep -v '^{own}' | sort -r | while read -r m; do umount -l \"$m\" 2>/dev/null; done; "
+            'exec "$@"')
+        return ["ip", "netns", "exec", self.ns, "sh", "-c", setup, "sh", *super().argv()]
 
 
 def sh(*argv: str, check=True) -> subprocess.CompletedProcess:

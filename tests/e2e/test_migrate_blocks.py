@@ -38,7 +38,7 @@ import pytest
 
 from busybox_image import berth_with_cleanup, import_busybox, kill_leftovers, remove_all_containers
 from conftest import BERTH_BIN
-from test_migrate import PORT, Pair, inspect, manifest, volumes, wait_until
+from test_migrate import PORT, Pair, inspect, manifest, sh, volumes, wait_until
 from tree_helpers import MIB, fill_sample, tree_digest
 
 pytestmark = pytest.mark.skipif(shutil.which("mkfs.xfs") is None, reason="xfsprogs (mkfs.xfs) missing")
@@ -866,3 +866,62 @@ def test_a_base_from_before_a_resize_is_grown_to_the_volume(bd, orig):
     assert frozen_manifest(bd, "gdst") == frozen_manifest(bd, "gsrc")
     for name in ("gsrc", "gdst"):
         bd.berth_cli("volume", "rm", name)
+
+
+@pytest.fixture
+def cutpair():
+    p = Pair(uuid.uuid4().hex[:6])
+    try:
+        yield p.up()
+    finally:
+        p.down()
+
+
+def target_receiving(pair: Pair, name: str) -> bool:
+    """Whether the target holds any storage of NAME (its image, made
+    first, or the staged image being filled). The pool is mounted in the
+    daemon's own mount namespace (`ip netns exec` made one): looked at
+    from there."""
+    folder = os.path.join(pair.target.root, "thin", "pool", "volumes")
+    if pair.target.proc is None or pair.target.proc.poll() is not None:
+        return False
+    p = subprocess.run(["nsenter", "-t", str(pair.target.proc.pid), "-m", "--", "ls", "-a", folder],
+                       capture_output=True, text=True)
+    return any(e.startswith(f"{name}.img") for e in p.stdout.split())
+
+
+@pytest.mark.parametrize("cut", ["source", "target"])
+def test_a_block_transfer_cut_short_leaves_nothing_there_and_the_rerun_works(cutpair, cut):
+    """Must-show 3 for the block path: the source or the target daemon
+    killed mid-transfer leaves the source as it was and no volume (nor
+    staged image) on the target; the rerun succeeds and drops the base an
+    interrupted run left on the source."""
+    p = cutpair
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as d:
+        with open(os.path.join(d, "blob"), "wb") as f:
+            f.write(os.urandom(64 * MIB))
+        tar = os.path.join(d, "t.tar")
+        subprocess.run(["tar", "-C", d, "-cf", tar, "blob"], check=True)
+        p.source.berth_cli("volume", "import", "--create", "-d", "thin", "-o", "size=256M",
+                           "tcut", tar, timeout=300)
+    before = manifest(p.source, "tcut")
+    sh("ip", "netns", "exec", p.ns_a, "tc", "qdisc", "add", "dev", p.veth_a, "root",
+       "tbf", "rate", "40mbit", "burst", "64kb", "latency", "400ms")
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(p=p.migrate("tcut", timeout=300)))
+    t.start()
+    wait_until("the target to begin receiving", lambda: target_receiving(p, "tcut"), 60)
+    time.sleep(3)
+    (p.source if cut == "source" else p.target).kill9()
+    t.join(timeout=200)
+    assert not t.is_alive() and result["p"].returncode != 0, result["p"].stdout
+    (p.source if cut == "source" else p.target).start()
+    wait_until("the target to drop the half volume", lambda: not target_receiving(p, "tcut"), 180)
+    assert "tcut" not in volumes(p.target)
+    assert manifest(p.source, "tcut") == before
+    sh("ip", "netns", "exec", p.ns_a, "tc", "qdisc", "del", "dev", p.veth_a, "root")
+    again = p.migrate("tcut")
+    assert again.returncode == 0, again.stderr
+    ours, theirs = migrate_snapshots(p.source, "tcut"), migrate_snapshots(p.target, "tcut")
+    assert len(ours) == 1 and ours == theirs, (ours, theirs)
+    assert frozen_manifest(p.target, "tcut") == before
