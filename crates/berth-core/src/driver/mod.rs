@@ -426,11 +426,7 @@ impl DriverRegistry {
     /// registered one, else a volume plugin of that name (activated at
     /// first use). Docker's "plugin not found" wording otherwise.
     pub fn get(&self, name: &str) -> Result<Arc<dyn VolumeDriver>, DriverError> {
-        let name = if name.is_empty() {
-            DEFAULT_DRIVER
-        } else {
-            name
-        };
+        let name = or_default(name);
         if let Some(driver) = self.builtin(name) {
             return Ok(driver);
         }
@@ -443,11 +439,7 @@ impl DriverRegistry {
     /// A driver usable without calling anything: a registered one, or a
     /// plugin already activated.
     pub fn ready(&self, name: &str) -> Option<Arc<dyn VolumeDriver>> {
-        let name = if name.is_empty() {
-            DEFAULT_DRIVER
-        } else {
-            name
-        };
+        let name = or_default(name);
         self.builtin(name).or_else(|| {
             let plugin = self.plugins.as_ref()?.active_one(name)?;
             Some(plugin as Arc<dyn VolumeDriver>)
@@ -467,6 +459,15 @@ impl DriverRegistry {
     /// Every registered driver.
     pub fn all(&self) -> impl Iterator<Item = &Arc<dyn VolumeDriver>> {
         self.drivers.values()
+    }
+}
+
+/// `name`, or [`DEFAULT_DRIVER`] for a request that names none.
+fn or_default(name: &str) -> &str {
+    if name.is_empty() {
+        DEFAULT_DRIVER
+    } else {
+        name
     }
 }
 

@@ -19,12 +19,11 @@ use std::io::Read;
 use super::{names, CreateRequest, VolumeError, VolumeService};
 use crate::archive::block_stream::{apply_records, expect_end, read_header, Applied};
 use crate::archive::digest::{check_digest, HashingReader};
-use crate::archive::ArchiveError;
 use crate::driver::{BlockSource, DriverError, ExtendedDriver, VolumeDriver};
 use crate::store::VolumeRecord;
 
 use super::extended::extended_of;
-use super::import::AnnouncedDigest;
+use super::import::{archive_error, AnnouncedDigest};
 
 /// Name prefix of the snapshots `volume migrate` keeps as bases.
 pub const MIGRATE_PREFIX: &str = "migrate-";
@@ -43,13 +42,6 @@ pub struct ReceiveRequest {
     /// Replace a volume that changed since `base` anyway (its changes
     /// since are lost; the result is the sender's snapshot exactly).
     pub discard_changes: bool,
-}
-
-fn blocks_error(name: &str, source: ArchiveError) -> VolumeError {
-    VolumeError::Archive {
-        name: name.to_string(),
-        source,
-    }
 }
 
 impl VolumeService {
@@ -205,7 +197,7 @@ fn receive_into(
     input: impl Read,
     announced: Option<AnnouncedDigest>,
 ) -> Result<Applied, VolumeError> {
-    let failed = |e| blocks_error(name, e);
+    let failed = |e| archive_error(name, e);
     let staged = ext
         .stage_blocks(name, base)
         .map_err(|e| VolumeError::driver("import", name, e))?;

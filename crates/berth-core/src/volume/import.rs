@@ -213,7 +213,7 @@ fn unpack_archive(
     Ok(unpacked.had_root)
 }
 
-fn archive_error(name: &str, source: ArchiveError) -> VolumeError {
+pub(super) fn archive_error(name: &str, source: ArchiveError) -> VolumeError {
     VolumeError::Archive {
         name: name.to_string(),
         source,

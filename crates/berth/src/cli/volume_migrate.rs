@@ -175,9 +175,7 @@ async fn copy(
             volume.driver
         );
     }
-    let since = chrono::Utc::now()
-        .timestamp_nanos_opt()
-        .context("the clock is past 2262")?;
+    let since = super::volume_migrate_blocks::now_nanos()?;
     target_name_free(target, &a.to, new_name).await?;
     let paths = Transfer {
         from: format!("/berth/v1/volumes/{}/export", encode(&a.volume)),

@@ -43,7 +43,7 @@ impl Done {
     }
 }
 
-fn now_nanos() -> Result<i64> {
+pub(super) fn now_nanos() -> Result<i64> {
     chrono::Utc::now()
         .timestamp_nanos_opt()
         .context("the clock is past 2262")

@@ -6,14 +6,10 @@
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
 
-use super::ThinDriver;
+use super::{io, ThinDriver};
 use crate::driver::{BlockSource, DriverError, StagedImage};
 use crate::sys::extents::{diff, fiemap};
 use crate::sys::{mount, reflink};
-
-fn io(context: impl Into<String>, e: std::io::Error) -> DriverError {
-    DriverError::io(context, e)
-}
 
 fn open_existing(
     path: &std::path::Path,

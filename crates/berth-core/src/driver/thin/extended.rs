@@ -7,16 +7,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use super::pool::{allocated, punch_all};
-use super::ThinDriver;
+use super::{io, ThinDriver};
 use crate::driver::{DriverError, ExtendedDriver, SnapshotInfo};
 use crate::sys::{loopdev, mount, reflink};
 
 pub(super) fn no_such_snapshot(name: &str, snap: &str) -> DriverError {
     DriverError::InvalidOption(format!("volume {name} has no snapshot {snap}"))
-}
-
-fn io(context: impl Into<String>, e: std::io::Error) -> DriverError {
-    DriverError::io(context, e)
 }
 
 impl ThinDriver {
