@@ -614,3 +614,124 @@ def test_containers_stopped_for_a_backup_a_crash_cut_short_run_again(berth_facto
         time.sleep(0.2)
     assert os.listdir(os.path.join(d.root, "backup", "stopped")) == []
     d.docker("rm", "-f", "app1")
+
+
+def fill_random(d, vol: str, mib: int) -> None:
+    for i in range(mib // 8):
+        with open(os.path.join(d.mountpoint(vol), f"r{i}"), "wb") as f:
+            f.write(os.urandom(8 * MIB))
+
+
+def test_a_running_backup_neither_blocks_the_list_nor_restarts_what_its_user_stopped(
+        daemon, uniq, work, image):
+    """While a backup holds its repository, the repository's backups are
+    listed at once; a container the backup stopped and its user then
+    stopped stays stopped at the end, another is started again."""
+    vol, repo = f"{uniq}v", f"{uniq}r"
+    repo_dir = os.path.join(work, "repo")
+    daemon.docker("volume", "create", vol)
+    init_repo(daemon, repo, repo_dir)
+    first = backup(daemon, vol, repo)
+    fill_random(daemon, vol, 320)
+    label = "docker-volume-backup.stop-during-backup=true"
+    kept, other = f"{uniq}kept", f"{uniq}other"
+    for name in (kept, other):
+        daemon.docker("run", "-d", "--name", name, "--label", label, "-v", f"{vol}:/d", image,
+                      "sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done")
+    try:
+        running = backup_under_way(daemon, vol, repo, repo_dir, 24 * MIB)
+        assert running.poll() is None, "the backup ended before the test could look"
+        begun = time.monotonic()
+        listed = backups(daemon, vol, repo)
+        took = time.monotonic() - begun
+        assert running.poll() is None and took < 5, (
+            f"the list waited for the backup ({took:.1f} s)")
+        assert [b["Id"] for b in listed] == [first], listed
+        # The user stops one of the containers the backup stopped.
+        daemon.docker("stop", kept, check=False)
+        out, err = running.communicate(timeout=120)
+        assert running.returncode == 0, err
+        entry = next(b for b in backups(daemon, vol, repo) if b["Id"] == out.strip())
+        assert sorted(entry["StoppedContainers"]) == sorted([kept, other]), entry
+        running_of = lambda n: daemon.docker(  # noqa: E731
+            "inspect", "-f", "{{.State.Running}}", n).stdout.strip()
+        assert running_of(kept) == "false", "its user stopped it during the backup"
+        assert running_of(other) == "true", "started again after the backup"
+    finally:
+        daemon.docker("rm", "-f", kept, other, check=False)
+        remove_repo(daemon, repo)
+
+
+def test_a_client_that_goes_away_cancels_a_backup_without_progress(daemon, uniq, work):
+    vol, repo = f"{uniq}v", f"{uniq}r"
+    repo_dir = os.path.join(work, "repo")
+    daemon.docker("volume", "create", vol)
+    fill_random(daemon, vol, 320)
+    init_repo(daemon, repo, repo_dir)
+    try:
+        from conftest import UnixHTTPConnection
+        conn = UnixHTTPConnection(daemon.sock)
+        body = json.dumps({"Repo": repo}).encode()
+        conn.request("POST", f"/berth/v1/volumes/{vol}/backup", body=body,
+                     headers={"Content-Type": "application/json"})
+        deadline = time.monotonic() + 60
+        while du(os.path.join(repo_dir, "data")) < 24 * MIB:
+            assert time.monotonic() < deadline, "the backup wrote nothing"
+            time.sleep(0.05)
+        conn.close()
+        # rm waits for the backup's hold on the volume to end; a backup
+        # that was not cancelled would have written its snapshot by then.
+        daemon.docker("volume", "rm", vol, timeout=120)
+        assert restic(repo_dir, "snapshots", "--json").stdout.strip() in ("[]", "null")
+        assert "no errors were found" in restic(repo_dir, "check").stdout
+    finally:
+        remove_repo(daemon, repo)
+
+
+def sysfs_folder_with_unreadable_files() -> tuple[str, list[str]]:
+    """A sysfs folder holding write-only attributes (`uevent`, ...), which
+    even root cannot open for reading (EACCES)."""
+    for bus in sorted(os.listdir("/sys/bus")):
+        folder = os.path.join("/sys/bus", bus)
+        unreadable = []
+        for top, _, files in os.walk(folder):
+            for name in files:
+                path = os.path.join(top, name)
+                if os.path.islink(path):
+                    continue
+                try:
+                    open(path, "rb").close()
+                except PermissionError:
+                    unreadable.append(path[len(folder):])
+        if unreadable and len(unreadable) < 50:
+            return folder, unreadable
+    pytest.skip("no sysfs folder with write-only attributes")
+
+
+def test_a_backup_that_could_not_read_everything_says_so(daemon, uniq, work):
+    """rustic skips what it cannot read and still saves the snapshot (as
+    restic does); berth names what is missing and exits 3 (restic's code
+    for an incomplete snapshot), never reporting the backup whole."""
+    folder, unreadable = sysfs_folder_with_unreadable_files()
+    vol, repo = f"{uniq}sys", f"{uniq}r"
+    daemon.docker("volume", "create", "-o", "type=none", "-o", "o=bind", "-o",
+                  f"device={folder}", vol)
+    init_repo(daemon, repo, os.path.join(work, "repo"))
+    try:
+        p = cli(daemon, "volume", "backup", vol, "--repo", repo, check=False)
+        assert p.returncode == 3, (p.returncode, p.stderr)
+        snap = p.stdout.strip()
+        assert any(b["Id"] == snap for b in backups(daemon, vol, repo))
+        warning = p.stderr
+        assert f"{len(unreadable)} of " in warning and "incomplete" in warning, warning
+        for name in unreadable[:10]:
+            assert name in warning, (name, warning)
+        # A whole backup has no warning and exits 0.
+        whole = f"{uniq}whole"
+        daemon.docker("volume", "create", whole)
+        with open(os.path.join(daemon.mountpoint(whole), "f"), "w") as f:
+            f.write("x")
+        p = cli(daemon, "volume", "backup", whole, "--repo", repo, check=False)
+        assert p.returncode == 0 and "warning" not in p.stderr, p.stderr
+    finally:
+        remove_repo(daemon, repo)

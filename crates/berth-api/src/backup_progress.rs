@@ -2,7 +2,8 @@
 //! lines in Docker's `jsonmessage` shape, like clone's: progress lines
 //! (`progressDetail` current/total bytes) while it runs, then the result
 //! (`aux`) or the error. Checks that fail before data moves still get their
-//! own status code. A client that goes away cancels the operation.
+//! own status code. A client that goes away cancels the operation, with or
+//! without the stream ([`run`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +77,29 @@ async fn report<T>(
             }
         }
     }
+}
+
+/// Runs `work` on a blocking thread and answers its result in one piece
+/// (no progress stream); a client that goes away meanwhile (the request's
+/// future is dropped) cancels it, as closing the stream does.
+pub async fn run<T, F>(progress: Arc<Progress>, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, BackupError> + Send + 'static,
+{
+    /// Cancels the operation unless disarmed (taken) when it has ended.
+    struct CancelOnDrop(Option<Arc<Progress>>);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            if let Some(progress) = self.0.take() {
+                progress.cancel();
+            }
+        }
+    }
+    let mut armed = CancelOnDrop(Some(progress));
+    let result = crate::request::blocking(work).await;
+    armed.0 = None;
+    result
 }
 
 fn line<T: Serialize>(id: &str, status: &str, event: Event<T>) -> Bytes {

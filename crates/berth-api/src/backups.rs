@@ -153,7 +153,7 @@ pub async fn backup(
     if Query::parse(q.as_deref()).bool("progress") {
         return crate::backup_progress::respond(id, "Backing up", progress, work).await;
     }
-    let report = blocking(work).await?;
+    let report = crate::backup_progress::run(progress, work).await?;
     Ok(json(StatusCode::CREATED, &report))
 }
 
@@ -205,7 +205,7 @@ pub async fn restore(
     if Query::parse(q.as_deref()).bool("progress") {
         return crate::backup_progress::respond(id, "Restoring", progress, work).await;
     }
-    let volume = blocking(work).await?;
+    let volume = crate::backup_progress::run(progress, work).await?;
     Ok(json(StatusCode::CREATED, &volume))
 }
 

@@ -199,7 +199,10 @@ pub async fn stop(
 ) -> Result<Response, ApiError> {
     let (timeout, signal) = stop_options(&Query::parse(q.as_deref()))?;
     let svc = state.containers.clone();
+    let backups = state.backups.clone();
     blocking(move || {
+        // Also when a backup has it stopped already: the user wants it so.
+        backups.user_stopped(&id);
         svc.stop(&id, timeout, signal.as_deref())
             .map_err(ApiError::from)
     })
@@ -261,7 +264,12 @@ pub async fn kill(
         .filter(|s| !s.is_empty())
         .map(str::to_string);
     let svc = state.containers.clone();
-    blocking(move || svc.kill(&id, signal.as_deref()).map_err(ApiError::from)).await?;
+    let backups = state.backups.clone();
+    blocking(move || {
+        backups.user_stopped(&id);
+        svc.kill(&id, signal.as_deref()).map_err(ApiError::from)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

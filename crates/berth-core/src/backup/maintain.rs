@@ -108,15 +108,30 @@ impl BackupService {
         };
         let mut out = Vec::new();
         for name in names {
-            let (_guard, _, opened) = self.open_repo(&name, &Arc::default())?;
-            let mut snaps = opened
-                .get_all_snapshots()
-                .map_err(|e| BackupError::repository(&name, &e))?;
+            let mut snaps = self.snapshots_of(&name)?;
             snaps.retain(|s| volume.is_none_or(|v| volume_of(s) == Some(v)));
             snaps.sort_by(|a, b| a.time.cmp(&b.time));
             out.extend(snaps.iter().map(|s| BackupEntry::of(&name, s)));
         }
         Ok(out)
+    }
+
+    /// Every snapshot in `repo`, read without waiting for an operation
+    /// that holds the repository (a backup may take hours); read again
+    /// under its lock if that failed (a forget removed a file meanwhile).
+    fn snapshots_of(&self, repo: &str) -> Result<Vec<SnapshotFile>, BackupError> {
+        let read = |opened: &super::repo::Opened| {
+            opened
+                .get_all_snapshots()
+                .map_err(|e| BackupError::repository(repo, &e))
+        };
+        match self.open_repo_unlocked(repo).and_then(|o| read(&o)) {
+            Err(BackupError::Repository { .. }) => {
+                let (_guard, _, opened) = self.open_repo(repo, &Arc::default())?;
+                read(&opened)
+            }
+            answer => answer,
+        }
     }
 
     /// Removes `repo`'s snapshots that `rules` do not keep, each host's

@@ -4,8 +4,9 @@
 //!
 //! Split: [`location`] (parsing a repository URL), [`repo`] (records and
 //! opening), [`secret`] (secrets sealed at rest), [`meta`] (what a backup
-//! records about its volume), [`run`] (backup), [`restore`], [`maintain`]
-//! (forget, prune, check), [`schedule`] (schedules the daemon runs).
+//! records about its volume), [`run`] (backup), [`completeness`] (what a
+//! backup could not read), [`restore`], [`maintain`] (forget, prune,
+//! check), [`schedule`] (schedules the daemon runs).
 //!
 //! rustic_core takes no repository locks, so berth serialises every
 //! operation on one repository itself (a per-name lock held for the whole
@@ -15,6 +16,7 @@
 //! these methods off its async workers.
 
 pub mod backend;
+mod completeness;
 mod error;
 pub mod location;
 mod maintain;
@@ -46,6 +48,8 @@ use crate::volume::VolumeService;
 /// A container as a backup sees it.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerFacts {
+    /// The full ID.
+    pub id: String,
     pub name: String,
     pub labels: BTreeMap<String, String>,
 }
@@ -152,6 +156,17 @@ impl BackupService {
         self
     }
 
+    /// Its user stopped or killed container `id` (a name or an ID): if a
+    /// backup had stopped it, that backup no longer starts it again at
+    /// its end (nor does the next start after a crash). Returns whether a
+    /// backup had it stopped.
+    pub fn user_stopped(&self, id: &str) -> bool {
+        let Some(facts) = self.containers.as_ref().and_then(|c| c.facts(id)) else {
+            return false;
+        };
+        stopping::cross_off(&self.stopped_ledger, &facts.id)
+    }
+
     fn publish(&self, action: &str, id: &str, attributes: &[(&str, &str)]) {
         if let Some(bus) = &self.events {
             bus.publish(Event::now("backup", action, id, attributes));
@@ -180,7 +195,7 @@ impl BackupService {
             location: &location,
             options: &req.options,
             secrets: &req.secrets,
-            cache: &self.cache,
+            cache: Some(&self.cache),
         };
         let opened = match req.init {
             true => target.init(&Arc::default())?,
@@ -261,15 +276,35 @@ impl BackupService {
         let guard = self
             .repo_locks
             .lock(&format!("id:{}", record.repository_id));
-        let opened = repo::Target {
-            name,
+        let opened = self.target(&record, &secrets, true).open(progress)?;
+        Ok((guard, record, opened))
+    }
+
+    /// Opens repository `name` for reading without its lock and without
+    /// rustic's cache, so it never waits for a backup of that repository.
+    /// Safe beside a writer: every backend puts a file in place whole
+    /// (written under a temporary name, then renamed; an object store's
+    /// PUT), but the cache is written in place, so a reader could see a
+    /// cached file half written. A file that a forget removes meanwhile
+    /// fails the read; callers then read again under the lock.
+    fn open_repo_unlocked(&self, name: &str) -> Result<repo::Opened, BackupError> {
+        let (record, secrets) = self.record_and_secrets(name)?;
+        self.target(&record, &secrets, false).open(&Arc::default())
+    }
+
+    fn target<'a>(
+        &'a self,
+        record: &'a RepoRecord,
+        secrets: &'a RepoSecrets,
+        cached: bool,
+    ) -> repo::Target<'a> {
+        repo::Target {
+            name: &record.name,
             url: &record.url,
             location: &record.location,
             options: &record.options,
-            secrets: &secrets,
-            cache: &self.cache,
+            secrets,
+            cache: cached.then_some(self.cache.as_path()),
         }
-        .open(progress)?;
-        Ok((guard, record, opened))
     }
 }

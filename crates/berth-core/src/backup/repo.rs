@@ -57,7 +57,8 @@ pub(super) struct Target<'a> {
     pub location: &'a Location,
     pub options: &'a BTreeMap<String, String>,
     pub secrets: &'a RepoSecrets,
-    pub cache: &'a Path,
+    /// rustic's cache folder; `None` reads everything from the backend.
+    pub cache: Option<&'a Path>,
 }
 
 impl Target<'_> {
@@ -66,7 +67,10 @@ impl Target<'_> {
         let err = |e: Box<rustic_core::RusticError>| BackupError::repository(self.name, &e);
         let backends = super::backend::open(self.location, self.options, &self.secrets.options)?;
         let mut repo_opts = RepositoryOptions::default();
-        repo_opts.cache_dir = Some(self.cache.to_path_buf());
+        match self.cache {
+            Some(cache) => repo_opts.cache_dir = Some(cache.to_path_buf()),
+            None => repo_opts.no_cache = true,
+        }
         let repo = Repository::new_with_progress(&repo_opts, &backends, Bars(progress.clone()))
             .map_err(err)?;
         let exists = repo.config_id().map_err(err)?.is_some();

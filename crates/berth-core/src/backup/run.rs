@@ -18,6 +18,7 @@ use rustic_core::{
 };
 use serde::Serialize;
 
+use super::completeness;
 use super::meta::{check_tag, BackupEntry, BackupMeta, BERTH_TAG, VOLUME_TAG_PREFIX};
 use super::{BackupError, BackupService};
 
@@ -113,6 +114,9 @@ pub struct BackupReport {
     pub files_unmodified: u64,
     /// Seconds the backup took.
     pub duration: f64,
+    /// What the backup lacks (entries of the volume it could not read),
+    /// empty when it is whole.
+    pub warnings: Vec<String>,
 }
 
 impl BackupService {
@@ -161,22 +165,29 @@ impl BackupService {
                 .map_err(|e| BackupError::repository(repo, &e))
         };
         let saved = with_progress(repo, &progress, run);
+        let summary = saved.as_ref().ok().and_then(|s| s.summary.clone());
+        let summary = summary.unwrap_or_default();
+        let warning = match &saved {
+            Ok(_) => completeness::missing_warning(&source_path, summary.total_files_processed),
+            Err(_) => None,
+        };
         drop(source);
         drop(stopped);
         let saved = saved?;
-        let summary = saved.summary.clone().unwrap_or_default();
         let report = BackupReport {
             entry: BackupEntry::of(&record.name, &saved),
             files_new: summary.files_new,
             files_changed: summary.files_changed,
             files_unmodified: summary.files_unmodified,
             duration: summary.total_duration,
+            warnings: warning.into_iter().collect(),
         };
-        self.publish(
-            "backup",
-            volume,
-            &[("repo", repo), ("snapshot", &report.entry.id)],
-        );
+        let mut attributes = vec![("repo", repo), ("snapshot", report.entry.id.as_str())];
+        if let Some(w) = report.warnings.first() {
+            tracing::warn!(volume, repo, snapshot = %report.entry.id, "{w}");
+            attributes.push(("warning", w));
+        }
+        self.publish("backup", volume, &attributes);
         Ok(report)
     }
 }

@@ -232,11 +232,12 @@ impl BackupService {
                 if let Some(keep) = &schedule.keep {
                     self.forget(&schedule.repo, Some(&schedule.volume), keep)?;
                 }
-                Ok(report.entry.id)
+                Ok(report)
             });
         let finished = chrono::Utc::now().timestamp();
+        // An incomplete backup keeps its snapshot but counts as a failure.
         let (snapshot, error) = match result {
-            Ok(id) => (Some(id), None),
+            Ok(report) => (Some(report.entry.id), report.warnings.into_iter().next()),
             Err(e) => (None, Some(e.to_string())),
         };
         let last = LastRun {
@@ -247,18 +248,18 @@ impl BackupService {
         };
         self.record_run(&schedule, last);
         match (&snapshot, &error) {
-            (Some(id), _) => self.publish(
+            (Some(id), None) => self.publish(
                 "scheduled",
                 &schedule.volume,
                 &[("repo", &schedule.repo), ("snapshot", id)],
             ),
             (_, Some(e)) => {
                 tracing::warn!(volume = %schedule.volume, repo = %schedule.repo, error = %e, "scheduled backup failed");
-                self.publish(
-                    "scheduled-failed",
-                    &schedule.volume,
-                    &[("repo", &schedule.repo), ("error", e)],
-                );
+                let mut attributes = vec![("repo", schedule.repo.as_str()), ("error", e)];
+                if let Some(id) = &snapshot {
+                    attributes.push(("snapshot", id)); // kept, but incomplete
+                }
+                self.publish("scheduled-failed", &schedule.volume, &attributes);
             }
             _ => {}
         }

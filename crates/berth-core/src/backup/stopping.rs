@@ -8,7 +8,8 @@
 //! Each container is written down (a file named after it in
 //! `<root>/backup/stopped/`, synced) before it is stopped and crossed off
 //! once it runs again, so a crash in between does not leave it stopped:
-//! the next start starts what is written down.
+//! the next start starts what is written down. A user who stops or kills
+//! one of them meanwhile crosses it off: it stays stopped.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,8 +38,13 @@ impl Drop for Stopped {
             return;
         };
         for (id, name) in self.stopped.iter().rev() {
+            if !self.ledger.join(id).exists() {
+                tracing::info!(container = %name,
+                    "not started again after the backup: its user stopped it meanwhile");
+                continue;
+            }
             match control.start(id) {
-                Ok(()) => cross_off(&self.ledger, id),
+                Ok(()) => _ = cross_off(&self.ledger, id),
                 Err(e) => tracing::error!(container = %name, error = %e,
                     "starting a container again after a backup failed (the next start tries again)"),
             }
@@ -104,8 +110,9 @@ fn write_down(ledger: &Path, id: &str) -> std::io::Result<()> {
     crate::driver::sync_dir(ledger).map_err(std::io::Error::other)
 }
 
-fn cross_off(ledger: &Path, id: &str) {
-    let _ = std::fs::remove_file(ledger.join(id));
+/// Crosses container `id` off; returns whether it was written down.
+pub(super) fn cross_off(ledger: &Path, id: &str) -> bool {
+    std::fs::remove_file(ledger.join(id)).is_ok()
 }
 
 /// Start-up: starts again the containers a backup stopped and a crash

@@ -14,6 +14,7 @@ impl ContainerControl for BackupContainers {
     fn facts(&self, id: &str) -> Option<ContainerFacts> {
         let record = self.0.resolve(id).ok()?;
         Some(ContainerFacts {
+            id: record.id.clone(),
             name: record.name.trim_start_matches('/').to_string(),
             labels: record.config.labels.unwrap_or_default(),
         })

@@ -329,7 +329,12 @@ pub async fn volume_backup(api: &ApiClient, a: VolumeBackupArgs) -> Result<i32> 
     let message = format!("backing up {} to {}", a.volume, a.repo);
     let report = super::progress::follow(resp, message).await?;
     println!("{}", text(&report["Id"]));
-    Ok(0)
+    let warnings = report["Warnings"].as_array().cloned().unwrap_or_default();
+    for w in &warnings {
+        eprintln!("warning: {}", text(w));
+    }
+    // restic's code for "snapshot saved, but some of the source unread".
+    Ok(if warnings.is_empty() { 0 } else { 3 })
 }
 
 /// `berth volume backups [VOL] [--repo R]`
