@@ -38,6 +38,7 @@ mod types;
 pub mod version;
 mod volume_archive;
 mod volume_blocks;
+pub mod volume_plugin_serve;
 mod volumes;
 pub mod web;
 

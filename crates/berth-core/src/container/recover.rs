@@ -230,7 +230,12 @@ impl ContainerService {
         report: &mut RecoveryReport,
     ) -> Result<(), ContainerError> {
         for (volume, holder, is_mount) in self.volumes.all_holders()? {
-            if known.contains(&holder) || holder.starts_with(OPERATION_MOUNT_PREFIX) {
+            // Operations settle their own; another engine's mounts through
+            // berth's volume plugin end with that engine's Unmount.
+            if known.contains(&holder)
+                || holder.starts_with(OPERATION_MOUNT_PREFIX)
+                || crate::volume::is_plugin_client_id(&holder)
+            {
                 continue;
             }
             tracing::warn!(%volume, %holder, "dropping the hold of no container");

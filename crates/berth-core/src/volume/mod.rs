@@ -6,7 +6,8 @@
 //! [`service`] (create, get, list, remove, refs, mounts), [`prune`],
 //! [`reconcile`] (start-up repair), [`trash`] (removed storage destroyed in
 //! the background), [`usage`] (`system df` sizes, measured once while
-//! unmounted); per-name locking is [`crate::locks`].
+//! unmounted), [`plugin_client`] (mounts another engine holds through
+//! berth's volume plugin); per-name locking is [`crate::locks`].
 
 mod archive;
 mod backup_source;
@@ -18,6 +19,7 @@ mod import;
 mod import_new;
 mod model;
 pub mod names;
+mod plugin_client;
 mod prune;
 mod reconcile;
 mod rename;
@@ -33,6 +35,7 @@ pub use extended::CloneProgress;
 pub use filters::Filters;
 pub use import::AnnouncedDigest;
 pub use model::{CreateRequest, ListedVolume, Volume, VolumeUsage};
+pub use plugin_client::{is_plugin_client_id, plugin_client_mount_id, PLUGIN_CLIENT_MOUNT_PREFIX};
 pub use prune::PruneReport;
 pub use reconcile::ReconcileReport;
 pub use service::VolumeService;

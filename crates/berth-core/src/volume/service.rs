@@ -498,6 +498,11 @@ impl VolumeService {
         self.publish("destroy", &record.name, &[("driver", &record.driver)]);
     }
 
+    /// Whether `driver` is one of berth's own (not a plugin's).
+    pub fn is_builtin_driver(&self, driver: &str) -> bool {
+        self.drivers.builtin(driver).is_some()
+    }
+
     /// The active mount ids of `name` (running containers' IDs, and
     /// berth's own operations'), sorted.
     pub fn mount_ids(&self, name: &str) -> Result<Vec<String>, VolumeError> {

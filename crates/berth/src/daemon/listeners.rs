@@ -172,6 +172,21 @@ pub fn serve_all(
     Ok(servers)
 }
 
+/// Serves berth's volume plugin (`app`) on a unix socket at `path` until
+/// `stop`. The socket is root's alone: whoever reaches it can mount any
+/// volume.
+pub fn serve_plugin(
+    path: &std::path::Path,
+    app: axum::Router,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<JoinHandle<std::io::Result<()>>> {
+    let listener = super::socket::bind(path)?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    tracing::info!(socket = %path.display(), "serving berth's drivers as a Docker volume plugin");
+    let server = axum::serve(listener, app).with_graceful_shutdown(wait_for_stop(stop));
+    Ok(tokio::spawn(server.into_future()))
+}
+
 /// Serves `app` on `listener` in a task of its own until `stop`.
 fn spawn_server<L>(
     listener: L,

@@ -118,6 +118,12 @@ pub struct DaemonArgs {
     /// other calls get half).
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     plugin_timeout: u64,
+    /// Serve berth's drivers as a Docker volume plugin on this unix
+    /// socket (its file name, less `.sock`, is the plugin's name for
+    /// dockerd: /run/docker/plugins/berth.sock is `docker volume create
+    /// -d berth`).
+    #[arg(long, value_name = "SOCKET")]
+    serve_volume_plugin: Option<PathBuf>,
     /// Seconds between automatic trims of pools and mounted volumes (0: never).
     #[arg(long, default_value_t = 3600)]
     trim_interval: u64,
@@ -487,9 +493,20 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     spawn_periodic_trim(state.volumes.clone(), args.trim_interval);
     memory::spawn_periodic_release();
     let networks = state.networks.clone();
-    let app = berth_api::app(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let servers = listeners::serve_all(app, bound, tcp_plan.as_ref(), stop_rx)?;
+    let mut servers = Vec::new();
+    if let Some(path) = &args.serve_volume_plugin {
+        let plugin = berth_api::volume_plugin_serve::app(state.volumes.clone());
+        servers.push(listeners::serve_plugin(path, plugin, stop_rx.clone())?);
+        socket_files.push(path.clone());
+    }
+    let app = berth_api::app(state);
+    servers.extend(listeners::serve_all(
+        app,
+        bound,
+        tcp_plan.as_ref(),
+        stop_rx,
+    )?);
     spawn_reload_on_hangup(reload, args.clone());
     stop_signal().await;
     let _ = stop_tx.send(true);
@@ -718,6 +735,7 @@ fn open_networks(
 fn plugin_settings(args: &DaemonArgs) -> PluginSettings {
     let mut dirs = PluginDirs {
         sockets: args.plugin_socket_dir.clone(),
+        own: args.serve_volume_plugin.clone(),
         ..PluginDirs::default()
     };
     if !args.plugin_spec_dir.is_empty() {

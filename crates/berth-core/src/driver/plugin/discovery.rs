@@ -14,6 +14,10 @@ use super::http::Addr;
 pub struct PluginDirs {
     pub sockets: PathBuf,
     pub specs: Vec<PathBuf>,
+    /// The socket berth itself serves its drivers on as a plugin
+    /// (`--serve-volume-plugin`): never used as a plugin, or a volume
+    /// would be made twice, once by each side of berth.
+    pub own: Option<PathBuf>,
 }
 
 impl Default for PluginDirs {
@@ -24,6 +28,7 @@ impl Default for PluginDirs {
                 PathBuf::from("/etc/docker/plugins"),
                 PathBuf::from("/usr/lib/docker/plugins"),
             ],
+            own: None,
         }
     }
 }
@@ -43,6 +48,31 @@ pub fn find(dirs: &PluginDirs, name: &str) -> Result<Option<Addr>, String> {
     if !valid_name(name) {
         return Ok(None);
     }
+    let found = find_anywhere(dirs, name)?;
+    if let Some(Addr::Unix(socket)) = &found {
+        if dirs.is_own(socket) {
+            return Err(format!(
+                "{} is berth's own volume plugin: use its drivers (local, thin) directly",
+                socket.display()
+            ));
+        }
+    }
+    Ok(found)
+}
+
+impl PluginDirs {
+    /// Whether `socket` is the one berth serves its own plugin on.
+    fn is_own(&self, socket: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let identity = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+        match &self.own {
+            Some(own) => identity(own).is_some() && identity(own) == identity(socket),
+            None => false,
+        }
+    }
+}
+
+fn find_anywhere(dirs: &PluginDirs, name: &str) -> Result<Option<Addr>, String> {
     for socket in [
         dirs.sockets.join(format!("{name}.sock")),
         dirs.sockets.join(name).join(format!("{name}.sock")),
@@ -81,9 +111,10 @@ pub fn all_names(dirs: &PluginDirs) -> Vec<String> {
             .unwrap_or_default()
     };
     for (file, path) in entries(&dirs.sockets) {
+        let nested = path.join(format!("{file}.sock"));
         let name = match file.strip_suffix(".sock") {
-            Some(stem) if is_socket(&path) => stem.to_string(),
-            _ if is_socket(&path.join(format!("{file}.sock"))) => file,
+            Some(stem) if is_socket(&path) && !dirs.is_own(&path) => stem.to_string(),
+            _ if is_socket(&nested) && !dirs.is_own(&nested) => file,
             _ => continue,
         };
         names.insert(name);
@@ -160,9 +191,10 @@ mod tests {
     #[test]
     fn sockets_come_before_specs_and_json_specs_work() {
         let dir = tempfile::tempdir().unwrap();
-        let dirs = PluginDirs {
+        let mut dirs = PluginDirs {
             sockets: dir.path().join("run"),
             specs: vec![dir.path().join("etc")],
+            own: None,
         };
         std::fs::create_dir_all(dir.path().join("etc")).unwrap();
         std::fs::create_dir_all(dir.path().join("run/p2")).unwrap();
@@ -176,7 +208,14 @@ mod tests {
         let sock = dir.path().join("run/p2/p2.sock");
         let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         std::fs::write(dir.path().join("etc/p2.spec"), "tcp://127.0.0.1:9\n").unwrap();
-        assert_eq!(find(&dirs, "p2"), Ok(Some(Addr::Unix(sock))));
+        assert_eq!(find(&dirs, "p2"), Ok(Some(Addr::Unix(sock.clone()))));
         assert_eq!(find(&dirs, "../p2"), Ok(None));
+        assert_eq!(all_names(&dirs), ["p1", "p2"]);
+        // berth's own plugin socket is never a plugin, under any name.
+        dirs.own = Some(sock);
+        assert!(find(&dirs, "p2").unwrap_err().contains("berth's own"));
+        assert_eq!(all_names(&dirs), ["p1", "p2"], "p2.spec still names one");
+        std::fs::remove_file(dir.path().join("etc/p2.spec")).unwrap();
+        assert_eq!(all_names(&dirs), ["p1"]);
     }
 }
