@@ -59,7 +59,7 @@ class Plugin:
 @pytest.fixture(scope="module")
 def plugdirs():
     work = tempfile.mkdtemp(prefix="bpl-", dir="/tmp")
-    for sub in ("run", "etc", "p1", "p2", "p3", "p4", "p5", "p6", "p7"):
+    for sub in ("run", "etc", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "p10"):
         os.makedirs(os.path.join(work, sub))
     yield work
     shutil.rmtree(work, ignore_errors=True)
@@ -331,3 +331,118 @@ def test_a_refused_unmount_does_not_keep_the_volume_in_use(pd, plugdirs):
         assert stuck.calls("VolumeDriver.Remove")
     finally:
         stuck.stop()
+
+
+def test_volumes_a_plugin_lists_are_adopted_and_lost_ones_warned(pd, plugdirs):
+    """As Docker lists what a plugin's List gives: a volume the plugin has
+    and berth has no row for (made through another engine) is listed and
+    usable; a row whose volume the plugin no longer lists is kept, with a
+    warning, never dropped silently."""
+    p = Plugin(os.path.join(plugdirs, "run", "adoptplug.sock"), os.path.join(plugdirs, "p8"))
+    try:
+        pd.docker("volume", "create", "-d", "adoptplug", "known")
+        os.makedirs(os.path.join(p.storage, "elsewhere"))  # made behind berth's back
+        listed = pd.docker("volume", "ls", "--format", "{{.Driver}} {{.Name}}").stdout.split("\n")
+        assert "adoptplug elsewhere" in listed and "adoptplug known" in listed, listed
+        info = json.loads(pd.docker("volume", "inspect", "elsewhere").stdout)[0]
+        assert info["Driver"] == "adoptplug" and info["Labels"] in (None, {}), info
+        assert info["Mountpoint"] == os.path.join(p.storage, "elsewhere")
+        shutil.rmtree(os.path.join(p.storage, "known"))  # lost behind berth's back
+        status, body = pd.api("GET", "/volumes")
+        assert status == 200, body
+        assert "known" in [v["Name"] for v in body["Volumes"]], "kept from the row"
+        assert any("known is not in the List of its plugin adoptplug" in w
+                   for w in body["Warnings"] or []), body["Warnings"]
+        pd.docker("volume", "rm", "elsewhere")
+        assert p.calls("VolumeDriver.Remove")[-1]["body"] == {"Name": "elsewhere"}
+        assert not os.path.exists(os.path.join(p.storage, "elsewhere"))
+    finally:
+        pd.docker("volume", "rm", "-f", "known", check=False)
+        p.stop()
+
+
+def test_plugin_volume_operations_a_crash_cut_short_are_settled(berth_factory, plugdirs):
+    """kill -9 while a plugin's Create or Remove hangs leaves a creating or
+    removing row; once the plugin answers again (no daemon restart of its
+    own needed), the row is settled by what the plugin has: a volume it
+    made is kept (ready), one it lacks is forgotten, a remove is finished."""
+    run = os.path.join(plugdirs, "run")
+    sock, work = os.path.join(run, "crashplug.sock"), os.path.join(plugdirs, "p9")
+    d = berth_factory(extra_args=["--plugin-socket-dir", run,
+                                  "--plugin-spec-dir", os.path.join(plugdirs, "etc")])
+
+    def cut_short(flag: str, *docker_args: str, call: str) -> None:
+        """Runs a docker command while the plugin hangs on `call`, then
+        kills the daemon (-9) and the plugin."""
+        hung = Plugin(sock, work, flag)
+        try:
+            d.start()
+            cmd = subprocess.Popen(["docker", "-H", d.host, *docker_args],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 30
+            while not hung.calls(call):
+                assert time.monotonic() < deadline, f"{call} never reached the plugin"
+                time.sleep(0.05)
+            d.kill9()
+            cmd.wait(timeout=30)
+        finally:
+            hung.stop()
+
+    Plugin(sock, work).stop()  # its storage folder, made once
+    cut_short("--hang-create-after", "volume", "create", "-d", "crashplug", "made", call="VolumeDriver.Create")
+    cut_short("--hang-create-before", "volume", "create", "-d", "crashplug", "never", call="VolumeDriver.Create")
+    plugin = Plugin(sock, work)
+    try:
+        d.start()
+        d.docker("volume", "create", "-d", "crashplug", "doomed")
+        plugin.stop()
+        d.stop()
+        cut_short("--hang-remove", "volume", "rm", "doomed", call="VolumeDriver.Remove")
+        assert os.path.isdir(os.path.join(plugin.storage, "doomed"))
+        plugin = Plugin(sock, work)
+        d.start()
+
+        def settled() -> bool:
+            names = set(d.list_volumes())
+            return names == {"made"} and not os.path.exists(os.path.join(plugin.storage, "doomed"))
+        deadline = time.monotonic() + 60
+        while not settled():
+            assert time.monotonic() < deadline, (sorted(d.list_volumes()), os.listdir(plugin.storage))
+            time.sleep(0.2)
+        assert plugin.calls("VolumeDriver.Remove")[-1]["body"] == {"Name": "doomed"}
+        assert not os.path.exists(os.path.join(plugin.storage, "never"))
+        info = json.loads(d.docker("volume", "inspect", "made").stdout)[0]
+        assert info["Driver"] == "crashplug", info
+        d.docker("volume", "rm", "made")
+        # The names are free again.
+        d.docker("volume", "create", "-d", "crashplug", "never")
+        d.docker("volume", "rm", "never")
+    finally:
+        plugin.stop()
+
+
+def test_an_active_plugin_that_moves_is_found_at_its_new_address(pd, plugdirs):
+    """A plugin named by a spec file comes back at another socket: the
+    next use activates it there, without a daemon restart."""
+    spec = os.path.join(plugdirs, "etc", "moving.spec")
+    for sub in ("a", "b"):
+        os.makedirs(os.path.join(plugdirs, "p10", sub), exist_ok=True)
+    first = Plugin(os.path.join(plugdirs, "p10", "one.sock"), os.path.join(plugdirs, "p10", "a"))
+    second = None
+    try:
+        with open(spec, "w") as f:
+            f.write(f"unix://{first.socket}\n")
+        pd.docker("volume", "create", "-d", "moving", "mv1")
+        first.stop()
+        second = Plugin(os.path.join(plugdirs, "p10", "two.sock"), os.path.join(plugdirs, "p10", "b"))
+        with open(spec, "w") as f:
+            f.write(f"unix://{second.socket}\n")
+        pd.docker("volume", "create", "-d", "moving", "mv2")
+        assert os.path.isdir(os.path.join(second.storage, "mv2"))
+        assert second.calls("Plugin.Activate"), "activated again at the new address"
+    finally:
+        pd.docker("volume", "rm", "-f", "mv1", "mv2", check=False)
+        os.unlink(spec)
+        first.stop()
+        if second:
+            second.stop()

@@ -3,12 +3,15 @@ standard library: HTTP/1.0 on a unix socket, volumes as folders.
 
     python3 volume_plugin.py SOCKET STORAGE LOG [--hang-mount] [--fail-list]
         [--hang-list] [--fail-unmount] [--mountpoint PATH]
+        [--hang-create-before] [--hang-create-after] [--hang-remove]
 
 Every call is appended to LOG as one JSON line {"call": ..., "body": ...}
 before it is answered. --hang-mount never answers Mount (a hung plugin);
 --fail-list answers List with an Err, --hang-list never answers it;
 --mountpoint answers every Mount with PATH (a hostile plugin);
---fail-unmount refuses every Unmount (and then lets Remove through).
+--fail-unmount refuses every Unmount (and then lets Remove through);
+--hang-create-before/-after never answer Create, before or after making
+the volume; --hang-remove never answers Remove (nor removes anything).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ HANG_MOUNT = "--hang-mount" in sys.argv
 FAIL_LIST = "--fail-list" in sys.argv
 HANG_LIST = "--hang-list" in sys.argv
 FAIL_UNMOUNT = "--fail-unmount" in sys.argv
+HANG_CREATE_BEFORE = "--hang-create-before" in sys.argv
+HANG_CREATE_AFTER = "--hang-create-after" in sys.argv
+HANG_REMOVE = "--hang-remove" in sys.argv
 FORCED_MOUNTPOINT = (sys.argv[sys.argv.index("--mountpoint") + 1]
                      if "--mountpoint" in sys.argv else None)
 LOCK = threading.Lock()
@@ -51,8 +57,14 @@ def answer(call: str, body: dict) -> dict:
     if call == "VolumeDriver.Capabilities":
         return {"Capabilities": {"Scope": "local"}}
     if call == "VolumeDriver.Create":
+        if HANG_CREATE_BEFORE:
+            time.sleep(3600)
         os.makedirs(volume_dir(name), exist_ok=True)
+        if HANG_CREATE_AFTER:
+            time.sleep(3600)
         return {"Err": ""}
+    if call == "VolumeDriver.Remove" and HANG_REMOVE:
+        time.sleep(3600)
     if call == "VolumeDriver.Remove":
         if MOUNTS.get(name) and not FAIL_UNMOUNT:
             return {"Err": f"{name} is mounted"}

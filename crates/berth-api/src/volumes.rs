@@ -32,9 +32,12 @@ pub async fn list(
     })?;
     let svc = state.volumes.clone();
     let (volumes, plugin_warnings) = blocking(move || {
-        let volumes = svc.list_shared(&filters)?;
-        let warnings = svc.plugin_warnings(&volumes);
-        Ok::<_, berth_core::volume::VolumeError>((volumes, warnings))
+        let mut volumes = svc.list_shared(&filters)?;
+        let plugins = svc.check_plugins(&volumes);
+        if !plugins.adopted.is_empty() {
+            volumes = svc.list_shared(&filters)?; // with what was adopted
+        }
+        Ok::<_, berth_core::volume::VolumeError>((volumes, plugins.warnings))
     })
     .await?;
     let mut warnings = state.volumes.warnings();

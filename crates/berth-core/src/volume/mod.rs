@@ -7,7 +7,8 @@
 //! [`reconcile`] (start-up repair), [`trash`] (removed storage destroyed in
 //! the background), [`usage`] (`system df` sizes, measured once while
 //! unmounted), [`plugin_client`] (mounts another engine holds through
-//! berth's volume plugin); per-name locking is [`crate::locks`].
+//! berth's volume plugin), [`plugin_list`] (what `volume ls` asks plugins), [`plugin_settle`]
+//! (plugin volumes a crash cut short); per-name locking is [`crate::locks`].
 
 mod archive;
 mod backup_source;
@@ -20,6 +21,8 @@ mod import_new;
 mod model;
 pub mod names;
 mod plugin_client;
+mod plugin_list;
+mod plugin_settle;
 mod prune;
 mod reconcile;
 mod rename;
@@ -36,6 +39,7 @@ pub use filters::Filters;
 pub use import::AnnouncedDigest;
 pub use model::{CreateRequest, ListedVolume, Volume, VolumeUsage};
 pub use plugin_client::{is_plugin_client_id, plugin_client_mount_id, PLUGIN_CLIENT_MOUNT_PREFIX};
+pub use plugin_list::{PluginListing, PLUGIN_LIST_WAIT};
 pub use prune::PruneReport;
 pub use reconcile::ReconcileReport;
 pub use service::VolumeService;

@@ -320,54 +320,6 @@ impl VolumeService {
         self.drivers.plugins()
     }
 
-    /// Warnings about the volume plugins `listed` volumes belong to: one
-    /// not available (its volumes are listed from berth's rows), or whose
-    /// `List` fails or takes more than [`PLUGIN_LIST_WAIT`]. The plugins
-    /// are asked at once, each on a thread of its own.
-    pub fn plugin_warnings(&self, listed: &[ListedVolume]) -> Vec<String> {
-        let Some(plugins) = self.drivers.plugins() else {
-            return Vec::new();
-        };
-        let mut names = std::collections::BTreeSet::new();
-        let mut last: Option<&str> = None;
-        for volume in listed {
-            let driver = volume.record.driver.as_str();
-            if last != Some(driver) && self.drivers.builtin(driver).is_none() {
-                names.insert(driver.to_string());
-            }
-            last = Some(driver);
-        }
-        // Each asked on a thread of its own, all waited for at most
-        // PLUGIN_LIST_WAIT in total: a plugin that hangs is a warning, and
-        // its thread ends with its call's own timeout.
-        let (tx, rx) = std::sync::mpsc::channel();
-        for name in &names {
-            let (tx, plugins, name) = (tx.clone(), plugins.clone(), name.clone());
-            std::thread::spawn(move || {
-                let _ = tx.send((name.clone(), plugin_warning(&plugins, &name)));
-            });
-        }
-        drop(tx);
-        let deadline = std::time::Instant::now() + PLUGIN_LIST_WAIT;
-        let mut answered = std::collections::BTreeMap::new();
-        while answered.len() < names.len() {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok((name, warning)) => answered.insert(name, warning),
-                Err(_) => break,
-            };
-        }
-        (names.into_iter())
-            .filter_map(|name| match answered.remove(&name) {
-                Some(warning) => warning,
-                None => Some(format!(
-                    "volume plugin {name} did not answer List within {} s",
-                    PLUGIN_LIST_WAIT.as_secs()
-                )),
-            })
-            .collect()
-    }
-
     /// Removes a volume. Held volumes are refused even with `force`; `force`
     /// turns "no such volume" into `Ok(false)` and drops the metadata even if
     /// the driver fails to delete the storage (the error is still returned,
@@ -692,19 +644,6 @@ impl VolumeService {
             options: record.options,
             status,
         })
-    }
-}
-
-/// How long `volume ls` waits for a plugin's `List`.
-pub const PLUGIN_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The warning about plugin `name`, if it is not well.
-fn plugin_warning(plugins: &crate::driver::plugin::Plugins, name: &str) -> Option<String> {
-    match plugins.get_quick(name) {
-        Err(e) => Some(format!(
-            "volume plugin {name} is not available ({e}): its volumes are listed from berth's records"
-        )),
-        Ok(plugin) => plugin.check_list(PLUGIN_LIST_WAIT).err().map(|e| e.to_string()),
     }
 }
 

@@ -645,6 +645,7 @@ fn open_services(layout: &RootLayout, engine: EngineSettings) -> Result<ApiState
     let plugins = Arc::new(Plugins::new(plugins));
     let volumes =
         Arc::new(open_volumes(layout, store.clone(), thin, plugins)?.with_events(events.clone()));
+    volumes.settle_plugin_rows_later();
     let networks = Arc::new(
         open_networks(layout, store_for_networks, &bridge, &bip)?.with_events(events.clone()),
     );

@@ -93,10 +93,16 @@ impl Plugins {
     /// Plugin `name` as a driver: found and activated at first use (the
     /// table's lock is not held meanwhile). Unknown: `UnknownDriver`.
     pub fn get(&self, name: &str) -> Result<Arc<PluginDriver>, DriverError> {
-        if let Some(found) = self.active.lock().get(name) {
-            return Ok(found.clone());
+        let active = self.active_one(name);
+        let found = discovery::find(&self.settings.dirs, name);
+        match (&active, &found) {
+            // Moved (a new socket path or spec): activated again there.
+            (Some(driver), Ok(Some(addr))) if *addr != driver.addr => {}
+            // Where it was, or gone for now (it may come back).
+            (Some(driver), _) => return Ok(driver.clone()),
+            (None, _) => {}
         }
-        let addr = discovery::find(&self.settings.dirs, name)
+        let addr = found
             .map_err(|why| plugin_error(name, "discovery", why))?
             .ok_or_else(|| DriverError::UnknownDriver(name.to_string()))?;
         if let Some(failed) = self.failed_lately(name, &addr) {
@@ -123,7 +129,14 @@ impl Plugins {
         };
         self.failed.lock().remove(name);
         let mut active = self.active.lock();
-        Ok(active.entry(name.to_string()).or_insert(driver).clone())
+        match active.get(name) {
+            // Another caller activated it at the same address meanwhile.
+            Some(other) if other.addr == driver.addr => Ok(other.clone()),
+            _ => {
+                active.insert(name.to_string(), driver.clone());
+                Ok(driver)
+            }
+        }
     }
 
     /// Plugin `name`, activated now if it is not yet, without waiting for
@@ -310,13 +323,19 @@ impl PluginDriver {
         http::post(&self.addr, &format!("/{method}"), body, timeout)
     }
 
-    /// Whether the plugin's `List` answers within `timeout` (for the
-    /// warnings of `volume ls`, which must not wait long on a plugin).
-    pub fn check_list(&self, timeout: Duration) -> Result<(), DriverError> {
+    /// The names the plugin's `List` gives within `timeout` (for `volume
+    /// ls`, which must not wait long on a plugin).
+    pub fn list_names(&self, timeout: Duration) -> Result<Vec<String>, DriverError> {
         let method = "VolumeDriver.List";
         let result = self.post_within(method, b"{}", timeout.min(self.settings.short_timeout));
         Self::answer::<protocol::ListAnswer>(result)
-            .map(|_| ())
+            .map(|list| {
+                list.volumes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| v.name)
+                    .collect()
+            })
             .map_err(|f| plugin_error(&self.name, method, f.message()))
     }
 
