@@ -37,6 +37,8 @@ def cli(d, *args, check=True, password=PASSWORD):
 
 def init_repo(d, name: str, path: str) -> None:
     cli(d, "backup", "repo", "init", name, "--url", path)
+    # Its key files would let anyone who reads them guess the password.
+    assert os.stat(path).st_mode & 0o777 == 0o700, oct(os.stat(path).st_mode)
 
 
 def backup(d, volume: str, repo: str, *tags: str) -> str:
@@ -297,8 +299,12 @@ def test_forget_prune_and_check_find_corruption(daemon, uniq, work):
         snaps.append(backup(daemon, vol, repo))
         cli(daemon, "backup", "forget", repo, "--keep-last", "1")
         before = du(repo_dir)
-        cli(daemon, "backup", "prune", repo, "--instant")
-        assert du(repo_dir) < before - 8 * MIB, "the forgotten data's space came back"
+        status, pruned = daemon.api("POST", f"/berth/v1/backup/repos/{repo}/prune", {"Instant": True})
+        assert status == 200, pruned
+        freed = before - du(repo_dir)
+        assert freed > 8 * MIB, "the forgotten data's space came back"
+        # The report counts what went, repacked packs too.
+        assert pruned["PacksRemoved"] > 0 and pruned["BytesRemoved"] > 8 * MIB, (pruned, freed)
         assert "no errors were found" in cli(daemon, "backup", "check", repo, "--read-data").stdout
         assert "no errors were found" in restic(repo_dir, "check").stdout
         # Corrupt one pack: check --read-data says so (and exits non-zero).
@@ -387,6 +393,25 @@ def test_a_daemon_killed_mid_backup_leaves_a_valid_repository(berth_factory, wor
     assert [b["Id"] for b in backups(d, "vol", repo)] == [snap]
     assert "no errors were found" in cli(d, "backup", "check", repo).stdout
     d.docker("volume", "rm", "vol")  # not left in use by the cut-short backup
+    # kill -9 during a restore into a new volume: no volume is left.
+    argv = [d.bin, "-H", d.host, "volume", "restore", "--from", f"{repo}:{snap}", "back"]
+    restoring = subprocess.Popen(argv, env=dict(os.environ, BERTH_REPO_PASSWORD=PASSWORD),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    storage = (os.path.join(d.root, "thin", "pool", "volumes", "back.img") if driver == "thin"
+               else os.path.join(d.root, "volumes", "back"))
+
+    def du(path: str) -> int:
+        return os.stat(path).st_blocks * 512 if os.path.isfile(path) else globals()["du"](path)
+    deadline = time.monotonic() + 60
+    while du(storage) < 24 * MIB:
+        assert restoring.poll() is None and time.monotonic() < deadline, "the restore wrote nothing"
+        time.sleep(0.05)
+    d.kill9()
+    restoring.wait(timeout=30)
+    d.start()
+    assert "back" not in d.list_volumes()
+    assert d.api("GET", "/volumes/back")[0] == 404
+    assert not os.path.exists(storage), "the cut-short restore's storage went"
 
 
 @pytest.mark.skipif(shutil.which("mkfs.xfs") is None, reason="xfsprogs missing")
@@ -735,3 +760,14 @@ def test_a_backup_that_could_not_read_everything_says_so(daemon, uniq, work):
         assert p.returncode == 0 and "warning" not in p.stderr, p.stderr
     finally:
         remove_repo(daemon, repo)
+
+
+def test_a_repository_inside_the_daemons_root_is_refused(daemon, uniq):
+    for inside in (daemon.root, os.path.join(daemon.root, "volumes"),
+                   os.path.join(daemon.root, "backup", "repo")):
+        p = cli(daemon, "backup", "repo", "init", f"{uniq}in", "--url", inside, check=False)
+        assert p.returncode != 0 and "inside the daemon's root" in p.stderr, p.stderr
+    assert not os.path.exists(os.path.join(daemon.root, "volumes", "keys"))
+    assert not os.path.exists(os.path.join(daemon.root, "backup", "repo"))
+    status, body = daemon.api("GET", f"/berth/v1/backup/repos/{uniq}in")
+    assert status == 404, body

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -132,3 +133,80 @@ def test_a_hostile_sftp_server_gets_a_clear_error_not_the_daemon(daemon, uniq, w
     assert p.returncode != 0 and ("bytes" in p.stderr or "wrong password" in p.stderr), p.stderr
     assert daemon.api("GET", f"/berth/v1/backup/repos/{repo}")[0] == 404
     assert daemon.api("GET", "/_ping")[0] == 200, "the daemon is alive"
+
+
+# A proxy between berth and sftp-server that sends the server's answers at
+# RATE bytes a second: a repository far away, in one process.
+THROTTLE = """
+import os, subprocess, sys, threading, time
+rate = float(sys.argv[1])
+server = subprocess.Popen(sys.argv[2:], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+def requests():
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            server.stdin.close()
+            return
+        server.stdin.write(data)
+threading.Thread(target=requests, daemon=True).start()
+start, sent = time.monotonic(), 0
+while True:
+    data = os.read(server.stdout.fileno(), 65536)
+    if not data:
+        break
+    os.write(1, data)
+    sent += len(data)
+    ahead = sent / rate - (time.monotonic() - start)
+    if ahead > 0:
+        time.sleep(ahead)
+"""
+
+
+def test_a_client_that_goes_away_stops_a_restore_at_once(daemon, uniq, work):
+    """A restore (without the progress stream) from a slow repository
+    whose client disconnects stops reading at once, not after the whole
+    snapshot; it leaves no volume and logs no panic per job it stopped."""
+    from conftest import UnixHTTPConnection, log_tail
+
+    def du(path: str) -> int:
+        return sum(os.lstat(os.path.join(top, f)).st_blocks * 512
+                   for top, _, files in os.walk(path) for f in files)
+
+    vol, repo, back = f"{uniq}v", f"{uniq}slow", f"{uniq}back"
+    daemon.docker("volume", "create", vol)
+    for i in range(20):
+        with open(os.path.join(daemon.mountpoint(vol), f"r{i}"), "wb") as f:
+            f.write(os.urandom(8 * MIB))
+    throttle = os.path.join(work, "throttle.py")
+    with open(throttle, "w") as f:
+        f.write(THROTTLE)
+    url = f"sftp:backup@example.invalid:{os.path.join(work, 'repo')}"
+    command = f"command=python3 {throttle} {32 * MIB} {SFTP_SERVER}"
+    daemon.berth_cli("backup", "repo", "init", repo, "--url", url, "-o", command, env=ENV)
+    try:
+        snap = daemon.berth_cli("volume", "backup", vol, "--repo", repo, env=ENV).stdout.strip()
+        daemon.docker("volume", "rm", vol)
+        logged = open(daemon.log, errors="replace").read().count("panicked")
+        conn = UnixHTTPConnection(daemon.sock)
+        body = json.dumps({"Repo": repo, "Snapshot": snap, "Volume": back}).encode()
+        conn.request("POST", "/berth/v1/backups/restore", body=body,
+                     headers={"Content-Type": "application/json"})
+        storage = os.path.join(daemon.root, "volumes", back)
+        deadline = time.monotonic() + 60
+        while du(storage) < 16 * MIB:
+            assert time.monotonic() < deadline, "the restore wrote nothing"
+            time.sleep(0.02)
+        conn.close()
+        peak = 0
+        while os.path.exists(storage):
+            peak = max(peak, du(storage))
+            assert time.monotonic() < deadline + 60, "the cancelled restore's volume stayed"
+            time.sleep(0.02)
+        # 160 MiB at 32 MiB/s: five seconds if it were not stopped.
+        assert peak < 96 * MIB, (f"{peak >> 20} MiB of 160 written after the client left",
+                                 log_tail(daemon.log))
+        assert back not in daemon.list_volumes()
+        after = open(daemon.log, errors="replace").read().count("panicked")
+        assert after == logged, "a panic line per stopped job"
+    finally:
+        daemon.api("DELETE", f"/berth/v1/backup/repos/{repo}")

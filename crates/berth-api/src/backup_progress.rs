@@ -92,6 +92,7 @@ where
     impl Drop for CancelOnDrop {
         fn drop(&mut self) {
             if let Some(progress) = self.0.take() {
+                tracing::info!("the client went away: cancelling its backup or restore");
                 progress.cancel();
             }
         }

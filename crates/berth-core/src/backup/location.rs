@@ -11,6 +11,7 @@
 //! they travel as secrets and are sealed at rest.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -197,6 +198,70 @@ pub fn check_options(
     Ok(())
 }
 
+/// Refuses a local repository at or under `root` (the daemon's): its
+/// folders would be taken for volumes, or mixed with berth's own files.
+pub fn refuse_inside(location: &Location, root: &Path) -> Result<(), BackupError> {
+    let Location::Local { path } = location else {
+        return Ok(());
+    };
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    // Both readings of `..`: the kernel's (after symlinks) and the text's
+    // (a missing folder before `..` is made by the backend, then left).
+    let given = Path::new(path);
+    if resolved(given).starts_with(&root) || resolved(&lexical(given)).starts_with(&root) {
+        return Err(BackupError::InvalidRequest(format!(
+            "repository {path} is inside the daemon's root {}: choose a folder outside it",
+            root.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `path` with its longest existing part resolved (symlinks, `..`).
+fn resolved(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    while existing.canonicalize().is_err() {
+        match existing.file_name() {
+            Some(name) => rest.push(name.to_os_string()),
+            None => break,
+        }
+        if !existing.pop() {
+            break;
+        }
+    }
+    let mut out = existing.canonicalize().unwrap_or(existing);
+    out.extend(rest.iter().rev());
+    out
+}
+
+/// `path` with `.` and `..` taken away by the text alone.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// A local repository berth made is its owner's alone (0700, as restic
+/// makes its own): its key files would let anyone who reads them guess
+/// the password offline.
+pub fn make_private(location: &Location) {
+    if let Location::Local { path } = location {
+        let private = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+        if let Err(e) = std::fs::set_permissions(path, private) {
+            tracing::warn!(repository = %path, error = %e, "could not make the repository private");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +358,35 @@ mod tests {
         assert!(check_options(&s3, &BTreeMap::new(), &plain).is_err());
         let local = parse_url("/r").unwrap();
         assert!(check_options(&local, &plain, &BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn repositories_inside_the_root_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("volumes")).unwrap();
+        let local = |p: String| Location::Local { path: p };
+        for inside in [
+            r.display().to_string(),
+            r.join("volumes").display().to_string(),
+            r.join("backup/new/deeper").display().to_string(),
+            format!(
+                "{}/../{}/volumes",
+                r.display(),
+                r.file_name().unwrap().to_string_lossy()
+            ),
+            format!("/nonexistent-berth-test/..{}/x", r.display()),
+        ] {
+            assert!(
+                refuse_inside(&local(inside.clone()), r).is_err(),
+                "{inside}"
+            );
+        }
+        let outside = tempfile::tempdir().unwrap();
+        let ok = outside.path().join("repo").display().to_string();
+        assert!(refuse_inside(&local(ok), r).is_ok());
+        std::os::unix::fs::symlink(r, outside.path().join("link")).unwrap();
+        let via_link = outside.path().join("link/volumes/x").display().to_string();
+        assert!(refuse_inside(&local(via_link), r).is_err());
     }
 }

@@ -74,7 +74,7 @@ pub struct ForgetReport {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PruneReport {
-    /// Pack files deleted now.
+    /// Pack files deleted now (or marked, when not instant).
     pub packs_removed: u64,
     /// Bytes of pack files deleted now (or marked, when not instant).
     pub bytes_removed: u64,
@@ -193,9 +193,20 @@ impl BackupService {
         let options = PruneOptions::default().instant_delete(instant);
         let err = |e: Box<rustic_core::RusticError>| BackupError::repository(repo, &e);
         let plan = opened.prune_plan(&options).map_err(err)?;
+        // What goes: unused packs, packs repacked (their used blobs copied
+        // to new packs first), packs no index names, and packs an earlier
+        // prune marked (deleted now).
+        let stats = &plan.stats;
+        let size = stats.size_sum();
         let report = PruneReport {
-            packs_removed: plan.stats.packs_to_delete.remove,
-            bytes_removed: plan.stats.size_to_delete.remove,
+            packs_removed: stats.packs.unused
+                + stats.packs.repack
+                + stats.packs_unref
+                + stats.packs_to_delete.remove,
+            bytes_removed: size.remove
+                + size.repackrm
+                + stats.size_unref
+                + stats.size_to_delete.remove,
             instant,
         };
         opened.prune(&options, plan).map_err(err)?;

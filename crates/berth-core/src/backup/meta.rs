@@ -131,7 +131,15 @@ fn user_tags(snap: &SnapshotFile) -> Vec<String> {
 
 /// A user's tag is one restic tag: no commas (they separate tags), no
 /// control characters, and not one of berth's own.
+/// The longest tag, in bytes (every list of backups carries the tags).
+pub const MAX_TAG_LEN: usize = 255;
+/// The most tags one backup may carry.
+pub const MAX_TAGS: usize = 64;
+
 pub fn check_tag(tag: &str) -> Result<(), String> {
+    if tag.len() > MAX_TAG_LEN {
+        return Err(format!("a tag is at most {MAX_TAG_LEN} bytes"));
+    }
     if tag.is_empty() || tag.contains(',') || tag.chars().any(char::is_control) {
         return Err(format!(
             "invalid tag {tag:?}: no commas or control characters"

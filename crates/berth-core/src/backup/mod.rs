@@ -63,7 +63,7 @@ pub trait ContainerControl: Send + Sync {
     fn facts(&self, id: &str) -> Option<ContainerFacts>;
     /// Stops it (its stop signal, then SIGKILL after its timeout).
     fn stop(&self, id: &str) -> Result<(), String>;
-    /// Starts it again.
+    /// Starts it again (one already running is no error).
     fn start(&self, id: &str) -> Result<(), String>;
 }
 
@@ -91,6 +91,8 @@ pub struct BackupService {
     repo_locks: NameLocks,
     /// rustic's cache of index and snapshot files, one folder per repository ID.
     cache: PathBuf,
+    /// The daemon's root: no repository may live in it.
+    root: PathBuf,
     events: Option<Arc<EventBus>>,
     containers: Option<Arc<dyn ContainerControl>>,
     /// Containers stopped for a backup, written down (`stopping.rs`).
@@ -118,6 +120,7 @@ impl BackupService {
         let sealer = secret::Sealer::open_or_create(&dir.join("secret.key"))
             .map_err(|e| BackupError::Secret(e.to_string()))?;
         volumes.drop_stale_backup_snapshots();
+        run::quiet_cancel_panics();
         let schedules = store.backup_schedules()?;
         let schedules = schedules
             .into_iter()
@@ -129,6 +132,7 @@ impl BackupService {
             sealer,
             repo_locks: NameLocks::default(),
             cache: dir.join("cache"),
+            root: dir.parent().unwrap_or(dir).to_path_buf(),
             events: None,
             containers: None,
             stopped_ledger: dir.join("stopped"),
@@ -180,6 +184,7 @@ impl BackupService {
             .map_err(|_| BackupError::InvalidName(req.name.clone()))?;
         let location = location::parse_url(&req.url)?;
         location::check_options(&location, &req.options, &req.secrets.options)?;
+        location::refuse_inside(&location, &self.root)?;
         if req.secrets.password.is_empty() {
             return Err(BackupError::InvalidRequest(
                 "a repository needs a password (from a file or the environment)".into(),
@@ -201,6 +206,9 @@ impl BackupService {
             true => target.init(&Arc::default())?,
             false => target.open(&Arc::default())?,
         };
+        if req.init {
+            location::make_private(&location);
+        }
         let record = RepoRecord {
             name: req.name.clone(),
             url: req.url.clone(),

@@ -65,7 +65,8 @@ impl Target<'_> {
     /// The rustic repository (not yet opened), and whether one exists.
     fn unopened(&self, progress: &Arc<Progress>) -> Result<(Repository<()>, bool), BackupError> {
         let err = |e: Box<rustic_core::RusticError>| BackupError::repository(self.name, &e);
-        let backends = super::backend::open(self.location, self.options, &self.secrets.options)?;
+        let backends =
+            super::backend::open(self.location, self.options, &self.secrets.options, progress)?;
         let mut repo_opts = RepositoryOptions::default();
         match self.cache {
             Some(cache) => repo_opts.cache_dir = Some(cache.to_path_buf()),

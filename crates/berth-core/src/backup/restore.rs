@@ -2,8 +2,8 @@
 //! with the driver, options and labels the backup recorded) or into an
 //! empty one, all or nothing, with import's guarantees (staged in the
 //! volume, moved into place only when whole; a crash during the move is
-//! finished at start-up). A new volume that cannot be filled is removed
-//! while it is still empty.
+//! finished at start-up). A new volume is made by import's `import_new`:
+//! a `creating` row until whole, so a failure or a crash leaves none.
 //!
 //! Snapshots that restic made (no berth record) restore too, into a
 //! volume the request names, made with the default driver.
@@ -100,27 +100,25 @@ impl BackupService {
                 })
             }
         };
-        let created = self.target_volume(&name, meta.as_ref())?;
+        let exists = match self.volumes.get(&name) {
+            Ok(_) => true,
+            Err(VolumeError::NotFound { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
         let indexed = opened
             .to_indexed()
             .map_err(|e| BackupError::repository(repo, &e))?;
         progress.start();
         // A panic of the library (it unwraps I/O errors while writing) is
-        // caught inside the fill, so import's clean-up still runs.
-        let filled = self.fill_volume(&name, |staging| {
+        // caught inside the fill, so the clean-up still runs.
+        let fill = |dest: &Path| {
             with_progress(repo, &progress, || {
-                restore_tree(&indexed, repo, &snap, staging)
+                restore_tree(&indexed, repo, &snap, dest)
             })
-        });
-        if let Err(e) = filled {
-            // Only while it is still empty: another client may have filled
-            // the new volume meanwhile.
-            if created {
-                if let Err(rm) = self.volumes.remove_if_empty(&name) {
-                    tracing::error!(volume = %name, error = %rm, "removing the volume of a failed restore");
-                }
-            }
-            return Err(e);
+        };
+        match exists {
+            true => self.fill_volume(&name, fill)?,
+            false => self.restore_new(&name, meta.as_ref(), fill)?,
         }
         let from = snap.id.to_hex().to_string();
         let source = volume_of(&snap).unwrap_or("");
@@ -132,14 +130,15 @@ impl BackupService {
         Ok(self.volumes.get(&name)?)
     }
 
-    /// Makes the target volume if it does not exist, as the backup
-    /// recorded it (or with the defaults). Returns whether it was made.
-    fn target_volume(&self, name: &str, meta: Option<&BackupMeta>) -> Result<bool, BackupError> {
-        match self.volumes.get(name) {
-            Ok(_) => return Ok(false),
-            Err(VolumeError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+    /// Restores into a new volume made as the backup recorded it (or with
+    /// the defaults) by import's `import_new`: a `creating` row until it
+    /// is whole and synced, so a failure or a crash leaves no volume.
+    fn restore_new(
+        &self,
+        name: &str,
+        meta: Option<&BackupMeta>,
+        fill: impl FnOnce(&Path) -> Result<(), BackupError>,
+    ) -> Result<(), BackupError> {
         let (driver, options) = meta.map(restorable).unwrap_or_default();
         let request = CreateRequest {
             name: Some(name.to_string()),
@@ -147,8 +146,11 @@ impl BackupService {
             options,
             labels: meta.map(|m| m.labels.clone()).unwrap_or_default(),
         };
-        let (_, made) = self.volumes.create(request)?;
-        Ok(made)
+        let mut failure = None;
+        let result = self
+            .volumes
+            .import_new(request, |root| carry(name, &mut failure, fill(root)));
+        settle(result.map(|_| ()), failure)
     }
 
     /// Import's staging for content from the repository: `fill` restores
@@ -158,20 +160,38 @@ impl BackupService {
         name: &str,
         fill: impl FnOnce(&Path) -> Result<(), BackupError>,
     ) -> Result<(), BackupError> {
-        let mut failure: Option<BackupError> = None;
+        let mut failure = None;
         let result = self.volumes.import_with(name, |staging| {
             let outcome = refuse_if_not_empty(name, staging).and_then(|()| fill(staging));
-            outcome.map(|()| true).map_err(|e| {
-                let message = e.to_string();
-                failure = Some(e);
-                VolumeError::driver("restore", name, DriverError::Unsupported(message))
-            })
+            carry(name, &mut failure, outcome).map(|()| true)
         });
-        match (result, failure) {
-            (Ok(()), _) => Ok(()),
-            (Err(_), Some(e)) => Err(e),
-            (Err(e), None) => Err(e.into()),
-        }
+        settle(result, failure)
+    }
+}
+
+/// A restore's own error through the volume service's fill callback:
+/// kept in `failure` and passed on as a volume error (whose text it is).
+fn carry(
+    name: &str,
+    failure: &mut Option<BackupError>,
+    outcome: Result<(), BackupError>,
+) -> Result<(), VolumeError> {
+    outcome.map_err(|e| {
+        let message = e.to_string();
+        *failure = Some(e);
+        VolumeError::driver("restore", name, DriverError::Unsupported(message))
+    })
+}
+
+/// The restore's own error if it failed, else the service's.
+fn settle(
+    result: Result<(), VolumeError>,
+    failure: Option<BackupError>,
+) -> Result<(), BackupError> {
+    match (result, failure) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(e)) => Err(e),
+        (Err(e), None) => Err(e.into()),
     }
 }
 

@@ -19,7 +19,7 @@ use rustic_core::{
 use serde::Serialize;
 
 use super::completeness;
-use super::meta::{check_tag, BackupEntry, BackupMeta, BERTH_TAG, VOLUME_TAG_PREFIX};
+use super::meta::{check_tag, BackupEntry, BackupMeta, BERTH_TAG, MAX_TAGS, VOLUME_TAG_PREFIX};
 use super::{BackupError, BackupService};
 
 /// A backup's progress, shared with whoever reports it; also how it is
@@ -66,6 +66,27 @@ struct Bar(Arc<Progress>);
 /// its progress callback (caught where the backup was called). The
 /// repository stays valid: the snapshot file is written last.
 const CANCEL_PANIC: &str = "berth: backup cancelled";
+
+/// Keeps the cancellation unwind out of the log: the default panic hook
+/// prints every panic, and a cancelled backup unwinds once per job still
+/// running (hundreds of lines, thousands with a backtrace). Other panics
+/// go to the hook that was there before.
+pub(super) fn quiet_cancel_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let text = (payload.downcast_ref::<&str>().copied())
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("");
+            // Ours, or rustic's unwrap of the cancelled backend's error.
+            if text != CANCEL_PANIC && !text.contains(super::backend::CANCELLED) {
+                previous(info);
+            }
+        }));
+    });
+}
 
 impl RusticProgress for Bar {
     fn is_hidden(&self) -> bool {
@@ -129,6 +150,10 @@ impl BackupService {
         options: &BackupRequest,
         progress: Arc<Progress>,
     ) -> Result<BackupReport, BackupError> {
+        if options.tags.len() > MAX_TAGS {
+            let why = format!("a backup carries at most {MAX_TAGS} tags");
+            return Err(BackupError::InvalidRequest(why));
+        }
         for tag in &options.tags {
             check_tag(tag).map_err(BackupError::InvalidRequest)?;
         }

@@ -60,6 +60,8 @@ pub struct Schedule {
 
 /// The shortest interval a schedule may have.
 const MIN_EVERY: u64 = 60;
+/// The longest interval (ten years): times stay far inside `i64` seconds.
+const MAX_EVERY: u64 = 10 * 366 * 86400;
 
 /// Parses `--every`: a number with a unit, s, m, h or d (`90s`, `30m`,
 /// `6h`, `1d`); at least a minute.
@@ -87,13 +89,19 @@ pub fn parse_every(text: &str) -> Result<u64, String> {
     if secs < MIN_EVERY {
         return Err(format!("interval {text:?} is shorter than a minute"));
     }
+    if secs > MAX_EVERY {
+        return Err(format!("interval {text:?} is longer than ten years"));
+    }
     Ok(secs)
 }
 
 /// The time a schedule runs next after `after` (seconds since the epoch).
 pub fn next_after(when: &When, after: i64) -> Result<i64, String> {
     match when {
-        When::Every(secs) => Ok(after + *secs as i64),
+        When::Every(secs) => i64::try_from(*secs)
+            .ok()
+            .and_then(|secs| after.checked_add(secs))
+            .ok_or_else(|| format!("interval of {secs} s is out of range")),
         When::Cron(pattern) => {
             let cron = croner::Cron::from_str(pattern)
                 .map_err(|e| format!("invalid cron pattern {pattern:?}: {e}"))?;
@@ -136,6 +144,10 @@ impl BackupService {
         let next_run = next_after(&when, now).map_err(bad)?;
         if let Some(keep) = &req.keep {
             keep.check()?;
+        }
+        if req.tags.len() > super::meta::MAX_TAGS {
+            let max = super::meta::MAX_TAGS;
+            return Err(bad(format!("a backup carries at most {max} tags")));
         }
         for tag in &req.tags {
             super::meta::check_tag(tag).map_err(bad)?;
@@ -312,6 +324,16 @@ mod tests {
     #[test]
     fn next_runs() {
         assert_eq!(next_after(&When::Every(3600), 1000).unwrap(), 4600);
+        assert!(next_after(&When::Every(u64::MAX), 1000).is_err());
+        for huge in [
+            "18446744073709551615s",
+            "9223372036854775807s",
+            "99999999999h",
+            "3700d",
+        ] {
+            assert!(parse_every(huge).unwrap_err().contains("longer"), "{huge}");
+        }
+        assert_eq!(parse_every("3650d"), Ok(3650 * 86400));
         let daily = When::Cron("0 3 * * *".into());
         let t = next_after(&daily, 0).unwrap();
         let local = chrono::DateTime::from_timestamp(t, 0)

@@ -25,6 +25,10 @@ impl ContainerControl for BackupContainers {
     }
 
     fn start(&self, id: &str) -> Result<(), String> {
-        self.0.start(id).map_err(|e| e.to_string())
+        match self.0.start(id) {
+            // Its user started it meanwhile: running is what was wanted.
+            Ok(()) | Err(super::ContainerError::AlreadyRunning) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }

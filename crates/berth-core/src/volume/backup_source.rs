@@ -72,32 +72,6 @@ impl VolumeService {
         Ok(snapshots)
     }
 
-    /// Removes volume `name` if it holds nothing and nothing uses it (a
-    /// restore's new volume that could not be filled; a volume someone
-    /// else filled meanwhile stays). Returns whether it was removed.
-    pub fn remove_if_empty(&self, name: &str) -> Result<bool, VolumeError> {
-        let guard = self.locks.lock(name);
-        let record = self.ready("remove", name)?;
-        self.refuse_if_mounted("remove", name)?;
-        let driver = self.driver_of("remove", &record)?;
-        let id = operation_mount_id("check");
-        let root = self.mount_locked(&record, driver.as_ref(), &id)?;
-        let empty = std::fs::read_dir(&root).map(|mut d| d.next().is_none());
-        self.unmount_locked(&record, driver.as_ref(), &id);
-        // Removed under the same lock: an import cannot fill it between.
-        let removed = match empty {
-            Ok(true) => self.remove_locked(&record, false),
-            Ok(false) => Ok(false),
-            Err(e) => Err(VolumeError::driver(
-                "remove",
-                name,
-                crate::driver::DriverError::io("reading the volume", e),
-            )),
-        };
-        drop(guard);
-        removed
-    }
-
     /// The content of volume `name` for a backup; see the module docs.
     pub fn backup_source(&self, name: &str) -> Result<BackupSource<'_>, VolumeError> {
         let guard = self.locks.lock(name);

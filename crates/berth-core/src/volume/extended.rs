@@ -89,6 +89,7 @@ impl VolumeService {
         names::validate_snapshot_name(snap)?;
         let _guard = self.locks.lock(name);
         let record = self.ready("snapshot", name)?;
+        self.refuse_if_backup_reads(name, snap)?;
         let driver = self.driver_of("snapshot", &record)?;
         let removed = extended_of("snapshots", driver.as_ref(), name)?
             .snapshot_remove(name, snap)
@@ -100,6 +101,30 @@ impl VolumeService {
             ));
         }
         Ok(())
+    }
+
+    /// A backup's own snapshot is in use while a backup of the volume
+    /// runs (it is mounted and read); one a crash left may go.
+    fn refuse_if_backup_reads(&self, name: &str, snap: &str) -> Result<(), VolumeError> {
+        if !snap.starts_with(super::BACKUP_SNAPSHOT_PREFIX) {
+            return Ok(());
+        }
+        let backup = super::operation_mount_id("backup");
+        let prefix = backup.rsplit_once('-').map_or(backup.as_str(), |(p, _)| p);
+        let mounts =
+            (self.store.mounts(name)).map_err(|e| VolumeError::store("snapshot", name, e))?;
+        let holders: Vec<String> = mounts
+            .into_iter()
+            .filter(|m| m.starts_with(prefix))
+            .collect();
+        match holders.is_empty() {
+            true => Ok(()),
+            false => Err(VolumeError::InUse {
+                op: "snapshot",
+                name: format!("{name}/{snap}"),
+                holders,
+            }),
+        }
     }
 
     /// Brings `name` back to `snap`. Refused while containers mount it.

@@ -6,6 +6,7 @@
 //! restic's layout: `config`, `keys/ID`, `snapshots/ID`, `index/ID`,
 //! `locks/ID` and `data/XX/ID`.
 
+mod cancel;
 mod s3;
 mod s3_list;
 mod sftp;
@@ -21,6 +22,7 @@ use rustic_core::{ErrorKind, FileType, Id, RepositoryBackends, RusticError, Writ
 use super::location::Location;
 use super::BackupError;
 
+pub use cancel::{Cancellable, CANCELLED};
 pub use s3::{S3Backend, S3Config};
 pub use sftp::{SftpBackend, SftpConfig};
 
@@ -49,6 +51,10 @@ pub enum BackendError {
     },
     #[error("unexpected answer: {0}")]
     Protocol(String),
+    /// The operation was cancelled (holds [`CANCELLED`], so a panic on
+    /// it is known for what it is).
+    #[error("{0}")]
+    Cancelled(&'static str),
 }
 
 impl BackendError {
@@ -117,6 +123,7 @@ pub fn open(
     location: &Location,
     plain: &BTreeMap<String, String>,
     secret: &BTreeMap<String, String>,
+    stop: &Arc<super::Progress>,
 ) -> Result<RepositoryBackends, BackupError> {
     let config_err = |e: BackendError| BackupError::InvalidRequest(e.to_string());
     let backend: Arc<dyn WriteBackend> = match location {
@@ -131,20 +138,19 @@ pub fn open(
             root,
         } => {
             let config = s3_config(endpoint, bucket, root, plain, secret)?;
-            Arc::new(S3Backend::new(config, Blocking::new()).map_err(config_err)?)
+            Arc::new(S3Backend::new(config, Blocking::new(), stop.clone()).map_err(config_err)?)
         }
         Location::Sftp {
             user,
             endpoint,
             root,
-        } => Arc::new(SftpBackend::new(SftpConfig::new(
-            user.as_deref(),
-            endpoint,
-            root,
-            plain,
-        ))),
+        } => Arc::new(SftpBackend::new(
+            SftpConfig::new(user.as_deref(), endpoint, root, plain),
+            stop.clone(),
+        )),
     };
-    Ok(RepositoryBackends::new(backend, None))
+    let cancellable = Cancellable::new(backend, stop.clone());
+    Ok(RepositoryBackends::new(Arc::new(cancellable), None))
 }
 
 fn s3_config(

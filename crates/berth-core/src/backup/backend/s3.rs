@@ -5,6 +5,7 @@
 //! from blocking threads, which wait on the answer. Transient failures
 //! (connection errors, 5xx, 429) are retried with back-off.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -68,6 +69,8 @@ pub struct S3Backend {
     host: String,
     http: reqwest::Client,
     blocking: Blocking,
+    /// Its operation's progress: a cancelled one stops reading answers.
+    stop: Arc<crate::backup::Progress>,
 }
 
 /// One request: what is sent, and how much of the answer is read.
@@ -105,7 +108,11 @@ struct Answer {
 }
 
 impl S3Backend {
-    pub fn new(config: S3Config, blocking: Blocking) -> Result<Self, BackendError> {
+    pub fn new(
+        config: S3Config,
+        blocking: Blocking,
+        stop: Arc<crate::backup::Progress>,
+    ) -> Result<Self, BackendError> {
         crate::image::registry::transport::install_crypto();
         let host = signed_host(&config.endpoint)?;
         let http = reqwest::Client::builder()
@@ -121,6 +128,7 @@ impl S3Backend {
             host,
             http,
             blocking,
+            stop,
         })
     }
 
@@ -188,6 +196,7 @@ impl S3Backend {
         {
             builder = builder.header(name, value);
         }
+        let stop = self.stop.clone();
         self.blocking.wait(async move {
             let mut response = builder.send().await.map_err(BackendError::Http)?;
             let status = response.status();
@@ -201,6 +210,9 @@ impl S3Backend {
             };
             let mut body = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(BackendError::Http)? {
+                if stop.is_cancelled() {
+                    return Err(BackendError::Cancelled(super::CANCELLED));
+                }
                 if body.len() + chunk.len() > cap {
                     if !status.is_success() {
                         // An error's start says enough; its status stays.

@@ -306,6 +306,9 @@ fn is_missing(e: &BackendError) -> bool {
 pub struct SftpBackend {
     config: SftpConfig,
     conn: Mutex<Option<Conn>>,
+    /// Its operation's progress: once cancelled, calls waiting for the
+    /// connection fail instead of running one after the other.
+    stop: Arc<crate::backup::Progress>,
 }
 
 impl std::fmt::Debug for SftpBackend {
@@ -315,10 +318,11 @@ impl std::fmt::Debug for SftpBackend {
 }
 
 impl SftpBackend {
-    pub fn new(config: SftpConfig) -> Self {
+    pub fn new(config: SftpConfig, stop: Arc<crate::backup::Progress>) -> Self {
         SftpBackend {
             config,
             conn: Mutex::new(None),
+            stop,
         }
     }
 
@@ -330,6 +334,9 @@ impl SftpBackend {
         work: impl FnOnce(&mut Conn) -> Result<T, BackendError>,
     ) -> Result<T, BackendError> {
         let mut guard = self.conn.lock();
+        if self.stop.is_cancelled() {
+            return Err(BackendError::Cancelled(super::CANCELLED));
+        }
         if guard.is_none() {
             *guard = Some(Conn::start(&self.config.command)?);
         }
