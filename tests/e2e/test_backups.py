@@ -438,28 +438,36 @@ def test_a_restore_that_fills_the_disk_changes_nothing(berth_factory, work):
     assert status == 200
 
 
-def test_closing_the_progress_stream_cancels_the_backup(daemon, uniq, work):
+@pytest.mark.parametrize("stream", [True, False], ids=["progress", "plain"])
+def test_a_client_that_goes_away_cancels_the_backup(daemon, uniq, work, stream):
+    """Closing the progress stream, or going away from a request without
+    one, cancels the backup."""
     vol, repo = f"{uniq}v", f"{uniq}r"
     repo_dir = os.path.join(work, "repo")
     daemon.docker("volume", "create", vol)
-    for i in range(40):
-        with open(os.path.join(daemon.mountpoint(vol), f"f{i}"), "wb") as f:
-            f.write(os.urandom(8 * MIB))
+    fill_random(daemon, vol, 320)
     init_repo(daemon, repo, repo_dir)
     try:
         from conftest import UnixHTTPConnection
         conn = UnixHTTPConnection(daemon.sock)
         body = json.dumps({"Repo": repo}).encode()
-        conn.request("POST", f"/berth/v1/volumes/{vol}/backup?progress=1", body=body,
+        query = "?progress=1" if stream else ""
+        conn.request("POST", f"/berth/v1/volumes/{vol}/backup{query}", body=body,
                      headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        assert resp.status == 200
-        first = json.loads(resp.readline())
-        assert first["status"] == "Backing up", first
+        if stream:
+            resp = conn.getresponse()
+            assert resp.status == 200
+            first = json.loads(resp.readline())
+            assert first["status"] == "Backing up", first
+        deadline = time.monotonic() + 60
+        while du(os.path.join(repo_dir, "data")) < 24 * MIB:
+            assert time.monotonic() < deadline, "the backup wrote nothing"
+            time.sleep(0.05)
         conn.close()
         # The backup stops: the volume's operation mount goes, no snapshot
         # is written, the repository is valid, the next backup works.
-        # (rm waits for the backup's hold on the volume to end)
+        # (rm waits for the backup's hold on the volume to end; a backup
+        # that was not cancelled would have written its snapshot by then)
         daemon.docker("volume", "rm", vol, timeout=120)
         assert restic(repo_dir, "snapshots", "--json").stdout.strip() in ("[]", "null")
         assert "no errors were found" in restic(repo_dir, "check").stdout
@@ -684,32 +692,6 @@ def test_a_running_backup_neither_blocks_the_list_nor_restarts_what_its_user_sto
         assert running_of(other) == "true", "started again after the backup"
     finally:
         daemon.docker("rm", "-f", kept, other, check=False)
-        remove_repo(daemon, repo)
-
-
-def test_a_client_that_goes_away_cancels_a_backup_without_progress(daemon, uniq, work):
-    vol, repo = f"{uniq}v", f"{uniq}r"
-    repo_dir = os.path.join(work, "repo")
-    daemon.docker("volume", "create", vol)
-    fill_random(daemon, vol, 320)
-    init_repo(daemon, repo, repo_dir)
-    try:
-        from conftest import UnixHTTPConnection
-        conn = UnixHTTPConnection(daemon.sock)
-        body = json.dumps({"Repo": repo}).encode()
-        conn.request("POST", f"/berth/v1/volumes/{vol}/backup", body=body,
-                     headers={"Content-Type": "application/json"})
-        deadline = time.monotonic() + 60
-        while du(os.path.join(repo_dir, "data")) < 24 * MIB:
-            assert time.monotonic() < deadline, "the backup wrote nothing"
-            time.sleep(0.05)
-        conn.close()
-        # rm waits for the backup's hold on the volume to end; a backup
-        # that was not cancelled would have written its snapshot by then.
-        daemon.docker("volume", "rm", vol, timeout=120)
-        assert restic(repo_dir, "snapshots", "--json").stdout.strip() in ("[]", "null")
-        assert "no errors were found" in restic(repo_dir, "check").stdout
-    finally:
         remove_repo(daemon, repo)
 
 
