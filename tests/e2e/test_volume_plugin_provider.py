@@ -84,6 +84,7 @@ def engines(berth_factory):
     try:
         sh("mount", "--make-shared", berth.dir)
         berth.start()
+        berth.image = import_busybox(berth, "plugin-provider-berth:v1")
         wrapper = os.path.join(berth.dir, "dockerd-ns")
         with open(wrapper, "w") as f:
             f.write(DOCKERD_IN_NAMESPACE)
@@ -153,7 +154,17 @@ def test_dockerd_uses_a_berth_thin_volume_through_the_plugin(engines):
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     seq = sh("debugfs", "-R", "cat /seq", image).stdout.splitlines()
     assert len(seq) > 10 and seq_prefix_ok(seq), seq[:5] + seq[-5:]
+    # A clone and a backup work on it as on any thin volume, writer running.
+    berth.berth_cli("volume", "clone", "db", "dbcopy")
+    env = {"BERTH_REPO_PASSWORD": "provider side 42"}
+    berth.berth_cli("backup", "repo", "init", "rp", "--url", os.path.join(berth.dir, "repo"), env=env)
+    berth.berth_cli("volume", "backup", "db", "--repo", "rp", env=env)
     docker.docker("rm", "-f", writer)
+    copied = berth.docker("run", "--rm", "-v", "dbcopy:/c", "--network", "none", berth.image,
+                          "cat", "/c/seq").stdout.splitlines()
+    assert len(copied) > 10 and seq_prefix_ok(copied), copied[-3:]
+    berth.docker("volume", "rm", "dbcopy")
+    berth.berth_cli("backup", "repo", "rm", "rp")
     sleeper_id = mount_ids(berth, "db")
     assert len(sleeper_id) == 1 and sleeper_id[0] in ids, (sleeper_id, ids)
 
