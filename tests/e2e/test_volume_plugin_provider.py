@@ -231,7 +231,9 @@ def test_the_plugin_protocol_is_answered_as_docker_expects(engines):
             ("VolumeDriver.Create", {"Name": "x1", "Opts": {"driver": "nfs-plugin"}}, "not one of berth's"),
             ("VolumeDriver.Create", {"Name": "../up", "Opts": {"driver": "local"}}, "invalid characters"),
             ("VolumeDriver.Create", {"Name": "t1", "Opts": {"size": "1X"}}, "invalid size"),
+            ("VolumeDriver.Create", {"Name": "", "Opts": {"driver": "local"}}, "invalid characters"),
             ("VolumeDriver.Mount", {"Name": "lv", "ID": "../../etc"}, "invalid mount ID"),
+            ("VolumeDriver.Unmount", {"Name": "nope", "ID": "abc"}, "no such volume"),
             ("VolumeDriver.Mount", {"Name": "nope", "ID": "abc"}, "no such volume"),
             ("VolumeDriver.Get", {"Name": "nope"}, "no such volume")):
         status, body = call(method, req)
@@ -240,6 +242,50 @@ def test_the_plugin_protocol_is_answered_as_docker_expects(engines):
     # berth's own API does not take its plugin socket for a plugin.
     p = berth.docker("volume", "create", "-d", "berth", "loop", check=False)
     assert p.returncode != 0 and "berth's own volume plugin" in p.stderr, p.stderr
+    # Nor through a relay to it: the create that comes back fails at once
+    # (the name is held by the create under way), and nothing is made.
+    relay = start_relay(os.path.join(berth.dir, "plugins", "relay.sock"), sock)
+    try:
+        begun = time.monotonic()
+        p = berth.docker("volume", "create", "-d", "relay", "-o", "driver=local", "rx", check=False)
+        assert p.returncode != 0 and "leads back to berth" in p.stderr, p.stderr
+        assert time.monotonic() - begun < 30, "waited out the plugin timeout"
+        assert "rx" not in berth.list_volumes()
+    finally:
+        relay.shutdown()
+        relay.server_close()
     status, body = call("VolumeDriver.Remove", {"Name": "lv"})
     assert status == 200, body
     assert not berth.list_volumes()
+
+
+def start_relay(path: str, target: str):
+    """A unix socket at `path` that passes every connection on to `target`."""
+    import socket
+    import socketserver
+    import threading
+
+    class Relay(socketserver.BaseRequestHandler):
+        def handle(self):
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(target)
+
+            def pump(src, dst):
+                try:
+                    while data := src.recv(65536):
+                        dst.sendall(data)
+                    dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+            back = threading.Thread(target=pump, args=(upstream, self.request), daemon=True)
+            back.start()
+            pump(self.request, upstream)
+            back.join(timeout=130)
+            upstream.close()
+
+    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        daemon_threads = True
+
+    server = Server(path, Relay)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -128,11 +128,14 @@ async fn run(
     answer(result)
 }
 
-async fn activate() -> Response {
+// Calls with nothing to read still take their body: answered before the
+// request is read whole, the connection would be closed under a client
+// still sending it (a broken pipe on its side).
+async fn activate(_body: Bytes) -> Response {
     answer(Ok(json!({ "Implements": ["VolumeDriver"] })))
 }
 
-async fn capabilities() -> Response {
+async fn capabilities(_body: Bytes) -> Response {
     answer(Ok(json!({ "Capabilities": { "Scope": "local" } })))
 }
 
@@ -151,6 +154,21 @@ fn own_volume(volumes: &VolumeService, name: &str) -> Result<Volume, String> {
 async fn create(State(volumes): State<Volumes>, body: Bytes) -> Response {
     run(move || {
         let body: CreateBody = parse(&body)?;
+        // Not anonymous: the client must be able to name it again.
+        berth_core::volume::names::validate_name(&body.name).map_err(|e| e.to_string())?;
+        // A create of this name through a plugin berth uses is under way
+        // and holds the name: this call is most likely that create come
+        // back to berth (a relay to this socket). Failing at once lets it
+        // fail, instead of both waiting out the plugin timeout.
+        if let Some(plugin) = volumes.being_created(&body.name) {
+            if !volumes.is_builtin_driver(&plugin) {
+                return Err(format!(
+                    "volume {} is being created through volume plugin {plugin}, \
+                     which leads back to berth",
+                    body.name
+                ));
+            }
+        }
         let mut options = body.opts.unwrap_or_default();
         let driver = options
             .remove("driver")
@@ -199,6 +217,7 @@ async fn unmount(State(volumes): State<Volumes>, body: Bytes) -> Response {
     run(move || {
         let body: MountBody = parse(&body)?;
         let id = plugin_client_mount_id(&body.id)?;
+        own_volume(&volumes, &body.name)?;
         volumes
             .unmount(&body.name, &id)
             .map_err(|e| e.to_string())?;
@@ -225,7 +244,7 @@ async fn get(State(volumes): State<Volumes>, body: Bytes) -> Response {
     .await
 }
 
-async fn list(State(volumes): State<Volumes>) -> Response {
+async fn list(State(volumes): State<Volumes>, _body: Bytes) -> Response {
     run(move || {
         let all = volumes
             .list(&Default::default())

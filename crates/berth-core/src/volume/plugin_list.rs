@@ -19,6 +19,21 @@ use crate::store::{VolumeRecord, VolumeState};
 
 /// How long `volume ls` waits for the plugins' `List`.
 pub const PLUGIN_LIST_WAIT: Duration = Duration::from_secs(5);
+/// How long one `volume ls` spends adopting what the plugins list.
+const ADOPT_WAIT: Duration = Duration::from_secs(1);
+/// The most volumes one `volume ls` adopts.
+const MAX_ADOPTED: usize = 1000;
+/// Names a warning shows before "and N more".
+const NAMED: usize = 10;
+
+/// Up to [`NAMED`] of `names`, joined, with how many more there are.
+fn some_of(names: &[String]) -> String {
+    let shown = names[..names.len().min(NAMED)].join(", ");
+    match names.len().saturating_sub(NAMED) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
 
 /// What the plugins said, for one `volume ls`.
 #[derive(Debug, Default)]
@@ -50,10 +65,12 @@ impl VolumeService {
             rows.entry(active.name().to_string()).or_default();
         }
         let answers = ask_all(plugins, rows.keys().cloned().collect());
+        // Adopting is a durable write each: bounded, the rest next time.
+        let until = Instant::now() + ADOPT_WAIT;
         let mut out = PluginListing::default();
         for (plugin, in_rows) in &rows {
             match answers.get(plugin) {
-                Some(Ok(names)) => self.compare(plugin, in_rows, names, &mut out),
+                Some(Ok(names)) => self.compare(plugin, in_rows, names, until, &mut out),
                 // Only asked for volumes it may have made elsewhere: a
                 // plugin with none here that went away is no news.
                 _ if in_rows.is_empty() => {}
@@ -73,21 +90,47 @@ impl VolumeService {
         plugin: &str,
         in_rows: &BTreeSet<String>,
         listed: &[String],
+        until: Instant,
         out: &mut PluginListing,
     ) {
         let listed: BTreeSet<&String> = listed.iter().collect();
-        for name in listed.iter().filter(|n| !in_rows.contains(n.as_str())) {
+        let new: Vec<&&String> = listed
+            .iter()
+            .filter(|n| !in_rows.contains(n.as_str()))
+            .collect();
+        let mut refused = Vec::new();
+        for (done, name) in new.iter().enumerate() {
+            if done >= MAX_ADOPTED || Instant::now() > until {
+                out.warnings.push(format!(
+                    "volume plugin {plugin} lists {} volumes berth does not show yet \
+                     (the next lists add them)",
+                    new.len() - done
+                ));
+                break;
+            }
             match self.adopt_plugin_volume(plugin, name) {
                 Ok(true) => out.adopted.push(name.to_string()),
                 Ok(false) => {}
-                Err(e) => out.warnings.push(format!(
-                    "volume plugin {plugin} lists {name:?}, which berth cannot show: {e}"
-                )),
+                Err(_) => refused.push(format!("{name:?}")),
             }
         }
-        for name in in_rows.iter().filter(|n| !listed.contains(n)) {
+        if !refused.is_empty() {
             out.warnings.push(format!(
-                "volume {name} is not in the List of its plugin {plugin} (listed from berth's records)"
+                "volume plugin {plugin} lists {} names berth cannot show (not volume names): {}",
+                refused.len(),
+                some_of(&refused)
+            ));
+        }
+        let lost: Vec<String> = in_rows
+            .iter()
+            .filter(|n| !listed.contains(n))
+            .cloned()
+            .collect();
+        if !lost.is_empty() {
+            out.warnings.push(format!(
+                "{} volumes of plugin {plugin} are not in its List (listed from berth's records): {}",
+                lost.len(),
+                some_of(&lost)
             ));
         }
     }

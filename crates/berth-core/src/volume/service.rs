@@ -450,6 +450,13 @@ impl VolumeService {
         self.publish("destroy", &record.name, &[("driver", &record.driver)]);
     }
 
+    /// The driver of a create of `name` under way (its row is `creating`),
+    /// read without waiting for the name's lock.
+    pub fn being_created(&self, name: &str) -> Option<String> {
+        let row = self.store.get_volume(name).ok().flatten()?;
+        (row.state == VolumeState::Creating).then_some(row.driver)
+    }
+
     /// Whether `driver` is one of berth's own (not a plugin's).
     pub fn is_builtin_driver(&self, driver: &str) -> bool {
         self.drivers.builtin(driver).is_some()

@@ -747,6 +747,7 @@ fn plugin_settings(args: &DaemonArgs) -> PluginSettings {
         dirs,
         long_timeout: long,
         short_timeout: long / 2,
+        forbidden: vec![args.root.clone()],
         ..PluginSettings::default()
     }
 }

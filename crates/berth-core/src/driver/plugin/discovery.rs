@@ -129,7 +129,13 @@ pub fn all_names(dirs: &PluginDirs) -> Vec<String> {
             }
         }
     }
-    names.into_iter().filter(|n| valid_name(n)).collect()
+    // A spec naming berth's own socket is no plugin either.
+    let own =
+        |n: &String| matches!(find_anywhere(dirs, n), Ok(Some(Addr::Unix(s))) if dirs.is_own(&s));
+    names
+        .into_iter()
+        .filter(|n| valid_name(n) && !own(n))
+        .collect()
 }
 
 fn is_socket(path: &Path) -> bool {
@@ -214,8 +220,11 @@ mod tests {
         // berth's own plugin socket is never a plugin, under any name.
         dirs.own = Some(sock);
         assert!(find(&dirs, "p2").unwrap_err().contains("berth's own"));
-        assert_eq!(all_names(&dirs), ["p1", "p2"], "p2.spec still names one");
+        assert_eq!(all_names(&dirs), ["p1"]);
         std::fs::remove_file(dir.path().join("etc/p2.spec")).unwrap();
         assert_eq!(all_names(&dirs), ["p1"]);
+        let own = format!("unix://{}/run/p2/../p2/p2.sock\n", dir.path().display());
+        std::fs::write(dir.path().join("etc/loop.spec"), own).unwrap();
+        assert_eq!(all_names(&dirs), ["p1"], "a spec naming berth's own socket");
     }
 }

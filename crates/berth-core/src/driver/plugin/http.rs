@@ -8,6 +8,8 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::answer::{AnswerParser, Step};
+
 /// Where a plugin listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Addr {
@@ -40,7 +42,7 @@ pub enum CallError {
 }
 
 /// The largest answer read (a `List` of many volumes fits easily).
-const MAX_ANSWER: u64 = 16 << 20;
+pub(super) const MAX_ANSWER: u64 = 16 << 20;
 
 trait Stream: Read + Write {}
 impl<T: Read + Write> Stream for T {}
@@ -126,29 +128,27 @@ pub fn post(
             CallError::Io(e)
         }
     })?;
-    let mut answer = Vec::new();
+    let mut answer = AnswerParser::default();
     let mut buf = [0u8; 64 * 1024];
     loop {
         if Instant::now() >= deadline {
             return Err(timed_out());
         }
-        match stream.read(&mut buf) {
+        let n = match stream.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) if is_timeout(&e) => return Err(timed_out()),
             Err(e) => return Err(CallError::Io(e)),
-        }
-        if answer.len() as u64 > MAX_ANSWER {
+        };
+        if (answer.len() + n) as u64 > MAX_ANSWER {
             return Err(CallError::Malformed("answer larger than 16 MiB".into()));
         }
-        if let Some(done) = complete(&answer)? {
-            return Ok(done);
+        if let Step::Done(status, body) = answer.feed(&buf[..n]).map_err(CallError::Malformed)? {
+            return Ok((status, body));
         }
     }
-    complete(&answer)?
-        .or_else(|| parse_answer(&answer, true).ok())
-        .ok_or_else(|| CallError::Malformed("the connection closed mid-answer".into()))
+    answer.finish().map_err(CallError::Malformed)
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {
@@ -156,117 +156,4 @@ fn is_timeout(e: &std::io::Error) -> bool {
         e.kind(),
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
     )
-}
-
-/// The answer, once all of it is read (by its length or chunked end);
-/// `None` while more is to come.
-fn complete(raw: &[u8]) -> Result<Option<(u16, Vec<u8>)>, CallError> {
-    match parse_answer(raw, false) {
-        Ok(done) => Ok(Some(done)),
-        Err(Incomplete::More) => Ok(None),
-        Err(Incomplete::Bad(why)) => Err(CallError::Malformed(why)),
-    }
-}
-
-enum Incomplete {
-    More,
-    Bad(String),
-}
-
-/// Parses an HTTP answer: status line, headers, then a body by
-/// `Content-Length`, chunked, or (at `eof`) to the end.
-fn parse_answer(raw: &[u8], eof: bool) -> Result<(u16, Vec<u8>), Incomplete> {
-    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Err(Incomplete::More);
-    };
-    let head =
-        std::str::from_utf8(&raw[..split]).map_err(|_| Incomplete::Bad("non-UTF-8 head".into()))?;
-    let rest = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| Incomplete::Bad(format!("bad status line in {head:?}")))?;
-    let header = |name: &str| {
-        head.split("\r\n").skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    };
-    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        return dechunk(rest).map(|body| (status, body));
-    }
-    match header("content-length").map(|v| v.parse::<usize>()) {
-        Some(Ok(n)) if rest.len() >= n => Ok((status, rest[..n].to_vec())),
-        Some(Ok(_)) => Err(Incomplete::More),
-        Some(Err(_)) => Err(Incomplete::Bad("bad Content-Length".into())),
-        None if eof => Ok((status, rest.to_vec())),
-        None => Err(Incomplete::More),
-    }
-}
-
-/// A chunked body, once its last chunk has come.
-fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, Incomplete> {
-    let mut body = Vec::new();
-    loop {
-        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-            return Err(Incomplete::More);
-        };
-        let size_text = std::str::from_utf8(&rest[..eol]).unwrap_or("");
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| Incomplete::Bad(format!("bad chunk size {size_text:?}")))?;
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        if size as u64 > MAX_ANSWER {
-            return Err(Incomplete::Bad(format!("a chunk of {size} bytes")));
-        }
-        if rest.len() < size + 2 {
-            return Err(Incomplete::More);
-        }
-        body.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parsed(raw: &str, eof: bool) -> Option<(u16, String)> {
-        parse_answer(raw.as_bytes(), eof)
-            .ok()
-            .map(|(s, b)| (s, String::from_utf8(b).unwrap()))
-    }
-
-    #[test]
-    fn answers_by_length_chunks_or_close() {
-        let by_len = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-        assert_eq!(parsed(by_len, false), Some((200, "{}".into())));
-        assert_eq!(parsed(&by_len[..by_len.len() - 1], false), None);
-        let chunked = "HTTP/1.1 500 x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n2\r\n\"}\r\n0\r\n\r\n";
-        assert_eq!(parsed(chunked, false), Some((500, "{\"a\"}".into())));
-        let closed = "HTTP/1.0 200 OK\r\nServer: x\r\n\r\n{\"Err\":\"\"}";
-        assert_eq!(parsed(closed, false), None);
-        assert_eq!(parsed(closed, true), Some((200, "{\"Err\":\"\"}".into())));
-    }
-
-    #[test]
-    fn garbage_is_malformed() {
-        assert!(matches!(
-            parse_answer(b"NOT HTTP\r\n\r\n", true),
-            Err(Incomplete::Bad(_))
-        ));
-        assert!(matches!(
-            parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", true),
-            Err(Incomplete::Bad(_))
-        ));
-        let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab";
-        assert!(matches!(parse_answer(huge, false), Err(Incomplete::Bad(_))));
-    }
 }

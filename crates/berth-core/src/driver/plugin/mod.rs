@@ -6,6 +6,7 @@
 //! call: a hung plugin holds only the name lock of the volume it was
 //! called for. Plugins keep no labels or options: berth's database does.
 
+mod answer;
 mod discovery;
 mod http;
 mod protocol;
@@ -34,6 +35,9 @@ pub struct PluginSettings {
     pub short_timeout: Duration,
     /// Activation retries a refused connection this long (Docker: 30 s).
     pub activation_retry: Duration,
+    /// Folders no Mountpoint may be at or under (berth's root: a plugin
+    /// must not hand a container berth's database or other volumes).
+    pub forbidden: Vec<PathBuf>,
 }
 
 impl Default for PluginSettings {
@@ -43,6 +47,7 @@ impl Default for PluginSettings {
             long_timeout: Duration::from_secs(120),
             short_timeout: Duration::from_secs(60),
             activation_retry: Duration::from_secs(30),
+            forbidden: Vec::new(),
         }
     }
 }
@@ -377,6 +382,30 @@ impl PluginDriver {
                 .insert(name.to_string(), PathBuf::from(mountpoint));
         }
     }
+
+    /// A Mountpoint is bound into a container as it is: only an existing
+    /// absolute folder (a relative one would be resolved against the
+    /// daemon's working folder), not the host's root, and not in a
+    /// forbidden folder (berth's root), wherever symlinks or `..` lead.
+    fn check_mountpoint(&self, mountpoint: &str) -> Result<(), String> {
+        let path = std::path::Path::new(mountpoint);
+        if !path.is_absolute() || !path.is_dir() {
+            return Err(format!(
+                "Mountpoint {mountpoint:?} is not an existing absolute folder"
+            ));
+        }
+        let real = (path.canonicalize()).map_err(|e| format!("Mountpoint {mountpoint:?}: {e}"))?;
+        let inside = |root: &PathBuf| {
+            let root = root.canonicalize().unwrap_or_else(|_| root.clone());
+            real.starts_with(root)
+        };
+        if real == std::path::Path::new("/") || self.settings.forbidden.iter().any(inside) {
+            return Err(format!(
+                "Mountpoint {mountpoint:?} is the host's root or inside berth's own folders"
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl VolumeDriver for PluginDriver {
@@ -425,15 +454,9 @@ impl VolumeDriver for PluginDriver {
     ) -> Result<PathBuf, DriverError> {
         let request = protocol::MountRequest { name, id };
         let answer: protocol::MountpointAnswer = self.call("VolumeDriver.Mount", &request, true)?;
-        // Bound into a container as it is: only an existing absolute
-        // folder (a relative one would be resolved against the daemon's
-        // working folder).
-        let path = std::path::Path::new(&answer.mountpoint);
-        if !path.is_absolute() || !path.is_dir() {
-            let why = format!(
-                "Mountpoint {:?} is not an existing absolute folder",
-                answer.mountpoint
-            );
+        // Refused, the ID is released by the caller's clean-up (the
+        // volume service's unmount reaches the plugin's Unmount).
+        if let Err(why) = self.check_mountpoint(&answer.mountpoint) {
             return Err(plugin_error(&self.name, "VolumeDriver.Mount", why));
         }
         self.remember(name, &answer.mountpoint);
