@@ -99,6 +99,22 @@ pub enum Bad {
     Json(String),
 }
 
+/// The longest refusal passed on to clients, in characters.
+const MAX_REFUSAL: usize = 1024;
+
+/// A plugin's `Err` as it reaches clients and logs: no control
+/// characters (a terminal's escape sequences), at most [`MAX_REFUSAL`].
+fn printable(err: &str) -> String {
+    let mut out: String = (err.chars())
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_REFUSAL)
+        .collect();
+    if err.chars().count() > MAX_REFUSAL {
+        out.push('…');
+    }
+    out
+}
+
 /// Parses an answer body (an empty body is an empty answer, as Docker's
 /// client takes it); a JSON `Err` that is not empty is a refusal.
 pub fn parse_answer<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, Bad> {
@@ -112,7 +128,7 @@ pub fn parse_answer<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Resu
     // A refusal may come without the rest of the shape.
     if let Ok(Empty { err }) = serde_json::from_slice::<Empty>(body) {
         if !err.is_empty() {
-            return Err(Bad::Refused(err));
+            return Err(Bad::Refused(printable(&err)));
         }
     }
     serde_json::from_slice(body)
@@ -129,6 +145,11 @@ mod tests {
         assert_eq!(m.mountpoint, "/x");
         let refused = parse_answer::<Empty>(br#"{"Err":"no such volume"}"#).unwrap_err();
         assert_eq!(refused, Bad::Refused("no such volume".into()));
+        let hostile = format!(r#"{{"Err":"\u001b[31mred\n{}"}}"#, "x".repeat(5000));
+        let Err(Bad::Refused(shown)) = parse_answer::<Empty>(hostile.as_bytes()) else {
+            panic!("a refusal");
+        };
+        assert!(shown.starts_with(" [31mred ") && shown.chars().count() == MAX_REFUSAL + 1);
         let list: ListAnswer =
             parse_answer(br#"{"Volumes":[{"Name":"a","Mountpoint":"/a"},{"Name":"b"}]}"#).unwrap();
         assert_eq!(list.volumes.unwrap().len(), 2);
