@@ -202,12 +202,19 @@ async fn remove(State(volumes): State<Volumes>, body: Bytes) -> Response {
     .await
 }
 
+/// A Mount or Unmount body: the volume (one of berth's own drivers') and
+/// the client's mount id for it.
+fn mount_target(volumes: &VolumeService, body: &Bytes) -> Result<(String, String), String> {
+    let body: MountBody = parse(body)?;
+    let id = plugin_client_mount_id(&body.id)?;
+    own_volume(volumes, &body.name)?;
+    Ok((body.name, id))
+}
+
 async fn mount(State(volumes): State<Volumes>, body: Bytes) -> Response {
     run(move || {
-        let body: MountBody = parse(&body)?;
-        let id = plugin_client_mount_id(&body.id)?;
-        own_volume(&volumes, &body.name)?;
-        let path = volumes.mount(&body.name, &id).map_err(|e| e.to_string())?;
+        let (name, id) = mount_target(&volumes, &body)?;
+        let path = volumes.mount(&name, &id).map_err(|e| e.to_string())?;
         Ok(json!({ "Mountpoint": path.to_string_lossy() }))
     })
     .await
@@ -215,12 +222,8 @@ async fn mount(State(volumes): State<Volumes>, body: Bytes) -> Response {
 
 async fn unmount(State(volumes): State<Volumes>, body: Bytes) -> Response {
     run(move || {
-        let body: MountBody = parse(&body)?;
-        let id = plugin_client_mount_id(&body.id)?;
-        own_volume(&volumes, &body.name)?;
-        volumes
-            .unmount(&body.name, &id)
-            .map_err(|e| e.to_string())?;
+        let (name, id) = mount_target(&volumes, &body)?;
+        volumes.unmount(&name, &id).map_err(|e| e.to_string())?;
         Ok(json!({}))
     })
     .await
