@@ -728,7 +728,14 @@ def test_a_backup_that_could_not_read_everything_says_so(daemon, uniq, work):
         p = cli(daemon, "volume", "backup", vol, "--repo", repo, check=False)
         assert p.returncode == 3, (p.returncode, p.stderr)
         snap = p.stdout.strip()
-        assert any(b["Id"] == snap for b in backups(daemon, vol, repo))
+        (entry,) = [b for b in backups(daemon, vol, repo) if b["Id"] == snap]
+        assert entry["Incomplete"] is True and entry["Tags"] == [], entry
+        listed = cli(daemon, "volume", "backups", vol, "--repo", repo).stdout
+        assert f"{snap[:8]} (incomplete)" in listed, listed
+        # restic sees the mark too (a tag), and the repository is sound.
+        tags = json.loads(restic(os.path.join(work, "repo"), "snapshots", "--json").stdout)[0]["tags"]
+        assert "berth-incomplete" in tags, tags
+        assert "no errors were found" in restic(os.path.join(work, "repo"), "check").stdout
         warning = p.stderr
         assert f"{len(unreadable)} of " in warning and "incomplete" in warning, warning
         for name in unreadable[:10]:
@@ -740,6 +747,8 @@ def test_a_backup_that_could_not_read_everything_says_so(daemon, uniq, work):
             f.write("x")
         p = cli(daemon, "volume", "backup", whole, "--repo", repo, check=False)
         assert p.returncode == 0 and "warning" not in p.stderr, p.stderr
+        (entry,) = backups(daemon, whole, repo)
+        assert entry["Incomplete"] is False, entry
     finally:
         remove_repo(daemon, repo)
 

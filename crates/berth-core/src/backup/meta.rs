@@ -18,6 +18,8 @@ use crate::volume::{Consistency, Volume};
 pub const BERTH_TAG: &str = "berth";
 /// The tag naming the volume: `volume=<name>`.
 pub const VOLUME_TAG_PREFIX: &str = "volume=";
+/// The tag of a backup that lacks entries of its volume it could not read.
+pub const INCOMPLETE_TAG: &str = "berth-incomplete";
 
 /// The volume a backup was taken of.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +90,8 @@ pub struct BackupEntry {
     pub consistency: Option<Consistency>,
     /// Containers stopped for the backup.
     pub stopped_containers: Vec<String>,
+    /// It lacks entries of the volume it could not read.
+    pub incomplete: bool,
 }
 
 impl BackupEntry {
@@ -110,6 +114,7 @@ impl BackupEntry {
             files: summary.map(|s| s.total_files_processed),
             consistency: meta.as_ref().map(|m| m.consistency),
             stopped_containers: meta.map(|m| m.stopped_containers).unwrap_or_default(),
+            incomplete: snap.tags.contains(INCOMPLETE_TAG),
         }
     }
 }
@@ -124,7 +129,8 @@ pub fn volume_of(snap: &SnapshotFile) -> Option<&str> {
 fn user_tags(snap: &SnapshotFile) -> Vec<String> {
     snap.tags
         .iter()
-        .filter(|t| t.as_str() != BERTH_TAG && !t.starts_with(VOLUME_TAG_PREFIX))
+        .filter(|t| ![BERTH_TAG, INCOMPLETE_TAG].contains(&t.as_str()))
+        .filter(|t| !t.starts_with(VOLUME_TAG_PREFIX))
         .cloned()
         .collect()
 }
@@ -145,7 +151,7 @@ pub fn check_tag(tag: &str) -> Result<(), String> {
             "invalid tag {tag:?}: no commas or control characters"
         ));
     }
-    if tag == BERTH_TAG || tag.starts_with(VOLUME_TAG_PREFIX) {
+    if tag == BERTH_TAG || tag == INCOMPLETE_TAG || tag.starts_with(VOLUME_TAG_PREFIX) {
         return Err(format!("tag {tag:?} is berth's own"));
     }
     Ok(())

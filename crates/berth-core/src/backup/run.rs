@@ -12,14 +12,17 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use rustic_core::repofile::SnapshotFile;
 use rustic_core::{
-    BackupOptions, LocalSourceFilterOptions, PathList, ProgressBars, ProgressType, RusticProgress,
-    SnapshotOptions, StringList,
+    BackupOptions, IndexedIdsStatus, LocalSourceFilterOptions, PathList, ProgressBars,
+    ProgressType, Repository, RusticProgress, SnapshotOptions, StringList,
 };
 use serde::Serialize;
 
 use super::completeness;
-use super::meta::{check_tag, BackupEntry, BackupMeta, BERTH_TAG, MAX_TAGS, VOLUME_TAG_PREFIX};
+use super::meta::{
+    check_tag, BackupEntry, BackupMeta, BERTH_TAG, INCOMPLETE_TAG, MAX_TAGS, VOLUME_TAG_PREFIX,
+};
 use super::{BackupError, BackupService};
 
 /// A backup's progress, shared with whoever reports it; also how it is
@@ -198,7 +201,10 @@ impl BackupService {
         };
         drop(source);
         drop(stopped);
-        let saved = saved?;
+        let mut saved = saved?;
+        if warning.is_some() {
+            saved = mark_incomplete(repo, &indexed, saved)?;
+        }
         let report = BackupReport {
             entry: BackupEntry::of(&record.name, &saved),
             files_new: summary.files_new,
@@ -215,6 +221,32 @@ impl BackupService {
         self.publish("backup", volume, &attributes);
         Ok(report)
     }
+}
+
+/// Tags `saved` as incomplete: rustic writes the snapshot before berth
+/// can tell, so it is saved again with the tag and the first copy
+/// deleted (a crash between leaves both, the tagged one telling). The
+/// new copy is found again by its time and tag (its ID is its content's).
+fn mark_incomplete(
+    repo: &str,
+    indexed: &Repository<IndexedIdsStatus>,
+    saved: SnapshotFile,
+) -> Result<SnapshotFile, BackupError> {
+    let err = |e: Box<rustic_core::RusticError>| BackupError::repository(repo, &e);
+    let mut tagged = saved.clone();
+    let tag = StringList::from_str(INCOMPLETE_TAG)
+        .map_err(|e| BackupError::InvalidRequest(e.to_string()))?;
+    tagged.add_tags(vec![tag]);
+    indexed.save_snapshots(vec![tagged]).map_err(err)?;
+    indexed.delete_snapshots(&[saved.id]).map_err(err)?;
+    let all = indexed.get_all_snapshots().map_err(err)?;
+    let found = all.into_iter().find(|s| {
+        s.time == saved.time && s.label == saved.label && s.tags.contains(INCOMPLETE_TAG)
+    });
+    found.ok_or_else(|| BackupError::Repository {
+        repo: repo.to_string(),
+        detail: "the incomplete backup's tagged snapshot was not found after saving it".into(),
+    })
 }
 
 /// Runs `work` on repository `repo`, with rustic reporting into

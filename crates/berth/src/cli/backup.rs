@@ -365,8 +365,13 @@ pub async fn volume_backups(api: &ApiClient, a: VolumeBackupsArgs) -> Result<i32
                 .flatten()
                 .map(text)
                 .collect();
+            // A backup that lacks part of its volume never looks whole.
+            let id = match b["Incomplete"].as_bool() {
+                Some(true) => format!("{} (incomplete)", text(&b["ShortId"])),
+                _ => text(&b["ShortId"]),
+            };
             vec![
-                text(&b["ShortId"]),
+                id,
                 text(&b["Repo"]),
                 text(&b["Volume"]),
                 text(&b["Time"]),
