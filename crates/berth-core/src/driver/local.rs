@@ -233,6 +233,10 @@ impl VolumeDriver for LocalDriver {
         })
     }
 
+    fn get_is_quick(&self) -> bool {
+        true
+    }
+
     fn get(&self, name: &str) -> Result<Option<DriverVolume>, DriverError> {
         Ok(self.path(name)?.map(|mountpoint| DriverVolume {
             name: name.to_string(),

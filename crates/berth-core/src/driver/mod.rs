@@ -171,6 +171,13 @@ pub trait VolumeDriver: Send + Sync {
         None
     }
 
+    /// Whether [`VolumeDriver::get`] is only a look at memory and one
+    /// `stat` (no call to another process, no mount table): a caller may
+    /// run it on an async worker instead of handing it to a thread.
+    fn get_is_quick(&self) -> bool {
+        false
+    }
+
     /// Where a volume the service knows to exist is reached, without
     /// touching storage if the driver can tell (list answers thousands).
     fn mountpoint(&self, name: &str) -> Option<PathBuf> {
