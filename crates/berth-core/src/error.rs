@@ -11,6 +11,16 @@ use crate::network::NetworkError;
 use crate::store::StoreError;
 use crate::volume::VolumeError;
 
+/// Up to `shown` of `names`, joined by commas, then "and N more": the
+/// list in a message about many things.
+pub fn some_of(names: &[String], shown: usize) -> String {
+    let listed = names[..names.len().min(shown)].join(", ");
+    match names.len().saturating_sub(shown) {
+        0 => listed,
+        more => format!("{listed} and {more} more"),
+    }
+}
+
 /// What class of failure happened, independent of where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {

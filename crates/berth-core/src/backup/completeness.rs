@@ -88,12 +88,8 @@ fn describe(entries: u64, backed_up: u64, unreadable: &[String]) -> String {
         _ => "the backup may be incomplete: parts of the volume could not be read".to_string(),
     };
     if !unreadable.is_empty() {
-        let shown: Vec<&str> = unreadable.iter().take(NAMED).map(String::as_str).collect();
-        let more = unreadable.len().saturating_sub(NAMED);
-        text.push_str(&format!("; unreadable: {}", shown.join(", ")));
-        if more > 0 {
-            text.push_str(&format!(" and {more} more"));
-        }
+        let named = crate::error::some_of(unreadable, NAMED);
+        text.push_str(&format!("; unreadable: {named}"));
     }
     text
 }

@@ -135,13 +135,21 @@ fn user_tags(snap: &SnapshotFile) -> Vec<String> {
         .collect()
 }
 
-/// A user's tag is one restic tag: no commas (they separate tags), no
-/// control characters, and not one of berth's own.
 /// The longest tag, in bytes (every list of backups carries the tags).
 pub const MAX_TAG_LEN: usize = 255;
 /// The most tags one backup may carry.
 pub const MAX_TAGS: usize = 64;
 
+/// A user's tags: at most [`MAX_TAGS`], each as [`check_tag`] wants.
+pub fn check_tags(tags: &[String]) -> Result<(), String> {
+    if tags.len() > MAX_TAGS {
+        return Err(format!("a backup carries at most {MAX_TAGS} tags"));
+    }
+    tags.iter().try_for_each(|t| check_tag(t))
+}
+
+/// A user's tag is one restic tag: no commas (they separate tags), no
+/// control characters, and not one of berth's own.
 pub fn check_tag(tag: &str) -> Result<(), String> {
     if tag.len() > MAX_TAG_LEN {
         return Err(format!("a tag is at most {MAX_TAG_LEN} bytes"));
@@ -167,5 +175,11 @@ mod tests {
         for bad in ["", "a,b", "berth", "volume=x", "a\nb"] {
             assert!(check_tag(bad).is_err(), "{bad}");
         }
+        let many = |n: usize| vec!["t".to_string(); n];
+        assert!(check_tags(&many(MAX_TAGS)).is_ok());
+        assert!(check_tags(&many(MAX_TAGS + 1))
+            .unwrap_err()
+            .contains("at most"));
+        assert!(check_tags(&["x".repeat(MAX_TAG_LEN + 1)]).is_err());
     }
 }

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::completeness;
 use super::meta::{
-    check_tag, BackupEntry, BackupMeta, BERTH_TAG, INCOMPLETE_TAG, MAX_TAGS, VOLUME_TAG_PREFIX,
+    check_tags, BackupEntry, BackupMeta, BERTH_TAG, INCOMPLETE_TAG, VOLUME_TAG_PREFIX,
 };
 use super::{BackupError, BackupService};
 
@@ -153,13 +153,7 @@ impl BackupService {
         options: &BackupRequest,
         progress: Arc<Progress>,
     ) -> Result<BackupReport, BackupError> {
-        if options.tags.len() > MAX_TAGS {
-            let why = format!("a backup carries at most {MAX_TAGS} tags");
-            return Err(BackupError::InvalidRequest(why));
-        }
-        for tag in &options.tags {
-            check_tag(tag).map_err(BackupError::InvalidRequest)?;
-        }
+        check_tags(&options.tags).map_err(BackupError::InvalidRequest)?;
         let (_guard, record, opened) = self.open_repo(repo, &progress)?;
         // Stopped before the source is taken, started again after it is
         // released (both dropped explicitly below, the source first).

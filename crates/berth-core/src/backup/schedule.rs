@@ -145,13 +145,7 @@ impl BackupService {
         if let Some(keep) = &req.keep {
             keep.check()?;
         }
-        if req.tags.len() > super::meta::MAX_TAGS {
-            let max = super::meta::MAX_TAGS;
-            return Err(bad(format!("a backup carries at most {max} tags")));
-        }
-        for tag in &req.tags {
-            super::meta::check_tag(tag).map_err(bad)?;
-        }
+        super::meta::check_tags(&req.tags).map_err(bad)?;
         self.volumes.get(volume)?;
         self.repo(&req.repo)?;
         let schedule = Schedule {

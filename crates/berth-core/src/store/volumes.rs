@@ -169,6 +169,11 @@ impl Store {
         self.volumes.get_visible(name).map(|r| r.as_ref().clone())
     }
 
+    /// The driver of volume `name` as readers see it (no copy of the row).
+    pub fn visible_driver(&self, name: &str) -> Option<String> {
+        self.volumes.get_visible(name).map(|r| r.driver.clone())
+    }
+
     /// Every volume row, in all states, ordered by name (copies).
     pub fn list_volumes(&self) -> Result<Vec<VolumeRecord>, StoreError> {
         Ok(self

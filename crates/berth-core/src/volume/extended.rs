@@ -109,13 +109,12 @@ impl VolumeService {
         if !snap.starts_with(super::BACKUP_SNAPSHOT_PREFIX) {
             return Ok(());
         }
-        let backup = super::operation_mount_id("backup");
-        let prefix = backup.rsplit_once('-').map_or(backup.as_str(), |(p, _)| p);
+        let prefix = format!("{}backup-", super::OPERATION_MOUNT_PREFIX);
         let mounts =
             (self.store.mounts(name)).map_err(|e| VolumeError::store("snapshot", name, e))?;
         let holders: Vec<String> = mounts
             .into_iter()
-            .filter(|m| m.starts_with(prefix))
+            .filter(|m| m.starts_with(&prefix))
             .collect();
         match holders.is_empty() {
             true => Ok(()),

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use super::{names, ListedVolume, VolumeError, VolumeService};
 use crate::driver::plugin::Plugins;
 use crate::driver::VolumeDriver;
+use crate::error::some_of;
 use crate::store::{VolumeRecord, VolumeState};
 
 /// How long `volume ls` waits for the plugins' `List`.
@@ -25,15 +26,6 @@ const ADOPT_WAIT: Duration = Duration::from_secs(1);
 const MAX_ADOPTED: usize = 1000;
 /// Names a warning shows before "and N more".
 const NAMED: usize = 10;
-
-/// Up to [`NAMED`] of `names`, joined, with how many more there are.
-fn some_of(names: &[String]) -> String {
-    let shown = names[..names.len().min(NAMED)].join(", ");
-    match names.len().saturating_sub(NAMED) {
-        0 => shown,
-        more => format!("{shown} and {more} more"),
-    }
-}
 
 /// What the plugins said, for one `volume ls`.
 #[derive(Debug, Default)]
@@ -118,7 +110,7 @@ impl VolumeService {
             out.warnings.push(format!(
                 "volume plugin {plugin} lists {} names berth cannot show (not volume names): {}",
                 refused.len(),
-                some_of(&refused)
+                some_of(&refused, NAMED)
             ));
         }
         let lost: Vec<String> = in_rows
@@ -130,7 +122,7 @@ impl VolumeService {
             out.warnings.push(format!(
                 "{} volumes of plugin {plugin} are not in its List (listed from berth's records): {}",
                 lost.len(),
-                some_of(&lost)
+                some_of(&lost, NAMED)
             ));
         }
     }

@@ -460,10 +460,10 @@ impl VolumeService {
     /// Whether [`VolumeService::get`] of `name` is quick enough for an
     /// async worker (its driver's `get` is: see `get_is_quick`).
     pub fn get_is_quick(&self, name: &str) -> bool {
-        let Some(record) = self.store.visible_volume(name) else {
+        let Some(driver) = self.store.visible_driver(name) else {
             return true; // "no such volume", from memory
         };
-        (self.drivers.builtin(&record.driver)).is_some_and(|d| d.get_is_quick())
+        (self.drivers.builtin(&driver)).is_some_and(|d| d.get_is_quick())
     }
 
     /// Whether `driver` is one of berth's own (not a plugin's).
