@@ -15,6 +15,13 @@ state must be one of the two the request allowed, never anything between:
 * ``volume-prune-retired`` / ``volume-prune-committed``: the same for a
   prune of 40 volumes, all or none.
 
+A remove's move to the trash is not synced before its commit (one durable
+write per remove); the commit leaves a tombstone instead. A power cut after
+the commit could undo the move and put the folder back under its name; the
+tests below make that state by hand (kill at ``volume-remove-committed`` or
+``volume-prune-committed``, then move the trash entries back) and start-up
+must finish the removes, not adopt the folders.
+
 In every case the list equals the folders under ROOT/volumes and the trash
 empties.
 """
@@ -22,6 +29,8 @@ empties.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 
 import pytest
 
@@ -139,6 +148,82 @@ def test_crash_in_a_prune_is_all_or_nothing(daemon, point, removed):
     else:
         assert set(names) <= set(listed), sorted(set(names) - set(listed))
         assert all(read(daemon, n) == n.encode() for n in names)
+
+
+def tombstones(berth) -> list[tuple[str, str]]:
+    db = sqlite3.connect(berth.db_path, timeout=10)
+    try:
+        return db.execute("SELECT uid, name FROM volume_tombstones").fetchall()
+    finally:
+        db.close()
+
+
+def wait_no_tombstones(berth, timeout: float = 15.0) -> list:
+    deadline = time.monotonic() + timeout
+    while (left := tombstones(berth)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def undo_moves_to_trash(berth, buried: list[tuple[str, str]]) -> None:
+    """What a power cut after the commit may leave: each removed volume's
+    folder back under its name (the move to the trash lost)."""
+    for uid, name in buried:
+        os.rename(os.path.join(berth.volumes_dir, ".trash", uid),
+                  os.path.join(berth.volumes_dir, name))
+
+
+@pytest.mark.parametrize("point", ["volume-remove-committed", "volume-prune-committed"])
+def test_a_committed_remove_whose_move_a_power_cut_undid_stays_removed(daemon, point):
+    names = [f"cp-buried-{i:02d}" for i in range(1 if point == "volume-remove-committed" else 20)]
+    for name in names:
+        create(daemon, name, {ANON: ""})
+        fill(daemon, name, name.encode())
+    create(daemon, "cp-kept")
+    fill(daemon, "cp-kept", b"kept")
+    daemon.stop()
+    daemon.extra_env = {"BERTH_CRASH_AT": point}
+    daemon.start()
+    if point == "volume-remove-committed":
+        request_dies(daemon, "DELETE", f"/volumes/{names[0]}")
+    else:
+        request_dies(daemon, "POST", "/volumes/prune")
+    buried = tombstones(daemon)
+    assert sorted(n for _, n in buried) == names, buried
+    assert not set(names) & daemon.volume_dirs()
+    undo_moves_to_trash(daemon, buried)
+    assert set(names) <= daemon.volume_dirs()
+    daemon.extra_env = {}
+    daemon.start()
+    listed = check_consistent(daemon)
+    assert not set(names) & set(listed), sorted(set(names) & set(listed))
+    assert read(daemon, "cp-kept") == b"kept"
+    assert tombstones(daemon) == [], "start-up drops the tombstones it settled"
+
+
+def test_tombstones_are_dropped_once_the_moves_are_synced(daemon):
+    for i in range(5):
+        create(daemon, f"cp-tomb-{i}")
+    for i in range(5):
+        status, _ = daemon.api("DELETE", f"/volumes/cp-tomb-{i}")
+        assert status == 204
+    assert wait_no_tombstones(daemon) == []
+    assert not daemon.wait_trash_empty()
+
+
+def test_a_name_removed_then_created_again_keeps_the_new_volume_across_a_crash(daemon):
+    create(daemon, "cp-again", {"gen": "1"})
+    fill(daemon, "cp-again", b"first")
+    status, _ = daemon.api("DELETE", "/volumes/cp-again")
+    assert status == 204
+    create(daemon, "cp-again", {"gen": "2"})
+    assert tombstones(daemon), "the remove's tombstone is still there"
+    daemon.kill9()
+    daemon.start()
+    listed = check_consistent(daemon)
+    assert listed["cp-again"]["Labels"] == {"gen": "2"}
+    assert os.listdir(daemon.mountpoint("cp-again")) == []
+    assert wait_no_tombstones(daemon) == []
 
 
 def test_readers_never_see_a_volume_without_its_folder(daemon):

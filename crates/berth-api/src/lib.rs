@@ -38,6 +38,7 @@ mod types;
 pub mod version;
 mod volume_archive;
 mod volume_blocks;
+mod volume_list_body;
 pub mod volume_plugin_serve;
 mod volumes;
 pub mod web;

@@ -240,15 +240,21 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(mut body) => {
             body.push(b'\n');
-            (
-                status,
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response()
+            json_bytes(status, body)
         }
         Err(e) => ApiError::internal(format!("encoding response: {e}")).into_response(),
     }
+}
+
+/// A response of JSON already encoded (ending in a newline, as Go's encoder
+/// writes).
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 /// How long an upload may send nothing before it is abandoned: the core

@@ -8,7 +8,7 @@ use berth_core::volume::CreateRequest;
 use bytes::Bytes;
 
 use crate::error::ApiError;
-use crate::request::{blocking, json, read_json, Query};
+use crate::request::{blocking, json, json_bytes, read_json, Query};
 use crate::types::{
     ListedVolumeJson, VolumeCreateBody, VolumeJson, VolumeListRefJson, VolumePruneJson,
 };
@@ -47,7 +47,9 @@ pub async fn list(
         volumes: volumes.iter().map(ListedVolumeJson::from).collect(),
         warnings: (!warnings.is_empty()).then_some(warnings),
     };
-    let response = json(StatusCode::OK, &body);
+    let mut bytes = body.to_json();
+    bytes.push(b'\n');
+    let response = json_bytes(StatusCode::OK, bytes);
     drop(body);
     drop(volumes);
     if count >= LARGE_LIST {

@@ -7,6 +7,7 @@
 //! ```text
 //! api_load SOCKET OP PREFIX COUNT [CLIENTS]
 //!   OP: create | inspect | remove | list (COUNT lists, one client)
+//!       | ping (COUNT `GET /_ping`: the round-trip floor of either engine)
 //! ```
 //!
 //! Names are `PREFIX` followed by the index, six digits. Prints one JSON
@@ -25,6 +26,7 @@ enum Op {
     Inspect,
     Remove,
     List,
+    Ping,
 }
 
 fn parse_op(s: &str) -> Result<Op, String> {
@@ -33,6 +35,7 @@ fn parse_op(s: &str) -> Result<Op, String> {
         "inspect" => Ok(Op::Inspect),
         "remove" => Ok(Op::Remove),
         "list" => Ok(Op::List),
+        "ping" => Ok(Op::Ping),
         other => Err(format!("unknown op {other:?}")),
     }
 }
@@ -60,6 +63,7 @@ fn request(op: Op, name: &str) -> (String, u16) {
             format!("GET {API}/volumes HTTP/1.1\r\nHost: d\r\n\r\n"),
             200,
         ),
+        Op::Ping => (format!("GET {API}/_ping HTTP/1.1\r\nHost: d\r\n\r\n"), 200),
     }
 }
 

@@ -10,7 +10,11 @@
 //! data has durable folders, and one that never did is made again from its
 //! row if a power cut took its folders. A remove renames the volume's
 //! folder into `.trash/<uid>` and the service destroys it after the delete
-//! has committed; `volumes/` is synced after the move, before the commit.
+//! has committed. The move is not synced before that commit, which leaves a
+//! tombstone (`store/tombstones.rs`); `volumes/` is synced later
+//! (`Trash::settle`), and at once before the name is used again (create, or
+//! rename to it), so a folder under a name is never a removed volume's
+//! brought back by a power cut.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -30,6 +34,10 @@ pub struct LocalDriver {
     active: MountIds,
     /// Volumes created by this process whose folders are not synced yet.
     unsynced: parking_lot::Mutex<HashSet<String>>,
+    /// Names whose folder was moved to the trash since `volumes/` was last
+    /// synced. The lock is held across that sync, so a create that finds
+    /// its name here cannot make its folder before the move is durable.
+    moved_away: parking_lot::Mutex<HashSet<String>>,
 }
 
 /// The folder under `volumes/` that removed volumes wait in, by uid, until
@@ -43,6 +51,7 @@ impl LocalDriver {
             volumes_dir: volumes_dir.to_path_buf(),
             active: MountIds::default(),
             unsynced: Default::default(),
+            moved_away: Default::default(),
         }
     }
 
@@ -93,9 +102,34 @@ impl LocalDriver {
         super::rename_noreplace(&dir, &to).map_err(|e| {
             DriverError::io(format!("moving {} to {}", dir.display(), to.display()), e)
         })?;
+        // Not synced: the commit that follows leaves a tombstone (see the
+        // module docs), and `settle` syncs the move later.
+        self.moved_away.lock().insert(name.to_string());
         self.active.forget(name);
         self.forget_unsynced(name);
         Ok(true)
+    }
+
+    /// Before `name` gets a folder again: if a move of a folder of that
+    /// name to the trash is not durable yet, make it so (a power cut could
+    /// otherwise bring the removed folder back in place of the new one).
+    fn settle_before_reuse(&self, name: &str) -> Result<(), DriverError> {
+        self.sync_moves_if(|moved| moved.contains(name))
+    }
+
+    /// Syncs `volumes/`, making every move to the trash so far durable, if
+    /// `needed` says so of the names moved since the last sync.
+    fn sync_moves_if(
+        &self,
+        needed: impl FnOnce(&HashSet<String>) -> bool,
+    ) -> Result<(), DriverError> {
+        let mut moved = self.moved_away.lock();
+        if needed(&moved) {
+            sync_dir(&self.volumes_dir)?;
+            moved.clear();
+            crate::sys::ShrinkWhenSparse::shrink_when_sparse(&mut *moved);
+        }
+        Ok(())
     }
 
     fn forget_unsynced(&self, name: &str) {
@@ -167,6 +201,7 @@ impl VolumeDriver for LocalDriver {
 
     fn create(&self, name: &str, options: &DriverOptions) -> Result<bool, DriverError> {
         local_opts::parse(options)?;
+        self.settle_before_reuse(name)?;
         let made_dir = create_dir_if_missing(&self.volume_dir(name))?;
         let made = match create_dir_if_missing(&self.data_dir(name)) {
             Ok(made) => made,
@@ -197,6 +232,7 @@ impl VolumeDriver for LocalDriver {
 
     fn rename(&self, old: &str, new: &str) -> Result<(), DriverError> {
         self.make_durable(old)?;
+        self.settle_before_reuse(new)?;
         super::rename_durable(&self.volume_dir(old), &self.volume_dir(new))
     }
 
@@ -296,30 +332,13 @@ impl Trash for LocalDriver {
             return volumes.iter().map(|_| Err(unusable())).collect();
         }
         let mounts = mount::mount_points_under(&self.volumes_dir);
-        let mut answers: Vec<_> = (volumes.iter())
+        (volumes.iter())
             .map(|v| self.retire_one(v.name, v.uid, &mounts))
-            .collect();
-        if answers.iter().any(|a| matches!(a, Ok(true))) {
-            // The moves must be on disk before the commit: a power cut
-            // that undid one after the row is gone would have start-up
-            // adopt the folder as a volume again. Nothing else orders them
-            // (the database may be on another disk; a journal the WAL's
-            // fsync forces need not hold them). Syncing the folder they
-            // left is what counts: were the trash's side lost instead, the
-            // folder would be found unattached (space leaked, nothing
-            // back), so it is not synced.
-            if let Err(e) = sync_dir(&self.volumes_dir) {
-                let why = e.to_string();
-                for (v, answer) in volumes.iter().zip(answers.iter_mut()) {
-                    if matches!(answer, Ok(true)) {
-                        let _ = self.restore(v.uid, v.name);
-                    }
-                    let failed = std::io::Error::other(why.clone());
-                    *answer = Err(DriverError::io("syncing the trash", failed));
-                }
-            }
-        }
-        answers
+            .collect()
+    }
+
+    fn settle(&self) -> Result<(), DriverError> {
+        self.sync_moves_if(|moved| !moved.is_empty())
     }
 
     fn restore(&self, uid: &str, name: &str) -> Result<(), DriverError> {
@@ -391,6 +410,38 @@ mod tests {
         assert!(driver.remove("v1").unwrap());
         assert!(!driver.remove("v1").unwrap());
         assert!(driver.path("v1").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_name_moved_to_the_trash_is_synced_before_it_is_used_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = LocalDriver::new(dir.path());
+        let none = DriverOptions::new();
+        for name in ["a", "b", "c"] {
+            driver.create(name, &none).unwrap();
+        }
+        let retiring = |name, uid| Retiring { name, uid };
+        let answers = driver.retire(&[retiring("a", "u1"), retiring("b", "u2")]);
+        assert!(answers.iter().all(|a| matches!(a, Ok(true))));
+        assert!(dir.path().join(".trash/u1/_data").is_dir());
+        let moved = |d: &LocalDriver| d.moved_away.lock().len();
+        assert_eq!(moved(&driver), 2);
+        // Another name: nothing to wait for.
+        driver.create("d", &none).unwrap();
+        assert_eq!(moved(&driver), 2);
+        // The same name: every move so far is synced first.
+        driver.create("a", &none).unwrap();
+        assert_eq!(moved(&driver), 0);
+        driver.retire(&[retiring("c", "u3")]);
+        driver.rename("d", "c").unwrap();
+        assert_eq!(moved(&driver), 0);
+        driver.retire(&[retiring("c", "u4")]);
+        driver.settle().unwrap();
+        driver.settle().unwrap();
+        assert_eq!(moved(&driver), 0);
+        let mut retired = driver.retired().unwrap();
+        retired.sort();
+        assert_eq!(retired, ["u1", "u2", "u3", "u4"]);
     }
 
     #[test]

@@ -221,10 +221,15 @@ pub trait Trash: Send + Sync {
     /// answer per volume, `Ok(false)` for one with no storage. A volume
     /// whose storage cannot be moved (another mount inside it, an unusable
     /// trash) fails, nothing of it moved: the caller removes it in place.
-    /// Once all are moved, the moves are made durable with one sync where
-    /// the filesystem needs it; if that fails, they are all moved back and
-    /// all fail.
+    /// The moves need not be durable when this returns: the caller commits
+    /// the rows' deletes with a tombstone each (`Store::delete_retired`)
+    /// and drops the tombstones only after [`Trash::settle`].
     fn retire(&self, volumes: &[Retiring<'_>]) -> Vec<Result<bool, DriverError>>;
+
+    /// Makes every move [`Trash::retire`] made so far durable (one sync
+    /// where the filesystem needs it). Idempotent; an error leaves the
+    /// moves as they were (their tombstones must stay).
+    fn settle(&self) -> Result<(), DriverError>;
 
     /// Puts the storage retired under `uid` back as `name` (its remove did
     /// not commit). Fails, changing nothing, if `name` has storage.

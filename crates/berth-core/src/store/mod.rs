@@ -16,6 +16,7 @@ mod images;
 mod networks;
 mod renames;
 mod schema;
+mod tombstones;
 mod volume_index;
 mod volumes;
 mod writer;
@@ -28,6 +29,7 @@ use rusqlite::Connection;
 
 pub use endpoints::EndpointInsert;
 pub use images::ImageRecord;
+pub use tombstones::Tombstone;
 pub use volumes::{VolumeRecord, VolumeState};
 
 /// Errors from the metadata store.

@@ -159,6 +159,15 @@ const MIGRATIONS: &[&str] = &[
         record  TEXT NOT NULL
     ) STRICT;
     "#,
+    // 12: removes committed while their storage's move to the trash may
+    // not be durable yet (store/tombstones.rs).
+    r#"
+    CREATE TABLE volume_tombstones (
+        uid     TEXT PRIMARY KEY NOT NULL,
+        name    TEXT NOT NULL,
+        driver  TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -130,22 +130,6 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Deletes many volume rows in one transaction (prune): all or none.
-    /// Returns how many rows were deleted.
-    pub fn delete_volumes(&self, names: &[String]) -> Result<usize, StoreError> {
-        let owned = names.to_vec();
-        let n = self.writer.write(move |conn| {
-            let mut stmt = conn.prepare_cached("DELETE FROM volumes WHERE name = ?1")?;
-            let mut deleted = 0;
-            for name in &owned {
-                deleted += stmt.execute(params![name])?;
-            }
-            Ok(deleted)
-        })?;
-        self.volumes.remove_all(names);
-        Ok(n)
-    }
-
     /// Like [`Store::delete_volume`], but first drops the volume's mount ids
     /// (a forced purge after a driver failure); refs still block it.
     pub fn purge_volume(&self, name: &str) -> Result<bool, StoreError> {

@@ -46,10 +46,19 @@ impl VolumeService {
             return PluginListing::default();
         };
         let mut rows: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        // Most rows share one driver: the registry is asked again only
+        // when the driver differs from the previous row's (asked per row,
+        // its hashing was an eighth of a list of 100,000 local volumes).
+        let mut last: Option<(&str, bool)> = None;
         for volume in listed {
-            let driver = &volume.record.driver;
-            if self.drivers.builtin(driver).is_none() {
-                let names = rows.entry(driver.clone()).or_default();
+            let driver = volume.record.driver.as_str();
+            let builtin = match last {
+                Some((d, builtin)) if d == driver => builtin,
+                _ => self.drivers.builtin(driver).is_some(),
+            };
+            last = Some((driver, builtin));
+            if !builtin {
+                let names = rows.entry(driver.to_string()).or_default();
                 names.insert(volume.record.name.clone());
             }
         }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::filters::{self, Filters};
+use super::service::tombstone_of;
 use super::{names, VolumeError, VolumeService};
 use crate::driver::{Retiring, DEFAULT_DRIVER};
 use crate::failpoint;
@@ -106,8 +107,8 @@ impl VolumeService {
         };
         let (retired, in_place) = self.retire_all(driver.as_ref(), chosen);
         failpoint::hit("volume-prune-retired");
-        let names: Vec<String> = retired.iter().map(|(r, _)| r.name.clone()).collect();
-        if let Err(e) = self.store.delete_volumes(&names) {
+        let removed: Vec<_> = retired.iter().map(|(r, _)| tombstone_of(r)).collect();
+        if let Err(e) = self.store.delete_retired(&removed) {
             for (record, _) in &retired {
                 self.put_back(driver.as_ref(), record);
             }

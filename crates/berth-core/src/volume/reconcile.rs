@@ -46,6 +46,7 @@ impl VolumeService {
         // half-removed one in its driver's trash.
         self.resume_renames(&mut report);
         self.settle_trash(&mut report);
+        let buried = self.finish_buried_removes(&mut report);
         let records = self
             .store
             .list_volumes()
@@ -60,8 +61,62 @@ impl VolumeService {
             self.adopt_orphans(driver.as_ref(), &mut report);
             driver.after_reconcile();
         }
+        self.forget_buried(&buried, &mut report);
         self.record_findings(&report);
         Ok(report)
+    }
+
+    /// Committed removes whose move to the trash a power cut may have
+    /// undone: a folder back under the name of a removed volume that has
+    /// no row now is that volume's, and goes to the trash again (a new
+    /// volume of the name has a row, and its create synced the move
+    /// first). Returns the tombstones' uids, to drop once settled.
+    fn finish_buried_removes(&self, report: &mut ReconcileReport) -> Vec<String> {
+        let tombstones = match self.store.tombstones() {
+            Ok(t) => t,
+            Err(e) => {
+                report.problems.push(e.to_string());
+                return Vec::new();
+            }
+        };
+        for t in &tombstones {
+            let _guard = self.locks.lock(&t.name);
+            if !matches!(self.store.get_volume(&t.name), Ok(None)) {
+                continue;
+            }
+            let Some(driver) = self.drivers.builtin(&t.driver) else {
+                continue;
+            };
+            let Some(trash) = driver.trash() else {
+                continue;
+            };
+            let retiring = crate::driver::Retiring {
+                name: &t.name,
+                uid: &t.uid,
+            };
+            match trash.retire(&[retiring]).pop() {
+                Some(Ok(true)) => {
+                    self.trash.destroy_later(driver.clone(), t.uid.clone());
+                    report.finished_removals.push(t.name.clone());
+                }
+                Some(Err(e)) => report.problems.push(format!("{}: {e}", t.name)),
+                _ => {}
+            }
+        }
+        tombstones.into_iter().map(|t| t.uid).collect()
+    }
+
+    /// Drops the tombstones start-up settled, once every driver's moves
+    /// are durable; on error they stay for the next start.
+    fn forget_buried(&self, uids: &[String], report: &mut ReconcileReport) {
+        for driver in self.drivers.all() {
+            if let Some(Err(e)) = driver.trash().map(|t| t.settle()) {
+                return report.problems.push(format!("{}: {e}", driver.name()));
+            }
+        }
+        if let Err(e) = self.store.forget_tombstones(uids) {
+            report.problems.push(e.to_string());
+        }
     }
 
     fn reconcile_row(

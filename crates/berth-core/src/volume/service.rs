@@ -19,7 +19,7 @@ use crate::driver::{DriverRegistry, Retiring, VolumeDriver};
 use crate::events::{Event, EventBus};
 use crate::failpoint;
 use crate::locks::NameLocks;
-use crate::store::{Store, VolumeRecord, VolumeState};
+use crate::store::{Store, Tombstone, VolumeRecord, VolumeState};
 
 /// Volume operations over one store and one set of drivers.
 #[derive(Debug)]
@@ -41,6 +41,7 @@ impl VolumeService {
     /// A service over `store` and `drivers`. Call [`VolumeService::reconcile`]
     /// once before serving requests.
     pub fn new(store: Arc<Store>, drivers: DriverRegistry) -> Self {
+        let trash = TrashWorker::start(store.clone());
         VolumeService {
             store,
             drivers,
@@ -49,7 +50,7 @@ impl VolumeService {
             warnings: parking_lot::Mutex::new(Vec::new()),
             events: Arc::default(),
             sizes: SizeCache::default(),
-            trash: TrashWorker::start(),
+            trash,
         }
     }
 
@@ -375,8 +376,9 @@ impl VolumeService {
     }
 
     /// A remove whose storage is in the trash: one durable commit deletes
-    /// the row, then the storage is destroyed in the background. If the
-    /// delete fails, the storage is put back and nothing changed.
+    /// the row and leaves its tombstone, then the storage is destroyed in
+    /// the background. If the delete fails, the storage is put back and
+    /// nothing changed.
     fn commit_retired(
         &self,
         record: &VolumeRecord,
@@ -384,7 +386,7 @@ impl VolumeService {
     ) -> Result<bool, VolumeError> {
         let name = record.name.as_str();
         failpoint::hit("volume-remove-retired");
-        if let Err(e) = self.store.delete_volume(name) {
+        if let Err(e) = self.store.delete_retired(&[tombstone_of(record)]) {
             self.put_back(driver.as_ref(), record);
             return Err(VolumeError::store("remove", name, e));
         }
@@ -704,4 +706,13 @@ impl ListedVolume {
 /// not a container.
 fn is_operation_id(id: &str) -> bool {
     id.starts_with(super::OPERATION_MOUNT_PREFIX)
+}
+
+/// The tombstone a remove of `record` through the trash leaves.
+pub(super) fn tombstone_of(record: &VolumeRecord) -> Tombstone {
+    Tombstone {
+        uid: record.uid.clone(),
+        name: record.name.clone(),
+        driver: record.driver.clone(),
+    }
 }
