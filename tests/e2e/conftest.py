@@ -461,10 +461,11 @@ class BerthDaemon(ApiClient):
         return os.path.join(self.root, "berth.db")
 
     def volume_dirs(self) -> set[str]:
-        """Folders under ROOT/volumes (not the trash, ROOT/volumes/.trash)."""
+        """Folders under ROOT/volumes (not the trash, ROOT/volumes/.trash,
+        nor the spare folders made ahead for creates, ROOT/volumes/.spare)."""
         try:
             return {e.name for e in os.scandir(self.volumes_dir)
-                    if e.is_dir(follow_symlinks=False) and e.name != ".trash"}
+                    if e.is_dir(follow_symlinks=False) and e.name not in (".trash", ".spare")}
         except FileNotFoundError:
             return set()
 

@@ -935,7 +935,7 @@ def disk_problems(d, vols: dict[str, dict]) -> list[str]:
     other = set(vols) - local - thin
     if other:
         problems.append(f"volumes of unexpected drivers: {sorted(other)}")
-    dirs = listdir(os.path.join(root, "volumes")) - {".trash"}
+    dirs = listdir(os.path.join(root, "volumes")) - {".trash", ".spare"}
     left = d.wait_trash_empty()
     if left:
         problems.append(f"removed volumes' storage never destroyed: {sorted(left)}")

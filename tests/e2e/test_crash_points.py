@@ -226,6 +226,111 @@ def test_a_name_removed_then_created_again_keeps_the_new_volume_across_a_crash(d
     assert wait_no_tombstones(daemon) == []
 
 
+def traced(berth, actions) -> list[str]:
+    """The daemon's renames, mkdirs and fsyncs (with the paths of their
+    descriptors) while `actions()` runs, in order."""
+    import subprocess
+
+    out = os.path.join(berth.dir, "strace.txt")
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-y", "-e", "trace=renameat2,mkdir,fsync,syncfs",
+                               "-o", out, "-p", str(berth.proc.pid)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(out) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # every thread attached
+        actions()
+    finally:
+        tracer.terminate()
+        tracer.wait(timeout=15)
+    with open(out) as f:
+        return f.read().splitlines()
+
+
+def test_a_remove_syncs_once_and_a_create_of_its_name_syncs_the_move_before_its_row(daemon):
+    """The ordering the tombstones rely on, read from the syscalls: the
+    remove's move is followed by one fsync, the WAL's; the create of the
+    same name syncs `volumes/` before its own commit reaches the WAL."""
+    create(daemon, "ord")
+    fill(daemon, "ord", b"old")
+
+    def remove_and_create_again():
+        status, _ = daemon.api("DELETE", "/volumes/ord")
+        assert status == 204
+        create(daemon, "ord")
+
+    lines = traced(daemon, remove_and_create_again)
+    volumes = daemon.volumes_dir
+    moved = next(i for i, l in enumerate(lines)
+                 if "renameat2(" in l and f"{volumes}/ord" in l and "/.trash/" in l)
+    syncs = [(i, l) for i, l in enumerate(lines) if i > moved and ("fsync(" in l or "syncfs(" in l)]
+    wal = [i for i, l in syncs if "berth.db-wal>" in l]
+    dir_syncs = [i for i, l in syncs if f"<{volumes}>" in l]
+    assert len(wal) >= 2, "\n".join(lines[moved:])
+    assert not [i for i in dir_syncs if i < wal[0]], (
+        "the remove synced volumes/ before its commit:\n" + "\n".join(lines[moved:]))
+    assert [i for i in dir_syncs if wal[0] < i < wal[1]], (
+        "the create did not sync volumes/ before its commit:\n" + "\n".join(lines[moved:]))
+    assert os.listdir(daemon.mountpoint("ord")) == []
+
+
+def test_a_buried_folder_the_trash_cannot_take_is_removed_in_place(daemon):
+    create(daemon, "cp-intrash")
+    fill(daemon, "cp-intrash", b"removed")
+    daemon.stop()
+    daemon.extra_env = {"BERTH_CRASH_AT": "volume-remove-committed"}
+    daemon.start()
+    request_dies(daemon, "DELETE", "/volumes/cp-intrash")
+    undo_moves_to_trash(daemon, tombstones(daemon))
+    trash = os.path.join(daemon.volumes_dir, ".trash")
+    os.rmdir(trash)
+    with open(trash, "w") as f:
+        f.write("not a folder")
+    daemon.extra_env = {}
+    daemon.start()
+    assert "cp-intrash" not in daemon.list_volumes()
+    assert "cp-intrash" not in daemon.volume_dirs()
+    assert tombstones(daemon) == []
+    status, data = daemon.api("GET", "/volumes")
+    # The unusable trash is reported; nothing was adopted.
+    assert not [w for w in data.get("Warnings") or [] if "cp-intrash" in w], data
+
+
+def test_a_tombstone_of_a_name_in_an_unfinished_rename_waits_for_the_rename(daemon):
+    """A removed name that a rename then took, the rename cut and its
+    resumption failing at start-up (the database locked): the folder under
+    the name is the renamed volume's data and must not go with the tombstone."""
+    create(daemon, "cp-renamed")
+    fill(daemon, "cp-renamed", b"renamed data")
+    create(daemon, "cp-target")
+    daemon.stop()
+    daemon.extra_env = {"BERTH_CRASH_AT": "volume-remove-committed"}
+    daemon.start()
+    request_dies(daemon, "DELETE", "/volumes/cp-target")
+    daemon.extra_env = {}
+    # What a crash in the rename leaves: the journal row, the data moved.
+    db = sqlite3.connect(daemon.db_path, timeout=10)
+    db.execute("INSERT INTO volume_renames VALUES ('cp-renamed', 'cp-target')")
+    db.commit()
+    os.rename(os.path.join(daemon.volumes_dir, "cp-renamed"),
+              os.path.join(daemon.volumes_dir, "cp-target"))
+    db.execute("BEGIN IMMEDIATE")  # start-up cannot write: the rename cannot be resumed
+    try:
+        daemon.spawn()
+        time.sleep(8)
+    finally:
+        db.rollback()
+        db.close()
+    daemon.kill9()
+    assert read(daemon, "cp-target") == b"renamed data"
+    assert [n for _, n in tombstones(daemon)] == ["cp-target"]
+    daemon.start()
+    listed = check_consistent(daemon)
+    assert "cp-renamed" not in listed
+    assert read(daemon, "cp-target") == b"renamed data"
+    assert wait_no_tombstones(daemon) == []
+
+
 def test_readers_never_see_a_volume_without_its_folder(daemon):
     """Inspect during creates and removes: a volume is either not there or
     there with its `_data` (the row is hidden while the folder is not in

@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::local_opts::{self, LocalMount};
+use super::local_spares::{Spares, SPARE_DIR};
 use super::mount_ids::MountIds;
 use super::{sync_dir, DriverError, DriverOptions, DriverVolume, Retiring, Trash, VolumeDriver};
 use crate::sys::mount;
@@ -38,6 +39,11 @@ pub struct LocalDriver {
     /// synced. The lock is held across that sync, so a create that finds
     /// its name here cannot make its folder before the move is durable.
     moved_away: parking_lot::Mutex<HashSet<String>>,
+    /// Whether this process has synced `volumes/` for moves yet (set and
+    /// read under `moved_away`'s lock).
+    synced_once: std::sync::atomic::AtomicBool,
+    /// Folders made ahead for creates (`with_spares`).
+    spares: Option<std::sync::Arc<Spares>>,
 }
 
 /// The folder under `volumes/` that removed volumes wait in, by uid, until
@@ -52,7 +58,16 @@ impl LocalDriver {
             active: MountIds::default(),
             unsynced: Default::default(),
             moved_away: Default::default(),
+            synced_once: Default::default(),
+            spares: None,
         }
+    }
+
+    /// Keeps `count` empty volume folders made ahead in `volumes/.spare`,
+    /// so a create is one rename (see `local_spares`).
+    pub fn with_spares(mut self, count: usize) -> Self {
+        self.spares = Spares::start(&self.volumes_dir, count);
+        self
     }
 
     fn trash_dir(&self) -> PathBuf {
@@ -118,14 +133,18 @@ impl LocalDriver {
     }
 
     /// Syncs `volumes/`, making every move to the trash so far durable, if
-    /// `needed` says so of the names moved since the last sync.
+    /// `needed` says so of the names moved since the last sync, or if this
+    /// process has not synced yet (an earlier run's moves are not in
+    /// `moved_away`: a kill leaves them in the page cache only).
     fn sync_moves_if(
         &self,
         needed: impl FnOnce(&HashSet<String>) -> bool,
     ) -> Result<(), DriverError> {
+        use std::sync::atomic::Ordering;
         let mut moved = self.moved_away.lock();
-        if needed(&moved) {
+        if !self.synced_once.load(Ordering::SeqCst) || needed(&moved) {
             sync_dir(&self.volumes_dir)?;
+            self.synced_once.store(true, Ordering::SeqCst);
             moved.clear();
             crate::sys::ShrinkWhenSparse::shrink_when_sparse(&mut *moved);
         }
@@ -202,6 +221,10 @@ impl VolumeDriver for LocalDriver {
     fn create(&self, name: &str, options: &DriverOptions) -> Result<bool, DriverError> {
         local_opts::parse(options)?;
         self.settle_before_reuse(name)?;
+        if (self.spares.as_ref()).is_some_and(|s| s.take_into(&self.volume_dir(name))) {
+            self.unsynced.lock().insert(name.to_string());
+            return Ok(true);
+        }
         let made_dir = create_dir_if_missing(&self.volume_dir(name))?;
         let made = match create_dir_if_missing(&self.data_dir(name)) {
             Ok(made) => made,
@@ -287,7 +310,7 @@ impl VolumeDriver for LocalDriver {
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == TRASH_DIR {
+            if name == TRASH_DIR || name == SPARE_DIR {
                 continue;
             }
             if entry.path().is_dir() {
@@ -331,6 +354,9 @@ impl Trash for LocalDriver {
                 || DriverError::io("moving to the trash", std::io::Error::other(why.clone()));
             return volumes.iter().map(|_| Err(unusable())).collect();
         }
+        if let Some(spares) = &self.spares {
+            spares.busy();
+        }
         let mounts = mount::mount_points_under(&self.volumes_dir);
         (volumes.iter())
             .map(|v| self.retire_one(v.name, v.uid, &mounts))
@@ -339,6 +365,10 @@ impl Trash for LocalDriver {
 
     fn settle(&self) -> Result<(), DriverError> {
         self.sync_moves_if(|moved| !moved.is_empty())
+    }
+
+    fn settle_name(&self, name: &str) -> Result<(), DriverError> {
+        self.settle_before_reuse(name)
     }
 
     fn restore(&self, uid: &str, name: &str) -> Result<(), DriverError> {
@@ -437,11 +467,24 @@ mod tests {
         assert_eq!(moved(&driver), 0);
         driver.retire(&[retiring("c", "u4")]);
         driver.settle().unwrap();
+        assert!(driver.synced_once.load(std::sync::atomic::Ordering::SeqCst));
         driver.settle().unwrap();
         assert_eq!(moved(&driver), 0);
         let mut retired = driver.retired().unwrap();
         retired.sort();
         assert_eq!(retired, ["u1", "u2", "u3", "u4"]);
+    }
+
+    #[test]
+    fn the_first_settle_of_a_process_syncs_an_earlier_runs_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = LocalDriver::new(dir.path());
+        // Nothing moved by this process, but an earlier run's moves may sit
+        // in the page cache only: the first settle syncs all the same.
+        assert!(driver.moved_away.lock().is_empty());
+        assert!(!driver.synced_once.load(std::sync::atomic::Ordering::SeqCst));
+        driver.settle().unwrap();
+        assert!(driver.synced_once.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 mod error;
 pub mod local;
 mod local_opts;
+mod local_spares;
 pub mod mount_ids;
 pub mod plugin;
 pub mod thin;
@@ -227,9 +228,15 @@ pub trait Trash: Send + Sync {
     fn retire(&self, volumes: &[Retiring<'_>]) -> Vec<Result<bool, DriverError>>;
 
     /// Makes every move [`Trash::retire`] made so far durable (one sync
-    /// where the filesystem needs it). Idempotent; an error leaves the
-    /// moves as they were (their tombstones must stay).
+    /// where the filesystem needs it), and at its first call in a process
+    /// also those of earlier runs. Idempotent; an error leaves the moves as
+    /// they were (their tombstones must stay).
     fn settle(&self) -> Result<(), DriverError>;
+
+    /// Before `name` gets a row again (a create, a rename to it): makes a
+    /// move of storage of that name durable if one is not yet, so a power
+    /// cut cannot give the new row the removed volume's storage.
+    fn settle_name(&self, name: &str) -> Result<(), DriverError>;
 
     /// Puts the storage retired under `uid` back as `name` (its remove did
     /// not commit). Fails, changing nothing, if `name` has storage.

@@ -3,9 +3,23 @@
 //! rest. Nothing is dropped silently: each finding is logged and kept as a
 //! list warning for the daemon's lifetime.
 
+use std::collections::HashSet;
+
 use super::{names, VolumeError, VolumeService};
-use crate::driver::VolumeDriver;
-use crate::store::{VolumeRecord, VolumeState};
+use crate::driver::{Retiring, VolumeDriver};
+use crate::store::{Tombstone, VolumeRecord, VolumeState};
+
+/// What start-up made of the tombstones it found.
+#[derive(Debug, Default)]
+struct Buried {
+    /// Uids of tombstones with nothing left under their names: dropped
+    /// once the moves are durable.
+    settled: Vec<String>,
+    /// Names whose tombstones stay (their storage could not go, or a
+    /// rename is unfinished), then also the unfinished renames' names:
+    /// never adopted.
+    kept: HashSet<String>,
+}
 
 /// What reconciliation found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -46,64 +60,111 @@ impl VolumeService {
         // half-removed one in its driver's trash.
         self.resume_renames(&mut report);
         self.settle_trash(&mut report);
-        let buried = self.finish_buried_removes(&mut report);
+        // Renames start-up could not finish: their names' rows, storage and
+        // tombstones are left as they are for the next start.
+        let renaming = match self.store.pending_renames() {
+            Ok(renames) => Some(renames.into_iter().flat_map(|(o, n)| [o, n]).collect()),
+            Err(e) => {
+                report.problems.push(e.to_string());
+                None
+            }
+        };
+        let mut buried = self.finish_buried_removes(renaming.as_ref(), &mut report);
         let records = self
             .store
             .list_volumes()
             .map_err(|e| VolumeError::store("reconcile", "volumes", e))?;
         for record in &records {
+            if renaming.as_ref().is_some_and(|r| r.contains(&record.name)) {
+                continue;
+            }
             let _guard = self.locks.lock(&record.name);
             if let Err(e) = self.reconcile_row(record, &mut report) {
                 report.problems.push(e.to_string());
             }
         }
+        buried.kept.extend(renaming.unwrap_or_default());
         for driver in self.drivers.all() {
-            self.adopt_orphans(driver.as_ref(), &mut report);
+            self.adopt_orphans(driver.as_ref(), &buried.kept, &mut report);
             driver.after_reconcile();
         }
-        self.forget_buried(&buried, &mut report);
+        self.forget_buried(&buried.settled, &mut report);
         self.record_findings(&report);
         Ok(report)
     }
 
     /// Committed removes whose move to the trash a power cut may have
     /// undone: a folder back under the name of a removed volume that has
-    /// no row now is that volume's, and goes to the trash again (a new
-    /// volume of the name has a row, and its create synced the move
-    /// first). Returns the tombstones' uids, to drop once settled.
-    fn finish_buried_removes(&self, report: &mut ReconcileReport) -> Vec<String> {
+    /// no row now is that volume's, and goes (a new volume of the name has
+    /// a row, and its create synced the move before its row). A name in an
+    /// unfinished rename is left with its tombstone for the next start.
+    fn finish_buried_removes(
+        &self,
+        renaming: Option<&HashSet<String>>,
+        report: &mut ReconcileReport,
+    ) -> Buried {
+        let mut buried = Buried::default();
         let tombstones = match self.store.tombstones() {
             Ok(t) => t,
             Err(e) => {
                 report.problems.push(e.to_string());
-                return Vec::new();
+                return buried;
             }
         };
-        for t in &tombstones {
+        for t in tombstones {
             let _guard = self.locks.lock(&t.name);
-            if !matches!(self.store.get_volume(&t.name), Ok(None)) {
-                continue;
-            }
-            let Some(driver) = self.drivers.builtin(&t.driver) else {
-                continue;
-            };
-            let Some(trash) = driver.trash() else {
-                continue;
-            };
-            let retiring = crate::driver::Retiring {
-                name: &t.name,
-                uid: &t.uid,
-            };
-            match trash.retire(&[retiring]).pop() {
-                Some(Ok(true)) => {
-                    self.trash.destroy_later(driver.clone(), t.uid.clone());
-                    report.finished_removals.push(t.name.clone());
+            // Unknown renames (the journal unreadable): nothing is touched.
+            let waits = renaming.is_none_or(|r| r.contains(&t.name));
+            match !waits && self.finish_buried(&t, report) {
+                true => buried.settled.push(t.uid),
+                false => {
+                    buried.kept.insert(t.name);
                 }
-                Some(Err(e)) => report.problems.push(format!("{}: {e}", t.name)),
-                _ => {}
             }
         }
-        tombstones.into_iter().map(|t| t.uid).collect()
+        buried
+    }
+
+    /// One tombstone: whether nothing of the removed volume is left under
+    /// its name. Storage the trash cannot take is removed in place.
+    fn finish_buried(&self, t: &Tombstone, report: &mut ReconcileReport) -> bool {
+        match self.store.get_volume(&t.name) {
+            Ok(Some(_)) => return true,
+            Ok(None) => {}
+            Err(e) => {
+                report.problems.push(e.to_string());
+                return false;
+            }
+        }
+        let Some(driver) = self.drivers.builtin(&t.driver) else {
+            return true;
+        };
+        let retiring = Retiring {
+            name: &t.name,
+            uid: &t.uid,
+        };
+        let retired = driver.trash().and_then(|tr| tr.retire(&[retiring]).pop());
+        let removed = match retired {
+            Some(Ok(false)) => return true,
+            Some(Ok(true)) => {
+                self.trash.destroy_later(driver.clone(), t.uid.clone());
+                Ok(())
+            }
+            None | Some(Err(_)) => driver.remove(&t.name).map(drop),
+        };
+        match removed {
+            Ok(()) => {
+                report.finished_removals.push(t.name.clone());
+                true
+            }
+            Err(e) => {
+                report.problems.push(format!(
+                    "volume {} was removed, but its storage is back under its name and could not be removed: {e}; left for the next start",
+                    t.name
+                ));
+                false
+            }
+        }
     }
 
     /// Drops the tombstones start-up settled, once every driver's moves
@@ -205,12 +266,20 @@ impl VolumeService {
     /// Storage the driver has but the store does not: adopt it when its
     /// name is valid (a folder made by another tool or restored by hand),
     /// otherwise report it and leave it alone.
-    fn adopt_orphans(&self, driver: &dyn VolumeDriver, report: &mut ReconcileReport) {
+    fn adopt_orphans(
+        &self,
+        driver: &dyn VolumeDriver,
+        buried: &HashSet<String>,
+        report: &mut ReconcileReport,
+    ) {
         let found = match driver.list() {
             Ok(found) => found,
             Err(e) => return report.problems.push(format!("{}: {e}", driver.name())),
         };
         for volume in found {
+            if buried.contains(&volume.name) {
+                continue; // a removed volume's storage: never adopted
+            }
             let _guard = self.locks.lock(&volume.name);
             match self.record("reconcile", &volume.name) {
                 Ok(None) => {}

@@ -160,6 +160,11 @@ impl VolumeService {
     ) -> Result<Volume, VolumeError> {
         let name = record.name.clone();
         let store_err = |e| VolumeError::store("create", &name, e);
+        if let Some(trash) = driver.trash() {
+            trash
+                .settle_name(&name)
+                .map_err(|e| VolumeError::driver("create", &name, e))?;
+        }
         let one_commit = driver.storage_from_row();
         if one_commit {
             // Ready in the database, hidden from readers until its storage
