@@ -9,6 +9,11 @@
 //! removes are quiet, and a create renames one into place: one directory
 //! entry, no allocation. With none left, a create makes its folders itself.
 //!
+//! The pool fits the bursts the daemon sees: it starts at [`INITIAL`]
+//! spares and grows to twice the largest burst of creates (creates with no
+//! quiet of [`QUIET`] between them), up to the daemon's maximum, so a daemon
+//! that makes a few volumes never makes a thousand spares.
+//!
 //! The removed volumes' folders are never reused: a spare was made by this
 //! thread and has never held anything. Spares are not synced, as a create's
 //! own folders are not (the row is the durable record; start-up makes the
@@ -31,11 +36,15 @@ const QUIET: Duration = Duration::from_millis(50);
 /// Pairs made between two checks for quiet.
 const CHUNK: usize = 32;
 
+/// Spares kept before any burst was seen.
+const INITIAL: usize = 32;
+
 /// The pool of spares and what its thread needs.
 #[derive(Debug)]
 pub(super) struct Spares {
     dir: PathBuf,
-    target: usize,
+    /// The most spares the pool grows to.
+    max: usize,
     state: Mutex<PoolState>,
     /// Wakes the thread when a spare was taken.
     taken: Condvar,
@@ -48,14 +57,18 @@ struct PoolState {
     next: u64,
     /// The last create or remove of a local volume.
     last_busy: Instant,
+    /// Creates since the last quiet.
+    burst: usize,
+    /// Spares the pool is kept at now.
+    target: usize,
 }
 
 impl Spares {
     /// Empties `volumes/.spare` (made 0700 if missing) and starts the
-    /// thread that keeps `target` spares in it. The thread ends when the
-    /// pool is dropped. `None` if the folder cannot be made (creates then
-    /// make their own folders).
-    pub(super) fn start(volumes_dir: &Path, target: usize) -> Option<Arc<Self>> {
+    /// thread that keeps spares in it, at most `max`. The thread ends when
+    /// the pool is dropped. `None` if the folder cannot be made (creates
+    /// then make their own folders).
+    pub(super) fn start(volumes_dir: &Path, max: usize) -> Option<Arc<Self>> {
         let dir = volumes_dir.join(SPARE_DIR);
         if let Err(e) = reset_dir(&dir) {
             tracing::warn!(dir = %dir.display(), error = %e, "no spare volume folders");
@@ -63,11 +76,13 @@ impl Spares {
         }
         let spares = Arc::new(Spares {
             dir,
-            target,
+            max,
             state: Mutex::new(PoolState {
                 ready: Vec::new(),
                 next: 0,
                 last_busy: Instant::now() - QUIET,
+                burst: 0,
+                target: INITIAL.min(max),
             }),
             taken: Condvar::new(),
         });
@@ -85,7 +100,12 @@ impl Spares {
     /// `false`, nothing changed, if there is no spare or `to` exists.
     pub(super) fn take_into(&self, to: &Path) -> bool {
         let mut state = self.state.lock();
+        if state.last_busy.elapsed() >= QUIET {
+            state.burst = 0;
+        }
         state.last_busy = Instant::now();
+        state.burst += 1;
+        state.target = state.target.max((2 * state.burst).min(self.max));
         let Some(id) = state.ready.pop() else {
             return false;
         };
@@ -121,8 +141,8 @@ impl Spares {
         for _ in 0..CHUNK {
             let id = {
                 let mut state = self.state.lock();
-                if state.ready.len() >= self.target || state.last_busy.elapsed() < QUIET {
-                    return state.ready.len() >= self.target;
+                if state.ready.len() >= state.target || state.last_busy.elapsed() < QUIET {
+                    return state.ready.len() >= state.target;
                 }
                 state.next += 1;
                 state.next
@@ -212,6 +232,24 @@ mod tests {
                 .count(),
             4
         );
+    }
+
+    #[test]
+    fn the_pool_grows_to_twice_the_largest_burst() {
+        let dir = tempfile::tempdir().unwrap();
+        let spares = Spares::start(dir.path(), 200).unwrap();
+        wait_for(&spares, INITIAL);
+        std::thread::sleep(QUIET * 2);
+        assert_eq!(spares.ready(), INITIAL, "no burst yet: the initial pool");
+        for i in 0..60 {
+            spares.take_into(&dir.path().join(format!("v{i}")));
+        }
+        assert_eq!(spares.state.lock().target, 120);
+        wait_for(&spares, 120);
+        for i in 60..200 {
+            spares.take_into(&dir.path().join(format!("v{i}")));
+        }
+        assert_eq!(spares.state.lock().target, 200, "at most the maximum");
     }
 
     #[test]

@@ -45,9 +45,10 @@ use side::SideListener;
 /// How long in-flight requests get after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Empty local volume folders kept made ahead, so a burst of this many
-/// creates (a compose project, a CI run) renames instead of allocating
-/// inodes: 2 inodes and 8 KiB of disk each.
+/// The most empty local volume folders kept made ahead (the pool grows to
+/// twice the largest burst of creates seen), so the creates of a compose
+/// project or a CI run rename instead of allocating inodes: 2 inodes and
+/// 8 KiB of disk each.
 const LOCAL_SPARE_FOLDERS: usize = 1024;
 
 #[derive(Debug, Clone, Args)]
