@@ -80,19 +80,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{VolumeRecord, VolumeState};
-
-    fn record(name: &str) -> VolumeRecord {
-        VolumeRecord {
-            name: name.into(),
-            uid: format!("uid-{name}"),
-            driver: "local".into(),
-            created_at: 1,
-            state: VolumeState::Ready,
-            labels: Default::default(),
-            options: Default::default(),
-        }
-    }
+    use crate::store::volumes::tests::record;
 
     fn tombstone(name: &str) -> Tombstone {
         Tombstone {

@@ -426,10 +426,11 @@ fn insert_pairs(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn record(name: &str) -> VolumeRecord {
+    /// A ready local volume's row with one label (store tests share it).
+    pub(in crate::store) fn record(name: &str) -> VolumeRecord {
         VolumeRecord {
             name: name.into(),
             uid: format!("uid-{name}"),
