@@ -296,6 +296,69 @@ def test_a_buried_folder_the_trash_cannot_take_is_removed_in_place(daemon):
     assert not [w for w in data.get("Warnings") or [] if "cp-intrash" in w], data
 
 
+def test_a_buried_folder_that_cannot_go_keeps_its_name_from_new_volumes(daemon):
+    """Neither moved nor removed at start-up (the trash unusable, a file
+    in it immutable): the removed data stays, and the name is refused to
+    new volumes until it is gone (a create would otherwise adopt it)."""
+    import subprocess
+
+    create(daemon, "cp-stuck")
+    fill(daemon, "cp-stuck", b"removed data")
+    daemon.stop()
+    daemon.extra_env = {"BERTH_CRASH_AT": "volume-remove-committed"}
+    daemon.start()
+    request_dies(daemon, "DELETE", "/volumes/cp-stuck")
+    undo_moves_to_trash(daemon, tombstones(daemon))
+    trash = os.path.join(daemon.volumes_dir, ".trash")
+    os.rmdir(trash)
+    with open(trash, "w") as f:
+        f.write("not a folder")
+    stuck = os.path.join(daemon.mountpoint("cp-stuck"), "file")
+    subprocess.run(["chattr", "+i", stuck], check=True)
+    try:
+        daemon.extra_env = {}
+        daemon.start()
+        assert "cp-stuck" not in daemon.list_volumes()
+        status, data = daemon.api("POST", "/volumes/create", body={"Name": "cp-stuck"})
+        assert status == 409, (status, data)
+        assert "still in place" in data["message"], data
+        create(daemon, "cp-other")
+        status, data = daemon.api("POST", "/berth/v1/volumes/cp-other/rename",
+                                  body={"Name": "cp-stuck"})
+        assert status == 409, (status, data)
+        assert [n for _, n in tombstones(daemon)] == ["cp-stuck"]
+    finally:
+        subprocess.run(["chattr", "-i", stuck], check=True)
+        daemon.stop()
+        os.remove(trash)
+    daemon.start()
+    assert "cp-stuck" not in daemon.list_volumes()
+    assert "cp-stuck" not in daemon.volume_dirs()
+    create(daemon, "cp-stuck")
+    assert os.listdir(daemon.mountpoint("cp-stuck")) == []
+
+
+def test_a_filesystem_mounted_on_the_spare_folder_is_left_alone(daemon):
+    import subprocess
+
+    daemon.stop()
+    src = os.path.join(daemon.dir, "src")
+    os.makedirs(src)
+    with open(os.path.join(src, "precious"), "w") as f:
+        f.write("mine")
+    spare = os.path.join(daemon.volumes_dir, ".spare")
+    os.makedirs(spare, exist_ok=True)
+    subprocess.run(["mount", "--bind", src, spare], check=True)
+    try:
+        daemon.start()
+        create(daemon, "cp-nospare")
+        assert os.listdir(daemon.mountpoint("cp-nospare")) == []
+        assert os.listdir(src) == ["precious"]
+    finally:
+        daemon.stop()
+        subprocess.run(["umount", spare], check=True)
+
+
 def test_a_tombstone_of_a_name_in_an_unfinished_rename_waits_for_the_rename(daemon):
     """A removed name that a rename then took, the rename cut and its
     resumption failing at start-up (the database locked): the folder under

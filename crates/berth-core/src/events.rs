@@ -58,6 +58,17 @@ impl Default for EventBus {
 }
 
 impl EventBus {
+    /// A bus with room for one live event: the placeholder a service holds
+    /// until it is given the daemon's shared bus (`with_events`), so that
+    /// placeholder does not cost the shared bus's memory (its live buffer
+    /// is 1,024 events, written in full when made).
+    pub fn placeholder() -> Self {
+        EventBus {
+            live: broadcast::channel(1).0,
+            history: parking_lot::Mutex::new(VecDeque::new()),
+        }
+    }
+
     /// Records and broadcasts an event (never blocks; no subscriber is fine).
     pub fn publish(&self, event: Event) {
         let mut history = self.history.lock();

@@ -83,7 +83,7 @@ impl ContainerService {
             locks: NameLocks::default(),
             lifecycles: parking_lot::Mutex::new(HashMap::new()),
             removing: parking_lot::Mutex::new(HashSet::new()),
-            events: Arc::default(),
+            events: Arc::new(EventBus::placeholder()),
         })
     }
 

@@ -18,7 +18,11 @@
 //! thread and has never held anything. Spares are not synced, as a create's
 //! own folders are not (the row is the durable record; start-up makes the
 //! folders of a row that lacks them). `.spare` is mode 0700, and start-up
-//! empties it (a spare of an earlier run is not trusted to be empty).
+//! empties it (a spare of an earlier run is not trusted to be empty); a
+//! filesystem mounted there is left alone and no spares are kept. A taken
+//! spare's times are set to now, as a fresh folder's would be. Spares are
+//! made only while a tenth of the filesystem's space and inodes is free,
+//! so the pool never takes what a user just freed on a full disk.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -61,6 +65,9 @@ struct PoolState {
     burst: usize,
     /// Spares the pool is kept at now.
     target: usize,
+    /// Whether the last failure to make a spare was logged (once, not at
+    /// every retry).
+    warned: bool,
 }
 
 impl Spares {
@@ -83,6 +90,7 @@ impl Spares {
                 last_busy: Instant::now() - QUIET,
                 burst: 0,
                 target: INITIAL.min(max),
+                warned: false,
             }),
             taken: Condvar::new(),
         });
@@ -113,11 +121,16 @@ impl Spares {
             Ok(()) => {
                 drop(state);
                 self.taken.notify_one();
+                touch_now(to);
+                touch_now(&to.join("_data"));
                 true
             }
             Err(e) => {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    state.ready.push(id);
+                match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => state.ready.push(id),
+                    // Spares deleted behind the pool's back: it starts over.
+                    std::io::ErrorKind::NotFound => state.ready.clear(),
+                    _ => {}
                 }
                 false
             }
@@ -147,11 +160,18 @@ impl Spares {
                 state.next += 1;
                 state.next
             };
-            if let Err(e) = make_pair(&self.dir.join(id.to_string())) {
-                tracing::warn!(error = %e, "could not make a spare volume folder");
+            if let Err(e) =
+                room_left(&self.dir).and_then(|()| make_pair(&self.dir.join(id.to_string())))
+            {
+                let mut state = self.state.lock();
+                if !std::mem::replace(&mut state.warned, true) {
+                    tracing::warn!(error = %e, "not making spare volume folders for now");
+                }
                 return true;
             }
-            self.state.lock().ready.push(id);
+            let mut state = self.state.lock();
+            state.warned = false;
+            state.ready.push(id);
         }
         false
     }
@@ -169,9 +189,16 @@ fn refill(pool: &Weak<Spares>) {
     }
 }
 
-/// `dir` empty, mode 0700, made if missing.
+/// `dir` empty, mode 0700, made if missing. Refused if a filesystem is
+/// mounted on it (its files are not the pool's to delete).
 fn reset_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if crate::sys::mount::is_mounted(dir) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ResourceBusy,
+            "a filesystem is mounted there; left alone",
+        ));
+    }
     match std::fs::symlink_metadata(dir) {
         Ok(meta) if meta.is_dir() => {
             crate::sys::remove_tree::remove_tree_same_fs(dir)?;
@@ -182,6 +209,41 @@ fn reset_dir(dir: &Path) -> std::io::Result<()> {
     }
     std::fs::DirBuilder::new().mode(0o700).create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Whether a tenth of the filesystem's space and inodes is still free (a
+/// filesystem that reports no inode count, such as btrfs, is judged by
+/// its space).
+fn room_left(dir: &Path) -> std::io::Result<()> {
+    let stat = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
+    let space = (stat.blocks_available() as u64, stat.blocks() as u64);
+    let inodes = (stat.files_available() as u64, stat.files() as u64);
+    if nearly_full(space) || nearly_full(inodes) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "less than a tenth of the filesystem is free",
+        ));
+    }
+    Ok(())
+}
+
+/// `(free, total)` with less than a tenth free; a total of 0 (not
+/// reported) is never full.
+fn nearly_full((free, total): (u64, u64)) -> bool {
+    total > 0 && free.saturating_mul(10) < total
+}
+
+/// Sets `path`'s access and modification times to now (a spare was made
+/// earlier; a volume's folders carry its create time, as Docker's do).
+fn touch_now(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: a NUL-terminated path and a null times pointer (now).
+    unsafe {
+        libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), std::ptr::null(), 0);
+    }
 }
 
 /// `<pair>/_data`, both made here; nothing left if the second fails.
@@ -250,6 +312,46 @@ mod tests {
             spares.take_into(&dir.path().join(format!("v{i}")));
         }
         assert_eq!(spares.state.lock().target, 200, "at most the maximum");
+    }
+
+    #[test]
+    fn nearly_full_is_under_a_tenth_free() {
+        assert!(nearly_full((9, 100)));
+        assert!(!nearly_full((10, 100)));
+        assert!(!nearly_full((0, 0)), "btrfs reports no inode count");
+        assert!(!nearly_full((u64::MAX, u64::MAX)));
+    }
+
+    #[test]
+    fn a_taken_spare_has_the_times_of_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let spares = Spares::start(dir.path(), 2).unwrap();
+        wait_for(&spares, 2);
+        let before = std::time::SystemTime::now() + Duration::from_millis(1100);
+        std::thread::sleep(Duration::from_millis(1200));
+        let to = dir.path().join("v");
+        assert!(spares.take_into(&to));
+        for path in [to.clone(), to.join("_data")] {
+            let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+            assert!(
+                modified >= before,
+                "{} keeps the spare's time",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn spares_deleted_by_hand_are_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let spares = Spares::start(dir.path(), 4).unwrap();
+        wait_for(&spares, 4);
+        for entry in std::fs::read_dir(dir.path().join(SPARE_DIR)).unwrap() {
+            std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
+        }
+        assert!(!spares.take_into(&dir.path().join("v")));
+        wait_for(&spares, 4);
+        assert!(spares.take_into(&dir.path().join("v")));
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl NetworkService {
     pub fn new(store: Arc<Store>) -> Self {
         NetworkService {
             store,
-            events: Arc::default(),
+            events: Arc::new(EventBus::placeholder()),
             allocation: parking_lot::Mutex::new(()),
             host_routes: proc_routes,
             runtime: None,

@@ -59,6 +59,10 @@ pub enum VolumeError {
         renamed: String,
         target: String,
     },
+    /// A name whose removed volume's storage start-up found back in place
+    /// and could neither move nor delete (a power cut undid its remove).
+    #[error("{op} {name}: the storage of the removed volume {name} is still in place (see the start-up warnings); remove it, then restart the daemon")]
+    RemovedStorageLeft { op: &'static str, name: String },
     /// Re-create with other driver options (berth refuses; Docker ignores).
     #[error("create {name}: volume already exists with different driver options (has {existing}, asked for {requested}); remove it first, or create it without options to reuse it")]
     OptionsConflict {
@@ -116,6 +120,7 @@ impl VolumeError {
             | VolumeError::NameTaken { .. }
             | VolumeError::StorageExists { .. }
             | VolumeError::RenameUnfinished { .. }
+            | VolumeError::RemovedStorageLeft { .. }
             | VolumeError::ImportConflict { .. }
             | VolumeError::OptionsConflict { .. }
             | VolumeError::ChangedSince { .. }

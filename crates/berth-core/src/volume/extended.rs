@@ -240,6 +240,7 @@ impl VolumeService {
             });
         }
         self.refuse_if_renaming("clone", dst)?;
+        self.settle_name("clone", dst)?;
         if crate::driver::data_outside_berth(&record.driver, &record.options) {
             let why = "cannot clone a local volume with mount options (type, device, o): \
                        its data is not in berth's folder";

@@ -78,6 +78,7 @@ impl VolumeService {
         driver: &dyn VolumeDriver,
     ) -> Result<VolumeRecord, VolumeError> {
         self.refuse_if_renaming("import", name)?;
+        self.settle_name("import", name)?;
         let taken = || VolumeError::NameTaken {
             op: "import",
             name: name.to_string(),

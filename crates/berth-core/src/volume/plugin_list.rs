@@ -155,6 +155,7 @@ impl VolumeService {
             labels: Default::default(),
             options: Default::default(),
         };
+        self.settle_name("list", name)?;
         self.store
             .insert_volume(&record)
             .map_err(|e| VolumeError::store("list", name, e))?;

@@ -83,6 +83,7 @@ impl VolumeService {
                 report.problems.push(e.to_string());
             }
         }
+        self.buried.lock().clone_from(&buried.kept);
         buried.kept.extend(renaming.unwrap_or_default());
         for driver in self.drivers.all() {
             self.adopt_orphans(driver.as_ref(), &buried.kept, &mut report);
@@ -129,8 +130,11 @@ impl VolumeService {
     /// its name. Storage the trash cannot take is removed in place.
     fn finish_buried(&self, t: &Tombstone, report: &mut ReconcileReport) -> bool {
         match self.store.get_volume(&t.name) {
-            Ok(Some(_)) => return true,
-            Ok(None) => {}
+            // A newer volume of the same driver: its create synced the move
+            // first, so the storage under the name is its own. (One of
+            // another driver does not make the removed storage its.)
+            Ok(Some(row)) if row.driver == t.driver => return true,
+            Ok(_) => {}
             Err(e) => {
                 report.problems.push(e.to_string());
                 return false;

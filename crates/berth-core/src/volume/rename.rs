@@ -35,11 +35,7 @@ impl VolumeService {
         self.refuse_if_held(old)?;
         let driver = self.driver_of("rename", &record)?;
         self.refuse_if_storage_exists("rename", driver.as_ref(), new)?;
-        if let Some(trash) = driver.trash() {
-            trash
-                .settle_name(new)
-                .map_err(|e| VolumeError::driver("rename", old, e))?;
-        }
+        self.settle_name("rename", new)?;
         self.store.begin_rename(old, new).map_err(store_err)?;
         if let Err(e) = driver.rename(old, new) {
             // Put back what moved. Only then is the journal ended: if the

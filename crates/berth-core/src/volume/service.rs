@@ -35,6 +35,9 @@ pub struct VolumeService {
     pub(super) sizes: SizeCache,
     /// Destroys removed volumes' storage off the request path.
     pub(super) trash: TrashWorker,
+    /// Names whose removed volume's storage start-up left in place (it
+    /// could neither move nor delete it): never given to a new volume.
+    pub(super) buried: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 impl VolumeService {
@@ -48,9 +51,10 @@ impl VolumeService {
             locks: NameLocks::default(),
             prune_running: AtomicBool::new(false),
             warnings: parking_lot::Mutex::new(Vec::new()),
-            events: Arc::default(),
+            events: Arc::new(EventBus::placeholder()),
             sizes: SizeCache::default(),
             trash,
+            buried: Default::default(),
         }
     }
 
@@ -160,11 +164,7 @@ impl VolumeService {
     ) -> Result<Volume, VolumeError> {
         let name = record.name.clone();
         let store_err = |e| VolumeError::store("create", &name, e);
-        if let Some(trash) = driver.trash() {
-            trash
-                .settle_name(&name)
-                .map_err(|e| VolumeError::driver("create", &name, e))?;
-        }
+        self.settle_name("create", &name)?;
         let one_commit = driver.storage_from_row();
         if one_commit {
             // Ready in the database, hidden from readers until its storage
@@ -196,6 +196,27 @@ impl VolumeService {
         tracing::info!(volume = %name, driver = %record.driver, "volume created");
         self.publish("create", &name, &[("driver", &record.driver)]);
         Ok(ListedVolume::of(driver, Arc::new(record)).into_volume())
+    }
+
+    /// Before `name` gets a row again, in any driver: refused if start-up
+    /// left a removed volume's storage under it, and each trash's move of
+    /// storage of that name made durable (a volume of another driver
+    /// counts too: the removed storage must not come back beside it).
+    pub(super) fn settle_name(&self, op: &'static str, name: &str) -> Result<(), VolumeError> {
+        if self.buried.lock().contains(name) {
+            return Err(VolumeError::RemovedStorageLeft {
+                op,
+                name: name.to_string(),
+            });
+        }
+        for driver in self.drivers.all() {
+            if let Some(trash) = driver.trash() {
+                trash
+                    .settle_name(name)
+                    .map_err(|e| VolumeError::driver(op, name, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Create of a name that exists: same driver reuses it (Docker), another
