@@ -274,19 +274,27 @@ def test_a_remove_syncs_once_and_a_create_of_its_name_syncs_the_move_before_its_
     assert os.listdir(daemon.mountpoint("ord")) == []
 
 
-def test_a_buried_folder_the_trash_cannot_take_is_removed_in_place(daemon):
-    create(daemon, "cp-intrash")
-    fill(daemon, "cp-intrash", b"removed")
-    daemon.stop()
-    daemon.extra_env = {"BERTH_CRASH_AT": "volume-remove-committed"}
-    daemon.start()
-    request_dies(daemon, "DELETE", "/volumes/cp-intrash")
-    undo_moves_to_trash(daemon, tombstones(daemon))
-    trash = os.path.join(daemon.volumes_dir, ".trash")
+def buried_with_an_unusable_trash(berth, name: str) -> str:
+    """A committed remove of `name` whose move a power cut undid, and the
+    trash made a file: start-up cannot move the folder. Returns the trash
+    path. The daemon is left stopped."""
+    create(berth, name)
+    fill(berth, name, b"removed data")
+    berth.stop()
+    berth.extra_env = {"BERTH_CRASH_AT": "volume-remove-committed"}
+    berth.start()
+    request_dies(berth, "DELETE", f"/volumes/{name}")
+    berth.extra_env = {}
+    undo_moves_to_trash(berth, tombstones(berth))
+    trash = os.path.join(berth.volumes_dir, ".trash")
     os.rmdir(trash)
     with open(trash, "w") as f:
         f.write("not a folder")
-    daemon.extra_env = {}
+    return trash
+
+
+def test_a_buried_folder_the_trash_cannot_take_is_removed_in_place(daemon):
+    buried_with_an_unusable_trash(daemon, "cp-intrash")
     daemon.start()
     assert "cp-intrash" not in daemon.list_volumes()
     assert "cp-intrash" not in daemon.volume_dirs()
@@ -302,21 +310,10 @@ def test_a_buried_folder_that_cannot_go_keeps_its_name_from_new_volumes(daemon):
     new volumes until it is gone (a create would otherwise adopt it)."""
     import subprocess
 
-    create(daemon, "cp-stuck")
-    fill(daemon, "cp-stuck", b"removed data")
-    daemon.stop()
-    daemon.extra_env = {"BERTH_CRASH_AT": "volume-remove-committed"}
-    daemon.start()
-    request_dies(daemon, "DELETE", "/volumes/cp-stuck")
-    undo_moves_to_trash(daemon, tombstones(daemon))
-    trash = os.path.join(daemon.volumes_dir, ".trash")
-    os.rmdir(trash)
-    with open(trash, "w") as f:
-        f.write("not a folder")
+    trash = buried_with_an_unusable_trash(daemon, "cp-stuck")
     stuck = os.path.join(daemon.mountpoint("cp-stuck"), "file")
     subprocess.run(["chattr", "+i", stuck], check=True)
     try:
-        daemon.extra_env = {}
         daemon.start()
         assert "cp-stuck" not in daemon.list_volumes()
         status, data = daemon.api("POST", "/volumes/create", body={"Name": "cp-stuck"})
