@@ -114,27 +114,27 @@ impl Spares {
         state.last_busy = Instant::now();
         state.burst += 1;
         state.target = state.target.max((2 * state.burst).min(self.max));
-        let Some(id) = state.ready.pop() else {
-            return false;
-        };
-        match super::rename_noreplace(&self.dir.join(id.to_string()), to) {
-            Ok(()) => {
-                drop(state);
-                self.taken.notify_one();
-                touch_now(to);
-                touch_now(&to.join("_data"));
-                true
-            }
-            Err(e) => {
-                match e.kind() {
-                    std::io::ErrorKind::AlreadyExists => state.ready.push(id),
-                    // Spares deleted behind the pool's back: it starts over.
-                    std::io::ErrorKind::NotFound => state.ready.clear(),
-                    _ => {}
+        while let Some(id) = state.ready.pop() {
+            match super::rename_noreplace(&self.dir.join(id.to_string()), to) {
+                Ok(()) => {
+                    drop(state);
+                    self.taken.notify_one();
+                    touch_now(to);
+                    touch_now(&to.join("_data"));
+                    return true;
                 }
-                false
+                // A spare deleted behind the pool's back: forgotten, and
+                // the next one tried.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        state.ready.push(id);
+                    }
+                    return false;
+                }
             }
         }
+        false
     }
 
     /// Notes a remove: spares wait until removes are quiet too.
@@ -351,7 +351,17 @@ mod tests {
         }
         assert!(!spares.take_into(&dir.path().join("v")));
         wait_for(&spares, 4);
+        // One of them deleted: a take uses the next.
+        let spare_dir = dir.path().join(SPARE_DIR);
+        let first = std::fs::read_dir(&spare_dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        std::fs::remove_dir_all(first.path()).unwrap();
         assert!(spares.take_into(&dir.path().join("v")));
+        assert!(spares.take_into(&dir.path().join("w")));
+        assert_eq!(spares.ready(), 1);
     }
 
     #[test]

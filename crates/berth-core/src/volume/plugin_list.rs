@@ -117,7 +117,7 @@ impl VolumeService {
         }
         if !refused.is_empty() {
             out.warnings.push(format!(
-                "volume plugin {plugin} lists {} names berth cannot show (not volume names): {}",
+                "volume plugin {plugin} lists {} names berth cannot show (not volume names, or names it cannot give a volume now): {}",
                 refused.len(),
                 some_of(&refused, NAMED)
             ));

@@ -15,10 +15,12 @@ struct Buried {
     /// Uids of tombstones with nothing left under their names: dropped
     /// once the moves are durable.
     settled: Vec<String>,
-    /// Names whose tombstones stay (their storage could not go, or a
-    /// rename is unfinished), then also the unfinished renames' names:
-    /// never adopted.
+    /// Names whose removed storage could not go: refused to new volumes
+    /// until it is gone, never adopted.
     kept: HashSet<String>,
+    /// Names whose tombstones wait for an unfinished rename (or a rename
+    /// journal that could not be read): never adopted.
+    waiting: HashSet<String>,
 }
 
 /// What reconciliation found and did.
@@ -69,7 +71,7 @@ impl VolumeService {
                 None
             }
         };
-        let mut buried = self.finish_buried_removes(renaming.as_ref(), &mut report);
+        let buried = self.finish_buried_removes(renaming.as_ref(), &mut report);
         let records = self
             .store
             .list_volumes()
@@ -84,9 +86,11 @@ impl VolumeService {
             }
         }
         self.buried.lock().clone_from(&buried.kept);
-        buried.kept.extend(renaming.unwrap_or_default());
+        let mut untouched = buried.kept.clone();
+        untouched.extend(buried.waiting.iter().cloned());
+        untouched.extend(renaming.unwrap_or_default());
         for driver in self.drivers.all() {
-            self.adopt_orphans(driver.as_ref(), &buried.kept, &mut report);
+            self.adopt_orphans(driver.as_ref(), &untouched, &mut report);
             driver.after_reconcile();
         }
         self.forget_buried(&buried.settled, &mut report);
@@ -115,8 +119,11 @@ impl VolumeService {
         for t in tombstones {
             let _guard = self.locks.lock(&t.name);
             // Unknown renames (the journal unreadable): nothing is touched.
-            let waits = renaming.is_none_or(|r| r.contains(&t.name));
-            match !waits && self.finish_buried(&t, report) {
+            if renaming.is_none_or(|r| r.contains(&t.name)) {
+                buried.waiting.insert(t.name);
+                continue;
+            }
+            match self.finish_buried(&t, report) {
                 true => buried.settled.push(t.uid),
                 false => {
                     buried.kept.insert(t.name);
