@@ -236,14 +236,12 @@ fn nearly_full((free, total): (u64, u64)) -> bool {
 /// Sets `path`'s access and modification times to now (a spare was made
 /// earlier; a volume's folders carry its create time, as Docker's do).
 fn touch_now(path: &Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return;
-    };
-    // SAFETY: a NUL-terminated path and a null times pointer (now).
-    unsafe {
-        libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), std::ptr::null(), 0);
-    }
+    use nix::sys::{stat, time::TimeSpec};
+    let now = TimeSpec::UTIME_NOW;
+    let flags = stat::UtimensatFlags::NoFollowSymlink;
+    // The folder is there (just renamed into place); a failure only leaves
+    // the spare's older times.
+    let _ = stat::utimensat(None, path, &now, &now, flags);
 }
 
 /// `<pair>/_data`, both made here; nothing left if the second fails.

@@ -280,7 +280,7 @@ impl VolumeService {
     fn adopt_orphans(
         &self,
         driver: &dyn VolumeDriver,
-        buried: &HashSet<String>,
+        untouched: &HashSet<String>,
         report: &mut ReconcileReport,
     ) {
         let found = match driver.list() {
@@ -288,8 +288,8 @@ impl VolumeService {
             Err(e) => return report.problems.push(format!("{}: {e}", driver.name())),
         };
         for volume in found {
-            if buried.contains(&volume.name) {
-                continue; // a removed volume's storage: never adopted
+            if untouched.contains(&volume.name) {
+                continue; // a removed volume's storage, or a rename's: never adopted
             }
             let _guard = self.locks.lock(&volume.name);
             match self.record("reconcile", &volume.name) {
