@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -37,6 +39,26 @@ def test_sigterm_removes_socket_and_pidfile(berth):
     assert rc == 0, log_tail(berth.log)
     assert not os.path.exists(berth.sock)
     assert not os.path.exists(berth.pidfile)
+
+
+def test_sigterm_as_soon_as_the_socket_appears_stops_cleanly(berth_factory):
+    """A SIGTERM that comes the moment the socket exists (a service manager
+    stopping a daemon it just started) is a clean stop, never the default
+    action that kills the process: the handlers are installed before
+    anything is bound. Ten starts, each stopped as early as the socket is
+    seen."""
+    daemon = berth_factory()
+    for round_ in range(10):
+        proc = daemon.spawn()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(daemon.sock):
+            assert proc.poll() is None and time.monotonic() < deadline, log_tail(daemon.log)
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+        assert rc == 0, (round_, log_tail(daemon.log))
+        assert not os.path.exists(daemon.sock)
+        assert not os.path.exists(daemon.pidfile)
 
 
 def test_restart_keeps_volumes(berth):

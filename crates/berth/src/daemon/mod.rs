@@ -448,6 +448,9 @@ impl Reload {
 }
 
 async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
+    // Installed first: a SIGTERM that comes as soon as the socket answers
+    // (or even before) must stop the daemon cleanly, not kill it.
+    let mut signals = Signals::install()?;
     check_web(&args)?;
     let defaults = args.container_defaults()?;
     let hosts = listeners::parse_hosts(&args.host)?;
@@ -513,8 +516,8 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
         tcp_plan.as_ref(),
         stop_rx,
     )?);
-    spawn_reload_on_hangup(reload, args.clone());
-    stop_signal().await;
+    spawn_reload_on_hangup(signals.hangup.take(), reload, args.clone());
+    signals.stopped().await;
     let _ = stop_tx.send(true);
     let result = finish_within_grace(servers).await;
     // Bridges and NAT rules of networks no container is on go with a
@@ -845,9 +848,12 @@ fn restart_settings_changed(running: &DaemonArgs, new: &DaemonArgs) -> Vec<&'sta
 }
 
 /// Reloads the configuration at every SIGHUP.
-fn spawn_reload_on_hangup(reload: Reload, running: DaemonArgs) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+fn spawn_reload_on_hangup(
+    hangup: Option<tokio::signal::unix::Signal>,
+    reload: Reload,
+    running: DaemonArgs,
+) {
+    let Some(mut hup) = hangup else {
         tracing::warn!("no SIGHUP handler: the configuration cannot be reloaded");
         return;
     };
@@ -859,13 +865,30 @@ fn spawn_reload_on_hangup(reload: Reload, running: DaemonArgs) {
     });
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+/// The daemon's signal handlers, installed before anything is bound so
+/// that no signal finds the default action (which kills the process).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    /// Taken by the reload task; `None` when it could not be installed.
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hangup: signal(SignalKind::hangup()).ok(),
+        })
+    }
+
+    /// Resolves on SIGTERM or SIGINT.
+    async fn stopped(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = self.int.recv() => tracing::info!("SIGINT received, shutting down"),
+        }
     }
 }
