@@ -83,44 +83,6 @@ pub fn rfc3339_local(secs: i64) -> String {
     })
 }
 
-/// One volume of a list, borrowed from the core's shared rows (a list of
-/// 100,000 copies nothing): the same keys as [`VolumeJson`] without
-/// `Status` and `UsageData`, which a list never has.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListedVolumeJson<'a> {
-    pub created_at: String,
-    pub driver: &'a str,
-    pub labels: Option<&'a BTreeMap<String, String>>,
-    pub mountpoint: std::borrow::Cow<'a, str>,
-    pub name: &'a str,
-    pub options: Option<&'a BTreeMap<String, String>>,
-    pub scope: &'static str,
-}
-
-impl<'a> From<&'a berth_core::volume::ListedVolume> for ListedVolumeJson<'a> {
-    fn from(v: &'a berth_core::volume::ListedVolume) -> Self {
-        let r = v.record.as_ref();
-        ListedVolumeJson {
-            created_at: rfc3339_local(r.created_at),
-            driver: &r.driver,
-            labels: (!r.labels.is_empty()).then_some(&r.labels),
-            mountpoint: v.mountpoint.to_string_lossy(),
-            name: &r.name,
-            options: (!r.options.is_empty()).then_some(&r.options),
-            scope: v.scope.as_str(),
-        }
-    }
-}
-
-/// `volume.ListResponse` (both keys always present), of borrowed volumes.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct VolumeListRefJson<'a> {
-    pub volumes: Vec<ListedVolumeJson<'a>>,
-    pub warnings: Option<Vec<String>>,
-}
-
 /// `volume.CreateOptions` (the create request body).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]

@@ -9,9 +9,7 @@ use bytes::Bytes;
 
 use crate::error::ApiError;
 use crate::request::{blocking, json, json_bytes, read_json, Query};
-use crate::types::{
-    ListedVolumeJson, VolumeCreateBody, VolumeJson, VolumeListRefJson, VolumePruneJson,
-};
+use crate::types::{VolumeCreateBody, VolumeJson, VolumePruneJson};
 use crate::version::ApiVersion;
 use crate::ApiState;
 
@@ -43,14 +41,10 @@ pub async fn list(
     let mut warnings = state.volumes.warnings();
     warnings.extend(plugin_warnings);
     let count = volumes.len();
-    let body = VolumeListRefJson {
-        volumes: volumes.iter().map(ListedVolumeJson::from).collect(),
-        warnings: (!warnings.is_empty()).then_some(warnings),
-    };
-    let mut bytes = body.to_json();
+    let warnings = (!warnings.is_empty()).then_some(warnings);
+    let mut bytes = crate::volume_list_body::list_body(&volumes, warnings.as_deref());
     bytes.push(b'\n');
     let response = json_bytes(StatusCode::OK, bytes);
-    drop(body);
     drop(volumes);
     if count >= LARGE_LIST {
         // The rows copied for this answer are free again: give the pages
