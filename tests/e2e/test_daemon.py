@@ -61,6 +61,60 @@ def test_sigterm_as_soon_as_the_socket_appears_stops_cleanly(berth_factory):
         assert not os.path.exists(daemon.pidfile)
 
 
+def wait_for_main(proc, timeout: float = 30.0) -> bool:
+    """Waits until the daemon's main thread holds SIGTERM, SIGINT and
+    SIGHUP blocked (its first step), or has got past that; True if the
+    blocked mask was seen."""
+    held = (1 << (signal.SIGTERM - 1)) | (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGHUP - 1))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                blocked = next(int(l.split()[1], 16) for l in f if l.startswith("SigBlk:"))
+        except (OSError, StopIteration):
+            continue
+        if blocked & held == held:
+            return True
+        if os.path.exists(f"/proc/{proc.pid}/fd") and len(os.listdir(f"/proc/{proc.pid}/task")) > 1:
+            return False  # threads already: past the first step
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_during_start_up_is_a_clean_stop(berth_factory, sig):
+    """A stop signal that comes at any moment after `main` began (here: as
+    soon as it holds the signals, long before the socket exists) ends the
+    daemon cleanly once start-up is done, never by the default action."""
+    daemon = berth_factory()
+    for round_ in range(5):
+        proc = daemon.spawn()
+        wait_for_main(proc)
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=30)
+        assert rc == 0, (round_, log_tail(daemon.log))
+        assert not os.path.exists(daemon.sock)
+        assert not os.path.exists(daemon.pidfile)
+
+
+def test_a_reload_during_start_up_does_not_kill_the_daemon(berth_factory):
+    """SIGHUP (a reload) sent as soon as `main` began is a reload once the
+    daemon is up, not its default action, which would kill it."""
+    daemon = berth_factory()
+    for round_ in range(5):
+        proc = daemon.spawn()
+        wait_for_main(proc)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(daemon.sock):
+            assert proc.poll() is None, (round_, proc.returncode, log_tail(daemon.log))
+            assert time.monotonic() < deadline, log_tail(daemon.log)
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert proc.poll() is None, (round_, proc.returncode, log_tail(daemon.log))
+        assert daemon.http("GET", "/_ping")[0] == 200
+        assert daemon.stop() == 0
+
+
 def test_restart_keeps_volumes(berth):
     status, _ = berth.api("POST", "/volumes/create", {"Name": "keep", "Labels": {"a": "b"}})
     assert status == 201

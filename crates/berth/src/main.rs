@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod daemon;
 mod shim;
+mod stop_signals;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -104,8 +105,14 @@ enum Command {
 
 fn main() {
     use clap::FromArgMatches;
+    // First: a stop or reload signal sent during the daemon's start-up
+    // waits for its handlers (see `stop_signals`).
+    stop_signals::hold();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if !matches!(cli.command, Command::Daemon(_)) {
+        stop_signals::release();
+    }
     let code = match cli.command {
         // Which daemon flags were given decides how the config file merges.
         Command::Daemon(args) => daemon::run(*args, matches.subcommand_matches("daemon")),

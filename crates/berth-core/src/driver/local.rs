@@ -89,14 +89,30 @@ impl LocalDriver {
 
     /// Unmounts the volume's own filesystem (options: one on `_data`) if
     /// it is mounted; refuses if any other mount of `mounts` lies inside
-    /// the volume's folder.
+    /// the volume's folder, or if two are stacked on `_data` (unmounting
+    /// one would leave the other's files to be deleted with the volume).
     fn unmount_own(&self, name: &str, mounts: &[PathBuf]) -> Result<(), DriverError> {
         let (dir, data) = (self.volume_dir(name), self.data_dir(name));
         let inside: Vec<_> = mounts.iter().filter(|m| m.starts_with(&dir)).collect();
+        let busy = |context: String| {
+            DriverError::io(
+                context,
+                std::io::Error::from(std::io::ErrorKind::ResourceBusy),
+            )
+        };
         if inside.iter().any(|m| **m != data) {
-            let busy = std::io::Error::from(std::io::ErrorKind::ResourceBusy);
-            let context = format!("a filesystem is mounted inside {}", dir.display());
-            return Err(DriverError::io(context, busy));
+            return Err(busy(format!(
+                "a filesystem is mounted inside {}",
+                dir.display()
+            )));
+        }
+        if inside.len() > 1 {
+            let context = format!(
+                "{} filesystems are mounted on {}",
+                inside.len(),
+                data.display()
+            );
+            return Err(busy(context));
         }
         if inside.is_empty() {
             return Ok(());
@@ -245,7 +261,7 @@ impl VolumeDriver for LocalDriver {
     fn remove(&self, name: &str) -> Result<bool, DriverError> {
         // Refused before anything is deleted when another filesystem is
         // mounted inside (the removal would stop at it half done).
-        self.unmount_own(name, &mount::mount_points_under(&self.volume_dir(name)))?;
+        self.unmount_own(name, &mounts_under(&self.volume_dir(name))?)?;
         self.active.forget(name);
         self.forget_unsynced(name);
         let dir = self.volume_dir(name);
@@ -357,7 +373,15 @@ impl Trash for LocalDriver {
         if let Some(spares) = &self.spares {
             spares.busy();
         }
-        let mounts = mount::mount_points_under(&self.volumes_dir);
+        let mounts = match mounts_under(&self.volumes_dir) {
+            Ok(mounts) => mounts,
+            Err(e) => {
+                let why = e.to_string();
+                let unreadable =
+                    || DriverError::io("moving to the trash", std::io::Error::other(why.clone()));
+                return volumes.iter().map(|_| Err(unreadable())).collect();
+            }
+        };
         (volumes.iter())
             .map(|v| self.retire_one(v.name, v.uid, &mounts))
             .collect()
@@ -412,6 +436,13 @@ fn create_dir_if_missing(dir: &Path) -> Result<bool, DriverError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(DriverError::io(format!("creating {}", dir.display()), e)),
     }
+}
+
+/// The mount points at or under `dir`; an unreadable mount table refuses
+/// what was to be deleted (it cannot be told to hold no mount).
+fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>, DriverError> {
+    mount::mount_points_under(dir)
+        .map_err(|e| DriverError::io("reading the mount table (/proc/self/mountinfo)", e))
 }
 
 /// The trash is something else than a folder of its own: never used.

@@ -6,6 +6,7 @@ pub mod extents;
 pub mod inroot;
 pub mod loopdev;
 pub mod mount;
+pub mod mountinfo;
 pub mod process;
 pub mod reflink;
 pub mod remove_tree;

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags};
 
+pub use super::mountinfo::{mount_points_under, mounts_of_type, propagation_of, Propagation};
+
 /// Mounts `device` of type `fstype` on `target` with the comma-separated
 /// `options` string (flags such as `ro` are split out, the rest is handed to
 /// the filesystem as data, like mount(8) does).
@@ -65,12 +67,13 @@ pub fn unmount_when_free(target: &Path) -> std::io::Result<()> {
 pub fn is_mounted(path: &Path) -> bool {
     match mount_root_attribute(path) {
         Some(answer) => answer,
-        None => listed_in_mountinfo(path),
+        None => super::mountinfo::listed(path),
     }
 }
 
-/// `statx`'s answer, `None` when it has none to give.
-fn mount_root_attribute(path: &Path) -> Option<bool> {
+/// Whether `path` is the root of the mount it resolves to, as `statx`
+/// says (symlinks not followed); `None` when it cannot say.
+pub fn mount_root_attribute(path: &Path) -> Option<bool> {
     use rustix::fs::{statx, AtFlags, StatxAttributes, StatxFlags, CWD};
     use rustix::io::Errno;
     let flags = AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW;
@@ -81,76 +84,6 @@ fn mount_root_attribute(path: &Path) -> Option<bool> {
         Err(Errno::NOENT | Errno::NOTDIR) => Some(false),
         Err(_) => None,
     }
-}
-
-/// Whether `path` is listed as a mount point in /proc/self/mountinfo.
-fn listed_in_mountinfo(path: &Path) -> bool {
-    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let wanted = path.to_string_lossy();
-    table
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .any(|mp| unescape_mountinfo(mp) == wanted)
-}
-
-/// Every mount point at or under `dir`, from one read of
-/// /proc/self/mountinfo (callers checking many folders read it once).
-pub fn mount_points_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    table
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|mp| std::path::PathBuf::from(unescape_mountinfo(mp)))
-        .filter(|mp| mp.starts_with(dir))
-        .collect()
-}
-
-/// How mount events propagate to and from a mount point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Propagation {
-    /// In a peer group (`shared:N`), maybe also a slave.
-    Shared,
-    /// Receives from a master (`master:N`) only.
-    Slave,
-    Private,
-}
-
-/// The mount point holding `path` (the deepest one; the last mounted of
-/// equals) and its propagation, from /proc/self/mountinfo.
-pub fn propagation_of(path: &Path) -> Option<(std::path::PathBuf, Propagation)> {
-    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mut best: Option<(std::path::PathBuf, Propagation)> = None;
-    for line in table.lines() {
-        let Some((point, propagation)) = parse_propagation(line) else {
-            continue;
-        };
-        let deeper = best
-            .as_ref()
-            .is_none_or(|(b, _)| point.components().count() >= b.components().count());
-        if path.starts_with(&point) && deeper {
-            best = Some((point, propagation));
-        }
-    }
-    best
-}
-
-/// A mountinfo line's mount point and propagation (the optional fields
-/// between the mount options and the ` - ` separator).
-fn parse_propagation(line: &str) -> Option<(std::path::PathBuf, Propagation)> {
-    let (before, _) = line.split_once(" - ")?;
-    let fields: Vec<&str> = before.split(' ').collect();
-    let point = unescape_mountinfo(fields.get(4)?);
-    let optional = fields.get(6..).unwrap_or_default();
-    let propagation = if optional.iter().any(|f| f.starts_with("shared:")) {
-        Propagation::Shared
-    } else if optional.iter().any(|f| f.starts_with("master:")) {
-        Propagation::Slave
-    } else {
-        Propagation::Private
-    };
-    Some((point.into(), propagation))
 }
 
 /// Whether the kernel has mount_setattr(2) (Linux 5.12), which the
@@ -172,46 +105,6 @@ pub fn supports_recursive_attributes() -> bool {
         };
         rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS)
     })
-}
-
-/// Mount points of every filesystem of type `fstype` (`cgroup`,
-/// `cgroup2`, …), from /proc/self/mountinfo.
-pub fn mounts_of_type(fstype: &str) -> Vec<std::path::PathBuf> {
-    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    table
-        .lines()
-        .filter_map(|line| mount_of_type(line, fstype))
-        .collect()
-}
-
-/// The mount point of one mountinfo line if its type is `fstype` (the
-/// type follows the ` - ` separator, after the optional fields).
-fn mount_of_type(line: &str, fstype: &str) -> Option<std::path::PathBuf> {
-    let (before, after) = line.split_once(" - ")?;
-    if after.split(' ').next()? != fstype {
-        return None;
-    }
-    let mount_point = before.split(' ').nth(4)?;
-    Some(unescape_mountinfo(mount_point).into())
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal `\NNN`.
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&field[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Splits mount(8)-style options into kernel flags and filesystem data.
@@ -248,43 +141,8 @@ mod tests {
     }
 
     #[test]
-    fn propagation_is_read_from_the_optional_fields() {
-        let shared = "25 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw";
-        let slave = "26 25 0:5 / /a\\040b rw master:3 - tmpfs t rw";
-        let private = "27 25 0:6 / /p rw - tmpfs t rw";
-        let both = "28 25 0:7 / /q rw shared:4 master:2 - tmpfs t rw";
-        let read = |l| parse_propagation(l).unwrap();
-        assert_eq!(read(shared), ("/".into(), Propagation::Shared));
-        assert_eq!(read(slave), ("/a b".into(), Propagation::Slave));
-        assert_eq!(read(private).1, Propagation::Private);
-        assert_eq!(read(both).1, Propagation::Shared);
-    }
-
-    #[test]
-    fn mountinfo_escapes_are_decoded() {
-        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
-    }
-
-    #[test]
-    fn mount_types_are_read_after_the_separator() {
-        let v1 = "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime shared:9 - cgroup cgroup rw,cpu";
-        let v2 = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw";
-        assert_eq!(
-            mount_of_type(v1, "cgroup"),
-            Some("/sys/fs/cgroup/cpu".into())
-        );
-        assert_eq!(mount_of_type(v1, "cgroup2"), None);
-        assert_eq!(
-            mount_of_type(v2, "cgroup2"),
-            Some("/sys/fs/cgroup/unified".into())
-        );
-    }
-
-    #[test]
     fn root_is_mounted() {
         assert!(is_mounted(Path::new("/")));
-        assert!(listed_in_mountinfo(Path::new("/")));
     }
 
     #[test]
@@ -301,7 +159,10 @@ mod tests {
             return; // mounting takes root (CI runs the tests as root)
         }
         mount("tmpfs", &target, "tmpfs", "size=64k").unwrap();
-        let found = (is_mounted(&target), listed_in_mountinfo(&target));
+        let found = (
+            is_mounted(&target),
+            super::super::mountinfo::listed(&target),
+        );
         // The symlink itself is not a mount point, though it leads to one.
         let through_link = is_mounted(&link);
         unmount(&target).unwrap();

@@ -451,6 +451,7 @@ async fn serve(args: DaemonArgs, reload: Reload) -> Result<()> {
     // Installed first: a SIGTERM that comes as soon as the socket answers
     // (or even before) must stop the daemon cleanly, not kill it.
     let mut signals = Signals::install()?;
+    crate::stop_signals::release();
     check_web(&args)?;
     let defaults = args.container_defaults()?;
     let hosts = listeners::parse_hosts(&args.host)?;
