@@ -134,7 +134,7 @@ def mounts_under(path) -> list[str]:
     base = os.path.realpath(str(path))
     found = []
     try:
-        with open("/proc/self/mountinfo") as f:
+        with open("/proc/self/mountinfo", errors="surrogateescape") as f:
             for line in f:
                 fields = line.split()
                 if len(fields) < 5:
@@ -739,5 +739,5 @@ def loop_devices_backed_by(path: str, under: bool = False) -> list[str]:
 
 def mount_points_under(prefix: str) -> list[str]:
     """Mount points at or below ``prefix`` (this process's view)."""
-    with open("/proc/self/mountinfo") as f:
+    with open("/proc/self/mountinfo", errors="surrogateescape") as f:
         return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]

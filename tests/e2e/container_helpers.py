@@ -151,7 +151,7 @@ def container_processes(root: str | None = None) -> dict[str, list[int]]:
             else:
                 cid = m.group(1)
                 try:
-                    with open(f"/proc/{entry}/mountinfo") as f:
+                    with open(f"/proc/{entry}/mountinfo", errors="surrogateescape") as f:
                         if not any(base in line and cid in line for line in f):
                             continue
                 except OSError:
@@ -222,7 +222,7 @@ def foreign_holders(dev: str, own_pids: set[int]) -> list[str]:
                 comm = f.read().strip()
             if comm == "berth":
                 continue  # a daemon or shim
-            with open(f"/proc/{entry}/mountinfo") as f:
+            with open(f"/proc/{entry}/mountinfo", errors="surrogateescape") as f:
                 if any(line.split()[2] == majmin for line in f):
                     found.append(f"{entry} ({comm})")
         except (OSError, IndexError):

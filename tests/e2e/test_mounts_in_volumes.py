@@ -63,17 +63,34 @@ def test_two_filesystems_stacked_on_data_refuse_the_remove(daemon, mounts):
     assert os.listdir(lower) == os.listdir(upper) == ["precious"]
 
 
-def test_a_mount_point_that_is_not_utf8_does_not_hide_a_mount_inside(daemon, mounts):
+def test_a_mount_point_that_is_not_utf8_does_not_hide_a_mount_inside(berth_factory):
+    """The daemon runs in a mount namespace of its own (private
+    propagation), where the odd mount is made: on the host's table it would
+    break every other test's container starts (libcontainer reads the table
+    as UTF-8) while it exists."""
+    daemon = berth_factory()
+    wrapper = os.path.join(daemon.dir, "berth-in-own-mount-ns")
+    with open(wrapper, "w") as f:
+        f.write(f"#!/bin/sh\nexec unshare -m --propagation private -- {daemon.bin} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    daemon.bin = wrapper
+    daemon.start()
+
+    def inside(*args: str | bytes) -> None:
+        subprocess.run(["nsenter", "-t", str(daemon.proc.pid), "-m", "--", *args], check=True)
+
     odd = os.fsencode(daemon.dir) + b"/odd-\xff\xfe"
     os.makedirs(odd)
-    mounts("-t", "tmpfs", "tmpfs", odd)
+    inside("mount", "-t", "tmpfs", "tmpfs", odd)
     data = create(daemon, "mv-inside")
     sub = os.path.join(data, "sub")
     os.makedirs(sub)
     kept = folder_with(os.path.join(daemon.dir, "kept"), b"six")
-    mounts("--bind", kept, sub)
+    inside("mount", "--bind", kept, sub)
     assert "mounted inside" in refused_remove(daemon, "mv-inside")
     assert os.listdir(kept) == ["precious"]
+    inside("umount", sub)
+    daemon.stop()  # the namespace and the odd mount go with the daemon
 
 
 def test_a_bind_mount_in_the_trash_is_never_deleted_through(daemon, mounts):

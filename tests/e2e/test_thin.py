@@ -304,7 +304,7 @@ keep = os.path.realpath(sys.argv[1])
 
 def table():
     rows = []
-    with open("/proc/self/mountinfo") as f:
+    with open("/proc/self/mountinfo", errors="surrogateescape") as f:
         for line in f:
             fields = line.split()
             optional = fields[6:fields.index("-")]

@@ -28,7 +28,7 @@ def blkid_type(dev: str) -> str:
 
 def mounts_of(dev: str) -> list[str]:
     out = []
-    with open("/proc/self/mountinfo") as f:
+    with open("/proc/self/mountinfo", errors="surrogateescape") as f:
         for line in f:
             left, _, right = line.partition(" - ")
             if right.split()[1:2] == [dev]:

@@ -57,7 +57,7 @@ def sh(*argv: str, check=True) -> subprocess.CompletedProcess:
 
 
 def is_mounted(path: str) -> bool:
-    with open("/proc/self/mountinfo") as f:
+    with open("/proc/self/mountinfo", errors="surrogateescape") as f:
         return any(line.split()[4] == path for line in f)
 
 

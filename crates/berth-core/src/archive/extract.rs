@@ -239,7 +239,8 @@ fn clear_target(target: &Path, new_is_dir: bool) -> Result<(), ArchiveError> {
         if new_is_dir {
             return Ok(());
         }
-        std::fs::remove_dir_all(target)
+        // Never through a mount (a volume mounted in a container's tree).
+        crate::sys::remove_tree::remove_tree_same_fs(target).map(|_| ())
     } else {
         std::fs::remove_file(target)
     };

@@ -571,12 +571,12 @@ impl ContainerService {
     /// `<runtime root>/<runtime>/<id>`). Only once its processes are gone.
     pub(super) fn forget_runtime_state(&self, id: &str) {
         let root = &self.settings.runtime_root;
-        let _ = std::fs::remove_dir_all(root.join(id));
+        super::paths::remove_runtime_state(&root.join(id));
         if let Ok(entries) = std::fs::read_dir(root) {
             for entry in entries.flatten() {
                 let state = entry.path().join(id);
                 if entry.file_type().is_ok_and(|t| t.is_dir()) && state.is_dir() {
-                    let _ = std::fs::remove_dir_all(state);
+                    super::paths::remove_runtime_state(&state);
                 }
             }
         }

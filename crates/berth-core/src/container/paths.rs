@@ -330,6 +330,14 @@ fn resolv_conf(host: &str, options: &ContainerOptions) -> String {
     text
 }
 
+/// Removes a runtime's state folder of a container whose processes are
+/// gone; never through a mount (what cannot go stays, with a warning).
+pub(super) fn remove_runtime_state(dir: &Path) {
+    if let Err(e) = crate::sys::remove_tree::remove_tree_same_fs(dir) {
+        tracing::warn!(folder = %dir.display(), error = %e, "runtime state left in place");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -216,7 +216,7 @@ impl ContainerService {
             if let Err(e) = self.paths(&id).remove_all() {
                 tracing::error!(container = %id, error = %e, "orphan folder not removed");
             }
-            let _ = std::fs::remove_dir_all(self.settings.runtime_root.join(&id));
+            super::paths::remove_runtime_state(&self.settings.runtime_root.join(&id));
             report.orphans += 1;
         }
     }

@@ -286,8 +286,12 @@ impl LayerStore {
             std::fs::read_dir(&self.tmp_dir).map_err(|e| ImageError::io(&self.tmp_dir, e))?;
         let mut n = 0;
         for entry in entries.flatten() {
-            std::fs::remove_dir_all(entry.path()).map_err(|e| ImageError::io(&entry.path(), e))?;
-            n += 1;
+            // A leftover that cannot go (something mounted in it) stays,
+            // and the start goes on: it is only scratch.
+            match remove_dir(&entry.path()) {
+                Ok(_) => n += 1,
+                Err(e) => tracing::warn!(error = %e, "scratch folder of an image left in place"),
+            }
         }
         Ok(n)
     }
@@ -339,12 +343,18 @@ fn id_hex(id: &str) -> &str {
 }
 
 /// Deletes a folder and what it holds. Idempotent: whether it existed.
+/// Refused, with nothing deleted, if a filesystem is mounted in it (or the
+/// mount table cannot be read), and never deletes through a mount.
 fn remove_dir(dir: &Path) -> Result<bool, ImageError> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(ImageError::io(dir, e)),
+    let mounted = crate::sys::mount::mount_points_under(dir).map_err(|e| ImageError::io(dir, e))?;
+    if let Some(point) = mounted.first() {
+        let busy = std::io::Error::new(
+            std::io::ErrorKind::ResourceBusy,
+            format!("a filesystem is mounted on {}", point.display()),
+        );
+        return Err(ImageError::io(dir, busy));
     }
+    crate::sys::remove_tree::remove_tree_same_fs(dir).map_err(|e| ImageError::io(dir, e))
 }
 
 /// `sha256:<hex>` of a file's bytes.

@@ -176,6 +176,14 @@ impl ShimContainer {
     pub fn destroy(&mut self) {
         match self {
             ShimContainer::Embedded(c) => {
+                // libcontainer deletes its state folder with remove_dir_all,
+                // which goes through mounts: detach any made inside it first
+                // (their files stay where they are), and keep the folder if
+                // the mount table cannot be read.
+                if let Err(e) = detach_mounts_under(&c.root) {
+                    eprintln!("shim: container state kept: {e}");
+                    return;
+                }
                 if let Err(e) = c.delete(true) {
                     eprintln!("shim: deleting container state: {e}");
                 }
@@ -193,6 +201,19 @@ impl ShimContainer {
             }
         }
     }
+}
+
+/// Lazily unmounts every filesystem mounted at or under `dir`, deepest
+/// first, so that deleting `dir` cannot reach their files.
+fn detach_mounts_under(dir: &std::path::Path) -> Result<(), String> {
+    let mut points = berth_core::sys::mount::mount_points_under(dir)
+        .map_err(|e| format!("reading the mount table: {e}"))?;
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| format!("unmounting {}: {e}", point.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
