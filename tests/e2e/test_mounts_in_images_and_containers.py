@@ -54,8 +54,16 @@ def test_rmi_never_deletes_through_a_mount_in_a_layer(daemon, image, bind):
     assert os.path.isdir(layer), layer
     kept = kept_folder(daemon, b"layer")
     bind(kept, os.path.join(layer, "mnt-by-hand"))
-    daemon.docker("rmi", tag, check=False)
+    refused = daemon.docker("rmi", tag, check=False)
+    assert refused.returncode != 0
+    assert "mounted" in refused.stderr, refused.stderr
     assert intact(kept, b"layer")
+    # Refused before anything went: the image is whole.
+    status, after = daemon.api("GET", f"/images/{tag}/json")
+    assert status == 200 and after["RootFS"] == info["RootFS"], after
+    subprocess.run(["umount", os.path.join(layer, "mnt-by-hand")], check=True)
+    daemon.docker("rmi", tag)
+    assert not os.path.exists(layer)
 
 
 def test_rm_never_deletes_through_a_mount_in_the_runtime_state(daemon, image, bind):
@@ -68,14 +76,15 @@ def test_rm_never_deletes_through_a_mount_in_the_runtime_state(daemon, image, bi
     assert intact(kept, b"state")
 
 
-def test_a_mount_in_the_image_scratch_folder_neither_goes_nor_stops_the_start(
-    berth_factory, bind
-):
+@pytest.mark.parametrize("where", [("tmp", "left", "over"), ("layers", "ab" * 32, "mnt")])
+def test_a_mount_in_image_leftovers_neither_goes_nor_stops_the_start(berth_factory, bind, where):
+    """A scratch folder, or a layer folder no image records, with a mount
+    inside: start-up leaves it (with a warning) and starts."""
     berth = berth_factory().start()
     berth.stop()
-    kept = kept_folder(berth, b"scratch")
-    bind(kept, os.path.join(berth.root, "images", "tmp", "left", "over"))
+    kept = kept_folder(berth, b"leftover")
+    bind(kept, os.path.join(berth.root, "images", *where))
     berth.start()
     assert berth.http("GET", "/_ping")[0] == 200
     berth.stop()
-    assert intact(kept, b"scratch")
+    assert intact(kept, b"leftover")

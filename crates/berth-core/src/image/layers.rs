@@ -260,8 +260,18 @@ impl LayerStore {
                 "{diff_id:?} is not a layer ID"
             )));
         }
+        self.check_removable(diff_id)?;
         remove_dir(&self.blob_dir(diff_id))?;
         remove_dir(&self.path(diff_id))
+    }
+
+    /// Refuses (nothing deleted) if a filesystem is mounted in the layer's
+    /// folder or its blob folder, or the mount table cannot be read.
+    pub fn check_removable(&self, diff_id: &str) -> Result<(), ImageError> {
+        for dir in [self.blob_dir(diff_id), self.path(diff_id)] {
+            refuse_if_mounted(&dir)?;
+        }
+        Ok(())
     }
 
     /// Diff IDs of every layer folder or blob folder present.
@@ -346,15 +356,24 @@ fn id_hex(id: &str) -> &str {
 /// Refused, with nothing deleted, if a filesystem is mounted in it (or the
 /// mount table cannot be read), and never deletes through a mount.
 fn remove_dir(dir: &Path) -> Result<bool, ImageError> {
-    let mounted = crate::sys::mount::mount_points_under(dir).map_err(|e| ImageError::io(dir, e))?;
-    if let Some(point) = mounted.first() {
-        let busy = std::io::Error::new(
-            std::io::ErrorKind::ResourceBusy,
-            format!("a filesystem is mounted on {}", point.display()),
-        );
-        return Err(ImageError::io(dir, busy));
-    }
+    refuse_if_mounted(dir)?;
     crate::sys::remove_tree::remove_tree_same_fs(dir).map_err(|e| ImageError::io(dir, e))
+}
+
+/// An error if a filesystem is mounted at or under `dir` (or the mount
+/// table cannot be read).
+fn refuse_if_mounted(dir: &Path) -> Result<(), ImageError> {
+    let mounted = crate::sys::mount::mount_points_under(dir).map_err(|e| ImageError::io(dir, e))?;
+    match mounted.first() {
+        None => Ok(()),
+        Some(point) => {
+            let busy = std::io::Error::new(
+                std::io::ErrorKind::ResourceBusy,
+                format!("a filesystem is mounted on {}", point.display()),
+            );
+            Err(ImageError::io(dir, busy))
+        }
+    }
 }
 
 /// `sha256:<hex>` of a file's bytes.

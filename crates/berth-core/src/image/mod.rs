@@ -337,6 +337,11 @@ impl ImageService {
             .cloned()
             .map(RemoveAction::Untagged)
             .collect();
+        // Refused before the record goes: a layer that could not be
+        // deleted afterwards would leave a half-removed image.
+        for (diff_id, _) in &image.layers {
+            self.layers.check_removable(diff_id)?;
+        }
         let orphans = self.store.delete_image(&image.id)?;
         actions.push(RemoveAction::Deleted(image.id.clone()));
         // Docker then lists the layers released, top first, by chain ID.
@@ -380,7 +385,12 @@ impl ImageService {
         let mut problems = Vec::new();
         for on_disk in self.layers.list()? {
             if !recorded.contains(&on_disk) {
-                self.layers.remove(&on_disk)?;
+                // One that cannot go (something mounted in it) stays; the
+                // start goes on.
+                if let Err(e) = self.layers.remove(&on_disk) {
+                    tracing::warn!(layer = %on_disk, error = %e, "layer of no image left in place");
+                    problems.push(format!("layer {on_disk} of no image left in place: {e}"));
+                }
             }
         }
         for diff_id in &recorded {
