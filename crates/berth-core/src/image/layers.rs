@@ -298,7 +298,7 @@ impl LayerStore {
         for entry in entries.flatten() {
             // A leftover that cannot go (something mounted in it) stays,
             // and the start goes on: it is only scratch.
-            match remove_dir(&entry.path()) {
+            match refuse_if_mounted(&entry.path()).and_then(|()| remove_dir(&entry.path())) {
                 Ok(_) => n += 1,
                 Err(e) => tracing::warn!(error = %e, "scratch folder of an image left in place"),
             }
@@ -352,11 +352,10 @@ fn id_hex(id: &str) -> &str {
     }
 }
 
-/// Deletes a folder and what it holds. Idempotent: whether it existed.
-/// Refused, with nothing deleted, if a filesystem is mounted in it (or the
-/// mount table cannot be read), and never deletes through a mount.
+/// Deletes a folder and what it holds, never through a mount. Idempotent:
+/// whether it existed. Callers refuse a folder with a mount in it first
+/// ([`refuse_if_mounted`]), so that nothing of it is deleted.
 fn remove_dir(dir: &Path) -> Result<bool, ImageError> {
-    refuse_if_mounted(dir)?;
     crate::sys::remove_tree::remove_tree_same_fs(dir).map_err(|e| ImageError::io(dir, e))
 }
 
